@@ -1,0 +1,69 @@
+//! The `sluice` command line: one module per subcommand.
+//!
+//! Exit codes: 0 success; 1 the pipeline is invalid (or a test failed);
+//! 2 a file could not be read; 3 a run stopped early (a sink or the DLQ could
+//! not be written, `on_invalid: fail`, or the counts did not add up).
+
+pub mod check;
+pub mod run;
+pub mod schema;
+pub mod test;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::diagnostics::render::Format;
+
+/// Declarative stream pipelines: check, test and run them.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check pipeline files and print every problem found.
+    Check {
+        /// Pipeline files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How to print diagnostics.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Run a pipeline over its whole input and print a summary.
+    Run(run::Args),
+    /// Run a pipeline's test cases (the `tests/*.yaml` files beside it).
+    Test {
+        /// Pipeline files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the pipeline format.
+    Schema,
+}
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the pipeline is invalid, or a test failed.
+pub const EXIT_INVALID: i32 = 1;
+/// Exit code: a file could not be read.
+pub const EXIT_UNREADABLE: i32 = 2;
+/// Exit code: a run stopped early or its counts did not add up.
+pub const EXIT_RUN_FAILED: i32 = 3;
+
+/// Parses the arguments, runs the command, and returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { files, format } => check::main(&files, format),
+        Command::Run(args) => run::main(&args),
+        Command::Test { files } => test::main(&files),
+        Command::Schema => schema::main(),
+    }
+}

@@ -1,0 +1,240 @@
+//! `sluice run PIPELINE`: run a pipeline over its whole input.
+
+use std::io::{BufReader, IsTerminal};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREADABLE};
+use crate::config::{self, Env, LoadError, Loaded};
+use crate::delivery::DlqConfig;
+use crate::diagnostics::render::{self, Format};
+use crate::engine::Built;
+use crate::engine::run::{self, LineReader, Options, Output, Outputs, Report};
+use crate::metrics::Counts;
+use crate::record::Stage;
+use crate::sinks;
+use crate::sources;
+
+/// Arguments of `sluice run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The pipeline file.
+    pub file: PathBuf,
+    /// Worker threads for parse, validate and transform (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Records per batch; `meta.batch_time` is taken once per batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_records: usize,
+    /// Never show the progress bar (it is shown only when standard error is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// How to print the summary on standard error.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Human)]
+    pub summary_format: SummaryFormat,
+}
+
+/// Summary formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    /// A table for people.
+    Human,
+    /// One JSON document on one line.
+    Json,
+}
+
+/// Runs the pipeline; see the module docs of `cli` for exit codes.
+pub fn main(args: &Args) -> i32 {
+    let loaded = match config::load(&args.file, &Env::process()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprint!("{}", render::text(e.diagnostics(), Format::Human));
+            return match e {
+                LoadError::Unreadable(_) => EXIT_UNREADABLE,
+                LoadError::Invalid(_) => EXIT_INVALID,
+            };
+        }
+    };
+    if !loaded.diagnostics.list.is_empty() {
+        eprint!("{}", render::text(&loaded.diagnostics, Format::Human));
+    }
+    let built = match Built::new(&loaded) {
+        Ok(b) => Arc::new(b),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let reader = match open_source(&loaded) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_UNREADABLE;
+        }
+    };
+    let mut outputs = match open_outputs(&loaded) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_UNREADABLE;
+        }
+    };
+    let opts = Options {
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+        batch_records: args.batch_records,
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let report = run::run(built, reader, &mut outputs, &opts);
+    let names: Vec<&str> = loaded.pipeline.sinks.keys().map(String::as_str).collect();
+    match args.summary_format {
+        SummaryFormat::Human => {
+            eprint!("{}", human_summary(&loaded.pipeline.name, &names, &report))
+        }
+        SummaryFormat::Json => {
+            eprintln!("{}", json_summary(&loaded.pipeline.name, &names, &report))
+        }
+    }
+    if let Some(e) = &report.error {
+        eprintln!("error: the run stopped early: {e}");
+        return EXIT_RUN_FAILED;
+    }
+    if !report.counts.balanced() {
+        eprintln!("error: the counts do not add up: some records are not accounted for");
+        return EXIT_RUN_FAILED;
+    }
+    EXIT_OK
+}
+
+fn open_source(loaded: &Loaded) -> Result<LineReader, String> {
+    match &loaded.pipeline.source {
+        sources::Config::File(c) => {
+            let path = loaded.resolve(&c.path);
+            let f = std::fs::File::open(&path)
+                .map_err(|e| format!("cannot read the source file `{}`: {e}", path.display()))?;
+            Ok(LineReader::new(
+                Box::new(BufReader::with_capacity(256 * 1024, f)),
+                "file",
+                Some(Arc::from(c.path.as_str())),
+                c.max_record_bytes,
+            ))
+        }
+        sources::Config::Stdin(c) => Ok(LineReader::new(
+            Box::new(BufReader::with_capacity(256 * 1024, std::io::stdin())),
+            "stdin",
+            None,
+            c.max_record_bytes,
+        )),
+    }
+}
+
+fn open_file(loaded: &Loaded, c: &sinks::file::Config) -> Result<Output, String> {
+    let path = loaded.resolve(&c.path);
+    sinks::file::Writer::open(&path, c.mode)
+        .map(Output::File)
+        .map_err(|e| format!("cannot open `{}` for writing: {e}", path.display()))
+}
+
+fn open_outputs(loaded: &Loaded) -> Result<Outputs, String> {
+    let mut out = Vec::new();
+    for (name, sink) in &loaded.pipeline.sinks {
+        let o = match sink {
+            sinks::Config::File(c) => open_file(loaded, c)?,
+            sinks::Config::Stdout(_) => Output::Stdout(std::io::BufWriter::new(std::io::stdout())),
+        };
+        out.push((name.clone(), o));
+    }
+    let dlq = match &loaded.pipeline.dlq {
+        DlqConfig::File(c) => open_file(loaded, c)?,
+        DlqConfig::Stdout(_) => Output::Stdout(std::io::BufWriter::new(std::io::stdout())),
+    };
+    Ok(Outputs { sinks: out, dlq })
+}
+
+fn rate(counts: &Counts, report: &Report) -> f64 {
+    let secs = report.elapsed.as_secs_f64();
+    if secs > 0.0 {
+        counts.records_in as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+fn human_summary(name: &str, sinks: &[&str], report: &Report) -> String {
+    let c = &report.counts;
+    let per_sink = sinks
+        .iter()
+        .zip(&c.per_sink)
+        .map(|(n, v)| format!("{n} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stages = Stage::ALL
+        .iter()
+        .zip(&c.dead_lettered)
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{} {n}", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut s = format!(
+        "pipeline `{name}`: {} records in {:.2} s ({:.0} records/s)\n",
+        c.records_in,
+        report.elapsed.as_secs_f64(),
+        rate(c, report)
+    );
+    if c.fanned_out > 0 {
+        s.push_str(&format!(
+            "  fanned out     {:>10}   extra records from transforms\n",
+            c.fanned_out
+        ));
+    }
+    s.push_str(&format!(
+        "  delivered      {:>10}   {per_sink}\n",
+        c.delivered
+    ));
+    s.push_str(&format!("  filtered       {:>10}\n", c.filtered));
+    if c.dropped_invalid > 0 {
+        s.push_str(&format!(
+            "  dropped        {:>10}   invalid, on_invalid: drop\n",
+            c.dropped_invalid
+        ));
+    }
+    s.push_str(&format!(
+        "  dead-lettered  {:>10}   {stages}\n",
+        c.dead_lettered_total()
+    ));
+    s.push_str(&format!("  unrouted       {:>10}\n", c.unrouted));
+    s
+}
+
+fn json_summary(name: &str, sinks: &[&str], report: &Report) -> String {
+    let c = &report.counts;
+    let mut dl = serde_json::Map::new();
+    dl.insert("total".into(), json!(c.dead_lettered_total()));
+    for (s, n) in Stage::ALL.iter().zip(&c.dead_lettered) {
+        dl.insert(s.as_str().into(), json!(n));
+    }
+    let per_sink: serde_json::Map<String, serde_json::Value> = sinks
+        .iter()
+        .zip(&c.per_sink)
+        .map(|(n, v)| ((*n).to_owned(), json!(v)))
+        .collect();
+    json!({
+        "pipeline": name,
+        "records_in": c.records_in,
+        "fanned_out": c.fanned_out,
+        "delivered": c.delivered,
+        "sinks": per_sink,
+        "filtered": c.filtered,
+        "dropped_invalid": c.dropped_invalid,
+        "dead_lettered": dl,
+        "unrouted": c.unrouted,
+        "balanced": c.balanced(),
+        "elapsed_ms": report.elapsed.as_millis() as u64,
+        "records_per_s": rate(c, report).round() as u64,
+        "error": report.error.as_ref().map(ToString::to_string),
+    })
+    .to_string()
+}

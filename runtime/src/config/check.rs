@@ -1,0 +1,339 @@
+//! Cross-reference and file checks that a schema cannot express: routes to
+//! sinks that exist, unused sinks, schema files, and every script compiled
+//! with its errors mapped to the line and column inside the YAML file.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::path::Path;
+
+use saphyr_parser::ScalarStyle;
+use serde_json::Value;
+
+use super::pipeline::Pipeline;
+use super::resolve;
+use super::yaml::SpanMap;
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, FileId, SourceFile, did_you_mean};
+use crate::transform::{self, SyntaxError};
+use crate::validate::{self, SchemaSource};
+
+/// What the passes need to point into the pipeline file.
+pub struct Cx<'a> {
+    /// The pipeline file.
+    pub file: FileId,
+    /// Origins by JSON pointer.
+    pub spans: &'a SpanMap,
+    /// The pipeline as JSON.
+    pub value: &'a Value,
+}
+
+impl Cx<'_> {
+    /// The span of the value at `pointer`, or of its nearest ancestor.
+    pub fn value_span(&self, pointer: &str) -> Range<usize> {
+        let mut p = pointer;
+        loop {
+            if let Some(o) = self.spans.get(p) {
+                return o.value.clone();
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return 0..0,
+            }
+        }
+    }
+
+    /// The span of the key at `pointer` (the value's when there is no key).
+    pub fn key_span(&self, pointer: &str) -> Range<usize> {
+        match self.spans.get(pointer).and_then(|o| o.key.clone()) {
+            Some(k) => k,
+            None => self.value_span(pointer),
+        }
+    }
+}
+
+/// Runs the checks. Returns the loaded schema documents and the transform sources.
+pub fn check(
+    cx: &Cx<'_>,
+    p: &Pipeline,
+    dir: &Path,
+    diags: &mut Diagnostics,
+) -> (HashMap<String, Value>, Vec<String>) {
+    let schemas = check_schemas(cx, p, dir, diags);
+    if let Some(v) = &p.validate {
+        if !p.schemas.contains_key(&v.schema) {
+            let mut d = Diagnostic::error(
+                Code::UnknownReference,
+                format!("schema `{}` is not defined under `schemas`", v.schema),
+            )
+            .at(cx.file, cx.value_span("/validate/schema"));
+            if let Some(s) = did_you_mean(&v.schema, p.schemas.keys().map(String::as_str)) {
+                d = d.help(format!("did you mean `{s}`?"));
+            }
+            diags.push(d);
+        }
+    }
+    let engine = transform::engine(&p.limits);
+    let scripts = check_transforms(cx, p, dir, &engine, diags);
+    check_routes(cx, p, &engine, diags);
+    (schemas, scripts)
+}
+
+fn check_schemas(
+    cx: &Cx<'_>,
+    p: &Pipeline,
+    dir: &Path,
+    diags: &mut Diagnostics,
+) -> HashMap<String, Value> {
+    let mut out = HashMap::new();
+    for (name, src) in &p.schemas {
+        let pointer = format!("/schemas/{}", name.replace('~', "~0").replace('/', "~1"));
+        let at = cx.value_span(&pointer);
+        let doc = match src {
+            SchemaSource::Inline(map) => Value::Object(map.clone()),
+            SchemaSource::Path(path) => {
+                let full = resolve(dir, path);
+                let text = match std::fs::read_to_string(&full) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        diags.push(
+                            Diagnostic::error(
+                                Code::InvalidSchema,
+                                format!("schema file `{path}` cannot be read: {e}"),
+                            )
+                            .at(cx.file, at),
+                        );
+                        continue;
+                    }
+                };
+                match serde_json::from_str::<Value>(&text) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let id = diags.sources.add(full.display().to_string(), text);
+                        let f = diags.sources.get(id);
+                        let off = f.offset(e.line(), e.column().saturating_sub(1));
+                        diags.push(
+                            Diagnostic::error(
+                                Code::InvalidSchema,
+                                format!("schema file `{path}` is not valid JSON: {e}"),
+                            )
+                            .at(id, off..(off + 1).min(f.text.len())),
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        match validate::check_schema(&doc) {
+            Ok(()) => {
+                out.insert(name.clone(), doc);
+            }
+            Err(e) => diags.push(
+                Diagnostic::error(
+                    Code::InvalidSchema,
+                    format!("schema `{name}` is not a valid JSON Schema: {e}"),
+                )
+                .at(cx.file, at),
+            ),
+        }
+    }
+    out
+}
+
+fn check_transforms(
+    cx: &Cx<'_>,
+    p: &Pipeline,
+    dir: &Path,
+    engine: &rhai::Engine,
+    diags: &mut Diagnostics,
+) -> Vec<String> {
+    let mut names = HashSet::new();
+    let mut scripts = Vec::new();
+    for (i, t) in p.transforms.iter().enumerate() {
+        let pointer = format!("/transforms/{i}");
+        if !names.insert(t.name.as_str()) {
+            diags.push(
+                Diagnostic::error(
+                    Code::DuplicateName,
+                    format!("two transforms are named `{}`", t.name),
+                )
+                .at(cx.file, cx.value_span(&format!("{pointer}/name")))
+                .help("give each transform its own name"),
+            );
+        }
+        match (&t.script, &t.file) {
+            (Some(src), None) => {
+                if let Err(e) = transform::compile_script(engine, src) {
+                    let span = script_span(
+                        cx,
+                        diags.sources.get(cx.file),
+                        &format!("{pointer}/script"),
+                        &e,
+                    );
+                    diags.push(script_error(&t.name, &e, cx.file, span));
+                }
+                scripts.push(src.clone());
+            }
+            (None, Some(path)) => {
+                let full = resolve(dir, path);
+                match std::fs::read_to_string(&full) {
+                    Ok(src) => {
+                        let id = diags.sources.add(full.display().to_string(), src.clone());
+                        if let Err(e) = transform::compile_script(engine, &src) {
+                            let f = diags.sources.get(id);
+                            let off = f.offset(e.line, e.column.saturating_sub(1));
+                            let span = off..word_end(&f.text, off);
+                            diags.push(script_error(&t.name, &e, id, span));
+                        }
+                        scripts.push(src);
+                    }
+                    Err(e) => {
+                        diags.push(
+                            Diagnostic::error(
+                                Code::Io,
+                                format!("script file `{path}` cannot be read: {e}"),
+                            )
+                            .at(cx.file, cx.value_span(&format!("{pointer}/file"))),
+                        );
+                        scripts.push(String::new());
+                    }
+                }
+            }
+            (Some(_), Some(_)) => {
+                diags.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        format!("transform `{}` has both `script` and `file`", t.name),
+                    )
+                    .at(cx.file, cx.key_span(&format!("{pointer}/file")))
+                    .help("keep one of them"),
+                );
+                scripts.push(String::new());
+            }
+            (None, None) => {
+                diags.push(
+                    Diagnostic::error(
+                        Code::MissingField,
+                        format!("transform `{}` has neither `script` nor `file`", t.name),
+                    )
+                    .at(cx.file, cx.key_span(&pointer))
+                    .help("add `script: |` with Rhai code, or `file: path/to/script.rhai`"),
+                );
+                scripts.push(String::new());
+            }
+        }
+    }
+    scripts
+}
+
+fn check_routes(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Diagnostics) {
+    let mut used = HashSet::new();
+    for (i, r) in p.routes.iter().enumerate() {
+        for (j, name) in r.to.iter().enumerate() {
+            if p.sinks.contains_key(name) {
+                used.insert(name.as_str());
+                continue;
+            }
+            let mut d = Diagnostic::error(
+                Code::UnknownReference,
+                format!(
+                    "route #{} sends to sink `{name}`, which is not defined",
+                    i + 1
+                ),
+            )
+            .at(cx.file, cx.value_span(&format!("/routes/{i}/to/{j}")));
+            if let Some(s) = did_you_mean(name, p.sinks.keys().map(String::as_str)) {
+                d = d.help(format!("did you mean `{s}`?"));
+            } else {
+                d = d.help(format!(
+                    "the sinks are: {}",
+                    p.sinks
+                        .keys()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            diags.push(d);
+        }
+        if let Some(when) = &r.when {
+            if let Err(e) = transform::compile_condition(engine, when) {
+                let span = script_span(
+                    cx,
+                    diags.sources.get(cx.file),
+                    &format!("/routes/{i}/when"),
+                    &e,
+                );
+                diags.push(
+                    Diagnostic::error(
+                        Code::ScriptSyntax,
+                        format!("condition of route #{}: {}", i + 1, e.message),
+                    )
+                    .at(cx.file, span),
+                );
+            }
+        }
+    }
+    for name in p.sinks.keys() {
+        if !used.contains(name.as_str()) {
+            let pointer = format!("/sinks/{}", name.replace('~', "~0").replace('/', "~1"));
+            diags.push(
+                Diagnostic::warning(
+                    Code::UnusedSink,
+                    format!("sink `{name}` is not used by any route"),
+                )
+                .at(cx.file, cx.key_span(&pointer))
+                .help(format!(
+                    "add `{name}` to a route's `to`, or remove the sink"
+                )),
+            );
+        }
+    }
+}
+
+fn script_error(name: &str, e: &SyntaxError, file: FileId, span: Range<usize>) -> Diagnostic {
+    Diagnostic::error(
+        Code::ScriptSyntax,
+        format!("transform `{name}`: {}", e.message),
+    )
+    .at(file, span)
+}
+
+/// Maps a line and column inside a script to a span in the YAML file.
+fn script_span(cx: &Cx<'_>, file: &SourceFile, pointer: &str, e: &SyntaxError) -> Range<usize> {
+    let Some(origin) = cx.spans.get(pointer) else {
+        return cx.value_span(pointer);
+    };
+    let (start_line, start_col) = file.line_col(origin.value.start);
+    let (line, col0) = match origin.style {
+        Some(ScalarStyle::Literal | ScalarStyle::Folded) => {
+            // The span starts at the block's first content line; its content is
+            // indented by that line's indentation.
+            let indent = (start_line..start_line + 10_000)
+                .map(|l| file.line(l))
+                .find(|l| !l.trim().is_empty())
+                .map_or(0, |l| l.len() - l.trim_start().len());
+            (start_line + e.line - 1, indent + e.column.saturating_sub(1))
+        }
+        Some(ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted) if e.line == 1 => {
+            (start_line, start_col + e.column.saturating_sub(1))
+        }
+        _ if e.line == 1 => (start_line, start_col - 1 + e.column.saturating_sub(1)),
+        _ => (start_line + e.line - 1, e.column.saturating_sub(1)),
+    };
+    let off = file.offset(line, col0);
+    off..word_end(&file.text, off)
+}
+
+/// The end of the identifier (or single character) starting at `off`.
+fn word_end(text: &str, off: usize) -> usize {
+    let rest = &text[off.min(text.len())..];
+    let len = rest
+        .char_indices()
+        .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+        .map_or(rest.len(), |(i, _)| i);
+    let len = if len == 0 {
+        rest.chars().next().map_or(0, char::len_utf8)
+    } else {
+        len
+    };
+    off + len
+}

@@ -1,0 +1,49 @@
+//! The typed pipeline: what a `pipeline.yaml` says, after checking.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::{decode, delivery, route, sinks, sources, transform, validate};
+
+/// A Sluice pipeline: a source, optional schemas and transforms, routes, sinks and a dead-letter queue.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Sluice pipeline")]
+pub struct Pipeline {
+    /// Version of the pipeline format. This runtime reads version 1.
+    #[schemars(extend("const" = 1))]
+    pub version: u32,
+    /// Name of the pipeline, used in dead-letter envelopes and metrics.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Where records come from.
+    pub source: sources::Config,
+    /// How record bytes become records.
+    #[serde(default)]
+    pub decode: decode::Config,
+    /// JSON Schemas by name: a path to a JSON file (relative to this file) or the schema inline.
+    #[serde(default)]
+    pub schemas: BTreeMap<String, validate::SchemaSource>,
+    /// Check every record against one of the `schemas`.
+    #[serde(default)]
+    pub validate: Option<validate::Config>,
+    /// Rhai scripts run on every record, in order.
+    #[serde(default)]
+    pub transforms: Vec<transform::Config>,
+    /// Which sinks records go to. Every route that matches applies.
+    #[schemars(length(min = 1))]
+    pub routes: Vec<route::Config>,
+    /// What happens to a record no route takes: `dlq` (default) or `drop` (counted as unrouted).
+    #[serde(default)]
+    pub unrouted: route::Unrouted,
+    /// Destinations by name.
+    #[schemars(length(min = 1))]
+    pub sinks: BTreeMap<String, sinks::Config>,
+    /// Where records that cannot be delivered go, with the stage and the reason.
+    pub dlq: delivery::DlqConfig,
+    /// Sandbox limits for every script.
+    #[serde(default)]
+    pub limits: transform::Limits,
+}

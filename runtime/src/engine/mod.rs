@@ -1,0 +1,394 @@
+//! The engine: runs a built pipeline over batches of raw records.
+//!
+//! [`Built`] is what start-up produces once from a checked pipeline: compiled
+//! schemas, script sources, routes resolved to sink indexes. Each thread owns
+//! a [`Worker`] (a sandboxed Rhai engine with the scripts compiled once) and
+//! turns a batch into a [`BatchOutput`]: encoded lines per sink, dead-letter
+//! envelopes, and counts. Writing those out is the runner's job ([`run`]).
+
+pub mod run;
+
+use std::sync::Arc;
+
+use rhai::{AST, Dynamic, Engine, Scope};
+use serde_json::Value;
+
+use crate::config::Loaded;
+use crate::decode::Format;
+use crate::delivery::envelope::{Envelope, encode_data};
+use crate::metrics::Counts;
+use crate::record::{RawRecord, Stage};
+use crate::route::Unrouted;
+use crate::transform::{self, Limits, Meta, convert};
+use crate::validate::{OnInvalid, Validator};
+
+/// A pipeline ready to run: everything compiled or resolved once at start-up.
+pub struct Built {
+    /// The pipeline's name.
+    pub name: Arc<str>,
+    /// The source type, for `meta.source` and envelopes.
+    pub source_type: &'static str,
+    /// How record bytes are parsed.
+    pub format: Format,
+    /// The schema records are checked against, and what to do when they fail.
+    pub validator: Option<(Validator, OnInvalid)>,
+    /// Transform names and Rhai sources, in order.
+    pub transforms: Vec<(String, String)>,
+    /// Routes: optional condition source, and sink indexes.
+    pub routes: Vec<(Option<String>, Vec<usize>)>,
+    /// What happens to records no route takes.
+    pub unrouted: Unrouted,
+    /// Sink names, in the order of `sinks:`.
+    pub sink_names: Vec<String>,
+    /// The sandbox limits.
+    pub limits: Limits,
+}
+
+impl Built {
+    /// Builds from a loaded (and so already checked) pipeline.
+    pub fn new(loaded: &Loaded) -> Result<Built, String> {
+        let p = &loaded.pipeline;
+        let validator = match &p.validate {
+            Some(v) => {
+                let schema = loaded
+                    .schemas
+                    .get(&v.schema)
+                    .ok_or_else(|| format!("schema `{}` is not defined", v.schema))?;
+                Some((crate::validate::compile(schema)?, v.on_invalid))
+            }
+            None => None,
+        };
+        let sink_names: Vec<String> = p.sinks.keys().cloned().collect();
+        let routes = p
+            .routes
+            .iter()
+            .map(|r| {
+                let mut idx: Vec<usize> =
+                    r.to.iter()
+                        .filter_map(|name| sink_names.iter().position(|s| s == name))
+                        .collect();
+                idx.sort_unstable();
+                idx.dedup();
+                (r.when.clone(), idx)
+            })
+            .collect();
+        Ok(Built {
+            name: Arc::from(p.name.as_str()),
+            source_type: p.source.type_name(),
+            format: p.decode.format,
+            validator,
+            transforms: p
+                .transforms
+                .iter()
+                .zip(&loaded.scripts)
+                .map(|(t, src)| (t.name.clone(), src.clone()))
+                .collect(),
+            routes,
+            unrouted: p.unrouted,
+            sink_names,
+            limits: p.limits.clone(),
+        })
+    }
+}
+
+/// Encoded records for one sink from one batch.
+#[derive(Debug, Default, Clone)]
+pub struct SinkLines {
+    /// JSON Lines, each ending in `\n`.
+    pub bytes: Vec<u8>,
+    /// How many lines.
+    pub count: u64,
+}
+
+/// What a worker made of one batch.
+#[derive(Debug, Default)]
+pub struct BatchOutput {
+    /// Per sink, in the order of `sinks:`.
+    pub sinks: Vec<SinkLines>,
+    /// Dead-letter envelopes as JSON Lines.
+    pub dlq: SinkLines,
+    /// Outcome counts.
+    pub counts: Counts,
+}
+
+/// A record that stops the run (`on_invalid: fail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fatal(pub String);
+
+/// One thread's share of the engine: a sandboxed Rhai engine and the compiled scripts.
+pub struct Worker {
+    built: Arc<Built>,
+    engine: Engine,
+    scripts: Vec<AST>,
+    conditions: Vec<Option<AST>>,
+    scope: Scope<'static>,
+    scratch: Vec<u8>,
+}
+
+impl Worker {
+    /// Compiles the scripts and conditions for this worker.
+    pub fn new(built: Arc<Built>) -> Result<Worker, String> {
+        let engine = transform::engine(&built.limits);
+        let scripts = built
+            .transforms
+            .iter()
+            .map(|(name, src)| {
+                transform::compile_script(&engine, src)
+                    .map_err(|e| format!("transform `{name}`: {}", e.message))
+            })
+            .collect::<Result<_, _>>()?;
+        let conditions = built
+            .routes
+            .iter()
+            .map(|(when, _)| {
+                when.as_deref()
+                    .map(|w| transform::compile_condition(&engine, w).map_err(|e| e.message))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Worker {
+            built,
+            engine,
+            scripts,
+            conditions,
+            scope: Scope::new(),
+            scratch: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Runs every record of a batch through parse, validate, transforms and
+    /// routes. `batch_time` is `meta.batch_time` and the envelopes' timestamp.
+    pub fn process(&mut self, batch: &[RawRecord], batch_time: &str) -> Result<BatchOutput, Fatal> {
+        let built = Arc::clone(&self.built);
+        let mut out = BatchOutput {
+            sinks: vec![SinkLines::default(); built.sink_names.len()],
+            dlq: SinkLines::default(),
+            counts: Counts::new(built.sink_names.len()),
+        };
+        let batch_time_rhai: rhai::ImmutableString = batch_time.into();
+        let mut cx = Cx {
+            built: &built,
+            out: &mut out,
+            batch_time,
+        };
+        for raw in batch {
+            cx.out.counts.records_in += 1;
+            if let Some(reason) = &raw.rejected {
+                cx.dead_letter(raw, Stage::Decode, None, reason.clone(), None);
+                continue;
+            }
+            let Some(value) = self.parse(raw, &mut cx) else {
+                continue;
+            };
+            if let Some((validator, on_invalid)) = &built.validator {
+                if let Err(invalid) = validator.validate(&value) {
+                    match on_invalid {
+                        OnInvalid::Dlq => {
+                            let text = if invalid.instance_path.is_empty() {
+                                invalid.message
+                            } else {
+                                format!("{} at {}", invalid.message, invalid.instance_path)
+                            };
+                            cx.dead_letter(
+                                raw,
+                                Stage::Validate,
+                                None,
+                                text,
+                                Some(invalid.instance_path),
+                            );
+                        }
+                        OnInvalid::Drop => cx.out.counts.dropped_invalid += 1,
+                        OnInvalid::Fail => {
+                            return Err(Fatal(format!(
+                                "{} failed validation and `on_invalid` is `fail`: {} at {}",
+                                describe(raw),
+                                invalid.message,
+                                if invalid.instance_path.is_empty() {
+                                    "/"
+                                } else {
+                                    &invalid.instance_path
+                                }
+                            )));
+                        }
+                    }
+                    continue;
+                }
+            }
+            let meta = Meta::for_line(
+                built.source_type,
+                raw.position.file.clone(),
+                raw.position.line.unwrap_or(0),
+                batch_time_rhai.clone(),
+            );
+            let mut records = vec![convert::to_dynamic(value)];
+            for (i, ast) in self.scripts.iter().enumerate() {
+                let mut next = Vec::with_capacity(records.len());
+                for record in records {
+                    match transform::run(&self.engine, &mut self.scope, ast, record, &meta) {
+                        Ok(r) if r.is_unit() => cx.out.counts.filtered += 1,
+                        Ok(r) if r.is_array() => {
+                            let items = r.cast::<rhai::Array>();
+                            match items.len() {
+                                0 => cx.out.counts.filtered += 1,
+                                n => cx.out.counts.fanned_out += n as u64 - 1,
+                            }
+                            next.extend(items);
+                        }
+                        Ok(r) => next.push(r),
+                        Err(e) => {
+                            let text = transform::error_text(&e, &built.limits);
+                            cx.dead_letter(
+                                raw,
+                                Stage::Transform,
+                                Some(&built.transforms[i].0),
+                                text,
+                                None,
+                            );
+                        }
+                    }
+                }
+                records = next;
+            }
+            for record in records {
+                self.route(raw, record, &meta, &mut cx);
+            }
+        }
+        Ok(out)
+    }
+
+    fn parse(&mut self, raw: &RawRecord, cx: &mut Cx<'_>) -> Option<Value> {
+        let text = match std::str::from_utf8(&raw.data) {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = format!(
+                    "record is not valid UTF-8 (invalid byte at offset {})",
+                    e.valid_up_to()
+                );
+                cx.dead_letter(raw, Stage::Parse, None, reason, None);
+                return None;
+            }
+        };
+        match self.built.format {
+            Format::Text => Some(Value::String(text.to_owned())),
+            Format::Json => match serde_json::from_str::<Value>(text) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    cx.dead_letter(raw, Stage::Parse, None, format!("invalid JSON: {e}"), None);
+                    None
+                }
+            },
+        }
+    }
+
+    fn route(&mut self, raw: &RawRecord, record: Dynamic, meta: &Meta, cx: &mut Cx<'_>) {
+        let built = cx.built;
+        let mut targets: Vec<usize> = Vec::new();
+        for (i, ((_, sinks), cond)) in built.routes.iter().zip(&self.conditions).enumerate() {
+            let take = match cond {
+                None => true,
+                Some(ast) => {
+                    match transform::run(&self.engine, &mut self.scope, ast, record.clone(), meta) {
+                        Ok(v) => match v.as_bool() {
+                            Ok(b) => b,
+                            Err(type_name) => {
+                                let text = format!(
+                                    "condition of route #{} returned {type_name}, not a bool",
+                                    i + 1
+                                );
+                                cx.dead_letter(raw, Stage::Route, None, text, None);
+                                return;
+                            }
+                        },
+                        Err(e) => {
+                            let text = format!(
+                                "condition of route #{} failed: {}",
+                                i + 1,
+                                transform::error_text(&e, &built.limits)
+                            );
+                            cx.dead_letter(raw, Stage::Route, None, text, None);
+                            return;
+                        }
+                    }
+                }
+            };
+            if take {
+                targets.extend(sinks);
+            }
+        }
+        if targets.is_empty() {
+            match built.unrouted {
+                Unrouted::Dlq => cx.dead_letter(
+                    raw,
+                    Stage::Route,
+                    None,
+                    "no route matched the record".into(),
+                    None,
+                ),
+                Unrouted::Drop => cx.out.counts.unrouted += 1,
+            }
+            return;
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        self.scratch.clear();
+        if let Err(e) = convert::write_json(&mut self.scratch, &record) {
+            let text = format!("the transformed record cannot be written as JSON: {e}");
+            cx.dead_letter(raw, Stage::Transform, None, text, None);
+            return;
+        }
+        self.scratch.push(b'\n');
+        for t in targets {
+            let sink = &mut cx.out.sinks[t];
+            sink.bytes.extend_from_slice(&self.scratch);
+            sink.count += 1;
+            cx.out.counts.per_sink[t] += 1;
+        }
+        cx.out.counts.delivered += 1;
+    }
+}
+
+/// Where a record came from, for messages.
+fn describe(raw: &RawRecord) -> String {
+    match (&raw.position.file, raw.position.line) {
+        (Some(f), Some(l)) => format!("the record at {f}:{l}"),
+        (None, Some(l)) => format!("the record at line {l}"),
+        _ => "a record".into(),
+    }
+}
+
+struct Cx<'a> {
+    built: &'a Built,
+    out: &'a mut BatchOutput,
+    batch_time: &'a str,
+}
+
+impl Cx<'_> {
+    fn dead_letter(
+        &mut self,
+        raw: &RawRecord,
+        stage: Stage,
+        step: Option<&str>,
+        error: String,
+        path: Option<String>,
+    ) {
+        let (data, encoding) = encode_data(&raw.data);
+        let env = Envelope {
+            pipeline: &self.built.name,
+            stage,
+            step,
+            error,
+            instance_path: path,
+            data,
+            encoding,
+            source: &raw.position,
+            attempts: 1,
+            timestamp: self.batch_time,
+        };
+        // An envelope holds only strings and numbers: serializing it cannot fail.
+        if serde_json::to_writer(&mut self.out.dlq.bytes, &env).is_ok() {
+            self.out.dlq.bytes.push(b'\n');
+            self.out.dlq.count += 1;
+        }
+        self.out.counts.dead_letter(stage);
+    }
+}

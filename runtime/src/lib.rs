@@ -1,0 +1,22 @@
+//! Sluice: declarative stream pipelines.
+//!
+//! A pipeline (YAML) names a source, JSON Schemas, Rhai transforms, routes,
+//! sinks and a dead-letter queue. `config` loads and checks it, `engine` runs
+//! it over batches of records, and `cli` is the `sluice` command.
+//!
+//! Dependencies point one way: `cli` → `engine` → stages (`decode`,
+//! `validate`, `transform`, `route`, `sinks`, `delivery`) → `record`.
+
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod delivery;
+pub mod diagnostics;
+pub mod engine;
+pub mod metrics;
+pub mod record;
+pub mod route;
+pub mod sinks;
+pub mod sources;
+pub mod transform;
+pub mod validate;

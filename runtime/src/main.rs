@@ -1,0 +1,5 @@
+//! The `sluice` command. See `sluice --help`.
+
+fn main() {
+    std::process::exit(sluice::cli::main());
+}

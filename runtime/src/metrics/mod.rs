@@ -1,0 +1,103 @@
+//! Counts of what happened to records, and the run summary built from them.
+//!
+//! The invariant every run checks: `records_in + fanned_out = delivered +
+//! filtered + dead_lettered + unrouted`, where `fanned_out` counts the extra
+//! records a transform created by returning an array.
+
+use serde::Serialize;
+
+use crate::record::Stage;
+
+/// Outcome counts, added up per batch and per run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Records read from the source.
+    pub records_in: u64,
+    /// Extra records created by transforms that returned arrays.
+    pub fanned_out: u64,
+    /// Records delivered to every sink their routes named.
+    pub delivered: u64,
+    /// Records per sink, in the order of `sinks:`.
+    pub per_sink: Vec<u64>,
+    /// Records filtered on purpose: a transform returned `()` or an empty array.
+    pub filtered: u64,
+    /// Records dropped because they failed validation with `on_invalid: drop`.
+    pub dropped_invalid: u64,
+    /// Dead-lettered records per stage, in the order of [`Stage::ALL`].
+    pub dead_lettered: [u64; 6],
+    /// Records no route took, with `unrouted: drop`.
+    pub unrouted: u64,
+}
+
+impl Counts {
+    /// Zero counts for `sinks` sinks.
+    pub fn new(sinks: usize) -> Self {
+        Counts {
+            per_sink: vec![0; sinks],
+            ..Counts::default()
+        }
+    }
+
+    /// Adds another batch's counts.
+    pub fn add(&mut self, o: &Counts) {
+        self.records_in += o.records_in;
+        self.fanned_out += o.fanned_out;
+        self.delivered += o.delivered;
+        if self.per_sink.len() < o.per_sink.len() {
+            self.per_sink.resize(o.per_sink.len(), 0);
+        }
+        for (a, b) in self.per_sink.iter_mut().zip(&o.per_sink) {
+            *a += b;
+        }
+        self.filtered += o.filtered;
+        self.dropped_invalid += o.dropped_invalid;
+        for (a, b) in self.dead_lettered.iter_mut().zip(&o.dead_lettered) {
+            *a += b;
+        }
+        self.unrouted += o.unrouted;
+    }
+
+    /// Counts one dead-lettered record.
+    pub fn dead_letter(&mut self, stage: Stage) {
+        self.dead_lettered[stage as usize] += 1;
+    }
+
+    /// All dead-lettered records.
+    pub fn dead_lettered_total(&self) -> u64 {
+        self.dead_lettered.iter().sum()
+    }
+
+    /// Whether every record is accounted for exactly once.
+    pub fn balanced(&self) -> bool {
+        self.records_in + self.fanned_out
+            == self.delivered
+                + self.filtered
+                + self.dropped_invalid
+                + self.dead_lettered_total()
+                + self.unrouted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balances_and_adds() {
+        let mut a = Counts::new(2);
+        a.records_in = 3;
+        a.delivered = 1;
+        a.per_sink = vec![1, 0];
+        a.filtered = 1;
+        a.dead_letter(Stage::Parse);
+        assert!(a.balanced());
+        let mut total = Counts::new(2);
+        total.add(&a);
+        total.add(&a);
+        assert_eq!(total.records_in, 6);
+        assert_eq!(total.dead_lettered[Stage::Parse as usize], 2);
+        assert!(total.balanced());
+        total.delivered += 1;
+        assert!(!total.balanced());
+    }
+}

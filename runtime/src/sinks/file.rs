@@ -1,0 +1,67 @@
+//! The `file` sink: JSON Lines in a local file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Write records to a local file as JSON Lines, one compact document per line.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "FileSink")]
+pub struct Config {
+    /// Path of the file, relative to the pipeline file's folder unless absolute.
+    /// Missing parent folders are created.
+    pub path: String,
+    /// `truncate` starts the file afresh on every run; `append` adds to it.
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// What happens to an existing file when a run starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "FileSinkMode")]
+pub enum Mode {
+    /// Empty the file first.
+    #[default]
+    Truncate,
+    /// Keep what is there and add to it.
+    Append,
+}
+
+/// An open file sink.
+pub struct Writer {
+    out: BufWriter<File>,
+}
+
+impl Writer {
+    /// Opens (and creates) the file.
+    pub fn open(path: &Path, mode: Mode) -> std::io::Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(mode == Mode::Append)
+            .truncate(mode == Mode::Truncate)
+            .open(path)?;
+        Ok(Writer {
+            out: BufWriter::with_capacity(256 * 1024, file),
+        })
+    }
+
+    /// Writes already encoded lines (each ends in `\n`).
+    pub fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(lines)
+    }
+
+    /// Flushes and syncs the data to disk: after this the records are durable.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().sync_data()
+    }
+}

@@ -1,0 +1,129 @@
+//! Validate: records against the pipeline's JSON Schemas.
+//!
+//! Schemas are compiled once, when the pipeline is built; a record that does
+//! not match is dead-lettered (stage `validate`) with the first error's
+//! message and instance path, dropped, or stops the run, as `on_invalid` says.
+
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Check every record against a schema before the transforms run.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Validate")]
+pub struct Config {
+    /// Name of a schema under `schemas:`.
+    pub schema: String,
+    /// What to do with a record that does not match.
+    #[serde(default)]
+    pub on_invalid: OnInvalid,
+}
+
+/// What happens to a record that fails validation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "OnInvalid")]
+pub enum OnInvalid {
+    /// Dead-letter it with stage `validate` and the reason.
+    #[default]
+    Dlq,
+    /// Drop it, counted as filtered.
+    Drop,
+    /// Stop the run with an error; nothing after it is acknowledged.
+    Fail,
+}
+
+/// A schema as written under `schemas:`: a path to a JSON file, or the schema inline.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "SchemaSource")]
+pub enum SchemaSource {
+    /// Path of a JSON Schema file, relative to the pipeline file's folder.
+    Path(String),
+    /// The schema itself, written in YAML.
+    Inline(serde_json::Map<String, Value>),
+}
+
+/// Why a record is invalid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The error message.
+    pub message: String,
+    /// JSON pointer to the offending part of the record (`""` for the whole record).
+    pub instance_path: String,
+}
+
+/// Options every schema is compiled with: draft 2020-12 unless the schema
+/// says otherwise, `format` as an annotation (not asserted).
+pub fn compile(schema: &Value) -> Result<Validator, String> {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(false)
+        .build(schema)
+        .map(|v| Validator(Arc::new(v)))
+        .map_err(|e| e.to_string())
+}
+
+/// Checks that a document is a valid JSON Schema (against its meta-schema).
+pub fn check_schema(schema: &Value) -> Result<(), String> {
+    if !schema.is_object() && !schema.is_boolean() {
+        return Err("a JSON Schema is an object or a boolean".into());
+    }
+    if let Err(e) = jsonschema::meta::validate(schema) {
+        let path = e.instance_path().as_str().to_owned();
+        return Err(if path.is_empty() {
+            e.to_string()
+        } else {
+            format!("{e} at {path}")
+        });
+    }
+    compile(schema).map(|_| ())
+}
+
+/// A compiled schema, cheap to clone and share between workers.
+#[derive(Clone)]
+pub struct Validator(Arc<jsonschema::Validator>);
+
+impl Validator {
+    /// `Ok` when the record matches; otherwise the first error.
+    pub fn validate(&self, record: &Value) -> Result<(), Invalid> {
+        self.0.validate(record).map_err(|e| Invalid {
+            message: e.to_string(),
+            instance_path: e.instance_path().as_str().to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reports_message_and_instance_path() {
+        let v = compile(
+            &json!({"type": "object", "properties": {"qty": {"type": "integer", "minimum": 1}}}),
+        )
+        .unwrap();
+        assert_eq!(v.validate(&json!({"qty": 2})), Ok(()));
+        let err = v.validate(&json!({"qty": -3})).unwrap_err();
+        assert_eq!(err.instance_path, "/qty");
+        assert_eq!(err.message, "-3 is less than the minimum of 1");
+    }
+
+    #[test]
+    fn formats_are_annotations() {
+        let v = compile(&json!({"type": "string", "format": "date-time"})).unwrap();
+        assert_eq!(v.validate(&json!("not a date")), Ok(()));
+    }
+
+    #[test]
+    fn rejects_invalid_schemas() {
+        assert!(check_schema(&json!({"type": "strnig"})).is_err());
+        assert!(check_schema(&json!({"type": "string"})).is_ok());
+        assert!(check_schema(&json!(3)).is_err());
+    }
+}

@@ -1,0 +1,46 @@
+//! `sluice check` diagnostics, exactly: each case under `tests/check/` is a
+//! pipeline (`NAME.yaml`) with the expected output beside it, in the short
+//! form (`NAME.short`, one `file:line:col: error[code]: message` per line)
+//! and the human form (`NAME.human`). Set `SLUICE_BLESS=1` to rewrite the
+//! expected files after a deliberate change, and review the diff.
+
+mod common;
+
+use common::{root, run, sluice, stderr};
+
+fn cases() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(root().join("tests/check"))
+        .expect("tests/check exists")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".yaml")).map(str::to_owned))
+        .collect();
+    out.sort();
+    out
+}
+
+fn expect_file(name: &str, actual: &str) {
+    let path = root().join("tests/check").join(name);
+    if std::env::var_os("SLUICE_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}", path.display()));
+    assert_eq!(actual, expected, "output differs from {}", path.display());
+}
+
+#[test]
+fn diagnostics_match_the_expected_files() {
+    let cases = cases();
+    assert!(cases.len() >= 8, "too few check cases: {cases:?}");
+    for case in cases {
+        let file = format!("tests/check/{case}.yaml");
+        for (format, ext) in [("short", "short"), ("human", "human")] {
+            let o = run(sluice()
+                .args(["check", "--format", format, &file])
+                .current_dir(root())
+                .env("SLUICE_TEST_SET", "set"));
+            let code = o.status.code().unwrap_or(-1);
+            expect_file(&format!("{case}.{ext}"), &format!("exit {code}\n{}", stderr(&o)));
+        }
+    }
+}

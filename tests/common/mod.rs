@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests: the `sluice` binary, the
+//! repository root, and a Python environment with the reference workload's
+//! tools (created on first use; a test that cannot create it fails).
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("runtime/ has a parent").to_path_buf()
+}
+
+/// A `sluice` command with a clean environment (no `OUT_DIR`, `ORDERS_INPUT` …).
+pub fn sluice() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    c
+}
+
+/// Runs a command and returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("the command starts")
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The last line of standard error parsed as the JSON run summary.
+pub fn summary(o: &Output) -> serde_json::Value {
+    let err = stderr(o);
+    let line = err.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON summary in:\n{err}"));
+    serde_json::from_str(line).expect("the summary is JSON")
+}
+
+/// A Python interpreter with `bench/requirements.txt` installed, in `target/test-venv`.
+pub fn python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let venv = root().join("target").join("test-venv");
+        let py = venv.join("bin").join("python");
+        let stamp = venv.join(".installed");
+        if !stamp.exists() {
+            let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().map(|s| s.success());
+            assert_eq!(ok.ok(), Some(true), "python3 -m venv failed: install Python 3 with the venv module");
+            let ok = Command::new(&py)
+                .args(["-m", "pip", "install", "--quiet", "-r"])
+                .arg(root().join("bench/requirements.txt"))
+                .status()
+                .map(|s| s.success());
+            assert_eq!(ok.ok(), Some(true), "pip install -r bench/requirements.txt failed: the tests need PyPI");
+            std::fs::write(&stamp, "").expect("write the venv stamp");
+        }
+        py
+    })
+    .clone()
+}
+
+/// Lines of a JSON Lines file, parsed.
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
