@@ -12,7 +12,12 @@ fn cases() -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(root().join("tests/check"))
         .expect("tests/check exists")
         .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".yaml")).map(str::to_owned))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".yaml"))
+                .map(str::to_owned)
+        })
         .collect();
     out.sort();
     out
@@ -24,7 +29,8 @@ fn expect_file(name: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}", path.display()));
+    let expected =
+        std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}", path.display()));
     assert_eq!(actual, expected, "output differs from {}", path.display());
 }
 
@@ -40,7 +46,10 @@ fn diagnostics_match_the_expected_files() {
                 .current_dir(root())
                 .env("SLUICE_TEST_SET", "set"));
             let code = o.status.code().unwrap_or(-1);
-            expect_file(&format!("{case}.{ext}"), &format!("exit {code}\n{}", stderr(&o)));
+            expect_file(
+                &format!("{case}.{ext}"),
+                &format!("exit {code}\n{}", stderr(&o)),
+            );
         }
     }
 }

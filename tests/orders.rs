@@ -25,7 +25,12 @@ fn orders_reproduces_the_reference_counts_and_the_python_baseline() {
 
     let sluice_out = tmp.path().join("sluice");
     let o = run(sluice()
-        .args(["run", "pipelines/orders/pipeline.yaml", "--summary-format", "json"])
+        .args([
+            "run",
+            "pipelines/orders/pipeline.yaml",
+            "--summary-format",
+            "json",
+        ])
         .current_dir(root())
         .env("ORDERS_INPUT", &jsonl)
         .env("OUT_DIR", &sluice_out));
@@ -51,7 +56,10 @@ fn orders_reproduces_the_reference_counts_and_the_python_baseline() {
         .arg(&py_out));
     assert!(o.status.success(), "python baseline: {}", stderr(&o));
 
-    let o = run(Command::new("python3").arg(work.join("compare_sinks.py")).arg(&sluice_out).arg(&py_out));
+    let o = run(Command::new("python3")
+        .arg(work.join("compare_sinks.py"))
+        .arg(&sluice_out)
+        .arg(&py_out));
     let report = stdout(&o);
     assert!(o.status.success(), "compare_sinks:\n{report}");
     assert_eq!(

@@ -20,10 +20,20 @@ fn pipelines() -> Vec<std::path::PathBuf> {
 fn the_four_example_pipelines_exist() {
     let names: Vec<String> = pipelines()
         .iter()
-        .map(|p| p.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned())
+        .map(|p| {
+            p.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     for expected in ["iot-telemetry", "orders", "quickstart", "sales-totals"] {
-        assert!(names.contains(&expected.to_owned()), "missing pipelines/{expected}: {names:?}");
+        assert!(
+            names.contains(&expected.to_owned()),
+            "missing pipelines/{expected}: {names:?}"
+        );
     }
 }
 
@@ -41,8 +51,18 @@ fn every_example_pipeline_passes_its_tests() {
     for p in pipelines() {
         let o = run(sluice().arg("test").arg(&p));
         let out = stdout(&o);
-        assert_eq!(o.status.code(), Some(0), "{}:\n{out}{}", p.display(), stderr(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}:\n{out}{}",
+            p.display(),
+            stderr(&o)
+        );
         let last = out.lines().last().unwrap_or_default();
-        assert!(last.ends_with(" passed, 0 failed") && !last.starts_with("0 "), "{}: {last}", p.display());
+        assert!(
+            last.ends_with(" passed, 0 failed") && !last.starts_with("0 "),
+            "{}: {last}",
+            p.display()
+        );
     }
 }

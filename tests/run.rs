@@ -8,7 +8,12 @@ use common::{run, sluice, stderr, summary};
 #[test]
 fn quickstart_runs_from_the_readme() {
     let o = run(sluice()
-        .args(["run", "pipelines/quickstart/pipeline.yaml", "--summary-format", "json"])
+        .args([
+            "run",
+            "pipelines/quickstart/pipeline.yaml",
+            "--summary-format",
+            "json",
+        ])
         .current_dir(common::root()));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let s = summary(&o);
@@ -18,4 +23,348 @@ fn quickstart_runs_from_the_readme() {
     assert_eq!(s["dead_lettered"]["validate"], 1);
     assert_eq!(s["dead_lettered"]["parse"], 1);
     assert_eq!(s["balanced"], true);
+}
+
+use std::path::{Path, PathBuf};
+
+use common::read_jsonl;
+use serde_json::json;
+
+/// Writes `pipeline.yaml` (file source `in.jsonl`, sinks under `out/`) into `dir`.
+fn pipeline(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, format!("version: 1\nname: t\n{body}")).unwrap();
+    path
+}
+
+const FILE_IO: &str = "source: { type: file, path: in.jsonl }\n\
+sinks:\n  out: { type: file, path: out/out.jsonl }\n\
+dlq: { type: file, path: out/dlq.jsonl }\n";
+
+fn run_json(p: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let o = run(sluice()
+        .arg("run")
+        .arg(p)
+        .args(["--summary-format", "json"])
+        .args(extra));
+    let code = o.status.code().unwrap_or(-1);
+    let err = stderr(&o);
+    let s = if err.lines().any(|l| l.starts_with('{')) {
+        summary(&o)
+    } else {
+        serde_json::Value::Null
+    };
+    (code, s, err)
+}
+
+/// Envelopes without their `timestamp`, which is the wall clock.
+fn envelopes(dir: &Path) -> Vec<serde_json::Value> {
+    let mut v = read_jsonl(&dir.join("out/dlq.jsonl"));
+    for e in &mut v {
+        let ts = e.as_object_mut().unwrap().remove("timestamp").unwrap();
+        assert!(ts.as_str().unwrap().ends_with('Z'), "{ts}");
+    }
+    v
+}
+
+#[test]
+fn a_missing_pipeline_file_exits_2() {
+    let o = run(sluice().args(["run", "no/such/pipeline.yaml"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("cannot read `no/such/pipeline.yaml`: No such file or directory"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_missing_input_file_exits_2() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), &format!("{FILE_IO}routes: [{{ to: [out] }}]\n"));
+    let (code, _, err) = run_json(&p, &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read the source file"), "{err}");
+}
+
+#[test]
+fn malformed_yaml_is_a_diagnostic_not_a_panic() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), "source: [unclosed\n");
+    let (code, _, err) = run_json(&p, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error[yaml-syntax]: invalid YAML"), "{err}");
+}
+
+#[test]
+fn an_empty_input_is_a_clean_run() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), &format!("{FILE_IO}routes: [{{ to: [out] }}]\n"));
+    std::fs::write(t.path().join("in.jsonl"), "").unwrap();
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["records_in"], 0);
+    assert_eq!(s["balanced"], true);
+    assert_eq!(std::fs::read(t.path().join("out/out.jsonl")).unwrap(), b"");
+}
+
+#[test]
+fn bad_records_are_dead_lettered_with_exact_envelopes() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "{FILE_IO}schemas:\n  s: {{ type: object, required: [n], properties: {{ n: {{ type: integer, minimum: 1 }} }} }}\n\
+             validate: {{ schema: s }}\nroutes: [{{ to: [out] }}]\n"
+        ),
+    );
+    let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"n\":1}\n");
+    input.extend_from_slice(b"{\"n\":\xff}\n"); // invalid UTF-8
+    input.extend_from_slice(deep.as_bytes());
+    input.extend_from_slice(b"\n{\"n\":0}\n\n{\"n\":2}\r\n");
+    std::fs::write(t.path().join("in.jsonl"), input).unwrap();
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["records_in"], 5);
+    assert_eq!(s["delivered"], 2);
+    assert_eq!(s["dead_lettered"]["parse"], 2);
+    assert_eq!(s["dead_lettered"]["validate"], 1);
+    assert_eq!(
+        read_jsonl(&t.path().join("out/out.jsonl")),
+        vec![json!({"n": 1}), json!({"n": 2})]
+    );
+    let env = envelopes(t.path());
+    let src = |line: u64| json!({"type": "file", "file": "in.jsonl", "line": line});
+    assert_eq!(
+        env[0],
+        json!({"pipeline": "t", "stage": "parse", "error": "record is not valid UTF-8 (invalid byte at offset 5)",
+               "data": "eyJuIjr/fQ==", "encoding": "base64", "source": src(2), "attempts": 1})
+    );
+    assert_eq!(env[1]["stage"], "parse");
+    assert_eq!(
+        env[1]["error"],
+        "invalid JSON: recursion limit exceeded at line 1 column 128"
+    );
+    assert_eq!(env[1]["data"].as_str().unwrap().len(), 20_000);
+    assert_eq!(env[1]["source"], src(3));
+    assert_eq!(
+        env[2],
+        json!({"pipeline": "t", "stage": "validate", "error": "0 is less than the minimum of 1 at /n",
+               "instance_path": "/n", "data": "{\"n\":0}", "encoding": "utf-8", "source": src(4), "attempts": 1})
+    );
+    assert_eq!(env.len(), 3);
+}
+
+#[test]
+fn a_50_mb_line_is_dead_lettered_at_decode() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), &format!("{FILE_IO}routes: [{{ to: [out] }}]\n"));
+    let mut input = "x".repeat(50 * 1024 * 1024);
+    input.push_str("\n{\"ok\":true}\n");
+    std::fs::write(t.path().join("in.jsonl"), input).unwrap();
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["dead_lettered"]["decode"], 1);
+    assert_eq!(s["delivered"], 1);
+    let env = envelopes(t.path());
+    assert_eq!(
+        env[0]["error"],
+        "record of 52428800 bytes is larger than max_record_bytes (10485760)"
+    );
+    assert_eq!(env[0]["data"].as_str().unwrap().len(), 50 * 1024 * 1024);
+}
+
+#[test]
+fn hostile_scripts_are_stopped_by_the_sandbox_and_the_run_goes_on() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "{FILE_IO}limits: {{ max_operations: 10000, max_string_bytes: 1000, max_array_len: 100 }}\n\
+             transforms:\n  - name: hostile\n    script: |\n      \
+             fn f(x) {{ f(x) }}\n      \
+             if record.k == \"loop\" {{ loop {{}} }}\n      \
+             if record.k == \"recurse\" {{ f(1); }}\n      \
+             if record.k == \"string\" {{ let s = \"x\"; loop {{ s += s; }} }}\n      \
+             if record.k == \"array\" {{ let a = []; loop {{ a.push(1); }} }}\n      \
+             if record.k == \"throw\" {{ throw \"bad record\"; }}\n      \
+             record\nroutes: [{{ to: [out] }}]\n"
+        ),
+    );
+    let input: String = ["loop", "recurse", "string", "array", "throw", "fine"]
+        .iter()
+        .map(|k| format!("{{\"k\":\"{k}\"}}\n"))
+        .collect();
+    std::fs::write(t.path().join("in.jsonl"), input).unwrap();
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["dead_lettered"]["transform"], 5);
+    assert_eq!(
+        read_jsonl(&t.path().join("out/out.jsonl")),
+        vec![json!({"k": "fine"})]
+    );
+    let errors: Vec<String> = envelopes(t.path())
+        .iter()
+        .map(|e| {
+            assert_eq!(e["stage"], "transform");
+            assert_eq!(e["step"], "hostile");
+            e["error"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(
+        errors[0].starts_with("script exceeded max_operations (10000)"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].starts_with("script exceeded max_call_levels (32)"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].starts_with("script exceeded a data size limit"),
+        "{}",
+        errors[2]
+    );
+    assert!(
+        errors[3].starts_with("script exceeded a data size limit"),
+        "{}",
+        errors[3]
+    );
+    assert_eq!(
+        errors[4],
+        "script threw: bad record (script line 6, column 26)"
+    );
+}
+
+#[test]
+fn fan_out_filter_and_unrouted_are_counted() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "{FILE_IO}transforms:\n  - name: split\n    script: |\n      \
+             if record.n == 0 {{ return (); }}\n      \
+             let out = [];\n      for i in 0..record.n {{ out.push(#{{ i: i }}); }}\n      out\n\
+             routes:\n  - {{ when: record.i > 0, to: [out] }}\nunrouted: drop\n"
+        ),
+    );
+    std::fs::write(t.path().join("in.jsonl"), "{\"n\":0}\n{\"n\":3}\n").unwrap();
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (s["records_in"].as_u64(), s["fanned_out"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        (
+            s["filtered"].as_u64(),
+            s["unrouted"].as_u64(),
+            s["delivered"].as_u64()
+        ),
+        (Some(1), Some(1), Some(2))
+    );
+    assert_eq!(
+        read_jsonl(&t.path().join("out/out.jsonl")),
+        vec![json!({"i": 1}), json!({"i": 2})]
+    );
+}
+
+#[test]
+fn unrouted_records_are_dead_lettered_by_default() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!("{FILE_IO}routes:\n  - {{ when: record.keep, to: [out] }}\n"),
+    );
+    std::fs::write(
+        t.path().join("in.jsonl"),
+        "{\"keep\":true}\n{\"keep\":false}\n{\"keep\":3}\n",
+    )
+    .unwrap();
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["dead_lettered"]["route"], 2);
+    let env = envelopes(t.path());
+    assert_eq!(env[0]["error"], "no route matched the record");
+    assert_eq!(
+        env[1]["error"],
+        "condition of route #1 returned i64, not a bool"
+    );
+}
+
+#[test]
+fn on_invalid_fail_stops_the_run_and_drop_counts() {
+    let t = tempfile::tempdir().unwrap();
+    let body = |mode: &str| {
+        format!(
+            "{FILE_IO}schemas: {{ s: {{ type: object, required: [n] }} }}\n\
+             validate: {{ schema: s, on_invalid: {mode} }}\nroutes: [{{ to: [out] }}]\n"
+        )
+    };
+    std::fs::write(t.path().join("in.jsonl"), "{\"n\":1}\n{}\n{\"n\":2}\n").unwrap();
+    let p = pipeline(t.path(), &body("fail"));
+    let (code, _, err) = run_json(&p, &[]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("error: the run stopped early: the record at in.jsonl:2 failed validation and `on_invalid` is `fail`: \"n\" is a required property at /"),
+        "{err}"
+    );
+    let p = pipeline(t.path(), &body("drop"));
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (s["dropped_invalid"].as_u64(), s["delivered"].as_u64()),
+        (Some(1), Some(2))
+    );
+}
+
+#[test]
+fn many_workers_keep_input_order() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "{FILE_IO}transforms:\n  - {{ name: t, script: 'record.line = meta.line; record' }}\nroutes: [{{ to: [out] }}]\n"
+        ),
+    );
+    let input: String = (0..20_000).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+    std::fs::write(t.path().join("in.jsonl"), input).unwrap();
+    let (code, s, err) = run_json(&p, &["--workers", "4", "--batch-records", "7"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["delivered"], 20_000);
+    let out = read_jsonl(&t.path().join("out/out.jsonl"));
+    for (i, r) in out.iter().enumerate() {
+        assert_eq!(r, &json!({"i": i, "line": i + 1}));
+    }
+}
+
+#[test]
+fn stdin_to_stdout() {
+    use std::io::Write;
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: stdin }\ndecode: { format: text }\nsinks: { out: { type: stdout } }\n\
+         dlq: { type: file, path: out/dlq.jsonl }\nroutes: [{ to: [out] }]\n",
+    );
+    let mut child = sluice()
+        .arg("run")
+        .arg(&p)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello\nworld\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "\"hello\"\n\"world\"\n");
 }

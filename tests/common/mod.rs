@@ -10,13 +10,17 @@ use std::sync::OnceLock;
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("runtime/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("runtime/ has a parent")
+        .to_path_buf()
 }
 
 /// A `sluice` command with a clean environment (no `OUT_DIR`, `ORDERS_INPUT` …).
 pub fn sluice() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
     c
 }
 
@@ -38,7 +42,11 @@ pub fn stderr(o: &Output) -> String {
 /// The last line of standard error parsed as the JSON run summary.
 pub fn summary(o: &Output) -> serde_json::Value {
     let err = stderr(o);
-    let line = err.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON summary in:\n{err}"));
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON summary in:\n{err}"));
     serde_json::from_str(line).expect("the summary is JSON")
 }
 
@@ -50,14 +58,26 @@ pub fn python() -> PathBuf {
         let py = venv.join("bin").join("python");
         let stamp = venv.join(".installed");
         if !stamp.exists() {
-            let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().map(|s| s.success());
-            assert_eq!(ok.ok(), Some(true), "python3 -m venv failed: install Python 3 with the venv module");
+            let ok = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .map(|s| s.success());
+            assert_eq!(
+                ok.ok(),
+                Some(true),
+                "python3 -m venv failed: install Python 3 with the venv module"
+            );
             let ok = Command::new(&py)
                 .args(["-m", "pip", "install", "--quiet", "-r"])
                 .arg(root().join("bench/requirements.txt"))
                 .status()
                 .map(|s| s.success());
-            assert_eq!(ok.ok(), Some(true), "pip install -r bench/requirements.txt failed: the tests need PyPI");
+            assert_eq!(
+                ok.ok(),
+                Some(true),
+                "pip install -r bench/requirements.txt failed: the tests need PyPI"
+            );
             std::fs::write(&stamp, "").expect("write the venv stamp");
         }
         py

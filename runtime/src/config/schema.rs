@@ -122,7 +122,8 @@ mod tests {
     /// changing a config type, run `cargo run -- schema > schema/pipeline.schema.json`.
     #[test]
     fn checked_in_schema_is_up_to_date() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/pipeline.schema.json");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/pipeline.schema.json");
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             on_disk == generate_text(),
@@ -138,8 +139,14 @@ mod tests {
             Some(r) => s.pointer(r.trim_start_matches('#')).unwrap(),
             None => source,
         };
-        assert_eq!(source["properties"]["type"]["enum"], json!(["file", "stdin"]));
-        assert_eq!(source["allOf"][0]["if"]["properties"]["type"]["const"], "file");
+        assert_eq!(
+            source["properties"]["type"]["enum"],
+            json!(["file", "stdin"])
+        );
+        assert_eq!(
+            source["allOf"][0]["if"]["properties"]["type"]["const"],
+            "file"
+        );
         assert!(source.get("oneOf").is_none());
     }
 }

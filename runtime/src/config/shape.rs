@@ -152,7 +152,11 @@ fn consts_at(schema_path: &str) -> Vec<String> {
         .iter()
         .filter_map(|b| b.get("const").and_then(Value::as_str).map(str::to_owned))
         .collect();
-    if consts.len() == branches.len() { consts } else { Vec::new() }
+    if consts.len() == branches.len() {
+        consts
+    } else {
+        Vec::new()
+    }
 }
 
 /// The schema node at a keyword location, following a `$ref` at the start of the path.
