@@ -228,7 +228,7 @@ fn run_case(built: &Arc<Built>, case: &Case) -> Result<(), String> {
             .map(|l| serde_json::from_slice(l).unwrap_or(Value::Null))
             .collect();
         let expected = case.expect.sinks.get(name).cloned().unwrap_or_default();
-        if actual != expected {
+        if !same_records(&expected, &actual) {
             problems.push_str(&format!("  sink `{name}` (- expected, + actual):\n"));
             problems.push_str(&diff(&expected, &actual));
         }
@@ -240,33 +240,46 @@ fn run_case(built: &Arc<Built>, case: &Case) -> Result<(), String> {
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_slice(l).unwrap_or(Value::Null))
         .collect();
-    let dlq_ok = dlq.len() == case.expect.dlq.len()
-        && dlq.iter().zip(&case.expect.dlq).all(|(a, e)| {
-            a["stage"] == Value::String(e.stage.as_str().into())
-                && e.error.as_ref().is_none_or(|part| {
-                    a["error"]
-                        .as_str()
-                        .is_some_and(|t| t.contains(part.as_str()))
-                })
-        });
-    if !dlq_ok {
-        let expected: Vec<Value> = case
-            .expect
-            .dlq
-            .iter()
-            .map(|e| match &e.error {
-                Some(part) => {
-                    serde_json::json!({"stage": e.stage.as_str(), "error contains": part})
-                }
-                None => serde_json::json!({"stage": e.stage.as_str()}),
+    let entry_ok = |a: &Value, e: &ExpectDlq| {
+        a["stage"] == Value::String(e.stage.as_str().into())
+            && e.error.as_ref().is_none_or(|part| {
+                a["error"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(part.as_str()))
             })
-            .collect();
-        let actual: Vec<Value> = dlq
+    };
+    let dlq_ok = dlq.len() == case.expect.dlq.len()
+        && dlq
             .iter()
-            .map(|a| serde_json::json!({"stage": a["stage"], "error": a["error"]}))
-            .collect();
-        problems.push_str("  dlq (- expected, + actual):\n");
-        problems.push_str(&diff(&expected, &actual));
+            .zip(&case.expect.dlq)
+            .all(|(a, e)| entry_ok(a, e));
+    if !dlq_ok {
+        problems.push_str("  dlq:\n");
+        for i in 0..dlq.len().max(case.expect.dlq.len()) {
+            let want = case.expect.dlq.get(i).map(|e| match &e.error {
+                Some(part) => format!("stage {}, error containing {part:?}", e.stage.as_str()),
+                None => format!("stage {}", e.stage.as_str()),
+            });
+            let got = dlq.get(i).map(|a| {
+                format!(
+                    "stage {}, error {}",
+                    a["stage"].as_str().unwrap_or("?"),
+                    a["error"]
+                )
+            });
+            let line = match (want, got) {
+                (Some(_), Some(g)) if entry_ok(&dlq[i], &case.expect.dlq[i]) => {
+                    format!("    #{} ok: {g}\n", i + 1)
+                }
+                (Some(w), Some(g)) => format!("    #{} expected {w}\n       got      {g}\n", i + 1),
+                (Some(w), None) => {
+                    format!("    #{} expected {w}\n       got      nothing\n", i + 1)
+                }
+                (None, Some(g)) => format!("    #{} unexpected: {g}\n", i + 1),
+                (None, None) => String::new(),
+            };
+            problems.push_str(&line);
+        }
     }
     let c = &out.counts;
     for (what, expected, actual) in [
@@ -292,6 +305,30 @@ fn run_case(built: &Arc<Built>, case: &Case) -> Result<(), String> {
     }
 }
 
+/// Records compare as JSON values, with numbers compared by value: `120`
+/// and `120.0` are the same number (as in JavaScript or Python).
+fn same_records(a: &[Value], b: &[Value]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| json_eq(x, y))
+}
+
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 /// A line diff of two record lists, one pretty-printed record per block.
 fn diff(expected: &[Value], actual: &[Value]) -> String {
     let render = |v: &[Value]| {
@@ -314,4 +351,21 @@ fn diff(expected: &[Value], actual: &[Value]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_compare_by_value() {
+        assert!(json_eq(
+            &json!({"a": [120, 1.5]}),
+            &json!({"a": [120.0, 1.5]})
+        ));
+        assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1.5})));
+        assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
+        assert!(!json_eq(&json!("1"), &json!(1)));
+    }
 }

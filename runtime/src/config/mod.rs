@@ -131,7 +131,7 @@ fn load_text(
         diags.sort();
         return Err(LoadError::Invalid(diags));
     }
-    let pipeline: Pipeline = match serde_json::from_value(value.clone()) {
+    let mut pipeline: Pipeline = match serde_json::from_value(value.clone()) {
         Ok(p) => p,
         Err(e) => {
             // The shape pass accepts only what deserializes; this is a safety net.
@@ -139,6 +139,17 @@ fn load_text(
             return Err(LoadError::Invalid(diags));
         }
     };
+    // JSON objects are sorted by key; put named things back in file order.
+    let file_order = |section: &str, name: &str| {
+        let pointer = format!("/{section}/{}", name.replace('~', "~0").replace('/', "~1"));
+        spans.get(&pointer).map_or(0, |o| o.value.start)
+    };
+    pipeline
+        .sinks
+        .sort_by(|a, _, b, _| file_order("sinks", a).cmp(&file_order("sinks", b)));
+    pipeline
+        .schemas
+        .sort_by(|a, _, b, _| file_order("schemas", a).cmp(&file_order("schemas", b)));
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let (schemas, scripts) = check::check(&cx, &pipeline, &dir, &mut diags);
     diags.sort();

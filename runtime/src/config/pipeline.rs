@@ -1,7 +1,6 @@
 //! The typed pipeline: what a `pipeline.yaml` says, after checking.
 
-use std::collections::BTreeMap;
-
+use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -25,7 +24,7 @@ pub struct Pipeline {
     pub decode: decode::Config,
     /// JSON Schemas by name: a path to a JSON file (relative to this file) or the schema inline.
     #[serde(default)]
-    pub schemas: BTreeMap<String, validate::SchemaSource>,
+    pub schemas: IndexMap<String, validate::SchemaSource>,
     /// Check every record against one of the `schemas`.
     #[serde(default)]
     pub validate: Option<validate::Config>,
@@ -38,9 +37,9 @@ pub struct Pipeline {
     /// What happens to a record no route takes: `dlq` (default) or `drop` (counted as unrouted).
     #[serde(default)]
     pub unrouted: route::Unrouted,
-    /// Destinations by name.
+    /// Destinations by name. Summaries list them in this order.
     #[schemars(length(min = 1))]
-    pub sinks: BTreeMap<String, sinks::Config>,
+    pub sinks: IndexMap<String, sinks::Config>,
     /// Where records that cannot be delivered go, with the stage and the reason.
     pub dlq: delivery::DlqConfig,
     /// Sandbox limits for every script.

@@ -10,7 +10,7 @@ pub mod run;
 
 use std::sync::Arc;
 
-use rhai::{AST, Dynamic, Engine, Scope};
+use rhai::{AST, Dynamic, Engine};
 use serde_json::Value;
 
 use crate::config::Loaded;
@@ -19,7 +19,7 @@ use crate::delivery::envelope::{Envelope, encode_data};
 use crate::metrics::Counts;
 use crate::record::{RawRecord, Stage};
 use crate::route::Unrouted;
-use crate::transform::{self, Limits, Meta, convert};
+use crate::transform::{self, Limits, Meta, RecordScope, convert};
 use crate::validate::{OnInvalid, Validator};
 
 /// A pipeline ready to run: everything compiled or resolved once at start-up.
@@ -121,7 +121,7 @@ pub struct Worker {
     engine: Engine,
     scripts: Vec<AST>,
     conditions: Vec<Option<AST>>,
-    scope: Scope<'static>,
+    scope: RecordScope,
     scratch: Vec<u8>,
 }
 
@@ -151,7 +151,7 @@ impl Worker {
             engine,
             scripts,
             conditions,
-            scope: Scope::new(),
+            scope: RecordScope::default(),
             scratch: Vec::with_capacity(4096),
         })
     }
@@ -220,11 +220,13 @@ impl Worker {
                 raw.position.line.unwrap_or(0),
                 batch_time_rhai.clone(),
             );
+            self.scope.begin(&meta);
             let mut records = vec![convert::to_dynamic(value)];
             for (i, ast) in self.scripts.iter().enumerate() {
                 let mut next = Vec::with_capacity(records.len());
                 for record in records {
-                    match transform::run(&self.engine, &mut self.scope, ast, record, &meta) {
+                    self.scope.set(record);
+                    match self.scope.eval(&self.engine, ast) {
                         Ok(r) if r.is_unit() => cx.out.counts.filtered += 1,
                         Ok(r) if r.is_array() => {
                             let items = r.cast::<rhai::Array>();
@@ -250,7 +252,7 @@ impl Worker {
                 records = next;
             }
             for record in records {
-                self.route(raw, record, &meta, &mut cx);
+                self.route(raw, record, &mut cx);
             }
         }
         Ok(out)
@@ -280,41 +282,51 @@ impl Worker {
         }
     }
 
-    fn route(&mut self, raw: &RawRecord, record: Dynamic, meta: &Meta, cx: &mut Cx<'_>) {
+    fn route(&mut self, raw: &RawRecord, record: Dynamic, cx: &mut Cx<'_>) {
         let built = cx.built;
         let mut targets: Vec<usize> = Vec::new();
+        let has_conditions = self.conditions.iter().any(Option::is_some);
+        let held = if has_conditions {
+            self.scope.set(record);
+            Dynamic::UNIT
+        } else {
+            record
+        };
         for (i, ((_, sinks), cond)) in built.routes.iter().zip(&self.conditions).enumerate() {
             let take = match cond {
                 None => true,
-                Some(ast) => {
-                    match transform::run(&self.engine, &mut self.scope, ast, record.clone(), meta) {
-                        Ok(v) => match v.as_bool() {
-                            Ok(b) => b,
-                            Err(type_name) => {
-                                let text = format!(
-                                    "condition of route #{} returned {type_name}, not a bool",
-                                    i + 1
-                                );
-                                cx.dead_letter(raw, Stage::Route, None, text, None);
-                                return;
-                            }
-                        },
-                        Err(e) => {
+                Some(ast) => match self.scope.eval(&self.engine, ast) {
+                    Ok(v) => match v.as_bool() {
+                        Ok(b) => b,
+                        Err(type_name) => {
                             let text = format!(
-                                "condition of route #{} failed: {}",
-                                i + 1,
-                                transform::error_text(&e, &built.limits)
+                                "condition of route #{} returned {type_name}, not a bool",
+                                i + 1
                             );
                             cx.dead_letter(raw, Stage::Route, None, text, None);
                             return;
                         }
+                    },
+                    Err(e) => {
+                        let text = format!(
+                            "condition of route #{} failed: {}",
+                            i + 1,
+                            transform::error_text(&e, &built.limits)
+                        );
+                        cx.dead_letter(raw, Stage::Route, None, text, None);
+                        return;
                     }
-                }
+                },
             };
             if take {
                 targets.extend(sinks);
             }
         }
+        let record = if has_conditions {
+            self.scope.take()
+        } else {
+            held
+        };
         if targets.is_empty() {
             match built.unrouted {
                 Unrouted::Dlq => cx.dead_letter(

@@ -151,18 +151,42 @@ fn scope_template() -> Scope<'static> {
     s
 }
 
-/// Runs a compiled script or condition on one record.
-pub fn run(
-    engine: &Engine,
-    scope: &mut Scope<'static>,
-    ast: &AST,
-    record: Dynamic,
-    meta: &Meta,
-) -> Result<Dynamic, Box<EvalAltResult>> {
-    scope.clear();
-    scope.push_dynamic("record", record);
-    scope.push_constant("meta", meta.clone());
-    engine.eval_ast_with_scope::<Dynamic>(scope, ast)
+/// The variables of one record's scripts: `record` and `meta`.
+///
+/// Set up once per record; each transform replaces `record` in place, so the
+/// record is neither cloned nor walked (as pushing a new variable would) between steps.
+#[derive(Default)]
+pub struct RecordScope {
+    scope: Scope<'static>,
+}
+
+impl RecordScope {
+    /// Starts a record: `record` is `()` until [`set`](Self::set), `meta` is read-only.
+    pub fn begin(&mut self, meta: &Meta) {
+        self.scope.clear();
+        self.scope.push("record", ());
+        self.scope.push_constant("meta", meta.clone());
+    }
+
+    fn record(&mut self) -> &mut Dynamic {
+        // `begin` pushed `record` as a writable variable; scripts cannot remove it.
+        self.scope.get_mut("record").expect("`record` is in scope")
+    }
+
+    /// Sets `record`.
+    pub fn set(&mut self, record: Dynamic) {
+        *self.record() = record;
+    }
+
+    /// Takes `record` out (leaving `()`).
+    pub fn take(&mut self) -> Dynamic {
+        std::mem::take(self.record())
+    }
+
+    /// Runs a compiled script or condition on the current `record`.
+    pub fn eval(&mut self, engine: &Engine, ast: &AST) -> Result<Dynamic, Box<EvalAltResult>> {
+        engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, ast)
+    }
 }
 
 /// A runtime error as dead-letter text: which limit was hit, or what the script threw, with its position.
@@ -218,8 +242,12 @@ mod tests {
         let limits = Limits::default();
         let e = engine(&limits);
         let ast = compile_script(&e, src).map_err(|e| e.message)?;
-        let mut scope = Scope::new();
-        run(&e, &mut scope, &ast, record, &meta()).map_err(|err| error_text(&err, &limits))
+        let mut scope = RecordScope::default();
+        scope.begin(&meta());
+        scope.set(record);
+        scope
+            .eval(&e, &ast)
+            .map_err(|err| error_text(&err, &limits))
     }
 
     #[test]
