@@ -1,12 +1,12 @@
 //! `sluice check` diagnostics, exactly: each case under `tests/check/` is a
 //! pipeline (`NAME.yaml`) with the expected output beside it, in the short
-//! form (`NAME.short`, one `file:line:col: error[code]: message` per line)
-//! and the human form (`NAME.human`). Set `SLUICE_BLESS=1` to rewrite the
+//! form (`NAME.short`, one `file:line:col: error[code]: message` per line),
+//! the human form (`NAME.human`) and JSON (`NAME.json`). Set `SLUICE_BLESS=1` to rewrite the
 //! expected files after a deliberate change, and review the diff.
 
 mod common;
 
-use common::{root, run, sluice, stderr};
+use common::{root, run, sluice, stderr, stdout};
 
 fn cases() -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(root().join("tests/check"))
@@ -40,16 +40,19 @@ fn diagnostics_match_the_expected_files() {
     assert!(cases.len() >= 8, "too few check cases: {cases:?}");
     for case in cases {
         let file = format!("tests/check/{case}.yaml");
-        for (format, ext) in [("short", "short"), ("human", "human")] {
+        for (format, ext) in [("short", "short"), ("human", "human"), ("json", "json")] {
             let o = run(sluice()
                 .args(["check", "--format", format, &file])
                 .current_dir(root())
                 .env("SLUICE_TEST_SET", "set"));
             let code = o.status.code().unwrap_or(-1);
-            expect_file(
-                &format!("{case}.{ext}"),
-                &format!("exit {code}\n{}", stderr(&o)),
-            );
+            // JSON goes to standard output, for tools; the text forms to standard error.
+            let text = if format == "json" {
+                stdout(&o)
+            } else {
+                stderr(&o)
+            };
+            expect_file(&format!("{case}.{ext}"), &format!("exit {code}\n{text}"));
         }
     }
 }

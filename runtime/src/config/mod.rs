@@ -126,8 +126,14 @@ fn load_text(
         spans: &spans,
         value: &value,
     };
+    // Earlier problems (duplicate keys, unset variables) do not stop the later
+    // passes; shape errors do, as the typed pipeline cannot be built without it.
+    let before = diags.list.len();
     shape::check(&cx, &mut diags);
-    if diags.has_errors() {
+    if diags.list[before..]
+        .iter()
+        .any(|d| d.severity == crate::diagnostics::Severity::Error)
+    {
         diags.sort();
         return Err(LoadError::Invalid(diags));
     }

@@ -333,8 +333,10 @@ fn write_in_order(
             counts.add(&out.counts);
             next += 1;
             progress.set_position(counts.records_in);
+            let secs = progress.elapsed().as_secs_f64().max(1e-3);
             progress.set_message(format!(
-                "delivered {}, filtered {}, dead-lettered {}",
+                "{:.0} records/s  delivered {}, filtered {}, dead-lettered {}",
+                counts.records_in as f64 / secs,
                 counts.delivered,
                 counts.filtered + counts.dropped_invalid,
                 counts.dead_lettered_total()
@@ -350,7 +352,7 @@ fn progress_bar(show: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {human_pos} records  {per_sec}  {elapsed}  {msg}")
+        ProgressStyle::with_template("{spinner} {human_pos} records  {elapsed}  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
