@@ -93,16 +93,7 @@ fn diagnose(
                 .as_array()
                 .map(|a| a.iter().map(|o| o.as_str().map_or_else(|| o.to_string(), str::to_owned)).collect())
                 .unwrap_or_default();
-            let given = instance.as_str().map_or_else(|| instance.to_string(), str::to_owned);
-            let mut d = Diagnostic::error(
-                Code::InvalidValue,
-                format!("`{given}` is not a valid {what}: expected one of {}", list(&names)),
-            )
-            .at(cx.file, cx.value_span(pointer));
-            if let Some(s) = did_you_mean(&given, names.iter().map(String::as_str)) {
-                d = d.help(format!("did you mean `{s}`?"));
-            }
-            vec![d]
+            vec![not_one_of(cx, pointer, &what, instance, &names)]
         }
         ValidationErrorKind::Constant { expected_value } if pointer == "/version" => vec![
             Diagnostic::error(
@@ -123,23 +114,38 @@ fn diagnose(
                 .at(cx.file, cx.value_span(pointer)),
         ],
         ValidationErrorKind::OneOfNotValid { .. } if !consts_at(schema_path).is_empty() => {
-            let names = consts_at(schema_path);
-            let given = instance.as_str().map_or_else(|| instance.to_string(), str::to_owned);
-            let mut d = Diagnostic::error(
-                Code::InvalidValue,
-                format!("`{given}` is not a valid {what}: expected one of {}", list(&names)),
-            )
-            .at(cx.file, cx.value_span(pointer));
-            if let Some(s) = did_you_mean(&given, names.iter().map(String::as_str)) {
-                d = d.help(format!("did you mean `{s}`?"));
-            }
-            vec![d]
+            vec![not_one_of(cx, pointer, &what, instance, &consts_at(schema_path))]
         }
         // `if`/`then` and `allOf` wrappers report their branch's own errors separately.
         ValidationErrorKind::FalseSchema => vec![],
         _ => vec![
             Diagnostic::error(Code::InvalidValue, format!("{what}: {fallback}")).at(cx.file, cx.value_span(pointer)),
         ],
+    }
+}
+
+/// "`x` is not a valid <what>: expected one of …", with a suggestion when one is close.
+fn not_one_of(
+    cx: &Cx<'_>,
+    pointer: &str,
+    what: &str,
+    instance: &Value,
+    names: &[String],
+) -> Diagnostic {
+    let given = instance
+        .as_str()
+        .map_or_else(|| instance.to_string(), str::to_owned);
+    let d = Diagnostic::error(
+        Code::InvalidValue,
+        format!(
+            "`{given}` is not a valid {what}: expected one of {}",
+            list(names)
+        ),
+    )
+    .at(cx.file, cx.value_span(pointer));
+    match did_you_mean(&given, names.iter().map(String::as_str)) {
+        Some(s) => d.help(format!("did you mean `{s}`?")),
+        None => d,
     }
 }
 
