@@ -66,3 +66,64 @@ fn every_example_pipeline_passes_its_tests() {
         );
     }
 }
+
+/// Every complete pipeline shown in the docs (a ```yaml block that starts with
+/// `version: 1`) passes `sluice check` without warnings.
+#[test]
+fn every_pipeline_in_the_docs_checks_clean() {
+    let mut checked = 0;
+    let mut docs: Vec<_> = std::fs::read_dir(root().join("docs"))
+        .expect("docs/ exists")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.push(root().join("README.md"));
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
+            let block = block.split("```").next().unwrap_or_default();
+            let complete = (block.starts_with("version: 1\n") || block.contains("\nversion: 1\n"))
+                && block.lines().any(|l| l.starts_with("dlq:"));
+            if !complete {
+                continue;
+            }
+            // A block that shows an example pipeline is checked in that
+            // pipeline's folder, where its schema and script files are.
+            let name = block
+                .lines()
+                .find_map(|l| l.strip_prefix("name: "))
+                .map(str::trim)
+                .unwrap_or_default();
+            let example = root().join("pipelines").join(name);
+            let dir = if !name.is_empty() && example.is_dir() {
+                tempfile::tempdir_in(&example).unwrap()
+            } else {
+                tempfile::tempdir().unwrap()
+            };
+            let path = dir
+                .path()
+                .join("..")
+                .join(format!(".doc-check-{}.yaml", std::process::id()));
+            let path = if !name.is_empty() && example.is_dir() {
+                path
+            } else {
+                dir.path().join("pipeline.yaml")
+            };
+            std::fs::write(&path, block).unwrap();
+            let o = run(sluice().arg("check").arg(&path));
+            assert_eq!(
+                (o.status.code(), stderr(&o)),
+                (Some(0), format!("{}: ok\n", path.display())),
+                "block #{} of {}",
+                i + 1,
+                doc.display()
+            );
+            if path.starts_with(root().join("pipelines")) {
+                std::fs::remove_file(&path).unwrap();
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} pipelines found in the docs");
+}

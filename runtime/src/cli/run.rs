@@ -179,8 +179,9 @@ fn human_summary(name: &str, sinks: &[&str], report: &Report) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let mut s = format!(
-        "pipeline `{name}`: {} records in {:.2} s ({:.0} records/s)\n",
+        "pipeline `{name}`: {} record{} in {:.2} s ({:.0} records/s)\n",
         c.records_in,
+        if c.records_in == 1 { "" } else { "s" },
         report.elapsed.as_secs_f64(),
         rate(c, report)
     );

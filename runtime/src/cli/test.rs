@@ -104,7 +104,11 @@ pub fn main(files: &[PathBuf]) -> i32 {
                 continue;
             }
         };
-        let test_files = match test_files(&loaded.dir.join("tests")) {
+        if !loaded.diagnostics.list.is_empty() {
+            eprint!("{}", render::text(&loaded.diagnostics, Format::Human));
+        }
+        let tests_dir = loaded.dir.join("tests");
+        let test_files = match test_files(&tests_dir) {
             Ok(t) if !t.is_empty() => t,
             Ok(_) => {
                 eprintln!(
@@ -116,7 +120,11 @@ pub fn main(files: &[PathBuf]) -> i32 {
                 continue;
             }
             Err(e) => {
-                eprintln!("error: {}: {e}", f.display());
+                eprintln!(
+                    "error: {}: cannot read the test folder {}: {e}",
+                    f.display(),
+                    tests_dir.display()
+                );
                 code = code.max(EXIT_UNREADABLE);
                 continue;
             }
@@ -185,14 +193,15 @@ fn run_case(built: &Arc<Built>, case: &Case) -> Result<(), String> {
         .iter()
         .map(|v| serde_json::to_vec(v).unwrap_or_default())
         .chain(case.input_lines.iter().map(|l| l.as_bytes().to_vec()));
-    let file: Arc<str> = Arc::from("test input");
+    // Line sources that read a file name it in `meta.file`; stdin does not.
+    let file: Option<Arc<str>> = (built.source_type == "file").then(|| Arc::from("test input"));
     let batch: Vec<RawRecord> = lines
         .enumerate()
         .map(|(i, data)| RawRecord {
             data,
             position: Position {
                 source: built.source_type,
-                file: Some(Arc::clone(&file)),
+                file: file.clone(),
                 line: Some(i as u64 + 1),
             },
             rejected: None,

@@ -24,6 +24,8 @@ pub struct Cx<'a> {
     pub spans: &'a SpanMap,
     /// The pipeline as JSON.
     pub value: &'a Value,
+    /// The pipeline file's text.
+    pub text: &'a str,
 }
 
 impl Cx<'_> {
@@ -41,12 +43,25 @@ impl Cx<'_> {
         }
     }
 
-    /// The span of the key at `pointer` (the value's when there is no key).
+    /// The span of the key at `pointer` (the value's when there is no key;
+    /// for the whole document, its first line).
     pub fn key_span(&self, pointer: &str) -> Range<usize> {
         match self.spans.get(pointer).and_then(|o| o.key.clone()) {
             Some(k) => k,
+            None if pointer.is_empty() => {
+                let all = self.value_span("");
+                all.start..all.start + self.first_line_len(all.start)
+            }
             None => self.value_span(pointer),
         }
+    }
+
+    fn first_line_len(&self, start: usize) -> usize {
+        let root = self.spans.get("").map_or(0..0, |o| o.value.clone());
+        let len = root.end.saturating_sub(start);
+        self.text
+            .get(start..start + len)
+            .map_or(0, |t| t.find('\n').unwrap_or(t.len()))
     }
 }
 
@@ -271,6 +286,13 @@ fn check_routes(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Di
                 );
             }
         }
+    }
+    if p.sinks.is_empty() {
+        diags.push(
+            Diagnostic::error(Code::MissingField, "`sinks` must not be empty")
+                .at(cx.file, cx.key_span("/sinks"))
+                .help("add a sink, for example `out: { type: stdout }`"),
+        );
     }
     for name in p.sinks.keys() {
         if !used.contains(name.as_str()) {

@@ -125,6 +125,7 @@ fn load_text(
         file,
         spans: &spans,
         value: &value,
+        text,
     };
     // Earlier problems (duplicate keys, unset variables) do not stop the later
     // passes; shape errors do, as the typed pipeline cannot be built without it.

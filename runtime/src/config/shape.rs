@@ -210,8 +210,25 @@ pub fn describe(root: &Value, pointer: &str) -> String {
         }
         [s, i] if s == "routes" => format!("route #{}", i.parse::<usize>().map_or(0, |i| i + 1)),
         [s, name] if s == "schemas" => format!("schema `{name}`"),
+        // A field inside a component: "`path` of sink `archive` (type file)".
+        [s, _, rest @ ..] if ["sinks", "transforms", "routes", "schemas"].contains(&s.as_str()) => {
+            let component = pointer.split('/').take(3).collect::<Vec<_>>().join("/");
+            field_of(rest, &describe(root, &component))
+        }
+        [s, rest @ ..] if s == "source" || s == "dlq" => {
+            field_of(rest, &describe(root, &format!("/{s}")))
+        }
         _ => format!("`{}`", parts.join(".")),
     }
+}
+
+/// "`path` of sink `archive` (type file)"; for the `type` field itself, without the type.
+fn field_of(field: &[String], component: &str) -> String {
+    let component = match field {
+        [f] if f == "type" => component.split(" (type ").next().unwrap_or(component),
+        _ => component,
+    };
+    format!("`{}` of {component}", field.join("."))
 }
 
 fn escape(s: &str) -> String {

@@ -252,6 +252,8 @@ impl Builder<'_> {
             self.anchors.insert(anchor, node.clone());
         }
         match self.stack.last_mut() {
+            // Only the first document is the pipeline; later ones are reported.
+            None if self.root.is_some() => {}
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map { entries, key, .. }) => match key.take() {

@@ -38,7 +38,7 @@ pub struct Envelope<'a> {
     pub source: &'a Position,
     /// How many times delivery was attempted (1 for records rejected before any sink).
     pub attempts: u32,
-    /// When it was dead-lettered, RFC 3339 UTC with milliseconds.
+    /// When the record's batch was processed, RFC 3339 UTC with milliseconds.
     pub timestamp: &'a str,
 }
 

@@ -17,6 +17,7 @@ pub struct Config {
     #[serde(default)]
     pub when: Option<String>,
     /// Names of sinks under `sinks:`.
+    #[schemars(length(min = 1))]
     pub to: Vec<String>,
 }
 

@@ -44,7 +44,7 @@ pub struct Limits {
     /// Deepest function call nesting.
     #[serde(default = "default_max_call_levels")]
     pub max_call_levels: usize,
-    /// Deepest expression nesting in a script.
+    /// Deepest expression nesting in a script (checked when the script compiles).
     #[serde(default = "default_max_expr_depth")]
     pub max_expr_depth: usize,
     /// Longest string a script may build, in bytes.
@@ -146,8 +146,9 @@ pub fn compile_condition(engine: &Engine, source: &str) -> Result<AST, SyntaxErr
 /// The variables scripts see, for compiling with strict variables.
 fn scope_template() -> Scope<'static> {
     let mut s = Scope::new();
+    // Not constants: the optimizer would fold a constant `meta` into `()`.
     s.push("record", ());
-    s.push_constant("meta", ());
+    s.push("meta", ());
     s
 }
 

@@ -30,7 +30,7 @@ pub enum OnInvalid {
     /// Dead-letter it with stage `validate` and the reason.
     #[default]
     Dlq,
-    /// Drop it, counted as filtered.
+    /// Drop it, counted as `dropped_invalid`.
     Drop,
     /// Stop the run with an error; nothing after it is acknowledged.
     Fail,
