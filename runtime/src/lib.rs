@@ -7,6 +7,7 @@
 //! Dependencies point one way: `cli` → `engine` → stages (`decode`,
 //! `validate`, `transform`, `route`, `sinks`, `delivery`) → `record`.
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod decode;

@@ -1,8 +1,11 @@
 //! Helpers shared by the integration tests: the `sluice` binary, the
-//! repository root, and a Python environment with the reference workload's
-//! tools (created on first use; a test that cannot create it fails).
+//! repository root, a Python environment with the reference workload's tools
+//! and moto (created on first use; a test that cannot create it fails), and
+//! a `moto_server` per test ([`moto`]).
 
 #![allow(dead_code)] // each test file uses a different subset
+
+pub mod moto;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -50,14 +53,21 @@ pub fn summary(o: &Output) -> serde_json::Value {
     serde_json::from_str(line).expect("the summary is JSON")
 }
 
-/// A Python interpreter with `bench/requirements.txt` installed, in `target/test-venv`.
+/// A Python interpreter with `tests/requirements.txt` installed (the
+/// reference workload's baseline and moto), in `target/test-venv`.
 pub fn python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {
         let venv = root().join("target").join("test-venv");
         let py = venv.join("bin").join("python");
+        let requirements = root().join("tests/requirements.txt");
+        // Reinstall when the requirements change.
+        let wanted = std::fs::read_to_string(&requirements).expect("tests/requirements.txt")
+            + &std::fs::read_to_string(root().join("bench/requirements.txt"))
+                .expect("bench/requirements.txt");
         let stamp = venv.join(".installed");
-        if !stamp.exists() {
+        let installed = std::fs::read_to_string(&stamp).unwrap_or_default();
+        if installed != wanted {
             let ok = Command::new("python3")
                 .args(["-m", "venv"])
                 .arg(&venv)
@@ -70,7 +80,7 @@ pub fn python() -> PathBuf {
             );
             let ok = Command::new(&py)
                 .args(["-m", "pip", "install", "--quiet", "-r"])
-                .arg(root().join("bench/requirements.txt"))
+                .arg(&requirements)
                 .status()
                 .map(|s| s.success());
             assert_eq!(

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREADABLE};
+use crate::aws::Clients;
 use crate::config::{self, Env, LoadError, Loaded};
-use crate::delivery::DlqConfig;
 use crate::diagnostics::render::{self, Format};
 use crate::engine::Built;
-use crate::engine::run::{self, LineReader, Options, Output, Outputs, Report};
+use crate::engine::run::{self, LineReader, Options, Outputs, Report};
 use crate::metrics::Counts;
 use crate::record::Stage;
-use crate::sinks;
+use crate::sinks::{self, BuildCx, Writer};
 use crate::sources;
 
 /// Arguments of `sluice run`.
@@ -74,7 +74,17 @@ pub fn main(args: &Args) -> i32 {
             return EXIT_UNREADABLE;
         }
     };
-    let mut outputs = match open_outputs(&loaded) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_RUN_FAILED;
+        }
+    };
+    let mut outputs = match rt.block_on(open_outputs(&loaded)) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
@@ -88,7 +98,7 @@ pub fn main(args: &Args) -> i32 {
         batch_records: args.batch_records,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
-    let report = run::run(built, reader, &mut outputs, &opts);
+    let report = run::run(built, reader, &mut outputs, &opts, &rt);
     let names: Vec<&str> = loaded.pipeline.sinks.keys().map(String::as_str).collect();
     match args.summary_format {
         SummaryFormat::Human => {
@@ -131,27 +141,44 @@ fn open_source(loaded: &Loaded) -> Result<LineReader, String> {
     }
 }
 
-fn open_file(loaded: &Loaded, c: &sinks::file::Config) -> Result<Output, String> {
-    let path = loaded.resolve(&c.path);
-    sinks::file::Writer::open(&path, c.mode)
-        .map(Output::File)
-        .map_err(|e| format!("cannot open `{}` for writing: {e}", path.display()))
-}
-
-fn open_outputs(loaded: &Loaded) -> Result<Outputs, String> {
-    let mut out = Vec::new();
-    for (name, sink) in &loaded.pipeline.sinks {
-        let o = match sink {
-            sinks::Config::File(c) => open_file(loaded, c)?,
-            sinks::Config::Stdout(_) => Output::Stdout(std::io::BufWriter::new(std::io::stdout())),
-        };
-        out.push((name.clone(), o));
-    }
-    let dlq = match &loaded.pipeline.dlq {
-        DlqConfig::File(c) => open_file(loaded, c)?,
-        DlqConfig::Stdout(_) => Output::Stdout(std::io::BufWriter::new(std::io::stdout())),
+/// Starts the sinks and the DLQ (and the AWS clients, when one of them needs them).
+async fn open_outputs(loaded: &Loaded) -> Result<Outputs, String> {
+    let p = &loaded.pipeline;
+    let dlq = p.dlq.as_sink();
+    let aws = if p
+        .sinks
+        .values()
+        .chain(std::iter::once(&dlq))
+        .any(sinks::Config::uses_aws)
+    {
+        Some(Arc::new(
+            Clients::load(&p.aws, p.retry.attempt_timeout.0).await,
+        ))
+    } else {
+        None
     };
-    Ok(Outputs { sinks: out, dlq })
+    let resolve = |path: &str| loaded.resolve(path);
+    let cx = BuildCx {
+        pipeline: &p.name,
+        resolve: &resolve,
+        aws,
+    };
+    let mut out = Vec::new();
+    for (name, sink) in &p.sinks {
+        let w = Writer::open(sink, &cx)
+            .await
+            .map_err(|e| format!("sink `{name}`: {e}"))?;
+        out.push((name.clone(), w));
+    }
+    let dlq = Writer::open(&dlq, &cx)
+        .await
+        .map_err(|e| format!("the dead-letter queue: {e}"))?;
+    Ok(Outputs {
+        sinks: out,
+        dlq,
+        policy: p.retry.clone(),
+        pipeline: Arc::from(p.name.as_str()),
+    })
 }
 
 fn rate(counts: &Counts, report: &Report) -> f64 {

@@ -73,18 +73,18 @@ pub fn check(
     diags: &mut Diagnostics,
 ) -> (HashMap<String, Value>, Vec<String>) {
     let schemas = check_schemas(cx, p, dir, diags);
-    if let Some(v) = &p.validate {
-        if !p.schemas.contains_key(&v.schema) {
-            let mut d = Diagnostic::error(
-                Code::UnknownReference,
-                format!("schema `{}` is not defined under `schemas`", v.schema),
-            )
-            .at(cx.file, cx.value_span("/validate/schema"));
-            if let Some(s) = did_you_mean(&v.schema, p.schemas.keys().map(String::as_str)) {
-                d = d.help(format!("did you mean `{s}`?"));
-            }
-            diags.push(d);
+    if let Some(v) = &p.validate
+        && !p.schemas.contains_key(&v.schema)
+    {
+        let mut d = Diagnostic::error(
+            Code::UnknownReference,
+            format!("schema `{}` is not defined under `schemas`", v.schema),
+        )
+        .at(cx.file, cx.value_span("/validate/schema"));
+        if let Some(s) = did_you_mean(&v.schema, p.schemas.keys().map(String::as_str)) {
+            d = d.help(format!("did you mean `{s}`?"));
         }
+        diags.push(d);
     }
     let engine = transform::engine(&p.limits);
     let scripts = check_transforms(cx, p, dir, &engine, diags);
@@ -269,20 +269,42 @@ fn check_routes(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Di
             }
             diags.push(d);
         }
-        if let Some(when) = &r.when {
-            if let Err(e) = transform::compile_condition(engine, when) {
-                let span = script_span(
-                    cx,
-                    diags.sources.get(cx.file),
-                    &format!("/routes/{i}/when"),
-                    &e,
-                );
+        if let Some(when) = &r.when
+            && let Err(e) = transform::compile_condition(engine, when)
+        {
+            let span = script_span(
+                cx,
+                diags.sources.get(cx.file),
+                &format!("/routes/{i}/when"),
+                &e,
+            );
+            diags.push(
+                Diagnostic::error(
+                    Code::ScriptSyntax,
+                    format!("condition of route #{}: {}", i + 1, e.message),
+                )
+                .at(cx.file, span),
+            );
+        }
+    }
+    let dlq = p.dlq.as_sink();
+    let with_pointers = p
+        .sinks
+        .iter()
+        .map(|(name, c)| {
+            (
+                format!("/sinks/{}", name.replace('~', "~0").replace('/', "~1")),
+                c,
+            )
+        })
+        .chain(std::iter::once(("/dlq".to_owned(), &dlq)));
+    for (pointer, sink) in with_pointers {
+        if let crate::sinks::Config::S3(s3) = sink {
+            for name in s3.unknown_placeholders() {
                 diags.push(
-                    Diagnostic::error(
-                        Code::ScriptSyntax,
-                        format!("condition of route #{}: {}", i + 1, e.message),
-                    )
-                    .at(cx.file, span),
+                    Diagnostic::error(Code::InvalidValue, format!("`{{{name}}}` is not a placeholder of an S3 key"))
+                        .at(cx.file, cx.value_span(&format!("{pointer}/key")))
+                        .help("use {pipeline}, {date}, {year}, {month}, {day}, {hour}, {part} or {record.FIELD}"),
                 );
             }
         }

@@ -12,6 +12,7 @@
 //! Config knows types, not clients: building running components is `engine`'s job.
 
 pub mod check;
+pub mod duration;
 pub mod interpolate;
 pub mod pipeline;
 pub mod schema;

@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::{decode, delivery, route, sinks, sources, transform, validate};
+use crate::{aws, decode, delivery, route, sinks, sources, transform, validate};
 
 /// A Sluice pipeline: a source, optional schemas and transforms, routes, sinks and a dead-letter queue.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -45,4 +45,10 @@ pub struct Pipeline {
     /// Sandbox limits for every script.
     #[serde(default)]
     pub limits: transform::Limits,
+    /// How failed writes to sinks and the DLQ are retried.
+    #[serde(default)]
+    pub retry: delivery::Policy,
+    /// AWS connection settings (region, endpoint) for AWS sources and sinks.
+    #[serde(default)]
+    pub aws: aws::Config,
 }

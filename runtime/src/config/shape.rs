@@ -116,6 +116,17 @@ fn diagnose(
         ValidationErrorKind::OneOfNotValid { .. } if !consts_at(schema_path).is_empty() => {
             vec![not_one_of(cx, pointer, &what, instance, &consts_at(schema_path))]
         }
+        ValidationErrorKind::Pattern { pattern } if pattern.contains("[a-zµ]") => {
+            let given = instance.as_str().unwrap_or_default();
+            vec![
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    format!("`{given}` is not a valid {what}: write a duration with its unit"),
+                )
+                .at(cx.file, cx.value_span(pointer))
+                .help("for example `100ms`, `30s`, `5m` or `1h`"),
+            ]
+        }
         // `if`/`then` and `allOf` wrappers report their branch's own errors separately.
         ValidationErrorKind::FalseSchema => vec![],
         _ => vec![

@@ -1,18 +1,26 @@
-//! Delivery: the dead-letter queue and its envelope.
+//! Delivery: retries, the dead-letter queue and its envelope.
 //!
-//! Every record that cannot be delivered ends here with the stage and the
-//! reason, as one [`Envelope`] per record. The DLQ is written and synced
-//! before a batch counts as done; if it cannot be written the run fails and
-//! nothing after it is acknowledged.
+//! Only this module decides what happens to a failed write: [`deliver`]
+//! retries the records a sink did not accept with the pipeline's [`Policy`]
+//! (only the failed ones), and sorts the rest into poison (dead-lettered with
+//! stage `sink` and the reason) and exhausted (the batch is not acknowledged,
+//! so the source delivers it again). The DLQ is written the same way; if it
+//! does not accept a record, the batch is not acknowledged either.
 
 pub mod envelope;
+pub mod error;
+pub mod retry;
+
+use std::time::Instant;
 
 pub use envelope::Envelope;
+pub use error::{ErrorClass, SinkError};
+pub use retry::Policy;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::sinks;
+use crate::sinks::{self, OutRecord, Writer};
 
 /// Where dead-lettered records go.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -23,4 +31,68 @@ pub enum DlqConfig {
     File(sinks::file::Config),
     /// Write envelopes to standard output.
     Stdout(sinks::stdout::Config),
+    /// Write envelopes as JSON Lines objects to Amazon S3 (any record fits).
+    S3(sinks::s3::Config),
+    /// Send each envelope as a message to Amazon SQS.
+    Sqs(sinks::sqs::Config),
+}
+
+impl DlqConfig {
+    /// The DLQ as a sink config.
+    pub fn as_sink(&self) -> sinks::Config {
+        match self {
+            DlqConfig::File(c) => sinks::Config::File(c.clone()),
+            DlqConfig::Stdout(c) => sinks::Config::Stdout(c.clone()),
+            DlqConfig::S3(c) => sinks::Config::S3(c.clone()),
+            DlqConfig::Sqs(c) => sinks::Config::Sqs(c.clone()),
+        }
+    }
+}
+
+/// What became of one record handed to [`deliver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The sink accepted it.
+    Delivered,
+    /// Retrying cannot help: dead-letter it (after this many attempts).
+    Poison(SinkError, u32),
+    /// Still failing when the policy ran out: do not acknowledge it.
+    Exhausted(SinkError, u32),
+}
+
+/// Writes records to a sink, retrying only the ones that failed with a
+/// retryable error, until the policy runs out. One outcome per record.
+pub async fn deliver(
+    writer: &mut Writer,
+    records: &[OutRecord<'_>],
+    policy: &Policy,
+) -> Vec<Outcome> {
+    let start = Instant::now();
+    let mut outcomes: Vec<Outcome> = vec![Outcome::Delivered; records.len()];
+    let mut pending: Vec<usize> = (0..records.len()).collect();
+    let mut attempt = 1;
+    while !pending.is_empty() {
+        let batch: Vec<OutRecord<'_>> = pending.iter().map(|&i| records[i]).collect();
+        let results = writer.send(&batch).await;
+        let mut retry = Vec::new();
+        let mut throttled = false;
+        for (&i, result) in pending.iter().zip(results) {
+            match result {
+                Ok(()) => outcomes[i] = Outcome::Delivered,
+                Err(e) if e.is_retryable() => {
+                    throttled |= e.class == ErrorClass::Throttled;
+                    outcomes[i] = Outcome::Exhausted(e, attempt);
+                    retry.push(i);
+                }
+                Err(e) => outcomes[i] = Outcome::Poison(e, attempt),
+            }
+        }
+        if retry.is_empty() || !policy.may_retry(attempt, start.elapsed()) {
+            break;
+        }
+        attempt += 1;
+        tokio::time::sleep(policy.backoff(attempt, throttled)).await;
+        pending = retry;
+    }
+    outcomes
 }

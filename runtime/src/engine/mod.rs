@@ -40,6 +40,8 @@ pub struct Built {
     pub unrouted: Unrouted,
     /// Sink names, in the order of `sinks:`.
     pub sink_names: Vec<String>,
+    /// Per sink, the record fields it needs besides the JSON (S3 key parts, SQS group ids …).
+    pub sink_keys: Vec<Vec<String>>,
     /// The sandbox limits.
     pub limits: Limits,
 }
@@ -59,6 +61,11 @@ impl Built {
             None => None,
         };
         let sink_names: Vec<String> = p.sinks.keys().cloned().collect();
+        let sink_keys = p
+            .sinks
+            .values()
+            .map(crate::sinks::Config::key_fields)
+            .collect();
         let routes = p
             .routes
             .iter()
@@ -86,18 +93,43 @@ impl Built {
             routes,
             unrouted: p.unrouted,
             sink_names,
+            sink_keys,
             limits: p.limits.clone(),
         })
     }
 }
 
-/// Encoded records for one sink from one batch.
+/// Encoded records for one sink (or the DLQ) from one batch.
 #[derive(Debug, Default, Clone)]
 pub struct SinkLines {
     /// JSON Lines, each ending in `\n`.
     pub bytes: Vec<u8>,
     /// How many lines.
     pub count: u64,
+    /// Where each line ends in `bytes` (after its `\n`).
+    pub ends: Vec<usize>,
+    /// For each line, the index of its source record in the batch.
+    pub raw: Vec<u32>,
+    /// For each line, the id of the routed record (the same in every sink it went to).
+    pub ids: Vec<u32>,
+    /// For each line, the sink's key fields, flattened (`key_fields().len()` per line).
+    pub keys: Vec<String>,
+}
+
+impl SinkLines {
+    fn push(&mut self, line: &[u8], raw: usize, id: u32) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push(self.bytes.len());
+        self.raw.push(raw as u32);
+        self.ids.push(id);
+        self.count += 1;
+    }
+
+    /// The line at `i`, without its `\n`.
+    pub fn line(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i] - 1]
+    }
 }
 
 /// What a worker made of one batch.
@@ -109,6 +141,10 @@ pub struct BatchOutput {
     pub dlq: SinkLines,
     /// Outcome counts.
     pub counts: Counts,
+    /// The batch's source records (envelopes of sink failures need their bytes).
+    pub raw: Vec<RawRecord>,
+    /// When the batch was processed.
+    pub batch_time: String,
 }
 
 /// A record that stops the run (`on_invalid: fail`).
@@ -164,14 +200,19 @@ impl Worker {
             sinks: vec![SinkLines::default(); built.sink_names.len()],
             dlq: SinkLines::default(),
             counts: Counts::new(built.sink_names.len()),
+            raw: Vec::new(),
+            batch_time: batch_time.to_owned(),
         };
         let batch_time_rhai: rhai::ImmutableString = batch_time.into();
         let mut cx = Cx {
             built: &built,
             out: &mut out,
             batch_time,
+            raw_index: 0,
+            routed: 0,
         };
-        for raw in batch {
+        for (raw_index, raw) in batch.iter().enumerate() {
+            cx.raw_index = raw_index;
             cx.out.counts.records_in += 1;
             if let Some(reason) = &raw.rejected {
                 cx.dead_letter(raw, Stage::Decode, None, reason.clone(), None);
@@ -180,39 +221,39 @@ impl Worker {
             let Some(value) = self.parse(raw, &mut cx) else {
                 continue;
             };
-            if let Some((validator, on_invalid)) = &built.validator {
-                if let Err(invalid) = validator.validate(&value) {
-                    match on_invalid {
-                        OnInvalid::Dlq => {
-                            let text = if invalid.instance_path.is_empty() {
-                                invalid.message
-                            } else {
-                                format!("{} at {}", invalid.message, invalid.instance_path)
-                            };
-                            cx.dead_letter(
-                                raw,
-                                Stage::Validate,
-                                None,
-                                text,
-                                Some(invalid.instance_path),
-                            );
-                        }
-                        OnInvalid::Drop => cx.out.counts.dropped_invalid += 1,
-                        OnInvalid::Fail => {
-                            return Err(Fatal(format!(
-                                "{} failed validation and `on_invalid` is `fail`: {} at {}",
-                                describe(raw),
-                                invalid.message,
-                                if invalid.instance_path.is_empty() {
-                                    "/"
-                                } else {
-                                    &invalid.instance_path
-                                }
-                            )));
-                        }
+            if let Some((validator, on_invalid)) = &built.validator
+                && let Err(invalid) = validator.validate(&value)
+            {
+                match on_invalid {
+                    OnInvalid::Dlq => {
+                        let text = if invalid.instance_path.is_empty() {
+                            invalid.message
+                        } else {
+                            format!("{} at {}", invalid.message, invalid.instance_path)
+                        };
+                        cx.dead_letter(
+                            raw,
+                            Stage::Validate,
+                            None,
+                            text,
+                            Some(invalid.instance_path),
+                        );
                     }
-                    continue;
+                    OnInvalid::Drop => cx.out.counts.dropped_invalid += 1,
+                    OnInvalid::Fail => {
+                        return Err(Fatal(format!(
+                            "{} failed validation and `on_invalid` is `fail`: {} at {}",
+                            describe(raw),
+                            invalid.message,
+                            if invalid.instance_path.is_empty() {
+                                "/"
+                            } else {
+                                &invalid.instance_path
+                            }
+                        )));
+                    }
                 }
+                continue;
             }
             let meta = Meta::for_line(
                 built.source_type,
@@ -349,10 +390,14 @@ impl Worker {
             return;
         }
         self.scratch.push(b'\n');
+        let id = cx.routed;
+        cx.routed += 1;
         for t in targets {
             let sink = &mut cx.out.sinks[t];
-            sink.bytes.extend_from_slice(&self.scratch);
-            sink.count += 1;
+            sink.push(&self.scratch, cx.raw_index, id);
+            for field in &built.sink_keys[t] {
+                sink.keys.push(crate::sinks::field_text(&record, field));
+            }
             cx.out.counts.per_sink[t] += 1;
         }
         cx.out.counts.delivered += 1;
@@ -372,6 +417,10 @@ struct Cx<'a> {
     built: &'a Built,
     out: &'a mut BatchOutput,
     batch_time: &'a str,
+    /// Index of the current record in the batch.
+    raw_index: usize,
+    /// Routed records so far.
+    routed: u32,
 }
 
 impl Cx<'_> {
@@ -396,11 +445,16 @@ impl Cx<'_> {
             attempts: 1,
             timestamp: self.batch_time,
         };
-        // An envelope holds only strings and numbers: serializing it cannot fail.
-        if serde_json::to_writer(&mut self.out.dlq.bytes, &env).is_ok() {
-            self.out.dlq.bytes.push(b'\n');
-            self.out.dlq.count += 1;
-        }
+        push_envelope(&mut self.out.dlq, &env, self.raw_index);
         self.out.counts.dead_letter(stage);
     }
+}
+
+/// Appends an envelope to the DLQ lines of a batch.
+pub fn push_envelope(dlq: &mut SinkLines, env: &Envelope<'_>, raw_index: usize) {
+    let mut line = serde_json::to_vec(env).unwrap_or_default();
+    // An envelope holds only strings and numbers: serializing it cannot fail.
+    line.push(b'\n');
+    let id = dlq.count as u32;
+    dlq.push(&line, raw_index, id);
 }

@@ -6,16 +6,18 @@
 //! every sink and the DLQ are synced to disk before the run reports success.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{BatchOutput, Built, Fatal, Worker};
+use super::{BatchOutput, Built, Fatal, SinkLines, Worker};
+use crate::delivery::{self, Envelope, Outcome, Policy, SinkError, envelope};
 use crate::metrics::Counts;
-use crate::record::{Position, RawRecord};
+use crate::record::{Position, RawRecord, Stage};
+use crate::sinks::{OutRecord, Writer};
 
 /// Reads one record per line from a buffered reader.
 pub struct LineReader {
@@ -86,71 +88,121 @@ impl LineReader {
     }
 }
 
-/// Where a sink's or the DLQ's lines go.
-pub enum Output {
-    /// A local file.
-    File(crate::sinks::file::Writer),
-    /// Standard output.
-    Stdout(std::io::BufWriter<std::io::Stdout>),
-    /// Kept in memory (tests).
-    Memory(Vec<u8>),
-}
-
-impl Output {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Output::File(w) => w.write(bytes),
-            Output::Stdout(w) => w.write_all(bytes),
-            Output::Memory(v) => {
-                v.extend_from_slice(bytes);
-                Ok(())
-            }
-        }
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
-        match self {
-            Output::File(w) => w.sync(),
-            Output::Stdout(w) => w.flush(),
-            Output::Memory(_) => Ok(()),
-        }
-    }
-}
-
-/// The sinks (in the order of `sinks:`) and the DLQ of a run, with their names for messages.
+/// The sinks (in the order of `sinks:`) and the DLQ of a run, with the retry policy.
 pub struct Outputs {
-    /// Sink outputs.
-    pub sinks: Vec<(String, Output)>,
+    /// Sink writers, with their names.
+    pub sinks: Vec<(String, Writer)>,
     /// The dead-letter queue.
-    pub dlq: Output,
+    pub dlq: Writer,
+    /// How failed writes are retried.
+    pub policy: Policy,
+    /// The pipeline's name, for envelopes.
+    pub pipeline: Arc<str>,
+}
+
+/// The records of one sink's lines, ready for a writer.
+fn out_records<'a>(
+    lines: &'a SinkLines,
+    keys_per_line: usize,
+    raw: &'a [RawRecord],
+    batch_time: &'a str,
+) -> Vec<OutRecord<'a>> {
+    (0..lines.ends.len())
+        .map(|i| OutRecord {
+            json: lines.line(i),
+            keys: &lines.keys[(i * keys_per_line).min(lines.keys.len())
+                ..((i + 1) * keys_per_line).min(lines.keys.len())],
+            position: &raw[lines.raw[i] as usize].position,
+            batch_time,
+        })
+        .collect()
 }
 
 impl Outputs {
-    /// Writes one batch: sinks first, then the DLQ.
-    pub fn commit(&mut self, out: &BatchOutput) -> Result<(), RunError> {
-        for ((name, sink), lines) in self.sinks.iter_mut().zip(&out.sinks) {
-            if lines.count > 0 {
-                sink.write(&lines.bytes)
-                    .map_err(|e| RunError::Sink(format!("writing to sink `{name}` failed: {e}")))?;
+    /// Delivers one batch: every sink, then the envelopes of the records a sink
+    /// rejected for good, then the DLQ. `Ok` means the whole batch may be acknowledged.
+    pub async fn commit(
+        &mut self,
+        out: &mut BatchOutput,
+        sink_keys: &[Vec<String>],
+    ) -> Result<(), RunError> {
+        let mut rejected: Vec<(u32, usize, String, SinkError, u32)> = Vec::new();
+        for (si, (name, writer)) in self.sinks.iter_mut().enumerate() {
+            let lines = &out.sinks[si];
+            if lines.count == 0 {
+                continue;
+            }
+            let records = out_records(lines, sink_keys[si].len(), &out.raw, &out.batch_time);
+            let outcomes = delivery::deliver(writer, &records, &self.policy).await;
+            for (k, outcome) in outcomes.into_iter().enumerate() {
+                match outcome {
+                    Outcome::Delivered => {}
+                    Outcome::Poison(e, attempts) => {
+                        out.counts.per_sink[si] -= 1;
+                        rejected.push((
+                            lines.ids[k],
+                            lines.raw[k] as usize,
+                            name.clone(),
+                            e,
+                            attempts,
+                        ));
+                    }
+                    Outcome::Exhausted(e, attempts) => {
+                        return Err(RunError::Sink(format!(
+                            "sink `{name}` did not accept a record after {attempts} attempts: {e}"
+                        )));
+                    }
+                }
             }
         }
+        // One envelope per rejected record, for the first sink that rejected it.
+        rejected.sort_by_key(|r| r.0);
+        rejected.dedup_by_key(|r| r.0);
+        for (_, raw_index, sink, err, attempts) in &rejected {
+            let raw = &out.raw[*raw_index];
+            let (data, encoding) = envelope::encode_data(&raw.data);
+            let env = Envelope {
+                pipeline: &self.pipeline,
+                stage: Stage::Sink,
+                step: Some(sink),
+                error: err.message.clone(),
+                instance_path: None,
+                data,
+                encoding,
+                source: &raw.position,
+                attempts: *attempts,
+                timestamp: &out.batch_time,
+            };
+            super::push_envelope(&mut out.dlq, &env, *raw_index);
+            out.counts.delivered -= 1;
+            out.counts.dead_letter(Stage::Sink);
+        }
         if out.dlq.count > 0 {
-            self.dlq.write(&out.dlq.bytes).map_err(|e| {
-                RunError::Sink(format!("writing to the dead-letter queue failed: {e}"))
-            })?;
+            let records = out_records(&out.dlq, 0, &out.raw, &out.batch_time);
+            let outcomes = delivery::deliver(&mut self.dlq, &records, &self.policy).await;
+            if let Some((e, attempts)) = outcomes.into_iter().find_map(|o| match o {
+                Outcome::Delivered => None,
+                Outcome::Poison(e, a) | Outcome::Exhausted(e, a) => Some((e, a)),
+            }) {
+                return Err(RunError::Sink(format!(
+                    "the dead-letter queue did not accept a record after {attempts} attempts, so the batch is not acknowledged: {e}"
+                )));
+            }
         }
         Ok(())
     }
 
     /// Makes everything written durable.
-    pub fn sync(&mut self) -> Result<(), RunError> {
+    pub async fn flush(&mut self) -> Result<(), RunError> {
         for (name, sink) in &mut self.sinks {
-            sink.sync()
-                .map_err(|e| RunError::Sink(format!("syncing sink `{name}` failed: {e}")))?;
+            sink.flush()
+                .await
+                .map_err(|e| RunError::Sink(format!("flushing sink `{name}` failed: {e}")))?;
         }
         self.dlq
-            .sync()
-            .map_err(|e| RunError::Sink(format!("syncing the dead-letter queue failed: {e}")))
+            .flush()
+            .await
+            .map_err(|e| RunError::Sink(format!("flushing the dead-letter queue failed: {e}")))
     }
 }
 
@@ -204,12 +256,13 @@ pub fn now_rfc3339() -> String {
 type Job = (u64, Vec<RawRecord>, String);
 type Done = (u64, Result<BatchOutput, Fatal>);
 
-/// Runs the pipeline over the whole input.
+/// Runs the pipeline over the whole input. `rt` drives the sinks' requests.
 pub fn run(
     built: Arc<Built>,
     mut reader: LineReader,
     outputs: &mut Outputs,
     opts: &Options,
+    rt: &tokio::runtime::Runtime,
 ) -> Report {
     let start = Instant::now();
     let workers = opts.workers.max(1);
@@ -267,7 +320,15 @@ pub fn run(
                 return;
             }
         };
-        error = write_in_order(&done_rx, outputs, &mut counts, &progress).err();
+        error = write_in_order(
+            &done_rx,
+            outputs,
+            &built.sink_keys,
+            &mut counts,
+            &progress,
+            rt,
+        )
+        .err();
         drop(done_rx);
         match reader_thread.join() {
             Ok(Err(e)) if error.is_none() => error = Some(RunError::Source(e)),
@@ -275,7 +336,7 @@ pub fn run(
         }
     });
     if error.is_none() {
-        error = outputs.sync().err();
+        error = rt.block_on(outputs.flush()).err();
     }
     progress.finish_and_clear();
     Report {
@@ -309,7 +370,10 @@ fn worker_loop(
         let Ok((seq, batch, batch_time)) = job else {
             return;
         };
-        let out = worker.process(&batch, &batch_time);
+        let out = worker.process(&batch, &batch_time).map(|mut out| {
+            out.raw = batch;
+            out
+        });
         if done.send((seq, out)).is_err() {
             return;
         }
@@ -320,16 +384,18 @@ fn worker_loop(
 fn write_in_order(
     done: &Receiver<Done>,
     outputs: &mut Outputs,
+    sink_keys: &[Vec<String>],
     counts: &mut Counts,
     progress: &ProgressBar,
+    rt: &tokio::runtime::Runtime,
 ) -> Result<(), RunError> {
     let mut next = 0u64;
     let mut pending: BTreeMap<u64, Result<BatchOutput, Fatal>> = BTreeMap::new();
     for (seq, out) in done {
         pending.insert(seq, out);
         while let Some(out) = pending.remove(&next) {
-            let out = out.map_err(|Fatal(m)| RunError::Fatal(m))?;
-            outputs.commit(&out)?;
+            let mut out = out.map_err(|Fatal(m)| RunError::Fatal(m))?;
+            rt.block_on(outputs.commit(&mut out, sink_keys))?;
             counts.add(&out.counts);
             next += 1;
             progress.set_position(counts.records_in);

@@ -7,6 +7,9 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::OutRecord;
+use crate::delivery::{SinkError, error::classify_io};
+
 /// Write records to a local file as JSON Lines, one compact document per line.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,33 +38,49 @@ pub enum Mode {
 /// An open file sink.
 pub struct Writer {
     out: BufWriter<File>,
+    name: String,
 }
 
 impl Writer {
     /// Opens (and creates) the file.
-    pub fn open(path: &Path, mode: Mode) -> std::io::Result<Self> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(mode == Mode::Append)
-            .truncate(mode == Mode::Truncate)
-            .open(path)?;
+    pub fn open(path: &Path, mode: Mode) -> Result<Self, String> {
+        let open = || -> std::io::Result<File> {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(mode == Mode::Append)
+                .truncate(mode == Mode::Truncate)
+                .open(path)
+        };
+        let file =
+            open().map_err(|e| format!("cannot open `{}` for writing: {e}", path.display()))?;
         Ok(Writer {
             out: BufWriter::with_capacity(256 * 1024, file),
+            name: path.display().to_string(),
         })
     }
 
-    /// Writes already encoded lines (each ends in `\n`).
-    pub fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
-        self.out.write_all(lines)
+    /// Writes the records as lines. They are durable once [`sync`](Self::sync) returns.
+    pub fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        records
+            .iter()
+            .map(|r| {
+                self.out
+                    .write_all(r.json)
+                    .and_then(|()| self.out.write_all(b"\n"))
+                    .map_err(|e| classify_io(&format!("writing to `{}`", self.name), &e))
+            })
+            .collect()
     }
 
     /// Flushes and syncs the data to disk: after this the records are durable.
-    pub fn sync(&mut self) -> std::io::Result<()> {
-        self.out.flush()?;
-        self.out.get_ref().sync_data()
+    pub fn sync(&mut self) -> Result<(), SinkError> {
+        self.out
+            .flush()
+            .and_then(|()| self.out.get_ref().sync_data())
+            .map_err(|e| classify_io(&format!("syncing `{}`", self.name), &e))
     }
 }

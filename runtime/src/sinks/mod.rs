@@ -1,15 +1,25 @@
 //! Sinks: where delivered records go.
 //!
-//! Each sink type is one module with a `Config` and a writer; [`Config`] is the
-//! `type`-tagged list the pipeline format accepts. A sink receives encoded
-//! records (one JSON document or text line each) and reports whether it
-//! accepted them; it never decides about retries or the dead-letter queue.
+//! Each sink type is one module with a `Config` and a `Writer`; [`Config`]
+//! is the `type`-tagged list the pipeline format accepts and [`Writer`] the
+//! running sinks. A writer receives encoded records (one compact JSON document
+//! each, plus the record fields its config asked for) and answers, per record,
+//! whether it durably accepted it; it never decides about retries or the
+//! dead-letter queue (that is `delivery`'s job).
 
 pub mod file;
+pub mod s3;
+pub mod sqs;
 pub mod stdout;
+
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+
+use crate::aws::Clients;
+use crate::delivery::SinkError;
+use crate::record::Position;
 
 /// A destination for records.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -20,6 +30,10 @@ pub enum Config {
     File(file::Config),
     /// Write JSON Lines to standard output.
     Stdout(stdout::Config),
+    /// Write JSON Lines objects to Amazon S3.
+    S3(s3::Config),
+    /// Send each record as a message to Amazon SQS.
+    Sqs(sqs::Config),
 }
 
 impl Config {
@@ -28,6 +42,122 @@ impl Config {
         match self {
             Config::File(_) => "file",
             Config::Stdout(_) => "stdout",
+            Config::S3(_) => "s3",
+            Config::Sqs(_) => "sqs",
         }
+    }
+
+    /// Record fields (dotted paths) the sink needs besides the JSON document,
+    /// extracted once per record by the engine.
+    pub fn key_fields(&self) -> Vec<String> {
+        match self {
+            Config::S3(c) => c.key_fields(),
+            Config::Sqs(c) => c.key_fields(),
+            Config::File(_) | Config::Stdout(_) => Vec::new(),
+        }
+    }
+
+    /// Whether the sink talks to AWS.
+    pub fn uses_aws(&self) -> bool {
+        matches!(self, Config::S3(_) | Config::Sqs(_))
+    }
+}
+
+/// What a writer needs to start.
+pub struct BuildCx<'a> {
+    /// The pipeline's name.
+    pub pipeline: &'a str,
+    /// Resolves paths against the pipeline's folder.
+    pub resolve: &'a dyn Fn(&str) -> std::path::PathBuf,
+    /// The shared AWS clients, when the pipeline uses AWS.
+    pub aws: Option<Arc<Clients>>,
+}
+
+/// One encoded record handed to a writer.
+#[derive(Debug, Clone, Copy)]
+pub struct OutRecord<'a> {
+    /// The record as compact JSON, without a line break.
+    pub json: &'a [u8],
+    /// The values of the sink's `key_fields`, in order (empty when a field is missing).
+    pub keys: &'a [String],
+    /// Where the record came from.
+    pub position: &'a Position,
+    /// When its batch was processed (RFC 3339).
+    pub batch_time: &'a str,
+}
+
+/// A running sink.
+pub enum Writer {
+    /// A local file.
+    File(file::Writer),
+    /// Standard output.
+    Stdout(stdout::Writer),
+    /// Amazon S3.
+    S3(s3::Writer),
+    /// Amazon SQS.
+    Sqs(sqs::Writer),
+    /// Kept in memory (tests).
+    Memory(Vec<u8>),
+}
+
+impl Writer {
+    /// Starts the sink described by `config`.
+    pub async fn open(config: &Config, cx: &BuildCx<'_>) -> Result<Writer, String> {
+        let aws = || cx.aws.clone().ok_or_else(|| "no AWS clients".to_owned());
+        Ok(match config {
+            Config::File(c) => Writer::File(file::Writer::open(&(cx.resolve)(&c.path), c.mode)?),
+            Config::Stdout(_) => Writer::Stdout(stdout::Writer::default()),
+            Config::S3(c) => Writer::S3(s3::Writer::new(c.clone(), cx.pipeline, aws()?)),
+            Config::Sqs(c) => Writer::Sqs(sqs::Writer::new(c.clone(), aws()?).await?),
+        })
+    }
+
+    /// Writes records; one result per record, in order. `Ok` means durably
+    /// accepted (file sinks: once [`flush`](Self::flush) returns).
+    pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        match self {
+            Writer::File(w) => w.send(records),
+            Writer::Stdout(w) => w.send(records),
+            Writer::S3(w) => w.send(records).await,
+            Writer::Sqs(w) => w.send(records).await,
+            Writer::Memory(v) => {
+                for r in records {
+                    v.extend_from_slice(r.json);
+                    v.push(b'\n');
+                }
+                vec![Ok(()); records.len()]
+            }
+        }
+    }
+
+    /// Makes everything accepted so far durable.
+    pub async fn flush(&mut self) -> Result<(), SinkError> {
+        match self {
+            Writer::File(w) => w.sync(),
+            Writer::Stdout(w) => w.flush(),
+            Writer::S3(_) | Writer::Sqs(_) | Writer::Memory(_) => Ok(()),
+        }
+    }
+}
+
+/// Reads a dotted path (`customer.id`) of a JSON-like Rhai record as text:
+/// strings as they are, other values as JSON, missing as empty.
+pub fn field_text(record: &rhai::Dynamic, path: &str) -> String {
+    let mut cur = record.clone();
+    for part in path.split('.') {
+        let next = cur
+            .read_lock::<rhai::Map>()
+            .and_then(|m| m.get(part).cloned());
+        match next {
+            Some(v) => cur = v,
+            None => return String::new(),
+        }
+    }
+    if cur.is_string() {
+        cur.into_string().unwrap_or_default()
+    } else if cur.is_unit() {
+        String::new()
+    } else {
+        serde_json::to_string(&cur).unwrap_or_default()
     }
 }

@@ -1,0 +1,99 @@
+//! AWS connection: one SDK client per service per process, shared by every
+//! source, sink and dead-letter queue of the pipeline.
+//!
+//! Credentials and region come from the standard chain (`aws-config`). An
+//! endpoint override (the pipeline's `aws.endpoint_url`, or the standard
+//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables) points
+//! Sluice at an emulator or a VPC endpoint; S3 then uses path-style
+//! addressing. The SDK's own retries are off: `delivery` retries with the
+//! pipeline's one policy, so every attempt is counted and classified once.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Connection settings for every AWS component of the pipeline.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Aws")]
+pub struct Config {
+    /// AWS region. Default: the standard chain (`AWS_REGION`, the profile, instance metadata).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint for every AWS service (an emulator, a VPC endpoint). Default: the
+    /// standard `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` variables, else AWS.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+}
+
+/// The shared clients. Each is created on first use.
+pub struct Clients {
+    sdk: SdkConfig,
+    path_style: bool,
+    s3: OnceLock<aws_sdk_s3::Client>,
+    sqs: OnceLock<aws_sdk_sqs::Client>,
+    dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
+    kinesis: OnceLock<aws_sdk_kinesis::Client>,
+}
+
+impl Clients {
+    /// Loads the standard configuration chain once.
+    pub async fn load(config: &Config, attempt_timeout: Duration) -> Clients {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(attempt_timeout)
+                    .build(),
+            );
+        if let Some(r) = &config.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(e) = &config.endpoint_url {
+            loader = loader.endpoint_url(e);
+        }
+        let path_style = config.endpoint_url.is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        Clients {
+            sdk: loader.load().await,
+            path_style,
+            s3: OnceLock::new(),
+            sqs: OnceLock::new(),
+            dynamodb: OnceLock::new(),
+            kinesis: OnceLock::new(),
+        }
+    }
+
+    /// The S3 client (path-style addressing when the endpoint is overridden).
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        self.s3.get_or_init(|| {
+            let conf = aws_sdk_s3::config::Builder::from(&self.sdk)
+                .force_path_style(self.path_style)
+                .build();
+            aws_sdk_s3::Client::from_conf(conf)
+        })
+    }
+
+    /// The SQS client.
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        self.sqs.get_or_init(|| aws_sdk_sqs::Client::new(&self.sdk))
+    }
+
+    /// The DynamoDB client.
+    pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        self.dynamodb
+            .get_or_init(|| aws_sdk_dynamodb::Client::new(&self.sdk))
+    }
+
+    /// The Kinesis client.
+    pub fn kinesis(&self) -> &aws_sdk_kinesis::Client {
+        self.kinesis
+            .get_or_init(|| aws_sdk_kinesis::Client::new(&self.sdk))
+    }
+}

@@ -1,0 +1,110 @@
+//! Error classes: every failure of a sink or the DLQ is mapped once to what
+//! delivery should do with it.
+
+use std::error::Error;
+use std::fmt;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// What to do about a failed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A passing fault (a timeout, a 5xx, a dropped connection): try again.
+    Retryable,
+    /// The service asked us to slow down: try again, later.
+    Throttled,
+    /// Trying again cannot help (the record is invalid or too large, the
+    /// resource is missing, access is denied): dead-letter the record.
+    Poison,
+}
+
+/// A failed write of one record (or of a whole request) to a sink or the DLQ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkError {
+    /// What to do about it.
+    pub class: ErrorClass,
+    /// What failed, for envelopes and logs.
+    pub message: String,
+}
+
+impl SinkError {
+    /// A new error.
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        SinkError {
+            class,
+            message: message.into(),
+        }
+    }
+
+    /// Whether trying again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.class != ErrorClass::Poison
+    }
+}
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Error codes AWS services use to ask for a slower rate.
+const THROTTLING_CODES: [&str; 9] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "TooManyRequestsException",
+];
+
+/// Error codes that mean a passing fault whatever their HTTP status.
+const TRANSIENT_CODES: [&str; 6] = [
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "KMSThrottlingException",
+];
+
+/// Classifies an error of an AWS SDK call. `what` says which call on which
+/// resource, for the message (`put_object to bucket "orders"`).
+pub fn classify<E>(what: &str, err: &SdkError<E, HttpResponse>) -> SinkError
+where
+    E: ProvideErrorMetadata + Error + Send + Sync + 'static,
+{
+    let class = match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            ErrorClass::Retryable
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            let status = service.raw().status().as_u16();
+            if THROTTLING_CODES.contains(&code) || status == 429 {
+                ErrorClass::Throttled
+            } else if TRANSIENT_CODES.contains(&code) || status >= 500 {
+                ErrorClass::Retryable
+            } else {
+                ErrorClass::Poison
+            }
+        }
+        // The request could not even be built: no attempt can succeed.
+        _ => ErrorClass::Poison,
+    };
+    SinkError::new(
+        class,
+        format!("{what} failed: {}", DisplayErrorContext(err)),
+    )
+}
+
+/// Classifies a local I/O error (file sinks): disk faults are not the record's fault.
+pub fn classify_io(what: &str, err: &std::io::Error) -> SinkError {
+    SinkError::new(ErrorClass::Retryable, format!("{what} failed: {err}"))
+}

@@ -1,0 +1,174 @@
+//! The `sqs` sink: one message per record, sent with `SendMessageBatch`.
+
+use std::sync::Arc;
+
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::OutRecord;
+use crate::aws::Clients;
+use crate::delivery::{ErrorClass, SinkError, error::classify};
+
+/// SendMessageBatch: at most 10 messages per call.
+const MAX_BATCH_ENTRIES: usize = 10;
+/// SendMessageBatch: at most 256 KiB of message bodies per call.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Send each record to an Amazon SQS queue as one message (its JSON).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "SqsSink")]
+pub struct Config {
+    /// Queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`) or queue name.
+    pub queue: String,
+    /// FIFO queues: the record field (dotted path) whose value is the `MessageGroupId`.
+    #[serde(default)]
+    pub message_group_id: Option<String>,
+    /// FIFO queues: the record field whose value is the `MessageDeduplicationId`
+    /// (default: the queue's content-based deduplication).
+    #[serde(default)]
+    pub deduplication_id: Option<String>,
+    /// Largest message body; a larger record is dead-lettered.
+    #[serde(default = "default_max_message_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_message_bytes: usize,
+}
+
+fn default_max_message_bytes() -> usize {
+    256 * 1024
+}
+
+impl Config {
+    /// The record fields the sink reads: group id, then deduplication id.
+    pub fn key_fields(&self) -> Vec<String> {
+        self.message_group_id
+            .iter()
+            .chain(&self.deduplication_id)
+            .cloned()
+            .collect()
+    }
+}
+
+/// A running SQS sink.
+pub struct Writer {
+    config: Config,
+    url: String,
+    aws: Arc<Clients>,
+}
+
+impl Writer {
+    /// Resolves the queue URL (one `GetQueueUrl` when given a name).
+    pub async fn new(config: Config, aws: Arc<Clients>) -> Result<Writer, String> {
+        let url = if config.queue.starts_with("https://") || config.queue.starts_with("http://") {
+            config.queue.clone()
+        } else {
+            aws.sqs()
+                .get_queue_url()
+                .queue_name(&config.queue)
+                .send()
+                .await
+                .map_err(|e| classify(&format!("get_queue_url of `{}`", config.queue), &e).message)?
+                .queue_url
+                .unwrap_or_default()
+        };
+        Ok(Writer { config, url, aws })
+    }
+
+    /// Sends the records in batches of at most 10 messages and 256 KiB.
+    pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+        let mut batch: Vec<usize> = Vec::new();
+        let mut bytes = 0;
+        for (i, r) in records.iter().enumerate() {
+            if r.json.len() > self.config.max_message_bytes.min(MAX_BATCH_BYTES) {
+                results[i] = Err(SinkError::new(
+                    ErrorClass::Poison,
+                    format!(
+                        "record of {} bytes is larger than the largest message ({} bytes)",
+                        r.json.len(),
+                        self.config.max_message_bytes.min(MAX_BATCH_BYTES)
+                    ),
+                ));
+                continue;
+            }
+            if batch.len() == MAX_BATCH_ENTRIES || bytes + r.json.len() > MAX_BATCH_BYTES {
+                self.send_batch(records, &batch, &mut results).await;
+                batch.clear();
+                bytes = 0;
+            }
+            batch.push(i);
+            bytes += r.json.len();
+        }
+        if !batch.is_empty() {
+            self.send_batch(records, &batch, &mut results).await;
+        }
+        results
+    }
+
+    async fn send_batch(
+        &self,
+        records: &[OutRecord<'_>],
+        batch: &[usize],
+        results: &mut [Result<(), SinkError>],
+    ) {
+        let mut entries = Vec::with_capacity(batch.len());
+        for (n, &i) in batch.iter().enumerate() {
+            let r = &records[i];
+            let mut e = SendMessageBatchRequestEntry::builder()
+                .id(n.to_string())
+                .message_body(String::from_utf8_lossy(r.json));
+            let mut keys = r.keys.iter();
+            if self.config.message_group_id.is_some() {
+                e = e.message_group_id(keys.next().cloned().unwrap_or_default());
+            }
+            if self.config.deduplication_id.is_some() {
+                e = e.message_deduplication_id(keys.next().cloned().unwrap_or_default());
+            }
+            match e.build() {
+                Ok(entry) => entries.push(entry),
+                Err(err) => results[i] = Err(SinkError::new(ErrorClass::Poison, err.to_string())),
+            }
+        }
+        let what = format!("send_message_batch to `{}`", self.url);
+        match self
+            .aws
+            .sqs()
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                for f in out.failed() {
+                    let Some(&i) = f.id().parse::<usize>().ok().and_then(|n| batch.get(n)) else {
+                        continue;
+                    };
+                    // A sender fault is the message's own (too large, invalid): retrying cannot help.
+                    let class = if f.sender_fault() {
+                        ErrorClass::Poison
+                    } else {
+                        ErrorClass::Retryable
+                    };
+                    results[i] = Err(SinkError::new(
+                        class,
+                        format!(
+                            "{what}: message rejected: {} {}",
+                            f.code(),
+                            f.message().unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+            Err(e) => {
+                let err = classify(&what, &e);
+                for &i in batch {
+                    if results[i].is_ok() {
+                        results[i] = Err(err.clone());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! AWS sinks and dead-letter queues against a real emulator (`moto_server`):
+//! exact contents, error classification, partial failures, and a DLQ that
+//! cannot be written (the batch is not acknowledged).
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+
+use common::moto::Moto;
+use common::{run, sluice, stderr, summary};
+use serde_json::{Value, json};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A pipeline in `dir` reading `in.jsonl`, with the given sinks, routes and DLQ.
+fn pipeline(dir: &Path, body: &str, input: &[Value]) -> std::path::PathBuf {
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(
+        &path,
+        format!("version: 1\nname: t\nsource: {{ type: file, path: in.jsonl }}\n{body}"),
+    )
+    .unwrap();
+    let lines: String = input.iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
+    path
+}
+
+fn run_against(moto: &Moto, p: &Path) -> (i32, Value, String) {
+    let o = run(sluice()
+        .arg("run")
+        .arg(p)
+        .args(["--summary-format", "json"])
+        .envs(moto.env()));
+    let err = stderr(&o);
+    let s = if err.lines().any(|l| l.starts_with('{')) {
+        summary(&o)
+    } else {
+        Value::Null
+    };
+    (o.status.code().unwrap_or(-1), s, err)
+}
+
+async fn objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u8>)> {
+    let list = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
+    let mut out = Vec::new();
+    for o in list.contents() {
+        let key = o.key().unwrap().to_owned();
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap();
+        out.push((key, body.into_bytes().to_vec()));
+    }
+    out
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+fn jsonl(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn s3_objects_are_keyed_by_template_and_rewritten_not_duplicated() {
+    let moto = Moto::start();
+    let rt = rt();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&rt.block_on(moto.sdk_config()))
+            .force_path_style(true)
+            .build(),
+    );
+    rt.block_on(s3.create_bucket().bucket("lake").send())
+        .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let input = vec![
+        json!({"id": 1, "plan": "pro"}),
+        json!({"id": 2, "plan": "free"}),
+        json!({"id": 3, "plan": "pro"}),
+    ];
+    let p = pipeline(
+        t.path(),
+        "routes: [{ to: [lake] }]\n\
+         sinks:\n  lake: { type: s3, bucket: lake, key: \"{pipeline}/plan={record.plan}/{part}.jsonl.gz\" }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+        &input,
+    );
+    for _ in 0..2 {
+        let (code, s, err) = run_against(&moto, &p);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(s["sinks"]["lake"], 3);
+    }
+    let objs = rt.block_on(objects(&s3, "lake"));
+    let in_hash = {
+        let key = &objs[0].0;
+        key.split("in-")
+            .nth(1)
+            .unwrap()
+            .split('-')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let keys: Vec<&str> = objs.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            format!("t/plan=free/in-{in_hash}-000000000002.jsonl.gz"),
+            format!("t/plan=pro/in-{in_hash}-000000000001.jsonl.gz"),
+        ],
+        "one object per key group, the same keys on the second run"
+    );
+    assert_eq!(
+        jsonl(&gunzip(&objs[0].1)),
+        vec![json!({"id": 2, "plan": "free"})]
+    );
+    assert_eq!(
+        jsonl(&gunzip(&objs[1].1)),
+        vec![
+            json!({"id": 1, "plan": "pro"}),
+            json!({"id": 3, "plan": "pro"})
+        ]
+    );
+}
+
+#[test]
+fn a_missing_bucket_dead_letters_the_records_without_retrying() {
+    let moto = Moto::start();
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "routes: [{ to: [lake, copy] }]\n\
+         sinks:\n  lake: { type: s3, bucket: no-such-bucket }\n  copy: { type: file, path: copy.jsonl }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+        &[json!({"id": 1})],
+    );
+    let (code, s, err) = run_against(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["dead_lettered"]["sink"], 1);
+    assert_eq!(
+        (
+            s["delivered"].as_u64(),
+            s["sinks"]["lake"].as_u64(),
+            s["sinks"]["copy"].as_u64()
+        ),
+        (Some(0), Some(0), Some(1))
+    );
+    assert_eq!(s["balanced"], true);
+    let dlq = common::read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        (
+            dlq[0]["stage"].as_str(),
+            dlq[0]["step"].as_str(),
+            dlq[0]["attempts"].as_u64()
+        ),
+        (Some("sink"), Some("lake"), Some(1))
+    );
+    assert_eq!(dlq[0]["data"], "{\"id\":1}");
+    let error = dlq[0]["error"].as_str().unwrap();
+    assert!(error.starts_with("put_object of `t/dt="), "{error}");
+    assert!(
+        error.contains("to bucket `no-such-bucket` failed") && error.contains("NoSuchBucket"),
+        "{error}"
+    );
+}
+
+#[test]
+fn sqs_messages_are_exact_and_oversized_records_are_dead_lettered() {
+    let moto = Moto::start();
+    let rt = rt();
+    let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
+    let url = rt
+        .block_on(sqs.create_queue().queue_name("out").send())
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let mut input: Vec<Value> = (0..23).map(|i| json!({"i": i})).collect();
+    input.insert(5, json!({"big": "x".repeat(2000)}));
+    let p = pipeline(
+        t.path(),
+        "routes: [{ to: [q] }]\n\
+         sinks:\n  q: { type: sqs, queue: out, max_message_bytes: 1000 }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+        &input,
+    );
+    let (code, s, err) = run_against(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            s["sinks"]["q"].as_u64(),
+            s["dead_lettered"]["sink"].as_u64()
+        ),
+        (Some(23), Some(1))
+    );
+    let mut bodies = Vec::new();
+    while bodies.len() < 23 {
+        let got = rt
+            .block_on(
+                sqs.receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .send(),
+            )
+            .unwrap();
+        assert!(
+            !got.messages().is_empty(),
+            "only {} messages arrived",
+            bodies.len()
+        );
+        for m in got.messages() {
+            bodies.push(serde_json::from_str::<Value>(m.body().unwrap()).unwrap());
+        }
+    }
+    bodies.sort_by_key(|b| b["i"].as_i64());
+    assert_eq!(bodies, (0..23).map(|i| json!({"i": i})).collect::<Vec<_>>());
+    let dlq = common::read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        dlq[0]["error"],
+        "record of 2010 bytes is larger than the largest message (1000 bytes)"
+    );
+    assert_eq!(dlq[0]["source"]["line"], 6);
+}
+
+#[test]
+fn fifo_messages_carry_their_group_id() {
+    let moto = Moto::start();
+    let rt = rt();
+    let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
+    let url = rt
+        .block_on(
+            sqs.create_queue()
+                .queue_name("out.fifo")
+                .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+                .attributes(
+                    aws_sdk_sqs::types::QueueAttributeName::ContentBasedDeduplication,
+                    "true",
+                )
+                .send(),
+        )
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let input = vec![
+        json!({"k": "a", "n": 1}),
+        json!({"k": "b", "n": 2}),
+        json!({"k": "a", "n": 3}),
+    ];
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "routes: [{{ to: [q] }}]\nsinks:\n  q: {{ type: sqs, queue: \"{url}\", message_group_id: k }}\n\
+             dlq: {{ type: file, path: dlq.jsonl }}\n"
+        ),
+        &input,
+    );
+    let (code, _, err) = run_against(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    let got = rt
+        .block_on(
+            sqs.receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+                )
+                .send(),
+        )
+        .unwrap();
+    let seen: Vec<(String, i64)> = got
+        .messages()
+        .iter()
+        .map(|m| {
+            let group = m.attributes().unwrap()
+                [&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId]
+                .clone();
+            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            (group, body["n"].as_i64().unwrap())
+        })
+        .collect();
+    assert!(
+        seen.contains(&("a".into(), 1)) && seen.contains(&("b".into(), 2)),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn a_dlq_that_cannot_be_written_fails_the_run() {
+    let moto = Moto::start();
+    let t = tempfile::tempdir().unwrap();
+    let missing = format!("{}/123456789012/no-such-queue", moto.endpoint);
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "schemas: {{ s: {{ type: object, required: [ok] }} }}\nvalidate: {{ schema: s }}\n\
+             routes: [{{ to: [out] }}]\nsinks:\n  out: {{ type: file, path: out.jsonl }}\n\
+             dlq: {{ type: sqs, queue: \"{missing}\" }}\n"
+        ),
+        &[json!({"ok": 1}), json!({"bad": 1})],
+    );
+    let (code, _, err) = run_against(&moto, &p);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("the dead-letter queue did not accept a record after 1 attempts, so the batch is not acknowledged"),
+        "{err}"
+    );
+}
+
+#[test]
+fn s3_and_sqs_dead_letter_queues_hold_exact_envelopes() {
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk_config());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    rt.block_on(s3.create_bucket().bucket("dead").send())
+        .unwrap();
+    let url = rt
+        .block_on(sqs.create_queue().queue_name("dead").send())
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for dlq in ["{ type: s3, bucket: dead }", "{ type: sqs, queue: dead }"] {
+        let t = tempfile::tempdir().unwrap();
+        let p = pipeline(
+            t.path(),
+            &format!(
+                "routes: [{{ to: [out] }}]\nsinks:\n  out: {{ type: file, path: out.jsonl }}\ndlq: {dlq}\n"
+            ),
+            &[],
+        );
+        std::fs::write(t.path().join("in.jsonl"), "{\"ok\":1}\n{broken\n").unwrap();
+        let (code, s, err) = run_against(&moto, &p);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(s["dead_lettered"]["parse"], 1);
+        let envelopes: Vec<Value> = if dlq.contains("s3") {
+            let objs = rt.block_on(objects(&s3, "dead"));
+            assert_eq!(objs.len(), 1);
+            assert!(objs[0].0.starts_with("t/dt="), "{}", objs[0].0);
+            jsonl(&objs[0].1)
+        } else {
+            let got = rt
+                .block_on(sqs.receive_message().queue_url(&url).send())
+                .unwrap();
+            got.messages()
+                .iter()
+                .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+                .collect()
+        };
+        assert_eq!(envelopes.len(), 1, "{dlq}");
+        let mut e = envelopes[0].clone();
+        e.as_object_mut().unwrap().remove("timestamp");
+        assert_eq!(
+            e,
+            json!({"pipeline": "t", "stage": "parse", "error": "invalid JSON: key must be a string at line 1 column 2",
+                   "data": "{broken", "encoding": "utf-8", "source": {"type": "file", "file": "in.jsonl", "line": 2},
+                   "attempts": 1}),
+            "{dlq}"
+        );
+    }
+}
