@@ -57,11 +57,13 @@ impl Clients {
         if let Some(e) = &config.endpoint_url {
             loader = loader.endpoint_url(e);
         }
-        let path_style = config.endpoint_url.is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let sdk = loader.load().await;
+        // Any endpoint override (pipeline, environment, profile) means an
+        // emulator or a private endpoint: address buckets by path.
+        let path_style =
+            sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
         Clients {
-            sdk: loader.load().await,
+            sdk,
             path_style,
             s3: OnceLock::new(),
             sqs: OnceLock::new(),

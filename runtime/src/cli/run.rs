@@ -3,11 +3,13 @@
 use std::io::{BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::json;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREADABLE};
 use crate::aws::Clients;
+use crate::config::duration::Dur;
 use crate::config::{self, Env, LoadError, Loaded};
 use crate::diagnostics::render::{self, Format};
 use crate::engine::Built;
@@ -16,6 +18,7 @@ use crate::metrics::Counts;
 use crate::record::Stage;
 use crate::sinks::{self, BuildCx, Writer};
 use crate::sources;
+use crate::sources::{Reader, Stop};
 
 /// Arguments of `sluice run`.
 #[derive(Debug, clap::Args)]
@@ -31,9 +34,19 @@ pub struct Args {
     /// Never show the progress bar (it is shown only when standard error is a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Stream sources: stop once no record arrived for this long (`5s`, `1m`).
+    /// Without it, a stream runs until SIGINT or SIGTERM.
+    #[arg(long, value_parser = parse_duration)]
+    pub stop_when_idle: Option<Dur>,
     /// How to print the summary on standard error.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Human)]
     pub summary_format: SummaryFormat,
+}
+
+fn parse_duration(s: &str) -> Result<Dur, String> {
+    humantime::parse_duration(s)
+        .map(Dur)
+        .map_err(|e| e.to_string())
 }
 
 /// Summary formats.
@@ -67,14 +80,10 @@ pub fn main(args: &Args) -> i32 {
             return EXIT_INVALID;
         }
     };
-    let reader = match open_source(&loaded) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_UNREADABLE;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    // The SDK's requests and the signal handlers run on a small runtime; the
+    // CPU stages run on their own threads.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
@@ -84,19 +93,40 @@ pub fn main(args: &Args) -> i32 {
             return EXIT_RUN_FAILED;
         }
     };
-    let mut outputs = match rt.block_on(open_outputs(&loaded)) {
+    let p = &loaded.pipeline;
+    let dlq = p.dlq.as_sink();
+    let aws = (p.source.uses_aws()
+        || p.sinks
+            .values()
+            .chain(std::iter::once(&dlq))
+            .any(sinks::Config::uses_aws))
+    .then(|| Arc::new(rt.block_on(Clients::load(&p.aws, p.retry.attempt_timeout.0))));
+    let reader = match rt.block_on(open_source(&loaded, aws.clone())) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_UNREADABLE;
+        }
+    };
+    let mut outputs = match rt.block_on(open_outputs(&loaded, aws)) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_UNREADABLE;
         }
     };
+    let stopping = Arc::new(AtomicBool::new(false));
+    watch_signals(&rt, &stopping);
     let opts = Options {
         workers: args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
         batch_records: args.batch_records,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
+        stop: Stop {
+            when_idle: args.stop_when_idle.map(|d| d.0),
+        },
+        stopping: Arc::clone(&stopping),
     };
     let report = run::run(built, reader, &mut outputs, &opts, &rt);
     let names: Vec<&str> = loaded.pipeline.sinks.keys().map(String::as_str).collect();
@@ -116,47 +146,74 @@ pub fn main(args: &Args) -> i32 {
         eprintln!("error: the counts do not add up: some records are not accounted for");
         return EXIT_RUN_FAILED;
     }
+    if stopping.load(Ordering::Relaxed) {
+        eprintln!("stopped on a signal: every record read was delivered or dead-lettered");
+        // A finite input that was not read to its end did not finish.
+        if !loaded.pipeline.source.is_stream() {
+            return EXIT_INTERRUPTED;
+        }
+    }
     EXIT_OK
 }
 
-fn open_source(loaded: &Loaded) -> Result<LineReader, String> {
-    match &loaded.pipeline.source {
+/// Exit code of a file or stdin run stopped by SIGINT or SIGTERM (128 + SIGINT).
+const EXIT_INTERRUPTED: i32 = 130;
+
+/// On SIGINT or SIGTERM, stop reading; what was read is still delivered and acknowledged.
+fn watch_signals(rt: &tokio::runtime::Runtime, stopping: &Arc<AtomicBool>) {
+    let flag = Arc::clone(stopping);
+    rt.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
+    #[cfg(unix)]
+    {
+        let flag = Arc::clone(stopping);
+        rt.spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                term.recv().await;
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+}
+
+async fn open_source(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Reader, String> {
+    let lines = match &loaded.pipeline.source {
         sources::Config::File(c) => {
             let path = loaded.resolve(&c.path);
             let f = std::fs::File::open(&path)
                 .map_err(|e| format!("cannot read the source file `{}`: {e}", path.display()))?;
-            Ok(LineReader::new(
+            LineReader::new(
                 Box::new(BufReader::with_capacity(256 * 1024, f)),
                 "file",
                 Some(Arc::from(c.path.as_str())),
                 c.max_record_bytes,
-            ))
+            )
         }
-        sources::Config::Stdin(c) => Ok(LineReader::new(
+        sources::Config::Stdin(c) => LineReader::new(
             Box::new(BufReader::with_capacity(256 * 1024, std::io::stdin())),
             "stdin",
             None,
             c.max_record_bytes,
-        )),
-    }
+        ),
+        sources::Config::Sqs(c) => {
+            let aws = aws.ok_or("no AWS clients")?;
+            let reader = sources::sqs::Reader::new(c.clone(), Arc::clone(&aws))
+                .await
+                .map_err(|e| format!("the source queue: {e}"))?;
+            return Ok(Reader::Sqs(reader, aws));
+        }
+    };
+    Ok(Reader::Lines(lines))
 }
 
 /// Starts the sinks and the DLQ (and the AWS clients, when one of them needs them).
-async fn open_outputs(loaded: &Loaded) -> Result<Outputs, String> {
+async fn open_outputs(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Outputs, String> {
     let p = &loaded.pipeline;
     let dlq = p.dlq.as_sink();
-    let aws = if p
-        .sinks
-        .values()
-        .chain(std::iter::once(&dlq))
-        .any(sinks::Config::uses_aws)
-    {
-        Some(Arc::new(
-            Clients::load(&p.aws, p.retry.attempt_timeout.0).await,
-        ))
-    } else {
-        None
-    };
     let resolve = |path: &str| loaded.resolve(path);
     let cx = BuildCx {
         pipeline: &p.name,
@@ -230,9 +287,13 @@ fn human_summary(name: &str, sinks: &[&str], report: &Report) -> String {
         ));
     }
     s.push_str(&format!(
-        "  dead-lettered  {:>10}   {stages}\n",
+        "  dead-lettered  {:>10}   {stages}",
         c.dead_lettered_total()
     ));
+    while s.ends_with(' ') {
+        s.pop();
+    }
+    s.push('\n');
     s.push_str(&format!("  unrouted       {:>10}\n", c.unrouted));
     s
 }

@@ -203,8 +203,10 @@ fn run_case(built: &Arc<Built>, case: &Case) -> Result<(), String> {
                 source: built.source_type,
                 file: file.clone(),
                 line: Some(i as u64 + 1),
+                ..Position::default()
             },
             rejected: None,
+            attributes: None,
         })
         .collect();
     let out = match worker.process(&batch, &case.now) {

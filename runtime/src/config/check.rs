@@ -299,7 +299,34 @@ fn check_routes(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Di
         })
         .chain(std::iter::once(("/dlq".to_owned(), &dlq)));
     for (pointer, sink) in with_pointers {
+        let is_dlq = pointer == "/dlq";
+        if let crate::sinks::Config::Sqs(q) = sink
+            && is_dlq
+            && !q.key_fields().is_empty()
+        {
+            diags.push(
+                Diagnostic::error(Code::InvalidValue, "a dead-letter queue has no record fields: envelopes are not records")
+                    .at(cx.file, cx.key_span(&format!("{pointer}/{}", if q.message_group_id.is_some() { "message_group_id" } else { "deduplication_id" })))
+                    .help("use a standard queue, or a FIFO queue with content-based deduplication and one group"),
+            );
+        }
         if let crate::sinks::Config::S3(s3) = sink {
+            if !s3.has_part() {
+                diags.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        "an S3 key without `{part}` makes objects overwrite each other",
+                    )
+                    .at(cx.file, cx.value_span(&format!("{pointer}/key")))
+                    .help("end the key with `{part}.jsonl` (or `{part}.jsonl.gz`)"),
+                );
+            }
+            if is_dlq && !s3.key_fields().is_empty() {
+                diags.push(
+                    Diagnostic::error(Code::InvalidValue, "a dead-letter queue's key cannot use `{record.…}`: envelopes are not records")
+                        .at(cx.file, cx.value_span(&format!("{pointer}/key"))),
+                );
+            }
             for name in s3.unknown_placeholders() {
                 diags.push(
                     Diagnostic::error(Code::InvalidValue, format!("`{{{name}}}` is not a placeholder of an S3 key"))

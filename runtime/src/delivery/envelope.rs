@@ -69,6 +69,7 @@ mod tests {
             source: "file",
             file: Some("in.jsonl".into()),
             line: Some(3),
+            ..Position::default()
         };
         let e = Envelope {
             pipeline: "p",

@@ -19,6 +19,9 @@ pub enum ErrorClass {
     /// Trying again cannot help (the record is invalid or too large, the
     /// resource is missing, access is denied): dead-letter the record.
     Poison,
+    /// Neither retrying nor dead-lettering is right (a local disk failed
+    /// mid-write): stop, and do not acknowledge the batch.
+    Fatal,
 }
 
 /// A failed write of one record (or of a whole request) to a sink or the DLQ.
@@ -41,7 +44,7 @@ impl SinkError {
 
     /// Whether trying again may succeed.
     pub fn is_retryable(&self) -> bool {
-        self.class != ErrorClass::Poison
+        matches!(self.class, ErrorClass::Retryable | ErrorClass::Throttled)
     }
 }
 
@@ -64,14 +67,22 @@ const THROTTLING_CODES: [&str; 9] = [
     "TooManyRequestsException",
 ];
 
-/// Error codes that mean a passing fault whatever their HTTP status.
-const TRANSIENT_CODES: [&str; 6] = [
+/// Error codes that mean a passing fault whatever their HTTP status. Expired
+/// or not yet valid credentials are among them: the credential provider
+/// refreshes them, and if it cannot, the retries run out and the batch is not
+/// acknowledged (rather than every record being dead-lettered).
+const TRANSIENT_CODES: [&str; 11] = [
     "RequestTimeout",
     "RequestTimeoutException",
     "InternalError",
     "InternalFailure",
     "ServiceUnavailable",
     "KMSThrottlingException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+    "InvalidAccessKeyId",
+    "UnrecognizedClientException",
 ];
 
 /// Classifies an error of an AWS SDK call. `what` says which call on which
@@ -80,6 +91,7 @@ pub fn classify<E>(what: &str, err: &SdkError<E, HttpResponse>) -> SinkError
 where
     E: ProvideErrorMetadata + Error + Send + Sync + 'static,
 {
+    let mut text = None;
     let class = match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             ErrorClass::Retryable
@@ -87,6 +99,12 @@ where
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
             let status = service.raw().status().as_u16();
+            // The code and message, not the SDK's full dump of the response.
+            text = Some(format!(
+                "{} (HTTP {status}): {}",
+                if code.is_empty() { "error" } else { code },
+                service.err().message().unwrap_or("no message")
+            ));
             if THROTTLING_CODES.contains(&code) || status == 429 {
                 ErrorClass::Throttled
             } else if TRANSIENT_CODES.contains(&code) || status >= 500 {
@@ -98,13 +116,12 @@ where
         // The request could not even be built: no attempt can succeed.
         _ => ErrorClass::Poison,
     };
-    SinkError::new(
-        class,
-        format!("{what} failed: {}", DisplayErrorContext(err)),
-    )
+    let text = text.unwrap_or_else(|| DisplayErrorContext(err).to_string());
+    SinkError::new(class, format!("{what} failed: {text}"))
 }
 
-/// Classifies a local I/O error (file sinks): disk faults are not the record's fault.
+/// Classifies a local I/O error (file sinks): a disk fault is not the
+/// record's fault, and a buffered write cannot be safely repeated.
 pub fn classify_io(what: &str, err: &std::io::Error) -> SinkError {
-    SinkError::new(ErrorClass::Retryable, format!("{what} failed: {err}"))
+    SinkError::new(ErrorClass::Fatal, format!("{what} failed: {err}"))
 }

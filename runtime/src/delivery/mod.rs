@@ -56,7 +56,7 @@ pub enum Outcome {
     Delivered,
     /// Retrying cannot help: dead-letter it (after this many attempts).
     Poison(SinkError, u32),
-    /// Still failing when the policy ran out: do not acknowledge it.
+    /// Still failing when the policy ran out, or failed fatally: do not acknowledge it.
     Exhausted(SinkError, u32),
 }
 
@@ -79,6 +79,9 @@ pub async fn deliver(
         for (&i, result) in pending.iter().zip(results) {
             match result {
                 Ok(()) => outcomes[i] = Outcome::Delivered,
+                Err(e) if e.class == ErrorClass::Fatal => {
+                    outcomes[i] = Outcome::Exhausted(e, attempt)
+                }
                 Err(e) if e.is_retryable() => {
                     throttled |= e.class == ErrorClass::Throttled;
                     outcomes[i] = Outcome::Exhausted(e, attempt);

@@ -255,10 +255,9 @@ impl Worker {
                 }
                 continue;
             }
-            let meta = Meta::for_line(
-                built.source_type,
-                raw.position.file.clone(),
-                raw.position.line.unwrap_or(0),
+            let meta = Meta::new(
+                &raw.position,
+                raw.attributes.clone(),
                 batch_time_rhai.clone(),
             );
             self.scope.begin(&meta);

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -18,6 +19,7 @@ use crate::delivery::{self, Envelope, Outcome, Policy, SinkError, envelope};
 use crate::metrics::Counts;
 use crate::record::{Position, RawRecord, Stage};
 use crate::sinks::{OutRecord, Writer};
+use crate::sources::{Ack, Reader, Stop};
 
 /// Reads one record per line from a buffered reader.
 pub struct LineReader {
@@ -80,8 +82,10 @@ impl LineReader {
                     source: self.source,
                     file: self.file.clone(),
                     line: Some(self.line),
+                    ..Position::default()
                 },
                 rejected,
+                attributes: None,
             });
         }
         Ok(batch)
@@ -211,7 +215,7 @@ impl Outputs {
 pub enum RunError {
     /// The source could not be read.
     #[error("reading the source failed: {0}")]
-    Source(std::io::Error),
+    Source(String),
     /// A sink or the DLQ could not be written.
     #[error("{0}")]
     Sink(String),
@@ -226,6 +230,10 @@ pub enum RunError {
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// When a stream source stops by itself.
+    pub stop: Stop,
+    /// Set (by a signal handler) to stop reading; what was read is still delivered.
+    pub stopping: Arc<AtomicBool>,
     /// Worker threads for parse, validate and transform.
     pub workers: usize,
     /// Records per batch (`meta.batch_time` is taken once per batch).
@@ -253,13 +261,13 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-type Job = (u64, Vec<RawRecord>, String);
-type Done = (u64, Result<BatchOutput, Fatal>);
+type Job = (u64, Vec<RawRecord>, String, Ack);
+type Done = (u64, Result<BatchOutput, Fatal>, Ack);
 
 /// Runs the pipeline over the whole input. `rt` drives the sinks' requests.
 pub fn run(
     built: Arc<Built>,
-    mut reader: LineReader,
+    mut reader: Reader,
     outputs: &mut Outputs,
     opts: &Options,
     rt: &tokio::runtime::Runtime,
@@ -269,6 +277,10 @@ pub fn run(
     let mut counts = Counts::new(built.sink_names.len());
     let progress = progress_bar(opts.progress);
     let mut error = None;
+    // Batches read but not yet acknowledged.
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    // Set when the writer stops early: the reader then stops too.
+    let halted = Arc::new(AtomicBool::new(false));
 
     std::thread::scope(|s| {
         let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
@@ -298,16 +310,36 @@ pub fn run(
             }
         }
         let batch_records = opts.batch_records.max(1);
+        let handle = rt.handle().clone();
+        let policy = outputs.policy.clone();
+        let stop = opts.stop;
+        let stopping = Arc::clone(&opts.stopping);
+        let reader_in_flight = Arc::clone(&in_flight);
+        let reader_halted = Arc::clone(&halted);
         let reader_thread = std::thread::Builder::new()
             .name("sluice-reader".into())
-            .spawn_scoped(s, move || -> Result<(), std::io::Error> {
+            .spawn_scoped(s, move || -> Result<(), String> {
                 let mut seq = 0;
+                let stopping =
+                    || stopping.load(Ordering::Relaxed) || reader_halted.load(Ordering::Relaxed);
+                let pending = || reader_in_flight.load(Ordering::Acquire);
                 loop {
-                    let batch = reader.next_batch(batch_records)?;
-                    if batch.is_empty() {
+                    if stopping() {
                         return Ok(());
                     }
-                    if job_tx.send((seq, batch, now_rfc3339())).is_err() {
+                    let Some((batch, ack)) = reader.next_batch(
+                        batch_records,
+                        &handle,
+                        &policy,
+                        stop,
+                        &stopping,
+                        &pending,
+                    )?
+                    else {
+                        return Ok(());
+                    };
+                    reader_in_flight.fetch_add(1, Ordering::AcqRel);
+                    if job_tx.send((seq, batch, now_rfc3339(), ack)).is_err() {
                         return Ok(()); // the writer stopped early
                     }
                     seq += 1;
@@ -327,8 +359,10 @@ pub fn run(
             &mut counts,
             &progress,
             rt,
+            &in_flight,
         )
         .err();
+        halted.store(true, Ordering::Relaxed);
         drop(done_rx);
         match reader_thread.join() {
             Ok(Err(e)) if error.is_none() => error = Some(RunError::Source(e)),
@@ -367,14 +401,14 @@ fn worker_loop(
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok((seq, batch, batch_time)) = job else {
+        let Ok((seq, batch, batch_time, ack)) = job else {
             return;
         };
         let out = worker.process(&batch, &batch_time).map(|mut out| {
             out.raw = batch;
             out
         });
-        if done.send((seq, out)).is_err() {
+        if done.send((seq, out, ack)).is_err() {
             return;
         }
     }
@@ -388,14 +422,20 @@ fn write_in_order(
     counts: &mut Counts,
     progress: &ProgressBar,
     rt: &tokio::runtime::Runtime,
+    in_flight: &AtomicUsize,
 ) -> Result<(), RunError> {
     let mut next = 0u64;
-    let mut pending: BTreeMap<u64, Result<BatchOutput, Fatal>> = BTreeMap::new();
-    for (seq, out) in done {
-        pending.insert(seq, out);
-        while let Some(out) = pending.remove(&next) {
+    let mut pending: BTreeMap<u64, (Result<BatchOutput, Fatal>, Ack)> = BTreeMap::new();
+    for (seq, out, ack) in done {
+        pending.insert(seq, (out, ack));
+        while let Some((out, ack)) = pending.remove(&next) {
             let mut out = out.map_err(|Fatal(m)| RunError::Fatal(m))?;
             rt.block_on(outputs.commit(&mut out, sink_keys))?;
+            // Only now, with every record delivered or dead-lettered, is the batch acknowledged.
+            if let Err(e) = rt.block_on(ack.apply()) {
+                progress.suspend(|| eprintln!("warning: acknowledging a batch failed: {e}"));
+            }
+            in_flight.fetch_sub(1, Ordering::AcqRel);
             counts.add(&out.counts);
             next += 1;
             progress.set_position(counts.records_in);

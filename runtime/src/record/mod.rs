@@ -6,9 +6,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 /// Where a record came from; printed in dead-letter envelopes and given to scripts as `meta`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Position {
-    /// The source type (`file`, `stdin`, …).
+    /// The source type (`file`, `stdin`, `sqs` …).
     #[serde(rename = "type")]
     pub source: &'static str,
     /// The file, for file sources.
@@ -17,6 +17,21 @@ pub struct Position {
     /// 1-based line number, for line sources.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
+    /// The queue URL or stream, for stream sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<Arc<str>>,
+    /// The message id (SQS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The partition key (Kinesis) or message group id (SQS FIFO).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_key: Option<String>,
+    /// The sequence number (Kinesis, DynamoDB Streams, SQS FIFO).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sequence_number: Option<String>,
+    /// When the service received the record, RFC 3339 UTC with milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arrival_time: Option<String>,
 }
 
 impl Position {
@@ -25,6 +40,9 @@ impl Position {
     /// of a file named orders.jsonl; the hash tells files of the same name apart).
     pub fn token(&self) -> String {
         let line = self.line.unwrap_or(0);
+        if let Some(id) = &self.message_id {
+            return format!("{}-{id}", self.source);
+        }
         match &self.file {
             Some(f) => {
                 let stem = std::path::Path::new(&**f)
@@ -54,6 +72,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Named text values a source attaches to a record (SQS message attributes;
+/// binary values in base64), in the order the source gave them.
+pub type Attributes = Vec<(String, String)>;
+
 /// A record as read, before decoding.
 #[derive(Debug, Clone)]
 pub struct RawRecord {
@@ -65,6 +87,8 @@ pub struct RawRecord {
     /// line longer than `max_record_bytes`): the record is dead-lettered with
     /// stage `decode` and this reason.
     pub rejected: Option<String>,
+    /// Attributes the source attaches (SQS message attributes), for `meta.attributes`.
+    pub attributes: Option<Arc<Attributes>>,
 }
 
 /// The stage of the pipeline where a record was dead-lettered.

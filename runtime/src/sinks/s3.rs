@@ -61,6 +61,11 @@ impl Config {
             .collect()
     }
 
+    /// Whether the key has a `{part}`: without it, objects overwrite each other.
+    pub fn has_part(&self) -> bool {
+        placeholders(&self.key).any(|p| p == "part")
+    }
+
     /// The placeholders that are not known: reported by `sluice check`.
     pub fn unknown_placeholders(&self) -> Vec<String> {
         placeholders(&self.key)
@@ -102,37 +107,7 @@ impl Writer {
     }
 
     fn key(&self, first: &OutRecord<'_>) -> String {
-        let t = first.batch_time; // 2026-11-22T18:00:00.123Z
-        let part = first.position.token();
-        let mut key = String::with_capacity(self.config.key.len() + 32);
-        let mut rest = self.config.key.as_str();
-        while let Some(open) = rest.find('{') {
-            key.push_str(&rest[..open]);
-            let Some(close) = rest[open..].find('}') else {
-                break;
-            };
-            let name = &rest[open + 1..open + close];
-            match name {
-                "pipeline" => key.push_str(&self.pipeline),
-                "date" => key.push_str(t.get(..10).unwrap_or_default()),
-                "year" => key.push_str(t.get(..4).unwrap_or_default()),
-                "month" => key.push_str(t.get(5..7).unwrap_or_default()),
-                "day" => key.push_str(t.get(8..10).unwrap_or_default()),
-                "hour" => key.push_str(t.get(11..13).unwrap_or_default()),
-                "part" => key.push_str(&part),
-                field => {
-                    let i = self
-                        .fields
-                        .iter()
-                        .position(|f| Some(f.as_str()) == field.strip_prefix("record."));
-                    let value = i.and_then(|i| first.keys.get(i)).map_or("", String::as_str);
-                    key.push_str(&sanitize(value));
-                }
-            }
-            rest = &rest[open + close + 1..];
-        }
-        key.push_str(rest);
-        key
+        render_key(&self.config.key, &self.pipeline, &self.fields, first)
     }
 
     /// Writes the records as objects; every record of an object shares its outcome.
@@ -199,6 +174,39 @@ impl Writer {
     }
 }
 
+/// The object key for a group whose first record is `first`. `fields` are the
+/// template's `{record.FIELD}` names, in the order of `first.keys`.
+fn render_key(template: &str, pipeline: &str, fields: &[String], first: &OutRecord<'_>) -> String {
+    let t = first.batch_time; // 2026-11-22T18:00:00.123Z
+    let mut key = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break; // an unclosed `{` is kept as text
+        };
+        key.push_str(&rest[..open]);
+        match &rest[open + 1..open + close] {
+            "pipeline" => key.push_str(pipeline),
+            "date" => key.push_str(t.get(..10).unwrap_or_default()),
+            "year" => key.push_str(t.get(..4).unwrap_or_default()),
+            "month" => key.push_str(t.get(5..7).unwrap_or_default()),
+            "day" => key.push_str(t.get(8..10).unwrap_or_default()),
+            "hour" => key.push_str(t.get(11..13).unwrap_or_default()),
+            "part" => key.push_str(&first.position.token()),
+            field => {
+                let i = fields
+                    .iter()
+                    .position(|f| Some(f.as_str()) == field.strip_prefix("record."));
+                let value = i.and_then(|i| first.keys.get(i)).map_or("", String::as_str);
+                key.push_str(&sanitize(value));
+            }
+        }
+        rest = &rest[open + close + 1..];
+    }
+    key.push_str(rest);
+    key
+}
+
 /// Keeps key characters S3 and tools handle well; others become `_`.
 fn sanitize(value: &str) -> String {
     value
@@ -216,6 +224,28 @@ fn sanitize(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fills_the_key_template() {
+        let position = crate::record::Position {
+            source: "stdin",
+            line: Some(7),
+            ..Default::default()
+        };
+        let keys = vec!["a b".to_owned()];
+        let r = OutRecord {
+            json: b"{}",
+            keys: &keys,
+            position: &position,
+            batch_time: "2026-11-22T18:04:05.123Z",
+        };
+        let template =
+            "{pipeline}/{year}/{month}/{day}/{hour}/{date}/{record.k}/{part}.jsonl/{open";
+        assert_eq!(
+            render_key(template, "p", &["k".to_owned()], &r),
+            "p/2026/11/22/18/2026-11-22/a_b/stdin-000000000007.jsonl/{open"
+        );
+    }
 
     #[test]
     fn finds_record_fields_and_unknown_placeholders() {

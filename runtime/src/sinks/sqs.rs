@@ -50,6 +50,20 @@ impl Config {
     }
 }
 
+/// The URL of a queue given by URL or by name (one `GetQueueUrl`).
+pub async fn queue_url(aws: &Clients, queue: &str) -> Result<String, String> {
+    if queue.starts_with("https://") || queue.starts_with("http://") {
+        return Ok(queue.to_owned());
+    }
+    aws.sqs()
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .map_err(|e| classify(&format!("get_queue_url of `{queue}`"), &e).message)
+        .map(|out| out.queue_url.unwrap_or_default())
+}
+
 /// A running SQS sink.
 pub struct Writer {
     config: Config,
@@ -60,18 +74,7 @@ pub struct Writer {
 impl Writer {
     /// Resolves the queue URL (one `GetQueueUrl` when given a name).
     pub async fn new(config: Config, aws: Arc<Clients>) -> Result<Writer, String> {
-        let url = if config.queue.starts_with("https://") || config.queue.starts_with("http://") {
-            config.queue.clone()
-        } else {
-            aws.sqs()
-                .get_queue_url()
-                .queue_name(&config.queue)
-                .send()
-                .await
-                .map_err(|e| classify(&format!("get_queue_url of `{}`", config.queue), &e).message)?
-                .queue_url
-                .unwrap_or_default()
-        };
+        let url = queue_url(&aws, &config.queue).await?;
         Ok(Writer { config, url, aws })
     }
 

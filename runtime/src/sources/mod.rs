@@ -6,10 +6,19 @@
 //! decoding, scripts or sinks.
 
 pub mod file;
+pub mod sqs;
 pub mod stdin;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+
+use crate::aws::Clients;
+use crate::delivery::Policy;
+use crate::engine::run::LineReader;
+use crate::record::RawRecord;
 
 /// Where the pipeline reads records from.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -20,6 +29,8 @@ pub enum Config {
     File(file::Config),
     /// Read standard input, one record per line.
     Stdin(stdin::Config),
+    /// Read messages from an Amazon SQS queue; each is deleted once delivered.
+    Sqs(sqs::Config),
 }
 
 impl Config {
@@ -28,6 +39,100 @@ impl Config {
         match self {
             Config::File(_) => "file",
             Config::Stdin(_) => "stdin",
+            Config::Sqs(_) => "sqs",
+        }
+    }
+
+    /// Whether the source talks to AWS.
+    pub fn uses_aws(&self) -> bool {
+        matches!(self, Config::Sqs(_))
+    }
+
+    /// Whether the source is a stream (runs until stopped) rather than a finite input.
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Config::Sqs(_))
+    }
+}
+
+/// What acknowledges a batch to its source once it is delivered.
+#[derive(Default)]
+pub enum Ack {
+    /// Nothing to do (files, standard input).
+    #[default]
+    None,
+    /// Delete the batch's SQS messages.
+    Sqs(sqs::Receipts, Arc<Clients>),
+}
+
+impl Ack {
+    /// Acknowledges. An error means the records will be delivered again (a duplicate, not a loss).
+    pub async fn apply(&self) -> Result<(), String> {
+        match self {
+            Ack::None => Ok(()),
+            Ack::Sqs(receipts, aws) => receipts.delete(aws).await,
+        }
+    }
+}
+
+/// A running source.
+pub enum Reader {
+    /// A file or standard input.
+    Lines(LineReader),
+    /// An SQS queue.
+    Sqs(sqs::Reader, Arc<Clients>),
+}
+
+/// When a stream source stops.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stop {
+    /// Stop once no record arrived for this long.
+    pub when_idle: Option<Duration>,
+}
+
+impl Reader {
+    /// The next batch of up to `max` records and its acknowledgement; `None`
+    /// at the end of the input (end of file; for streams, idle for `stop.when_idle`).
+    pub fn next_batch(
+        &mut self,
+        max: usize,
+        rt: &tokio::runtime::Handle,
+        policy: &Policy,
+        stop: Stop,
+        stopping: &dyn Fn() -> bool,
+        in_flight: &dyn Fn() -> usize,
+    ) -> Result<Option<(Vec<RawRecord>, Ack)>, String> {
+        match self {
+            Reader::Lines(r) => {
+                let batch = r.next_batch(max).map_err(|e| e.to_string())?;
+                Ok((!batch.is_empty()).then_some((batch, Ack::None)))
+            }
+            Reader::Sqs(r, aws) => {
+                // Idle means: nothing arrived for `when_idle` while no batch was
+                // waiting to be acknowledged (a FIFO queue holds back the rest of
+                // a message group until its in-flight messages are deleted).
+                let mut idle_since = Instant::now();
+                loop {
+                    if stopping() {
+                        return Ok(None);
+                    }
+                    let settled = in_flight() == 0;
+                    if !settled {
+                        idle_since = Instant::now();
+                    }
+                    let (records, receipts) =
+                        rt.block_on(r.receive(max, policy)).map_err(|e| e.message)?;
+                    if !records.is_empty() {
+                        return Ok(Some((records, Ack::Sqs(receipts, Arc::clone(aws)))));
+                    }
+                    if settled
+                        && stop
+                            .when_idle
+                            .is_some_and(|idle| idle_since.elapsed() >= idle)
+                    {
+                        return Ok(None);
+                    }
+                }
+            }
         }
     }
 }

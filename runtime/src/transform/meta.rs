@@ -6,27 +6,26 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, ImmutableString};
 
+use crate::record::{Attributes, Position};
+
 /// Facts about the record a script is running on.
 #[derive(Debug, Clone)]
 pub struct Meta {
-    source: &'static str,
-    file: Option<Arc<str>>,
-    line: Option<i64>,
+    position: Position,
+    attributes: Option<Arc<Attributes>>,
     batch_time: ImmutableString,
 }
 
 impl Meta {
-    /// Meta for a record read from a line source.
-    pub fn for_line(
-        source: &'static str,
-        file: Option<Arc<str>>,
-        line: u64,
+    /// Meta for a record at `position`, with the source's attributes (SQS message attributes).
+    pub fn new(
+        position: &Position,
+        attributes: Option<Arc<Attributes>>,
         batch_time: ImmutableString,
     ) -> Self {
         Meta {
-            source,
-            file,
-            line: i64::try_from(line).ok(),
+            position: position.clone(),
+            attributes,
             batch_time,
         }
     }
@@ -36,16 +35,39 @@ fn opt<T: Into<Dynamic>>(v: Option<T>) -> Dynamic {
     v.map_or(Dynamic::UNIT, Into::into)
 }
 
+fn text(v: Option<&str>) -> Dynamic {
+    opt(v.map(ImmutableString::from))
+}
+
 /// Registers the `Meta` type and its getters.
 pub fn register(e: &mut Engine) {
     e.register_type_with_name::<Meta>("Meta")
-        .register_get("source", |m: &mut Meta| ImmutableString::from(m.source))
-        .register_get("file", |m: &mut Meta| {
-            opt(m.file.as_deref().map(ImmutableString::from))
+        .register_get("source", |m: &mut Meta| {
+            ImmutableString::from(m.position.source)
         })
-        .register_get("line", |m: &mut Meta| opt(m.line))
-        .register_get("partition_key", |_: &mut Meta| Dynamic::UNIT)
-        .register_get("sequence_number", |_: &mut Meta| Dynamic::UNIT)
-        .register_get("arrival_time", |_: &mut Meta| Dynamic::UNIT)
+        .register_get("file", |m: &mut Meta| text(m.position.file.as_deref()))
+        .register_get("line", |m: &mut Meta| {
+            opt(m.position.line.and_then(|l| i64::try_from(l).ok()))
+        })
+        .register_get("stream", |m: &mut Meta| text(m.position.stream.as_deref()))
+        .register_get("message_id", |m: &mut Meta| {
+            text(m.position.message_id.as_deref())
+        })
+        .register_get("partition_key", |m: &mut Meta| {
+            text(m.position.partition_key.as_deref())
+        })
+        .register_get("sequence_number", |m: &mut Meta| {
+            text(m.position.sequence_number.as_deref())
+        })
+        .register_get("arrival_time", |m: &mut Meta| {
+            text(m.position.arrival_time.as_deref())
+        })
+        .register_get("attributes", |m: &mut Meta| {
+            let mut map = rhai::Map::new();
+            for (k, v) in m.attributes.iter().flat_map(|a| a.iter()) {
+                map.insert(k.as_str().into(), Dynamic::from(v.clone()));
+            }
+            Dynamic::from_map(map)
+        })
         .register_get("batch_time", |m: &mut Meta| m.batch_time.clone());
 }

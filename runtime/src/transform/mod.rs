@@ -231,12 +231,13 @@ mod tests {
     use std::sync::Arc;
 
     fn meta() -> Meta {
-        Meta::for_line(
-            "file",
-            Some(Arc::from("in.jsonl")),
-            1,
-            "2026-01-01T00:00:00.000Z".into(),
-        )
+        let position = crate::record::Position {
+            source: "file",
+            file: Some(Arc::from("in.jsonl")),
+            line: Some(1),
+            ..Default::default()
+        };
+        Meta::new(&position, None, "2026-01-01T00:00:00.000Z".into())
     }
 
     fn run_src(src: &str, record: Dynamic) -> Result<Dynamic, String> {

@@ -1,0 +1,221 @@
+//! AWS sources against a real emulator (`moto_server`): every message ends
+//! in a sink or the DLQ and is deleted only after that; a batch that could
+//! not be delivered stays in the queue.
+
+mod common;
+
+use std::path::Path;
+
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use common::moto::Moto;
+use common::{read_jsonl, run, sluice, stderr, summary};
+use serde_json::{Value, json};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn write_pipeline(dir: &Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, format!("version: 1\nname: q\n{body}")).unwrap();
+    path
+}
+
+fn run_until_idle(moto: &Moto, p: &Path) -> (i32, Value, String) {
+    let o = run(sluice()
+        .arg("run")
+        .arg(p)
+        .args([
+            "--summary-format",
+            "json",
+            "--stop-when-idle",
+            "1s",
+            "--batch-records",
+            "7",
+        ])
+        .envs(moto.env()));
+    let err = stderr(&o);
+    let s = if err.lines().any(|l| l.starts_with('{')) {
+        summary(&o)
+    } else {
+        Value::Null
+    };
+    (o.status.code().unwrap_or(-1), s, err)
+}
+
+/// (visible, in flight) message counts of a queue.
+async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+    let a = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let get = |n: QueueAttributeName| a.attributes().unwrap()[&n].parse::<u64>().unwrap();
+    (
+        get(QueueAttributeName::ApproximateNumberOfMessages),
+        get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+#[test]
+fn sqs_messages_are_delivered_then_deleted() {
+    let moto = Moto::start();
+    let rt = rt();
+    let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
+    let url = rt
+        .block_on(sqs.create_queue().queue_name("in").send())
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for i in 0..25 {
+        let body = if i == 9 {
+            "{not json".to_owned()
+        } else {
+            json!({"i": i}).to_string()
+        };
+        rt.block_on(
+            sqs.send_message()
+                .queue_url(&url)
+                .message_body(body)
+                .message_attributes(
+                    "color",
+                    MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value("red")
+                        .build()
+                        .unwrap(),
+                )
+                .send(),
+        )
+        .unwrap();
+    }
+    let t = tempfile::tempdir().unwrap();
+    let p = write_pipeline(
+        t.path(),
+        "source: { type: sqs, queue: in, wait_time: 1s }\n\
+         transforms:\n  - name: tag\n    script: |\n      record.color = meta.attributes.color;\n      \
+         record.from = meta.source;\n      record.has_id = meta.message_id != ();\n      record\n\
+         routes: [{ to: [out] }]\nsinks:\n  out: { type: file, path: out.jsonl }\ndlq: { type: file, path: dlq.jsonl }\n",
+    );
+    let (code, s, err) = run_until_idle(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            s["records_in"].as_u64(),
+            s["delivered"].as_u64(),
+            s["dead_lettered"]["parse"].as_u64()
+        ),
+        (Some(25), Some(24), Some(1))
+    );
+    let mut out = read_jsonl(&t.path().join("out.jsonl"));
+    out.sort_by_key(|r| r["i"].as_i64());
+    let expected: Vec<Value> = (0..25)
+        .filter(|i| *i != 9)
+        .map(|i| json!({"i": i, "color": "red", "from": "sqs", "has_id": true}))
+        .collect();
+    assert_eq!(out, expected);
+    let dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq[0]["data"], "{not json");
+    assert_eq!(dlq[0]["source"]["type"], "sqs");
+    assert_eq!(dlq[0]["source"]["stream"], url.as_str());
+    assert!(dlq[0]["source"]["message_id"].is_string(), "{}", dlq[0]);
+    assert_eq!(
+        rt.block_on(depth(&sqs, &url)),
+        (0, 0),
+        "every message was deleted"
+    );
+}
+
+#[test]
+fn messages_of_a_batch_that_was_not_delivered_stay_in_the_queue() {
+    let moto = Moto::start();
+    let rt = rt();
+    let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
+    let url = rt
+        .block_on(sqs.create_queue().queue_name("in").send())
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for body in ["{\"ok\":1}", "broken"] {
+        rt.block_on(sqs.send_message().queue_url(&url).message_body(body).send())
+            .unwrap();
+    }
+    let t = tempfile::tempdir().unwrap();
+    let missing = format!("{}/123456789012/no-such-dlq", moto.endpoint);
+    let p = write_pipeline(
+        t.path(),
+        &format!(
+            "source: {{ type: sqs, queue: in, wait_time: 1s }}\nroutes: [{{ to: [out] }}]\n\
+             sinks:\n  out: {{ type: file, path: out.jsonl }}\ndlq: {{ type: sqs, queue: \"{missing}\" }}\n"
+        ),
+    );
+    let (code, _, err) = run_until_idle(&moto, &p);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("the dead-letter queue did not accept a record"),
+        "{err}"
+    );
+    let (visible, in_flight) = rt.block_on(depth(&sqs, &url));
+    assert_eq!(
+        visible + in_flight,
+        2,
+        "no message of the failed batch was deleted"
+    );
+}
+
+#[test]
+fn fifo_order_and_group_ids_reach_the_scripts() {
+    let moto = Moto::start();
+    let rt = rt();
+    let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
+    let url = rt
+        .block_on(
+            sqs.create_queue()
+                .queue_name("in.fifo")
+                .attributes(QueueAttributeName::FifoQueue, "true")
+                .attributes(QueueAttributeName::ContentBasedDeduplication, "true")
+                .send(),
+        )
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for n in 0..12 {
+        let group = if n % 2 == 0 { "even" } else { "odd" };
+        rt.block_on(
+            sqs.send_message()
+                .queue_url(&url)
+                .message_group_id(group)
+                .message_body(json!({"n": n}).to_string())
+                .send(),
+        )
+        .unwrap();
+    }
+    let t = tempfile::tempdir().unwrap();
+    let p = write_pipeline(
+        t.path(),
+        "source: { type: sqs, queue: in.fifo, wait_time: 1s }\n\
+         transforms:\n  - { name: g, script: 'record.group = meta.partition_key; record' }\n\
+         routes: [{ to: [out] }]\nsinks:\n  out: { type: file, path: out.jsonl }\ndlq: { type: file, path: dlq.jsonl }\n",
+    );
+    let (code, s, err) = run_until_idle(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["delivered"], 12);
+    let out = read_jsonl(&t.path().join("out.jsonl"));
+    for group in ["even", "odd"] {
+        let ns: Vec<i64> = out
+            .iter()
+            .filter(|r| r["group"] == group)
+            .map(|r| r["n"].as_i64().unwrap())
+            .collect();
+        let mut sorted = ns.clone();
+        sorted.sort();
+        assert_eq!(ns, sorted, "group {group} in order");
+        assert_eq!(ns.len(), 6);
+    }
+}
