@@ -387,3 +387,166 @@ fn s3_and_sqs_dead_letter_queues_hold_exact_envelopes() {
         );
     }
 }
+
+async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, key: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    ddb.create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Every item of a table as JSON-like text values, sorted by key.
+async fn items(ddb: &aws_sdk_dynamodb::Client, table: &str, key: &str) -> Vec<Value> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    fn json(v: &AttributeValue) -> Value {
+        match v {
+            AttributeValue::S(s) => json!(s),
+            AttributeValue::N(n) => serde_json::from_str(n).unwrap(),
+            AttributeValue::Bool(b) => json!(b),
+            AttributeValue::Null(_) => Value::Null,
+            AttributeValue::L(l) => Value::Array(l.iter().map(json).collect()),
+            AttributeValue::M(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), json(v))).collect())
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let out = ddb.scan().table_name(table).send().await.unwrap();
+    let mut rows: Vec<Value> = out
+        .items()
+        .iter()
+        .map(|i| Value::Object(i.iter().map(|(k, v)| (k.clone(), json(v))).collect()))
+        .collect();
+    rows.sort_by(|a, b| a[key].as_str().cmp(&b[key].as_str()));
+    rows
+}
+
+#[test]
+fn dynamodb_put_writes_items_and_update_adds_to_totals() {
+    let moto = Moto::start();
+    let rt = rt();
+    let ddb = aws_sdk_dynamodb::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(create_table(&ddb, "orders", "order_id"));
+    rt.block_on(create_table(&ddb, "totals", "customer_id"));
+    let t = tempfile::tempdir().unwrap();
+    let mut input: Vec<Value> = (0..30)
+        .map(|i| json!({"order_id": format!("o{i:02}"), "customer_id": format!("c{}", i % 3), "amount": 10.5, "tags": ["a"], "gift": i == 0}))
+        .collect();
+    input.push(json!({"customer_id": "c9", "amount": 1}));
+    let p = pipeline(
+        t.path(),
+        "routes: [{ to: [orders, totals] }]\n\
+         sinks:\n  orders: { type: dynamodb, table: orders }\n\
+         \x20 totals: { type: dynamodb, table: totals, mode: update, key: [customer_id], add: { TotalSales: amount }, set: { last_order: order_id } }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+        &input,
+    );
+    let (code, s, err) = run_against(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (s["sinks"]["orders"].as_u64(), s["sinks"]["totals"].as_u64()),
+        (Some(30), Some(31))
+    );
+    assert_eq!(
+        s["dead_lettered"]["sink"], 1,
+        "the record without an order_id"
+    );
+    let orders = rt.block_on(items(&ddb, "orders", "order_id"));
+    assert_eq!(orders.len(), 30);
+    assert_eq!(
+        orders[0],
+        json!({"order_id": "o00", "customer_id": "c0", "amount": 10.5, "tags": ["a"], "gift": true})
+    );
+    let totals = rt.block_on(items(&ddb, "totals", "customer_id"));
+    assert_eq!(
+        totals,
+        vec![
+            json!({"customer_id": "c0", "TotalSales": 105.0, "last_order": "o27"}),
+            json!({"customer_id": "c1", "TotalSales": 105.0, "last_order": "o28"}),
+            json!({"customer_id": "c2", "TotalSales": 105.0, "last_order": "o29"}),
+            json!({"customer_id": "c9", "TotalSales": 1}),
+        ]
+    );
+    let dlq = common::read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(
+        (dlq[0]["step"].as_str(), dlq[0]["source"]["line"].as_u64()),
+        (Some("orders"), Some(31))
+    );
+    assert!(
+        dlq[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("put_item to table `orders` failed: ValidationException (HTTP 400)"),
+        "{}",
+        dlq[0]
+    );
+}
+
+#[test]
+fn a_missing_table_dead_letters_and_a_condition_makes_writes_idempotent() {
+    let moto = Moto::start();
+    let rt = rt();
+    let ddb = aws_sdk_dynamodb::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(create_table(&ddb, "orders", "order_id"));
+    let t = tempfile::tempdir().unwrap();
+    let input = vec![
+        json!({"order_id": "o1", "v": 1}),
+        json!({"order_id": "o1", "v": 2}),
+    ];
+    let p = pipeline(
+        t.path(),
+        "routes: [{ to: [orders, gone] }]\n\
+         sinks:\n  orders: { type: dynamodb, table: orders, condition: 'attribute_not_exists(order_id)' }\n\
+         \x20 gone: { type: dynamodb, table: no-such-table }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+        &input,
+    );
+    let (code, s, err) = run_against(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            s["sinks"]["orders"].as_u64(),
+            s["dead_lettered"]["sink"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        rt.block_on(items(&ddb, "orders", "order_id")),
+        vec![json!({"order_id": "o1", "v": 1})],
+        "the first write wins"
+    );
+    let dlq = common::read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 2);
+    for e in &dlq {
+        assert_eq!(
+            (e["step"].as_str(), e["attempts"].as_u64()),
+            (Some("gone"), Some(1))
+        );
+        assert!(
+            e["error"]
+                .as_str()
+                .unwrap()
+                .contains("ResourceNotFoundException (HTTP 400)"),
+            "{e}"
+        );
+    }
+}

@@ -310,6 +310,30 @@ fn check_routes(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Di
                     .help("use a standard queue, or a FIFO queue with content-based deduplication and one group"),
             );
         }
+        if let crate::sinks::Config::Dynamodb(d) = sink {
+            use crate::sinks::dynamodb::Mode;
+            let problem = match d.mode {
+                Mode::Update if d.key.is_empty() => {
+                    Some("`update` needs `key`: the record fields that name the item")
+                }
+                Mode::Update if d.add.is_empty() && d.set.is_empty() => {
+                    Some("`update` needs `add` or `set`")
+                }
+                Mode::Put if !d.key.is_empty() || !d.add.is_empty() || !d.set.is_empty() => Some(
+                    "`key`, `add` and `set` apply to `mode: update`; `put` writes the record as the item",
+                ),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                diags.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        format!("{}: {problem}", super::shape::describe(cx.value, &pointer)),
+                    )
+                    .at(cx.file, cx.key_span(&pointer)),
+                );
+            }
+        }
         if let crate::sinks::Config::S3(s3) = sink {
             if !s3.has_part() {
                 diags.push(

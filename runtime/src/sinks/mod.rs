@@ -7,6 +7,7 @@
 //! whether it durably accepted it; it never decides about retries or the
 //! dead-letter queue (that is `delivery`'s job).
 
+pub mod dynamodb;
 pub mod file;
 pub mod s3;
 pub mod sqs;
@@ -34,6 +35,8 @@ pub enum Config {
     S3(s3::Config),
     /// Send each record as a message to Amazon SQS.
     Sqs(sqs::Config),
+    /// Write each record to an Amazon DynamoDB table (an item, or counters added to one).
+    Dynamodb(dynamodb::Config),
 }
 
 impl Config {
@@ -44,6 +47,7 @@ impl Config {
             Config::Stdout(_) => "stdout",
             Config::S3(_) => "s3",
             Config::Sqs(_) => "sqs",
+            Config::Dynamodb(_) => "dynamodb",
         }
     }
 
@@ -53,13 +57,13 @@ impl Config {
         match self {
             Config::S3(c) => c.key_fields(),
             Config::Sqs(c) => c.key_fields(),
-            Config::File(_) | Config::Stdout(_) => Vec::new(),
+            Config::File(_) | Config::Stdout(_) | Config::Dynamodb(_) => Vec::new(),
         }
     }
 
     /// Whether the sink talks to AWS.
     pub fn uses_aws(&self) -> bool {
-        matches!(self, Config::S3(_) | Config::Sqs(_))
+        matches!(self, Config::S3(_) | Config::Sqs(_) | Config::Dynamodb(_))
     }
 }
 
@@ -96,6 +100,8 @@ pub enum Writer {
     S3(s3::Writer),
     /// Amazon SQS.
     Sqs(sqs::Writer),
+    /// Amazon DynamoDB.
+    Dynamodb(dynamodb::Writer),
     /// Kept in memory (tests).
     Memory(Vec<u8>),
 }
@@ -109,6 +115,7 @@ impl Writer {
             Config::Stdout(_) => Writer::Stdout(stdout::Writer::default()),
             Config::S3(c) => Writer::S3(s3::Writer::new(c.clone(), cx.pipeline, aws()?)),
             Config::Sqs(c) => Writer::Sqs(sqs::Writer::new(c.clone(), aws()?).await?),
+            Config::Dynamodb(c) => Writer::Dynamodb(dynamodb::Writer::new(c.clone(), aws()?)),
         })
     }
 
@@ -120,6 +127,7 @@ impl Writer {
             Writer::Stdout(w) => w.send(records),
             Writer::S3(w) => w.send(records).await,
             Writer::Sqs(w) => w.send(records).await,
+            Writer::Dynamodb(w) => w.send(records).await,
             Writer::Memory(v) => {
                 for r in records {
                     v.extend_from_slice(r.json);
@@ -135,7 +143,7 @@ impl Writer {
         match self {
             Writer::File(w) => w.sync(),
             Writer::Stdout(w) => w.flush(),
-            Writer::S3(_) | Writer::Sqs(_) | Writer::Memory(_) => Ok(()),
+            Writer::S3(_) | Writer::Sqs(_) | Writer::Dynamodb(_) | Writer::Memory(_) => Ok(()),
         }
     }
 }

@@ -1,0 +1,312 @@
+//! The `dynamodb` sink: each record as an item (`put`, with `BatchWriteItem`),
+//! or added to counters of an item (`update`, `UpdateItem ... ADD`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::OutRecord;
+use crate::aws::Clients;
+use crate::delivery::{ErrorClass, SinkError, error::classify};
+
+/// BatchWriteItem: at most 25 items per call.
+const MAX_BATCH_ITEMS: usize = 25;
+
+/// Write records to an Amazon DynamoDB table.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "DynamodbSink")]
+pub struct Config {
+    /// Table name or ARN.
+    pub table: String,
+    /// `put`: the record is the item (it must hold the table's key). `update`:
+    /// `UpdateItem` on the item named by `key`, with `add` and `set`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// `update`: the record fields that form the item's key (partition key, then sort key).
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// `update`: attribute ← record field, added (`ADD`) to the item's number attribute.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// `update`: attribute ← record field, set (`SET`) on the item.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// A condition expression for idempotent writes (`attribute_not_exists(order_id)`).
+    /// A write whose condition fails counts as already done: delivered, not dead-lettered.
+    /// With a condition, `put` writes item by item (`PutItem`).
+    #[serde(default)]
+    pub condition: Option<String>,
+}
+
+/// How records are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "DynamodbMode")]
+pub enum Mode {
+    /// The record is the item.
+    #[default]
+    Put,
+    /// Update counters and attributes of an item.
+    Update,
+}
+
+/// A running DynamoDB sink.
+pub struct Writer {
+    config: Config,
+    aws: Arc<Clients>,
+}
+
+/// A JSON value as a DynamoDB attribute value.
+pub fn to_attribute(v: &Value) -> AttributeValue {
+    match v {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::Array(a) => AttributeValue::L(a.iter().map(to_attribute).collect()),
+        Value::Object(o) => AttributeValue::M(
+            o.iter()
+                .map(|(k, v)| (k.clone(), to_attribute(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn field<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(record, |v, p| v.get(p))
+}
+
+impl Writer {
+    /// A writer; makes no request.
+    pub fn new(config: Config, aws: Arc<Clients>) -> Writer {
+        Writer { config, aws }
+    }
+
+    /// Writes the records; one outcome per record.
+    pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+        let mut items: Vec<(usize, HashMap<String, AttributeValue>)> = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let record: Value = match serde_json::from_slice(r.json) {
+                Ok(v) => v,
+                Err(e) => {
+                    results[i] = Err(SinkError::new(
+                        ErrorClass::Poison,
+                        format!("not a JSON record: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            match self.config.mode {
+                Mode::Put => match to_attribute(&record) {
+                    AttributeValue::M(item) => items.push((i, item)),
+                    _ => {
+                        results[i] = Err(SinkError::new(
+                            ErrorClass::Poison,
+                            "a DynamoDB item must be a JSON object",
+                        ));
+                    }
+                },
+                Mode::Update => results[i] = self.update(&record).await,
+            }
+        }
+        if self.config.condition.is_some() {
+            for (i, item) in items {
+                results[i] = self.put_one(item).await;
+            }
+        } else {
+            for chunk in items.chunks(MAX_BATCH_ITEMS) {
+                self.put_batch(chunk, &mut results).await;
+            }
+        }
+        results
+    }
+
+    async fn put_batch(
+        &self,
+        chunk: &[(usize, HashMap<String, AttributeValue>)],
+        results: &mut [Result<(), SinkError>],
+    ) {
+        let requests: Vec<WriteRequest> = chunk
+            .iter()
+            .filter_map(|(_, item)| {
+                PutRequest::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+                    .ok()
+            })
+            .map(|p| WriteRequest::builder().put_request(p).build())
+            .collect();
+        let what = format!("batch_write_item to table `{}`", self.config.table);
+        match self
+            .aws
+            .dynamodb()
+            .batch_write_item()
+            .request_items(&self.config.table, requests)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                // Items DynamoDB did not process (throttling) are retried, alone.
+                let unprocessed: Vec<&HashMap<String, AttributeValue>> = out
+                    .unprocessed_items()
+                    .and_then(|m| m.get(&self.config.table))
+                    .map(|reqs| {
+                        reqs.iter()
+                            .filter_map(|w| w.put_request().map(|p| p.item()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for (i, item) in chunk {
+                    if unprocessed.contains(&item) {
+                        results[*i] = Err(SinkError::new(
+                            ErrorClass::Throttled,
+                            format!("{what}: item not processed"),
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                let err = classify(&what, &e);
+                if err.class == ErrorClass::Poison && chunk.len() > 1 {
+                    // One invalid item fails the whole call: write them one by
+                    // one so that only the invalid ones are dead-lettered.
+                    for (i, item) in chunk {
+                        results[*i] = self.put_one(item.clone()).await;
+                    }
+                } else {
+                    for (i, _) in chunk {
+                        results[*i] = Err(err.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn put_one(&self, item: HashMap<String, AttributeValue>) -> Result<(), SinkError> {
+        let mut req = self
+            .aws
+            .dynamodb()
+            .put_item()
+            .table_name(&self.config.table)
+            .set_item(Some(item));
+        if let Some(c) = &self.config.condition {
+            req = req.condition_expression(c);
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            // The condition guards an idempotent write: it failed because the write was done before.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify(
+                &format!("put_item to table `{}`", self.config.table),
+                &e,
+            )),
+        }
+    }
+
+    async fn update(&self, record: &Value) -> Result<(), SinkError> {
+        let poison = |m: String| SinkError::new(ErrorClass::Poison, m);
+        let mut key = HashMap::new();
+        for f in &self.config.key {
+            let v = field(record, f)
+                .ok_or_else(|| poison(format!("the record has no key field `{f}`")))?;
+            key.insert(
+                f.rsplit('.').next().unwrap_or(f).to_owned(),
+                to_attribute(v),
+            );
+        }
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        let mut adds = Vec::new();
+        let mut sets = Vec::new();
+        for (n, (attr, f)) in self.config.add.iter().enumerate() {
+            let v = field(record, f)
+                .ok_or_else(|| poison(format!("the record has no field `{f}` to add")))?;
+            if !v.is_number() {
+                return Err(poison(format!("field `{f}` is {v}, not a number to add")));
+            }
+            names.insert(format!("#a{n}"), attr.clone());
+            values.insert(format!(":a{n}"), to_attribute(v));
+            adds.push(format!("#a{n} :a{n}"));
+        }
+        for (n, (attr, f)) in self.config.set.iter().enumerate() {
+            let Some(v) = field(record, f) else { continue };
+            names.insert(format!("#s{n}"), attr.clone());
+            values.insert(format!(":s{n}"), to_attribute(v));
+            sets.push(format!("#s{n} = :s{n}"));
+        }
+        let mut expression = String::new();
+        if !adds.is_empty() {
+            expression.push_str(&format!("ADD {}", adds.join(", ")));
+        }
+        if !sets.is_empty() {
+            expression.push_str(&format!(" SET {}", sets.join(", ")));
+        }
+        let mut req = self
+            .aws
+            .dynamodb()
+            .update_item()
+            .table_name(&self.config.table)
+            .set_key(Some(key))
+            .update_expression(expression.trim())
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values));
+        if let Some(c) = &self.config.condition {
+            req = req.condition_expression(c);
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify(
+                &format!("update_item on table `{}`", self.config.table),
+                &e,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn converts_json_to_attribute_values() {
+        let v = to_attribute(
+            &json!({"s": "x", "n": 1.5, "b": true, "z": null, "l": [1], "m": {"k": "v"}}),
+        );
+        let AttributeValue::M(m) = v else {
+            panic!("a map")
+        };
+        assert_eq!(m["s"], AttributeValue::S("x".into()));
+        assert_eq!(m["n"], AttributeValue::N("1.5".into()));
+        assert_eq!(m["b"], AttributeValue::Bool(true));
+        assert_eq!(m["z"], AttributeValue::Null(true));
+        assert_eq!(
+            m["l"],
+            AttributeValue::L(vec![AttributeValue::N("1".into())])
+        );
+        assert_eq!(
+            m["m"],
+            AttributeValue::M(HashMap::from([(
+                "k".to_owned(),
+                AttributeValue::S("v".into())
+            )]))
+        );
+    }
+}
