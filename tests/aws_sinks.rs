@@ -550,3 +550,53 @@ fn a_missing_table_dead_letters_and_a_condition_makes_writes_idempotent() {
         );
     }
 }
+
+/// `pipelines/sales-totals/dynamodb.yaml` keeps each customer's `TotalSales`
+/// in DynamoDB with `UpdateItem ... ADD`: the totals equal the sum of the
+/// deltas the file variant of the same pipeline writes.
+#[test]
+fn sales_totals_pipeline_keeps_totals_in_dynamodb() {
+    let moto = Moto::start();
+    let rt = rt();
+    let ddb = aws_sdk_dynamodb::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(create_table(&ddb, "CustomerTotals", "customer_id"));
+    let out = tempfile::tempdir().unwrap();
+    let o = run(sluice()
+        .args([
+            "run",
+            "pipelines/sales-totals/dynamodb.yaml",
+            "--summary-format",
+            "json",
+        ])
+        .current_dir(common::root())
+        .env("OUT_DIR", out.path())
+        .envs(moto.env()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_eq!(
+        (
+            s["delivered"].as_u64(),
+            s["filtered"].as_u64(),
+            s["dead_lettered"]["total"].as_u64()
+        ),
+        (Some(9), Some(2), Some(2))
+    );
+    let totals: Vec<(String, f64)> = rt
+        .block_on(items(&ddb, "CustomerTotals", "customer_id"))
+        .iter()
+        .map(|i| {
+            (
+                i["customer_id"].as_str().unwrap().to_owned(),
+                i["TotalSales"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        vec![
+            ("cust-001".into(), 0.0),
+            ("cust-002".into(), 0.0),
+            ("cust-003".into(), 135.0)
+        ]
+    );
+}

@@ -37,9 +37,31 @@ fn the_four_example_pipelines_exist() {
     }
 }
 
+/// Every pipeline file of the examples: `pipeline.yaml` and its variants
+/// (such as `sales-totals/dynamodb.yaml`), but not the test files.
+fn pipeline_files() -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for p in pipelines() {
+        let dir = p.parent().unwrap();
+        for e in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 #[test]
 fn every_example_pipeline_checks_clean() {
-    for p in pipelines() {
+    let files = pipeline_files();
+    assert!(
+        files.len() > pipelines().len(),
+        "the variants are found too: {files:?}"
+    );
+    for p in files {
         let o = run(sluice().arg("check").arg(&p));
         assert_eq!(o.status.code(), Some(0), "{}:\n{}", p.display(), stderr(&o));
         assert_eq!(stderr(&o), format!("{}: ok\n", p.display()));
