@@ -600,3 +600,102 @@ fn sales_totals_pipeline_keeps_totals_in_dynamodb() {
         ]
     );
 }
+
+/// Every record of every shard of a stream, per shard in order.
+async fn stream_records(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Vec<(String, Value)> {
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    let shards = kinesis
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for shard in shards.shards() {
+        let mut it = kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator
+            .unwrap();
+        loop {
+            let got = kinesis
+                .get_records()
+                .shard_iterator(&it)
+                .send()
+                .await
+                .unwrap();
+            for r in got.records() {
+                out.push((
+                    r.partition_key().unwrap_or_default().to_owned(),
+                    serde_json::from_slice(r.data().as_ref()).unwrap(),
+                ));
+            }
+            if got.records().is_empty()
+                || got.millis_behind_latest() == Some(0) && got.records().len() < 10_000
+            {
+                break;
+            }
+            it = got.next_shard_iterator.unwrap();
+        }
+    }
+    out
+}
+
+#[test]
+fn kinesis_records_keep_per_key_order_and_keyless_records_are_dead_lettered() {
+    let moto = Moto::start();
+    let rt = rt();
+    let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(
+        kinesis
+            .create_stream()
+            .stream_name("out")
+            .shard_count(2)
+            .send(),
+    )
+    .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let mut input: Vec<Value> = (0..1200)
+        .map(|i| json!({"k": format!("key-{}", i % 7), "i": i}))
+        .collect();
+    input.push(json!({"i": -1}));
+    let p = pipeline(
+        t.path(),
+        "routes: [{ to: [s] }]\nsinks:\n  s: { type: kinesis, stream: out, partition_key: k }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+        &input,
+    );
+    let o = run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json", "--batch-records", "2000"])
+        .envs(moto.env()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_eq!(
+        (
+            s["sinks"]["s"].as_u64(),
+            s["dead_lettered"]["sink"].as_u64()
+        ),
+        (Some(1200), Some(1))
+    );
+    let got = rt.block_on(stream_records(&kinesis, "out"));
+    assert_eq!(got.len(), 1200);
+    for k in 0..7 {
+        let key = format!("key-{k}");
+        let is: Vec<i64> = got
+            .iter()
+            .filter(|(pk, _)| *pk == key)
+            .map(|(_, r)| r["i"].as_i64().unwrap())
+            .collect();
+        let expected: Vec<i64> = (0..1200).filter(|i| i % 7 == k).collect();
+        assert_eq!(is, expected, "{key} in order");
+    }
+    let dlq = common::read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq[0]["error"], "the record has no partition key field `k`");
+}

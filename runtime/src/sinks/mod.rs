@@ -9,6 +9,7 @@
 
 pub mod dynamodb;
 pub mod file;
+pub mod kinesis;
 pub mod s3;
 pub mod sqs;
 pub mod stdout;
@@ -37,6 +38,8 @@ pub enum Config {
     Sqs(sqs::Config),
     /// Write each record to an Amazon DynamoDB table (an item, or counters added to one).
     Dynamodb(dynamodb::Config),
+    /// Write each record to an Amazon Kinesis data stream.
+    Kinesis(kinesis::Config),
 }
 
 impl Config {
@@ -48,6 +51,7 @@ impl Config {
             Config::S3(_) => "s3",
             Config::Sqs(_) => "sqs",
             Config::Dynamodb(_) => "dynamodb",
+            Config::Kinesis(_) => "kinesis",
         }
     }
 
@@ -57,13 +61,17 @@ impl Config {
         match self {
             Config::S3(c) => c.key_fields(),
             Config::Sqs(c) => c.key_fields(),
+            Config::Kinesis(c) => c.key_fields(),
             Config::File(_) | Config::Stdout(_) | Config::Dynamodb(_) => Vec::new(),
         }
     }
 
     /// Whether the sink talks to AWS.
     pub fn uses_aws(&self) -> bool {
-        matches!(self, Config::S3(_) | Config::Sqs(_) | Config::Dynamodb(_))
+        matches!(
+            self,
+            Config::S3(_) | Config::Sqs(_) | Config::Dynamodb(_) | Config::Kinesis(_)
+        )
     }
 }
 
@@ -102,6 +110,8 @@ pub enum Writer {
     Sqs(sqs::Writer),
     /// Amazon DynamoDB.
     Dynamodb(dynamodb::Writer),
+    /// Amazon Kinesis Data Streams.
+    Kinesis(kinesis::Writer),
     /// Kept in memory (tests).
     Memory(Vec<u8>),
 }
@@ -116,6 +126,7 @@ impl Writer {
             Config::S3(c) => Writer::S3(s3::Writer::new(c.clone(), cx.pipeline, aws()?)),
             Config::Sqs(c) => Writer::Sqs(sqs::Writer::new(c.clone(), aws()?).await?),
             Config::Dynamodb(c) => Writer::Dynamodb(dynamodb::Writer::new(c.clone(), aws()?)),
+            Config::Kinesis(c) => Writer::Kinesis(kinesis::Writer::new(c.clone(), aws()?)),
         })
     }
 
@@ -128,6 +139,7 @@ impl Writer {
             Writer::S3(w) => w.send(records).await,
             Writer::Sqs(w) => w.send(records).await,
             Writer::Dynamodb(w) => w.send(records).await,
+            Writer::Kinesis(w) => w.send(records).await,
             Writer::Memory(v) => {
                 for r in records {
                     v.extend_from_slice(r.json);
@@ -143,7 +155,11 @@ impl Writer {
         match self {
             Writer::File(w) => w.sync(),
             Writer::Stdout(w) => w.flush(),
-            Writer::S3(_) | Writer::Sqs(_) | Writer::Dynamodb(_) | Writer::Memory(_) => Ok(()),
+            Writer::S3(_)
+            | Writer::Sqs(_)
+            | Writer::Dynamodb(_)
+            | Writer::Kinesis(_)
+            | Writer::Memory(_) => Ok(()),
         }
     }
 }

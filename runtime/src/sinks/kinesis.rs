@@ -1,0 +1,148 @@
+//! The `kinesis` sink: each record to an Amazon Kinesis data stream, with `PutRecords`.
+
+use std::sync::Arc;
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::OutRecord;
+use crate::aws::Clients;
+use crate::delivery::{ErrorClass, SinkError, error::classify};
+
+/// PutRecords: at most 500 records per call.
+const MAX_BATCH_RECORDS: usize = 500;
+/// PutRecords: at most 5 MiB per call, partition keys included.
+const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
+/// A Kinesis record holds at most 1 MiB (data and partition key).
+const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// A partition key is at most 256 characters.
+const MAX_KEY_CHARS: usize = 256;
+
+/// Write each record to an Amazon Kinesis data stream.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "KinesisSink")]
+pub struct Config {
+    /// Stream name or ARN.
+    pub stream: String,
+    /// The record field (dotted path) whose value is the partition key: records
+    /// with the same key keep their order in one shard.
+    pub partition_key: String,
+}
+
+impl Config {
+    /// The record fields the sink reads: the partition key.
+    pub fn key_fields(&self) -> Vec<String> {
+        vec![self.partition_key.clone()]
+    }
+}
+
+/// A running Kinesis sink.
+pub struct Writer {
+    config: Config,
+    aws: Arc<Clients>,
+}
+
+impl Writer {
+    /// A writer; makes no request.
+    pub fn new(config: Config, aws: Arc<Clients>) -> Writer {
+        Writer { config, aws }
+    }
+
+    /// Writes the records in calls of at most 500 records and 5 MiB; one outcome per record.
+    pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for (i, r) in records.iter().enumerate() {
+            let key = r.keys.first().map_or("", String::as_str);
+            let size = r.json.len() + key.len();
+            let problem = if key.is_empty() {
+                Some(format!(
+                    "the record has no partition key field `{}`",
+                    self.config.partition_key
+                ))
+            } else if key.chars().count() > MAX_KEY_CHARS {
+                Some(format!(
+                    "partition key of {} characters is longer than 256",
+                    key.chars().count()
+                ))
+            } else if size > MAX_RECORD_BYTES {
+                Some(format!(
+                    "record of {size} bytes is larger than a Kinesis record (1 MiB)"
+                ))
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                results[i] = Err(SinkError::new(ErrorClass::Poison, p));
+                continue;
+            }
+            if batch.len() == MAX_BATCH_RECORDS || bytes + size > MAX_BATCH_BYTES {
+                self.put(records, &batch, &mut results).await;
+                batch.clear();
+                bytes = 0;
+            }
+            batch.push(i);
+            bytes += size;
+        }
+        if !batch.is_empty() {
+            self.put(records, &batch, &mut results).await;
+        }
+        results
+    }
+
+    async fn put(
+        &self,
+        records: &[OutRecord<'_>],
+        batch: &[usize],
+        results: &mut [Result<(), SinkError>],
+    ) {
+        let entries: Vec<PutRecordsRequestEntry> = batch
+            .iter()
+            .filter_map(|&i| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(records[i].json))
+                    .partition_key(records[i].keys.first().cloned().unwrap_or_default())
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let mut req = self.aws.kinesis().put_records().set_records(Some(entries));
+        req = if self.config.stream.starts_with("arn:") {
+            req.stream_arn(&self.config.stream)
+        } else {
+            req.stream_name(&self.config.stream)
+        };
+        let what = format!("put_records to stream `{}`", self.config.stream);
+        match req.send().await {
+            // A partial failure names each failed entry; only those are retried.
+            Ok(out) => {
+                for (&i, entry) in batch.iter().zip(out.records()) {
+                    if let Some(code) = entry.error_code() {
+                        let class = if code == "ProvisionedThroughputExceededException" {
+                            ErrorClass::Throttled
+                        } else {
+                            ErrorClass::Retryable // InternalFailure
+                        };
+                        results[i] = Err(SinkError::new(
+                            class,
+                            format!(
+                                "{what}: record rejected: {code} {}",
+                                entry.error_message().unwrap_or_default()
+                            ),
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                let err = classify(&what, &e);
+                for &i in batch {
+                    results[i] = Err(err.clone());
+                }
+            }
+        }
+    }
+}
