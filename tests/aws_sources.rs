@@ -219,3 +219,103 @@ fn fifo_order_and_group_ids_reach_the_scripts() {
         assert_eq!(ns.len(), 6);
     }
 }
+
+async fn put_kinesis(kinesis: &aws_sdk_kinesis::Client, stream: &str, from: i64, to: i64) {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let entries: Vec<PutRecordsRequestEntry> = (from..to)
+        .map(|i| {
+            let data = if i == 13 {
+                "{broken".to_owned()
+            } else {
+                json!({"i": i, "k": format!("k{}", i % 5)}).to_string()
+            };
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(data))
+                .partition_key(format!("k{}", i % 5))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let out = kinesis
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_record_count(), Some(0));
+}
+
+#[test]
+fn kinesis_shards_are_checkpointed_and_a_restart_resumes_after_the_checkpoint() {
+    let moto = Moto::start();
+    let rt = rt();
+    let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(
+        kinesis
+            .create_stream()
+            .stream_name("in")
+            .shard_count(3)
+            .send(),
+    )
+    .unwrap();
+    rt.block_on(put_kinesis(&kinesis, "in", 0, 300));
+    let t = tempfile::tempdir().unwrap();
+    let p = write_pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: in, start_position: trim_horizon, checkpoint_table: cp, poll_interval: 100ms }\n\
+         transforms:\n  - { name: m, script: 'record.pk = meta.partition_key; record.shard = meta.shard; record' }\n\
+         routes: [{ to: [out] }]\nsinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let (code, s, err) = run_until_idle(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            s["records_in"].as_u64(),
+            s["delivered"].as_u64(),
+            s["dead_lettered"]["parse"].as_u64()
+        ),
+        (Some(300), Some(299), Some(1))
+    );
+
+    // A restart reads only what came after the checkpoints.
+    rt.block_on(put_kinesis(&kinesis, "in", 300, 360));
+    let (code, s, err) = run_until_idle(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["records_in"], 60, "only the new records: {s}");
+
+    let out = read_jsonl(&t.path().join("out.jsonl"));
+    assert_eq!(out.len(), 359, "every record exactly once");
+    for k in 0..5 {
+        let key = format!("k{k}");
+        let is: Vec<i64> = out
+            .iter()
+            .filter(|r| r["k"] == key.as_str())
+            .map(|r| r["i"].as_i64().unwrap())
+            .collect();
+        let expected: Vec<i64> = (0..360).filter(|i| i % 5 == k && *i != 13).collect();
+        assert_eq!(is, expected, "{key}: per-key order across the restart");
+        assert!(
+            out.iter()
+                .filter(|r| r["k"] == key.as_str())
+                .all(|r| r["pk"] == key.as_str())
+        );
+    }
+    let dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(
+        (dlq.len(), dlq[0]["source"]["type"].as_str()),
+        (1, Some("kinesis"))
+    );
+    assert_eq!(dlq[0]["source"]["stream"], "in");
+    assert!(
+        dlq[0]["source"]["shard"]
+            .as_str()
+            .unwrap()
+            .starts_with("shardId-"),
+        "{}",
+        dlq[0]
+    );
+    assert!(dlq[0]["source"]["sequence_number"].is_string());
+}

@@ -199,6 +199,14 @@ async fn open_source(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Reade
             None,
             c.max_record_bytes,
         ),
+        sources::Config::Kinesis(c) => {
+            let aws = aws.ok_or("no AWS clients")?;
+            let reader =
+                sources::kinesis::Reader::new(c.clone(), &loaded.pipeline.name, Arc::clone(&aws))
+                    .await
+                    .map_err(|e| format!("the source stream: {e}"))?;
+            return Ok(Reader::Kinesis(reader, aws));
+        }
         sources::Config::Sqs(c) => {
             let aws = aws.ok_or("no AWS clients")?;
             let reader = sources::sqs::Reader::new(c.clone(), Arc::clone(&aws))

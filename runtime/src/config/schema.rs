@@ -141,7 +141,7 @@ mod tests {
         };
         assert_eq!(
             source["properties"]["type"]["enum"],
-            json!(["file", "stdin", "sqs"])
+            json!(["file", "stdin", "sqs", "kinesis"])
         );
         assert_eq!(
             source["allOf"][0]["if"]["properties"]["type"]["const"],

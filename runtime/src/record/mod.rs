@@ -20,6 +20,9 @@ pub struct Position {
     /// The queue URL or stream, for stream sources.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<Arc<str>>,
+    /// The shard (Kinesis, DynamoDB Streams).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Arc<str>>,
     /// The message id (SQS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
@@ -42,6 +45,9 @@ impl Position {
         let line = self.line.unwrap_or(0);
         if let Some(id) = &self.message_id {
             return format!("{}-{id}", self.source);
+        }
+        if let (Some(shard), Some(seq)) = (&self.shard, &self.sequence_number) {
+            return format!("{shard}-{seq}");
         }
         match &self.file {
             Some(f) => {

@@ -6,6 +6,7 @@
 //! decoding, scripts or sinks.
 
 pub mod file;
+pub mod kinesis;
 pub mod sqs;
 pub mod stdin;
 
@@ -31,6 +32,8 @@ pub enum Config {
     Stdin(stdin::Config),
     /// Read messages from an Amazon SQS queue; each is deleted once delivered.
     Sqs(sqs::Config),
+    /// Read every shard of an Amazon Kinesis data stream, with checkpoints in DynamoDB.
+    Kinesis(kinesis::Config),
 }
 
 impl Config {
@@ -40,17 +43,18 @@ impl Config {
             Config::File(_) => "file",
             Config::Stdin(_) => "stdin",
             Config::Sqs(_) => "sqs",
+            Config::Kinesis(_) => "kinesis",
         }
     }
 
     /// Whether the source talks to AWS.
     pub fn uses_aws(&self) -> bool {
-        matches!(self, Config::Sqs(_))
+        matches!(self, Config::Sqs(_) | Config::Kinesis(_))
     }
 
     /// Whether the source is a stream (runs until stopped) rather than a finite input.
     pub fn is_stream(&self) -> bool {
-        matches!(self, Config::Sqs(_))
+        matches!(self, Config::Sqs(_) | Config::Kinesis(_))
     }
 }
 
@@ -62,6 +66,8 @@ pub enum Ack {
     None,
     /// Delete the batch's SQS messages.
     Sqs(sqs::Receipts, Arc<Clients>),
+    /// Checkpoint the batch's shard.
+    Kinesis(kinesis::Checkpoint, Arc<Clients>),
 }
 
 impl Ack {
@@ -70,6 +76,7 @@ impl Ack {
         match self {
             Ack::None => Ok(()),
             Ack::Sqs(receipts, aws) => receipts.delete(aws).await,
+            Ack::Kinesis(checkpoint, aws) => checkpoint.save(aws).await,
         }
     }
 }
@@ -80,6 +87,8 @@ pub enum Reader {
     Lines(LineReader),
     /// An SQS queue.
     Sqs(sqs::Reader, Arc<Clients>),
+    /// A Kinesis data stream.
+    Kinesis(kinesis::Reader, Arc<Clients>),
 }
 
 /// When a stream source stops.
@@ -105,6 +114,31 @@ impl Reader {
             Reader::Lines(r) => {
                 let batch = r.next_batch(max).map_err(|e| e.to_string())?;
                 Ok((!batch.is_empty()).then_some((batch, Ack::None)))
+            }
+            Reader::Kinesis(r, aws) => {
+                let mut idle_since = Instant::now();
+                loop {
+                    if stopping() {
+                        return Ok(None);
+                    }
+                    let settled = in_flight() == 0;
+                    if !settled {
+                        idle_since = Instant::now();
+                    }
+                    if let Some((records, checkpoint)) =
+                        rt.block_on(r.read(max)).map_err(|e| e.message)?
+                    {
+                        return Ok(Some((records, Ack::Kinesis(checkpoint, Arc::clone(aws)))));
+                    }
+                    if settled
+                        && stop
+                            .when_idle
+                            .is_some_and(|idle| idle_since.elapsed() >= idle)
+                    {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(r.poll_interval());
+                }
             }
             Reader::Sqs(r, aws) => {
                 // Idle means: nothing arrived for `when_idle` while no batch was

@@ -50,6 +50,7 @@ pub fn register(e: &mut Engine) {
             opt(m.position.line.and_then(|l| i64::try_from(l).ok()))
         })
         .register_get("stream", |m: &mut Meta| text(m.position.stream.as_deref()))
+        .register_get("shard", |m: &mut Meta| text(m.position.shard.as_deref()))
         .register_get("message_id", |m: &mut Meta| {
             text(m.position.message_id.as_deref())
         })
