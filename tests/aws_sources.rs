@@ -319,3 +319,118 @@ fn kinesis_shards_are_checkpointed_and_a_restart_resumes_after_the_checkpoint() 
     );
     assert!(dlq[0]["source"]["sequence_number"].is_string());
 }
+
+/// `pipelines/sales-totals/streams.yaml`: inserts, an update that moves an
+/// order to another customer, and a delete on the orders table reach the
+/// customers' `TotalSales` through the table's DynamoDB stream.
+#[test]
+fn dynamodb_stream_changes_keep_totals_and_resume_after_the_checkpoint() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType, StreamSpecification, StreamViewType,
+    };
+    let moto = Moto::start();
+    let rt = rt();
+    let ddb = aws_sdk_dynamodb::Client::new(&rt.block_on(moto.sdk_config()));
+    let create = |name: &str, key: &str, stream: bool| {
+        let mut req = ddb
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(key)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(key)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            );
+        if stream {
+            req = req.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        rt.block_on(req.send()).unwrap();
+    };
+    create("Orders", "order_id", true);
+    create("CustomerTotals", "customer_id", false);
+    let put = |id: &str, customer: &str, amount: &str| {
+        rt.block_on(
+            ddb.put_item()
+                .table_name("Orders")
+                .item("order_id", AttributeValue::S(id.into()))
+                .item("customer_id", AttributeValue::S(customer.into()))
+                .item("amount", AttributeValue::N(amount.into()))
+                .item("status", AttributeValue::S("placed".into()))
+                .send(),
+        )
+        .unwrap();
+    };
+    put("o1", "c1", "10");
+    put("o2", "c1", "5.5");
+    put("o3", "c2", "7");
+    put("o2", "c2", "5.5"); // moves o2 from c1 to c2
+    rt.block_on(
+        ddb.delete_item()
+            .table_name("Orders")
+            .key("order_id", AttributeValue::S("o3".into()))
+            .send(),
+    )
+    .unwrap();
+
+    let totals = || -> Vec<(String, f64)> {
+        let out = rt
+            .block_on(ddb.scan().table_name("CustomerTotals").send())
+            .unwrap();
+        let mut v: Vec<(String, f64)> = out
+            .items()
+            .iter()
+            .map(|i| {
+                (
+                    i["customer_id"].as_s().unwrap().clone(),
+                    i["TotalSales"].as_n().unwrap().parse().unwrap(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let out = tempfile::tempdir().unwrap();
+    let run_pipeline = || {
+        let o = run(sluice()
+            .args([
+                "run",
+                "pipelines/sales-totals/streams.yaml",
+                "--summary-format",
+                "json",
+                "--stop-when-idle",
+                "1s",
+            ])
+            .current_dir(common::root())
+            .env("OUT_DIR", out.path())
+            .envs(moto.env()));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        summary(&o)
+    };
+    let s = run_pipeline();
+    assert_eq!(s["records_in"], 5, "{s}");
+    assert_eq!(totals(), vec![("c1".into(), 10.0), ("c2".into(), 5.5)]);
+
+    put("o4", "c1", "1.25");
+    let s = run_pipeline();
+    assert_eq!(
+        s["records_in"], 1,
+        "only the change after the checkpoint: {s}"
+    );
+    assert_eq!(totals(), vec![("c1".into(), 11.25), ("c2".into(), 5.5)]);
+}

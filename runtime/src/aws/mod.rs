@@ -39,6 +39,7 @@ pub struct Clients {
     sqs: OnceLock<aws_sdk_sqs::Client>,
     dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
     kinesis: OnceLock<aws_sdk_kinesis::Client>,
+    streams: OnceLock<aws_sdk_dynamodbstreams::Client>,
 }
 
 impl Clients {
@@ -69,6 +70,7 @@ impl Clients {
             sqs: OnceLock::new(),
             dynamodb: OnceLock::new(),
             kinesis: OnceLock::new(),
+            streams: OnceLock::new(),
         }
     }
 
@@ -91,6 +93,12 @@ impl Clients {
     pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
         self.dynamodb
             .get_or_init(|| aws_sdk_dynamodb::Client::new(&self.sdk))
+    }
+
+    /// The DynamoDB Streams client.
+    pub fn streams(&self) -> &aws_sdk_dynamodbstreams::Client {
+        self.streams
+            .get_or_init(|| aws_sdk_dynamodbstreams::Client::new(&self.sdk))
     }
 
     /// The Kinesis client.

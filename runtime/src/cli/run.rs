@@ -207,6 +207,17 @@ async fn open_source(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Reade
                     .map_err(|e| format!("the source stream: {e}"))?;
             return Ok(Reader::Kinesis(reader, aws));
         }
+        sources::Config::DynamodbStreams(c) => {
+            let aws = aws.ok_or("no AWS clients")?;
+            let reader = sources::dynamodb_streams::Reader::new(
+                c.clone(),
+                &loaded.pipeline.name,
+                Arc::clone(&aws),
+            )
+            .await
+            .map_err(|e| format!("the source stream: {e}"))?;
+            return Ok(Reader::DynamodbStreams(reader, aws));
+        }
         sources::Config::Sqs(c) => {
             let aws = aws.ok_or("no AWS clients")?;
             let reader = sources::sqs::Reader::new(c.clone(), Arc::clone(&aws))

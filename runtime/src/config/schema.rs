@@ -141,7 +141,7 @@ mod tests {
         };
         assert_eq!(
             source["properties"]["type"]["enum"],
-            json!(["file", "stdin", "sqs", "kinesis"])
+            json!(["file", "stdin", "sqs", "kinesis", "dynamodb_streams"])
         );
         assert_eq!(
             source["allOf"][0]["if"]["properties"]["type"]["const"],

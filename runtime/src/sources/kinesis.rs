@@ -86,9 +86,32 @@ pub struct Reader {
 
 /// A shard's checkpoint, written once its batch is delivered.
 pub struct Checkpoint {
-    table: String,
-    key: String,
-    sequence_number: String,
+    pub(crate) table: String,
+    pub(crate) key: String,
+    pub(crate) sequence_number: String,
+}
+
+/// The sequence number a shard's checkpoint holds, if it has one.
+pub(crate) async fn saved_checkpoint(
+    aws: &Clients,
+    table: &str,
+    key: &str,
+) -> Result<Option<String>, String> {
+    Ok(aws
+        .dynamodb()
+        .get_item()
+        .table_name(table)
+        .key("shard_key", AttributeValue::S(key.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| classify(&format!("get_item on `{table}`"), &e).message)?
+        .item
+        .and_then(|i| {
+            i.get("sequence_number")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+        }))
 }
 
 impl Reader {
@@ -279,7 +302,7 @@ impl Checkpoint {
 }
 
 /// Creates the checkpoint table when it does not exist.
-async fn ensure_table(aws: &Clients, table: &str) -> Result<(), String> {
+pub(crate) async fn ensure_table(aws: &Clients, table: &str) -> Result<(), String> {
     let ddb = aws.dynamodb();
     match ddb.describe_table().table_name(table).send().await {
         Ok(_) => return Ok(()),

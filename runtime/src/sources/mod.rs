@@ -5,6 +5,7 @@
 //! [`RawRecord`](crate::record::RawRecord)s in batches; it knows nothing of
 //! decoding, scripts or sinks.
 
+pub mod dynamodb_streams;
 pub mod file;
 pub mod kinesis;
 pub mod sqs;
@@ -34,6 +35,8 @@ pub enum Config {
     Sqs(sqs::Config),
     /// Read every shard of an Amazon Kinesis data stream, with checkpoints in DynamoDB.
     Kinesis(kinesis::Config),
+    /// Read the change records of a DynamoDB table, with checkpoints in DynamoDB.
+    DynamodbStreams(dynamodb_streams::Config),
 }
 
 impl Config {
@@ -44,17 +47,24 @@ impl Config {
             Config::Stdin(_) => "stdin",
             Config::Sqs(_) => "sqs",
             Config::Kinesis(_) => "kinesis",
+            Config::DynamodbStreams(_) => "dynamodb_streams",
         }
     }
 
     /// Whether the source talks to AWS.
     pub fn uses_aws(&self) -> bool {
-        matches!(self, Config::Sqs(_) | Config::Kinesis(_))
+        matches!(
+            self,
+            Config::Sqs(_) | Config::Kinesis(_) | Config::DynamodbStreams(_)
+        )
     }
 
     /// Whether the source is a stream (runs until stopped) rather than a finite input.
     pub fn is_stream(&self) -> bool {
-        matches!(self, Config::Sqs(_) | Config::Kinesis(_))
+        matches!(
+            self,
+            Config::Sqs(_) | Config::Kinesis(_) | Config::DynamodbStreams(_)
+        )
     }
 }
 
@@ -66,7 +76,7 @@ pub enum Ack {
     None,
     /// Delete the batch's SQS messages.
     Sqs(sqs::Receipts, Arc<Clients>),
-    /// Checkpoint the batch's shard.
+    /// Checkpoint the batch's shard (Kinesis or DynamoDB Streams).
     Kinesis(kinesis::Checkpoint, Arc<Clients>),
 }
 
@@ -89,6 +99,8 @@ pub enum Reader {
     Sqs(sqs::Reader, Arc<Clients>),
     /// A Kinesis data stream.
     Kinesis(kinesis::Reader, Arc<Clients>),
+    /// A DynamoDB table's stream.
+    DynamodbStreams(dynamodb_streams::Reader, Arc<Clients>),
 }
 
 /// When a stream source stops.
@@ -116,6 +128,31 @@ impl Reader {
                 Ok((!batch.is_empty()).then_some((batch, Ack::None)))
             }
             Reader::Kinesis(r, aws) => {
+                let mut idle_since = Instant::now();
+                loop {
+                    if stopping() {
+                        return Ok(None);
+                    }
+                    let settled = in_flight() == 0;
+                    if !settled {
+                        idle_since = Instant::now();
+                    }
+                    if let Some((records, checkpoint)) =
+                        rt.block_on(r.read(max)).map_err(|e| e.message)?
+                    {
+                        return Ok(Some((records, Ack::Kinesis(checkpoint, Arc::clone(aws)))));
+                    }
+                    if settled
+                        && stop
+                            .when_idle
+                            .is_some_and(|idle| idle_since.elapsed() >= idle)
+                    {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(r.poll_interval());
+                }
+            }
+            Reader::DynamodbStreams(r, aws) => {
                 let mut idle_since = Instant::now();
                 loop {
                     if stopping() {
