@@ -215,6 +215,10 @@ fn sqs_messages_are_exact_and_oversized_records_are_dead_lettered() {
         ),
         (Some(23), Some(1))
     );
+    assert_eq!(
+        s["api_calls"]["q"], 3,
+        "SendMessageBatch takes 10 messages a call"
+    );
     let mut bodies = Vec::new();
     while bodies.len() < 23 {
         let got = rt
@@ -683,6 +687,10 @@ fn kinesis_records_keep_per_key_order_and_keyless_records_are_dead_lettered() {
             s["dead_lettered"]["sink"].as_u64()
         ),
         (Some(1200), Some(1))
+    );
+    assert_eq!(
+        s["api_calls"]["s"], 3,
+        "PutRecords takes 500 records a call"
     );
     let got = rt.block_on(stream_records(&kinesis, "out"));
     assert_eq!(got.len(), 1200);

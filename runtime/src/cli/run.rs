@@ -130,12 +130,24 @@ pub fn main(args: &Args) -> i32 {
     };
     let report = run::run(built, reader, &mut outputs, &opts, &rt);
     let names: Vec<&str> = loaded.pipeline.sinks.keys().map(String::as_str).collect();
+    let calls: Vec<(String, u64)> = outputs
+        .sinks
+        .iter()
+        .map(|(n, w)| (n.clone(), w.calls()))
+        .chain(std::iter::once(("dlq".to_owned(), outputs.dlq.calls())))
+        .collect();
     match args.summary_format {
         SummaryFormat::Human => {
-            eprint!("{}", human_summary(&loaded.pipeline.name, &names, &report))
+            eprint!(
+                "{}",
+                human_summary(&loaded.pipeline.name, &names, &report, &calls)
+            )
         }
         SummaryFormat::Json => {
-            eprintln!("{}", json_summary(&loaded.pipeline.name, &names, &report))
+            eprintln!(
+                "{}",
+                json_summary(&loaded.pipeline.name, &names, &report, &calls)
+            )
         }
     }
     if let Some(e) = &report.error {
@@ -266,7 +278,7 @@ fn rate(counts: &Counts, report: &Report) -> f64 {
     }
 }
 
-fn human_summary(name: &str, sinks: &[&str], report: &Report) -> String {
+fn human_summary(name: &str, sinks: &[&str], report: &Report, calls: &[(String, u64)]) -> String {
     let c = &report.counts;
     let per_sink = sinks
         .iter()
@@ -314,10 +326,21 @@ fn human_summary(name: &str, sinks: &[&str], report: &Report) -> String {
     }
     s.push('\n');
     s.push_str(&format!("  unrouted       {:>10}\n", c.unrouted));
+    let used: Vec<String> = calls
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    if !used.is_empty() {
+        s.push_str(&format!(
+            "  api calls                 {}\n",
+            used.join(", ")
+        ));
+    }
     s
 }
 
-fn json_summary(name: &str, sinks: &[&str], report: &Report) -> String {
+fn json_summary(name: &str, sinks: &[&str], report: &Report, calls: &[(String, u64)]) -> String {
     let c = &report.counts;
     let mut dl = serde_json::Map::new();
     dl.insert("total".into(), json!(c.dead_lettered_total()));
@@ -342,6 +365,7 @@ fn json_summary(name: &str, sinks: &[&str], report: &Report) -> String {
         "balanced": c.balanced(),
         "elapsed_ms": report.elapsed.as_millis() as u64,
         "records_per_s": rate(c, report).round() as u64,
+        "api_calls": calls.iter().map(|(n, c)| (n.clone(), json!(c))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "error": report.error.as_ref().map(ToString::to_string),
     })
     .to_string()

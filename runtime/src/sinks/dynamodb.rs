@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use schemars::JsonSchema;
@@ -59,6 +60,8 @@ pub enum Mode {
 pub struct Writer {
     config: Config,
     aws: Arc<Clients>,
+    /// Requests made, for the summary's API call counts.
+    calls: AtomicU64,
 }
 
 /// A JSON value as a DynamoDB attribute value.
@@ -82,9 +85,18 @@ fn field<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 impl Writer {
+    /// Requests made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
     /// A writer; makes no request.
     pub fn new(config: Config, aws: Arc<Clients>) -> Writer {
-        Writer { config, aws }
+        Writer {
+            config,
+            aws,
+            calls: AtomicU64::new(0),
+        }
     }
 
     /// Writes the records; one outcome per record.
@@ -143,6 +155,7 @@ impl Writer {
             .map(|p| WriteRequest::builder().put_request(p).build())
             .collect();
         let what = format!("batch_write_item to table `{}`", self.config.table);
+        self.calls.fetch_add(1, Ordering::Relaxed);
         match self
             .aws
             .dynamodb()
@@ -198,6 +211,7 @@ impl Writer {
         if let Some(c) = &self.config.condition {
             req = req.condition_expression(c);
         }
+        self.calls.fetch_add(1, Ordering::Relaxed);
         match req.send().await {
             Ok(_) => Ok(()),
             // The condition guards an idempotent write: it failed because the write was done before.
@@ -264,6 +278,7 @@ impl Writer {
         if let Some(c) = &self.config.condition {
             req = req.condition_expression(c);
         }
+        self.calls.fetch_add(1, Ordering::Relaxed);
         match req.send().await {
             Ok(_) => Ok(()),
             Err(e)

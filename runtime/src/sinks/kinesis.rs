@@ -1,6 +1,7 @@
 //! The `kinesis` sink: each record to an Amazon Kinesis data stream, with `PutRecords`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
@@ -43,12 +44,23 @@ impl Config {
 pub struct Writer {
     config: Config,
     aws: Arc<Clients>,
+    /// Requests made, for the summary's API call counts.
+    calls: AtomicU64,
 }
 
 impl Writer {
+    /// Requests made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
     /// A writer; makes no request.
     pub fn new(config: Config, aws: Arc<Clients>) -> Writer {
-        Writer { config, aws }
+        Writer {
+            config,
+            aws,
+            calls: AtomicU64::new(0),
+        }
     }
 
     /// Writes the records in calls of at most 500 records and 5 MiB; one outcome per record.
@@ -117,6 +129,7 @@ impl Writer {
             req.stream_name(&self.config.stream)
         };
         let what = format!("put_records to stream `{}`", self.config.stream);
+        self.calls.fetch_add(1, Ordering::Relaxed);
         match req.send().await {
             // A partial failure names each failed entry; only those are retried.
             Ok(out) => {

@@ -150,6 +150,17 @@ impl Writer {
         }
     }
 
+    /// API requests made so far (0 for local sinks).
+    pub fn calls(&self) -> u64 {
+        match self {
+            Writer::S3(w) => w.calls(),
+            Writer::Sqs(w) => w.calls(),
+            Writer::Dynamodb(w) => w.calls(),
+            Writer::Kinesis(w) => w.calls(),
+            Writer::File(_) | Writer::Stdout(_) | Writer::Memory(_) => 0,
+        }
+    }
+
     /// Makes everything accepted so far durable.
     pub async fn flush(&mut self) -> Result<(), SinkError> {
         match self {

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream;
 use flate2::Compression;
@@ -92,9 +93,16 @@ pub struct Writer {
     aws: Arc<Clients>,
     /// Number of `{record.FIELD}` placeholders, in template order.
     fields: Vec<String>,
+    /// Requests made, for the summary's API call counts.
+    calls: AtomicU64,
 }
 
 impl Writer {
+    /// Requests made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
     /// A writer; makes no request.
     pub fn new(config: Config, pipeline: &str, aws: Arc<Clients>) -> Writer {
         let fields = config.key_fields();
@@ -103,6 +111,7 @@ impl Writer {
             pipeline: pipeline.to_owned(),
             aws,
             fields,
+            calls: AtomicU64::new(0),
         }
     }
 
@@ -165,6 +174,7 @@ impl Writer {
         if gzip {
             req = req.content_encoding("gzip");
         }
+        self.calls.fetch_add(1, Ordering::Relaxed);
         req.send().await.map(|_| ()).map_err(|e| {
             classify(
                 &format!("put_object of `{key}` to bucket `{}`", self.config.bucket),

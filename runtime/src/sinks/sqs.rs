@@ -1,6 +1,7 @@
 //! The `sqs` sink: one message per record, sent with `SendMessageBatch`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use schemars::JsonSchema;
@@ -69,13 +70,25 @@ pub struct Writer {
     config: Config,
     url: String,
     aws: Arc<Clients>,
+    /// Requests made, for the summary's API call counts.
+    calls: AtomicU64,
 }
 
 impl Writer {
+    /// Requests made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
     /// Resolves the queue URL (one `GetQueueUrl` when given a name).
     pub async fn new(config: Config, aws: Arc<Clients>) -> Result<Writer, String> {
         let url = queue_url(&aws, &config.queue).await?;
-        Ok(Writer { config, url, aws })
+        Ok(Writer {
+            config,
+            url,
+            aws,
+            calls: AtomicU64::new(0),
+        })
     }
 
     /// Sends the records in batches of at most 10 messages and 256 KiB.
@@ -134,6 +147,7 @@ impl Writer {
             }
         }
         let what = format!("send_message_batch to `{}`", self.url);
+        self.calls.fetch_add(1, Ordering::Relaxed);
         match self
             .aws
             .sqs()
