@@ -131,18 +131,32 @@ impl Outputs {
         sink_keys: &[Vec<String>],
     ) -> Result<(), RunError> {
         let mut rejected: Vec<(u32, usize, String, SinkError, u32)> = Vec::new();
-        for (si, (name, writer)) in self.sinks.iter_mut().enumerate() {
-            let lines = &out.sinks[si];
-            if lines.count == 0 {
-                continue;
-            }
-            let records = out_records(lines, sink_keys[si].len(), &out.raw, &out.batch_time);
-            let outcomes = delivery::deliver(writer, &records, &self.policy).await;
+        // The sinks are independent: write them all at once.
+        let policy = &self.policy;
+        let batch: &BatchOutput = out;
+        let deliveries = self
+            .sinks
+            .iter_mut()
+            .enumerate()
+            .filter(|(si, _)| batch.sinks[*si].count > 0)
+            .map(|(si, (name, writer))| async move {
+                let lines = &batch.sinks[si];
+                let records =
+                    out_records(lines, sink_keys[si].len(), &batch.raw, &batch.batch_time);
+                (
+                    si,
+                    name.clone(),
+                    delivery::deliver(writer, &records, policy).await,
+                )
+            });
+        let done = futures_util::future::join_all(deliveries).await;
+        for (si, name, outcomes) in done {
             for (k, outcome) in outcomes.into_iter().enumerate() {
                 match outcome {
                     Outcome::Delivered => {}
                     Outcome::Poison(e, attempts) => {
                         out.counts.per_sink[si] -= 1;
+                        let lines = &out.sinks[si];
                         rejected.push((
                             lines.ids[k],
                             lines.raw[k] as usize,

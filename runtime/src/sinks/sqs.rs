@@ -16,6 +16,9 @@ const MAX_BATCH_ENTRIES: usize = 10;
 /// SendMessageBatch: at most 256 KiB of message bodies per call.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
 
+/// Requests in flight at once to a standard queue.
+const MAX_CONCURRENT_CALLS: usize = 8;
+
 /// Send each record to an Amazon SQS queue as one message (its JSON).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +97,7 @@ impl Writer {
     /// Sends the records in batches of at most 10 messages and 256 KiB.
     pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
         let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+        let mut batches: Vec<Vec<usize>> = Vec::new();
         let mut batch: Vec<usize> = Vec::new();
         let mut bytes = 0;
         for (i, r) in records.iter().enumerate() {
@@ -109,25 +113,43 @@ impl Writer {
                 continue;
             }
             if batch.len() == MAX_BATCH_ENTRIES || bytes + r.json.len() > MAX_BATCH_BYTES {
-                self.send_batch(records, &batch, &mut results).await;
-                batch.clear();
+                batches.push(std::mem::take(&mut batch));
                 bytes = 0;
             }
             batch.push(i);
             bytes += r.json.len();
         }
         if !batch.is_empty() {
-            self.send_batch(records, &batch, &mut results).await;
+            batches.push(batch);
+        }
+        // A FIFO queue keeps the order of what it receives: send one call at a
+        // time. A standard queue has no order: send up to 8 calls at once.
+        let parallel = if self.url.ends_with(".fifo") {
+            1
+        } else {
+            MAX_CONCURRENT_CALLS
+        };
+        for group in batches.chunks(parallel) {
+            let calls = group.iter().map(|b| self.send_batch(records, b));
+            for (i, r) in futures_util::future::join_all(calls)
+                .await
+                .into_iter()
+                .flatten()
+            {
+                results[i] = r;
+            }
         }
         results
     }
 
+    /// Sends one `SendMessageBatch`; the outcome of each of its records by index.
     async fn send_batch(
         &self,
         records: &[OutRecord<'_>],
         batch: &[usize],
-        results: &mut [Result<(), SinkError>],
-    ) {
+    ) -> Vec<(usize, Result<(), SinkError>)> {
+        let mut results: std::collections::BTreeMap<usize, Result<(), SinkError>> =
+            batch.iter().map(|&i| (i, Ok(()))).collect();
         let mut entries = Vec::with_capacity(batch.len());
         for (n, &i) in batch.iter().enumerate() {
             let r = &records[i];
@@ -143,7 +165,10 @@ impl Writer {
             }
             match e.build() {
                 Ok(entry) => entries.push(entry),
-                Err(err) => results[i] = Err(SinkError::new(ErrorClass::Poison, err.to_string())),
+                Err(err) => {
+                    *results.entry(i).or_insert(Ok(())) =
+                        Err(SinkError::new(ErrorClass::Poison, err.to_string()))
+                }
             }
         }
         let what = format!("send_message_batch to `{}`", self.url);
@@ -168,7 +193,7 @@ impl Writer {
                     } else {
                         ErrorClass::Retryable
                     };
-                    results[i] = Err(SinkError::new(
+                    *results.entry(i).or_insert(Ok(())) = Err(SinkError::new(
                         class,
                         format!(
                             "{what}: message rejected: {} {}",
@@ -181,11 +206,12 @@ impl Writer {
             Err(e) => {
                 let err = classify(&what, &e);
                 for &i in batch {
-                    if results[i].is_ok() {
-                        results[i] = Err(err.clone());
+                    if results.get(&i).is_some_and(Result::is_ok) {
+                        *results.entry(i).or_insert(Ok(())) = Err(err.clone());
                     }
                 }
             }
         }
+        results.into_iter().collect()
     }
 }
