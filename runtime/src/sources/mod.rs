@@ -91,6 +91,50 @@ impl Ack {
     }
 }
 
+/// Reads a stream source until it yields a batch, the run is stopping, or
+/// the stream has been idle for `stop.when_idle`.
+struct Poll<'a> {
+    stop: Stop,
+    stopping: &'a dyn Fn() -> bool,
+    in_flight: &'a dyn Fn() -> usize,
+}
+
+impl Poll<'_> {
+    /// Calls `read` until it returns a batch. Idle means: nothing arrived for
+    /// `when_idle` while no batch was waiting to be acknowledged (a FIFO queue
+    /// holds back a message group until its in-flight messages are deleted).
+    fn run<T>(
+        &self,
+        wait: Option<Duration>,
+        mut read: impl FnMut() -> Result<Option<T>, String>,
+    ) -> Result<Option<T>, String> {
+        let mut idle_since = Instant::now();
+        loop {
+            if (self.stopping)() {
+                return Ok(None);
+            }
+            let settled = (self.in_flight)() == 0;
+            if !settled {
+                idle_since = Instant::now();
+            }
+            if let Some(batch) = read()? {
+                return Ok(Some(batch));
+            }
+            if settled
+                && self
+                    .stop
+                    .when_idle
+                    .is_some_and(|idle| idle_since.elapsed() >= idle)
+            {
+                return Ok(None);
+            }
+            if let Some(wait) = wait {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
 /// A running source.
 pub enum Reader {
     /// A file or standard input.
@@ -122,88 +166,36 @@ impl Reader {
         stopping: &dyn Fn() -> bool,
         in_flight: &dyn Fn() -> usize,
     ) -> Result<Option<(Vec<RawRecord>, Ack)>, String> {
+        let poll = Poll {
+            stop,
+            stopping,
+            in_flight,
+        };
         match self {
             Reader::Lines(r) => {
                 let batch = r.next_batch(max).map_err(|e| e.to_string())?;
                 Ok((!batch.is_empty()).then_some((batch, Ack::None)))
             }
             Reader::Kinesis(r, aws) => {
-                let mut idle_since = Instant::now();
-                loop {
-                    if stopping() {
-                        return Ok(None);
-                    }
-                    let settled = in_flight() == 0;
-                    if !settled {
-                        idle_since = Instant::now();
-                    }
-                    if let Some((records, checkpoint)) =
-                        rt.block_on(r.read(max)).map_err(|e| e.message)?
-                    {
-                        return Ok(Some((records, Ack::Kinesis(checkpoint, Arc::clone(aws)))));
-                    }
-                    if settled
-                        && stop
-                            .when_idle
-                            .is_some_and(|idle| idle_since.elapsed() >= idle)
-                    {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(r.poll_interval());
-                }
+                let wait = r.poll_interval();
+                poll.run(Some(wait), || {
+                    let read = rt.block_on(r.read(max)).map_err(|e| e.message)?;
+                    Ok(read.map(|(records, cp)| (records, Ack::Kinesis(cp, Arc::clone(aws)))))
+                })
             }
             Reader::DynamodbStreams(r, aws) => {
-                let mut idle_since = Instant::now();
-                loop {
-                    if stopping() {
-                        return Ok(None);
-                    }
-                    let settled = in_flight() == 0;
-                    if !settled {
-                        idle_since = Instant::now();
-                    }
-                    if let Some((records, checkpoint)) =
-                        rt.block_on(r.read(max)).map_err(|e| e.message)?
-                    {
-                        return Ok(Some((records, Ack::Kinesis(checkpoint, Arc::clone(aws)))));
-                    }
-                    if settled
-                        && stop
-                            .when_idle
-                            .is_some_and(|idle| idle_since.elapsed() >= idle)
-                    {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(r.poll_interval());
-                }
+                let wait = r.poll_interval();
+                poll.run(Some(wait), || {
+                    let read = rt.block_on(r.read(max)).map_err(|e| e.message)?;
+                    Ok(read.map(|(records, cp)| (records, Ack::Kinesis(cp, Arc::clone(aws)))))
+                })
             }
-            Reader::Sqs(r, aws) => {
-                // Idle means: nothing arrived for `when_idle` while no batch was
-                // waiting to be acknowledged (a FIFO queue holds back the rest of
-                // a message group until its in-flight messages are deleted).
-                let mut idle_since = Instant::now();
-                loop {
-                    if stopping() {
-                        return Ok(None);
-                    }
-                    let settled = in_flight() == 0;
-                    if !settled {
-                        idle_since = Instant::now();
-                    }
-                    let (records, receipts) =
-                        rt.block_on(r.receive(max, policy)).map_err(|e| e.message)?;
-                    if !records.is_empty() {
-                        return Ok(Some((records, Ack::Sqs(receipts, Arc::clone(aws)))));
-                    }
-                    if settled
-                        && stop
-                            .when_idle
-                            .is_some_and(|idle| idle_since.elapsed() >= idle)
-                    {
-                        return Ok(None);
-                    }
-                }
-            }
+            // A receive long-polls by itself: no wait between calls.
+            Reader::Sqs(r, aws) => poll.run(None, || {
+                let (records, receipts) =
+                    rt.block_on(r.receive(max, policy)).map_err(|e| e.message)?;
+                Ok((!records.is_empty()).then(|| (records, Ack::Sqs(receipts, Arc::clone(aws)))))
+            }),
         }
     }
 }
