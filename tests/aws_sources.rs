@@ -434,3 +434,83 @@ fn dynamodb_stream_changes_keep_totals_and_resume_after_the_checkpoint() {
     );
     assert_eq!(totals(), vec![("c1".into(), 11.25), ("c2".into(), 5.5)]);
 }
+
+/// A record as the Kinesis Producer Library aggregates user records.
+fn kpl_aggregate(records: &[(&str, &str)]) -> Vec<u8> {
+    use md5::Digest;
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn bytes(field: u64, b: &[u8], out: &mut Vec<u8>) {
+        varint(field << 3 | 2, out);
+        varint(b.len() as u64, out);
+        out.extend_from_slice(b);
+    }
+    let mut keys: Vec<&str> = records.iter().map(|r| r.0).collect();
+    keys.dedup();
+    let mut body = Vec::new();
+    for k in &keys {
+        bytes(1, k.as_bytes(), &mut body);
+    }
+    for (k, data) in records {
+        let mut rec = vec![1 << 3];
+        varint(keys.iter().position(|x| x == k).unwrap() as u64, &mut rec);
+        bytes(3, data.as_bytes(), &mut rec);
+        bytes(3, &rec, &mut body);
+    }
+    let mut out = vec![0xF3, 0x89, 0x9A, 0xC2];
+    out.extend_from_slice(&body);
+    out.extend_from_slice(md5::Md5::digest(&body).as_slice());
+    out
+}
+
+#[test]
+fn kpl_aggregated_records_are_split_into_their_user_records() {
+    use aws_sdk_kinesis::primitives::Blob;
+    let moto = Moto::start();
+    let rt = rt();
+    let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(
+        kinesis
+            .create_stream()
+            .stream_name("agg")
+            .shard_count(1)
+            .send(),
+    )
+    .unwrap();
+    let agg = kpl_aggregate(&[("a", "{\"n\":1}"), ("a", "{\"n\":2}"), ("b", "{\"n\":3}")]);
+    for data in [agg, b"{\"n\":4}".to_vec()] {
+        rt.block_on(
+            kinesis
+                .put_record()
+                .stream_name("agg")
+                .partition_key("outer")
+                .data(Blob::new(data))
+                .send(),
+        )
+        .unwrap();
+    }
+    let t = tempfile::tempdir().unwrap();
+    let p = write_pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: agg, start_position: trim_horizon, checkpoint_table: cp, poll_interval: 100ms }\n\
+         transforms:\n  - { name: pk, script: 'record.pk = meta.partition_key; record' }\n\
+         routes: [{ to: [out] }]\nsinks:\n  out: { type: file, path: out.jsonl }\ndlq: { type: file, path: dlq.jsonl }\n",
+    );
+    let (code, s, err) = run_until_idle(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["records_in"], 4);
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")),
+        vec![
+            json!({"n": 1, "pk": "a"}),
+            json!({"n": 2, "pk": "a"}),
+            json!({"n": 3, "pk": "b"}),
+            json!({"n": 4, "pk": "outer"}),
+        ]
+    );
+}

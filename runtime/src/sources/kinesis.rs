@@ -235,32 +235,41 @@ impl Reader {
                 key: self.checkpoint_key(&self.shards[i].id),
                 sequence_number: last.sequence_number().to_owned(),
             };
-            let records = out
-                .records()
-                .iter()
-                .map(|r| RawRecord {
-                    data: r.data().as_ref().to_vec(),
-                    position: Position {
-                        source: "kinesis",
-                        stream: Some(Arc::clone(&self.stream)),
-                        shard: Some(Arc::clone(&self.shards[i].id)),
-                        partition_key: r.partition_key().map(str::to_owned),
-                        sequence_number: Some(r.sequence_number().to_owned()),
-                        arrival_time: r.approximate_arrival_timestamp().map(|t| {
-                            humantime::format_rfc3339_millis(
-                                UNIX_EPOCH
-                                    + Duration::from_millis(
-                                        t.to_millis().unwrap_or(0).max(0) as u64
-                                    ),
-                            )
+            let mut records = Vec::with_capacity(out.records().len());
+            for r in out.records() {
+                let position = Position {
+                    source: "kinesis",
+                    stream: Some(Arc::clone(&self.stream)),
+                    shard: Some(Arc::clone(&self.shards[i].id)),
+                    partition_key: r.partition_key().map(str::to_owned),
+                    sequence_number: Some(r.sequence_number().to_owned()),
+                    arrival_time: r.approximate_arrival_timestamp().map(|t| {
+                        let ms = t.to_millis().unwrap_or(0).max(0) as u64;
+                        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
                             .to_string()
-                        }),
-                        ..Position::default()
-                    },
-                    rejected: None,
-                    attributes: None,
-                })
-                .collect();
+                    }),
+                    ..Position::default()
+                };
+                // A KPL-aggregated record holds several user records, each with
+                // its own partition key; they share the aggregate's sequence number.
+                match crate::decode::kpl::deaggregate(r.data().as_ref()) {
+                    Some(users) => records.extend(users.into_iter().map(|u| RawRecord {
+                        data: u.data,
+                        position: Position {
+                            partition_key: Some(u.partition_key),
+                            ..position.clone()
+                        },
+                        rejected: None,
+                        attributes: None,
+                    })),
+                    None => records.push(RawRecord {
+                        data: r.data().as_ref().to_vec(),
+                        position,
+                        rejected: None,
+                        attributes: None,
+                    }),
+                }
+            }
             return Ok(Some((records, checkpoint)));
         }
         Ok(None)
