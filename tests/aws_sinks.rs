@@ -707,3 +707,39 @@ fn kinesis_records_keep_per_key_order_and_keyless_records_are_dead_lettered() {
     let dlq = common::read_jsonl(&t.path().join("dlq.jsonl"));
     assert_eq!(dlq[0]["error"], "the record has no partition key field `k`");
 }
+
+/// A sink's own `retry` replaces the pipeline's: an unreachable endpoint is
+/// retried (a dispatch failure is retryable) as often as the sink says, and
+/// then the batch is not acknowledged.
+#[test]
+fn a_sinks_own_retry_policy_applies_and_an_unreachable_endpoint_is_retried() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "aws: {{ region: us-east-1, endpoint_url: \"http://127.0.0.1:{closed}\" }}\n\
+             retry: {{ max_attempts: 5, initial_backoff: 10ms }}\n\
+             routes: [{{ to: [lake] }}]\n\
+             sinks:\n  lake: {{ type: s3, bucket: b, retry: {{ max_attempts: 2, initial_backoff: 10ms, attempt_timeout: 2s }} }}\n\
+             dlq: {{ type: file, path: dlq.jsonl }}\n"
+        ),
+        &[json!({"id": 1})],
+    );
+    let o = run(sluice()
+        .arg("run")
+        .arg(&p)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true"));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("sink `lake` did not accept a record after 2 attempts: put_object of `t/dt="),
+        "{err}"
+    );
+}

@@ -265,6 +265,12 @@ async fn open_outputs(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Outp
         sinks: out,
         dlq,
         policy: p.retry.clone(),
+        sink_policies: p
+            .sinks
+            .values()
+            .map(|s| s.retry().unwrap_or(&p.retry).clone())
+            .collect(),
+        dlq_policy: p.dlq.as_sink().retry().unwrap_or(&p.retry).clone(),
         pipeline: Arc::from(p.name.as_str()),
     })
 }

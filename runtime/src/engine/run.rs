@@ -98,8 +98,13 @@ pub struct Outputs {
     pub sinks: Vec<(String, Writer)>,
     /// The dead-letter queue.
     pub dlq: Writer,
-    /// How failed writes are retried.
+    /// How failed writes are retried: the pipeline's policy (the DLQ's, and
+    /// the source's when it retries).
     pub policy: Policy,
+    /// Per sink, its own policy (the pipeline's unless the sink sets `retry`).
+    pub sink_policies: Vec<Policy>,
+    /// The DLQ's policy.
+    pub dlq_policy: Policy,
     /// The pipeline's name, for envelopes.
     pub pipeline: Arc<str>,
 }
@@ -132,7 +137,7 @@ impl Outputs {
     ) -> Result<(), RunError> {
         let mut rejected: Vec<(u32, usize, String, SinkError, u32)> = Vec::new();
         // The sinks are independent: write them all at once.
-        let policy = &self.policy;
+        let policies = &self.sink_policies;
         let batch: &BatchOutput = out;
         let deliveries = self
             .sinks
@@ -146,7 +151,7 @@ impl Outputs {
                 (
                     si,
                     name.clone(),
-                    delivery::deliver(writer, &records, policy).await,
+                    delivery::deliver(writer, &records, &policies[si]).await,
                 )
             });
         let done = futures_util::future::join_all(deliveries).await;
@@ -197,7 +202,7 @@ impl Outputs {
         }
         if out.dlq.count > 0 {
             let records = out_records(&out.dlq, 0, &out.raw, &out.batch_time);
-            let outcomes = delivery::deliver(&mut self.dlq, &records, &self.policy).await;
+            let outcomes = delivery::deliver(&mut self.dlq, &records, &self.dlq_policy).await;
             if let Some((e, attempts)) = outcomes.into_iter().find_map(|o| match o {
                 Outcome::Delivered => None,
                 Outcome::Poison(e, a) | Outcome::Exhausted(e, a) => Some((e, a)),

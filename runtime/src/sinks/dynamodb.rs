@@ -42,6 +42,9 @@ pub struct Config {
     /// With a condition, `put` writes item by item (`PutItem`).
     #[serde(default)]
     pub condition: Option<String>,
+    /// Retry policy of this sink (default: the pipeline's `retry`).
+    #[serde(default)]
+    pub retry: Option<crate::delivery::Policy>,
 }
 
 /// How records are written.

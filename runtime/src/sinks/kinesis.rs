@@ -31,6 +31,9 @@ pub struct Config {
     /// The record field (dotted path) whose value is the partition key: records
     /// with the same key keep their order in one shard.
     pub partition_key: String,
+    /// Retry policy of this sink (default: the pipeline's `retry`).
+    #[serde(default)]
+    pub retry: Option<crate::delivery::Policy>,
 }
 
 impl Config {

@@ -66,6 +66,17 @@ impl Config {
         }
     }
 
+    /// The sink's own retry policy, when it has one.
+    pub fn retry(&self) -> Option<&crate::delivery::Policy> {
+        match self {
+            Config::S3(c) => c.retry.as_ref(),
+            Config::Sqs(c) => c.retry.as_ref(),
+            Config::Dynamodb(c) => c.retry.as_ref(),
+            Config::Kinesis(c) => c.retry.as_ref(),
+            Config::File(_) | Config::Stdout(_) => None,
+        }
+    }
+
     /// Whether the sink talks to AWS.
     pub fn uses_aws(&self) -> bool {
         matches!(

@@ -42,6 +42,9 @@ pub struct Config {
     #[serde(default = "default_max_bytes")]
     #[schemars(range(min = 1))]
     pub max_bytes: usize,
+    /// Retry policy of this sink (default: the pipeline's `retry`).
+    #[serde(default)]
+    pub retry: Option<crate::delivery::Policy>,
 }
 
 fn default_key() -> String {

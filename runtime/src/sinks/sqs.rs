@@ -37,6 +37,9 @@ pub struct Config {
     #[serde(default = "default_max_message_bytes")]
     #[schemars(range(min = 1))]
     pub max_message_bytes: usize,
+    /// Retry policy of this sink (default: the pipeline's `retry`).
+    #[serde(default)]
+    pub retry: Option<crate::delivery::Policy>,
 }
 
 fn default_max_message_bytes() -> usize {
