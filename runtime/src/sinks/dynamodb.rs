@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
@@ -215,20 +218,10 @@ impl Writer {
             req = req.condition_expression(c);
         }
         self.calls.fetch_add(1, Ordering::Relaxed);
-        match req.send().await {
-            Ok(_) => Ok(()),
-            // The condition guards an idempotent write: it failed because the write was done before.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(classify(
-                &format!("put_item to table `{}`", self.config.table),
-                &e,
-            )),
-        }
+        idempotent(
+            &format!("put_item to table `{}`", self.config.table),
+            req.send().await,
+        )
     }
 
     async fn update(&self, record: &Value) -> Result<(), SinkError> {
@@ -282,19 +275,31 @@ impl Writer {
             req = req.condition_expression(c);
         }
         self.calls.fetch_add(1, Ordering::Relaxed);
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(classify(
-                &format!("update_item on table `{}`", self.config.table),
-                &e,
-            )),
+        idempotent(
+            &format!("update_item on table `{}`", self.config.table),
+            req.send().await,
+        )
+    }
+}
+
+/// The outcome of a conditional write: a failed condition guards an
+/// idempotent write, so it means the write was done before.
+fn idempotent<T, E>(
+    what: &str,
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<(), SinkError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error().and_then(|s| s.code())
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(())
         }
+        Err(e) => Err(classify(what, &e)),
     }
 }
 

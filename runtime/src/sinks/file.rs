@@ -65,15 +65,11 @@ impl Writer {
 
     /// Writes the records as lines. They are durable once [`sync`](Self::sync) returns.
     pub fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        records
-            .iter()
-            .map(|r| {
-                self.out
-                    .write_all(r.json)
-                    .and_then(|()| self.out.write_all(b"\n"))
-                    .map_err(|e| classify_io(&format!("writing to `{}`", self.name), &e))
-            })
-            .collect()
+        super::write_lines(
+            &mut self.out,
+            records,
+            &format!("writing to `{}`", self.name),
+        )
     }
 
     /// Flushes and syncs the data to disk: after this the records are durable.

@@ -186,6 +186,22 @@ impl Writer {
     }
 }
 
+/// Writes records as JSON Lines to a local writer; one outcome per record.
+fn write_lines(
+    out: &mut impl std::io::Write,
+    records: &[OutRecord<'_>],
+    what: &str,
+) -> Vec<Result<(), SinkError>> {
+    records
+        .iter()
+        .map(|r| {
+            out.write_all(r.json)
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(|e| crate::delivery::error::classify_io(what, &e))
+        })
+        .collect()
+}
+
 /// Reads a dotted path (`customer.id`) of a JSON-like Rhai record as text:
 /// strings as they are, other values as JSON, missing as empty.
 pub fn field_text(record: &rhai::Dynamic, path: &str) -> String {

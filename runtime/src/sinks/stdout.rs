@@ -30,15 +30,7 @@ impl Default for Writer {
 impl Writer {
     /// Writes the records as lines.
     pub fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        records
-            .iter()
-            .map(|r| {
-                self.out
-                    .write_all(r.json)
-                    .and_then(|()| self.out.write_all(b"\n"))
-                    .map_err(|e| classify_io("writing to standard output", &e))
-            })
-            .collect()
+        super::write_lines(&mut self.out, records, "writing to standard output")
     }
 
     /// Flushes standard output.
