@@ -144,6 +144,63 @@ fn s3_objects_are_keyed_by_template_and_rewritten_not_duplicated() {
     );
 }
 
+/// The sink buffers across batches: an object holds whole batches up to
+/// `max_records`, so 25 records in batches of 4 make objects of 8, 8 and 9.
+#[test]
+fn s3_objects_span_batches_up_to_max_records() {
+    let moto = Moto::start();
+    let rt = rt();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&rt.block_on(moto.sdk_config()))
+            .force_path_style(true)
+            .build(),
+    );
+    rt.block_on(s3.create_bucket().bucket("lake").send())
+        .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let input: Vec<Value> = (1..=25).map(|i| json!({ "id": i })).collect();
+    let p = pipeline(
+        t.path(),
+        "routes: [{ to: [lake] }]\n\
+         sinks:\n  lake: { type: s3, bucket: lake, key: \"o/{part}.jsonl\", max_records: 10 }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+        &input,
+    );
+    let o = run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json", "--batch-records", "4"])
+        .envs(moto.env()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_eq!(
+        (s["sinks"]["lake"].as_u64(), s["api_calls"]["lake"].as_u64()),
+        (Some(25), Some(3))
+    );
+    let objs = rt.block_on(objects(&s3, "lake"));
+    let got: Vec<(String, Vec<i64>)> = objs
+        .iter()
+        .map(|(k, body)| {
+            let line = k.rsplit('-').next().unwrap().trim_end_matches(".jsonl");
+            (
+                line.to_owned(),
+                jsonl(body)
+                    .iter()
+                    .map(|r| r["id"].as_i64().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("000000000001".to_owned(), (1..=8).collect()),
+            ("000000000009".to_owned(), (9..=16).collect()),
+            ("000000000017".to_owned(), (17..=25).collect()),
+        ]
+    );
+}
+
 #[test]
 fn a_missing_bucket_dead_letters_the_records_without_retrying() {
     let moto = Moto::start();

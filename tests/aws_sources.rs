@@ -514,3 +514,206 @@ fn kpl_aggregated_records_are_split_into_their_user_records() {
         ]
     );
 }
+
+/// The checkpoint of a batch whose records wait in the S3 sink's buffer is
+/// written only with the object: a run killed while records are buffered
+/// resumes before them, and nothing is lost or duplicated.
+#[test]
+fn a_kinesis_checkpoint_waits_for_the_s3_object_that_holds_its_records() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk_config());
+    let kinesis = aws_sdk_kinesis::Client::new(&conf);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&conf);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    rt.block_on(s3.create_bucket().bucket("lake").send())
+        .unwrap();
+    rt.block_on(
+        kinesis
+            .create_stream()
+            .stream_name("in")
+            .shard_count(1)
+            .send(),
+    )
+    .unwrap();
+    let entries: Vec<PutRecordsRequestEntry> = (1..=25)
+        .map(|i| {
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(json!({ "i": i }).to_string()))
+                .partition_key("k")
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let put = rt
+        .block_on(
+            kinesis
+                .put_records()
+                .stream_name("in")
+                .set_records(Some(entries))
+                .send(),
+        )
+        .unwrap();
+    let seqs: Vec<String> = put
+        .records()
+        .iter()
+        .map(|r| r.sequence_number().unwrap().to_owned())
+        .collect();
+    let checkpoint = || -> Option<String> {
+        let items = rt
+            .block_on(dynamodb.scan().table_name("cp").send())
+            .ok()?
+            .items
+            .unwrap_or_default();
+        items
+            .first()
+            .and_then(|i| i.get("sequence_number"))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+    };
+    let objects = || -> Vec<Vec<i64>> {
+        rt.block_on(async {
+            let list = s3.list_objects_v2().bucket("lake").send().await.unwrap();
+            let mut out = Vec::new();
+            for o in list.contents() {
+                let body = s3
+                    .get_object()
+                    .bucket("lake")
+                    .key(o.key().unwrap())
+                    .send()
+                    .await
+                    .unwrap()
+                    .body
+                    .collect()
+                    .await
+                    .unwrap()
+                    .into_bytes();
+                out.push(
+                    String::from_utf8_lossy(&body)
+                        .lines()
+                        .map(|l| {
+                            serde_json::from_str::<Value>(l).unwrap()["i"]
+                                .as_i64()
+                                .unwrap()
+                        })
+                        .collect(),
+                );
+            }
+            out
+        })
+    };
+    let t = tempfile::tempdir().unwrap();
+    let p = write_pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: in, start_position: trim_horizon, checkpoint_table: cp, poll_interval: 100ms }\n\
+         routes: [{ to: [lake] }]\n\
+         sinks:\n  lake: { type: s3, bucket: lake, key: \"o/{part}.jsonl\", max_records: 10, max_age: 1h }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    // Batches of 5: objects of 10, 10, and the last 5 held for up to an hour.
+    let mut child = sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--batch-records", "5", "--no-progress"])
+        .envs(moto.env())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while checkpoint().as_ref() != Some(&seqs[19]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the checkpoint did not reach the 20th record: {:?}",
+            checkpoint()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        checkpoint().as_ref(),
+        Some(&seqs[19]),
+        "the buffered records are not checkpointed"
+    );
+    assert_eq!(
+        objects(),
+        vec![(1..=10).collect::<Vec<_>>(), (11..=20).collect()]
+    );
+    child.kill().unwrap(); // SIGKILL: the held records never reach S3
+    child.wait().unwrap();
+
+    let (code, s, err) = run_until_idle(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        s["records_in"], 5,
+        "the restart resumes after the 20th record: {s}"
+    );
+    assert_eq!(
+        objects(),
+        vec![
+            (1..=10).collect::<Vec<_>>(),
+            (11..=20).collect(),
+            (21..=25).collect()
+        ],
+        "every record once"
+    );
+    assert_eq!(checkpoint().as_ref(), Some(&seqs[24]));
+}
+
+/// Messages held in an S3 buffer for longer than their visibility timeout
+/// stay invisible (the timeout is extended) and are received once.
+#[test]
+fn sqs_visibility_is_extended_while_a_batch_waits_in_a_buffer() {
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk_config());
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    rt.block_on(s3.create_bucket().bucket("lake").send())
+        .unwrap();
+    let url = rt
+        .block_on(sqs.create_queue().queue_name("in").send())
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for i in 0..5 {
+        rt.block_on(
+            sqs.send_message()
+                .queue_url(&url)
+                .message_body(json!({ "i": i }).to_string())
+                .send(),
+        )
+        .unwrap();
+    }
+    let t = tempfile::tempdir().unwrap();
+    // Visible again after 1 s unless extended; held for 4 s.
+    let p = write_pipeline(
+        t.path(),
+        "source: { type: sqs, queue: in, wait_time: 1s, visibility_timeout: 1s }\n\
+         routes: [{ to: [lake] }]\n\
+         sinks:\n  lake: { type: s3, bucket: lake, key: \"o/{part}.jsonl\", max_age: 4s }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+    );
+    let o = run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json", "--stop-when-idle", "5s"])
+        .envs(moto.env()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_eq!(
+        (s["records_in"].as_u64(), s["api_calls"]["lake"].as_u64()),
+        (Some(5), Some(1)),
+        "each message received once, written in one object: {s}"
+    );
+    assert_eq!(rt.block_on(depth(&sqs, &url)), (0, 0), "all deleted");
+}

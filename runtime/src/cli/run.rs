@@ -261,18 +261,17 @@ async fn open_outputs(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Outp
     let dlq = Writer::open(&dlq, &cx)
         .await
         .map_err(|e| format!("the dead-letter queue: {e}"))?;
-    Ok(Outputs {
-        sinks: out,
+    Ok(Outputs::new(
+        out,
         dlq,
-        policy: p.retry.clone(),
-        sink_policies: p
-            .sinks
+        p.retry.clone(),
+        p.sinks
             .values()
             .map(|s| s.retry().unwrap_or(&p.retry).clone())
             .collect(),
-        dlq_policy: p.dlq.as_sink().retry().unwrap_or(&p.retry).clone(),
-        pipeline: Arc::from(p.name.as_str()),
-    })
+        p.dlq.as_sink().retry().unwrap_or(&p.retry).clone(),
+        Arc::from(p.name.as_str()),
+    ))
 }
 
 fn rate(counts: &Counts, report: &Report) -> f64 {

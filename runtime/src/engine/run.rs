@@ -8,18 +8,17 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{BatchOutput, Built, Fatal, SinkLines, Worker};
-use crate::delivery::{self, Envelope, Outcome, Policy, SinkError, envelope};
+pub use super::commit::{Outputs, RunError};
+use super::{BatchOutput, Built, Fatal, Worker};
 use crate::metrics::Counts;
-use crate::record::{Position, RawRecord, Stage};
-use crate::sinks::{OutRecord, Writer};
-use crate::sources::{Ack, Reader, Stop};
+use crate::record::{Position, RawRecord};
+use crate::sources::{Ack, Poll, Reader, Stop};
 
 /// Reads one record per line from a buffered reader.
 pub struct LineReader {
@@ -92,160 +91,6 @@ impl LineReader {
     }
 }
 
-/// The sinks (in the order of `sinks:`) and the DLQ of a run, with the retry policy.
-pub struct Outputs {
-    /// Sink writers, with their names.
-    pub sinks: Vec<(String, Writer)>,
-    /// The dead-letter queue.
-    pub dlq: Writer,
-    /// How failed writes are retried: the pipeline's policy (the DLQ's, and
-    /// the source's when it retries).
-    pub policy: Policy,
-    /// Per sink, its own policy (the pipeline's unless the sink sets `retry`).
-    pub sink_policies: Vec<Policy>,
-    /// The DLQ's policy.
-    pub dlq_policy: Policy,
-    /// The pipeline's name, for envelopes.
-    pub pipeline: Arc<str>,
-}
-
-/// The records of one sink's lines, ready for a writer.
-fn out_records<'a>(
-    lines: &'a SinkLines,
-    keys_per_line: usize,
-    raw: &'a [RawRecord],
-    batch_time: &'a str,
-) -> Vec<OutRecord<'a>> {
-    (0..lines.ends.len())
-        .map(|i| OutRecord {
-            json: lines.line(i),
-            keys: &lines.keys[(i * keys_per_line).min(lines.keys.len())
-                ..((i + 1) * keys_per_line).min(lines.keys.len())],
-            position: &raw[lines.raw[i] as usize].position,
-            batch_time,
-        })
-        .collect()
-}
-
-impl Outputs {
-    /// Delivers one batch: every sink, then the envelopes of the records a sink
-    /// rejected for good, then the DLQ. `Ok` means the whole batch may be acknowledged.
-    pub async fn commit(
-        &mut self,
-        out: &mut BatchOutput,
-        sink_keys: &[Vec<String>],
-    ) -> Result<(), RunError> {
-        let mut rejected: Vec<(u32, usize, String, SinkError, u32)> = Vec::new();
-        // The sinks are independent: write them all at once.
-        let policies = &self.sink_policies;
-        let batch: &BatchOutput = out;
-        let deliveries = self
-            .sinks
-            .iter_mut()
-            .enumerate()
-            .filter(|(si, _)| batch.sinks[*si].count > 0)
-            .map(|(si, (name, writer))| async move {
-                let lines = &batch.sinks[si];
-                let records =
-                    out_records(lines, sink_keys[si].len(), &batch.raw, &batch.batch_time);
-                (
-                    si,
-                    name.clone(),
-                    delivery::deliver(writer, &records, &policies[si]).await,
-                )
-            });
-        let done = futures_util::future::join_all(deliveries).await;
-        for (si, name, outcomes) in done {
-            for (k, outcome) in outcomes.into_iter().enumerate() {
-                match outcome {
-                    Outcome::Delivered => {}
-                    Outcome::Poison(e, attempts) => {
-                        out.counts.per_sink[si] -= 1;
-                        let lines = &out.sinks[si];
-                        rejected.push((
-                            lines.ids[k],
-                            lines.raw[k] as usize,
-                            name.clone(),
-                            e,
-                            attempts,
-                        ));
-                    }
-                    Outcome::Exhausted(e, attempts) => {
-                        return Err(RunError::Sink(format!(
-                            "sink `{name}` did not accept a record after {attempts} attempts: {e}"
-                        )));
-                    }
-                }
-            }
-        }
-        // One envelope per rejected record, for the first sink that rejected it.
-        rejected.sort_by_key(|r| r.0);
-        rejected.dedup_by_key(|r| r.0);
-        for (_, raw_index, sink, err, attempts) in &rejected {
-            let raw = &out.raw[*raw_index];
-            let (data, encoding) = envelope::encode_data(&raw.data);
-            let env = Envelope {
-                pipeline: &self.pipeline,
-                stage: Stage::Sink,
-                step: Some(sink),
-                error: err.message.clone(),
-                instance_path: None,
-                data,
-                encoding,
-                source: &raw.position,
-                attempts: *attempts,
-                timestamp: &out.batch_time,
-            };
-            super::push_envelope(&mut out.dlq, &env, *raw_index);
-            out.counts.delivered -= 1;
-            out.counts.dead_letter(Stage::Sink);
-        }
-        if out.dlq.count > 0 {
-            let records = out_records(&out.dlq, 0, &out.raw, &out.batch_time);
-            let outcomes = delivery::deliver(&mut self.dlq, &records, &self.dlq_policy).await;
-            if let Some((e, attempts)) = outcomes.into_iter().find_map(|o| match o {
-                Outcome::Delivered => None,
-                Outcome::Poison(e, a) | Outcome::Exhausted(e, a) => Some((e, a)),
-            }) {
-                return Err(RunError::Sink(format!(
-                    "the dead-letter queue did not accept a record after {attempts} attempts, so the batch is not acknowledged: {e}"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes everything written durable.
-    pub async fn flush(&mut self) -> Result<(), RunError> {
-        for (name, sink) in &mut self.sinks {
-            sink.flush()
-                .await
-                .map_err(|e| RunError::Sink(format!("flushing sink `{name}` failed: {e}")))?;
-        }
-        self.dlq
-            .flush()
-            .await
-            .map_err(|e| RunError::Sink(format!("flushing the dead-letter queue failed: {e}")))
-    }
-}
-
-/// Why a run stopped early.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The source could not be read.
-    #[error("reading the source failed: {0}")]
-    Source(String),
-    /// A sink or the DLQ could not be written.
-    #[error("{0}")]
-    Sink(String),
-    /// A record stopped the run (`on_invalid: fail`).
-    #[error("{0}")]
-    Fatal(String),
-    /// A worker could not start.
-    #[error("starting a worker failed: {0}")]
-    Worker(String),
-}
-
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -300,6 +145,8 @@ pub fn run(
     let in_flight = Arc::new(AtomicUsize::new(0));
     // Set when the writer stops early: the reader then stops too.
     let halted = Arc::new(AtomicBool::new(false));
+    // Set by the reader when the source is idle while batches wait in buffers.
+    let flush_requested = Arc::new(AtomicBool::new(false));
 
     std::thread::scope(|s| {
         let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
@@ -335,6 +182,7 @@ pub fn run(
         let stopping = Arc::clone(&opts.stopping);
         let reader_in_flight = Arc::clone(&in_flight);
         let reader_halted = Arc::clone(&halted);
+        let reader_flush = Arc::clone(&flush_requested);
         let reader_thread = std::thread::Builder::new()
             .name("sluice-reader".into())
             .spawn_scoped(s, move || -> Result<(), String> {
@@ -342,18 +190,19 @@ pub fn run(
                 let stopping =
                     || stopping.load(Ordering::Relaxed) || reader_halted.load(Ordering::Relaxed);
                 let pending = || reader_in_flight.load(Ordering::Acquire);
+                let request_flush = || reader_flush.store(true, Ordering::Release);
                 loop {
                     if stopping() {
                         return Ok(());
                     }
-                    let Some((batch, ack)) = reader.next_batch(
-                        batch_records,
-                        &handle,
-                        &policy,
+                    let poll = Poll {
                         stop,
-                        &stopping,
-                        &pending,
-                    )?
+                        stopping: &stopping,
+                        in_flight: &pending,
+                        request_flush: &request_flush,
+                    };
+                    let Some((batch, ack)) =
+                        reader.next_batch(batch_records, &handle, &policy, &poll)?
                     else {
                         return Ok(());
                     };
@@ -379,6 +228,7 @@ pub fn run(
             &progress,
             rt,
             &in_flight,
+            &flush_requested,
         )
         .err();
         halted.store(true, Ordering::Relaxed);
@@ -389,7 +239,7 @@ pub fn run(
         }
     });
     if error.is_none() {
-        error = rt.block_on(outputs.flush()).err();
+        error = rt.block_on(outputs.sync()).err();
     }
     progress.finish_and_clear();
     Report {
@@ -433,7 +283,13 @@ fn worker_loop(
     }
 }
 
-/// Commits batches in sequence order as they complete.
+/// How often the writer looks at buffer ages and flush requests while no batch arrives.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Commits batches in sequence order as they complete, writes buffers when
+/// they are due (or when the reader asks, having found the source idle), and
+/// acknowledges what was written. At the end, every buffer is written.
+#[allow(clippy::too_many_arguments)]
 fn write_in_order(
     done: &Receiver<Done>,
     outputs: &mut Outputs,
@@ -442,20 +298,34 @@ fn write_in_order(
     progress: &ProgressBar,
     rt: &tokio::runtime::Runtime,
     in_flight: &AtomicUsize,
+    flush_requested: &AtomicBool,
 ) -> Result<(), RunError> {
     let mut next = 0u64;
     let mut pending: BTreeMap<u64, (Result<BatchOutput, Fatal>, Ack)> = BTreeMap::new();
-    for (seq, out, ack) in done {
-        pending.insert(seq, (out, ack));
+    let released = |r: super::commit::Released| {
+        in_flight.fetch_sub(r.batches, Ordering::AcqRel);
+        for w in r.warnings {
+            progress.suspend(|| eprintln!("warning: {w}"));
+        }
+    };
+    loop {
+        let wait = outputs
+            .deadline()
+            .map_or(TICK, |d| d.saturating_duration_since(Instant::now()))
+            .min(TICK);
+        match done.recv_timeout(wait) {
+            Ok((seq, out, ack)) => {
+                pending.insert(seq, (out, ack));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
         while let Some((out, ack)) = pending.remove(&next) {
             let mut out = out.map_err(|Fatal(m)| RunError::Fatal(m))?;
-            rt.block_on(outputs.commit(&mut out, sink_keys))?;
-            // Only now, with every record delivered or dead-lettered, is the batch acknowledged.
-            if let Err(e) = rt.block_on(ack.apply()) {
-                progress.suspend(|| eprintln!("warning: acknowledging a batch failed: {e}"));
-            }
-            in_flight.fetch_sub(1, Ordering::AcqRel);
+            released(rt.block_on(outputs.make_room(&out, counts))?);
+            rt.block_on(outputs.commit(&mut out, ack, sink_keys))?;
             counts.add(&out.counts);
+            released(rt.block_on(outputs.flush_buffers(false, counts))?);
             next += 1;
             progress.set_position(counts.records_in);
             let secs = progress.elapsed().as_secs_f64().max(1e-3);
@@ -467,7 +337,13 @@ fn write_in_order(
                 counts.dead_lettered_total()
             ));
         }
+        // A batch is acknowledged only once every record of it was delivered
+        // or dead-lettered: buffers that are old, or that the idle reader
+        // asks for, are written now.
+        let all = flush_requested.swap(false, Ordering::AcqRel);
+        released(rt.block_on(outputs.flush_buffers(all, counts))?);
     }
+    released(rt.block_on(outputs.flush_buffers(true, counts))?);
     Ok(())
 }
 

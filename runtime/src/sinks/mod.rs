@@ -161,6 +161,14 @@ impl Writer {
         }
     }
 
+    /// How the engine buffers this sink's records across batches, if it does.
+    pub fn buffering(&self) -> Option<crate::engine::commit::BufferLimits> {
+        match self {
+            Writer::S3(w) => Some(w.buffering()),
+            _ => None,
+        }
+    }
+
     /// API requests made so far (0 for local sinks).
     pub fn calls(&self) -> u64 {
         match self {

@@ -1,10 +1,12 @@
 //! The `s3` sink: JSON Lines objects in Amazon S3.
 //!
-//! Each call writes the records it is given as one object per key (records
-//! whose key template gives the same key share an object), split at
-//! `max_records` / `max_bytes`. The key's `{part}` is derived from the first
-//! record's source position, so a batch that is written again overwrites its
-//! objects instead of duplicating them.
+//! The engine buffers records for this sink across batches until
+//! `max_records`, `max_bytes` or `max_age` is reached (and holds back those
+//! batches' acknowledgements until then). Each call then writes the records it
+//! is given as one object per key (records whose key template gives the same
+//! key share an object), split at `max_records` / `max_bytes`. The key's
+//! `{part}` is derived from the first record's source position, so records
+//! that are written again overwrite their objects instead of duplicating them.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,6 +21,7 @@ use serde::Deserialize;
 
 use super::OutRecord;
 use crate::aws::Clients;
+use crate::config::duration::Dur;
 use crate::delivery::{ErrorClass, SinkError, error::classify};
 
 /// Write records to Amazon S3 as JSON Lines objects (gzip when the key ends in `.gz`).
@@ -34,14 +37,19 @@ pub struct Config {
     /// same when a batch is written again.
     #[serde(default = "default_key")]
     pub key: String,
-    /// Most records per object.
+    /// Most records per object; the sink writes once it holds this many.
     #[serde(default = "default_max_records")]
     #[schemars(range(min = 1))]
     pub max_records: usize,
-    /// Most bytes (before compression) per object.
+    /// Most bytes (before compression) per object; the sink writes once it holds this many.
     #[serde(default = "default_max_bytes")]
     #[schemars(range(min = 1))]
     pub max_bytes: usize,
+    /// The sink writes what it holds once the oldest record waited this long
+    /// (and when the run stops). Its records are acknowledged to the source
+    /// only after that write. A dead-letter queue writes every batch at once.
+    #[serde(default = "default_max_age")]
+    pub max_age: Dur,
     /// Retry policy of this sink (default: the pipeline's `retry`).
     #[serde(default)]
     pub retry: Option<crate::delivery::Policy>,
@@ -55,6 +63,9 @@ fn default_max_records() -> usize {
 }
 fn default_max_bytes() -> usize {
     64 * 1024 * 1024
+}
+fn default_max_age() -> Dur {
+    Dur(std::time::Duration::from_secs(60))
 }
 
 impl Config {
@@ -115,6 +126,15 @@ impl Writer {
             aws,
             fields,
             calls: AtomicU64::new(0),
+        }
+    }
+
+    /// When the engine writes the records it buffers for this sink.
+    pub fn buffering(&self) -> crate::engine::commit::BufferLimits {
+        crate::engine::commit::BufferLimits {
+            max_records: self.config.max_records,
+            max_bytes: self.config.max_bytes,
+            max_age: self.config.max_age.0,
         }
     }
 

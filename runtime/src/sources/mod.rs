@@ -93,22 +93,30 @@ impl Ack {
 
 /// Reads a stream source until it yields a batch, the run is stopping, or
 /// the stream has been idle for `stop.when_idle`.
-struct Poll<'a> {
-    stop: Stop,
-    stopping: &'a dyn Fn() -> bool,
-    in_flight: &'a dyn Fn() -> usize,
+pub struct Poll<'a> {
+    /// When the source stops by itself.
+    pub stop: Stop,
+    /// Whether the run is stopping (a signal, or the writer stopped).
+    pub stopping: &'a dyn Fn() -> bool,
+    /// Batches read and not yet acknowledged.
+    pub in_flight: &'a dyn Fn() -> usize,
+    /// Asks for the sinks' buffers to be written now.
+    pub request_flush: &'a dyn Fn(),
 }
 
 impl Poll<'_> {
     /// Calls `read` until it returns a batch. Idle means: nothing arrived for
     /// `when_idle` while no batch was waiting to be acknowledged (a FIFO queue
     /// holds back a message group until its in-flight messages are deleted).
+    /// When nothing arrived for `when_idle` but batches still wait, it asks
+    /// for the sinks' buffers to be written so they can be acknowledged.
     fn run<T>(
         &self,
         wait: Option<Duration>,
         mut read: impl FnMut() -> Result<Option<T>, String>,
     ) -> Result<Option<T>, String> {
-        let mut idle_since = Instant::now();
+        let started = Instant::now();
+        let mut idle_since = started;
         loop {
             if (self.stopping)() {
                 return Ok(None);
@@ -120,13 +128,13 @@ impl Poll<'_> {
             if let Some(batch) = read()? {
                 return Ok(Some(batch));
             }
-            if settled
-                && self
-                    .stop
-                    .when_idle
-                    .is_some_and(|idle| idle_since.elapsed() >= idle)
-            {
-                return Ok(None);
+            if let Some(idle) = self.stop.when_idle {
+                if settled && idle_since.elapsed() >= idle {
+                    return Ok(None);
+                }
+                if !settled && started.elapsed() >= idle {
+                    (self.request_flush)();
+                }
             }
             if let Some(wait) = wait {
                 std::thread::sleep(wait);
@@ -162,15 +170,8 @@ impl Reader {
         max: usize,
         rt: &tokio::runtime::Handle,
         policy: &Policy,
-        stop: Stop,
-        stopping: &dyn Fn() -> bool,
-        in_flight: &dyn Fn() -> usize,
+        poll: &Poll<'_>,
     ) -> Result<Option<(Vec<RawRecord>, Ack)>, String> {
-        let poll = Poll {
-            stop,
-            stopping,
-            in_flight,
-        };
         match self {
             Reader::Lines(r) => {
                 let batch = r.next_batch(max).map_err(|e| e.to_string())?;

@@ -1,10 +1,14 @@
 //! The `sqs` source: long-polls a queue and deletes each message only after
 //! it was delivered to its sinks or the dead-letter queue.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName,
+};
 use base64::Engine as _;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -37,10 +41,32 @@ fn default_wait_time() -> Dur {
 }
 
 /// Receipt handles of a batch's messages, deleted once the batch is delivered.
+/// While it exists, the messages' visibility timeout is extended.
 #[derive(Debug, Default)]
 pub struct Receipts {
     url: String,
     handles: Vec<String>,
+    lease: Option<Lease>,
+}
+
+/// Batches whose messages are in flight, by batch number: their receipt
+/// handles and when their visibility was last set.
+type InFlight = Mutex<BTreeMap<u64, (Vec<String>, Instant)>>;
+
+/// A batch's entry in the in-flight table; dropping it (once the messages are
+/// deleted, or when the batch is given up) stops the extensions.
+#[derive(Debug)]
+struct Lease {
+    id: u64,
+    table: Arc<InFlight>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.table.lock() {
+            t.remove(&self.id);
+        }
+    }
 }
 
 /// A running SQS source.
@@ -48,23 +74,39 @@ pub struct Reader {
     config: Config,
     url: Arc<str>,
     aws: Arc<Clients>,
+    in_flight: Arc<InFlight>,
+    next_id: u64,
 }
 
 impl Reader {
-    /// Resolves the queue URL.
+    /// Resolves the queue URL and its visibility timeout, and starts the task
+    /// that keeps in-flight messages invisible while their batch is delivered.
     pub async fn new(config: Config, aws: Arc<Clients>) -> Result<Reader, String> {
         let url = crate::sinks::sqs::queue_url(&aws, &config.queue).await?;
+        let visibility = match config.visibility_timeout {
+            Some(v) => v.0,
+            None => queue_visibility(&aws, &url).await?,
+        };
+        let in_flight = Arc::new(InFlight::default());
+        tokio::spawn(extend_visibility(
+            Arc::downgrade(&in_flight),
+            Arc::clone(&aws),
+            url.clone(),
+            visibility,
+        ));
         Ok(Reader {
             config,
             url: Arc::from(url.as_str()),
             aws,
+            in_flight,
+            next_id: 0,
         })
     }
 
     /// Receives up to `max` messages: waits up to `wait_time` for the first
     /// ones, then takes what is there without waiting.
     pub async fn receive(
-        &self,
+        &mut self,
         max: usize,
         policy: &Policy,
     ) -> Result<(Vec<RawRecord>, Receipts), SinkError> {
@@ -72,6 +114,7 @@ impl Reader {
         let mut receipts = Receipts {
             url: self.url.to_string(),
             handles: Vec::new(),
+            lease: None,
         };
         let wait = self.config.wait_time.0.min(Duration::from_secs(20));
         while records.len() < max {
@@ -136,6 +179,17 @@ impl Reader {
                 }
             }
         }
+        if !receipts.handles.is_empty() {
+            let id = self.next_id;
+            self.next_id += 1;
+            if let Ok(mut t) = self.in_flight.lock() {
+                t.insert(id, (receipts.handles.clone(), Instant::now()));
+            }
+            receipts.lease = Some(Lease {
+                id,
+                table: Arc::clone(&self.in_flight),
+            });
+        }
         Ok((records, receipts))
     }
 
@@ -184,6 +238,11 @@ impl Receipts {
     /// comes back after its visibility timeout and is delivered again: that is
     /// a duplicate, never a loss, so failures are reported but not fatal.
     pub async fn delete(&self, aws: &Clients) -> Result<(), String> {
+        if let Some(lease) = &self.lease
+            && let Ok(mut t) = lease.table.lock()
+        {
+            t.remove(&lease.id); // no extension may race the delete
+        }
         let mut failed = 0;
         let mut last = String::new();
         for chunk in self.handles.chunks(MAX_PER_CALL) {
@@ -235,5 +294,96 @@ impl Receipts {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.handles.is_empty()
+    }
+}
+
+/// The queue's own visibility timeout.
+async fn queue_visibility(aws: &Clients, url: &str) -> Result<Duration, String> {
+    let out = aws
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .map_err(|e| classify(&format!("get_queue_attributes of `{url}`"), &e).message)?;
+    let secs = out
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(30);
+    Ok(Duration::from_secs(secs))
+}
+
+/// Every half visibility timeout, sets the visibility of the messages of
+/// every batch still in flight to `visibility` again (10 per call), so they
+/// do not reappear while their batch is delivered, however long that takes.
+/// Stops when the reader is gone. A failed extension is a warning: the
+/// message may be delivered twice, never lost.
+async fn extend_visibility(
+    table: std::sync::Weak<InFlight>,
+    aws: Arc<Clients>,
+    url: String,
+    visibility: Duration,
+) {
+    let every = (visibility / 2).max(Duration::from_millis(500));
+    let secs = visibility.as_secs().max(1) as i32;
+    loop {
+        tokio::time::sleep(every / 4).await;
+        let Some(table) = table.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let due: Vec<String> = match table.lock() {
+            Ok(mut t) => t
+                .values_mut()
+                .filter(|(_, at)| now.duration_since(*at) >= every)
+                .flat_map(|(handles, at)| {
+                    *at = now;
+                    handles.iter().cloned()
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        drop(table);
+        for chunk in due.chunks(MAX_PER_CALL) {
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(h)
+                        .visibility_timeout(secs)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let sent = aws
+                .sqs()
+                .change_message_visibility_batch()
+                .queue_url(&url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            let failure = match sent {
+                // A message deleted meanwhile cannot be extended: that is fine.
+                Ok(out) => out
+                    .failed()
+                    .iter()
+                    .find(|f| {
+                        f.code() != "ReceiptHandleIsInvalid" && !f.code().contains("NotInflight")
+                    })
+                    .map(|f| format!("{} {}", f.code(), f.message().unwrap_or_default())),
+                Err(e) => Some(
+                    classify(&format!("change_message_visibility_batch on `{url}`"), &e).message,
+                ),
+            };
+            if let Some(f) = failure {
+                eprintln!(
+                    "warning: extending the visibility of in-flight messages failed; they may be delivered again: {f}"
+                );
+            }
+        }
     }
 }

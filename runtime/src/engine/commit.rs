@@ -1,0 +1,499 @@
+//! Committing batches: every sink, the envelopes of the records a sink
+//! rejected for good, the DLQ, and only then the batch's acknowledgement.
+//!
+//! Most sinks write a batch as soon as it is committed. A sink that buffers
+//! across batches (S3, whose objects hold up to `max_records`) keeps a batch's
+//! lines until its buffer is full or `max_age` old. The acknowledgement of
+//! that batch — and of every later batch, so that a checkpoint never moves
+//! past a record that is not yet written — waits until the buffer is written.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{BatchOutput, SinkLines};
+use crate::delivery::{self, Envelope, Outcome, Policy, SinkError, envelope};
+use crate::metrics::Counts;
+use crate::record::{Position, RawRecord, Stage};
+use crate::sinks::{OutRecord, Writer};
+use crate::sources::Ack;
+
+/// When a buffering sink writes what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferLimits {
+    /// Write once this many records are held.
+    pub max_records: usize,
+    /// Write once this many bytes are held.
+    pub max_bytes: usize,
+    /// Write once the oldest held record waited this long.
+    pub max_age: Duration,
+}
+
+/// One batch's lines held by a buffering sink.
+struct Held {
+    seq: u64,
+    lines: SinkLines,
+    keys_per_line: usize,
+    /// The source records the lines came from (`lines.raw` indexes them).
+    raw: Arc<Vec<RawRecord>>,
+    batch_time: Arc<str>,
+}
+
+/// What a buffering sink holds.
+struct Buffer {
+    limits: BufferLimits,
+    held: Vec<Held>,
+    records: usize,
+    bytes: usize,
+    since: Option<Instant>,
+}
+
+impl Buffer {
+    fn new(limits: BufferLimits) -> Buffer {
+        Buffer {
+            limits,
+            held: Vec::new(),
+            records: 0,
+            bytes: 0,
+            since: None,
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        !self.held.is_empty()
+            && (self.records >= self.limits.max_records
+                || self.bytes >= self.limits.max_bytes
+                || self.deadline().is_some_and(|d| now >= d))
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.since.map(|s| s + self.limits.max_age)
+    }
+}
+
+/// What releasing acknowledgements did.
+#[derive(Debug, Default)]
+pub struct Released {
+    /// Batches acknowledged.
+    pub batches: usize,
+    /// Acknowledgements that failed (their records will be delivered again).
+    pub warnings: Vec<String>,
+}
+
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The source could not be read.
+    #[error("reading the source failed: {0}")]
+    Source(String),
+    /// A sink or the DLQ could not be written.
+    #[error("{0}")]
+    Sink(String),
+    /// A record stopped the run (`on_invalid: fail`).
+    #[error("{0}")]
+    Fatal(String),
+    /// A worker could not start.
+    #[error("starting a worker failed: {0}")]
+    Worker(String),
+}
+
+/// The sinks (in the order of `sinks:`) and the DLQ of a run, with the retry
+/// policies and the acknowledgements that wait for buffered writes.
+pub struct Outputs {
+    /// Sink writers, with their names.
+    pub sinks: Vec<(String, Writer)>,
+    /// The dead-letter queue.
+    pub dlq: Writer,
+    /// The pipeline's retry policy (the source's, when it retries).
+    pub policy: Policy,
+    sink_policies: Vec<Policy>,
+    dlq_policy: Policy,
+    pipeline: Arc<str>,
+    /// Per sink, its buffer when it buffers across batches.
+    buffers: Vec<Option<Buffer>>,
+    /// Committed batches not yet acknowledged, oldest first.
+    acks: VecDeque<(u64, Ack)>,
+    /// Records of held batches already dead-lettered (batch, record id): one envelope each.
+    dead: BTreeSet<(u64, u32)>,
+    next_seq: u64,
+}
+
+/// The records of one sink's lines, ready for a writer.
+fn out_records<'a>(
+    lines: &'a SinkLines,
+    keys_per_line: usize,
+    raw: &'a [RawRecord],
+    batch_time: &'a str,
+) -> impl Iterator<Item = OutRecord<'a>> {
+    (0..lines.ends.len()).map(move |i| OutRecord {
+        json: lines.line(i),
+        keys: &lines.keys[(i * keys_per_line).min(lines.keys.len())
+            ..((i + 1) * keys_per_line).min(lines.keys.len())],
+        position: &raw[lines.raw[i] as usize].position,
+        batch_time,
+    })
+}
+
+/// The envelope of a record a sink rejected, as one line (no `\n`).
+fn sink_envelope(
+    pipeline: &str,
+    raw: &RawRecord,
+    sink: &str,
+    err: &SinkError,
+    attempts: u32,
+    batch_time: &str,
+) -> Vec<u8> {
+    let (data, encoding) = envelope::encode_data(&raw.data);
+    let env = Envelope {
+        pipeline,
+        stage: Stage::Sink,
+        step: Some(sink),
+        error: err.message.clone(),
+        instance_path: None,
+        data,
+        encoding,
+        source: &raw.position,
+        attempts,
+        timestamp: batch_time,
+    };
+    // An envelope holds only strings and numbers: serializing it cannot fail.
+    serde_json::to_vec(&env).unwrap_or_default()
+}
+
+impl Outputs {
+    /// Outputs over opened writers. `sink_policies` has one policy per sink.
+    pub fn new(
+        sinks: Vec<(String, Writer)>,
+        dlq: Writer,
+        policy: Policy,
+        sink_policies: Vec<Policy>,
+        dlq_policy: Policy,
+        pipeline: Arc<str>,
+    ) -> Outputs {
+        let buffers = sinks
+            .iter()
+            .map(|(_, w)| w.buffering().map(Buffer::new))
+            .collect();
+        Outputs {
+            sinks,
+            dlq,
+            policy,
+            sink_policies,
+            dlq_policy,
+            pipeline,
+            buffers,
+            acks: VecDeque::new(),
+            dead: BTreeSet::new(),
+            next_seq: 0,
+        }
+    }
+
+    /// Commits one batch: writes it to every sink that does not buffer, its
+    /// envelopes to the DLQ, and hands its lines to the buffering sinks. The
+    /// batch's `ack` is applied once every sink holds none of its records
+    /// (see [`release`](Self::release)).
+    pub async fn commit(
+        &mut self,
+        out: &mut BatchOutput,
+        ack: Ack,
+        sink_keys: &[Vec<String>],
+    ) -> Result<(), RunError> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut rejected: Vec<(u32, usize, String, SinkError, u32)> = Vec::new();
+        // The sinks are independent: write them all at once.
+        let policies = &self.sink_policies;
+        let buffers = &self.buffers;
+        let batch: &BatchOutput = out;
+        let deliveries = self
+            .sinks
+            .iter_mut()
+            .enumerate()
+            .filter(|(si, _)| batch.sinks[*si].count > 0 && buffers[*si].is_none())
+            .map(|(si, (name, writer))| async move {
+                let lines = &batch.sinks[si];
+                let records: Vec<OutRecord<'_>> =
+                    out_records(lines, sink_keys[si].len(), &batch.raw, &batch.batch_time)
+                        .collect();
+                (
+                    si,
+                    name.clone(),
+                    delivery::deliver(writer, &records, &policies[si]).await,
+                )
+            });
+        let done = futures_util::future::join_all(deliveries).await;
+        for (si, name, outcomes) in done {
+            for (k, outcome) in outcomes.into_iter().enumerate() {
+                match outcome {
+                    Outcome::Delivered => {}
+                    Outcome::Poison(e, attempts) => {
+                        out.counts.per_sink[si] -= 1;
+                        let lines = &out.sinks[si];
+                        rejected.push((
+                            lines.ids[k],
+                            lines.raw[k] as usize,
+                            name.clone(),
+                            e,
+                            attempts,
+                        ));
+                    }
+                    Outcome::Exhausted(e, attempts) => {
+                        return Err(RunError::Sink(format!(
+                            "sink `{name}` did not accept a record after {attempts} attempts: {e}"
+                        )));
+                    }
+                }
+            }
+        }
+        // One envelope per rejected record, for the first sink that rejected it.
+        rejected.sort_by_key(|r| r.0);
+        rejected.dedup_by_key(|r| r.0);
+        for (_, raw_index, sink, err, attempts) in &rejected {
+            let raw = &out.raw[*raw_index];
+            let mut line =
+                sink_envelope(&self.pipeline, raw, sink, err, *attempts, &out.batch_time);
+            line.push(b'\n');
+            let id = out.dlq.count as u32;
+            out.dlq.push(&line, *raw_index, id);
+            out.counts.delivered -= 1;
+            out.counts.dead_letter(Stage::Sink);
+        }
+        if out.dlq.count > 0 {
+            let records: Vec<OutRecord<'_>> =
+                out_records(&out.dlq, 0, &out.raw, &out.batch_time).collect();
+            self.deliver_dlq(&records).await?;
+        }
+        self.hold(seq, out, sink_keys, &rejected);
+        self.acks.push_back((seq, ack));
+        Ok(())
+    }
+
+    /// Hands a committed batch's lines to the buffering sinks.
+    fn hold(
+        &mut self,
+        seq: u64,
+        out: &mut BatchOutput,
+        sink_keys: &[Vec<String>],
+        rejected: &[(u32, usize, String, SinkError, u32)],
+    ) {
+        let takers: Vec<usize> = (0..self.sinks.len())
+            .filter(|&si| self.buffers[si].is_some() && out.sinks[si].count > 0)
+            .collect();
+        if takers.is_empty() {
+            return;
+        }
+        for r in rejected {
+            self.dead.insert((seq, r.0));
+        }
+        let batch_time: Arc<str> = Arc::from(out.batch_time.as_str());
+        let held_lines: usize = takers.iter().map(|&si| out.sinks[si].ends.len()).sum();
+        // Keep the whole batch when most of it is held; otherwise copy just the
+        // records the held lines came from, so a sink that takes few records
+        // does not keep every batch alive.
+        let whole = held_lines * 2 >= out.raw.len();
+        let shared = whole.then(|| Arc::new(std::mem::take(&mut out.raw)));
+        let now = Instant::now();
+        for si in takers {
+            let mut lines = std::mem::take(&mut out.sinks[si]);
+            let raw = match &shared {
+                Some(raw) => Arc::clone(raw),
+                None => {
+                    let mut copied = Vec::with_capacity(lines.raw.len());
+                    for r in &mut lines.raw {
+                        copied.push(out.raw[*r as usize].clone());
+                        *r = (copied.len() - 1) as u32;
+                    }
+                    Arc::new(copied)
+                }
+            };
+            let Some(buf) = self.buffers[si].as_mut() else {
+                continue;
+            };
+            buf.records += lines.ends.len();
+            buf.bytes += lines.bytes.len();
+            buf.since.get_or_insert(now);
+            buf.held.push(Held {
+                seq,
+                lines,
+                keys_per_line: sink_keys[si].len(),
+                raw,
+                batch_time: Arc::clone(&batch_time),
+            });
+        }
+    }
+
+    /// Writes the buffers that are due (all that hold anything when `all`),
+    /// then applies the acknowledgements no buffer holds back any more.
+    pub async fn flush_buffers(
+        &mut self,
+        all: bool,
+        counts: &mut Counts,
+    ) -> Result<Released, RunError> {
+        let now = Instant::now();
+        for si in 0..self.buffers.len() {
+            let due = self.buffers[si]
+                .as_ref()
+                .is_some_and(|b| b.due(now) || (all && !b.held.is_empty()));
+            if due {
+                self.write_buffer(si, counts).await?;
+            }
+        }
+        Ok(self.release().await)
+    }
+
+    /// Writes the buffers that `out` would overfill, so that objects end
+    /// where batches end; then applies the acknowledgements that frees.
+    pub async fn make_room(
+        &mut self,
+        out: &BatchOutput,
+        counts: &mut Counts,
+    ) -> Result<Released, RunError> {
+        for si in 0..self.buffers.len() {
+            let full = self.buffers[si].as_ref().is_some_and(|b| {
+                let lines = &out.sinks[si];
+                !b.held.is_empty()
+                    && lines.count > 0
+                    && (b.records + lines.ends.len() > b.limits.max_records
+                        || b.bytes + lines.bytes.len() > b.limits.max_bytes)
+            });
+            if full {
+                self.write_buffer(si, counts).await?;
+            }
+        }
+        Ok(self.release().await)
+    }
+
+    /// When the oldest buffered record reaches its sink's `max_age`.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.buffers
+            .iter()
+            .flatten()
+            .filter_map(Buffer::deadline)
+            .min()
+    }
+
+    /// Whether a buffering sink holds records.
+    pub fn holds_records(&self) -> bool {
+        self.buffers.iter().flatten().any(|b| !b.held.is_empty())
+    }
+
+    /// Writes everything one buffering sink holds, dead-lettering what it rejects.
+    async fn write_buffer(&mut self, si: usize, counts: &mut Counts) -> Result<(), RunError> {
+        let Some(buf) = self.buffers[si].as_mut() else {
+            return Ok(());
+        };
+        let held = std::mem::take(&mut buf.held);
+        buf.records = 0;
+        buf.bytes = 0;
+        buf.since = None;
+        let mut index = Vec::new();
+        let mut records = Vec::new();
+        for (b, h) in held.iter().enumerate() {
+            for (i, r) in out_records(&h.lines, h.keys_per_line, &h.raw, &h.batch_time).enumerate()
+            {
+                index.push((b, i));
+                records.push(r);
+            }
+        }
+        let (name, writer) = &mut self.sinks[si];
+        let outcomes = delivery::deliver(writer, &records, &self.sink_policies[si]).await;
+        let mut envelopes: Vec<(Vec<u8>, &Position, &str)> = Vec::new();
+        for (k, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Outcome::Delivered => {}
+                Outcome::Poison(e, attempts) => {
+                    let (b, i) = index[k];
+                    let h = &held[b];
+                    counts.per_sink[si] -= 1;
+                    if !self.dead.insert((h.seq, h.lines.ids[i])) {
+                        continue; // another sink dead-lettered it already
+                    }
+                    let raw = &h.raw[h.lines.raw[i] as usize];
+                    let line =
+                        sink_envelope(&self.pipeline, raw, name, &e, attempts, &h.batch_time);
+                    envelopes.push((line, &raw.position, &h.batch_time));
+                    counts.delivered -= 1;
+                    counts.dead_letter(Stage::Sink);
+                }
+                Outcome::Exhausted(e, attempts) => {
+                    return Err(RunError::Sink(format!(
+                        "sink `{name}` did not accept a record after {attempts} attempts: {e}"
+                    )));
+                }
+            }
+        }
+        if !envelopes.is_empty() {
+            let records: Vec<OutRecord<'_>> = envelopes
+                .iter()
+                .map(|(line, position, batch_time)| OutRecord {
+                    json: line,
+                    keys: &[],
+                    position,
+                    batch_time,
+                })
+                .collect();
+            let (dlq, policy) = (&mut self.dlq, &self.dlq_policy);
+            Self::deliver_to_dlq(dlq, policy, &records).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver_dlq(&mut self, records: &[OutRecord<'_>]) -> Result<(), RunError> {
+        Self::deliver_to_dlq(&mut self.dlq, &self.dlq_policy, records).await
+    }
+
+    async fn deliver_to_dlq(
+        dlq: &mut Writer,
+        policy: &Policy,
+        records: &[OutRecord<'_>],
+    ) -> Result<(), RunError> {
+        let outcomes = delivery::deliver(dlq, records, policy).await;
+        if let Some((e, attempts)) = outcomes.into_iter().find_map(|o| match o {
+            Outcome::Delivered => None,
+            Outcome::Poison(e, a) | Outcome::Exhausted(e, a) => Some((e, a)),
+        }) {
+            return Err(RunError::Sink(format!(
+                "the dead-letter queue did not accept a record after {attempts} attempts, so the batch is not acknowledged: {e}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies, in order, the acknowledgements of the batches no buffer holds.
+    async fn release(&mut self) -> Released {
+        let oldest_held = self
+            .buffers
+            .iter()
+            .flatten()
+            .filter_map(|b| b.held.first().map(|h| h.seq))
+            .min()
+            .unwrap_or(u64::MAX);
+        let mut released = Released::default();
+        while self.acks.front().is_some_and(|(seq, _)| *seq < oldest_held) {
+            let Some((_, ack)) = self.acks.pop_front() else {
+                break;
+            };
+            if let Err(e) = ack.apply().await {
+                released
+                    .warnings
+                    .push(format!("acknowledging a batch failed: {e}"));
+            }
+            released.batches += 1;
+        }
+        self.dead = self.dead.split_off(&(oldest_held, 0));
+        released
+    }
+
+    /// Makes everything written durable (file sinks sync to disk).
+    pub async fn sync(&mut self) -> Result<(), RunError> {
+        for (name, sink) in &mut self.sinks {
+            sink.flush()
+                .await
+                .map_err(|e| RunError::Sink(format!("flushing sink `{name}` failed: {e}")))?;
+        }
+        self.dlq
+            .flush()
+            .await
+            .map_err(|e| RunError::Sink(format!("flushing the dead-letter queue failed: {e}")))
+    }
+}
