@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod faults;
 pub mod moto;
 
 use std::path::{Path, PathBuf};
@@ -88,7 +89,7 @@ pub fn python() -> PathBuf {
                 Some(true),
                 "pip install -r bench/requirements.txt failed: the tests need PyPI"
             );
-            std::fs::write(&stamp, "").expect("write the venv stamp");
+            std::fs::write(&stamp, &wanted).expect("write the venv stamp");
         }
         py
     })

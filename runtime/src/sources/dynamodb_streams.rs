@@ -11,10 +11,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::ShardBackoff;
 use super::kinesis::{Checkpoint, ensure_table, saved_checkpoint};
 use crate::aws::Clients;
 use crate::config::duration::Dur;
-use crate::delivery::{SinkError, error::classify};
+use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
 use crate::record::{Position, RawRecord};
 
 /// Read the change records of an Amazon DynamoDB table's stream.
@@ -92,6 +93,9 @@ fn image(m: &std::collections::HashMap<String, AttributeValue>) -> Value {
 struct Shard {
     id: Arc<str>,
     iterator: Option<String>,
+    /// The sequence number of the last record read.
+    last_read: Option<String>,
+    backoff: ShardBackoff,
 }
 
 /// A running DynamoDB Streams source.
@@ -161,6 +165,8 @@ impl Reader {
             reader.shards.push(Shard {
                 id: Arc::from(id.as_str()),
                 iterator,
+                last_read: None,
+                backoff: ShardBackoff::default(),
             });
         }
         Ok(reader)
@@ -168,6 +174,28 @@ impl Reader {
 
     fn checkpoint_key(&self, shard: &str) -> String {
         format!("{}/{}/{shard}", self.pipeline, self.config.table)
+    }
+
+    /// An iterator after the last record read, or (none read yet) after the checkpoint.
+    async fn resume_iterator(
+        &self,
+        shard: &str,
+        last: Option<String>,
+    ) -> Result<Option<String>, String> {
+        let Some(seq) = last else {
+            return self.iterator(shard).await;
+        };
+        self.aws
+            .streams()
+            .get_shard_iterator()
+            .stream_arn(&*self.stream_arn)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .sequence_number(seq)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("get_shard_iterator of shard `{shard}`"), &e).message)
+            .map(|o| o.shard_iterator)
     }
 
     async fn iterator(&self, shard: &str) -> Result<Option<String>, String> {
@@ -202,6 +230,7 @@ impl Reader {
     pub async fn read(
         &mut self,
         max: usize,
+        policy: &Policy,
     ) -> Result<Option<(Vec<RawRecord>, Checkpoint)>, SinkError> {
         for _ in 0..self.shards.len() {
             let i = self.next;
@@ -209,17 +238,40 @@ impl Reader {
             let Some(iterator) = self.shards[i].iterator.clone() else {
                 continue;
             };
-            let out = self
+            if !self.shards[i].backoff.ready() {
+                continue;
+            }
+            let sent = self
                 .aws
                 .streams()
                 .get_records()
                 .shard_iterator(iterator)
                 .limit(self.config.max_records.min(max as i32).max(1))
                 .send()
-                .await
-                .map_err(|e| {
-                    classify(&format!("get_records of shard `{}`", self.shards[i].id), &e)
-                })?;
+                .await;
+            let out = match sent {
+                Ok(out) => out,
+                Err(e) => {
+                    let expired = e
+                        .as_service_error()
+                        .is_some_and(|s| s.is_expired_iterator_exception());
+                    let err =
+                        classify(&format!("get_records of shard `{}`", self.shards[i].id), &e);
+                    if expired {
+                        // Unused for 5 minutes (a stalled sink): start again after the last record read.
+                        let id = Arc::clone(&self.shards[i].id);
+                        let last = self.shards[i].last_read.clone();
+                        self.shards[i].iterator = self
+                            .resume_iterator(&id, last)
+                            .await
+                            .map_err(|m| SinkError::new(ErrorClass::Retryable, m))?;
+                        continue;
+                    }
+                    self.shards[i].backoff.failed(err, policy)?;
+                    continue;
+                }
+            };
+            self.shards[i].backoff.succeeded();
             self.shards[i].iterator = out.next_shard_iterator().map(str::to_owned);
             let records: Vec<RawRecord> = out
                 .records()
@@ -272,6 +324,7 @@ impl Reader {
             else {
                 continue;
             };
+            self.shards[i].last_read = Some(last.clone());
             let checkpoint = Checkpoint {
                 table: self.config.checkpoint_table.clone(),
                 key: self.checkpoint_key(&self.shards[i].id),

@@ -14,9 +14,10 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::ShardBackoff;
 use crate::aws::Clients;
 use crate::config::duration::Dur;
-use crate::delivery::{SinkError, error::classify};
+use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
 use crate::record::{Position, RawRecord};
 
 /// Read the records of an Amazon Kinesis data stream.
@@ -72,6 +73,9 @@ struct Shard {
     id: Arc<str>,
     /// `None` once a closed shard is read to its end.
     iterator: Option<String>,
+    /// The sequence number of the last record read.
+    last_read: Option<String>,
+    backoff: ShardBackoff,
 }
 
 /// A running Kinesis source.
@@ -139,6 +143,8 @@ impl Reader {
             reader.shards.push(Shard {
                 id,
                 iterator: Some(iterator),
+                last_read: None,
+                backoff: ShardBackoff::default(),
             });
         }
         Ok(reader)
@@ -146,6 +152,28 @@ impl Reader {
 
     fn checkpoint_key(&self, shard: &str) -> String {
         format!("{}/{}/{shard}", self.pipeline, self.config.stream)
+    }
+
+    /// An iterator after the last record read, or (none read yet) after the checkpoint.
+    async fn resume_iterator(
+        &self,
+        shard: &str,
+        last: Option<String>,
+    ) -> Result<Option<String>, String> {
+        let Some(seq) = last else {
+            return self.iterator(shard).await.map(Some);
+        };
+        self.aws
+            .kinesis()
+            .get_shard_iterator()
+            .stream_name(&self.config.stream)
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .starting_sequence_number(seq)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("get_shard_iterator of shard `{shard}`"), &e).message)
+            .map(|o| o.shard_iterator)
     }
 
     async fn iterator(&self, shard: &str) -> Result<String, String> {
@@ -208,6 +236,7 @@ impl Reader {
     pub async fn read(
         &mut self,
         max: usize,
+        policy: &Policy,
     ) -> Result<Option<(Vec<RawRecord>, Checkpoint)>, SinkError> {
         for _ in 0..self.shards.len() {
             let i = self.next;
@@ -215,21 +244,45 @@ impl Reader {
             let Some(iterator) = self.shards[i].iterator.clone() else {
                 continue;
             };
-            let out = self
+            if !self.shards[i].backoff.ready() {
+                continue;
+            }
+            let sent = self
                 .aws
                 .kinesis()
                 .get_records()
                 .shard_iterator(iterator)
                 .limit(self.config.max_records.min(max as i32).max(1))
                 .send()
-                .await
-                .map_err(|e| {
-                    classify(&format!("get_records of shard `{}`", self.shards[i].id), &e)
-                })?;
+                .await;
+            let out = match sent {
+                Ok(out) => out,
+                Err(e) => {
+                    let expired = e
+                        .as_service_error()
+                        .is_some_and(|s| s.is_expired_iterator_exception());
+                    let err =
+                        classify(&format!("get_records of shard `{}`", self.shards[i].id), &e);
+                    if expired {
+                        // Unused for 5 minutes (a stalled sink): start again after the last record read.
+                        let id = Arc::clone(&self.shards[i].id);
+                        let last = self.shards[i].last_read.clone();
+                        self.shards[i].iterator = self
+                            .resume_iterator(&id, last)
+                            .await
+                            .map_err(|m| SinkError::new(ErrorClass::Retryable, m))?;
+                        continue;
+                    }
+                    self.shards[i].backoff.failed(err, policy)?;
+                    continue;
+                }
+            };
+            self.shards[i].backoff.succeeded();
             self.shards[i].iterator = out.next_shard_iterator().map(str::to_owned);
             let Some(last) = out.records().last() else {
                 continue;
             };
+            self.shards[i].last_read = Some(last.sequence_number().to_owned());
             let checkpoint = Checkpoint {
                 table: self.config.checkpoint_table.clone(),
                 key: self.checkpoint_key(&self.shards[i].id),

@@ -180,14 +180,14 @@ impl Reader {
             Reader::Kinesis(r, aws) => {
                 let wait = r.poll_interval();
                 poll.run(Some(wait), || {
-                    let read = rt.block_on(r.read(max)).map_err(|e| e.message)?;
+                    let read = rt.block_on(r.read(max, policy)).map_err(|e| e.message)?;
                     Ok(read.map(|(records, cp)| (records, Ack::Kinesis(cp, Arc::clone(aws)))))
                 })
             }
             Reader::DynamodbStreams(r, aws) => {
                 let wait = r.poll_interval();
                 poll.run(Some(wait), || {
-                    let read = rt.block_on(r.read(max)).map_err(|e| e.message)?;
+                    let read = rt.block_on(r.read(max, policy)).map_err(|e| e.message)?;
                     Ok(read.map(|(records, cp)| (records, Ack::Kinesis(cp, Arc::clone(aws)))))
                 })
             }
@@ -198,6 +198,45 @@ impl Reader {
                 Ok((!records.is_empty()).then(|| (records, Ack::Sqs(receipts, Arc::clone(aws)))))
             }),
         }
+    }
+}
+
+/// Backoff of one shard whose reads fail with a retryable error (throttling:
+/// `GetRecords` allows 5 calls per second per shard). The other shards are
+/// read meanwhile; the run stops only when the policy runs out.
+#[derive(Debug, Default)]
+pub(crate) struct ShardBackoff {
+    failures: u32,
+    since: Option<Instant>,
+    retry_at: Option<Instant>,
+}
+
+impl ShardBackoff {
+    /// Whether the shard may be read now.
+    pub(crate) fn ready(&self) -> bool {
+        self.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// A read succeeded.
+    pub(crate) fn succeeded(&mut self) {
+        *self = ShardBackoff::default();
+    }
+
+    /// A read failed: `Ok` when it will be tried again later, the error when
+    /// it is not retryable or the policy ran out.
+    pub(crate) fn failed(
+        &mut self,
+        err: crate::delivery::SinkError,
+        policy: &Policy,
+    ) -> Result<(), crate::delivery::SinkError> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.failures += 1;
+        if !err.is_retryable() || !policy.may_retry(self.failures, since.elapsed()) {
+            return Err(err);
+        }
+        let throttled = err.class == crate::delivery::ErrorClass::Throttled;
+        self.retry_at = Some(Instant::now() + policy.backoff(self.failures + 1, throttled));
+        Ok(())
     }
 }
 

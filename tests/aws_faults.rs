@@ -1,0 +1,470 @@
+//! Throttling and partial failures, injected by a proxy between `sluice` and
+//! `moto_server` (moto never throttles and never fails part of a batch): only
+//! the failed entries are sent again, throttled calls are retried with
+//! backoff, and a sink that stays throttled leaves the batch unacknowledged.
+
+mod common;
+
+use std::path::Path;
+
+use common::faults::Proxy;
+use common::moto::Moto;
+use common::{read_jsonl, run, sluice, stderr, summary};
+use serde_json::{Value, json};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A pipeline reading `in.jsonl` (records `{"i": 0..n}`) into the given sinks.
+fn pipeline(dir: &Path, sinks: &str, n: usize) -> std::path::PathBuf {
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nname: t\nsource: {{ type: file, path: in.jsonl }}\n\
+             routes: [{{ to: [out] }}]\nsinks:\n  out: {sinks}\n\
+             dlq: {{ type: file, path: dlq.jsonl }}\n\
+             retry: {{ initial_backoff: 10ms, max_backoff: 200ms }}\n"
+        ),
+    )
+    .unwrap();
+    let lines: String = (0..n)
+        .map(|i| format!("{}\n", json!({ "i": i, "k": format!("k{}", i % 3) })))
+        .collect();
+    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
+    path
+}
+
+fn run_through(proxy: &Proxy, moto: &Moto, p: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let o = run(sluice()
+        .arg("run")
+        .arg(p)
+        .args(["--summary-format", "json"])
+        .args(extra)
+        .envs(proxy.env(moto)));
+    let err = stderr(&o);
+    let s = if err.lines().any(|l| l.starts_with('{')) {
+        summary(&o)
+    } else {
+        Value::Null
+    };
+    (o.status.code().unwrap_or(-1), s, err)
+}
+
+fn ids(records: impl IntoIterator<Item = Value>) -> Vec<i64> {
+    let mut ids: Vec<i64> = records
+        .into_iter()
+        .map(|r| r["i"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+async fn stream_records(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Value> {
+    let shards = kinesis
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for shard in shards.shards() {
+        let it = kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap();
+        let got = kinesis
+            .get_records()
+            .shard_iterator(it.shard_iterator().unwrap())
+            .send()
+            .await
+            .unwrap();
+        for r in got.records() {
+            out.push(serde_json::from_slice(r.data().as_ref()).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn kinesis_put_records_sends_again_only_the_failed_entries() {
+    let moto = Moto::start();
+    let rt = rt();
+    let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(
+        kinesis
+            .create_stream()
+            .stream_name("out")
+            .shard_count(1)
+            .send(),
+    )
+    .unwrap();
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "Kinesis_20131202.PutRecords", "calls": [1], "fault": "partial", "every": 2 }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "{ type: kinesis, stream: out, partition_key: k }",
+        10,
+    );
+    let (code, s, err) = run_through(&proxy, &moto, &p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (s["sinks"]["out"].as_u64(), s["api_calls"]["out"].as_u64()),
+        (Some(10), Some(2))
+    );
+    assert_eq!(
+        proxy.calls_of("Kinesis_20131202.PutRecords"),
+        vec![(Some(10), Some("partial".into())), (Some(5), None)],
+        "the second call holds just the 5 entries that failed"
+    );
+    let records = rt.block_on(stream_records(&kinesis, "out"));
+    assert_eq!(
+        ids(records),
+        (0..10).collect::<Vec<_>>(),
+        "each record once"
+    );
+}
+
+#[test]
+fn sqs_send_message_batch_sends_again_only_the_failed_entries() {
+    let moto = Moto::start();
+    let rt = rt();
+    let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
+    let url = rt
+        .block_on(sqs.create_queue().queue_name("out").send())
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "AmazonSQS.SendMessageBatch", "calls": [1], "fault": "partial", "every": 3 }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), "{ type: sqs, queue: out }", 10);
+    let (code, s, err) = run_through(&proxy, &moto, &p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["sinks"]["out"], 10);
+    assert_eq!(
+        proxy.calls_of("AmazonSQS.SendMessageBatch"),
+        vec![(Some(10), Some("partial".into())), (Some(4), None)],
+        "entries 0, 3, 6 and 9 are sent again, alone"
+    );
+    let mut bodies = Vec::new();
+    loop {
+        let got = rt
+            .block_on(
+                sqs.receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .send(),
+            )
+            .unwrap();
+        if got.messages().is_empty() {
+            break;
+        }
+        for m in got.messages() {
+            bodies.push(serde_json::from_str::<Value>(m.body().unwrap()).unwrap());
+        }
+    }
+    assert_eq!(
+        ids(bodies),
+        (0..10).collect::<Vec<_>>(),
+        "each message once"
+    );
+}
+
+#[test]
+fn dynamodb_unprocessed_items_are_written_again_alone() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let moto = Moto::start();
+    let rt = rt();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(
+        dynamodb
+            .create_table()
+            .table_name("items")
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("i")
+                    .attribute_type(ScalarAttributeType::N)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("i")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "DynamoDB_20120810.BatchWriteItem", "calls": [1], "fault": "partial", "every": 2 }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), "{ type: dynamodb, table: items }", 10);
+    let (code, s, err) = run_through(&proxy, &moto, &p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["sinks"]["out"], 10);
+    assert_eq!(
+        proxy.calls_of("DynamoDB_20120810.BatchWriteItem"),
+        vec![(Some(10), Some("partial".into())), (Some(5), None)],
+        "the 5 unprocessed items are written again, alone"
+    );
+    let items = rt
+        .block_on(dynamodb.scan().table_name("items").send())
+        .unwrap();
+    let mut got: Vec<(i64, String)> = items
+        .items()
+        .iter()
+        .map(|i| {
+            (
+                i["i"].as_n().unwrap().parse().unwrap(),
+                i["k"].as_s().unwrap().clone(),
+            )
+        })
+        .collect();
+    got.sort();
+    let expected: Vec<(i64, String)> = (0..10).map(|i| (i, format!("k{}", i % 3))).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn throttled_s3_puts_are_retried_until_accepted() {
+    let moto = Moto::start();
+    let rt = rt();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&rt.block_on(moto.sdk_config()))
+            .force_path_style(true)
+            .build(),
+    );
+    rt.block_on(s3.create_bucket().bucket("lake").send())
+        .unwrap();
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "S3.PUT", "calls": [1, 2], "fault": "error", "status": 503,
+                 "code": "SlowDown", "message": "Please reduce your request rate." }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "{ type: s3, bucket: lake, key: \"o/{part}.jsonl\" }",
+        5,
+    );
+    let (code, s, err) = run_through(&proxy, &moto, &p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            s["sinks"]["out"].as_u64(),
+            s["api_calls"]["out"].as_u64(),
+            s["dead_lettered"]["total"].as_u64()
+        ),
+        (Some(5), Some(3), Some(0))
+    );
+    assert_eq!(
+        proxy.calls_of("S3.PUT"),
+        vec![
+            (None, Some("error".into())),
+            (None, Some("error".into())),
+            (None, None)
+        ]
+    );
+    let list = rt
+        .block_on(s3.list_objects_v2().bucket("lake").send())
+        .unwrap();
+    assert_eq!(list.contents().len(), 1);
+    let body = rt
+        .block_on(async {
+            s3.get_object()
+                .bucket("lake")
+                .key(list.contents()[0].key().unwrap())
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+        })
+        .unwrap()
+        .into_bytes();
+    let records: Vec<Value> = String::from_utf8_lossy(&body)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ids(records), (0..5).collect::<Vec<_>>());
+}
+
+/// A sink still throttled when its retry policy runs out: the run stops with
+/// exit code 3, nothing is dead-lettered (throttling is not the record's
+/// fault), and the SQS messages of the batch are not deleted.
+#[test]
+fn a_sink_throttled_past_its_retry_policy_leaves_the_batch_unacknowledged() {
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk_config());
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let kinesis = aws_sdk_kinesis::Client::new(&conf);
+    rt.block_on(
+        kinesis
+            .create_stream()
+            .stream_name("out")
+            .shard_count(1)
+            .send(),
+    )
+    .unwrap();
+    let url = rt
+        .block_on(sqs.create_queue().queue_name("in").send())
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for i in 0..3 {
+        rt.block_on(
+            sqs.send_message()
+                .queue_url(&url)
+                .message_body(json!({ "i": i, "k": "a" }).to_string())
+                .send(),
+        )
+        .unwrap();
+    }
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "Kinesis_20131202.PutRecords", "fault": "error",
+                 "code": "ProvisionedThroughputExceededException",
+                 "message": "Rate exceeded for shard shardId-000000000000" }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("pipeline.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: t\nsource: { type: sqs, queue: in, wait_time: 1s, visibility_timeout: 30s }\n\
+         routes: [{ to: [out] }]\n\
+         sinks:\n  out: { type: kinesis, stream: out, partition_key: k, retry: { max_attempts: 3, initial_backoff: 10ms } }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+    )
+    .unwrap();
+    let (code, s, err) = run_through(&proxy, &moto, &p, &["--stop-when-idle", "2s"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(
+            "error: the run stopped early: sink `out` did not accept a record after 3 attempts: \
+             put_records to stream `out` failed: ProvisionedThroughputExceededException (HTTP 400): \
+             Rate exceeded for shard shardId-000000000000"
+        ),
+        "{err}"
+    );
+    assert_eq!(s["dead_lettered"]["total"], 0);
+    assert_eq!(
+        proxy.calls_of("Kinesis_20131202.PutRecords").len(),
+        3,
+        "three attempts, then the run stops"
+    );
+    assert!(
+        proxy.calls_of("AmazonSQS.DeleteMessageBatch").is_empty(),
+        "nothing deleted"
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("dlq.jsonl")).unwrap(),
+        ""
+    );
+    let attrs = rt
+        .block_on(
+            sqs.get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send(),
+        )
+        .unwrap();
+    let count = |n: &str| -> u64 {
+        attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::from(n)]
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        count("ApproximateNumberOfMessages") + count("ApproximateNumberOfMessagesNotVisible"),
+        3,
+        "the messages stay in the queue and are delivered again"
+    );
+}
+
+/// `GetRecords` throttled twice: the shard is read again after a backoff and
+/// every record arrives.
+#[test]
+fn a_throttled_kinesis_source_backs_off_and_reads_on() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let moto = Moto::start();
+    let rt = rt();
+    let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(
+        kinesis
+            .create_stream()
+            .stream_name("in")
+            .shard_count(1)
+            .send(),
+    )
+    .unwrap();
+    let entries: Vec<PutRecordsRequestEntry> = (0..20)
+        .map(|i| {
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(json!({ "i": i }).to_string()))
+                .partition_key("a")
+                .build()
+                .unwrap()
+        })
+        .collect();
+    rt.block_on(
+        kinesis
+            .put_records()
+            .stream_name("in")
+            .set_records(Some(entries))
+            .send(),
+    )
+    .unwrap();
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "Kinesis_20131202.GetRecords", "calls": [1, 2], "fault": "error",
+                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded for shard" }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("pipeline.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: t\n\
+         source: { type: kinesis, stream: in, start_position: trim_horizon, checkpoint_table: cp, poll_interval: 100ms }\n\
+         routes: [{ to: [out] }]\nsinks:\n  out: { type: file, path: out.jsonl }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+    )
+    .unwrap();
+    let (code, s, err) = run_through(&proxy, &moto, &p, &["--stop-when-idle", "1s"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["records_in"], 20);
+    let calls = proxy.calls_of("Kinesis_20131202.GetRecords");
+    assert_eq!(
+        calls[..3],
+        [
+            (None, Some("error".into())),
+            (None, Some("error".into())),
+            (None, None)
+        ]
+    );
+    let out = read_jsonl(&t.path().join("out.jsonl"));
+    let got: Vec<i64> = out.iter().map(|r| r["i"].as_i64().unwrap()).collect();
+    assert_eq!(got, (0..20).collect::<Vec<_>>(), "in order, each once");
+}
