@@ -449,6 +449,113 @@ fn s3_and_sqs_dead_letter_queues_hold_exact_envelopes() {
     }
 }
 
+/// `sluice dlq redrive` with an S3 and an SQS DLQ: redriven entries are
+/// removed, and a record that fails again is the only entry left (for S3,
+/// under a `-redrive-` key).
+#[test]
+fn s3_and_sqs_dead_letter_queues_are_redriven() {
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk_config());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    rt.block_on(s3.create_bucket().bucket("dead").send())
+        .unwrap();
+    let url = rt
+        .block_on(sqs.create_queue().queue_name("dead").send())
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let schema = |minimum: i64| {
+        format!(
+            "schemas:\n  s: {{ type: object, properties: {{ n: {{ type: integer, minimum: {minimum} }} }} }}\n\
+             validate: {{ schema: s }}\nroutes: [{{ to: [out] }}]\nsinks:\n  out: {{ type: file, path: out.jsonl }}\n"
+        )
+    };
+    for dlq in ["{ type: s3, bucket: dead }", "{ type: sqs, queue: dead }"] {
+        let t = tempfile::tempdir().unwrap();
+        let input = [json!({"n": 1}), json!({"n": -1}), json!({"n": "x"})];
+        let p = pipeline(t.path(), &format!("{}dlq: {dlq}\n", schema(0)), &input);
+        let (code, s, err) = run_against(&moto, &p);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(s["dead_lettered"]["validate"], 2);
+
+        // Allow negative numbers, then redrive.
+        pipeline(t.path(), &format!("{}dlq: {dlq}\n", schema(-10)), &input);
+        let o = run(sluice()
+            .args(["dlq", "redrive"])
+            .arg(&p)
+            .args(["--summary-format", "json"])
+            .envs(moto.env()));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let s = summary(&o);
+        assert_eq!(
+            (
+                s["records_in"].as_u64(),
+                s["delivered"].as_u64(),
+                s["dead_lettered"]["validate"].as_u64()
+            ),
+            (Some(2), Some(1), Some(1)),
+            "{dlq}: {s}"
+        );
+        assert_eq!(
+            common::read_jsonl(&t.path().join("out.jsonl")),
+            vec![json!({"n": 1}), json!({"n": -1})],
+            "{dlq}"
+        );
+        let left: Vec<Value> = if dlq.contains("s3") {
+            let objs = rt.block_on(objects(&s3, "dead"));
+            assert_eq!(
+                objs.len(),
+                1,
+                "{dlq}: {:?}",
+                objs.iter().map(|o| &o.0).collect::<Vec<_>>()
+            );
+            assert!(objs[0].0.contains("-redrive-"), "{}", objs[0].0);
+            let envelopes = jsonl(&objs[0].1);
+            rt.block_on(s3.delete_object().bucket("dead").key(&objs[0].0).send())
+                .unwrap();
+            envelopes
+        } else {
+            let got = rt
+                .block_on(
+                    sqs.receive_message()
+                        .queue_url(&url)
+                        .max_number_of_messages(10)
+                        .send(),
+                )
+                .unwrap();
+            for m in got.messages() {
+                rt.block_on(
+                    sqs.delete_message()
+                        .queue_url(&url)
+                        .receipt_handle(m.receipt_handle().unwrap())
+                        .send(),
+                )
+                .unwrap();
+            }
+            got.messages()
+                .iter()
+                .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+                .collect()
+        };
+        assert_eq!(left.len(), 1, "{dlq}: {left:?}");
+        assert_eq!(
+            (
+                left[0]["data"].as_str(),
+                left[0]["stage"].as_str(),
+                left[0]["source"]["line"].as_u64()
+            ),
+            (Some("{\"n\":\"x\"}"), Some("validate"), Some(3)),
+            "{dlq}"
+        );
+    }
+}
+
 async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, key: &str) {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,

@@ -368,3 +368,122 @@ fn stdin_to_stdout() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "\"hello\"\n\"world\"\n");
 }
+
+fn redrive_json(p: &Path) -> (i32, serde_json::Value, String) {
+    let o = run(sluice()
+        .args(["dlq", "redrive"])
+        .arg(p)
+        .args(["--summary-format", "json"]));
+    let err = stderr(&o);
+    let s = if err.lines().any(|l| l.starts_with('{')) {
+        summary(&o)
+    } else {
+        serde_json::Value::Null
+    };
+    (o.status.code().unwrap_or(-1), s, err)
+}
+
+/// Records rejected by a schema that was too strict are redriven from the
+/// DLQ file once the schema is fixed; a record that fails again stays in the
+/// DLQ (with its original data and position), and nothing else does.
+#[test]
+fn dlq_redrive_replays_dead_letters_and_keeps_only_those_that_fail_again() {
+    let t = tempfile::tempdir().unwrap();
+    let mut input = b"{\"n\":1}\n{\"n\":-1}\n{\"n\":2}\n{\"n\":-2}\n".to_vec();
+    input.extend_from_slice(b"\xff\xfe\n");
+    std::fs::write(t.path().join("in.jsonl"), &input).unwrap();
+    let body = |minimum: i64| {
+        format!(
+            "{FILE_IO}schemas:\n  s: {{ type: object, properties: {{ n: {{ type: integer, minimum: {minimum} }} }} }}\n\
+             validate: {{ schema: s }}\nroutes: [{{ to: [out] }}]\n"
+        )
+    };
+    let p = pipeline(t.path(), &body(0));
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            s["delivered"].as_u64(),
+            s["dead_lettered"]["total"].as_u64()
+        ),
+        (Some(2), Some(3))
+    );
+    let first = envelopes(t.path());
+
+    // The schema was too strict: allow negative numbers, then redrive.
+    pipeline(t.path(), &body(-10));
+    let (code, s, err) = redrive_json(&p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            s["records_in"].as_u64(),
+            s["delivered"].as_u64(),
+            s["dead_lettered"]["parse"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{s}"
+    );
+    let out: Vec<i64> = read_jsonl(&t.path().join("out/out.jsonl"))
+        .iter()
+        .map(|r| r["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(out, vec![1, 2, -1, -2], "the redrive adds to the sink");
+    assert!(!t.path().join("out/dlq.jsonl.redriving").exists());
+    let again = envelopes(t.path());
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(
+        again[0], first[2],
+        "the same envelope: original data (base64), stage and position"
+    );
+    assert_eq!(
+        (
+            again[0]["encoding"].as_str(),
+            again[0]["source"]["line"].as_u64()
+        ),
+        (Some("base64"), Some(5))
+    );
+
+    // Nothing changed: the same record fails again, and stays.
+    let (code, s, _) = redrive_json(&p);
+    assert_eq!((code, s["records_in"].as_u64()), (0, Some(1)));
+    assert_eq!(envelopes(t.path()), again);
+}
+
+/// A redrive that stops half-way (here: a sink that cannot be written)
+/// keeps its snapshot, and the next redrive runs it.
+#[test]
+fn an_unfinished_redrive_is_resumed() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("in.jsonl"), "{\"n\":-1}\n").unwrap();
+    let strict = format!(
+        "{FILE_IO}schemas:\n  s: {{ type: object, properties: {{ n: {{ minimum: 0 }} }} }}\n\
+         validate: {{ schema: s }}\nroutes: [{{ to: [out] }}]\n"
+    );
+    let p = pipeline(t.path(), &strict);
+    assert_eq!(run_json(&p, &[]).0, 0);
+    // The sink's folder is now a file: writing to it fails.
+    let blocked = strict.replace("validate: { schema: s }\n", "");
+    pipeline(
+        t.path(),
+        &blocked.replace("out/out.jsonl", "in.jsonl/out.jsonl"),
+    );
+    let (code, _, err) = redrive_json(&p);
+    assert_eq!(code, 2, "{err}");
+    assert!(t.path().join("out/dlq.jsonl.redriving").exists());
+    pipeline(t.path(), &blocked);
+    let (code, s, err) = redrive_json(&p);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("note: resuming the unfinished redrive of `out/dlq.jsonl.redriving`"),
+        "{err}"
+    );
+    assert_eq!(
+        (s["records_in"].as_u64(), s["delivered"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(!t.path().join("out/dlq.jsonl.redriving").exists());
+    assert_eq!(
+        read_jsonl(&t.path().join("out/out.jsonl")),
+        vec![json!({"n": -1})]
+    );
+}

@@ -5,6 +5,7 @@
 //! not be written, `on_invalid: fail`, or the counts did not add up).
 
 pub mod check;
+pub mod dlq;
 pub mod run;
 pub mod schema;
 pub mod test;
@@ -44,6 +45,9 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Work with a pipeline's dead-letter queue.
+    #[command(subcommand)]
+    Dlq(dlq::Command),
     /// Print the JSON Schema of the pipeline format.
     Schema,
 }
@@ -64,6 +68,7 @@ pub fn main() -> i32 {
         Command::Check { files, format } => check::main(&files, format),
         Command::Run(args) => run::main(&args),
         Command::Test { files } => test::main(&files),
+        Command::Dlq(command) => dlq::main(&command),
         Command::Schema => schema::main(),
     }
 }

@@ -58,8 +58,22 @@ pub enum SummaryFormat {
     Json,
 }
 
+/// What a run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The pipeline's source.
+    Source,
+    /// The pipeline's dead-letter queue (`sluice dlq redrive`).
+    Redrive,
+}
+
 /// Runs the pipeline; see the module docs of `cli` for exit codes.
 pub fn main(args: &Args) -> i32 {
+    execute(args, Mode::Source)
+}
+
+/// Runs the pipeline over its source or its DLQ.
+pub fn execute(args: &Args, mode: Mode) -> i32 {
     let loaded = match config::load(&args.file, &Env::process()) {
         Ok(l) => l,
         Err(e) => {
@@ -95,20 +109,38 @@ pub fn main(args: &Args) -> i32 {
     };
     let p = &loaded.pipeline;
     let dlq = p.dlq.as_sink();
-    let aws = (p.source.uses_aws()
+    let aws = ((mode == Mode::Source && p.source.uses_aws())
         || p.sinks
             .values()
             .chain(std::iter::once(&dlq))
             .any(sinks::Config::uses_aws))
     .then(|| Arc::new(rt.block_on(Clients::load(&p.aws, p.retry.attempt_timeout.0))));
-    let reader = match rt.block_on(open_source(&loaded, aws.clone())) {
+    let redrive = match mode {
+        Mode::Source => None,
+        Mode::Redrive => match super::dlq::prepare(&loaded) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_UNREADABLE;
+            }
+        },
+    };
+    let opened = match &redrive {
+        None => rt.block_on(open_source(&loaded, aws.clone())),
+        Some(r) => rt.block_on(r.open(aws.clone())),
+    };
+    let reader = match opened {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_UNREADABLE;
         }
     };
-    let mut outputs = match rt.block_on(open_outputs(&loaded, aws)) {
+    let dlq_config = match &redrive {
+        None => p.dlq.as_sink(),
+        Some(r) => r.dlq_sink(),
+    };
+    let mut outputs = match rt.block_on(open_outputs(&loaded, &dlq_config, mode, aws)) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
@@ -161,15 +193,20 @@ pub fn main(args: &Args) -> i32 {
     if stopping.load(Ordering::Relaxed) {
         eprintln!("stopped on a signal: every record read was delivered or dead-lettered");
         // A finite input that was not read to its end did not finish.
-        if !loaded.pipeline.source.is_stream() {
+        if !loaded.pipeline.source.is_stream() || redrive.is_some() {
             return EXIT_INTERRUPTED;
         }
+    }
+    if let Some(r) = &redrive
+        && let Err(e) = r.finish()
+    {
+        eprintln!("warning: {e}");
     }
     EXIT_OK
 }
 
 /// Exit code of a file or stdin run stopped by SIGINT or SIGTERM (128 + SIGINT).
-const EXIT_INTERRUPTED: i32 = 130;
+pub(crate) const EXIT_INTERRUPTED: i32 = 130;
 
 /// On SIGINT or SIGTERM, stop reading; what was read is still delivered and acknowledged.
 fn watch_signals(rt: &tokio::runtime::Runtime, stopping: &Arc<AtomicBool>) {
@@ -242,9 +279,13 @@ async fn open_source(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Reade
 }
 
 /// Starts the sinks and the DLQ (and the AWS clients, when one of them needs them).
-async fn open_outputs(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Outputs, String> {
+async fn open_outputs(
+    loaded: &Loaded,
+    dlq: &sinks::Config,
+    mode: Mode,
+    aws: Option<Arc<Clients>>,
+) -> Result<Outputs, String> {
     let p = &loaded.pipeline;
-    let dlq = p.dlq.as_sink();
     let resolve = |path: &str| loaded.resolve(path);
     let cx = BuildCx {
         pipeline: &p.name,
@@ -253,12 +294,20 @@ async fn open_outputs(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Outp
     };
     let mut out = Vec::new();
     for (name, sink) in &p.sinks {
-        let w = Writer::open(sink, &cx)
+        // A redrive adds to what the sinks hold: file sinks never start afresh.
+        let sink = match (mode, sink) {
+            (Mode::Redrive, sinks::Config::File(c)) => sinks::Config::File(sinks::file::Config {
+                path: c.path.clone(),
+                mode: sinks::file::Mode::Append,
+            }),
+            _ => sink.clone(),
+        };
+        let w = Writer::open(&sink, &cx)
             .await
             .map_err(|e| format!("sink `{name}`: {e}"))?;
         out.push((name.clone(), w));
     }
-    let dlq = Writer::open(&dlq, &cx)
+    let dlq = Writer::open(dlq, &cx)
         .await
         .map_err(|e| format!("the dead-letter queue: {e}"))?;
     Ok(Outputs::new(

@@ -5,6 +5,7 @@
 //! [`RawRecord`](crate::record::RawRecord)s in batches; it knows nothing of
 //! decoding, scripts or sinks.
 
+pub mod dlq;
 pub mod dynamodb_streams;
 pub mod file;
 pub mod kinesis;
@@ -78,6 +79,15 @@ pub enum Ack {
     Sqs(sqs::Receipts, Arc<Clients>),
     /// Checkpoint the batch's shard (Kinesis or DynamoDB Streams).
     Kinesis(kinesis::Checkpoint, Arc<Clients>),
+    /// Delete an S3 object whose records were all redriven.
+    S3Delete {
+        /// The bucket.
+        bucket: String,
+        /// The object.
+        key: String,
+        /// The clients.
+        aws: Arc<Clients>,
+    },
 }
 
 impl Ack {
@@ -87,6 +97,18 @@ impl Ack {
             Ack::None => Ok(()),
             Ack::Sqs(receipts, aws) => receipts.delete(aws).await,
             Ack::Kinesis(checkpoint, aws) => checkpoint.save(aws).await,
+            Ack::S3Delete { bucket, key, aws } => aws
+                .s3()
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    crate::delivery::error::classify(&format!("delete_object of `{key}`"), &e)
+                        .message
+                }),
         }
     }
 }
@@ -153,6 +175,8 @@ pub enum Reader {
     Kinesis(kinesis::Reader, Arc<Clients>),
     /// A DynamoDB table's stream.
     DynamodbStreams(dynamodb_streams::Reader, Arc<Clients>),
+    /// The dead-letter queue, read back by `sluice dlq redrive`.
+    Dlq(dlq::Reader),
 }
 
 /// When a stream source stops.
@@ -191,6 +215,7 @@ impl Reader {
                     Ok(read.map(|(records, cp)| (records, Ack::Kinesis(cp, Arc::clone(aws)))))
                 })
             }
+            Reader::Dlq(r) => rt.block_on(r.next_batch(max, policy)),
             // A receive long-polls by itself: no wait between calls.
             Reader::Sqs(r, aws) => poll.run(None, || {
                 let (records, receipts) =

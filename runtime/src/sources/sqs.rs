@@ -286,6 +286,55 @@ impl Receipts {
         }
     }
 
+    /// Keeps the receipts whose `keep` is true (one flag per message, in
+    /// order); the others are neither extended nor deleted, so their messages
+    /// reappear after the visibility timeout.
+    /// Returns the receipts dropped.
+    pub fn retain(&mut self, keep: &[bool]) -> Vec<String> {
+        let mut dropped = Vec::new();
+        let mut flags = keep.iter();
+        self.handles.retain(|h| {
+            let k = flags.next().copied().unwrap_or(false);
+            if !k {
+                dropped.push(h.clone());
+            }
+            k
+        });
+        if let Some(lease) = &self.lease
+            && let Ok(mut t) = lease.table.lock()
+            && let Some(entry) = t.get_mut(&lease.id)
+        {
+            entry.0.clone_from(&self.handles);
+        }
+        dropped
+    }
+
+    /// Makes messages visible again at once (best effort: otherwise they
+    /// reappear after their visibility timeout).
+    pub async fn release(&self, aws: &Clients, handles: &[String]) {
+        for chunk in handles.chunks(MAX_PER_CALL) {
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(h)
+                        .visibility_timeout(0)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let _ = aws
+                .sqs()
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+        }
+    }
+
     /// How many messages.
     pub fn len(&self) -> usize {
         self.handles.len()
