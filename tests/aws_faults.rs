@@ -468,3 +468,79 @@ fn a_throttled_kinesis_source_backs_off_and_reads_on() {
     let got: Vec<i64> = out.iter().map(|r| r["i"].as_i64().unwrap()).collect();
     assert_eq!(got, (0..20).collect::<Vec<_>>(), "in order, each once");
 }
+
+/// A slow sink keeps batches in flight after the source ran dry: the idle
+/// source's request to write the S3 buffer waits until every batch read is
+/// committed, so the buffer still becomes one object.
+#[test]
+fn an_idle_source_writes_the_s3_buffer_once_every_batch_is_committed() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk_config());
+    let kinesis = aws_sdk_kinesis::Client::new(&conf);
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    rt.block_on(s3.create_bucket().bucket("lake").send())
+        .unwrap();
+    rt.block_on(sqs.create_queue().queue_name("slow").send())
+        .unwrap();
+    rt.block_on(
+        kinesis
+            .create_stream()
+            .stream_name("in")
+            .shard_count(1)
+            .send(),
+    )
+    .unwrap();
+    let entries: Vec<PutRecordsRequestEntry> = (0..30)
+        .map(|i| {
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(json!({ "i": i }).to_string()))
+                .partition_key("a")
+                .build()
+                .unwrap()
+        })
+        .collect();
+    rt.block_on(
+        kinesis
+            .put_records()
+            .stream_name("in")
+            .set_records(Some(entries))
+            .send(),
+    )
+    .unwrap();
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "AmazonSQS.SendMessageBatch", "fault": "latency", "ms": 700 }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("pipeline.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: t\n\
+         source: { type: kinesis, stream: in, start_position: trim_horizon, checkpoint_table: cp, poll_interval: 100ms }\n\
+         routes: [{ to: [lake, slow] }]\n\
+         sinks:\n  lake: { type: s3, bucket: lake, key: \"o/{part}.jsonl\" }\n  slow: { type: sqs, queue: slow }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+    )
+    .unwrap();
+    // 6 batches of 5 take the SQS sink over 4 s; the source is idle after 1 s.
+    let (code, s, err) = run_through(
+        &proxy,
+        &moto,
+        &p,
+        &["--stop-when-idle", "1s", "--batch-records", "5"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (s["sinks"]["lake"].as_u64(), s["api_calls"]["lake"].as_u64()),
+        (Some(30), Some(1)),
+        "{s}"
+    );
+}

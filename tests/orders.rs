@@ -179,6 +179,10 @@ fn orders_on_kinesis_delivers_what_the_file_pipeline_delivers() {
     let s = summary(&o);
     assert_eq!(s["records_in"], 2000);
     assert_eq!(s["balanced"], true);
+    assert_eq!(
+        s["api_calls"]["archive"], 1,
+        "the S3 sink buffers across batches: one object, written once the source is idle"
+    );
 
     let by_id = |mut v: Vec<serde_json::Value>| {
         for r in &mut v {

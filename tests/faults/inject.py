@@ -6,7 +6,8 @@ SLUICE_FAULTS is a JSON list of rules:
 
     {"op": "Kinesis_20131202.PutRecords",  # X-Amz-Target, or "S3.PUT" (method)
      "calls": [1, 2],                      # which calls of that op (1-based); omit for all
-     "fault": "partial",                   # partial | error
+     "fault": "partial",                   # partial | error | latency
+     "ms": 700,                            # latency: the delay before the call goes on
      "every": 2,                           # partial: entries 0, every, 2*every ... fail
      "status": 400, "code": "...", "message": "..."}   # error: the response
 
@@ -16,9 +17,10 @@ PutRecords (per-record ErrorCode), SendMessageBatch (Failed) and
 BatchWriteItem (UnprocessedItems).
 
 Every call is logged to SLUICE_FAULTS_LOG as a JSON line:
-{"op": ..., "call": n, "entries": n or null, "fault": "partial" | "error" | null}.
+{"op": ..., "call": n, "entries": n or null, "fault": "partial" | "error" | "latency" | null}.
 """
 
+import asyncio
 import collections
 import json
 import os
@@ -92,7 +94,7 @@ def set_json(message, value):
 
 
 class Inject:
-    def request(self, flow: http.HTTPFlow):
+    async def request(self, flow: http.HTTPFlow):
         op = op_of(flow.request)
         CALLS[op] += 1
         call = CALLS[op]
@@ -106,6 +108,9 @@ class Inject:
             return
         if fault == "error":
             flow.response = error_response(op, rule)
+            return
+        if fault == "latency":
+            await asyncio.sleep(rule["ms"] / 1000)
             return
         every = rule.get("every", 2)
         if op in ENTRIES:

@@ -372,9 +372,9 @@ impl Outputs {
             .min()
     }
 
-    /// Whether a buffering sink holds records.
-    pub fn holds_records(&self) -> bool {
-        self.buffers.iter().flatten().any(|b| !b.held.is_empty())
+    /// Committed batches not yet acknowledged.
+    pub fn unacknowledged(&self) -> usize {
+        self.acks.len()
     }
 
     /// Writes everything one buffering sink holds, dead-lettering what it rejects.

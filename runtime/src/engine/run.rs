@@ -207,6 +207,8 @@ pub fn run(
                         return Ok(());
                     };
                     reader_in_flight.fetch_add(1, Ordering::AcqRel);
+                    // Records arrived: the source is not idle after all.
+                    reader_flush.store(false, Ordering::Release);
                     if job_tx.send((seq, batch, now_rfc3339(), ack)).is_err() {
                         return Ok(()); // the writer stopped early
                     }
@@ -340,7 +342,13 @@ fn write_in_order(
         // A batch is acknowledged only once every record of it was delivered
         // or dead-lettered: buffers that are old, or that the idle reader
         // asks for, are written now.
-        let all = flush_requested.swap(false, Ordering::AcqRel);
+        // The idle reader's request is granted once every batch read is
+        // committed, so that only the buffers hold records back.
+        let all = flush_requested.load(Ordering::Acquire)
+            && in_flight.load(Ordering::Acquire) == outputs.unacknowledged();
+        if all {
+            flush_requested.store(false, Ordering::Release);
+        }
         released(rt.block_on(outputs.flush_buffers(all, counts))?);
     }
     released(rt.block_on(outputs.flush_buffers(true, counts))?);
