@@ -280,8 +280,14 @@ fn kinesis_shards_are_checkpointed_and_a_restart_resumes_after_the_checkpoint() 
         (Some(300), Some(299), Some(1))
     );
 
-    // A restart reads only what came after the checkpoints.
+    // A restart reads only what came after the checkpoints, also when the
+    // pipeline names the stream by its ARN.
     rt.block_on(put_kinesis(&kinesis, "in", 300, 360));
+    let yaml = std::fs::read_to_string(&p).unwrap().replace(
+        "stream: in,",
+        "stream: \"arn:aws:kinesis:us-east-1:123456789012:stream/in\",",
+    );
+    std::fs::write(&p, yaml).unwrap();
     let (code, s, err) = run_until_idle(&moto, &p);
     assert_eq!(code, 0, "{err}");
     assert_eq!(s["records_in"], 60, "only the new records: {s}");

@@ -25,7 +25,7 @@ use crate::record::{Position, RawRecord};
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "KinesisSource")]
 pub struct Config {
-    /// Stream name.
+    /// Stream name or ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`).
     pub stream: String,
     /// Where a shard without a checkpoint starts.
     #[serde(default)]
@@ -122,10 +122,13 @@ impl Reader {
     /// Lists the shards and positions each one after its checkpoint.
     pub async fn new(config: Config, pipeline: &str, aws: Arc<Clients>) -> Result<Reader, String> {
         ensure_table(&aws, &config.checkpoint_table).await?;
-        let listed = aws
-            .kinesis()
-            .list_shards()
-            .stream_name(&config.stream)
+        let mut list = aws.kinesis().list_shards();
+        list = if is_arn(&config.stream) {
+            list.stream_arn(&config.stream)
+        } else {
+            list.stream_name(&config.stream)
+        };
+        let listed = list
             .send()
             .await
             .map_err(|e| classify(&format!("list_shards of `{}`", config.stream), &e).message)?;
@@ -150,8 +153,27 @@ impl Reader {
         Ok(reader)
     }
 
+    /// `PIPELINE/STREAM/SHARD`, with the stream's name even when the
+    /// pipeline names it by ARN, so the checkpoints hold either way.
     fn checkpoint_key(&self, shard: &str) -> String {
-        format!("{}/{}/{shard}", self.pipeline, self.config.stream)
+        let name = match self.config.stream.split_once(":stream/") {
+            Some((_, name)) if is_arn(&self.config.stream) => name,
+            _ => &self.config.stream,
+        };
+        format!("{}/{name}/{shard}", self.pipeline)
+    }
+
+    fn shard_iterator(
+        &self,
+        shard: &str,
+    ) -> aws_sdk_kinesis::operation::get_shard_iterator::builders::GetShardIteratorFluentBuilder
+    {
+        let req = self.aws.kinesis().get_shard_iterator().shard_id(shard);
+        if is_arn(&self.config.stream) {
+            req.stream_arn(&self.config.stream)
+        } else {
+            req.stream_name(&self.config.stream)
+        }
     }
 
     /// An iterator after the last record read, or (none read yet) after the checkpoint.
@@ -163,11 +185,7 @@ impl Reader {
         let Some(seq) = last else {
             return self.iterator(shard).await.map(Some);
         };
-        self.aws
-            .kinesis()
-            .get_shard_iterator()
-            .stream_name(&self.config.stream)
-            .shard_id(shard)
+        self.shard_iterator(shard)
             .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
             .starting_sequence_number(seq)
             .send()
@@ -200,12 +218,7 @@ impl Reader {
                     .and_then(|v| v.as_s().ok())
                     .cloned()
             });
-        let mut req = self
-            .aws
-            .kinesis()
-            .get_shard_iterator()
-            .stream_name(&self.config.stream)
-            .shard_id(shard);
+        let mut req = self.shard_iterator(shard);
         req = match (saved, self.config.start_position) {
             (Some(seq), _) => req
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
@@ -252,6 +265,7 @@ impl Reader {
                 .kinesis()
                 .get_records()
                 .shard_iterator(iterator)
+                .set_stream_arn(is_arn(&self.config.stream).then(|| self.config.stream.clone()))
                 .limit(self.config.max_records.min(max as i32).max(1))
                 .send()
                 .await;
@@ -410,4 +424,9 @@ pub(crate) async fn ensure_table(aws: &Clients, table: &str) -> Result<(), Strin
     Err(format!(
         "the checkpoint table `{table}` did not become active"
     ))
+}
+
+/// Whether a stream is named by its ARN.
+fn is_arn(stream: &str) -> bool {
+    stream.starts_with("arn:")
 }
