@@ -14,6 +14,7 @@ pub mod decode;
 pub mod delivery;
 pub mod diagnostics;
 pub mod engine;
+pub mod lambda;
 pub mod metrics;
 pub mod record;
 pub mod route;

@@ -6,5 +6,11 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    std::process::exit(sluice::cli::main());
+    // Inside AWS Lambda the binary is the function's `bootstrap`.
+    let code = if sluice::lambda::detected() {
+        sluice::lambda::main()
+    } else {
+        sluice::cli::main()
+    };
+    std::process::exit(code);
 }

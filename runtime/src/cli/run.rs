@@ -279,7 +279,7 @@ async fn open_source(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Reade
 }
 
 /// Starts the sinks and the DLQ (and the AWS clients, when one of them needs them).
-async fn open_outputs(
+pub(crate) async fn open_outputs(
     loaded: &Loaded,
     dlq: &sinks::Config,
     mode: Mode,

@@ -71,6 +71,17 @@ impl Buffer {
     }
 }
 
+/// A record that was not delivered: a sink or the DLQ did not accept it
+/// after retries. `sluice run` stops at the first; Lambda mode reports the
+/// record to the event source mapping, which delivers it again.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Where the record came from.
+    pub position: Position,
+    /// What went wrong.
+    pub reason: String,
+}
+
 /// What releasing acknowledgements did.
 #[derive(Debug, Default)]
 pub struct Released {
@@ -192,12 +203,15 @@ impl Outputs {
     /// envelopes to the DLQ, and hands its lines to the buffering sinks. The
     /// batch's `ack` is applied once every sink holds none of its records
     /// (see [`release`](Self::release)).
+    ///
+    /// Returns the records that were not delivered (empty when all were).
     pub async fn commit(
         &mut self,
         out: &mut BatchOutput,
         ack: Ack,
         sink_keys: &[Vec<String>],
-    ) -> Result<(), RunError> {
+    ) -> Vec<Failure> {
+        let mut failures = Vec::new();
         let seq = self.next_seq;
         self.next_seq += 1;
         let mut rejected: Vec<(u32, usize, String, SinkError, u32)> = Vec::new();
@@ -237,11 +251,12 @@ impl Outputs {
                             attempts,
                         ));
                     }
-                    Outcome::Exhausted(e, attempts) => {
-                        return Err(RunError::Sink(format!(
+                    Outcome::Exhausted(e, attempts) => failures.push(Failure {
+                        position: out.raw[out.sinks[si].raw[k] as usize].position.clone(),
+                        reason: format!(
                             "sink `{name}` did not accept a record after {attempts} attempts: {e}"
-                        )));
-                    }
+                        ),
+                    }),
                 }
             }
         }
@@ -261,11 +276,11 @@ impl Outputs {
         if out.dlq.count > 0 {
             let records: Vec<OutRecord<'_>> =
                 out_records(&out.dlq, 0, &out.raw, &out.batch_time).collect();
-            self.deliver_dlq(&records).await?;
+            failures.extend(Self::deliver_to_dlq(&mut self.dlq, &self.dlq_policy, &records).await);
         }
         self.hold(seq, out, sink_keys, &rejected);
         self.acks.push_back((seq, ack));
-        Ok(())
+        failures
     }
 
     /// Hands a committed batch's lines to the buffering sinks.
@@ -324,19 +339,26 @@ impl Outputs {
 
     /// Writes the buffers that are due (all that hold anything when `all`),
     /// then applies the acknowledgements no buffer holds back any more.
+    ///
+    /// When a buffer could not be written, returns its records that were not
+    /// delivered and applies no acknowledgement.
     pub async fn flush_buffers(
         &mut self,
         all: bool,
         counts: &mut Counts,
-    ) -> Result<Released, RunError> {
+    ) -> Result<Released, Vec<Failure>> {
         let now = Instant::now();
+        let mut failures = Vec::new();
         for si in 0..self.buffers.len() {
             let due = self.buffers[si]
                 .as_ref()
                 .is_some_and(|b| b.due(now) || (all && !b.held.is_empty()));
             if due {
-                self.write_buffer(si, counts).await?;
+                failures.extend(self.write_buffer(si, counts).await);
             }
+        }
+        if !failures.is_empty() {
+            return Err(failures);
         }
         Ok(self.release().await)
     }
@@ -347,7 +369,8 @@ impl Outputs {
         &mut self,
         out: &BatchOutput,
         counts: &mut Counts,
-    ) -> Result<Released, RunError> {
+    ) -> Result<Released, Vec<Failure>> {
+        let mut failures = Vec::new();
         for si in 0..self.buffers.len() {
             let full = self.buffers[si].as_ref().is_some_and(|b| {
                 let lines = &out.sinks[si];
@@ -357,8 +380,11 @@ impl Outputs {
                         || b.bytes + lines.bytes.len() > b.limits.max_bytes)
             });
             if full {
-                self.write_buffer(si, counts).await?;
+                failures.extend(self.write_buffer(si, counts).await);
             }
+        }
+        if !failures.is_empty() {
+            return Err(failures);
         }
         Ok(self.release().await)
     }
@@ -378,9 +404,10 @@ impl Outputs {
     }
 
     /// Writes everything one buffering sink holds, dead-lettering what it rejects.
-    async fn write_buffer(&mut self, si: usize, counts: &mut Counts) -> Result<(), RunError> {
+    async fn write_buffer(&mut self, si: usize, counts: &mut Counts) -> Vec<Failure> {
+        let mut failures = Vec::new();
         let Some(buf) = self.buffers[si].as_mut() else {
-            return Ok(());
+            return failures;
         };
         let held = std::mem::take(&mut buf.held);
         buf.records = 0;
@@ -416,9 +443,14 @@ impl Outputs {
                     counts.dead_letter(Stage::Sink);
                 }
                 Outcome::Exhausted(e, attempts) => {
-                    return Err(RunError::Sink(format!(
-                        "sink `{name}` did not accept a record after {attempts} attempts: {e}"
-                    )));
+                    let (b, i) = index[k];
+                    let h = &held[b];
+                    failures.push(Failure {
+                        position: h.raw[h.lines.raw[i] as usize].position.clone(),
+                        reason: format!(
+                            "sink `{name}` did not accept a record after {attempts} attempts: {e}"
+                        ),
+                    });
                 }
             }
         }
@@ -433,30 +465,31 @@ impl Outputs {
                 })
                 .collect();
             let (dlq, policy) = (&mut self.dlq, &self.dlq_policy);
-            Self::deliver_to_dlq(dlq, policy, &records).await?;
+            failures.extend(Self::deliver_to_dlq(dlq, policy, &records).await);
         }
-        Ok(())
+        failures
     }
 
-    async fn deliver_dlq(&mut self, records: &[OutRecord<'_>]) -> Result<(), RunError> {
-        Self::deliver_to_dlq(&mut self.dlq, &self.dlq_policy, records).await
-    }
-
+    /// Writes envelopes to the DLQ; returns the records whose envelope it did not accept.
     async fn deliver_to_dlq(
         dlq: &mut Writer,
         policy: &Policy,
         records: &[OutRecord<'_>],
-    ) -> Result<(), RunError> {
+    ) -> Vec<Failure> {
         let outcomes = delivery::deliver(dlq, records, policy).await;
-        if let Some((e, attempts)) = outcomes.into_iter().find_map(|o| match o {
-            Outcome::Delivered => None,
-            Outcome::Poison(e, a) | Outcome::Exhausted(e, a) => Some((e, a)),
-        }) {
-            return Err(RunError::Sink(format!(
-                "the dead-letter queue did not accept a record after {attempts} attempts, so the batch is not acknowledged: {e}"
-            )));
-        }
-        Ok(())
+        outcomes
+            .into_iter()
+            .zip(records)
+            .filter_map(|(o, r)| match o {
+                Outcome::Delivered => None,
+                Outcome::Poison(e, attempts) | Outcome::Exhausted(e, attempts) => Some(Failure {
+                    position: r.position.clone(),
+                    reason: format!(
+                        "the dead-letter queue did not accept a record after {attempts} attempts, so the batch is not acknowledged: {e}"
+                    ),
+                }),
+            })
+            .collect()
     }
 
     /// Applies, in order, the acknowledgements of the batches no buffer holds.

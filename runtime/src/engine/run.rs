@@ -285,6 +285,17 @@ fn worker_loop(
     }
 }
 
+/// `sluice run` stops at the first record that was not delivered.
+fn stop(failures: Vec<super::commit::Failure>) -> RunError {
+    RunError::Sink(
+        failures
+            .into_iter()
+            .next()
+            .map(|f| f.reason)
+            .unwrap_or_default(),
+    )
+}
+
 /// How often the writer looks at buffer ages and flush requests while no batch arrives.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -324,10 +335,16 @@ fn write_in_order(
         }
         while let Some((out, ack)) = pending.remove(&next) {
             let mut out = out.map_err(|Fatal(m)| RunError::Fatal(m))?;
-            released(rt.block_on(outputs.make_room(&out, counts))?);
-            rt.block_on(outputs.commit(&mut out, ack, sink_keys))?;
+            released(rt.block_on(outputs.make_room(&out, counts)).map_err(stop)?);
+            let failures = rt.block_on(outputs.commit(&mut out, ack, sink_keys));
+            if !failures.is_empty() {
+                return Err(stop(failures));
+            }
             counts.add(&out.counts);
-            released(rt.block_on(outputs.flush_buffers(false, counts))?);
+            released(
+                rt.block_on(outputs.flush_buffers(false, counts))
+                    .map_err(stop)?,
+            );
             next += 1;
             progress.set_position(counts.records_in);
             let secs = progress.elapsed().as_secs_f64().max(1e-3);
@@ -349,9 +366,15 @@ fn write_in_order(
         if all {
             flush_requested.store(false, Ordering::Release);
         }
-        released(rt.block_on(outputs.flush_buffers(all, counts))?);
+        released(
+            rt.block_on(outputs.flush_buffers(all, counts))
+                .map_err(stop)?,
+        );
     }
-    released(rt.block_on(outputs.flush_buffers(true, counts))?);
+    released(
+        rt.block_on(outputs.flush_buffers(true, counts))
+            .map_err(stop)?,
+    );
     Ok(())
 }
 

@@ -1,0 +1,277 @@
+//! Lambda mode: the same binary, as the `bootstrap` of a `provided.al2023`
+//! function behind a Kinesis, DynamoDB Streams or SQS event source mapping.
+//!
+//! The pipeline named by `SLUICE_PIPELINE` is loaded, checked and compiled
+//! once, during init; a broken pipeline fails the init with the diagnostics
+//! `sluice check` prints. Each invocation turns the event into records, runs
+//! them through the pipeline in chunks, writes every sink buffer out, and
+//! answers with the records the event source mapping must deliver again
+//! (`batchItemFailures`, see [`events::response`]). A record that was
+//! dead-lettered counts as handled; one that a sink or the DLQ did not accept
+//! after retries is reported failed. When the invocation's time left falls
+//! below the safety margin, no further chunk is started and its records are
+//! reported failed too.
+
+pub mod events;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+use crate::aws::Clients;
+use crate::config::{self, Env, LoadError};
+use crate::diagnostics::render::{self, Format};
+use crate::engine::commit::{Failure, Outputs};
+use crate::engine::run::now_rfc3339;
+use crate::engine::{BatchOutput, Built, Fatal, Worker};
+use crate::metrics::Counts;
+use crate::record::RawRecord;
+use crate::sources::Ack;
+use events::Kind;
+
+/// Records processed at a time; the deadline is checked before each chunk.
+const CHUNK: usize = 500;
+
+/// Default time kept free before the invocation's deadline.
+const DEFAULT_MARGIN: Duration = Duration::from_millis(500);
+
+/// Whether the process runs inside AWS Lambda (or its emulator).
+pub fn detected() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
+}
+
+/// Serves invocations until the runtime stops; returns the exit code.
+pub fn main() -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let state = match rt.block_on(State::init()) {
+        Ok(s) => Arc::new(tokio::sync::Mutex::new(s)),
+        Err(message) => {
+            // The init fails; the message is in the function's log.
+            eprint!("{message}");
+            return 1;
+        }
+    };
+    let served = rt.block_on(lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Value>| {
+            let state = Arc::clone(&state);
+            async move { state.lock().await.handle(event).await }
+        },
+    )));
+    match served {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// What init prepared, kept across invocations.
+struct State {
+    built: Arc<Built>,
+    kind: Kind,
+    outputs: Outputs,
+    worker: WorkerThread,
+    margin: Duration,
+}
+
+impl State {
+    async fn init() -> Result<State, String> {
+        let path = std::env::var("SLUICE_PIPELINE").map_err(|_| {
+            "error: SLUICE_PIPELINE is not set: set it to the pipeline file's path in the deployment package\n"
+                .to_owned()
+        })?;
+        let loaded = config::load(Path::new(&path), &Env::process()).map_err(|e| match e {
+            LoadError::Unreadable(_) | LoadError::Invalid(_) => {
+                render::text(e.diagnostics(), Format::Human)
+            }
+        })?;
+        if !loaded.diagnostics.list.is_empty() {
+            eprint!("{}", render::text(&loaded.diagnostics, Format::Human));
+        }
+        let p = &loaded.pipeline;
+        let kind = Kind::of(&p.source).ok_or_else(|| {
+            format!(
+                "error: the pipeline's source is `{}`: in Lambda, the source must be `kinesis`, `dynamodb_streams` or `sqs`\n",
+                p.source.type_name()
+            )
+        })?;
+        let built = Arc::new(Built::new(&loaded).map_err(|e| format!("error: {e}\n"))?);
+        let dlq = p.dlq.as_sink();
+        let uses_aws = p
+            .sinks
+            .values()
+            .chain(std::iter::once(&dlq))
+            .any(crate::sinks::Config::uses_aws);
+        let aws = if uses_aws {
+            Some(Arc::new(
+                Clients::load(&p.aws, p.retry.attempt_timeout.0).await,
+            ))
+        } else {
+            None
+        };
+        let outputs =
+            crate::cli::run::open_outputs(&loaded, &dlq, crate::cli::run::Mode::Source, aws)
+                .await
+                .map_err(|e| format!("error: {e}\n"))?;
+        let margin = std::env::var("SLUICE_DEADLINE_MARGIN")
+            .ok()
+            .and_then(|m| humantime::parse_duration(&m).ok())
+            .unwrap_or(DEFAULT_MARGIN);
+        let worker =
+            WorkerThread::start(Arc::clone(&built)).map_err(|e| format!("error: {e}\n"))?;
+        Ok(State {
+            built,
+            kind,
+            outputs,
+            worker,
+            margin,
+        })
+    }
+
+    async fn handle(&mut self, event: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
+        let deadline = deadline(event.context.deadline);
+        let mut batch = events::parse(self.kind, event.payload)?;
+        let index: HashMap<String, usize> = batch
+            .items
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, item)| (item.id.clone(), i))
+            .collect();
+        let mut failed: BTreeSet<usize> = BTreeSet::new();
+        let mark = |failures: Vec<Failure>, failed: &mut BTreeSet<usize>| {
+            for f in failures {
+                let id = f.position.message_id.or(f.position.sequence_number);
+                if let Some(&i) = id.as_ref().and_then(|id| index.get(id)) {
+                    failed.insert(i);
+                }
+                eprintln!("error: {}", f.reason);
+            }
+        };
+        let mut counts = Counts::new(self.built.sink_names.len());
+        let records = std::mem::take(&mut batch.records);
+        let mut start = 0;
+        let mut rest = records.into_iter();
+        loop {
+            let chunk: Vec<RawRecord> = rest.by_ref().take(CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let left = deadline
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            if left < self.margin {
+                // Too close to the deadline to start: these and the rest go back to the source.
+                let n = chunk.len() + rest.len();
+                failed.extend(batch.item_of[start..start + n].iter().copied());
+                eprintln!(
+                    "warning: {n} records were not started: {} ms left is below the {} ms margin",
+                    left.as_millis(),
+                    self.margin.as_millis()
+                );
+                break;
+            }
+            let n = chunk.len();
+            let mut out = match self.worker.process(chunk).await? {
+                Ok(out) => out,
+                Err(Fatal(m)) => return Err(m.into()),
+            };
+            let failures = self
+                .outputs
+                .commit(&mut out, Ack::None, &self.built.sink_keys)
+                .await;
+            mark(failures, &mut failed);
+            counts.add(&out.counts);
+            start += n;
+        }
+        // Every sink buffer is written before the invocation returns.
+        if let Err(failures) = self.outputs.flush_buffers(true, &mut counts).await {
+            mark(failures, &mut failed);
+        }
+        if let Err(e) = self.outputs.sync().await {
+            eprintln!("error: {e}");
+        }
+        Ok(events::response(self.kind, &batch, &failed))
+    }
+}
+
+/// The invocation's deadline from `Lambda-Runtime-Deadline-Ms`: milliseconds
+/// since 1970. A value before 2001 cannot be that; local emulators send the
+/// function's timeout there, so it is taken as milliseconds from now.
+fn deadline(ms: u64) -> SystemTime {
+    if ms < 1_000_000_000_000 {
+        SystemTime::now() + Duration::from_millis(ms)
+    } else {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+}
+
+type Job = (
+    Vec<RawRecord>,
+    tokio::sync::oneshot::Sender<Result<BatchOutput, Fatal>>,
+);
+
+/// The pipeline's CPU stages on a thread of their own (a Rhai engine stays
+/// on the thread that made it), with a deep stack like `sluice run`'s workers.
+struct WorkerThread {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl WorkerThread {
+    fn start(built: Arc<Built>) -> Result<WorkerThread, String> {
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("sluice-worker".into())
+            .stack_size(256 * 1024 * 1024)
+            .spawn(move || {
+                let mut worker = match Worker::new(built) {
+                    Ok(w) => {
+                        let _ = ready_tx.send(Ok(()));
+                        w
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok((batch, done)) = rx.recv() {
+                    let out = worker.process(&batch, &now_rfc3339()).map(|mut out| {
+                        out.raw = batch;
+                        out
+                    });
+                    let _ = done.send(out);
+                }
+            })
+            .map_err(|e| format!("starting the worker failed: {e}"))?;
+        ready_rx
+            .recv()
+            .map_err(|_| "the worker stopped".to_owned())??;
+        Ok(WorkerThread { jobs })
+    }
+
+    async fn process(
+        &self,
+        batch: Vec<RawRecord>,
+    ) -> Result<Result<BatchOutput, Fatal>, lambda_runtime::Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((batch, tx))
+            .map_err(|_| "the worker thread stopped")?;
+        Ok(rx.await.map_err(|_| "the worker thread stopped")?)
+    }
+}
