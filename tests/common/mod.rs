@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 pub mod faults;
+pub mod lambda;
 pub mod moto;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,285 @@
+//! Lambda mode: the `sluice` binary under a Lambda Runtime API emulator,
+//! invoked with events in the shapes AWS documents, writing to files, to
+//! `moto_server`, and through a fault-injecting proxy. Each test asserts the
+//! response (`batchItemFailures`), the sinks and the DLQ.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::faults::Proxy;
+use common::lambda::Lambda;
+use common::moto::Moto;
+use common::read_jsonl;
+use serde_json::{Value, json};
+
+fn pipeline(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, format!("version: 1\nname: fn\n{body}")).unwrap();
+    path
+}
+
+/// A Kinesis event, one record per `data`, sequence numbers `100`, `101` …
+fn kinesis_event(data: &[&str]) -> Value {
+    let records: Vec<Value> = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let seq = format!("{}", 100 + i);
+            json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": format!("k{}", i % 2),
+                    "sequenceNumber": seq,
+                    "data": base64::engine::general_purpose::STANDARD.encode(d),
+                    "approximateArrivalTimestamp": 1_764_000_000.25
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("shardId-000000000003:{seq}"),
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/fn",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// An SQS event from a FIFO queue: (message id, group, body) each.
+fn sqs_fifo_event(messages: &[(&str, &str, Value)]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, (id, group, body))| {
+            json!({
+                "messageId": id,
+                "receiptHandle": format!("handle-{id}"),
+                "body": body.to_string(),
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1764000000000",
+                    "SequenceNumber": format!("{}", 1000 + i),
+                    "MessageGroupId": group,
+                    "SenderId": "AIDAEXAMPLE",
+                    "MessageDeduplicationId": id,
+                    "ApproximateFirstReceiveTimestamp": "1764000000001"
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:orders.fifo",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+fn failures(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no batchItemFailures in {response}"))
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+const FILES: &str = "source: { type: kinesis, stream: orders }\n\
+routes: [{ to: [out] }]\n\
+sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+dlq: { type: file, path: dlq.jsonl, mode: append }\n";
+
+#[test]
+fn a_kinesis_batch_with_a_poison_record_is_handled_whole() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), FILES);
+    let lambda = Lambda::start(&p, &[]);
+    let response = lambda
+        .invoke(&kinesis_event(&[r#"{"n":1}"#, "{broken", r#"{"n":3}"#]))
+        .unwrap();
+    assert_eq!(
+        response,
+        json!({ "batchItemFailures": [] }),
+        "{}",
+        lambda.stderr()
+    );
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")),
+        vec![json!({"n": 1}), json!({"n": 3})]
+    );
+    let mut dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    dlq[0].as_object_mut().unwrap().remove("timestamp");
+    assert_eq!(
+        dlq[0],
+        json!({
+            "pipeline": "fn", "stage": "parse",
+            "error": "invalid JSON: key must be a string at line 1 column 2",
+            "data": "{broken", "encoding": "utf-8",
+            "source": { "type": "kinesis", "stream": "orders", "shard": "shardId-000000000003",
+                        "partition_key": "k1", "sequence_number": "101",
+                        "arrival_time": "2025-11-24T16:00:00.250Z" },
+            "attempts": 1
+        })
+    );
+    // The function stays up for the next invocation.
+    let response = lambda.invoke(&kinesis_event(&[r#"{"n":4}"#])).unwrap();
+    assert_eq!(failures(&response), Vec::<String>::new());
+    assert_eq!(read_jsonl(&t.path().join("out.jsonl")).len(), 3);
+}
+
+/// A sink still throttled when its retries run out: the first record it did
+/// not take is reported, so the mapping retries from there, in order.
+#[test]
+fn a_throttled_sink_reports_the_first_record_it_did_not_take() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "Kinesis_20131202.PutRecords", "fault": "error",
+                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         routes:\n  - { when: 'record.n == 2', to: [events] }\n  - { to: [out] }\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         \x20 events: { type: kinesis, stream: events, partition_key: n, retry: { max_attempts: 2, initial_backoff: 10ms } }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let lambda = Lambda::start(&p, &proxy.env(&moto));
+    let response = lambda
+        .invoke(&kinesis_event(&[r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#]))
+        .unwrap();
+    assert_eq!(failures(&response), vec!["101"], "{}", lambda.stderr());
+    assert!(
+        lambda.stderr().contains(
+            "error: sink `events` did not accept a record after 2 attempts: put_records to stream `events` failed: ProvisionedThroughputExceededException (HTTP 400): Rate exceeded"
+        ),
+        "{}",
+        lambda.stderr()
+    );
+    assert!(
+        !t.path().join("dlq.jsonl").exists() || read_jsonl(&t.path().join("dlq.jsonl")).is_empty()
+    );
+}
+
+/// A DLQ that does not accept an envelope: the record it should have taken
+/// is reported failed, not lost.
+#[test]
+fn records_an_unreachable_dlq_did_not_take_are_reported() {
+    let moto = Moto::start();
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         routes: [{ to: [out] }]\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         dlq: { type: s3, bucket: no-such-bucket, retry: { max_attempts: 1 } }\n",
+    );
+    let lambda = Lambda::start(&p, &moto.env());
+    let response = lambda
+        .invoke(&kinesis_event(&[
+            r#"{"n":1}"#,
+            r#"{"n":2}"#,
+            "{broken",
+            r#"{"n":4}"#,
+        ]))
+        .unwrap();
+    assert_eq!(failures(&response), vec!["102"], "{}", lambda.stderr());
+    assert!(
+        lambda
+            .stderr()
+            .contains("the dead-letter queue did not accept a record after 1 attempts"),
+        "{}",
+        lambda.stderr()
+    );
+}
+
+/// A FIFO message that failed mid-group: it and the later messages of its
+/// group are reported; the other group's messages are not.
+#[test]
+fn a_fifo_failure_reports_the_rest_of_its_group() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "Kinesis_20131202.PutRecords", "fault": "error",
+                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: sqs, queue: orders.fifo }\n\
+         routes:\n  - { when: 'record.fail == true', to: [events] }\n  - { to: [out] }\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         \x20 events: { type: kinesis, stream: events, partition_key: id, retry: { max_attempts: 1 } }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let lambda = Lambda::start(&p, &proxy.env(&moto));
+    let response = lambda
+        .invoke(&sqs_fifo_event(&[
+            ("m1", "a", json!({"id": 1})),
+            ("m2", "b", json!({"id": 2})),
+            ("m3", "a", json!({"id": 3, "fail": true})),
+            ("m4", "b", json!({"id": 4})),
+            ("m5", "a", json!({"id": 5})),
+        ]))
+        .unwrap();
+    assert_eq!(failures(&response), vec!["m3", "m5"], "{}", lambda.stderr());
+}
+
+/// Too close to the deadline to start: every record goes back to the source.
+#[test]
+fn records_are_not_started_past_the_deadline_margin() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), FILES);
+    // The emulator gives each invocation 600 s.
+    let lambda = Lambda::start(&p, &[("SLUICE_DEADLINE_MARGIN", "700s".into())]);
+    let response = lambda
+        .invoke(&kinesis_event(&[r#"{"n":1}"#, r#"{"n":2}"#]))
+        .unwrap();
+    assert_eq!(failures(&response), vec!["100"]);
+    assert!(
+        !t.path().join("out.jsonl").exists() || read_jsonl(&t.path().join("out.jsonl")).is_empty()
+    );
+    assert!(
+        lambda
+            .stderr()
+            .contains("warning: 2 records were not started"),
+        "{}",
+        lambda.stderr()
+    );
+}
+
+#[test]
+fn an_event_of_another_kind_fails_the_invocation() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), FILES);
+    let lambda = Lambda::start(&p, &[]);
+    let err = lambda
+        .invoke(&sqs_fifo_event(&[("m1", "a", json!({}))]))
+        .unwrap_err();
+    assert!(
+        err.contains("the pipeline reads a `kinesis` source, but the event is a `sqs` event"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_broken_pipeline_fails_the_init_with_its_diagnostics() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\nroutes: [{ to: [nowhere] }]\nsinks: {}\ndlq: { type: stdout }\n",
+    );
+    let mut lambda = Lambda::start(&p, &[]);
+    assert_eq!(lambda.wait_exit(Duration::from_secs(30)), Some(1));
+    let check = common::run(common::sluice().arg("check").arg(&p));
+    let diagnostics = common::stderr(&check);
+    assert!(diagnostics.contains(":4:17"), "{diagnostics}");
+    assert_eq!(lambda.stderr(), diagnostics, "the diagnostics of `sluice check`");
+}
