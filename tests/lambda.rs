@@ -88,6 +88,32 @@ fn failures(response: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The function's log lines (JSON) at `level`: their messages.
+fn logged(lambda: &Lambda, level: &str) -> Vec<String> {
+    lambda
+        .stderr()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["level"] == level)
+        .map(|l| {
+            assert!(
+                l["requestId"].is_string() && l["timestamp"].is_string(),
+                "{l}"
+            );
+            l["message"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// The function's EMF lines, in the order written.
+fn metrics(lambda: &Lambda) -> Vec<Value> {
+    lambda
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an EMF line"))
+        .collect()
+}
+
 const FILES: &str = "source: { type: kinesis, stream: orders }\n\
 routes: [{ to: [out] }]\n\
 sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
@@ -126,6 +152,32 @@ fn a_kinesis_batch_with_a_poison_record_is_handled_whole() {
             "attempts": 1
         })
     );
+    let emf = metrics(&lambda);
+    assert_eq!(emf.len(), 3, "totals, parse, sink `out`: {emf:?}");
+    let totals = &emf[0];
+    assert_eq!(
+        totals["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "Sluice"
+    );
+    assert_eq!(
+        [
+            &totals["Pipeline"],
+            &totals["RecordsIn"],
+            &totals["Delivered"],
+            &totals["DeadLettered"],
+            &totals["Failed"]
+        ],
+        [&json!("fn"), &json!(3), &json!(2), &json!(1), &json!(0)]
+    );
+    assert!(totals["BatchAge"].as_u64().unwrap() > 0, "{totals}");
+    assert_eq!(
+        (&emf[1]["Stage"], &emf[1]["DeadLettered"]),
+        (&json!("parse"), &json!(1))
+    );
+    assert_eq!(
+        (&emf[2]["Sink"], &emf[2]["Delivered"]),
+        (&json!("out"), &json!(2))
+    );
     // The function stays up for the next invocation.
     let response = lambda.invoke(&kinesis_event(&[r#"{"n":4}"#])).unwrap();
     assert_eq!(failures(&response), Vec::<String>::new());
@@ -156,13 +208,19 @@ fn a_throttled_sink_reports_the_first_record_it_did_not_take() {
         .invoke(&kinesis_event(&[r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#]))
         .unwrap();
     assert_eq!(failures(&response), vec!["101"], "{}", lambda.stderr());
-    assert!(
-        lambda.stderr().contains(
-            "error: sink `events` did not accept a record after 2 attempts: put_records to stream `events` failed: ProvisionedThroughputExceededException (HTTP 400): Rate exceeded"
-        ),
-        "{}",
-        lambda.stderr()
+    assert_eq!(
+        logged(&lambda, "ERROR"),
+        vec![
+            "sink `events` did not accept a record after 2 attempts: put_records to stream `events` failed: ProvisionedThroughputExceededException (HTTP 400): Rate exceeded"
+        ]
     );
+    let emf = metrics(&lambda);
+    let sink = emf.iter().find(|m| m["Sink"] == "events").unwrap();
+    assert_eq!(
+        (&sink["Retries"], &sink["Delivered"]),
+        (&json!(1), &json!(0))
+    );
+    assert_eq!(emf[0]["Failed"], 2, "records 101 and 102 come again");
     assert!(
         !t.path().join("dlq.jsonl").exists() || read_jsonl(&t.path().join("dlq.jsonl")).is_empty()
     );
@@ -191,12 +249,13 @@ fn records_an_unreachable_dlq_did_not_take_are_reported() {
         ]))
         .unwrap();
     assert_eq!(failures(&response), vec!["102"], "{}", lambda.stderr());
+    let errors = logged(&lambda, "ERROR");
+    assert_eq!(errors.len(), 1);
     assert!(
-        lambda
-            .stderr()
-            .contains("the dead-letter queue did not accept a record after 1 attempts"),
-        "{}",
-        lambda.stderr()
+        errors[0].starts_with(
+            "the dead-letter queue did not accept a record after 1 attempts, so the batch is not acknowledged: put_object of "
+        ),
+        "{errors:?}"
     );
 }
 
@@ -246,12 +305,11 @@ fn records_are_not_started_past_the_deadline_margin() {
     assert!(
         !t.path().join("out.jsonl").exists() || read_jsonl(&t.path().join("out.jsonl")).is_empty()
     );
+    let warnings = logged(&lambda, "WARN");
+    assert_eq!(warnings.len(), 1);
     assert!(
-        lambda
-            .stderr()
-            .contains("warning: 2 records were not started"),
-        "{}",
-        lambda.stderr()
+        warnings[0].starts_with("2 records were not started: "),
+        "{warnings:?}"
     );
 }
 
@@ -281,5 +339,9 @@ fn a_broken_pipeline_fails_the_init_with_its_diagnostics() {
     let check = common::run(common::sluice().arg("check").arg(&p));
     let diagnostics = common::stderr(&check);
     assert!(diagnostics.contains(":4:17"), "{diagnostics}");
-    assert_eq!(lambda.stderr(), diagnostics, "the diagnostics of `sluice check`");
+    assert_eq!(
+        lambda.stderr(),
+        diagnostics,
+        "the diagnostics of `sluice check`"
+    );
 }

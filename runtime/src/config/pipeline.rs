@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::{aws, decode, delivery, route, sinks, sources, transform, validate};
+use crate::{aws, decode, delivery, metrics, route, sinks, sources, transform, validate};
 
 /// A Sluice pipeline: a source, optional schemas and transforms, routes, sinks and a dead-letter queue.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -51,4 +51,7 @@ pub struct Pipeline {
     /// AWS connection settings (region, endpoint) for AWS sources and sinks.
     #[serde(default)]
     pub aws: aws::Config,
+    /// Metrics of Lambda mode (CloudWatch Embedded Metric Format on standard output).
+    #[serde(default)]
+    pub metrics: metrics::emf::Config,
 }

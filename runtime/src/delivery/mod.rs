@@ -67,7 +67,17 @@ pub async fn deliver(
     records: &[OutRecord<'_>],
     policy: &Policy,
 ) -> Vec<Outcome> {
+    deliver_counted(writer, records, policy).await.0
+}
+
+/// [`deliver`], also returning how many times it wrote again after a failure.
+pub async fn deliver_counted(
+    writer: &mut Writer,
+    records: &[OutRecord<'_>],
+    policy: &Policy,
+) -> (Vec<Outcome>, u64) {
     let start = Instant::now();
+    let mut retries = 0;
     let mut outcomes: Vec<Outcome> = vec![Outcome::Delivered; records.len()];
     let mut pending: Vec<usize> = (0..records.len()).collect();
     let mut attempt = 1;
@@ -94,8 +104,9 @@ pub async fn deliver(
             break;
         }
         attempt += 1;
+        retries += 1;
         tokio::time::sleep(policy.backoff(attempt, throttled)).await;
         pending = retry;
     }
-    outcomes
+    (outcomes, retries)
 }

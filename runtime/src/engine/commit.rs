@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::{BatchOutput, SinkLines};
 use crate::delivery::{self, Envelope, Outcome, Policy, SinkError, envelope};
 use crate::metrics::Counts;
+use crate::metrics::emf::SinkStats;
 use crate::record::{Position, RawRecord, Stage};
 use crate::sinks::{OutRecord, Writer};
 use crate::sources::Ack;
@@ -122,6 +123,8 @@ pub struct Outputs {
     pipeline: Arc<str>,
     /// Per sink, its buffer when it buffers across batches.
     buffers: Vec<Option<Buffer>>,
+    /// Per sink: retries and time spent writing (for metrics).
+    pub sink_stats: Vec<SinkStats>,
     /// Committed batches not yet acknowledged, oldest first.
     acks: VecDeque<(u64, Ack)>,
     /// Records of held batches already dead-lettered (batch, record id): one envelope each.
@@ -186,6 +189,7 @@ impl Outputs {
             .map(|(_, w)| w.buffering().map(Buffer::new))
             .collect();
         Outputs {
+            sink_stats: vec![SinkStats::default(); sinks.len()],
             sinks,
             dlq,
             policy,
@@ -215,6 +219,7 @@ impl Outputs {
         let seq = self.next_seq;
         self.next_seq += 1;
         let mut rejected: Vec<(u32, usize, String, SinkError, u32)> = Vec::new();
+        let mut exhausted: Vec<u32> = Vec::new();
         // The sinks are independent: write them all at once.
         let policies = &self.sink_policies;
         let buffers = &self.buffers;
@@ -229,14 +234,15 @@ impl Outputs {
                 let records: Vec<OutRecord<'_>> =
                     out_records(lines, sink_keys[si].len(), &batch.raw, &batch.batch_time)
                         .collect();
-                (
-                    si,
-                    name.clone(),
-                    delivery::deliver(writer, &records, &policies[si]).await,
-                )
+                let start = Instant::now();
+                let (outcomes, retries) =
+                    delivery::deliver_counted(writer, &records, &policies[si]).await;
+                (si, name.clone(), outcomes, retries, start.elapsed())
             });
         let done = futures_util::future::join_all(deliveries).await;
-        for (si, name, outcomes) in done {
+        for (si, name, outcomes, retries, took) in done {
+            self.sink_stats[si].retries += retries;
+            self.sink_stats[si].millis += took.as_secs_f64() * 1000.0;
             for (k, outcome) in outcomes.into_iter().enumerate() {
                 match outcome {
                     Outcome::Delivered => {}
@@ -251,18 +257,31 @@ impl Outputs {
                             attempts,
                         ));
                     }
-                    Outcome::Exhausted(e, attempts) => failures.push(Failure {
-                        position: out.raw[out.sinks[si].raw[k] as usize].position.clone(),
-                        reason: format!(
-                            "sink `{name}` did not accept a record after {attempts} attempts: {e}"
-                        ),
-                    }),
+                    Outcome::Exhausted(e, attempts) => {
+                        out.counts.per_sink[si] -= 1;
+                        exhausted.push(out.sinks[si].ids[k]);
+                        failures.push(Failure {
+                            position: out.raw[out.sinks[si].raw[k] as usize].position.clone(),
+                            reason: format!(
+                                "sink `{name}` did not accept a record after {attempts} attempts: {e}"
+                            ),
+                        });
+                    }
                 }
             }
         }
         // One envelope per rejected record, for the first sink that rejected it.
         rejected.sort_by_key(|r| r.0);
         rejected.dedup_by_key(|r| r.0);
+        // A record some sink did not take is not delivered (unless it is dead-lettered).
+        exhausted.sort_unstable();
+        exhausted.dedup();
+        for id in exhausted {
+            if rejected.binary_search_by_key(&id, |r| r.0).is_err() {
+                out.counts.delivered -= 1;
+                out.counts.failed += 1;
+            }
+        }
         for (_, raw_index, sink, err, attempts) in &rejected {
             let raw = &out.raw[*raw_index];
             let mut line =
@@ -423,7 +442,11 @@ impl Outputs {
             }
         }
         let (name, writer) = &mut self.sinks[si];
-        let outcomes = delivery::deliver(writer, &records, &self.sink_policies[si]).await;
+        let start = Instant::now();
+        let (outcomes, retries) =
+            delivery::deliver_counted(writer, &records, &self.sink_policies[si]).await;
+        self.sink_stats[si].retries += retries;
+        self.sink_stats[si].millis += start.elapsed().as_secs_f64() * 1000.0;
         let mut envelopes: Vec<(Vec<u8>, &Position, &str)> = Vec::new();
         for (k, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
@@ -445,6 +468,11 @@ impl Outputs {
                 Outcome::Exhausted(e, attempts) => {
                     let (b, i) = index[k];
                     let h = &held[b];
+                    counts.per_sink[si] -= 1;
+                    if self.dead.insert((h.seq, h.lines.ids[i])) {
+                        counts.delivered -= 1;
+                        counts.failed += 1;
+                    }
                     failures.push(Failure {
                         position: h.raw[h.lines.raw[i] as usize].position.clone(),
                         reason: format!(

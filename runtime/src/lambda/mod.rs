@@ -15,6 +15,7 @@
 pub mod events;
 
 use std::collections::{BTreeSet, HashMap};
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -82,6 +83,7 @@ pub fn main() -> i32 {
 /// What init prepared, kept across invocations.
 struct State {
     built: Arc<Built>,
+    metrics: crate::metrics::emf::Config,
     kind: Kind,
     outputs: Outputs,
     worker: WorkerThread,
@@ -134,6 +136,7 @@ impl State {
         let worker =
             WorkerThread::start(Arc::clone(&built)).map_err(|e| format!("error: {e}\n"))?;
         Ok(State {
+            metrics: p.metrics.clone(),
             built,
             kind,
             outputs,
@@ -144,7 +147,25 @@ impl State {
 
     async fn handle(&mut self, event: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
         let deadline = deadline(event.context.deadline);
-        let mut batch = events::parse(self.kind, event.payload)?;
+        let request = event.context.request_id.clone();
+        let mut batch = match events::parse(self.kind, event.payload) {
+            Ok(b) => b,
+            Err(e) => {
+                log("ERROR", &request, &e);
+                return Err(e.into());
+            }
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let batch_age_ms = batch
+            .records
+            .iter()
+            .filter_map(|r| r.position.arrival_time.as_deref())
+            .filter_map(|t| humantime::parse_rfc3339_weak(t).ok())
+            .min()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|t| now_ms.saturating_sub(t.as_millis() as u64));
         let index: HashMap<String, usize> = batch
             .items
             .iter()
@@ -159,7 +180,7 @@ impl State {
                 if let Some(&i) = id.as_ref().and_then(|id| index.get(id)) {
                     failed.insert(i);
                 }
-                eprintln!("error: {}", f.reason);
+                log("ERROR", &request, &f.reason);
             }
         };
         let mut counts = Counts::new(self.built.sink_names.len());
@@ -178,17 +199,24 @@ impl State {
                 // Too close to the deadline to start: these and the rest go back to the source.
                 let n = chunk.len() + rest.len();
                 failed.extend(batch.item_of[start..start + n].iter().copied());
-                eprintln!(
-                    "warning: {n} records were not started: {} ms left is below the {} ms margin",
-                    left.as_millis(),
-                    self.margin.as_millis()
+                log(
+                    "WARN",
+                    &request,
+                    &format!(
+                        "{n} records were not started: {} ms left is below the {} ms margin",
+                        left.as_millis(),
+                        self.margin.as_millis()
+                    ),
                 );
                 break;
             }
             let n = chunk.len();
             let mut out = match self.worker.process(chunk).await? {
                 Ok(out) => out,
-                Err(Fatal(m)) => return Err(m.into()),
+                Err(Fatal(m)) => {
+                    log("ERROR", &request, &m);
+                    return Err(m.into());
+                }
             };
             let failures = self
                 .outputs
@@ -203,10 +231,48 @@ impl State {
             mark(failures, &mut failed);
         }
         if let Err(e) = self.outputs.sync().await {
-            eprintln!("error: {e}");
+            log("ERROR", &request, &e.to_string());
         }
-        Ok(events::response(self.kind, &batch, &failed))
+        let response = events::response(self.kind, &batch, &failed);
+        // Records the source delivers again: for a stream, all from the first failure on.
+        let retried = match self.kind {
+            Kind::Kinesis | Kind::DynamodbStreams => {
+                failed.first().map_or(0, |&f| batch.items.len() - f)
+            }
+            Kind::Sqs => response["batchItemFailures"].as_array().map_or(0, Vec::len),
+        };
+        let sink_stats = std::mem::replace(
+            &mut self.outputs.sink_stats,
+            vec![Default::default(); self.built.sink_names.len()],
+        );
+        let report = crate::metrics::emf::Report {
+            pipeline: &self.built.name,
+            counts: &counts,
+            failed: retried as u64,
+            batch_age_ms,
+            sinks: &self.built.sink_names,
+            sink_stats: &sink_stats,
+            timestamp_ms: now_ms,
+        };
+        let mut out = std::io::stdout().lock();
+        for line in crate::metrics::emf::lines(&self.metrics, &report) {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+        Ok(response)
     }
+}
+
+/// Writes a structured log line (JSON, with the request id) to standard
+/// error, which Lambda sends to CloudWatch Logs.
+fn log(level: &str, request_id: &str, message: &str) {
+    let line = serde_json::json!({
+        "timestamp": now_rfc3339(),
+        "level": level,
+        "requestId": request_id,
+        "message": message,
+    });
+    eprintln!("{line}");
 }
 
 /// The invocation's deadline from `Lambda-Runtime-Deadline-Ms`: milliseconds

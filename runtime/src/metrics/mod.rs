@@ -1,8 +1,10 @@
 //! Counts of what happened to records, and the run summary built from them.
 //!
 //! The invariant every run checks: `records_in + fanned_out = delivered +
-//! filtered + dead_lettered + unrouted`, where `fanned_out` counts the extra
+//! filtered + dead_lettered + unrouted + failed`, where `fanned_out` counts the extra
 //! records a transform created by returning an array.
+
+pub mod emf;
 
 use serde::Serialize;
 
@@ -27,6 +29,9 @@ pub struct Counts {
     pub dead_lettered: [u64; 6],
     /// Records no route took, with `unrouted: drop`.
     pub unrouted: u64,
+    /// Records a sink did not accept after retries, given back to the source
+    /// to deliver again (Lambda mode; `sluice run` stops instead).
+    pub failed: u64,
 }
 
 impl Counts {
@@ -55,6 +60,7 @@ impl Counts {
             *a += b;
         }
         self.unrouted += o.unrouted;
+        self.failed += o.failed;
     }
 
     /// Counts one dead-lettered record.
@@ -75,6 +81,7 @@ impl Counts {
                 + self.dropped_invalid
                 + self.dead_lettered_total()
                 + self.unrouted
+                + self.failed
     }
 }
 

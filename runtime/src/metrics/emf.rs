@@ -1,0 +1,239 @@
+//! CloudWatch Embedded Metric Format: metrics as JSON log lines that
+//! CloudWatch Logs turns into metrics, so a Lambda function needs no
+//! `PutMetricData` call. One line per dimension set:
+//!
+//! - `Pipeline`: `RecordsIn`, `Delivered`, `Filtered`, `DeadLettered`,
+//!   `Unrouted`, `Failed` (reported back to the event source for retry),
+//!   `BatchAge` (milliseconds since the oldest record arrived in the source,
+//!   the analogue of `IteratorAge`);
+//! - `Pipeline`, `Stage`: `DeadLettered` for each stage that had any;
+//! - `Pipeline`, `Sink`: `Delivered`, `Retries`, `SinkLatency` (milliseconds
+//!   spent writing to the sink) for each sink.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::Counts;
+use crate::record::Stage;
+
+/// Where metrics go, and how they are split.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Metrics")]
+pub struct Config {
+    /// CloudWatch namespace of the metrics.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Which dimension sets to publish: `pipeline` (totals), `stage` (dead
+    /// letters per stage), `sink` (per sink). Each is one EMF line.
+    #[serde(default = "default_dimensions")]
+    pub dimensions: Vec<Dimension>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: default_namespace(),
+            dimensions: default_dimensions(),
+        }
+    }
+}
+
+fn default_namespace() -> String {
+    "Sluice".into()
+}
+
+fn default_dimensions() -> Vec<Dimension> {
+    vec![Dimension::Pipeline, Dimension::Stage, Dimension::Sink]
+}
+
+/// A dimension set of the published metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "MetricDimension")]
+pub enum Dimension {
+    /// Totals per pipeline.
+    Pipeline,
+    /// Dead letters per pipeline and stage.
+    Stage,
+    /// Deliveries, retries and latency per pipeline and sink.
+    Sink,
+}
+
+/// What one sink did during an invocation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkStats {
+    /// Retried writes.
+    pub retries: u64,
+    /// Time spent writing, in milliseconds.
+    pub millis: f64,
+}
+
+/// What an invocation did, for its metrics.
+#[derive(Debug)]
+pub struct Report<'a> {
+    /// The pipeline's name.
+    pub pipeline: &'a str,
+    /// Outcome counts.
+    pub counts: &'a Counts,
+    /// Records reported back to the event source.
+    pub failed: u64,
+    /// Milliseconds since the oldest record arrived in the source.
+    pub batch_age_ms: Option<u64>,
+    /// Sink names, in the order of `sinks:`.
+    pub sinks: &'a [String],
+    /// Per sink, in the same order.
+    pub sink_stats: &'a [SinkStats],
+    /// When, in milliseconds since 1970.
+    pub timestamp_ms: u64,
+}
+
+fn document(
+    config: &Config,
+    timestamp_ms: u64,
+    dimensions: &[(&str, &str)],
+    metrics: &[(&str, &str, Value)],
+) -> String {
+    let mut doc = Map::new();
+    doc.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": config.namespace,
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Metrics": metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
+            }]
+        }),
+    );
+    for (k, v) in dimensions {
+        doc.insert((*k).into(), Value::String((*v).into()));
+    }
+    for (name, _, value) in metrics {
+        doc.insert((*name).into(), value.clone());
+    }
+    Value::Object(doc).to_string()
+}
+
+/// The EMF lines of an invocation.
+pub fn lines(config: &Config, r: &Report<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    let c = r.counts;
+    let pipeline = [("Pipeline", r.pipeline)];
+    if config.dimensions.contains(&Dimension::Pipeline) {
+        let mut metrics = vec![
+            ("RecordsIn", "Count", json!(c.records_in)),
+            ("Delivered", "Count", json!(c.delivered)),
+            ("Filtered", "Count", json!(c.filtered + c.dropped_invalid)),
+            ("DeadLettered", "Count", json!(c.dead_lettered_total())),
+            ("Unrouted", "Count", json!(c.unrouted)),
+            ("Failed", "Count", json!(r.failed)),
+        ];
+        if let Some(age) = r.batch_age_ms {
+            metrics.push(("BatchAge", "Milliseconds", json!(age)));
+        }
+        out.push(document(config, r.timestamp_ms, &pipeline, &metrics));
+    }
+    if config.dimensions.contains(&Dimension::Stage) {
+        for stage in Stage::ALL {
+            let n = c.dead_lettered[stage as usize];
+            if n > 0 {
+                out.push(document(
+                    config,
+                    r.timestamp_ms,
+                    &[("Pipeline", r.pipeline), ("Stage", stage.as_str())],
+                    &[("DeadLettered", "Count", json!(n))],
+                ));
+            }
+        }
+    }
+    if config.dimensions.contains(&Dimension::Sink) {
+        for (i, name) in r.sinks.iter().enumerate() {
+            let stats = r.sink_stats.get(i).cloned().unwrap_or_default();
+            out.push(document(
+                config,
+                r.timestamp_ms,
+                &[("Pipeline", r.pipeline), ("Sink", name)],
+                &[
+                    (
+                        "Delivered",
+                        "Count",
+                        json!(c.per_sink.get(i).copied().unwrap_or(0)),
+                    ),
+                    ("Retries", "Count", json!(stats.retries)),
+                    (
+                        "SinkLatency",
+                        "Milliseconds",
+                        json!((stats.millis * 1000.0).round() / 1000.0),
+                    ),
+                ],
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_dimension_set() {
+        let mut counts = Counts::new(1);
+        counts.records_in = 3;
+        counts.delivered = 2;
+        counts.per_sink = vec![2];
+        counts.dead_letter(Stage::Parse);
+        let sinks = vec!["out".to_owned()];
+        let stats = vec![SinkStats {
+            retries: 1,
+            millis: 2.5,
+        }];
+        let report = Report {
+            pipeline: "p",
+            counts: &counts,
+            failed: 0,
+            batch_age_ms: Some(1500),
+            sinks: &sinks,
+            sink_stats: &stats,
+            timestamp_ms: 1_764_000_000_000,
+        };
+        let lines: Vec<Value> = lines(&Config::default(), &report)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0],
+            json!({
+                "_aws": {"Timestamp": 1_764_000_000_000u64, "CloudWatchMetrics": [{
+                    "Namespace": "Sluice", "Dimensions": [["Pipeline"]],
+                    "Metrics": [
+                        {"Name": "RecordsIn", "Unit": "Count"}, {"Name": "Delivered", "Unit": "Count"},
+                        {"Name": "Filtered", "Unit": "Count"}, {"Name": "DeadLettered", "Unit": "Count"},
+                        {"Name": "Unrouted", "Unit": "Count"}, {"Name": "Failed", "Unit": "Count"},
+                        {"Name": "BatchAge", "Unit": "Milliseconds"}]}]},
+                "Pipeline": "p", "RecordsIn": 3, "Delivered": 2, "Filtered": 0, "DeadLettered": 1,
+                "Unrouted": 0, "Failed": 0, "BatchAge": 1500
+            })
+        );
+        assert_eq!(
+            (&lines[1]["Stage"], &lines[1]["DeadLettered"]),
+            (&json!("parse"), &json!(1))
+        );
+        assert_eq!(
+            (
+                &lines[2]["Sink"],
+                &lines[2]["Retries"],
+                &lines[2]["SinkLatency"]
+            ),
+            (&json!("out"), &json!(1), &json!(2.5))
+        );
+        let only_totals = Config {
+            namespace: "N".into(),
+            dimensions: vec![Dimension::Pipeline],
+        };
+        assert_eq!(super::lines(&only_totals, &report).len(), 1);
+    }
+}
