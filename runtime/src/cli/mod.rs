@@ -5,6 +5,7 @@
 //! not be written, `on_invalid: fail`, or the counts did not add up).
 
 pub mod check;
+pub mod deploy;
 pub mod dlq;
 pub mod run;
 pub mod schema;
@@ -48,6 +49,9 @@ pub enum Command {
     /// Work with a pipeline's dead-letter queue.
     #[command(subcommand)]
     Dlq(dlq::Command),
+    /// Deploy a pipeline to AWS.
+    #[command(subcommand)]
+    Deploy(deploy::Command),
     /// Print the JSON Schema of the pipeline format.
     Schema,
 }
@@ -69,6 +73,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::main(&args),
         Command::Test { files } => test::main(&files),
         Command::Dlq(command) => dlq::main(&command),
+        Command::Deploy(command) => deploy::main(&command),
         Command::Schema => schema::main(),
     }
 }

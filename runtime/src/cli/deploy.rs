@@ -1,0 +1,339 @@
+//! `sluice deploy template PIPELINE`: an AWS SAM template (JSON) that deploys
+//! the pipeline as a Lambda function behind its event source mapping.
+//!
+//! The template holds the function (`provided.al2023`, the `bootstrap` built
+//! by `cargo lambda build`, with the pipeline file in its package), the event
+//! source mapping with partial batch responses, an SQS on-failure destination
+//! for stream sources, the DLQ resource, and a least-privilege policy derived
+//! from the pipeline's source, sinks and DLQ.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+
+use super::{EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE};
+use crate::config::{self, Env, LoadError};
+use crate::delivery::DlqConfig;
+use crate::diagnostics::render::{self, Format};
+use crate::sinks;
+use crate::sources;
+
+/// Arguments of `sluice deploy`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print an AWS SAM template (JSON) for the pipeline as a Lambda function.
+    Template(TemplateArgs),
+}
+
+/// Arguments of `sluice deploy template`.
+#[derive(Debug, clap::Args)]
+pub struct TemplateArgs {
+    /// The pipeline file, as it is named inside the deployment package
+    /// (relative to the folder `cargo lambda build` ran in).
+    pub file: PathBuf,
+    /// The function's package: the zip `cargo lambda build --output-format zip` made.
+    #[arg(long, default_value = "target/lambda/sluice/bootstrap.zip")]
+    pub code_uri: String,
+    /// CPU architecture the bootstrap was built for.
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
+}
+
+/// Lambda architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    /// Graviton (`cargo lambda build --arm64`).
+    Arm64,
+    /// x86-64 (`cargo lambda build --x86-64`).
+    X86_64,
+}
+
+/// Runs a `sluice deploy` command.
+pub fn main(command: &Command) -> i32 {
+    match command {
+        Command::Template(args) => template_main(args),
+    }
+}
+
+fn template_main(args: &TemplateArgs) -> i32 {
+    let loaded = match config::load(&args.file, &Env::process()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprint!("{}", render::text(e.diagnostics(), Format::Human));
+            return match e {
+                LoadError::Unreadable(_) => EXIT_UNREADABLE,
+                LoadError::Invalid(_) => EXIT_INVALID,
+            };
+        }
+    };
+    match template(&loaded.pipeline, args) {
+        Ok(t) => {
+            println!("{}", serde_json::to_string_pretty(&t).unwrap_or_default());
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_INVALID
+        }
+    }
+}
+
+fn sub(s: String) -> Value {
+    json!({ "Fn::Sub": s })
+}
+
+fn arn(service: &str, resource: &str) -> Value {
+    sub(format!(
+        "arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{resource}"
+    ))
+}
+
+/// A Kinesis stream's ARN from a name or an ARN.
+fn stream_arn(stream: &str) -> Value {
+    if stream.starts_with("arn:") {
+        json!(stream)
+    } else {
+        arn("kinesis", &format!("stream/{stream}"))
+    }
+}
+
+/// An SQS queue's ARN from a name, URL or ARN.
+fn queue_arn(queue: &str) -> Value {
+    if queue.starts_with("arn:") {
+        return json!(queue);
+    }
+    let name = queue
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(queue);
+    arn("sqs", name)
+}
+
+fn table_arn(table: &str) -> Value {
+    arn("dynamodb", &format!("table/{table}"))
+}
+
+fn statement(actions: &[&str], resources: Vec<Value>) -> Value {
+    json!({ "Effect": "Allow", "Action": actions, "Resource": resources })
+}
+
+/// Permissions a sink (or the DLQ) needs.
+fn sink_statement(sink: &sinks::Config) -> Option<Value> {
+    Some(match sink {
+        sinks::Config::S3(c) => statement(
+            &["s3:PutObject"],
+            vec![sub(format!("arn:${{AWS::Partition}}:s3:::{}/*", c.bucket))],
+        ),
+        sinks::Config::Sqs(c) => statement(
+            &["sqs:SendMessage", "sqs:GetQueueUrl"],
+            vec![queue_arn(&c.queue)],
+        ),
+        sinks::Config::Dynamodb(c) => statement(
+            match c.mode {
+                sinks::dynamodb::Mode::Put => &["dynamodb:BatchWriteItem", "dynamodb:PutItem"][..],
+                sinks::dynamodb::Mode::Update => &["dynamodb:UpdateItem"][..],
+            },
+            vec![table_arn(&c.table)],
+        ),
+        sinks::Config::Kinesis(c) => statement(
+            &["kinesis:PutRecords", "kinesis:PutRecord"],
+            vec![stream_arn(&c.stream)],
+        ),
+        sinks::Config::File(_) | sinks::Config::Stdout(_) => return None,
+    })
+}
+
+/// The template for a pipeline.
+pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, String> {
+    let mut parameters = Map::new();
+    parameters.insert(
+        "BatchSize".into(),
+        json!({ "Type": "Number", "Default": 100, "MinValue": 1, "MaxValue": 10000,
+                "Description": "Records per invocation (SQS: at most 10 000 with a batching window, 10 without)." }),
+    );
+    parameters.insert(
+        "MaximumBatchingWindowInSeconds".into(),
+        json!({ "Type": "Number", "Default": 1, "MinValue": 0, "MaxValue": 300,
+                "Description": "How long the mapping gathers records before it invokes." }),
+    );
+    parameters.insert(
+        "MemorySize".into(),
+        json!({ "Type": "Number", "Default": 512, "MinValue": 128, "MaxValue": 10240 }),
+    );
+    parameters.insert(
+        "Timeout".into(),
+        json!({ "Type": "Number", "Default": 60, "MinValue": 1, "MaxValue": 900,
+                "Description": "Function timeout in seconds; Sluice stops starting records 500 ms before it." }),
+    );
+    let mut resources = Map::new();
+    let mut policy: Vec<Value> = Vec::new();
+    let stream_events = |kind: &str, stream: Value, start: &str| {
+        json!({
+            "Type": kind,
+            "Properties": {
+                "Stream": stream,
+                "StartingPosition": start,
+                "BatchSize": { "Ref": "BatchSize" },
+                "MaximumBatchingWindowInSeconds": { "Ref": "MaximumBatchingWindowInSeconds" },
+                "BisectBatchOnFunctionError": true,
+                "MaximumRetryAttempts": 10,
+                "MaximumRecordAgeInSeconds": 86400,
+                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                "DestinationConfig": { "OnFailure": { "Destination": { "Fn::GetAtt": ["OnFailureQueue", "Arn"] } } }
+            }
+        })
+    };
+    let event = match &p.source {
+        sources::Config::Kinesis(c) => {
+            policy.push(statement(
+                &[
+                    "kinesis:DescribeStream",
+                    "kinesis:DescribeStreamSummary",
+                    "kinesis:GetRecords",
+                    "kinesis:GetShardIterator",
+                    "kinesis:ListShards",
+                    "kinesis:ListStreams",
+                ],
+                vec![stream_arn(&c.stream)],
+            ));
+            let start = match c.start_position {
+                sources::kinesis::StartPosition::Latest => "LATEST",
+                sources::kinesis::StartPosition::TrimHorizon => "TRIM_HORIZON",
+                sources::kinesis::StartPosition::AtTimestamp => "AT_TIMESTAMP",
+            };
+            let mut e = stream_events("Kinesis", stream_arn(&c.stream), start);
+            if let (Some(t), "AT_TIMESTAMP") = (&c.timestamp, start) {
+                let secs = humantime::parse_rfc3339_weak(t)
+                    .map_err(|e| format!("`timestamp` {t:?}: {e}"))?
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                e["Properties"]["StartingPositionTimestamp"] = json!(secs);
+            }
+            e
+        }
+        sources::Config::DynamodbStreams(c) => {
+            parameters.insert(
+                "StreamArn".into(),
+                json!({ "Type": "String", "AllowedPattern": "arn:.+:dynamodb:.+/stream/.+",
+                        "Description": format!("The stream of table `{}`: aws dynamodb describe-table --table-name {} --query Table.LatestStreamArn", c.table, c.table) }),
+            );
+            policy.push(statement(
+                &[
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                    "dynamodb:ListStreams",
+                ],
+                vec![json!({ "Ref": "StreamArn" })],
+            ));
+            let start = match c.start_position {
+                sources::dynamodb_streams::StartPosition::Latest => "LATEST",
+                sources::dynamodb_streams::StartPosition::TrimHorizon => "TRIM_HORIZON",
+            };
+            stream_events("DynamoDB", json!({ "Ref": "StreamArn" }), start)
+        }
+        sources::Config::Sqs(c) => {
+            policy.push(statement(
+                &[
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes",
+                ],
+                vec![queue_arn(&c.queue)],
+            ));
+            json!({
+                "Type": "SQS",
+                "Properties": {
+                    "Queue": queue_arn(&c.queue),
+                    "BatchSize": { "Ref": "BatchSize" },
+                    "MaximumBatchingWindowInSeconds": { "Ref": "MaximumBatchingWindowInSeconds" },
+                    "FunctionResponseTypes": ["ReportBatchItemFailures"]
+                }
+            })
+        }
+        other => {
+            return Err(format!(
+                "a `{}` source is not delivered by a Lambda event source mapping: use `kinesis`, `dynamodb_streams` or `sqs`",
+                other.type_name()
+            ));
+        }
+    };
+    let stream_source = !matches!(p.source, sources::Config::Sqs(_));
+    if stream_source {
+        resources.insert(
+            "OnFailureQueue".into(),
+            json!({ "Type": "AWS::SQS::Queue",
+                    "Properties": { "MessageRetentionPeriod": 1_209_600 } }),
+        );
+        policy.push(statement(
+            &["sqs:SendMessage"],
+            vec![json!({ "Fn::GetAtt": ["OnFailureQueue", "Arn"] })],
+        ));
+    }
+    for sink in p.sinks.values() {
+        if let Some(s) = sink_statement(sink) {
+            policy.push(s);
+        }
+        if let sinks::Config::File(_) = sink {
+            return Err(
+                "a `file` sink cannot be used in Lambda: its file would be lost with the execution environment"
+                    .into(),
+            );
+        }
+    }
+    match &p.dlq {
+        DlqConfig::S3(c) => {
+            resources.insert(
+                "DeadLetterBucket".into(),
+                json!({ "Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+                        "Properties": { "BucketName": c.bucket } }),
+            );
+        }
+        DlqConfig::Sqs(c) if !c.queue.starts_with("arn:") && !c.queue.contains('/') => {
+            resources.insert(
+                "DeadLetterQueue".into(),
+                json!({ "Type": "AWS::SQS::Queue", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+                        "Properties": { "QueueName": c.queue, "MessageRetentionPeriod": 1_209_600 } }),
+            );
+        }
+        DlqConfig::Sqs(_) => {}
+        DlqConfig::File(_) => {
+            return Err("a `file` DLQ cannot be used in Lambda: use an `s3` or `sqs` DLQ".into());
+        }
+        DlqConfig::Stdout(_) => {}
+    }
+    if let Some(s) = sink_statement(&p.dlq.as_sink()) {
+        policy.push(s);
+    }
+    let pipeline_path = args.file.to_string_lossy().replace('\\', "/");
+    resources.insert(
+        "Function".into(),
+        json!({
+            "Type": "AWS::Serverless::Function",
+            "Properties": {
+                "Description": format!("Sluice pipeline `{}`", p.name),
+                "CodeUri": args.code_uri,
+                "Handler": "bootstrap",
+                "Runtime": "provided.al2023",
+                "Architectures": [match args.arch { Arch::Arm64 => "arm64", Arch::X86_64 => "x86_64" }],
+                "MemorySize": { "Ref": "MemorySize" },
+                "Timeout": { "Ref": "Timeout" },
+                "Environment": { "Variables": { "SLUICE_PIPELINE": pipeline_path } },
+                "Policies": [{ "Version": "2012-10-17", "Statement": policy }],
+                "Events": { "Source": event }
+            }
+        }),
+    );
+    Ok(json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Description": format!("Sluice pipeline `{}` as a Lambda function (sluice deploy template)", p.name),
+        "Parameters": parameters,
+        "Resources": resources,
+        "Outputs": {
+            "FunctionName": { "Value": { "Ref": "Function" } }
+        }
+    }))
+}

@@ -1,0 +1,191 @@
+//! `sluice deploy template`: the SAM templates of the example pipelines are
+//! translated to CloudFormation by aws-sam-translator and checked by cfn-lint
+//! (both installed into the test venv), and their policies are exact.
+
+mod common;
+
+use std::path::Path;
+
+use common::{python, root, run, sluice, stderr, stdout};
+use serde_json::{Value, json};
+
+fn template(pipeline: &Path) -> Value {
+    let o = run(sluice()
+        .args(["deploy", "template"])
+        .arg(pipeline)
+        .current_dir(root()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).expect("the template is JSON")
+}
+
+/// Translates and lints a template: `Ok` or cfn-lint's findings.
+fn validate(template: &Value) -> Result<Value, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (
+        dir.path().join("template.json"),
+        dir.path().join("cfn.json"),
+    );
+    std::fs::write(&src, template.to_string()).unwrap();
+    let py = python();
+    let o = run(std::process::Command::new(&py)
+        .arg(root().join("tests/deploy/sam2cfn.py"))
+        .args([&src, &dst])
+        .env("AWS_DEFAULT_REGION", "us-east-1"));
+    if !o.status.success() {
+        return Err(format!("aws-sam-translator: {}{}", stdout(&o), stderr(&o)));
+    }
+    let lint = run(std::process::Command::new(py.parent().unwrap().join("cfn-lint")).arg(&dst));
+    if !lint.status.success() {
+        return Err(format!("cfn-lint: {}{}", stdout(&lint), stderr(&lint)));
+    }
+    Ok(serde_json::from_str(&std::fs::read_to_string(&dst).unwrap()).unwrap())
+}
+
+fn mapping(cfn: &Value) -> Value {
+    cfn["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| r["Type"] == "AWS::Lambda::EventSourceMapping")
+        .expect("an event source mapping")["Properties"]
+        .clone()
+}
+
+#[test]
+fn the_orders_template_validates_with_least_privilege() {
+    let t = template(Path::new("pipelines/orders/kinesis.yaml"));
+    let cfn = validate(&t).unwrap();
+    let esm = mapping(&cfn);
+    assert_eq!(
+        esm["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert_eq!(esm["StartingPosition"], "TRIM_HORIZON");
+    assert_eq!(esm["BisectBatchOnFunctionError"], true);
+    assert_eq!(
+        esm["DestinationConfig"]["OnFailure"]["Destination"],
+        json!({ "Fn::GetAtt": ["OnFailureQueue", "Arn"] })
+    );
+    let f = &t["Resources"]["Function"]["Properties"];
+    assert_eq!(
+        (
+            &f["Runtime"],
+            &f["Environment"]["Variables"]["SLUICE_PIPELINE"]
+        ),
+        (
+            &json!("provided.al2023"),
+            &json!("pipelines/orders/kinesis.yaml")
+        )
+    );
+    let statements: Vec<(Value, Value)> = f["Policies"][0]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["Action"].clone(), s["Resource"].clone()))
+        .collect();
+    let sub = |s: &str| json!([{ "Fn::Sub": s }]);
+    assert_eq!(
+        statements,
+        vec![
+            (
+                json!([
+                    "kinesis:DescribeStream",
+                    "kinesis:DescribeStreamSummary",
+                    "kinesis:GetRecords",
+                    "kinesis:GetShardIterator",
+                    "kinesis:ListShards",
+                    "kinesis:ListStreams"
+                ]),
+                sub("arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/orders")
+            ),
+            (
+                json!(["sqs:SendMessage"]),
+                json!([{ "Fn::GetAtt": ["OnFailureQueue", "Arn"] }])
+            ),
+            (
+                json!(["s3:PutObject"]),
+                sub("arn:${AWS::Partition}:s3:::orders-archive/*")
+            ),
+            (
+                json!(["sqs:SendMessage", "sqs:GetQueueUrl"]),
+                sub("arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:big-orders")
+            ),
+            (
+                json!(["s3:PutObject"]),
+                sub("arn:${AWS::Partition}:s3:::orders-dead-letters/*")
+            ),
+        ]
+    );
+    assert_eq!(
+        t["Resources"]["DeadLetterBucket"]["Properties"]["BucketName"],
+        "orders-dead-letters"
+    );
+}
+
+#[test]
+fn dynamodb_streams_and_sqs_templates_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("streams.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: totals\nsource: { type: dynamodb_streams, table: Orders, start_position: trim_horizon }\n\
+         routes: [{ to: [t] }]\n\
+         sinks:\n  t: { type: dynamodb, table: Totals, mode: update, key: [customer_id], add: { TotalSales: total } }\n\
+         dlq: { type: s3, bucket: totals-dead }\n",
+    )
+    .unwrap();
+    let t = template(&p);
+    assert!(t["Parameters"]["StreamArn"].is_object());
+    let esm = mapping(&validate(&t).unwrap());
+    assert_eq!(
+        esm["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    let statements = &t["Resources"]["Function"]["Properties"]["Policies"][0]["Statement"];
+    assert_eq!(statements[2]["Action"], json!(["dynamodb:UpdateItem"]));
+
+    let p = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: q\nsource: { type: sqs, queue: orders-in }\nroutes: [{ to: [t] }]\n\
+         sinks:\n  t: { type: dynamodb, table: Orders }\ndlq: { type: sqs, queue: orders-dead }\n",
+    )
+    .unwrap();
+    let t = template(&p);
+    let esm = mapping(&validate(&t).unwrap());
+    assert_eq!(
+        esm["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert!(esm.get("StartingPosition").is_none());
+    assert_eq!(
+        t["Resources"]["DeadLetterQueue"]["Properties"]["QueueName"],
+        "orders-dead"
+    );
+    assert!(
+        t["Resources"].get("OnFailureQueue").is_none(),
+        "SQS retries by itself"
+    );
+}
+
+/// The validation can fail: a starting position SQS-style streams do not know is caught.
+#[test]
+fn a_broken_template_is_caught() {
+    let mut t = template(Path::new("pipelines/orders/kinesis.yaml"));
+    t["Resources"]["Function"]["Properties"]["Events"]["Source"]["Properties"]["StartingPosition"] =
+        json!("OLDEST");
+    let err = validate(&t).unwrap_err();
+    assert!(err.contains("E3031") || err.contains("OLDEST"), "{err}");
+}
+
+#[test]
+fn a_file_sink_cannot_be_deployed() {
+    let o = run(sluice()
+        .args(["deploy", "template", "pipelines/quickstart/pipeline.yaml"])
+        .current_dir(root()));
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: a `file` source is not delivered by a Lambda event source mapping: use `kinesis`, `dynamodb_streams` or `sqs`\n"
+    );
+}
