@@ -168,6 +168,72 @@ fn dynamodb_streams_and_sqs_templates_validate() {
     );
 }
 
+/// Kafka: an MSK mapping with IAM access to the cluster, topic and group,
+/// and a self-managed one that reads its credentials from a secret.
+#[test]
+fn kafka_templates_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("msk.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: clicks\n\
+         source: { type: kafka, topic: clicks, cluster_arn: 'arn:aws:kafka:us-east-1:123456789012:cluster/web/0b1c2d3e-1', start_position: trim_horizon }\n\
+         routes: [{ to: [t] }]\nsinks:\n  t: { type: s3, bucket: clicks-archive }\ndlq: { type: s3, bucket: clicks-dead }\n",
+    )
+    .unwrap();
+    let t = template(&p);
+    let esm = mapping(&validate(&t).unwrap());
+    assert_eq!(
+        (
+            &esm["EventSourceArn"],
+            &esm["Topics"],
+            &esm["StartingPosition"],
+            &esm["FunctionResponseTypes"],
+            &esm["AmazonManagedKafkaEventSourceConfig"]
+        ),
+        (
+            &json!("arn:aws:kafka:us-east-1:123456789012:cluster/web/0b1c2d3e-1"),
+            &json!(["clicks"]),
+            &json!("TRIM_HORIZON"),
+            &json!(["ReportBatchItemFailures"]),
+            &json!({ "ConsumerGroupId": "clicks" })
+        )
+    );
+    let statements = &t["Resources"]["Function"]["Properties"]["Policies"][0]["Statement"];
+    assert_eq!(
+        statements[1],
+        json!({ "Effect": "Allow", "Action": ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
+                "Resource": ["arn:aws:kafka:us-east-1:123456789012:topic/web/0b1c2d3e-1/clicks"] })
+    );
+    assert_eq!(
+        statements[2]["Resource"],
+        json!(["arn:aws:kafka:us-east-1:123456789012:group/web/0b1c2d3e-1/clicks"])
+    );
+
+    let p = dir.path().join("self.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: clicks\n\
+         source: { type: kafka, topic: clicks, bootstrap_servers: ['kafka-1.example.com:9096'], consumer_group: archive }\n\
+         routes: [{ to: [t] }]\nsinks:\n  t: { type: s3, bucket: clicks-archive }\ndlq: { type: s3, bucket: clicks-dead }\n",
+    )
+    .unwrap();
+    let t = template(&p);
+    let esm = mapping(&validate(&t).unwrap());
+    assert_eq!(
+        (
+            &esm["SelfManagedEventSource"],
+            &esm["SourceAccessConfigurations"],
+            &esm["SelfManagedKafkaEventSourceConfig"]
+        ),
+        (
+            &json!({ "Endpoints": { "KafkaBootstrapServers": ["kafka-1.example.com:9096"] } }),
+            &json!([{ "Type": "SASL_SCRAM_512_AUTH", "URI": { "Ref": "KafkaSecretArn" } }]),
+            &json!({ "ConsumerGroupId": "archive" })
+        )
+    );
+}
+
 /// The validation can fail: a starting position SQS-style streams do not know is caught.
 #[test]
 fn a_broken_template_is_caught() {
@@ -186,6 +252,6 @@ fn a_file_sink_cannot_be_deployed() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
-        "error: a `file` source is not delivered by a Lambda event source mapping: use `kinesis`, `dynamodb_streams` or `sqs`\n"
+        "error: a `file` source is not delivered by a Lambda event source mapping: use `kinesis`, `dynamodb_streams`, `sqs` or `kafka`\n"
     );
 }

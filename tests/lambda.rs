@@ -345,3 +345,92 @@ fn a_broken_pipeline_fails_the_init_with_its_diagnostics() {
         "the diagnostics of `sluice check`"
     );
 }
+
+/// An Amazon MSK event: records of two partitions. `meta` gives each
+/// record's topic, partition, offset, key and headers; a poison record is
+/// dead-lettered with its offset; a sink failure reports its partition's
+/// first failed offset, and only that partition's.
+#[test]
+fn a_kafka_batch_reports_the_first_failed_offset_per_partition() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "Kinesis_20131202.PutRecords", "fault": "error",
+                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kafka, topic: orders, cluster_arn: 'arn:aws:kafka:us-east-1:123456789012:cluster/c/1' }\n\
+         transforms:\n  - name: where\n    script: |\n      \
+         record.at = `${meta.topic}/${meta.partition}/${meta.offset}`;\n      \
+         record.key = meta.partition_key;\n      \
+         record.trace = meta.attributes.trace;\n      \
+         record\n\
+         routes:\n  - { when: 'record.fail == true', to: [events] }\n  - { to: [out] }\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         \x20 events: { type: kinesis, stream: events, partition_key: n, retry: { max_attempts: 1 } }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let record = |partition: i64, offset: i64, value: &str| {
+        json!({
+            "topic": "orders", "partition": partition, "offset": offset,
+            "timestamp": 1_764_000_000_250_i64, "timestampType": "CREATE_TIME",
+            "key": b64(&format!("key-{offset}")), "value": b64(value),
+            "headers": [{ "trace": [116, 45, 55] }]
+        })
+    };
+    let event = json!({
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/c/1",
+        "bootstrapServers": "b-1.c.kafka.us-east-1.amazonaws.com:9092",
+        "records": {
+            "orders-0": [
+                record(0, 15, r#"{"n":15}"#),
+                record(0, 16, r#"{"n":16,"fail":true}"#),
+                record(0, 17, r#"{"n":17}"#)
+            ],
+            "orders-1": [record(1, 7, "{broken"), record(1, 8, r#"{"n":8}"#)]
+        }
+    });
+    let lambda = Lambda::start(&p, &proxy.env(&moto));
+    let response = lambda.invoke(&event).unwrap();
+    assert_eq!(
+        response,
+        json!({ "batchItemFailures": [
+            { "itemIdentifier": { "partition": "orders-0", "offset": 16 } }
+        ] }),
+        "{}",
+        lambda.stderr()
+    );
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")),
+        vec![
+            json!({"n": 15, "at": "orders/0/15", "key": "key-15", "trace": "t-7"}),
+            // Both routes match 16: `out` took it, `events` did not.
+            json!({"n": 16, "fail": true, "at": "orders/0/16", "key": "key-16", "trace": "t-7"}),
+            json!({"n": 17, "at": "orders/0/17", "key": "key-17", "trace": "t-7"}),
+            json!({"n": 8, "at": "orders/1/8", "key": "key-8", "trace": "t-7"}),
+        ]
+    );
+    let mut dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    dlq[0].as_object_mut().unwrap().remove("timestamp");
+    assert_eq!(
+        dlq[0],
+        json!({
+            "pipeline": "fn", "stage": "parse",
+            "error": "invalid JSON: key must be a string at line 1 column 2",
+            "data": "{broken", "encoding": "utf-8",
+            "source": { "type": "kafka", "stream": "orders", "partition": 1, "offset": 7,
+                        "partition_key": "key-7", "arrival_time": "2025-11-24T16:00:00.250Z" },
+            "attempts": 1
+        })
+    );
+    assert_eq!(
+        metrics(&lambda)[0]["Failed"],
+        2,
+        "offsets 16 and 17 come again"
+    );
+}

@@ -253,9 +253,71 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
                 }
             })
         }
+        sources::Config::Kafka(c) => {
+            let mut e = stream_events("MSK", Value::Null, c.start_position.name());
+            let props = e["Properties"].as_object_mut().ok_or("no properties")?;
+            props.insert("Topics".into(), json!([c.topic]));
+            props.insert(
+                "ConsumerGroupId".into(),
+                json!(c.consumer_group.clone().unwrap_or_else(|| p.name.clone())),
+            );
+            // Retries, bisection and partial batch responses need provisioned pollers.
+            props.insert(
+                "ProvisionedPollerConfig".into(),
+                json!({ "MinimumPollers": 1, "MaximumPollers": 200 }),
+            );
+            match &c.cluster_arn {
+                Some(cluster) => {
+                    props.insert("Stream".into(), json!(cluster));
+                    // IAM access control on the cluster (SAM adds the managed
+                    // AWSLambdaMSKExecutionRole for the rest).
+                    let (topic, group) = match cluster.split_once(":cluster/") {
+                        Some((head, tail)) => (
+                            json!(format!("{head}:topic/{tail}/{}", c.topic)),
+                            json!(format!(
+                                "{head}:group/{tail}/{}",
+                                c.consumer_group.as_deref().unwrap_or(&p.name)
+                            )),
+                        ),
+                        None => (json!(cluster), json!(cluster)),
+                    };
+                    policy.push(statement(
+                        &[
+                            "kafka-cluster:Connect",
+                            "kafka-cluster:DescribeClusterDynamicConfiguration",
+                        ],
+                        vec![json!(cluster)],
+                    ));
+                    policy.push(statement(
+                        &["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
+                        vec![topic],
+                    ));
+                    policy.push(statement(
+                        &["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"],
+                        vec![group],
+                    ));
+                }
+                None => {
+                    e["Type"] = json!("SelfManagedKafka");
+                    let props = e["Properties"].as_object_mut().ok_or("no properties")?;
+                    props.remove("Stream");
+                    props.insert("KafkaBootstrapServers".into(), json!(c.bootstrap_servers));
+                    props.insert(
+                        "SourceAccessConfigurations".into(),
+                        json!([{ "Type": c.auth.access_type(), "URI": { "Ref": "KafkaSecretArn" } }]),
+                    );
+                    parameters.insert(
+                        "KafkaSecretArn".into(),
+                        json!({ "Type": "String", "AllowedPattern": "arn:.+:secretsmanager:.+",
+                                "Description": format!("The Secrets Manager secret with the cluster's {} credentials", c.auth.access_type()) }),
+                    );
+                }
+            }
+            e
+        }
         other => {
             return Err(format!(
-                "a `{}` source is not delivered by a Lambda event source mapping: use `kinesis`, `dynamodb_streams` or `sqs`",
+                "a `{}` source is not delivered by a Lambda event source mapping: use `kinesis`, `dynamodb_streams`, `sqs` or `kafka`",
                 other.type_name()
             ));
         }

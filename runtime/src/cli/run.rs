@@ -274,6 +274,12 @@ async fn open_source(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Reade
                 .map_err(|e| format!("the source queue: {e}"))?;
             return Ok(Reader::Sqs(reader, aws));
         }
+        sources::Config::Kafka(_) => {
+            return Err(
+                "a `kafka` source is read by a Lambda event source mapping (Amazon MSK or self-managed Kafka), not by `sluice run`: deploy the pipeline with `sluice deploy template`, or test it with `sluice test`"
+                    .into(),
+            );
+        }
     };
     Ok(Reader::Lines(lines))
 }

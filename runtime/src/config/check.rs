@@ -89,7 +89,29 @@ pub fn check(
     let engine = transform::engine(&p.limits);
     let scripts = check_transforms(cx, p, dir, &engine, diags);
     check_routes(cx, p, &engine, diags);
+    check_source(cx, p, diags);
     (schemas, scripts)
+}
+
+fn check_source(cx: &Cx<'_>, p: &Pipeline, diags: &mut Diagnostics) {
+    if let crate::sources::Config::Kafka(k) = &p.source {
+        let problem = match (&k.cluster_arn, k.bootstrap_servers.is_empty()) {
+            (Some(_), false) => Some((
+                "/source/bootstrap_servers",
+                "give `cluster_arn` (Amazon MSK) or `bootstrap_servers` (a self-managed cluster), not both",
+            )),
+            (None, true) => Some((
+                "/source",
+                "a `kafka` source needs `cluster_arn` (Amazon MSK) or `bootstrap_servers` (a self-managed cluster)",
+            )),
+            _ => None,
+        };
+        if let Some((pointer, message)) = problem {
+            diags.push(
+                Diagnostic::error(Code::InvalidValue, message).at(cx.file, cx.key_span(pointer)),
+            );
+        }
+    }
 }
 
 fn check_schemas(

@@ -141,7 +141,14 @@ mod tests {
         };
         assert_eq!(
             source["properties"]["type"]["enum"],
-            json!(["file", "stdin", "sqs", "kinesis", "dynamodb_streams"])
+            json!([
+                "file",
+                "stdin",
+                "sqs",
+                "kinesis",
+                "dynamodb_streams",
+                "kafka"
+            ])
         );
         assert_eq!(
             source["allOf"][0]["if"]["properties"]["type"]["const"],

@@ -3,13 +3,15 @@
 //!
 //! Each event record becomes one [`RawRecord`] (a KPL aggregate several) whose
 //! position carries what identifies it to the event source mapping: the
-//! sequence number (Kinesis, DynamoDB Streams) or the message id (SQS).
+//! sequence number (Kinesis, DynamoDB Streams), the message id (SQS), or the
+//! topic-partition and offset (Kafka).
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::event::kafka::KafkaEvent;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_lambda_events::event::streams::{
@@ -30,6 +32,8 @@ pub enum Kind {
     DynamodbStreams,
     /// SQS, standard or FIFO.
     Sqs,
+    /// Kafka: Amazon MSK or a self-managed cluster.
+    Kafka,
 }
 
 impl Kind {
@@ -39,6 +43,7 @@ impl Kind {
             crate::sources::Config::Kinesis(_) => Some(Kind::Kinesis),
             crate::sources::Config::DynamodbStreams(_) => Some(Kind::DynamodbStreams),
             crate::sources::Config::Sqs(_) => Some(Kind::Sqs),
+            crate::sources::Config::Kafka(_) => Some(Kind::Kafka),
             _ => None,
         }
     }
@@ -48,6 +53,7 @@ impl Kind {
             Kind::Kinesis => "kinesis",
             Kind::DynamodbStreams => "dynamodb_streams",
             Kind::Sqs => "sqs",
+            Kind::Kafka => "kafka",
         }
     }
 }
@@ -55,10 +61,20 @@ impl Kind {
 /// One event record: what identifies it in a response, and its message group (SQS FIFO).
 #[derive(Debug, Clone)]
 pub struct Item {
-    /// Sequence number or message id.
+    /// Sequence number, message id, or (Kafka) `topic-partition@offset`: see [`item_id`].
     pub id: String,
-    /// The SQS FIFO message group.
+    /// The SQS FIFO message group, or the Kafka topic-partition (`orders-0`).
     pub group: Option<String>,
+    /// The Kafka offset.
+    pub offset: Option<i64>,
+}
+
+/// The id of the event record a record came from, as in [`Item::id`].
+pub fn item_id(p: &crate::record::Position) -> Option<String> {
+    if let (Some(topic), Some(partition), Some(offset)) = (&p.stream, p.partition, p.offset) {
+        return Some(format!("{topic}-{partition}@{offset}"));
+    }
+    p.message_id.clone().or_else(|| p.sequence_number.clone())
 }
 
 /// An event turned into records.
@@ -74,13 +90,19 @@ pub struct Batch {
     pub fifo: bool,
 }
 
-/// What kind of event a JSON payload is, judged by its first record.
+/// What kind of event a JSON payload is, judged by its `eventSource`
+/// (Kafka) or its first record's.
 fn event_kind(event: &Value) -> Option<&'static str> {
-    let first = event.get("Records")?.get(0)?;
-    let source = first
-        .get("eventSource")
-        .or_else(|| first.get("EventSource"))
-        .and_then(Value::as_str)?;
+    let source = match event.get("eventSource").and_then(Value::as_str) {
+        Some(s) => s,
+        None => {
+            let first = event.get("Records")?.get(0)?;
+            first
+                .get("eventSource")
+                .or_else(|| first.get("EventSource"))
+                .and_then(Value::as_str)?
+        }
+    };
     Some(match source {
         "aws:kinesis" => "kinesis",
         "aws:dynamodb" => "dynamodb_streams",
@@ -101,7 +123,11 @@ pub fn parse(kind: Kind, event: Value) -> Result<Batch, String> {
     let empty = event
         .get("Records")
         .and_then(Value::as_array)
-        .is_some_and(Vec::is_empty);
+        .is_some_and(Vec::is_empty)
+        || event
+            .get("records")
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty);
     if !empty
         && let Some(got) = event_kind(&event)
         && got != kind.name()
@@ -146,6 +172,7 @@ pub fn parse(kind: Kind, event: Value) -> Result<Batch, String> {
                 batch.items.push(Item {
                     id: k.sequence_number.clone(),
                     group: None,
+                    offset: None,
                 });
                 match crate::decode::kpl::deaggregate(&k.data.0) {
                     Some(users) => {
@@ -209,6 +236,7 @@ pub fn parse(kind: Kind, event: Value) -> Result<Batch, String> {
                 batch.items.push(Item {
                     id: seq,
                     group: None,
+                    offset: None,
                 });
             }
         }
@@ -258,7 +286,78 @@ pub fn parse(kind: Kind, event: Value) -> Result<Batch, String> {
                     attributes: (!attributes.is_empty()).then(|| Arc::new(attributes)),
                 });
                 batch.item_of.push(batch.items.len());
-                batch.items.push(Item { id, group });
+                batch.items.push(Item {
+                    id,
+                    group,
+                    offset: None,
+                });
+            }
+        }
+        Kind::Kafka => {
+            let event: KafkaEvent = serde_json::from_value(event)
+                .map_err(|e| format!("the event is not a Kafka event: {e}"))?;
+            // Partitions in a stable order; each one's records in offset order, as delivered.
+            let mut partitions: Vec<_> = event.records.into_iter().collect();
+            partitions.sort_by(|a, b| a.0.cmp(&b.0));
+            let b64 = base64::engine::general_purpose::STANDARD;
+            for (key, records) in partitions {
+                for r in records {
+                    let topic = r
+                        .topic
+                        .clone()
+                        .unwrap_or_else(|| key.rsplit_once('-').map_or(&*key, |(t, _)| t).into());
+                    let decode = |field: &str, v: Option<&String>| -> Result<Vec<u8>, String> {
+                        v.map_or(Ok(Vec::new()), |v| {
+                            b64.decode(v).map_err(|e| {
+                                format!(
+                                    "the {field} of {topic}-{}@{} is not base64: {e}",
+                                    r.partition, r.offset
+                                )
+                            })
+                        })
+                    };
+                    let value = decode("value", r.value.as_ref())?;
+                    let record_key = match r.key.as_ref() {
+                        Some(_) => {
+                            let k = decode("key", r.key.as_ref())?;
+                            Some(String::from_utf8(k).unwrap_or_else(|e| b64.encode(e.as_bytes())))
+                        }
+                        None => None,
+                    };
+                    let mut headers: Vec<(String, String)> = r
+                        .headers
+                        .iter()
+                        .flat_map(|h| h.iter())
+                        .map(|(k, v)| {
+                            let bytes: Vec<u8> = v.iter().map(|&b| b as u8).collect();
+                            (k.clone(), String::from_utf8_lossy(&bytes).into_owned())
+                        })
+                        .collect();
+                    headers.sort();
+                    let ts = r.timestamp.0.timestamp_millis();
+                    let position = Position {
+                        source: "kafka",
+                        stream: Some(Arc::from(topic.as_str())),
+                        partition: Some(r.partition),
+                        offset: Some(r.offset),
+                        partition_key: record_key,
+                        arrival_time: (ts > 0).then(|| ms_rfc3339(ts)),
+                        ..Position::default()
+                    };
+                    let id = item_id(&position).unwrap_or_default();
+                    batch.records.push(RawRecord {
+                        data: value,
+                        position,
+                        rejected: None,
+                        attributes: (!headers.is_empty()).then(|| Arc::new(headers)),
+                    });
+                    batch.item_of.push(batch.items.len());
+                    batch.items.push(Item {
+                        id,
+                        group: Some(key.clone()),
+                        offset: Some(r.offset),
+                    });
+                }
             }
         }
     }
@@ -320,8 +419,29 @@ fn attribute_json(v: &serde_dynamo::AttributeValue) -> Value {
 ///   number; the mapping retries from there, so order is kept.
 /// - SQS: every failed message id; for a FIFO queue, every message of a
 ///   group from its first failed message on.
+/// - Kafka: for each topic-partition with a failure, its first failed
+///   offset (`{"partition": "orders-0", "offset": 17}`); the mapping resumes
+///   each of them there, so order within a partition is kept.
 pub fn response(kind: Kind, batch: &Batch, failed: &BTreeSet<usize>) -> Value {
     match kind {
+        Kind::Kafka => {
+            let mut first: Vec<(&str, i64)> = Vec::new();
+            for &i in failed {
+                let item = &batch.items[i];
+                let (Some(p), Some(o)) = (item.group.as_deref(), item.offset) else {
+                    continue;
+                };
+                match first.iter_mut().find(|(q, _)| *q == p) {
+                    Some((_, lowest)) => *lowest = (*lowest).min(o),
+                    None => first.push((p, o)),
+                }
+            }
+            let failures: Vec<Value> = first
+                .into_iter()
+                .map(|(p, o)| serde_json::json!({ "itemIdentifier": { "partition": p, "offset": o } }))
+                .collect();
+            Ok(serde_json::json!({ "batchItemFailures": failures }))
+        }
         Kind::Kinesis => {
             let mut r = KinesisEventResponse::default();
             if let Some(&first) = failed.first() {
@@ -443,6 +563,88 @@ mod tests {
         assert_eq!(failures(&r), vec!["2"]);
         let r = response(Kind::Kinesis, &batch, &BTreeSet::new());
         assert!(failures(&r).is_empty());
+    }
+
+    fn kafka_event(source: &str) -> Value {
+        let record = |partition: i64, offset: i64, value: &str| {
+            json!({ "topic": "orders", "partition": partition, "offset": offset,
+                    "timestamp": 1_700_000_000_250_i64, "timestampType": "CREATE_TIME",
+                    "key": base64::engine::general_purpose::STANDARD.encode(format!("k{offset}")),
+                    "value": base64::engine::general_purpose::STANDARD.encode(value),
+                    "headers": [{ "trace": [116, 49] }] })
+        };
+        json!({
+            "eventSource": source,
+            "bootstrapServers": "b-1.example:9092",
+            "records": {
+                "orders-1": [record(1, 7, "{\"a\":7}"), record(1, 8, "{\"a\":8}")],
+                "orders-0": [record(0, 15, "{\"a\":15}"), record(0, 16, "{\"a\":16}"), record(0, 17, "{}")]
+            }
+        })
+    }
+
+    #[test]
+    fn kafka_records_carry_topic_partition_offset_key_and_headers() {
+        for source in ["aws:kafka", "SelfManagedKafka"] {
+            let batch = parse(Kind::Kafka, kafka_event(source)).unwrap();
+            let ids: Vec<&str> = batch.items.iter().map(|i| i.id.as_str()).collect();
+            assert_eq!(
+                ids,
+                vec![
+                    "orders-0@15",
+                    "orders-0@16",
+                    "orders-0@17",
+                    "orders-1@7",
+                    "orders-1@8"
+                ]
+            );
+            assert_eq!(batch.records[0].data, b"{\"a\":15}");
+            let p = &batch.records[3].position;
+            assert_eq!(
+                (
+                    p.source,
+                    p.stream.as_deref(),
+                    p.partition,
+                    p.offset,
+                    p.partition_key.as_deref(),
+                    p.arrival_time.as_deref()
+                ),
+                (
+                    "kafka",
+                    Some("orders"),
+                    Some(1),
+                    Some(7),
+                    Some("k7"),
+                    Some("2023-11-14T22:13:20.250Z")
+                )
+            );
+            assert_eq!(p.token(), "orders-1-00000000000000000007");
+            assert_eq!(
+                batch.records[3].attributes.as_deref(),
+                Some(&vec![("trace".to_owned(), "t1".to_owned())])
+            );
+            assert_eq!(item_id(p).as_deref(), Some("orders-1@7"));
+        }
+    }
+
+    #[test]
+    fn kafka_reports_the_first_failed_offset_of_each_partition() {
+        let batch = parse(Kind::Kafka, kafka_event("aws:kafka")).unwrap();
+        let r = response(Kind::Kafka, &batch, &BTreeSet::from([1, 2, 4]));
+        assert_eq!(
+            r,
+            json!({ "batchItemFailures": [
+                { "itemIdentifier": { "partition": "orders-0", "offset": 16 } },
+                { "itemIdentifier": { "partition": "orders-1", "offset": 8 } }
+            ] })
+        );
+        let r = response(Kind::Kafka, &batch, &BTreeSet::new());
+        assert_eq!(r, json!({ "batchItemFailures": [] }));
+        let e = parse(Kind::Sqs, kafka_event("aws:kafka")).unwrap_err();
+        assert_eq!(
+            e,
+            "the pipeline reads a `sqs` source, but the event is a `kafka` event"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Lambda mode: the same binary, as the `bootstrap` of a `provided.al2023`
-//! function behind a Kinesis, DynamoDB Streams or SQS event source mapping.
+//! function behind a Kinesis, DynamoDB Streams, SQS or Kafka event source mapping.
 //!
 //! The pipeline named by `SLUICE_PIPELINE` is loaded, checked and compiled
 //! once, during init; a broken pipeline fails the init with the diagnostics
@@ -107,7 +107,7 @@ impl State {
         let p = &loaded.pipeline;
         let kind = Kind::of(&p.source).ok_or_else(|| {
             format!(
-                "error: the pipeline's source is `{}`: in Lambda, the source must be `kinesis`, `dynamodb_streams` or `sqs`\n",
+                "error: the pipeline's source is `{}`: in Lambda, the source must be `kinesis`, `dynamodb_streams`, `sqs` or `kafka`\n",
                 p.source.type_name()
             )
         })?;
@@ -176,7 +176,7 @@ impl State {
         let mut failed: BTreeSet<usize> = BTreeSet::new();
         let mark = |failures: Vec<Failure>, failed: &mut BTreeSet<usize>| {
             for f in failures {
-                let id = f.position.message_id.or(f.position.sequence_number);
+                let id = events::item_id(&f.position);
                 if let Some(&i) = id.as_ref().and_then(|id| index.get(id)) {
                     failed.insert(i);
                 }
@@ -240,6 +240,26 @@ impl State {
                 failed.first().map_or(0, |&f| batch.items.len() - f)
             }
             Kind::Sqs => response["batchItemFailures"].as_array().map_or(0, Vec::len),
+            // Each failed partition from its first failure on.
+            Kind::Kafka => {
+                let mut from: HashMap<&str, usize> = HashMap::new();
+                for &f in &failed {
+                    if let Some(g) = batch.items[f].group.as_deref() {
+                        from.entry(g).or_insert(f);
+                    }
+                }
+                batch
+                    .items
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, item)| {
+                        item.group
+                            .as_deref()
+                            .and_then(|g| from.get(g))
+                            .is_some_and(|&f| *i >= f)
+                    })
+                    .count()
+            }
         };
         let sink_stats = std::mem::replace(
             &mut self.outputs.sink_stats,

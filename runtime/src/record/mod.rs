@@ -26,7 +26,13 @@ pub struct Position {
     /// The message id (SQS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
-    /// The partition key (Kinesis) or message group id (SQS FIFO).
+    /// The Kafka partition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i64>,
+    /// The Kafka offset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    /// The partition key (Kinesis), message group id (SQS FIFO) or record key (Kafka).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition_key: Option<String>,
     /// The sequence number (Kinesis, DynamoDB Streams, SQS FIFO).
@@ -45,6 +51,11 @@ impl Position {
         let line = self.line.unwrap_or(0);
         if let Some(id) = &self.message_id {
             return format!("{}-{id}", self.source);
+        }
+        if let (Some(topic), Some(partition), Some(offset)) =
+            (&self.stream, self.partition, self.offset)
+        {
+            return format!("{topic}-{partition}-{offset:020}");
         }
         if let (Some(shard), Some(seq)) = (&self.shard, &self.sequence_number) {
             return format!("{shard}-{seq}");

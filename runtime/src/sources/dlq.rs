@@ -265,6 +265,8 @@ fn parse_envelope(line: &[u8]) -> Result<(Vec<u8>, Position), String> {
             line: s["line"].as_u64(),
             stream: shared("stream"),
             shard: shared("shard"),
+            partition: s["partition"].as_i64(),
+            offset: s["offset"].as_i64(),
             message_id: text("message_id"),
             partition_key: text("partition_key"),
             sequence_number: text("sequence_number"),

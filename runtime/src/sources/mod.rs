@@ -8,6 +8,7 @@
 pub mod dlq;
 pub mod dynamodb_streams;
 pub mod file;
+pub mod kafka;
 pub mod kinesis;
 pub mod sqs;
 pub mod stdin;
@@ -38,6 +39,9 @@ pub enum Config {
     Kinesis(kinesis::Config),
     /// Read the change records of a DynamoDB table, with checkpoints in DynamoDB.
     DynamodbStreams(dynamodb_streams::Config),
+    /// Records of a Kafka topic (Amazon MSK or self-managed), delivered by a
+    /// Lambda event source mapping; only Lambda mode reads it.
+    Kafka(kafka::Config),
 }
 
 impl Config {
@@ -49,6 +53,7 @@ impl Config {
             Config::Sqs(_) => "sqs",
             Config::Kinesis(_) => "kinesis",
             Config::DynamodbStreams(_) => "dynamodb_streams",
+            Config::Kafka(_) => "kafka",
         }
     }
 
@@ -64,7 +69,7 @@ impl Config {
     pub fn is_stream(&self) -> bool {
         matches!(
             self,
-            Config::Sqs(_) | Config::Kinesis(_) | Config::DynamodbStreams(_)
+            Config::Sqs(_) | Config::Kinesis(_) | Config::DynamodbStreams(_) | Config::Kafka(_)
         )
     }
 }

@@ -51,6 +51,12 @@ pub fn register(e: &mut Engine) {
         })
         .register_get("stream", |m: &mut Meta| text(m.position.stream.as_deref()))
         .register_get("shard", |m: &mut Meta| text(m.position.shard.as_deref()))
+        .register_get("topic", |m: &mut Meta| match m.position.source {
+            "kafka" => text(m.position.stream.as_deref()),
+            _ => Dynamic::UNIT,
+        })
+        .register_get("partition", |m: &mut Meta| opt(m.position.partition))
+        .register_get("offset", |m: &mut Meta| opt(m.position.offset))
         .register_get("message_id", |m: &mut Meta| {
             text(m.position.message_id.as_deref())
         })
