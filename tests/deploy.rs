@@ -255,3 +255,33 @@ fn a_file_sink_cannot_be_deployed() {
         "error: a `file` source is not delivered by a Lambda event source mapping: use `kinesis`, `dynamodb_streams`, `sqs` or `kafka`\n"
     );
 }
+
+/// `--pipeline-url`: the function reads its pipeline from S3, and may read
+/// that folder only.
+#[test]
+fn a_pipeline_in_s3_is_readable_by_the_function() {
+    let o = run(sluice()
+        .args(["deploy", "template", "pipelines/orders/kinesis.yaml"])
+        .args(["--pipeline-url", "s3://acme-config/orders/kinesis.yaml"])
+        .current_dir(root()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let t: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    validate(&t).unwrap();
+    let f = &t["Resources"]["Function"]["Properties"];
+    assert_eq!(
+        f["Environment"]["Variables"]["SLUICE_PIPELINE"],
+        "s3://acme-config/orders/kinesis.yaml"
+    );
+    let statements = f["Policies"][0]["Statement"].as_array().unwrap();
+    let n = statements.len();
+    assert_eq!(
+        statements[n - 2..],
+        [
+            json!({ "Effect": "Allow", "Action": ["s3:GetObject"],
+                    "Resource": [{ "Fn::Sub": "arn:${AWS::Partition}:s3:::acme-config/orders/*" }] }),
+            json!({ "Effect": "Allow", "Action": ["s3:ListBucket"],
+                    "Resource": [{ "Fn::Sub": "arn:${AWS::Partition}:s3:::acme-config" }],
+                    "Condition": { "StringLike": { "s3:prefix": ["orders/*"] } } })
+        ]
+    );
+}

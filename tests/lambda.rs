@@ -434,3 +434,83 @@ fn a_kafka_batch_reports_the_first_failed_offset_per_partition() {
         "offsets 16 and 17 come again"
     );
 }
+
+/// `SLUICE_PIPELINE=s3://…`: the pipeline and the schema file beside it are
+/// copied from S3 at init; a missing object fails the init, saying which.
+#[test]
+fn the_pipeline_can_come_from_s3() {
+    let moto = Moto::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&rt.block_on(moto.sdk_config()))
+            .force_path_style(true)
+            .build(),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out.jsonl");
+    let dlq = t.path().join("dlq.jsonl");
+    let put = |key: &str, body: String| {
+        rt.block_on(
+            s3.put_object()
+                .bucket("conf")
+                .key(key)
+                .body(body.into_bytes().into())
+                .send(),
+        )
+        .unwrap();
+    };
+    rt.block_on(s3.create_bucket().bucket("conf").send())
+        .unwrap();
+    put(
+        "fn/pipeline.yaml",
+        format!(
+            "version: 1\nname: fn\nsource: {{ type: kinesis, stream: orders }}\n\
+             schemas: {{ n: schemas/n.json }}\nvalidate: {{ schema: n }}\n\
+             routes: [{{ to: [out] }}]\nsinks:\n  out: {{ type: file, path: '{}', mode: append }}\n\
+             dlq: {{ type: file, path: '{}', mode: append }}\n",
+            out.display(),
+            dlq.display()
+        ),
+    );
+    put(
+        "fn/schemas/n.json",
+        r#"{"type": "object", "required": ["n"]}"#.into(),
+    );
+    put("other/pipeline.yaml", "not this one".into());
+    let lambda = Lambda::start(
+        Path::new("unused"),
+        &[
+            moto.env(),
+            vec![("SLUICE_PIPELINE", "s3://conf/fn/pipeline.yaml".into())],
+        ]
+        .concat(),
+    );
+    let response = lambda
+        .invoke(&kinesis_event(&[r#"{"n":1}"#, r#"{"m":2}"#]))
+        .unwrap();
+    assert_eq!(
+        failures(&response),
+        Vec::<String>::new(),
+        "{}",
+        lambda.stderr()
+    );
+    assert_eq!(read_jsonl(&out), vec![json!({"n": 1})]);
+    assert_eq!(read_jsonl(&dlq)[0]["stage"], "validate");
+
+    let mut missing = Lambda::start(
+        Path::new("unused"),
+        &[
+            moto.env(),
+            vec![("SLUICE_PIPELINE", "s3://conf/fn/missing.yaml".into())],
+        ]
+        .concat(),
+    );
+    assert_eq!(missing.wait_exit(Duration::from_secs(30)), Some(1));
+    assert_eq!(
+        missing.stderr(),
+        "error: SLUICE_PIPELINE s3://conf/fn/missing.yaml: no such object\n"
+    );
+}

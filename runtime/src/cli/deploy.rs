@@ -34,6 +34,11 @@ pub struct TemplateArgs {
     /// The function's package: the zip `cargo lambda build --output-format zip` made.
     #[arg(long, default_value = "target/lambda/sluice/bootstrap.zip")]
     pub code_uri: String,
+    /// Where the function reads the pipeline at init instead of its package:
+    /// an `s3://bucket/folder/pipeline.yaml` URL (the folder holds the files
+    /// the pipeline names). The policy gains read access to that folder.
+    #[arg(long, value_name = "S3_URL")]
+    pub pipeline_url: Option<String>,
     /// CPU architecture the bootstrap was built for.
     #[arg(long, value_enum, default_value_t = Arch::Arm64)]
     pub arch: Arch,
@@ -369,7 +374,29 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
     if let Some(s) = sink_statement(&p.dlq.as_sink()) {
         policy.push(s);
     }
-    let pipeline_path = args.file.to_string_lossy().replace('\\', "/");
+    let pipeline_path = match &args.pipeline_url {
+        Some(url) => {
+            let (bucket, key) = url
+                .strip_prefix("s3://")
+                .and_then(|u| u.split_once('/'))
+                .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+                .ok_or_else(|| format!("--pipeline-url {url}: expected s3://bucket/key"))?;
+            let folder = key.rfind('/').map_or("", |i| &key[..=i]);
+            policy.push(statement(
+                &["s3:GetObject"],
+                vec![sub(format!(
+                    "arn:${{AWS::Partition}}:s3:::{bucket}/{folder}*"
+                ))],
+            ));
+            policy.push(json!({
+                "Effect": "Allow", "Action": ["s3:ListBucket"],
+                "Resource": [sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}"))],
+                "Condition": { "StringLike": { "s3:prefix": [format!("{folder}*")] } }
+            }));
+            url.clone()
+        }
+        None => args.file.to_string_lossy().replace('\\', "/"),
+    };
     resources.insert(
         "Function".into(),
         json!({

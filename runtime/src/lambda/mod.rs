@@ -13,10 +13,11 @@
 //! reported failed too.
 
 pub mod events;
+mod fetch;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write as _;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -93,10 +94,16 @@ struct State {
 impl State {
     async fn init() -> Result<State, String> {
         let path = std::env::var("SLUICE_PIPELINE").map_err(|_| {
-            "error: SLUICE_PIPELINE is not set: set it to the pipeline file's path in the deployment package\n"
+            "error: SLUICE_PIPELINE is not set: set it to the pipeline file's path in the deployment package, or to an s3://bucket/key URL\n"
                 .to_owned()
         })?;
-        let loaded = config::load(Path::new(&path), &Env::process()).map_err(|e| match e {
+        let path = match path.strip_prefix("s3://") {
+            Some(url) => fetch::pipeline(url)
+                .await
+                .map_err(|e| format!("error: SLUICE_PIPELINE {path}: {e}\n"))?,
+            None => PathBuf::from(path),
+        };
+        let loaded = config::load(&path, &Env::process()).map_err(|e| match e {
             LoadError::Unreadable(_) | LoadError::Invalid(_) => {
                 render::text(e.diagnostics(), Format::Human)
             }
