@@ -70,31 +70,167 @@ fn orders_reproduces_the_reference_counts_and_the_python_baseline() {
     );
 }
 
-/// `pipelines/orders/kinesis.yaml`, the same workload on AWS (Kinesis → S3 +
-/// SQS, DLQ on S3) against moto, delivers the same records as the file
-/// pipeline: the same archive and big orders (compared by order id; shards
-/// interleave records) and the same dead letters by stage.
-#[test]
-fn orders_on_kinesis_delivers_what_the_file_pipeline_delivers() {
-    use aws_sdk_kinesis::primitives::Blob;
-    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-    use std::io::Read;
+/// The orders pipeline's AWS resources on moto, and what its sinks hold.
+struct OrdersOnAws {
+    moto: common::moto::Moto,
+    rt: tokio::runtime::Runtime,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    kinesis: aws_sdk_kinesis::Client,
+}
 
-    let tmp = tempfile::tempdir().unwrap();
-    let jsonl = tmp.path().join("orders.jsonl");
+impl OrdersOnAws {
+    /// Starts moto with the buckets and the queue of `pipelines/orders/kinesis.yaml`.
+    fn start() -> OrdersOnAws {
+        let moto = common::moto::Moto::start();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conf = rt.block_on(moto.sdk_config());
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(true)
+                .build(),
+        );
+        let o = OrdersOnAws {
+            kinesis: aws_sdk_kinesis::Client::new(&conf),
+            sqs: aws_sdk_sqs::Client::new(&conf),
+            s3,
+            rt,
+            moto,
+        };
+        o.rt.block_on(async {
+            for bucket in ["orders-archive", "orders-dead-letters"] {
+                o.s3.create_bucket().bucket(bucket).send().await.unwrap();
+            }
+            o.sqs
+                .create_queue()
+                .queue_name("big-orders")
+                .send()
+                .await
+                .unwrap();
+        });
+        o
+    }
+
+    /// Every line of every object in `bucket` (gunzipped when the key ends in `.gz`).
+    fn objects(&self, bucket: &str) -> Vec<serde_json::Value> {
+        use std::io::Read;
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let list = self
+                .s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .send()
+                .await
+                .unwrap();
+            for obj in list.contents() {
+                let key = obj.key().unwrap();
+                let body = self
+                    .s3
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap();
+                let bytes = body.body.collect().await.unwrap().into_bytes();
+                let mut text = String::new();
+                if key.ends_with(".gz") {
+                    flate2::read::GzDecoder::new(&bytes[..])
+                        .read_to_string(&mut text)
+                        .unwrap();
+                } else {
+                    text = String::from_utf8_lossy(&bytes).into_owned();
+                }
+                out.extend(
+                    text.lines()
+                        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
+                );
+            }
+            out
+        })
+    }
+
+    /// Receives `n` messages from the big-orders queue.
+    fn big_orders(&self, n: usize) -> Vec<serde_json::Value> {
+        let mut big = Vec::new();
+        while big.len() < n {
+            let got = self
+                .rt
+                .block_on(
+                    self.sqs
+                        .receive_message()
+                        .queue_url(format!("{}/123456789012/big-orders", self.moto.endpoint))
+                        .max_number_of_messages(10)
+                        .send(),
+                )
+                .unwrap();
+            assert!(
+                !got.messages().is_empty(),
+                "only {} big orders arrived",
+                big.len()
+            );
+            big.extend(
+                got.messages()
+                    .iter()
+                    .map(|m| serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap()),
+            );
+        }
+        big
+    }
+
+    /// Asserts the archive, the big orders and the dead letters are the file
+    /// pipeline's (in `file_out`): the same records by order id (shards
+    /// interleave records), the same dead letters by stage and data.
+    fn assert_same_as(&self, file_out: &std::path::Path) {
+        let by_id = |mut v: Vec<serde_json::Value>| {
+            for r in &mut v {
+                r.as_object_mut().unwrap().remove("processed_at");
+            }
+            v.sort_by(|a, b| a["order_id"].as_str().cmp(&b["order_id"].as_str()));
+            v
+        };
+        assert_eq!(
+            by_id(self.objects("orders-archive")),
+            by_id(read_jsonl(&file_out.join("archive.jsonl")))
+        );
+        let expected_big = read_jsonl(&file_out.join("big_orders.jsonl"));
+        assert_eq!(
+            by_id(self.big_orders(expected_big.len())),
+            by_id(expected_big)
+        );
+        let stages = |v: &[serde_json::Value]| {
+            let mut d: Vec<(String, String)> = v
+                .iter()
+                .map(|e| {
+                    (
+                        e["stage"].as_str().unwrap().to_owned(),
+                        e["data"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            d.sort();
+            d
+        };
+        assert_eq!(
+            stages(&self.objects("orders-dead-letters")),
+            stages(&read_jsonl(&file_out.join("dlq.jsonl")))
+        );
+    }
+}
+
+/// Generates `n` orders (seed 7) as `orders.jsonl` in `dir`, runs the file
+/// pipeline on them into `dir/file`, and returns the lines.
+fn orders_and_file_outputs(dir: &std::path::Path, n: usize) -> Vec<String> {
+    let jsonl = dir.join("orders.jsonl");
     let o = run(Command::new("python3")
         .arg(root().join("bench/workload/gen_orders.py"))
-        .args(["jsonl", "-n", "2000", "--seed", "7", "-o"])
+        .args(["jsonl", "-n", &n.to_string(), "--seed", "7", "-o"])
         .arg(&jsonl));
     assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<String> = std::fs::read_to_string(&jsonl)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-
-    // The file pipeline, for reference.
-    let file_out = tmp.path().join("file");
     let o = run(sluice()
         .args([
             "run",
@@ -104,42 +240,31 @@ fn orders_on_kinesis_delivers_what_the_file_pipeline_delivers() {
         ])
         .current_dir(root())
         .env("ORDERS_INPUT", &jsonl)
-        .env("OUT_DIR", &file_out));
+        .env("OUT_DIR", dir.join("file")));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
 
-    let moto = common::moto::Moto::start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let conf = rt.block_on(moto.sdk_config());
-    let kinesis = aws_sdk_kinesis::Client::new(&conf);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
-    let sqs = aws_sdk_sqs::Client::new(&conf);
-    rt.block_on(async {
-        kinesis
+/// `pipelines/orders/kinesis.yaml`, the same workload on AWS (Kinesis → S3 +
+/// SQS, DLQ on S3) against moto, delivers the same records as the file
+/// pipeline.
+#[test]
+fn orders_on_kinesis_delivers_what_the_file_pipeline_delivers() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = orders_and_file_outputs(tmp.path(), 2000);
+    let aws = OrdersOnAws::start();
+    aws.rt.block_on(async {
+        aws.kinesis
             .create_stream()
             .stream_name("orders")
             .shard_count(4)
-            .send()
-            .await
-            .unwrap();
-        s3.create_bucket()
-            .bucket("orders-archive")
-            .send()
-            .await
-            .unwrap();
-        s3.create_bucket()
-            .bucket("orders-dead-letters")
-            .send()
-            .await
-            .unwrap();
-        sqs.create_queue()
-            .queue_name("big-orders")
             .send()
             .await
             .unwrap();
@@ -155,7 +280,7 @@ fn orders_on_kinesis_delivers_what_the_file_pipeline_delivers() {
                         .unwrap()
                 })
                 .collect();
-            kinesis
+            aws.kinesis
                 .put_records()
                 .stream_name("orders")
                 .set_records(Some(entries))
@@ -174,7 +299,7 @@ fn orders_on_kinesis_delivers_what_the_file_pipeline_delivers() {
             "2s",
         ])
         .current_dir(root())
-        .envs(moto.env()));
+        .envs(aws.moto.env()));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let s = summary(&o);
     assert_eq!(s["records_in"], 2000);
@@ -183,108 +308,49 @@ fn orders_on_kinesis_delivers_what_the_file_pipeline_delivers() {
         s["api_calls"]["archive"], 1,
         "the S3 sink buffers across batches: one object, written once the source is idle"
     );
+    aws.assert_same_as(&tmp.path().join("file"));
+}
 
-    let by_id = |mut v: Vec<serde_json::Value>| {
-        for r in &mut v {
-            r.as_object_mut().unwrap().remove("processed_at");
-        }
-        v.sort_by(|a, b| a["order_id"].as_str().cmp(&b["order_id"].as_str()));
-        v
-    };
-    let (archive, dead) = rt.block_on(async {
-        let mut archive = Vec::new();
-        let list = s3
-            .list_objects_v2()
-            .bucket("orders-archive")
-            .send()
-            .await
-            .unwrap();
-        for obj in list.contents() {
-            let body = s3
-                .get_object()
-                .bucket("orders-archive")
-                .key(obj.key().unwrap())
-                .send()
-                .await
-                .unwrap();
-            let bytes = body.body.collect().await.unwrap().into_bytes();
-            let mut text = String::new();
-            flate2::read::GzDecoder::new(&bytes[..])
-                .read_to_string(&mut text)
-                .unwrap();
-            archive.extend(
-                text.lines()
-                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
-            );
-        }
-        let mut dead = Vec::new();
-        let list = s3
-            .list_objects_v2()
-            .bucket("orders-dead-letters")
-            .send()
-            .await
-            .unwrap();
-        for obj in list.contents() {
-            let body = s3
-                .get_object()
-                .bucket("orders-dead-letters")
-                .key(obj.key().unwrap())
-                .send()
-                .await
-                .unwrap();
-            let bytes = body.body.collect().await.unwrap().into_bytes();
-            dead.extend(
-                String::from_utf8_lossy(&bytes)
-                    .lines()
-                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
-            );
-        }
-        (archive, dead)
-    });
-    assert_eq!(
-        by_id(archive),
-        by_id(read_jsonl(&file_out.join("archive.jsonl")))
+/// The same YAML, unchanged, as a Lambda function: Kinesis events of the
+/// same orders (as gen_orders.py writes them, 500 records each) under the
+/// Runtime API emulator give the same sink contents as the file pipeline.
+#[test]
+fn orders_in_lambda_delivers_what_the_file_pipeline_delivers() {
+    let tmp = tempfile::tempdir().unwrap();
+    orders_and_file_outputs(tmp.path(), 2000);
+    let events = tmp.path().join("events");
+    let o = run(Command::new("python3")
+        .arg(root().join("bench/workload/gen_orders.py"))
+        .args([
+            "kinesis", "-n", "2000", "--seed", "7", "--batch", "500", "-o",
+        ])
+        .arg(&events));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let aws = OrdersOnAws::start();
+    let lambda = common::lambda::Lambda::start(
+        &root().join("pipelines/orders/kinesis.yaml"),
+        &aws.moto.env(),
     );
-
-    let mut big = Vec::new();
-    let expected_big = read_jsonl(&file_out.join("big_orders.jsonl"));
-    while big.len() < expected_big.len() {
-        let got = rt
-            .block_on(
-                sqs.receive_message()
-                    .queue_url(format!("{}/123456789012/big-orders", moto.endpoint))
-                    .max_number_of_messages(10)
-                    .send(),
-            )
-            .unwrap();
-        assert!(
-            !got.messages().is_empty(),
-            "only {} big orders arrived",
-            big.len()
-        );
-        big.extend(
-            got.messages()
-                .iter()
-                .map(|m| serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap()),
+    let mut files: Vec<_> = std::fs::read_dir(&events)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4);
+    for f in files {
+        let event: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        let response = lambda.invoke(&event).unwrap();
+        assert_eq!(
+            response,
+            serde_json::json!({ "batchItemFailures": [] }),
+            "{}",
+            lambda.stderr()
         );
     }
-    assert_eq!(by_id(big), by_id(expected_big));
-
-    let stages = |v: &[serde_json::Value]| {
-        let mut d: Vec<(String, String)> = v
-            .iter()
-            .map(|e| {
-                (
-                    e["stage"].as_str().unwrap().to_owned(),
-                    e["data"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
-        d.sort();
-        d
-    };
     assert_eq!(
-        stages(&dead),
-        stages(&read_jsonl(&file_out.join("dlq.jsonl")))
+        aws.objects("orders-archive").len(),
+        read_jsonl(&tmp.path().join("file/archive.jsonl")).len()
     );
+    aws.assert_same_as(&tmp.path().join("file"));
 }
