@@ -514,3 +514,59 @@ fn the_pipeline_can_come_from_s3() {
         "error: SLUICE_PIPELINE s3://conf/fn/missing.yaml: no such object\n"
     );
 }
+
+/// Retries end in time to answer: a sink that keeps throttling under a
+/// generous retry policy is given up on when the invocation's time left
+/// reaches the margin, and its records are reported, not cut off by a timeout.
+#[test]
+fn retries_stop_at_the_deadline_margin() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "Kinesis_20131202.PutRecords", "fault": "error",
+                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         routes: [{ to: [events] }]\n\
+         sinks:\n  events: { type: kinesis, stream: events, partition_key: n,\n\
+         \x20   retry: { max_attempts: 1000, max_elapsed: 10m, initial_backoff: 50ms, max_backoff: 200ms } }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    // The emulator gives each invocation 600 s: 597 s of margin leaves 3 s.
+    let env = [
+        proxy.env(&moto),
+        vec![("SLUICE_DEADLINE_MARGIN", "597s".into())],
+    ]
+    .concat();
+    let lambda = Lambda::start(&p, &env);
+    let started = std::time::Instant::now();
+    let response = lambda
+        .invoke(&kinesis_event(&[r#"{"n":1}"#, r#"{"n":2}"#]))
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(failures(&response), vec!["100"], "{}", lambda.stderr());
+    assert!(
+        took < Duration::from_secs(20),
+        "the retries ran past the margin: {took:?}"
+    );
+    let errors = logged(&lambda, "ERROR");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with("sink `events` did not accept a record after "),
+        "{errors:?}"
+    );
+    let attempts: u32 = errors[0]
+        .trim_start_matches("sink `events` did not accept a record after ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (3..1000).contains(&attempts),
+        "retried until the margin, not to max_attempts: {attempts}"
+    );
+}

@@ -120,6 +120,8 @@ pub struct Outputs {
     pub policy: Policy,
     sink_policies: Vec<Policy>,
     dlq_policy: Policy,
+    /// The sink and DLQ policies as configured, once [`retry_until`](Self::retry_until) bounded them.
+    configured: Option<(Vec<Policy>, Policy)>,
     pipeline: Arc<str>,
     /// Per sink, its buffer when it buffers across batches.
     buffers: Vec<Option<Buffer>>,
@@ -195,12 +197,34 @@ impl Outputs {
             policy,
             sink_policies,
             dlq_policy,
+            configured: None,
             pipeline,
             buffers,
             acks: VecDeque::new(),
             dead: BTreeSet::new(),
             next_seq: 0,
         }
+    }
+
+    /// Bounds the time every later delivery may spend retrying, sinks and
+    /// DLQ alike, to end by `until` (in Lambda: the invocation's deadline less
+    /// its safety margin); `None` restores the configured policies.
+    pub fn retry_until(&mut self, until: Option<Instant>) {
+        let configured = self
+            .configured
+            .get_or_insert_with(|| (self.sink_policies.clone(), self.dlq_policy.clone()));
+        let bound = |p: &Policy| {
+            let mut p = p.clone();
+            if let Some(until) = until {
+                p.max_elapsed.0 = p
+                    .max_elapsed
+                    .0
+                    .min(until.saturating_duration_since(Instant::now()));
+            }
+            p
+        };
+        self.sink_policies = configured.0.iter().map(bound).collect();
+        self.dlq_policy = bound(&configured.1);
     }
 
     /// Commits one batch: writes it to every sink that does not buffer, its

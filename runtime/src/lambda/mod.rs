@@ -217,6 +217,9 @@ impl State {
                 );
                 break;
             }
+            // Retries stop in time to answer before the margin.
+            self.outputs
+                .retry_until(Some(std::time::Instant::now() + (left - self.margin)));
             let n = chunk.len();
             let mut out = match self.worker.process(chunk).await? {
                 Ok(out) => out,
@@ -234,6 +237,12 @@ impl State {
             start += n;
         }
         // Every sink buffer is written before the invocation returns.
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        self.outputs.retry_until(Some(
+            std::time::Instant::now() + left.saturating_sub(self.margin),
+        ));
         if let Err(failures) = self.outputs.flush_buffers(true, &mut counts).await {
             mark(failures, &mut failed);
         }

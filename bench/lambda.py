@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Lambda benchmark: init (cold start) and warm invocation times of the
+orders pipeline in Lambda mode, the binary's stripped size, and peak RSS.
+
+  python3 bench/lambda.py [--runs 50] [--sluice PATH] [--moto]
+
+The function is the release binary, started as Lambda starts a
+`provided.al2023` bootstrap. This script serves it the Lambda Runtime API
+(the four calls a runtime makes) and takes the times the Lambda service
+reports:
+
+- init: from starting the process until it asks for its first event (the
+  REPORT line's Init Duration), median of --runs cold starts;
+- warm invocation: from handing out an event until the response arrives
+  (Duration), for Kinesis events of 100 and of 10 000 orders as
+  bench/workload/gen_orders.py writes them, median and p90;
+- peak RSS: VmHWM of the function after all invocations.
+
+By default the pipeline is bench/lambda-orders-files.yaml, the orders
+pipeline with its sinks on local files, so the figures are Sluice's own work.
+With --moto, it is pipelines/orders/kinesis.yaml unchanged, its S3 and SQS
+sinks on a moto_server on this machine: then the times are mostly moto's.
+"""
+import argparse
+import json
+import os
+import queue
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+API = "/2018-06-01/runtime"
+
+
+class RuntimeApi:
+    """The Runtime API of one execution environment: hands out queued events
+    and records when each was handed out and answered."""
+
+    def __init__(self):
+        self.events = queue.Queue()
+        self.answers = queue.Queue()
+        self.first_next = None
+        self.init_error = None
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_):
+                pass
+
+            def reply(self, code, body=b"", headers=()):
+                self.send_response(code)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path != API + "/invocation/next":
+                    return self.reply(404)
+                if api.first_next is None:
+                    api.first_next = time.perf_counter()
+                request_id, body = api.events.get()
+                api.handed_out = time.perf_counter()
+                deadline = int(time.time() * 1000) + 900_000
+                self.reply(200, body, [
+                    ("Lambda-Runtime-Aws-Request-Id", request_id),
+                    ("Lambda-Runtime-Deadline-Ms", str(deadline)),
+                    ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:orders"),
+                    ("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000"),
+                    ("Content-Type", "application/json"),
+                ])
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                now = time.perf_counter()
+                if self.path == API + "/init/error":
+                    api.init_error = body
+                    api.answers.put(("init-error", body, now))
+                elif self.path.endswith("/response") or self.path.endswith("/error"):
+                    api.answers.put((self.path.rsplit("/", 1)[1], body, now - api.handed_out))
+                self.reply(202, b"{}")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def invoke(self, request_id, body):
+        """Queues an event; its response and the function's duration in seconds."""
+        self.events.put((request_id, body))
+        kind, answer, duration = self.answers.get(timeout=300)
+        if kind != "response":
+            sys.exit("bench/lambda.py: invocation %s: %s %s" % (request_id, kind, answer.decode()))
+        return json.loads(answer), duration
+
+
+def start_function(sluice, api, pipeline, env):
+    full = dict(env,
+                AWS_LAMBDA_RUNTIME_API="127.0.0.1:%d" % api.port,
+                AWS_LAMBDA_FUNCTION_NAME="orders", AWS_LAMBDA_FUNCTION_VERSION="1",
+                AWS_LAMBDA_FUNCTION_MEMORY_SIZE="1024", SLUICE_PIPELINE=str(pipeline))
+    started = time.perf_counter()
+    proc = subprocess.Popen([sluice], env=full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc, started
+
+
+def events(n, batch, tmp):
+    out = Path(tmp) / ("events-%d" % batch)
+    subprocess.run([sys.executable, str(REPO / "bench/workload/gen_orders.py"), "kinesis",
+                    "-n", str(n), "--seed", "42", "--batch", str(batch), "-o", str(out)], check=True)
+    return [p.read_bytes() for p in sorted(out.iterdir())]
+
+
+def start_moto():
+    """moto_server (from the test venv) with the orders pipeline's buckets and queue."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import aws  # bench/aws.py: the test venv and a free port
+
+    py = aws.python()
+    port = aws.free_port()
+    endpoint = "http://127.0.0.1:%d" % port
+    server = subprocess.Popen([str(py.parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    setup = """
+import boto3, sys
+kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="testing",
+          aws_secret_access_key="testing")
+s3, sqs = boto3.client("s3", **kw), boto3.client("sqs", **kw)
+s3.create_bucket(Bucket="orders-archive")
+s3.create_bucket(Bucket="orders-dead-letters")
+sqs.create_queue(QueueName="big-orders")
+"""
+    for _ in range(300):
+        if subprocess.run([str(py), "-c", setup, endpoint], capture_output=True).returncode == 0:
+            return server, endpoint
+        time.sleep(0.1)
+    server.kill()
+    sys.exit("bench/lambda.py: moto_server did not start")
+
+
+def peak_rss_mib(pid):
+    for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def ms(seconds):
+    return seconds * 1000
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=50, help="cold starts, and warm 100-record invocations")
+    ap.add_argument("--sluice", default=str(REPO / "target" / "release" / "sluice"))
+    ap.add_argument("--moto", action="store_true", help="pipelines/orders/kinesis.yaml with its sinks on moto_server")
+    a = ap.parse_args()
+    if not Path(a.sluice).exists():
+        sys.exit("bench/lambda.py: %s is missing: run `cargo build --release`" % a.sluice)
+    tmp = tempfile.mkdtemp(prefix="sluice-lambda-bench-")
+    env = {"PATH": os.environ.get("PATH", ""), "OUT_DIR": tmp}
+    pipeline = REPO / "bench/lambda-orders-files.yaml"
+    moto = None
+    if a.moto:
+        moto, endpoint = start_moto()
+        env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+        pipeline = REPO / "pipelines/orders/kinesis.yaml"
+    small = events(a.runs * 100, 100, tmp)
+    big = events(30_000, 10_000, tmp)
+
+    stripped = Path(tmp) / "sluice-stripped"
+    subprocess.run(["strip", "-o", str(stripped), a.sluice], check=True)
+    size = stripped.stat().st_size / 1e6
+
+    inits = []
+    for i in range(a.runs):
+        api = RuntimeApi()
+        proc, started = start_function(a.sluice, api, pipeline, env)
+        while api.first_next is None and api.init_error is None:
+            if proc.poll() is not None:
+                sys.exit("bench/lambda.py: the function exited: %s" % proc.stderr.read().decode())
+            time.sleep(0.0005)
+        if api.init_error is not None:
+            sys.exit("bench/lambda.py: init failed: %s" % api.init_error.decode())
+        inits.append(api.first_next - started)
+        if i + 1 < a.runs:
+            proc.kill()
+            proc.wait()
+            api.server.shutdown()
+
+    # The last environment serves the warm invocations.
+    api.invoke("warm-up", small[0])
+    warm100 = []
+    for n, body in enumerate(small[1:]):
+        response, d = api.invoke("s%d" % n, body)
+        assert response == {"batchItemFailures": []}, response
+        warm100.append(d)
+    warm10k = []
+    for n, body in enumerate(big):
+        response, d = api.invoke("b%d" % n, body)
+        assert response == {"batchItemFailures": []}, response
+        warm10k.append(d)
+    rss = peak_rss_mib(proc.pid)
+    proc.kill()
+    proc.wait()
+    api.server.shutdown()
+    if moto is not None:
+        moto.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    def p90(v):
+        return sorted(v)[int(0.9 * (len(v) - 1))]
+
+    print("pipeline:                 %s" % pipeline.relative_to(REPO))
+    print("init (cold start):        median %.1f ms, p90 %.1f ms (%d starts)" % (
+        ms(statistics.median(inits)), ms(p90(inits)), len(inits)))
+    print("warm, 100-record batch:   median %.2f ms, p90 %.2f ms (%d invocations)" % (
+        ms(statistics.median(warm100)), ms(p90(warm100)), len(warm100)))
+    print("warm, 10 000-record batch: median %.1f ms, p90 %.1f ms (%d invocations; %.0f records/s)" % (
+        ms(statistics.median(warm10k)), ms(p90(warm10k)), len(warm10k),
+        10_000 / statistics.median(warm10k)))
+    print("binary, stripped:         %.1f MB" % size)
+    print("peak RSS:                 %.1f MiB" % rss)
+
+
+if __name__ == "__main__":
+    main()
