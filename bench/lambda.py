@@ -2,9 +2,11 @@
 """Lambda benchmark: init (cold start) and warm invocation times of the
 orders pipeline in Lambda mode, the binary's stripped size, and peak RSS.
 
+  cargo build --profile lambda-release
   python3 bench/lambda.py [--runs 50] [--sluice PATH] [--moto]
 
-The function is the release binary, started as Lambda starts a
+The function is the binary `cargo lambda build --profile lambda-release`
+ships (the same code, built for the host), started as Lambda starts a
 `provided.al2023` bootstrap. This script serves it the Lambda Runtime API
 (the four calls a runtime makes) and takes the times the Lambda service
 reports:
@@ -90,7 +92,13 @@ class RuntimeApi:
                     api.answers.put((self.path.rsplit("/", 1)[1], body, now - api.handed_out))
                 self.reply(202, b"{}")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a function killed while it waits for its next event
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -161,11 +169,12 @@ def ms(seconds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=50, help="cold starts, and warm 100-record invocations")
-    ap.add_argument("--sluice", default=str(REPO / "target" / "release" / "sluice"))
+    ap.add_argument("--sluice", default=str(REPO / "target" / "lambda-release" / "sluice"),
+                    help="the binary (default: the lambda-release profile's, which `cargo lambda build` ships)")
     ap.add_argument("--moto", action="store_true", help="pipelines/orders/kinesis.yaml with its sinks on moto_server")
     a = ap.parse_args()
     if not Path(a.sluice).exists():
-        sys.exit("bench/lambda.py: %s is missing: run `cargo build --release`" % a.sluice)
+        sys.exit("bench/lambda.py: %s is missing: run `cargo build --profile lambda-release`" % a.sluice)
     tmp = tempfile.mkdtemp(prefix="sluice-lambda-bench-")
     env = {"PATH": os.environ.get("PATH", ""), "OUT_DIR": tmp}
     pipeline = REPO / "bench/lambda-orders-files.yaml"
