@@ -79,6 +79,15 @@ fn sqs_fifo_event(messages: &[(&str, &str, Value)]) -> Value {
     json!({ "Records": records })
 }
 
+/// A proxy in front of `moto` that throttles every Kinesis `PutRecords`.
+fn throttling_put_records(moto: &Moto) -> Proxy {
+    Proxy::start(
+        moto,
+        json!([{ "op": "Kinesis_20131202.PutRecords", "fault": "error",
+                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
+    )
+}
+
 fn failures(response: &Value) -> Vec<String> {
     response["batchItemFailures"]
         .as_array()
@@ -189,11 +198,7 @@ fn a_kinesis_batch_with_a_poison_record_is_handled_whole() {
 #[test]
 fn a_throttled_sink_reports_the_first_record_it_did_not_take() {
     let moto = Moto::start();
-    let proxy = Proxy::start(
-        &moto,
-        json!([{ "op": "Kinesis_20131202.PutRecords", "fault": "error",
-                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
-    );
+    let proxy = throttling_put_records(&moto);
     let t = tempfile::tempdir().unwrap();
     let p = pipeline(
         t.path(),
@@ -264,11 +269,7 @@ fn records_an_unreachable_dlq_did_not_take_are_reported() {
 #[test]
 fn a_fifo_failure_reports_the_rest_of_its_group() {
     let moto = Moto::start();
-    let proxy = Proxy::start(
-        &moto,
-        json!([{ "op": "Kinesis_20131202.PutRecords", "fault": "error",
-                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
-    );
+    let proxy = throttling_put_records(&moto);
     let t = tempfile::tempdir().unwrap();
     let p = pipeline(
         t.path(),
@@ -353,11 +354,7 @@ fn a_broken_pipeline_fails_the_init_with_its_diagnostics() {
 #[test]
 fn a_kafka_batch_reports_the_first_failed_offset_per_partition() {
     let moto = Moto::start();
-    let proxy = Proxy::start(
-        &moto,
-        json!([{ "op": "Kinesis_20131202.PutRecords", "fault": "error",
-                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
-    );
+    let proxy = throttling_put_records(&moto);
     let t = tempfile::tempdir().unwrap();
     let p = pipeline(
         t.path(),
@@ -521,11 +518,7 @@ fn the_pipeline_can_come_from_s3() {
 #[test]
 fn retries_stop_at_the_deadline_margin() {
     let moto = Moto::start();
-    let proxy = Proxy::start(
-        &moto,
-        json!([{ "op": "Kinesis_20131202.PutRecords", "fault": "error",
-                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
-    );
+    let proxy = throttling_put_records(&moto);
     let t = tempfile::tempdir().unwrap();
     let p = pipeline(
         t.path(),
