@@ -10,11 +10,13 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod decode;
 pub mod delivery;
 pub mod diagnostics;
 pub mod engine;
 pub mod lambda;
+pub mod logs;
 pub mod metrics;
 pub mod record;
 pub mod route;

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod daemon;
 pub mod faults;
 pub mod lambda;
 pub mod moto;

@@ -40,6 +40,9 @@ pub enum Command {
     },
     /// Run a pipeline over its whole input and print a summary.
     Run(run::Args),
+    /// Run a pipeline as a service: workers share a stream through leases,
+    /// with metrics and health probes over HTTP.
+    Daemon(crate::daemon::Args),
     /// Run a pipeline's test cases (the `tests/*.yaml` files beside it).
     Test {
         /// Pipeline files.
@@ -71,6 +74,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Check { files, format } => check::main(&files, format),
         Command::Run(args) => run::main(&args),
+        Command::Daemon(args) => crate::daemon::main(&args),
         Command::Test { files } => test::main(&files),
         Command::Dlq(command) => dlq::main(&command),
         Command::Deploy(command) => deploy::main(&command),

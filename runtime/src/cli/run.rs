@@ -72,27 +72,35 @@ pub fn main(args: &Args) -> i32 {
     execute(args, Mode::Source)
 }
 
-/// Runs the pipeline over its source or its DLQ.
-pub fn execute(args: &Args, mode: Mode) -> i32 {
-    let loaded = match config::load(&args.file, &Env::process()) {
+/// Loads, checks and builds a pipeline; on failure, prints why and gives the exit code.
+pub(crate) fn load(file: &std::path::Path) -> Result<(Loaded, Arc<Built>), i32> {
+    let loaded = match config::load(file, &Env::process()) {
         Ok(l) => l,
         Err(e) => {
             eprint!("{}", render::text(e.diagnostics(), Format::Human));
-            return match e {
+            return Err(match e {
                 LoadError::Unreadable(_) => EXIT_UNREADABLE,
                 LoadError::Invalid(_) => EXIT_INVALID,
-            };
+            });
         }
     };
     if !loaded.diagnostics.list.is_empty() {
         eprint!("{}", render::text(&loaded.diagnostics, Format::Human));
     }
-    let built = match Built::new(&loaded) {
-        Ok(b) => Arc::new(b),
+    match Built::new(&loaded) {
+        Ok(b) => Ok((loaded, Arc::new(b))),
         Err(e) => {
             eprintln!("error: {e}");
-            return EXIT_INVALID;
+            Err(EXIT_INVALID)
         }
+    }
+}
+
+/// Runs the pipeline over its source or its DLQ.
+pub fn execute(args: &Args, mode: Mode) -> i32 {
+    let (loaded, built) = match load(&args.file) {
+        Ok(l) => l,
+        Err(code) => return code,
     };
     // The SDK's requests and the signal handlers run on a small runtime; the
     // CPU stages run on their own threads.
@@ -159,6 +167,8 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
             when_idle: args.stop_when_idle.map(|d| d.0),
         },
         stopping: Arc::clone(&stopping),
+        live: None,
+        json_logs: false,
     };
     let report = run::run(built, reader, &mut outputs, &opts, &rt);
     let names: Vec<&str> = loaded.pipeline.sinks.keys().map(String::as_str).collect();
@@ -209,7 +219,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
 pub(crate) const EXIT_INTERRUPTED: i32 = 130;
 
 /// On SIGINT or SIGTERM, stop reading; what was read is still delivered and acknowledged.
-fn watch_signals(rt: &tokio::runtime::Runtime, stopping: &Arc<AtomicBool>) {
+pub(crate) fn watch_signals(rt: &tokio::runtime::Runtime, stopping: &Arc<AtomicBool>) {
     let flag = Arc::clone(stopping);
     rt.spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -229,7 +239,10 @@ fn watch_signals(rt: &tokio::runtime::Runtime, stopping: &Arc<AtomicBool>) {
     }
 }
 
-async fn open_source(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Reader, String> {
+pub(crate) async fn open_source(
+    loaded: &Loaded,
+    aws: Option<Arc<Clients>>,
+) -> Result<Reader, String> {
     let lines = match &loaded.pipeline.source {
         sources::Config::File(c) => {
             let path = loaded.resolve(&c.path);
@@ -250,10 +263,14 @@ async fn open_source(loaded: &Loaded, aws: Option<Arc<Clients>>) -> Result<Reade
         ),
         sources::Config::Kinesis(c) => {
             let aws = aws.ok_or("no AWS clients")?;
-            let reader =
-                sources::kinesis::Reader::new(c.clone(), &loaded.pipeline.name, Arc::clone(&aws))
-                    .await
-                    .map_err(|e| format!("the source stream: {e}"))?;
+            let reader = sources::kinesis::Reader::new(
+                c.clone(),
+                &loaded.pipeline.name,
+                Arc::clone(&aws),
+                None,
+            )
+            .await
+            .map_err(|e| format!("the source stream: {e}"))?;
             return Ok(Reader::Kinesis(reader, aws));
         }
         sources::Config::DynamodbStreams(c) => {

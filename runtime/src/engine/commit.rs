@@ -554,6 +554,19 @@ impl Outputs {
             .min()
             .unwrap_or(u64::MAX);
         let mut released = Released::default();
+        // A source position moves only once what its records became is on
+        // disk: local files (sinks and DLQ) are synced first.
+        let positions = self
+            .acks
+            .iter()
+            .take_while(|(seq, _)| *seq < oldest_held)
+            .any(|(_, ack)| !matches!(ack, Ack::None));
+        if positions && let Err(e) = self.sync().await {
+            released.warnings.push(format!(
+                "no batch is acknowledged until the local files are synced: {e}"
+            ));
+            return released;
+        }
         while self.acks.front().is_some_and(|(seq, _)| *seq < oldest_held) {
             let Some((_, ack)) = self.acks.pop_front() else {
                 break;

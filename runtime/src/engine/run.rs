@@ -104,6 +104,10 @@ pub struct Options {
     pub batch_records: usize,
     /// Show a progress bar on standard error.
     pub progress: bool,
+    /// Where the totals go as batches are committed (the daemon's `/metrics`).
+    pub live: Option<Arc<crate::metrics::prometheus::Live>>,
+    /// Write warnings as JSON log lines.
+    pub json_logs: bool,
 }
 
 /// What a run did.
@@ -231,6 +235,7 @@ pub fn run(
             rt,
             &in_flight,
             &flush_requested,
+            opts,
         )
         .err();
         halted.store(true, Ordering::Relaxed);
@@ -312,13 +317,18 @@ fn write_in_order(
     rt: &tokio::runtime::Runtime,
     in_flight: &AtomicUsize,
     flush_requested: &AtomicBool,
+    opts: &Options,
 ) -> Result<(), RunError> {
     let mut next = 0u64;
     let mut pending: BTreeMap<u64, (Result<BatchOutput, Fatal>, Ack)> = BTreeMap::new();
     let released = |r: super::commit::Released| {
         in_flight.fetch_sub(r.batches, Ordering::AcqRel);
         for w in r.warnings {
-            progress.suspend(|| eprintln!("warning: {w}"));
+            if opts.json_logs {
+                crate::logs::json("warn", &w);
+            } else {
+                progress.suspend(|| eprintln!("warning: {w}"));
+            }
         }
     };
     loop {
@@ -341,6 +351,9 @@ fn write_in_order(
                 return Err(stop(failures));
             }
             counts.add(&out.counts);
+            if let Some(live) = &opts.live {
+                live.set(counts, &outputs.sink_stats);
+            }
             released(
                 rt.block_on(outputs.flush_buffers(false, counts))
                     .map_err(stop)?,

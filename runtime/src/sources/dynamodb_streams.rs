@@ -325,11 +325,11 @@ impl Reader {
                 continue;
             };
             self.shards[i].last_read = Some(last.clone());
-            let checkpoint = Checkpoint {
-                table: self.config.checkpoint_table.clone(),
-                key: self.checkpoint_key(&self.shards[i].id),
-                sequence_number: last,
-            };
+            let checkpoint = Checkpoint::new(
+                self.config.checkpoint_table.clone(),
+                self.checkpoint_key(&self.shards[i].id),
+                last,
+            );
             return Ok(Some((records, checkpoint)));
         }
         Ok(None)

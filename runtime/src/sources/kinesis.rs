@@ -3,7 +3,8 @@
 //! checkpoint reached its sinks or the DLQ. A restarted run resumes after the
 //! checkpoints.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::{
@@ -86,13 +87,71 @@ pub struct Reader {
     shards: Vec<Shard>,
     next: usize,
     aws: Arc<Clients>,
+    /// In a worker group: the leases this worker holds, and its name.
+    leases: Option<(Arc<super::lease::Shared>, String)>,
+    lag: Arc<Lag>,
+}
+
+/// How far behind each shard read by this worker is.
+#[derive(Debug, Default)]
+pub struct Lag {
+    shards: Mutex<BTreeMap<String, ShardLag>>,
+}
+
+/// How far behind one shard is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ShardLag {
+    /// `MillisBehindLatest` of the last read: how far the last record read is from the tip.
+    pub millis_behind: i64,
+    /// Records read and not yet checkpointed.
+    pub records_in_flight: u64,
+}
+
+impl Lag {
+    /// Per shard read, its lag.
+    pub fn snapshot(&self) -> BTreeMap<String, ShardLag> {
+        self.shards.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, shard: &str, f: impl FnOnce(&mut ShardLag)) {
+        if let Ok(mut s) = self.shards.lock() {
+            f(s.entry(shard.to_owned()).or_default());
+        }
+    }
+
+    fn forget(&self, shard: &str) {
+        if let Ok(mut s) = self.shards.lock() {
+            s.remove(shard);
+        }
+    }
 }
 
 /// A shard's checkpoint, written once its batch is delivered.
 pub struct Checkpoint {
     pub(crate) table: String,
     pub(crate) key: String,
+    /// Empty when the batch is the empty last read of a closed shard.
     pub(crate) sequence_number: String,
+    /// The shard is closed and this batch ends it.
+    pub(crate) shard_end: bool,
+    /// In a worker group: written only while this worker holds the lease.
+    pub(crate) owner: Option<String>,
+    /// The shard and its records, for the lag in records.
+    pub(crate) progress: Option<(Arc<Lag>, String, u64)>,
+}
+
+impl Checkpoint {
+    /// The checkpoint of a batch that ends at `sequence_number`.
+    pub(crate) fn new(table: String, key: String, sequence_number: String) -> Checkpoint {
+        Checkpoint {
+            table,
+            key,
+            sequence_number,
+            shard_end: false,
+            owner: None,
+            progress: None,
+        }
+    }
 }
 
 /// The sequence number a shard's checkpoint holds, if it has one.
@@ -119,9 +178,28 @@ pub(crate) async fn saved_checkpoint(
 }
 
 impl Reader {
-    /// Lists the shards and positions each one after its checkpoint.
-    pub async fn new(config: Config, pipeline: &str, aws: Arc<Clients>) -> Result<Reader, String> {
+    /// Lists the shards and positions each one after its checkpoint. In a
+    /// worker group (`leases`), it reads only the shards whose leases the
+    /// worker holds, as they come and go.
+    pub async fn new(
+        config: Config,
+        pipeline: &str,
+        aws: Arc<Clients>,
+        leases: Option<(Arc<super::lease::Shared>, String)>,
+    ) -> Result<Reader, String> {
         ensure_table(&aws, &config.checkpoint_table).await?;
+        if leases.is_some() {
+            return Ok(Reader {
+                stream: Arc::from(config.stream.as_str()),
+                config,
+                pipeline: pipeline.to_owned(),
+                shards: Vec::new(),
+                next: 0,
+                aws,
+                leases,
+                lag: Arc::default(),
+            });
+        }
         let mut list = aws.kinesis().list_shards();
         list = if is_arn(&config.stream) {
             list.stream_arn(&config.stream)
@@ -139,13 +217,15 @@ impl Reader {
             shards: Vec::new(),
             next: 0,
             aws,
+            leases: None,
+            lag: Arc::default(),
         };
         for shard in listed.shards() {
             let id: Arc<str> = Arc::from(shard.shard_id());
             let iterator = reader.iterator(&id).await?;
             reader.shards.push(Shard {
                 id,
-                iterator: Some(iterator),
+                iterator,
                 last_read: None,
                 backoff: ShardBackoff::default(),
             });
@@ -156,11 +236,47 @@ impl Reader {
     /// `PIPELINE/STREAM/SHARD`, with the stream's name even when the
     /// pipeline names it by ARN, so the checkpoints hold either way.
     fn checkpoint_key(&self, shard: &str) -> String {
-        let name = match self.config.stream.split_once(":stream/") {
-            Some((_, name)) if is_arn(&self.config.stream) => name,
-            _ => &self.config.stream,
+        format!(
+            "{}/{}/{shard}",
+            self.pipeline,
+            stream_name(&self.config.stream)
+        )
+    }
+
+    /// How far behind each shard is.
+    pub fn lag(&self) -> Arc<Lag> {
+        Arc::clone(&self.lag)
+    }
+
+    /// In a worker group: starts reading the shards whose leases were
+    /// taken, and stops reading those given up.
+    async fn follow_leases(&mut self) -> Result<(), String> {
+        let Some((leases, _)) = &self.leases else {
+            return Ok(());
         };
-        format!("{}/{name}/{shard}", self.pipeline)
+        let owned = leases.owned();
+        let lag = &self.lag;
+        self.shards.retain(|s| {
+            let keep = owned.contains(&*s.id);
+            if !keep {
+                lag.forget(&s.id);
+            }
+            keep
+        });
+        for id in owned {
+            if self.shards.iter().any(|s| *s.id == *id) {
+                continue;
+            }
+            let iterator = self.iterator(&id).await?;
+            self.shards.push(Shard {
+                id: Arc::from(id.as_str()),
+                iterator,
+                last_read: None,
+                backoff: ShardBackoff::default(),
+            });
+        }
+        self.next %= self.shards.len().max(1);
+        Ok(())
     }
 
     fn shard_iterator(
@@ -183,7 +299,7 @@ impl Reader {
         last: Option<String>,
     ) -> Result<Option<String>, String> {
         let Some(seq) = last else {
-            return self.iterator(shard).await.map(Some);
+            return self.iterator(shard).await;
         };
         self.shard_iterator(shard)
             .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
@@ -194,9 +310,11 @@ impl Reader {
             .map(|o| o.shard_iterator)
     }
 
-    async fn iterator(&self, shard: &str) -> Result<String, String> {
+    /// An iterator after the shard's checkpoint, or at the start position;
+    /// `None` when the shard was read to its end.
+    async fn iterator(&self, shard: &str) -> Result<Option<String>, String> {
         let key = self.checkpoint_key(shard);
-        let saved = self
+        let item = self
             .aws
             .dynamodb()
             .get_item()
@@ -213,13 +331,24 @@ impl Reader {
                 .message
             })?
             .item
-            .and_then(|i| {
-                i.get("sequence_number")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-            });
+            .unwrap_or_default();
+        if item
+            .get(super::lease::SHARD_END)
+            .is_some_and(|v| v.as_bool().is_ok_and(|b| *b))
+        {
+            return Ok(None);
+        }
+        let saved = item
+            .get("sequence_number")
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        // A child shard of a resharding starts where its parents ended.
+        let start = match item.get(super::lease::START).and_then(|v| v.as_s().ok()) {
+            Some(s) if s == "trim_horizon" => StartPosition::TrimHorizon,
+            _ => self.config.start_position,
+        };
         let mut req = self.shard_iterator(shard);
-        req = match (saved, self.config.start_position) {
+        req = match (saved, start) {
             (Some(seq), _) => req
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .starting_sequence_number(seq),
@@ -241,7 +370,7 @@ impl Reader {
         req.send()
             .await
             .map_err(|e| classify(&format!("get_shard_iterator of shard `{shard}`"), &e).message)
-            .map(|o| o.shard_iterator.unwrap_or_default())
+            .map(|o| o.shard_iterator)
     }
 
     /// Reads the next shard (round robin) that has records; `Ok(None)` when
@@ -251,6 +380,9 @@ impl Reader {
         max: usize,
         policy: &Policy,
     ) -> Result<Option<(Vec<RawRecord>, Checkpoint)>, SinkError> {
+        self.follow_leases()
+            .await
+            .map_err(|m| SinkError::new(ErrorClass::Retryable, m))?;
         for _ in 0..self.shards.len() {
             let i = self.next;
             self.next = (self.next + 1) % self.shards.len().max(1);
@@ -293,14 +425,33 @@ impl Reader {
             };
             self.shards[i].backoff.succeeded();
             self.shards[i].iterator = out.next_shard_iterator().map(str::to_owned);
-            let Some(last) = out.records().last() else {
-                continue;
+            // A closed shard read to its end: in a worker group its last
+            // checkpoint says so, even without records, so that its
+            // children may be read.
+            let shard_end = self.shards[i].iterator.is_none() && self.leases.is_some();
+            let shard_id = self.shards[i].id.to_string();
+            let read = out.records().len() as u64;
+            if let Some(ms) = out.millis_behind_latest() {
+                self.lag.update(&shard_id, |l| l.millis_behind = ms);
+            }
+            let sequence_number = match out.records().last() {
+                Some(last) => last.sequence_number().to_owned(),
+                None if shard_end => String::new(),
+                None => continue,
             };
-            self.shards[i].last_read = Some(last.sequence_number().to_owned());
+            if !sequence_number.is_empty() {
+                self.shards[i].last_read = Some(sequence_number.clone());
+            }
+            self.lag.update(&shard_id, |l| l.records_in_flight += read);
             let checkpoint = Checkpoint {
-                table: self.config.checkpoint_table.clone(),
-                key: self.checkpoint_key(&self.shards[i].id),
-                sequence_number: last.sequence_number().to_owned(),
+                shard_end,
+                owner: self.leases.as_ref().map(|(_, me)| me.clone()),
+                progress: Some((Arc::clone(&self.lag), shard_id, read)),
+                ..Checkpoint::new(
+                    self.config.checkpoint_table.clone(),
+                    self.checkpoint_key(&self.shards[i].id),
+                    sequence_number,
+                )
             };
             let mut records = Vec::with_capacity(out.records().len());
             for r in out.records() {
@@ -349,31 +500,61 @@ impl Reader {
 }
 
 impl Checkpoint {
-    /// Writes the checkpoint.
+    /// Writes the checkpoint. In a worker group, only while this worker
+    /// holds the shard's lease: a worker that lost it cannot overwrite the
+    /// new owner's checkpoint.
     pub async fn save(&self, aws: &Clients) -> Result<(), String> {
-        aws.dynamodb()
-            .put_item()
+        let mut set = vec!["updated_at = :t"];
+        let mut req = aws
+            .dynamodb()
+            .update_item()
             .table_name(&self.table)
-            .item("shard_key", AttributeValue::S(self.key.clone()))
-            .item(
-                "sequence_number",
-                AttributeValue::S(self.sequence_number.clone()),
-            )
-            .item(
-                "updated_at",
+            .key("shard_key", AttributeValue::S(self.key.clone()))
+            .expression_attribute_values(
+                ":t",
                 AttributeValue::S(crate::engine::run::now_rfc3339()),
-            )
+            );
+        if !self.sequence_number.is_empty() {
+            set.push("sequence_number = :s");
+            req = req
+                .expression_attribute_values(":s", AttributeValue::S(self.sequence_number.clone()));
+        }
+        if self.shard_end {
+            set.push("shard_end = :end");
+            req = req.expression_attribute_values(":end", AttributeValue::Bool(true));
+        }
+        if let Some(owner) = &self.owner {
+            req = req
+                .condition_expression("lease_owner = :me")
+                .expression_attribute_values(":me", AttributeValue::S(owner.clone()));
+        }
+        let sent = req
+            .update_expression(format!("SET {}", set.join(", ")))
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                classify(
-                    &format!("checkpoint of `{}` in `{}`", self.key, self.table),
-                    &e,
-                )
-                .message
-                    + " (the batch will be read again after a restart)"
-            })
+            .await;
+        if let Some((lag, shard, records)) = &self.progress {
+            lag.update(shard, |l| {
+                l.records_in_flight = l.records_in_flight.saturating_sub(*records)
+            });
+        }
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(format!(
+                    "the checkpoint of `{}` was not written: another worker holds its lease now and reads these records again",
+                    self.key
+                ))
+            }
+            Err(e) => Err(classify(
+                &format!("checkpoint of `{}` in `{}`", self.key, self.table),
+                &e,
+            )
+            .message
+                + " (the batch will be read again after a restart)"),
+        }
     }
 }
 
@@ -387,7 +568,8 @@ pub(crate) async fn ensure_table(aws: &Clients, table: &str) -> Result<(), Strin
                 .is_some_and(|s| s.is_resource_not_found_exception()) => {}
         Err(e) => return Err(classify(&format!("describe_table of `{table}`"), &e).message),
     }
-    ddb.create_table()
+    let created = ddb
+        .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
@@ -405,8 +587,15 @@ pub(crate) async fn ensure_table(aws: &Clients, table: &str) -> Result<(), Strin
                 .map_err(|e| e.to_string())?,
         )
         .send()
-        .await
-        .map_err(|e| classify(&format!("create_table `{table}`"), &e).message)?;
+        .await;
+    match created {
+        Ok(_) => {}
+        // Another worker of the group created it at the same time.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(classify(&format!("create_table `{table}`"), &e).message),
+    }
     // Wait until the table is active (a new table takes a few seconds on AWS).
     for _ in 0..120 {
         let status = ddb
@@ -427,6 +616,14 @@ pub(crate) async fn ensure_table(aws: &Clients, table: &str) -> Result<(), Strin
 }
 
 /// Whether a stream is named by its ARN.
-fn is_arn(stream: &str) -> bool {
+pub(crate) fn is_arn(stream: &str) -> bool {
     stream.starts_with("arn:")
+}
+
+/// The stream's name, when it is given by name or by ARN.
+pub(crate) fn stream_name(stream: &str) -> &str {
+    match stream.split_once(":stream/") {
+        Some((_, name)) if is_arn(stream) => name,
+        _ => stream,
+    }
 }

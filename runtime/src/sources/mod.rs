@@ -10,6 +10,7 @@ pub mod dynamodb_streams;
 pub mod file;
 pub mod kafka;
 pub mod kinesis;
+pub mod lease;
 pub mod sqs;
 pub mod stdin;
 

@@ -1,0 +1,320 @@
+//! `sluice daemon PIPELINE`: the pipeline as a long-running service (ECS,
+//! Kubernetes, a VM).
+//!
+//! With a `kinesis` source, every daemon of the same pipeline on the same
+//! stream joins one worker group: the shards are shared through leases in
+//! the source's checkpoint table (see [`crate::sources::lease`]). With an
+//! `sqs` source, the queue itself shares the messages. Either way, a batch
+//! is acknowledged only once every record of it is delivered or
+//! dead-lettered.
+//!
+//! On SIGTERM or SIGINT the daemon stops reading, delivers what it read,
+//! writes the last checkpoints and releases its leases, within the grace
+//! period; past it, it releases its leases anyway and exits with status 3
+//! (the records it had not acknowledged are read again by the next owner).
+
+pub mod http;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::aws::Clients;
+use crate::cli::run::{load, open_outputs, open_source};
+use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREADABLE};
+use crate::config::duration::Dur;
+use crate::engine::run::{self, Options};
+use crate::logs;
+use crate::metrics::prometheus::Live;
+use crate::sources::lease::{Coordinator, Settings};
+use crate::sources::{self, Reader, Stop, kinesis};
+
+/// Arguments of `sluice daemon`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The pipeline file (its source: `kinesis` or `sqs`).
+    pub file: PathBuf,
+    /// This worker's name in its group; unique per process.
+    /// Default: the host name, the process id and a random suffix.
+    #[arg(long, env = "SLUICE_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// A lease not renewed for this long is taken over by another worker.
+    /// Leases are renewed and balanced every third of it.
+    #[arg(long, env = "SLUICE_FAILOVER_TIME", default_value = "10s", value_parser = parse_duration)]
+    pub failover_time: Dur,
+    /// On SIGTERM: time to drain, checkpoint and release the leases
+    /// (ECS sends SIGKILL 30 s after SIGTERM by default).
+    #[arg(long, env = "SLUICE_GRACE_PERIOD", default_value = "25s", value_parser = parse_duration)]
+    pub grace_period: Dur,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:9090")]
+    pub listen: SocketAddr,
+    /// Threads for parse, validate and transform (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Records per batch (at most this many per `GetRecords`).
+    #[arg(long, default_value_t = 1000)]
+    pub batch_records: usize,
+}
+
+fn parse_duration(s: &str) -> Result<Dur, String> {
+    humantime::parse_duration(s)
+        .map(Dur)
+        .map_err(|e| e.to_string())
+}
+
+/// The default worker name: host, process id and a random suffix.
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "sluice".into());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+/// Time kept back from the grace period to release the leases.
+const RELEASE_TIME: Duration = Duration::from_secs(2);
+
+/// Runs the daemon until a signal; returns the exit code.
+pub fn main(args: &Args) -> i32 {
+    let (loaded, built) = match load(&args.file) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let p = &loaded.pipeline;
+    let worker = args.worker_id.clone().unwrap_or_else(default_worker_id);
+    logs::set_fields(&[("pipeline", &p.name), ("worker", &worker)]);
+    let fail = |code: i32, message: &str| {
+        logs::json("error", message);
+        code
+    };
+    match &p.source {
+        sources::Config::Kinesis(_) | sources::Config::Sqs(_) => {}
+        other => {
+            return fail(
+                EXIT_INVALID,
+                &format!(
+                    "`sluice daemon` reads a `kinesis` or `sqs` source, not `{}`: use `sluice run`{}",
+                    other.type_name(),
+                    if matches!(other, sources::Config::Kafka(_)) {
+                        " or Lambda"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fail(
+                EXIT_RUN_FAILED,
+                &format!("cannot start the async runtime: {e}"),
+            );
+        }
+    };
+    let aws = Arc::new(rt.block_on(Clients::load(&p.aws, p.retry.attempt_timeout.0)));
+
+    // The source: for Kinesis, a reader that follows this worker's leases.
+    let (reader, coordinator, lag) = match &p.source {
+        sources::Config::Kinesis(c) => {
+            let settings = Settings {
+                worker: worker.clone(),
+                failover: args.failover_time.0,
+            };
+            let mut coordinator = Coordinator::new(Arc::clone(&aws), c.clone(), &p.name, settings);
+            let shared = coordinator.shared();
+            let reader = match rt.block_on(kinesis::Reader::new(
+                c.clone(),
+                &p.name,
+                Arc::clone(&aws),
+                Some((shared, worker.clone())),
+            )) {
+                Ok(r) => r,
+                Err(e) => return fail(EXIT_UNREADABLE, &format!("the source stream: {e}")),
+            };
+            if let Err(e) = rt.block_on(coordinator.pass()) {
+                return fail(EXIT_UNREADABLE, &format!("the lease table: {e}"));
+            }
+            let lag = reader.lag();
+            (
+                Reader::Kinesis(reader, Arc::clone(&aws)),
+                Some(Arc::new(tokio::sync::Mutex::new(coordinator))),
+                Some(lag),
+            )
+        }
+        _ => match rt.block_on(open_source(&loaded, Some(Arc::clone(&aws)))) {
+            Ok(r) => (r, None, None),
+            Err(e) => return fail(EXIT_UNREADABLE, &e),
+        },
+    };
+    let mut outputs = match rt.block_on(open_outputs(
+        &loaded,
+        &p.dlq.as_sink(),
+        crate::cli::run::Mode::Source,
+        Some(Arc::clone(&aws)),
+    )) {
+        Ok(o) => o,
+        Err(e) => return fail(EXIT_UNREADABLE, &e),
+    };
+
+    // The HTTP endpoint.
+    let live = Arc::new(Live::default());
+    let state = Arc::new(http::State {
+        pipeline: p.name.clone(),
+        sinks: built.sink_names.clone(),
+        live: Arc::clone(&live),
+        lag,
+        group: coordinator
+            .as_ref()
+            .map(|c| (worker.clone(), rt.block_on(c.lock()).shared())),
+        ready: AtomicBool::new(false),
+        failover: args.failover_time.0,
+    });
+    let listener = match rt.block_on(tokio::net::TcpListener::bind(args.listen)) {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                EXIT_UNREADABLE,
+                &format!("cannot listen on {}: {e}", args.listen),
+            );
+        }
+    };
+    let listening = listener.local_addr().map_or(args.listen, |a| a);
+    rt.spawn(http::serve(listener, Arc::clone(&state)));
+
+    // Lease renewal and balancing, apart from reading: a stalled sink does
+    // not cost the worker its leases.
+    let passes_stop = Arc::new(AtomicBool::new(false));
+    if let Some(c) = &coordinator {
+        let c = Arc::clone(c);
+        let stop = Arc::clone(&passes_stop);
+        let interval = Settings {
+            worker: String::new(),
+            failover: args.failover_time.0,
+        }
+        .interval();
+        rt.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(interval).await;
+                let mut c = c.lock().await;
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Err(e) = c.pass().await {
+                    logs::json("warn", &format!("lease pass failed: {e}"));
+                }
+            }
+        });
+    }
+
+    // Signals: stop reading, then drain within the grace period.
+    let stopping = Arc::new(AtomicBool::new(false));
+    {
+        let stopping = Arc::clone(&stopping);
+        let state = Arc::clone(&state);
+        let coordinator = coordinator.clone();
+        let grace = args.grace_period.0;
+        rt.spawn(async move {
+            signal().await;
+            logs::json(
+                "info",
+                &format!("stopping: delivering what was read, then releasing the leases (grace period {grace:?})"),
+            );
+            state.ready.store(false, Ordering::Relaxed);
+            stopping.store(true, Ordering::Relaxed);
+            if let Some((_, shared)) = &state.group {
+                shared.stop_taking();
+            }
+            tokio::time::sleep(grace.saturating_sub(RELEASE_TIME)).await;
+            let released = match &coordinator {
+                Some(c) => c.lock().await.release_all().await,
+                None => 0,
+            };
+            logs::json(
+                "error",
+                &format!("the grace period ran out before every batch read was delivered: released {released} leases; the records not acknowledged will be read again"),
+            );
+            std::process::exit(EXIT_RUN_FAILED);
+        });
+    }
+
+    let opts = Options {
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+        batch_records: args.batch_records,
+        progress: false,
+        stop: Stop::default(),
+        stopping: Arc::clone(&stopping),
+        live: Some(live),
+        json_logs: true,
+    };
+    state.ready.store(true, Ordering::Relaxed);
+    logs::json(
+        "info",
+        &format!(
+            "started: reading the `{}` source; metrics and probes on http://{listening}",
+            p.source.type_name()
+        ),
+    );
+    let report = run::run(built, reader, &mut outputs, &opts, &rt);
+    state.ready.store(false, Ordering::Relaxed);
+    passes_stop.store(true, Ordering::Relaxed);
+    let released = match &coordinator {
+        Some(c) => rt.block_on(async { c.lock().await.release_all().await }),
+        None => 0,
+    };
+    let c = &report.counts;
+    let summary = format!(
+        "stopped after {:.1} s: {} records in, {} delivered, {} filtered, {} dead-lettered, {} unrouted; released {released} leases",
+        report.elapsed.as_secs_f64(),
+        c.records_in,
+        c.delivered,
+        c.filtered + c.dropped_invalid,
+        c.dead_lettered_total(),
+        c.unrouted
+    );
+    match &report.error {
+        Some(e) => fail(
+            EXIT_RUN_FAILED,
+            &format!("{summary}; the run stopped early: {e}"),
+        ),
+        None if !c.balanced() => fail(
+            EXIT_RUN_FAILED,
+            &format!("{summary}; the counts do not add up"),
+        ),
+        None => {
+            logs::json("info", &summary);
+            EXIT_OK
+        }
+    }
+}
+
+/// Waits for SIGTERM (ECS, Kubernetes) or SIGINT.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,50 @@
+//! Structured logs: one JSON object per line on standard error, for the
+//! long-running daemon (CloudWatch Logs, Loki and the like parse them).
+
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value};
+
+static FIELDS: OnceLock<Map<String, Value>> = OnceLock::new();
+
+/// Fields every later line carries (the pipeline, the worker's name); set once.
+pub fn set_fields(fields: &[(&str, &str)]) {
+    let _ = FIELDS.set(
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+            .collect(),
+    );
+}
+
+/// The line of a message, as written by [`json`].
+pub fn line(level: &str, message: &str) -> String {
+    let mut m = Map::new();
+    m.insert(
+        "timestamp".into(),
+        Value::String(crate::engine::run::now_rfc3339()),
+    );
+    m.insert("level".into(), Value::String(level.into()));
+    if let Some(f) = FIELDS.get() {
+        m.extend(f.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    m.insert("message".into(), Value::String(message.into()));
+    Value::Object(m).to_string()
+}
+
+/// Writes a log line: `level` is `info`, `warn` or `error`.
+pub fn json(level: &str, message: &str) {
+    eprintln!("{}", line(level, message));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_object_per_line() {
+        let v: serde_json::Value =
+            serde_json::from_str(&super::line("warn", "a \"b\"\nc")).unwrap();
+        assert_eq!(v["level"], "warn");
+        assert_eq!(v["message"], "a \"b\"\nc");
+        assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+}

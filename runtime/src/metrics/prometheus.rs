@@ -1,0 +1,283 @@
+//! Prometheus text exposition (format 0.0.4) of a daemon's metrics, served at
+//! `/metrics`. The names follow the Lambda EMF metrics in snake case, with
+//! the `sluice_` prefix and `_total` on counters:
+//!
+//! | EMF | Prometheus |
+//! | --- | --- |
+//! | `RecordsIn` | `sluice_records_in_total` |
+//! | `Delivered` | `sluice_delivered_total` |
+//! | `Filtered` | `sluice_filtered_total` |
+//! | `DeadLettered` (per `Stage`) | `sluice_dead_lettered_total{stage}` |
+//! | `Unrouted` | `sluice_unrouted_total` |
+//! | `Failed` | `sluice_failed_total` |
+//! | `Delivered` (per `Sink`) | `sluice_sink_delivered_total{sink}` |
+//! | `Retries` (per `Sink`) | `sluice_sink_retries_total{sink}` |
+//! | `SinkLatency` (per `Sink`) | `sluice_sink_latency_seconds_total{sink}` |
+//! | `BatchAge` | `sluice_shard_millis_behind_latest{shard}` |
+//!
+//! plus, per shard read, `sluice_shard_records_in_flight` (read, not yet
+//! checkpointed), and for the worker group `sluice_leases_held`,
+//! `sluice_workers`, `sluice_shards_readable`, `sluice_shards_waiting`
+//! (children waiting for their parents) and `sluice_shards_finished`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use super::Counts;
+use super::emf::SinkStats;
+use crate::record::Stage;
+use crate::sources::kinesis::ShardLag;
+use crate::sources::lease::Status;
+
+/// Counts a run updates as it commits batches, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct Live {
+    inner: Mutex<(Counts, Vec<SinkStats>)>,
+}
+
+impl Live {
+    /// Stores the run's totals so far.
+    pub fn set(&self, counts: &Counts, sinks: &[SinkStats]) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.0.clone_from(counts);
+            g.1 = sinks.to_vec();
+        }
+    }
+
+    /// The totals so far.
+    pub fn get(&self) -> (Counts, Vec<SinkStats>) {
+        self.inner.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+/// What `/metrics` shows.
+pub struct Snapshot<'a> {
+    /// The pipeline's name.
+    pub pipeline: &'a str,
+    /// Totals so far.
+    pub counts: &'a Counts,
+    /// Sink names, in the order of `sinks:`.
+    pub sinks: &'a [String],
+    /// Per sink, in the same order.
+    pub sink_stats: &'a [SinkStats],
+    /// Per shard read by this worker.
+    pub shards: &'a BTreeMap<String, ShardLag>,
+    /// The worker group, when there is one.
+    pub group: Option<(&'a str, &'a Status)>,
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', r#"\""#)
+        .replace('\n', r"\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+            .collect();
+        let _ = writeln!(self.0, "{name}{{{}}} {value}", labels.join(","));
+    }
+}
+
+/// The exposition text.
+pub fn render(s: &Snapshot<'_>) -> String {
+    let mut o = Out(String::new());
+    let p = [("pipeline", s.pipeline)];
+    let c = s.counts;
+    for (name, help, value) in [
+        (
+            "sluice_records_in_total",
+            "Records read from the source.",
+            c.records_in,
+        ),
+        (
+            "sluice_delivered_total",
+            "Records delivered to every sink their routes named.",
+            c.delivered,
+        ),
+        (
+            "sluice_filtered_total",
+            "Records filtered on purpose (or dropped invalid with on_invalid: drop).",
+            c.filtered + c.dropped_invalid,
+        ),
+        (
+            "sluice_unrouted_total",
+            "Records no route took.",
+            c.unrouted,
+        ),
+        (
+            "sluice_failed_total",
+            "Records not delivered, given back to the source.",
+            c.failed,
+        ),
+    ] {
+        o.family(name, "counter", help);
+        o.sample(name, &p, value);
+    }
+    o.family(
+        "sluice_dead_lettered_total",
+        "counter",
+        "Records dead-lettered, per stage.",
+    );
+    for stage in Stage::ALL {
+        o.sample(
+            "sluice_dead_lettered_total",
+            &[("pipeline", s.pipeline), ("stage", stage.as_str())],
+            c.dead_lettered[stage as usize],
+        );
+    }
+    let sink_families = [
+        (
+            "sluice_sink_delivered_total",
+            "Records written to the sink.",
+        ),
+        ("sluice_sink_retries_total", "Retried writes to the sink."),
+        (
+            "sluice_sink_latency_seconds_total",
+            "Time spent writing to the sink.",
+        ),
+    ];
+    for (k, (name, help)) in sink_families.iter().enumerate() {
+        o.family(name, "counter", help);
+        for (i, sink) in s.sinks.iter().enumerate() {
+            let stats = s.sink_stats.get(i).cloned().unwrap_or_default();
+            let labels = [("pipeline", s.pipeline), ("sink", sink.as_str())];
+            match k {
+                0 => o.sample(name, &labels, c.per_sink.get(i).copied().unwrap_or(0)),
+                1 => o.sample(name, &labels, stats.retries),
+                _ => o.sample(name, &labels, stats.millis / 1000.0),
+            }
+        }
+    }
+    o.family(
+        "sluice_shard_millis_behind_latest",
+        "gauge",
+        "How far the last record read from the shard is from its tip, in milliseconds.",
+    );
+    for (shard, lag) in s.shards {
+        o.sample(
+            "sluice_shard_millis_behind_latest",
+            &[("pipeline", s.pipeline), ("shard", shard)],
+            lag.millis_behind,
+        );
+    }
+    o.family(
+        "sluice_shard_records_in_flight",
+        "gauge",
+        "Records read from the shard and not yet checkpointed.",
+    );
+    for (shard, lag) in s.shards {
+        o.sample(
+            "sluice_shard_records_in_flight",
+            &[("pipeline", s.pipeline), ("shard", shard)],
+            lag.records_in_flight,
+        );
+    }
+    if let Some((worker, g)) = s.group {
+        let w = [("pipeline", s.pipeline), ("worker", worker)];
+        o.family(
+            "sluice_leases_held",
+            "gauge",
+            "Shard leases this worker holds.",
+        );
+        o.sample(
+            "sluice_leases_held",
+            &w,
+            g.per_worker.get(worker).copied().unwrap_or(0),
+        );
+        for (name, help, value) in [
+            (
+                "sluice_workers",
+                "Workers of the group holding live leases, this one included.",
+                g.per_worker.len().max(1),
+            ),
+            (
+                "sluice_shards_readable",
+                "Shards that may be read now.",
+                g.readable,
+            ),
+            (
+                "sluice_shards_waiting",
+                "Child shards waiting for their parents to be read to the end.",
+                g.waiting,
+            ),
+            (
+                "sluice_shards_finished",
+                "Closed shards read to their end.",
+                g.finished,
+            ),
+        ] {
+            o.family(name, "gauge", help);
+            o.sample(name, &p, value);
+        }
+    }
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_escapes_labels() {
+        let mut counts = Counts::new(1);
+        counts.records_in = 5;
+        counts.delivered = 4;
+        counts.per_sink = vec![4];
+        counts.dead_letter(Stage::Validate);
+        let mut shards = BTreeMap::new();
+        shards.insert(
+            "shardId-000000000001".to_owned(),
+            ShardLag {
+                millis_behind: 1200,
+                records_in_flight: 30,
+            },
+        );
+        let status = Status {
+            per_worker: [("w1".to_owned(), 2), ("w2".to_owned(), 2)].into(),
+            readable: 4,
+            ..Status::default()
+        };
+        let text = render(&Snapshot {
+            pipeline: "or\"ders",
+            counts: &counts,
+            sinks: &["archive".to_owned()],
+            sink_stats: &[SinkStats {
+                retries: 3,
+                millis: 1500.0,
+            }],
+            shards: &shards,
+            group: Some(("w1", &status)),
+        });
+        for line in [
+            "# TYPE sluice_records_in_total counter",
+            r#"sluice_records_in_total{pipeline="or\"ders"} 5"#,
+            r#"sluice_dead_lettered_total{pipeline="or\"ders",stage="validate"} 1"#,
+            r#"sluice_dead_lettered_total{pipeline="or\"ders",stage="parse"} 0"#,
+            r#"sluice_sink_delivered_total{pipeline="or\"ders",sink="archive"} 4"#,
+            r#"sluice_sink_retries_total{pipeline="or\"ders",sink="archive"} 3"#,
+            r#"sluice_sink_latency_seconds_total{pipeline="or\"ders",sink="archive"} 1.5"#,
+            r#"sluice_shard_millis_behind_latest{pipeline="or\"ders",shard="shardId-000000000001"} 1200"#,
+            r#"sluice_shard_records_in_flight{pipeline="or\"ders",shard="shardId-000000000001"} 30"#,
+            r#"sluice_leases_held{pipeline="or\"ders",worker="w1"} 2"#,
+            r#"sluice_workers{pipeline="or\"ders"} 2"#,
+            r#"sluice_shards_readable{pipeline="or\"ders"} 4"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,599 @@
+//! Leases: how the workers of `sluice daemon` share the shards of a stream.
+//!
+//! The lease table is the source's checkpoint table: one item per shard,
+//! keyed `PIPELINE/STREAM/SHARD`, holding the checkpoint (`sequence_number`,
+//! `shard_end` once the closed shard is read to its end), the owner
+//! (`lease_owner`), a counter the owner increments on every renewal
+//! (`lease_counter`), and the shard's parents (`parent_shards`).
+//!
+//! Every worker runs the same loop, every third of the failover time:
+//!
+//! 1. renew its own leases (a conditional write on `lease_owner`: a lease
+//!    another worker took is dropped at once, and so is one that could not be
+//!    renewed for the failover time);
+//! 2. list the shards and create the leases that are missing;
+//! 3. take leases that have no owner, or whose counter has not moved for the
+//!    failover time (their owner died), up to its fair share: the leases
+//!    that may be read, divided by the workers that hold live leases;
+//! 4. if still below its share, steal from the most loaded worker.
+//!
+//! A shard may be read only once each of its parents is read to its end
+//! (split and merge), so per-key order holds across resharding. Expiry is
+//! judged by each worker's own clock (the counter did not change for the
+//! failover time), so clocks need not agree across hosts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+use super::kinesis::{Config, StartPosition, is_arn, stream_name};
+use crate::aws::Clients;
+use crate::delivery::error::classify;
+
+/// Attribute names of a lease item.
+pub(crate) const OWNER: &str = "lease_owner";
+const COUNTER: &str = "lease_counter";
+const PARENTS: &str = "parent_shards";
+pub(crate) const SHARD_END: &str = "shard_end";
+/// `trim_horizon` on the lease of a child shard (it starts where its parents ended).
+pub(crate) const START: &str = "start";
+
+/// How a worker takes part in a group.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This worker's name, unique in the group.
+    pub worker: String,
+    /// A lease whose counter did not move for this long is free to take.
+    pub failover: Duration,
+}
+
+impl Settings {
+    /// How often leases are renewed and balanced.
+    pub fn interval(&self) -> Duration {
+        (self.failover / 3).max(Duration::from_millis(100))
+    }
+}
+
+/// One shard's lease, as read from the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    /// The item's key.
+    pub key: String,
+    /// The shard id.
+    pub shard: String,
+    /// Who holds it.
+    pub owner: Option<String>,
+    /// Renewals so far.
+    pub counter: u64,
+    /// The sequence number of the last record delivered.
+    pub checkpoint: Option<String>,
+    /// Whether the (closed) shard was read to its end.
+    pub shard_end: bool,
+    /// The shards it was split or merged from.
+    pub parents: Vec<String>,
+}
+
+impl Lease {
+    fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Lease> {
+        let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+        let key = s("shard_key")?;
+        let shard = key.rsplit('/').next()?.to_owned();
+        Some(Lease {
+            shard,
+            owner: s(OWNER),
+            counter: item
+                .get(COUNTER)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            checkpoint: s("sequence_number"),
+            shard_end: item
+                .get(SHARD_END)
+                .and_then(|v| v.as_bool().ok())
+                .copied()
+                .unwrap_or(false),
+            parents: item
+                .get(PARENTS)
+                .and_then(|v| v.as_l().ok())
+                .map(|l| l.iter().filter_map(|p| p.as_s().ok().cloned()).collect())
+                .unwrap_or_default(),
+            key,
+        })
+    }
+}
+
+/// What the coordinator and the reader share.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The shards this worker holds and may read.
+    owned: Mutex<BTreeSet<String>>,
+    /// Once set, no lease is taken any more.
+    stopping: AtomicBool,
+    /// The last view of the group, for metrics and readiness.
+    status: Mutex<Status>,
+}
+
+/// The group as this worker last saw it.
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    /// When a pass over the leases last succeeded.
+    pub last_pass: Option<Instant>,
+    /// Leases per live worker (this one included).
+    pub per_worker: BTreeMap<String, usize>,
+    /// Leases that may be read now (open, or closed and not yet read to the end, with their parents done).
+    pub readable: usize,
+    /// Leases waiting for their parents.
+    pub waiting: usize,
+    /// Shards read to their end.
+    pub finished: usize,
+}
+
+impl Shared {
+    /// The shards this worker holds.
+    pub fn owned(&self) -> BTreeSet<String> {
+        self.owned.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Whether this worker holds `shard`.
+    pub fn holds(&self, shard: &str) -> bool {
+        self.owned.lock().is_ok_and(|o| o.contains(shard))
+    }
+
+    /// The last view of the group.
+    pub fn status(&self) -> Status {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Takes no more leases (shutdown has begun).
+    pub fn stop_taking(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn set_owned(&self, f: impl FnOnce(&mut BTreeSet<String>)) {
+        if let Ok(mut o) = self.owned.lock() {
+            f(&mut o);
+        }
+    }
+}
+
+/// Keeps this worker's leases and balances the group.
+pub struct Coordinator {
+    aws: Arc<Clients>,
+    table: String,
+    config: Config,
+    /// `PIPELINE/STREAM/`: the prefix of this stream's lease keys.
+    prefix: String,
+    settings: Settings,
+    shared: Arc<Shared>,
+    /// Per lease: the owner and counter last seen, and since when.
+    seen: HashMap<String, (Option<String>, u64, Instant)>,
+    /// Per lease held: its counter and when it was last renewed.
+    held: HashMap<String, (u64, Instant)>,
+}
+
+/// The error of a conditional write whose condition did not hold.
+fn lost_race<E, R>(e: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+impl Coordinator {
+    /// A coordinator for `pipeline`'s Kinesis source.
+    pub fn new(
+        aws: Arc<Clients>,
+        config: Config,
+        pipeline: &str,
+        settings: Settings,
+    ) -> Coordinator {
+        Coordinator {
+            table: config.checkpoint_table.clone(),
+            prefix: format!("{pipeline}/{}/", stream_name(&config.stream)),
+            config,
+            aws,
+            settings,
+            shared: Arc::new(Shared::default()),
+            seen: HashMap::new(),
+            held: HashMap::new(),
+        }
+    }
+
+    /// What the reader needs.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Renews, discovers, takes and steals once.
+    pub async fn pass(&mut self) -> Result<(), String> {
+        self.renew().await;
+        let mut leases = self.scan().await?;
+        self.discover(&mut leases).await?;
+        self.balance(&leases).await;
+        let held = self.held.len();
+        if let Ok(mut s) = self.shared.status.lock() {
+            s.per_worker.insert(self.settings.worker.clone(), held);
+        }
+        Ok(())
+    }
+
+    /// Renews every lease held; drops those another worker took and those
+    /// that could not be renewed for the failover time.
+    async fn renew(&mut self) {
+        let held: Vec<(String, u64, Instant)> = self
+            .held
+            .iter()
+            .map(|(k, (c, t))| (k.clone(), *c, *t))
+            .collect();
+        for (key, counter, renewed) in held {
+            let sent = self
+                .aws
+                .dynamodb()
+                .update_item()
+                .table_name(&self.table)
+                .key("shard_key", AttributeValue::S(key.clone()))
+                .update_expression("SET #c = if_not_exists(#c, :zero) + :one")
+                .condition_expression("#o = :me")
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+                .expression_attribute_names("#c", COUNTER)
+                .expression_attribute_names("#o", OWNER)
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match sent {
+                Ok(out) => {
+                    let lease = out.attributes.as_ref().and_then(Lease::from_item);
+                    let counter = lease.as_ref().map_or(counter + 1, |l| l.counter);
+                    self.held.insert(key.clone(), (counter, Instant::now()));
+                    if lease.is_some_and(|l| l.shard_end) {
+                        self.drop_lease(&key, "its shard was read to its end");
+                    }
+                }
+                Err(e) if lost_race(&e) => {
+                    self.drop_lease(&key, "another worker took it");
+                }
+                Err(e) => {
+                    if renewed.elapsed() >= self.settings.failover {
+                        let why = format!(
+                            "it could not be renewed for {:?}: {}",
+                            self.settings.failover,
+                            classify("update_item", &e).message
+                        );
+                        self.drop_lease(&key, &why);
+                    }
+                }
+            }
+        }
+    }
+
+    fn drop_lease(&mut self, key: &str, why: &str) {
+        self.held.remove(key);
+        let shard = key.rsplit('/').next().unwrap_or(key).to_owned();
+        self.shared.set_owned(|o| {
+            o.remove(&shard);
+        });
+        if !why.contains("read to its end") {
+            crate::logs::json("warn", &format!("lost the lease of shard {shard}: {why}"));
+        }
+    }
+
+    /// This stream's leases.
+    async fn scan(&self) -> Result<Vec<Lease>, String> {
+        let mut leases = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .aws
+                .dynamodb()
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .filter_expression("begins_with(shard_key, :p)")
+                .expression_attribute_values(":p", AttributeValue::S(self.prefix.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(&format!("scan of `{}`", self.table), &e).message)?;
+            leases.extend(out.items().iter().filter_map(Lease::from_item));
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(leases);
+            }
+        }
+    }
+
+    /// Lists the shards and creates the missing leases. On a new table with
+    /// `start_position: latest`, closed shards get none (there is nothing
+    /// new to read in them); a shard whose parent has a lease starts at the
+    /// trim horizon, where its parents ended.
+    async fn discover(&self, leases: &mut Vec<Lease>) -> Result<(), String> {
+        let mut shards = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.aws.kinesis().list_shards();
+            req = match &token {
+                Some(t) => req.next_token(t),
+                None if is_arn(&self.config.stream) => req.stream_arn(&self.config.stream),
+                None => req.stream_name(&self.config.stream),
+            };
+            let out = req.send().await.map_err(|e| {
+                classify(&format!("list_shards of `{}`", self.config.stream), &e).message
+            })?;
+            shards.extend(out.shards().iter().cloned());
+            token = out.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        let fresh = leases.is_empty();
+        let mut known: BTreeSet<String> = leases.iter().map(|l| l.shard.clone()).collect();
+        for shard in shards {
+            let id = shard.shard_id().to_owned();
+            if known.contains(&id) {
+                continue;
+            }
+            let closed = shard
+                .sequence_number_range()
+                .is_some_and(|r| r.ending_sequence_number().is_some());
+            if fresh && closed && self.config.start_position == StartPosition::Latest {
+                continue;
+            }
+            let parents: Vec<String> = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
+                .into_iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect();
+            let child = parents.iter().any(|p| known.contains(p));
+            let key = format!("{}{id}", self.prefix);
+            let mut req = self
+                .aws
+                .dynamodb()
+                .put_item()
+                .table_name(&self.table)
+                .item("shard_key", AttributeValue::S(key.clone()))
+                .item(COUNTER, AttributeValue::N("0".into()))
+                .item(
+                    PARENTS,
+                    AttributeValue::L(parents.iter().cloned().map(AttributeValue::S).collect()),
+                )
+                .condition_expression("attribute_not_exists(shard_key)");
+            if child {
+                req = req.item(START, AttributeValue::S("trim_horizon".into()));
+            }
+            match req.send().await {
+                Ok(_) => {}
+                Err(e) if lost_race(&e) => {} // another worker created it
+                Err(e) => {
+                    return Err(classify(&format!("put_item on `{}`", self.table), &e).message);
+                }
+            }
+            known.insert(id.clone());
+            leases.push(Lease {
+                key,
+                shard: id,
+                owner: None,
+                counter: 0,
+                checkpoint: None,
+                shard_end: false,
+                parents,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes free and expired leases up to this worker's share, then steals
+    /// from the most loaded worker if still below it.
+    async fn balance(&mut self, leases: &[Lease]) {
+        let now = Instant::now();
+        for l in leases {
+            let e = self
+                .seen
+                .entry(l.key.clone())
+                .or_insert((l.owner.clone(), l.counter, now));
+            if e.0 != l.owner || e.1 != l.counter {
+                *e = (l.owner.clone(), l.counter, now);
+            }
+        }
+        let me = self.settings.worker.clone();
+        let done: BTreeSet<&str> = leases
+            .iter()
+            .filter(|l| l.shard_end)
+            .map(|l| l.shard.as_str())
+            .collect();
+        let present: BTreeSet<&str> = leases.iter().map(|l| l.shard.as_str()).collect();
+        let parents_done = |l: &Lease| {
+            l.parents
+                .iter()
+                .all(|p| done.contains(p.as_str()) || !present.contains(p.as_str()))
+        };
+        let readable: Vec<&Lease> = leases
+            .iter()
+            .filter(|l| !l.shard_end && parents_done(l))
+            .collect();
+        let expired = |l: &Lease| {
+            l.owner.as_deref().is_some_and(|o| o != me)
+                && self
+                    .seen
+                    .get(&l.key)
+                    .is_some_and(|(_, _, since)| since.elapsed() >= self.settings.failover)
+        };
+        let mut per_worker: BTreeMap<String, Vec<&Lease>> = BTreeMap::new();
+        per_worker.entry(me.clone()).or_default();
+        for l in &readable {
+            match &l.owner {
+                Some(o) if o == &me && self.held.contains_key(&l.key) => {
+                    per_worker.entry(me.clone()).or_default().push(l)
+                }
+                Some(o) if o != &me && !expired(l) => {
+                    per_worker.entry(o.clone()).or_default().push(l)
+                }
+                _ => {}
+            }
+        }
+        let status = Status {
+            last_pass: Some(now),
+            per_worker: per_worker
+                .iter()
+                .map(|(k, v)| (k.clone(), v.len()))
+                .collect(),
+            readable: readable.len(),
+            waiting: leases
+                .iter()
+                .filter(|l| !l.shard_end && !parents_done(l))
+                .count(),
+            finished: done.len(),
+        };
+        if let Ok(mut s) = self.shared.status.lock() {
+            *s = status;
+        }
+        if self.shared.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        let target = readable.len().div_ceil(per_worker.len());
+        let mine = per_worker.get(&me).map_or(0, Vec::len);
+        // Free leases, expired ones, and this worker's own leases it no longer
+        // holds (a restarted worker with the same name).
+        let free: Vec<Lease> = readable
+            .iter()
+            .filter(|l| {
+                let mine_unheld =
+                    l.owner.as_deref() == Some(me.as_str()) && !self.held.contains_key(&l.key);
+                l.owner.is_none() || expired(l) || mine_unheld
+            })
+            .map(|l| (*l).clone())
+            .collect();
+        // The most loaded other worker gives up what it holds above the share
+        // (or one lease, when this worker is two or more below it).
+        let steal: Vec<Lease> = per_worker
+            .iter()
+            .filter(|(w, _)| **w != me)
+            .max_by_key(|(w, v)| (v.len(), std::cmp::Reverse((*w).clone())))
+            .map(|(_, theirs)| {
+                let spare = if theirs.len() > target {
+                    theirs.len() - target
+                } else if theirs.len() == target && mine + 1 < target {
+                    1
+                } else {
+                    0
+                };
+                let mut theirs: Vec<Lease> = theirs.iter().map(|l| (*l).clone()).collect();
+                theirs.sort_by(|a, b| b.shard.cmp(&a.shard));
+                theirs.truncate(spare);
+                theirs
+            })
+            .unwrap_or_default();
+        let mut want = target.saturating_sub(mine);
+        for l in &free {
+            if want == 0 {
+                return;
+            }
+            if self.take(l).await {
+                want -= 1;
+            }
+        }
+        for l in steal.iter().take(want) {
+            self.take(l).await;
+        }
+    }
+
+    /// Takes a lease if it still has the owner and counter it was seen with.
+    async fn take(&mut self, l: &Lease) -> bool {
+        let mut req = self
+            .aws
+            .dynamodb()
+            .update_item()
+            .table_name(&self.table)
+            .key("shard_key", AttributeValue::S(l.key.clone()))
+            .update_expression("SET #o = :me, #c = if_not_exists(#c, :zero) + :one")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_names("#o", OWNER)
+            .expression_attribute_names("#c", COUNTER)
+            .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .return_values(ReturnValue::AllNew);
+        req = match &l.owner {
+            None => req.condition_expression("attribute_not_exists(#o)"),
+            // Only if nobody renewed or took it since it was seen.
+            Some(o) => req
+                .condition_expression("#o = :old AND #c = :n")
+                .expression_attribute_values(":old", AttributeValue::S(o.clone()))
+                .expression_attribute_values(":n", AttributeValue::N(l.counter.to_string())),
+        };
+        match req.send().await {
+            Ok(out) => {
+                let counter = out
+                    .attributes
+                    .as_ref()
+                    .and_then(Lease::from_item)
+                    .map_or(l.counter + 1, |n| n.counter);
+                self.held.insert(l.key.clone(), (counter, Instant::now()));
+                self.shared.set_owned(|o| {
+                    o.insert(l.shard.clone());
+                });
+                let from = match &l.owner {
+                    Some(o) if *o != self.settings.worker => format!(" from worker {o}"),
+                    _ => String::new(),
+                };
+                crate::logs::json(
+                    "info",
+                    &format!("took the lease of shard {}{from}", l.shard),
+                );
+                true
+            }
+            Err(e) if lost_race(&e) => false,
+            Err(e) => {
+                crate::logs::json(
+                    "warn",
+                    &format!(
+                        "taking the lease of shard {} failed: {}",
+                        l.shard,
+                        classify("update_item", &e).message
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    /// Gives up every lease held, so other workers take them at once.
+    pub async fn release_all(&mut self) -> usize {
+        self.shared.stop_taking();
+        let keys: Vec<String> = self.held.keys().cloned().collect();
+        let mut released = 0;
+        for key in keys {
+            let sent = self
+                .aws
+                .dynamodb()
+                .update_item()
+                .table_name(&self.table)
+                .key("shard_key", AttributeValue::S(key.clone()))
+                .update_expression("REMOVE #o")
+                .condition_expression("#o = :me")
+                .expression_attribute_names("#o", OWNER)
+                .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
+                .send()
+                .await;
+            match sent {
+                Ok(_) => released += 1,
+                Err(e) if lost_race(&e) => {}
+                Err(e) => crate::logs::json(
+                    "warn",
+                    &format!(
+                        "releasing the lease `{key}` failed (it expires after the failover time): {}",
+                        classify("update_item", &e).message
+                    ),
+                ),
+            }
+            self.held.remove(&key);
+        }
+        self.shared.set_owned(BTreeSet::clear);
+        released
+    }
+}
