@@ -7,6 +7,7 @@
 
 pub mod daemon;
 pub mod faults;
+pub mod kinesalite;
 pub mod lambda;
 pub mod moto;
 

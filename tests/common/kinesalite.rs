@@ -1,0 +1,88 @@
+//! `kinesalite`, a Kinesis emulator that reshards as AWS does (new records
+//! go to the children of a split or merged shard; a closed parent ends with
+//! a null `NextShardIterator`), which moto does not. Installed from npm into
+//! `target/test-npm` on first use and started per test on a free 127.0.0.1
+//! port. A test that cannot start it fails; it never skips.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::root;
+
+/// The pinned version.
+const PACKAGE: &str = "kinesalite@3.3.3";
+
+/// A running kinesalite, stopped when dropped.
+pub struct Kinesalite {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+fn installed() -> std::path::PathBuf {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = root().join("target").join("test-npm");
+        let stamp = dir.join(".installed");
+        if std::fs::read_to_string(&stamp).unwrap_or_default() != PACKAGE {
+            std::fs::create_dir_all(&dir).expect("target/test-npm");
+            let ok = Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+                .arg(&dir)
+                .arg(PACKAGE)
+                .status()
+                .map(|s| s.success());
+            assert_eq!(
+                ok.ok(),
+                Some(true),
+                "`npm install {PACKAGE}` failed: the resharding tests need Node.js and the npm registry"
+            );
+            std::fs::write(&stamp, PACKAGE).expect("write the npm stamp");
+        }
+        dir
+    })
+    .clone()
+}
+
+impl Kinesalite {
+    /// Starts a fresh, in-memory kinesalite and waits until it answers.
+    pub fn start() -> Kinesalite {
+        let dir = installed();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        // Its command line cannot choose the host: bind 127.0.0.1 from node.
+        let script = format!(
+            "require('kinesalite')({{createStreamMs: 50, deleteStreamMs: 50, updateStreamMs: 50, shardLimit: 100}}).listen({port}, '127.0.0.1')"
+        );
+        let child = Command::new("node")
+            .args(["-e", &script])
+            .env("NODE_PATH", dir.join("node_modules"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node starts (the resharding tests need Node.js)");
+        let k = Kinesalite {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "kinesalite did not listen on port {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        k
+    }
+}
+
+impl Drop for Kinesalite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
