@@ -580,3 +580,163 @@ fn across_a_split_and_a_merge_each_keys_records_arrive_in_order() {
     );
     assert_eq!(items.len(), 7);
 }
+
+#[test]
+fn a_stalled_sink_stops_reading_memory_stays_bounded_and_delivery_resumes() {
+    use common::faults::Proxy;
+    let g = Group::new(2);
+    let stall = g.dir().join("stall");
+    std::fs::write(&stall, "").unwrap();
+    // S3 answers every PutObject with 503 SlowDown while `stall` exists.
+    let proxy = Proxy::start(
+        &g.moto,
+        json!([{"op": "S3.PUT", "fault": "error", "status": 503, "code": "SlowDown",
+                "message": "Please reduce your request rate.", "while_exists": stall}]),
+    );
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&g.rt.block_on(g.moto.sdk_config()))
+            .force_path_style(true)
+            .build(),
+    );
+    g.rt.block_on(s3.create_bucket().bucket("lake").send())
+        .unwrap();
+    let pipeline = g.dir().join("stall.yaml");
+    std::fs::write(
+        &pipeline,
+        "version: 1\nname: clicks\n\
+         source: { type: kinesis, stream: clicks, start_position: trim_horizon, checkpoint_table: leases, poll_interval: 100ms }\n\
+         routes: [{ to: [lake] }]\n\
+         sinks:\n  lake: { type: s3, bucket: lake, key: 'o/{part}.jsonl', max_records: 1000, max_age: 1s }\n\
+         dlq: { type: file, path: dlq.jsonl }\n\
+         retry: { max_attempts: 100000, initial_backoff: 100ms, max_backoff: 500ms, max_elapsed: 10m }\n",
+    )
+    .unwrap();
+    // Kinesis and DynamoDB straight to moto; S3 through the proxy.
+    let mut env = proxy.env(&g.moto);
+    env.push(("AWS_ENDPOINT_URL_KINESIS", g.moto.endpoint.clone()));
+    env.push(("AWS_ENDPOINT_URL_DYNAMODB", g.moto.endpoint.clone()));
+    let w = Daemon::start(
+        g.dir(),
+        &pipeline,
+        "w1",
+        &env,
+        &["--failover-time", "3s", "--batch-records", "100"],
+    );
+    wait_until_each_holds(&[&w], 2, Duration::from_secs(60));
+    let rss_idle = w.rss_kib();
+
+    // 2 × 10 000 records of 2 KiB (40 MiB) arrive while the sink is stalled.
+    let pad = "x".repeat(2048);
+    let put = |from: i64, to: i64| {
+        for from in (from..to).step_by(500) {
+            let entries: Vec<PutRecordsRequestEntry> = (from..from + 500)
+                .map(|i| {
+                    PutRecordsRequestEntry::builder()
+                        .data(Blob::new(json!({"id": i, "pad": pad}).to_string()))
+                        .partition_key(format!("k{}", i % 24))
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            g.rt.block_on(
+                g.kinesis
+                    .put_records()
+                    .stream_name("clicks")
+                    .set_records(Some(entries))
+                    .send(),
+            )
+            .unwrap();
+        }
+    };
+    put(0, 10_000);
+    // Reading stops once the bounded queues between the stages are full:
+    // what was read waits, not checkpointed, and the operator sees it per shard.
+    let read = |w: &Daemon| -> f64 {
+        ["shardId-000000000000", "shardId-000000000001"]
+            .iter()
+            .map(|s| {
+                w.metric(&format!(
+                    "sluice_shard_records_in_flight{{pipeline=\"clicks\",shard=\"{s}\"}}"
+                ))
+            })
+            .sum()
+    };
+    let settle = |w: &Daemon| {
+        let mut before = read(w);
+        loop {
+            std::thread::sleep(Duration::from_secs(3));
+            let now = read(w);
+            if now == before {
+                return now;
+            }
+            before = now;
+        }
+    };
+    let read_first = settle(&w);
+    let rss_first = w.rss_kib();
+    put(10_000, 20_000);
+    std::thread::sleep(Duration::from_secs(5));
+    let read_then = settle(&w);
+    let rss_then = w.rss_kib();
+    eprintln!(
+        "stalled: {read_then} of 20000 records read; RSS {:.1} MiB idle, {:.1} MiB with 20 MiB waiting, {:.1} MiB with 40 MiB waiting",
+        rss_idle as f64 / 1024.0,
+        rss_first as f64 / 1024.0,
+        rss_then as f64 / 1024.0
+    );
+    assert!(
+        read_first <= 2500.0,
+        "reading stops while the sink stalls: {read_first} read"
+    );
+    assert_eq!(
+        read_then, read_first,
+        "nothing more is read while the sink stalls"
+    );
+    assert!(
+        rss_then < rss_first + 5 * 1024,
+        "20 MiB more waiting in the stream adds no memory: {rss_first} KiB → {rss_then} KiB"
+    );
+    let rss_stalled = rss_then;
+    assert_eq!(w.get("/healthz").0, 200);
+
+    // The sink comes back: everything is delivered, nothing dead-lettered.
+    std::fs::remove_file(&stall).unwrap();
+    let started = Instant::now();
+    let ids = loop {
+        let mut ids = Vec::new();
+        let listed =
+            g.rt.block_on(s3.list_objects_v2().bucket("lake").send())
+                .unwrap();
+        for o in listed.contents() {
+            let body =
+                g.rt.block_on(s3.get_object().bucket("lake").key(o.key().unwrap()).send())
+                    .unwrap()
+                    .body;
+            let bytes = g.rt.block_on(body.collect()).unwrap().into_bytes();
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                ids.push(v["id"].as_i64().unwrap());
+            }
+        }
+        let distinct: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+        if distinct.len() == 20_000 {
+            break ids;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} of 20000 delivered after the sink came back",
+            distinct.len()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    eprintln!(
+        "recovered: 20000 records in S3 {:.1} s after the sink came back, {} delivered twice; peak RSS {:.1} MiB",
+        started.elapsed().as_secs_f64(),
+        duplicates(&ids),
+        w.rss_kib().max(rss_stalled) as f64 / 1024.0
+    );
+    assert_eq!(duplicates(&ids), 0);
+    assert!(w.metric("sluice_sink_retries_total{pipeline=\"clicks\",sink=\"lake\"}") > 0.0);
+    let dlq = std::fs::read_to_string(g.dir().join("dlq.jsonl")).unwrap_or_default();
+    assert_eq!(dlq, "", "nothing dead-lettered");
+}

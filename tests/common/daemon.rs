@@ -109,6 +109,24 @@ impl Daemon {
         (status, body)
     }
 
+    /// Its resident memory now (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The value of a metric sample, by its line prefix (name and labels).
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (_, m) = self.get("/metrics");
+        m.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no `{sample}` in the metrics of {}:\n{m}", self.name))
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let ok = std::process::Command::new("kill")

@@ -9,6 +9,7 @@ SLUICE_FAULTS is a JSON list of rules:
      "fault": "partial",                   # partial | error | latency
      "ms": 700,                            # latency: the delay before the call goes on
      "every": 2,                           # partial: entries 0, every, 2*every ... fail
+     "while_exists": "/tmp/x/stall",       # only while this file exists (a sink that stalls, then comes back)
      "status": 400, "code": "...", "message": "..."}   # error: the response
 
 A partial failure really leaves the failed entries out of the request moto
@@ -67,6 +68,8 @@ def log(line):
 def rule_for(op, call):
     for rule in RULES:
         if rule["op"] == op and ("calls" not in rule or call in rule["calls"]):
+            if "while_exists" in rule and not os.path.exists(rule["while_exists"]):
+                continue
             return rule
     return None
 
