@@ -285,3 +285,52 @@ fn a_pipeline_in_s3_is_readable_by_the_function() {
         ]
     );
 }
+
+#[test]
+fn plan_sizes_the_stream_lambda_and_the_daemon_workers() {
+    let o = run(sluice()
+        .args(["plan", "pipelines/orders/kinesis.yaml"])
+        .args([
+            "--write-mb-s",
+            "2.5",
+            "--records-s",
+            "3500",
+            "--consumers",
+            "2",
+        ])
+        .current_dir(root()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "pipeline `orders` reads the Kinesis stream `orders`\n\
+         \n\
+         shards: 4\n  \
+         writes   2.5 MB/s                / 1 MB/s per shard           = 3\n  \
+         records  3500 records/s          / 1 000 records/s per shard  = 4\n  \
+         reads    2.5 MB/s x 2 consumers  / 2 MB/s per shard           = 3\n\
+         \n\
+         Lambda: 4 concurrent invocations (one per shard; up to 40 with ParallelizationFactor 10)\n\
+         daemon: 2 workers (`sluice daemon`; 3500 records/s at 5000 per worker, at least 2 for failover, at most one per shard)\n"
+    );
+    let o = run(sluice()
+        .args(["plan", "pipelines/orders/kinesis.yaml", "--format", "json"])
+        .args(["--write-mb-s", "12", "--records-s", "24000"])
+        .current_dir(root()));
+    let plan: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        plan,
+        json!({"pipeline": "orders", "stream": "orders", "shards": 24,
+               "shards_for": {"write_mb_s": 12, "records_s": 24, "read_mb_s": 6},
+               "lambda_concurrency": 24, "lambda_concurrency_max": 240,
+               "daemon_workers": 5, "daemon_workers_for_load": 5})
+    );
+    let o = run(sluice()
+        .args(["plan", "pipelines/orders/pipeline.yaml"])
+        .args(["--write-mb-s", "1", "--records-s", "10"])
+        .current_dir(root()));
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: `sluice plan` sizes a Kinesis stream; the source of `orders` is `file`\n"
+    );
+}

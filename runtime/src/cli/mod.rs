@@ -7,6 +7,7 @@
 pub mod check;
 pub mod deploy;
 pub mod dlq;
+pub mod plan;
 pub mod run;
 pub mod schema;
 pub mod test;
@@ -55,6 +56,8 @@ pub enum Command {
     /// Deploy a pipeline to AWS.
     #[command(subcommand)]
     Deploy(deploy::Command),
+    /// Size a pipeline's Kinesis stream: shards, Lambda concurrency, daemon workers.
+    Plan(plan::Args),
     /// Print the JSON Schema of the pipeline format.
     Schema,
 }
@@ -78,6 +81,7 @@ pub fn main() -> i32 {
         Command::Test { files } => test::main(&files),
         Command::Dlq(command) => dlq::main(&command),
         Command::Deploy(command) => deploy::main(&command),
+        Command::Plan(args) => plan::main(&args),
         Command::Schema => schema::main(),
     }
 }
