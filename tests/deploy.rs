@@ -334,3 +334,124 @@ fn plan_sizes_the_stream_lambda_and_the_daemon_workers() {
         "error: `sluice plan` sizes a Kinesis stream; the source of `orders` is `file`\n"
     );
 }
+
+/// `sluice deploy ecs` for a pipeline.
+fn ecs(pipeline: &str, extra: &[&str]) -> std::process::Output {
+    run(sluice()
+        .args(["deploy", "ecs", pipeline])
+        .args([
+            "--image",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sluice:1",
+        ])
+        .args(extra)
+        .current_dir(root()))
+}
+
+/// cfn-lint on a plain CloudFormation template.
+fn lint(template: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("template.json");
+    std::fs::write(&path, template).unwrap();
+    let py = python();
+    let lint = run(std::process::Command::new(py.parent().unwrap().join("cfn-lint")).arg(&path));
+    if lint.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", stdout(&lint), stderr(&lint)))
+    }
+}
+
+#[test]
+fn the_ecs_service_validates_with_least_privilege_and_matches_the_committed_example() {
+    let o = ecs(
+        "pipelines/orders/kinesis.yaml",
+        &["--pipeline-url", "s3://config-bucket/orders/kinesis.yaml"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    lint(&text).unwrap();
+    let t: Value = serde_json::from_str(&text).unwrap();
+    let policy =
+        &t["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
+    let sub = |s: &str| json!([{ "Fn::Sub": s }]);
+    assert_eq!(
+        policy,
+        &json!([
+            {"Effect": "Allow", "Action": ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords",
+                "kinesis:GetShardIterator", "kinesis:ListShards", "kinesis:ListStreams"],
+             "Resource": sub("arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/orders")},
+            {"Effect": "Allow", "Action": ["dynamodb:CreateTable", "dynamodb:DescribeTable", "dynamodb:GetItem",
+                "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"],
+             "Resource": sub("arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/sluice-checkpoints")},
+            {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": sub("arn:${AWS::Partition}:s3:::orders-archive/*")},
+            {"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
+             "Resource": sub("arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:big-orders")},
+            {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": sub("arn:${AWS::Partition}:s3:::orders-dead-letters/*")},
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": sub("arn:${AWS::Partition}:s3:::config-bucket/orders/*")},
+            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": sub("arn:${AWS::Partition}:s3:::config-bucket"),
+             "Condition": {"StringLike": {"s3:prefix": ["orders/*"]}}}
+        ])
+    );
+    let container = &t["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    assert_eq!(
+        container["Command"],
+        json!(["daemon", "s3://config-bucket/orders/kinesis.yaml"])
+    );
+    assert_eq!(
+        container["HealthCheck"]["Command"],
+        json!([
+            "CMD",
+            "/usr/local/bin/sluice",
+            "probe",
+            "http://127.0.0.1:9090/healthz"
+        ])
+    );
+    assert_eq!(container["StopTimeout"], 30);
+
+    // deploy/ecs/orders.json is this command's output for the pipeline in the image.
+    let o = ecs("pipelines/orders/kinesis.yaml", &[]);
+    let committed = root().join("deploy/ecs/orders.json");
+    if std::env::var_os("SLUICE_BLESS").is_some() {
+        std::fs::write(&committed, stdout(&o)).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&committed).unwrap(),
+        stdout(&o),
+        "deploy/ecs/orders.json is stale: rerun with SLUICE_BLESS=1"
+    );
+    lint(&stdout(&o)).unwrap();
+}
+
+#[test]
+fn the_ecs_template_refuses_what_a_task_would_lose() {
+    let o = ecs("pipelines/orders/pipeline.yaml", &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: `sluice daemon` reads a `kinesis` or `sqs` source, not `file`\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: q\nsource: { type: sqs, queue: in }\nroutes: [{ to: [out] }]\n\
+         sinks:\n  out: { type: file, path: out.jsonl }\ndlq: { type: sqs, queue: dlq }\n",
+    )
+    .unwrap();
+    let o = ecs(p.to_str().unwrap(), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: sink `out`: a `file` sink would be lost with the task: use an AWS sink\n"
+    );
+}
+
+#[test]
+fn the_dockerfile_passes_hadolint() {
+    let py = python();
+    let o = run(
+        std::process::Command::new(py.parent().unwrap().join("hadolint"))
+            .arg(root().join("deploy/ecs/Dockerfile")),
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}

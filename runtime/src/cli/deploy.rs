@@ -23,6 +23,28 @@ use crate::sources;
 pub enum Command {
     /// Print an AWS SAM template (JSON) for the pipeline as a Lambda function.
     Template(TemplateArgs),
+    /// Print a CloudFormation template (JSON) for the pipeline as an ECS
+    /// Fargate service of `sluice daemon` workers.
+    Ecs(EcsArgs),
+}
+
+/// Arguments of `sluice deploy ecs`.
+#[derive(Debug, clap::Args)]
+pub struct EcsArgs {
+    /// The pipeline file, as the container sees it (copied into the image or
+    /// mounted), unless `--pipeline-url` is given.
+    pub file: PathBuf,
+    /// The image built from `deploy/ecs/Dockerfile` (the `Image` parameter's default).
+    #[arg(long)]
+    pub image: String,
+    /// Where the workers read the pipeline at start instead: an
+    /// `s3://bucket/folder/pipeline.yaml` URL (the folder holds the files the
+    /// pipeline names). The task role gains read access to that folder.
+    #[arg(long, value_name = "S3_URL")]
+    pub pipeline_url: Option<String>,
+    /// CPU architecture of the image.
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
 }
 
 /// Arguments of `sluice deploy template`.
@@ -56,12 +78,14 @@ pub enum Arch {
 /// Runs a `sluice deploy` command.
 pub fn main(command: &Command) -> i32 {
     match command {
-        Command::Template(args) => template_main(args),
+        Command::Template(args) => print(&args.file, |p| template(p, args)),
+        Command::Ecs(args) => print(&args.file, |p| ecs(p, args)),
     }
 }
 
-fn template_main(args: &TemplateArgs) -> i32 {
-    let loaded = match config::load(&args.file, &Env::process()) {
+/// Loads the pipeline and prints the template `make` builds for it.
+fn print(file: &std::path::Path, make: impl Fn(&config::Pipeline) -> Result<Value, String>) -> i32 {
+    let loaded = match config::load(file, &Env::process()) {
         Ok(l) => l,
         Err(e) => {
             eprint!("{}", render::text(e.diagnostics(), Format::Human));
@@ -71,7 +95,7 @@ fn template_main(args: &TemplateArgs) -> i32 {
             };
         }
     };
-    match template(&loaded.pipeline, args) {
+    match make(&loaded.pipeline) {
         Ok(t) => {
             println!("{}", serde_json::to_string_pretty(&t).unwrap_or_default());
             EXIT_OK
@@ -149,6 +173,57 @@ fn sink_statement(sink: &sinks::Config) -> Option<Value> {
     })
 }
 
+/// Read access to the S3 folder of a pipeline fetched at start.
+fn pipeline_url_statements(url: &str) -> Result<Vec<Value>, String> {
+    let (bucket, key) = url
+        .strip_prefix("s3://")
+        .and_then(|u| u.split_once('/'))
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        .ok_or_else(|| format!("--pipeline-url {url}: expected s3://bucket/key"))?;
+    let folder = key.rfind('/').map_or("", |i| &key[..=i]);
+    Ok(vec![
+        statement(
+            &["s3:GetObject"],
+            vec![sub(format!(
+                "arn:${{AWS::Partition}}:s3:::{bucket}/{folder}*"
+            ))],
+        ),
+        json!({
+            "Effect": "Allow", "Action": ["s3:ListBucket"],
+            "Resource": [sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}"))],
+            "Condition": { "StringLike": { "s3:prefix": [format!("{folder}*")] } }
+        }),
+    ])
+}
+
+/// Reading a Kinesis stream.
+fn kinesis_read(stream: &str) -> Value {
+    statement(
+        &[
+            "kinesis:DescribeStream",
+            "kinesis:DescribeStreamSummary",
+            "kinesis:GetRecords",
+            "kinesis:GetShardIterator",
+            "kinesis:ListShards",
+            "kinesis:ListStreams",
+        ],
+        vec![stream_arn(stream)],
+    )
+}
+
+/// Consuming an SQS queue.
+fn sqs_consume(queue: &str) -> Value {
+    statement(
+        &[
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:GetQueueAttributes",
+        ],
+        vec![queue_arn(queue)],
+    )
+}
+
 /// The template for a pipeline.
 pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, String> {
     let mut parameters = Map::new();
@@ -191,17 +266,7 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
     };
     let event = match &p.source {
         sources::Config::Kinesis(c) => {
-            policy.push(statement(
-                &[
-                    "kinesis:DescribeStream",
-                    "kinesis:DescribeStreamSummary",
-                    "kinesis:GetRecords",
-                    "kinesis:GetShardIterator",
-                    "kinesis:ListShards",
-                    "kinesis:ListStreams",
-                ],
-                vec![stream_arn(&c.stream)],
-            ));
+            policy.push(kinesis_read(&c.stream));
             let start = match c.start_position {
                 sources::kinesis::StartPosition::Latest => "LATEST",
                 sources::kinesis::StartPosition::TrimHorizon => "TRIM_HORIZON",
@@ -239,15 +304,7 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
             stream_events("DynamoDB", json!({ "Ref": "StreamArn" }), start)
         }
         sources::Config::Sqs(c) => {
-            policy.push(statement(
-                &[
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:ChangeMessageVisibility",
-                    "sqs:GetQueueAttributes",
-                ],
-                vec![queue_arn(&c.queue)],
-            ));
+            policy.push(sqs_consume(&c.queue));
             json!({
                 "Type": "SQS",
                 "Properties": {
@@ -376,23 +433,7 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
     }
     let pipeline_path = match &args.pipeline_url {
         Some(url) => {
-            let (bucket, key) = url
-                .strip_prefix("s3://")
-                .and_then(|u| u.split_once('/'))
-                .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-                .ok_or_else(|| format!("--pipeline-url {url}: expected s3://bucket/key"))?;
-            let folder = key.rfind('/').map_or("", |i| &key[..=i]);
-            policy.push(statement(
-                &["s3:GetObject"],
-                vec![sub(format!(
-                    "arn:${{AWS::Partition}}:s3:::{bucket}/{folder}*"
-                ))],
-            ));
-            policy.push(json!({
-                "Effect": "Allow", "Action": ["s3:ListBucket"],
-                "Resource": [sub(format!("arn:${{AWS::Partition}}:s3:::{bucket}"))],
-                "Condition": { "StringLike": { "s3:prefix": [format!("{folder}*")] } }
-            }));
+            policy.extend(pipeline_url_statements(url)?);
             url.clone()
         }
         None => args.file.to_string_lossy().replace('\\', "/"),
@@ -423,6 +464,174 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
         "Resources": resources,
         "Outputs": {
             "FunctionName": { "Value": { "Ref": "Function" } }
+        }
+    }))
+}
+
+/// Port of `/metrics`, `/healthz` and `/readyz` in the container.
+const METRICS_PORT: u16 = 9090;
+
+/// The ECS template for a pipeline: a Fargate service of `sluice daemon`
+/// workers, their task role (least privilege), logs and health check.
+pub fn ecs(p: &config::Pipeline, args: &EcsArgs) -> Result<Value, String> {
+    let mut policy: Vec<Value> = Vec::new();
+    match &p.source {
+        sources::Config::Kinesis(c) => {
+            policy.push(kinesis_read(&c.stream));
+            // The lease table (the checkpoint table), created by the first worker.
+            policy.push(statement(
+                &[
+                    "dynamodb:CreateTable",
+                    "dynamodb:DescribeTable",
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:Scan",
+                ],
+                vec![table_arn(&c.checkpoint_table)],
+            ));
+        }
+        sources::Config::Sqs(c) => {
+            policy.push(sqs_consume(&c.queue));
+            policy.push(statement(&["sqs:GetQueueUrl"], vec![queue_arn(&c.queue)]));
+        }
+        other => {
+            return Err(format!(
+                "`sluice daemon` reads a `kinesis` or `sqs` source, not `{}`",
+                other.type_name()
+            ));
+        }
+    }
+    for (name, sink) in &p.sinks {
+        if let sinks::Config::File(_) = sink {
+            return Err(format!(
+                "sink `{name}`: a `file` sink would be lost with the task: use an AWS sink"
+            ));
+        }
+        policy.extend(sink_statement(sink));
+    }
+    if let DlqConfig::File(_) = &p.dlq {
+        return Err("a `file` DLQ would be lost with the task: use an `s3` or `sqs` DLQ".into());
+    }
+    policy.extend(sink_statement(&p.dlq.as_sink()));
+    let pipeline_path = match &args.pipeline_url {
+        Some(url) => {
+            policy.extend(pipeline_url_statements(url)?);
+            url.clone()
+        }
+        None => args.file.to_string_lossy().replace('\\', "/"),
+    };
+    let assume = |service: &str| {
+        json!({ "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": { "Service": service }, "Action": "sts:AssumeRole" }] })
+    };
+    let family = format!("sluice-{}", p.name);
+    Ok(json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": format!("Sluice pipeline `{}` as an ECS Fargate service (sluice deploy ecs)", p.name),
+        "Parameters": {
+            "Image": { "Type": "String", "Default": args.image,
+                       "Description": "The image built from deploy/ecs/Dockerfile" },
+            "Cluster": { "Type": "String", "Default": "default", "Description": "ECS cluster name or ARN" },
+            "Subnets": { "Type": "List<AWS::EC2::Subnet::Id>",
+                         "Description": "Subnets of the tasks (with a route to the AWS APIs: NAT or VPC endpoints)" },
+            "SecurityGroups": { "Type": "List<AWS::EC2::SecurityGroup::Id>",
+                                "Description": "Security groups of the tasks (open port 9090 to your Prometheus)" },
+            "AssignPublicIp": { "Type": "String", "Default": "DISABLED", "AllowedValues": ["ENABLED", "DISABLED"] },
+            "DesiredCount": { "Type": "Number", "Default": 2, "MinValue": 1,
+                              "Description": "Workers (sluice plan suggests a count; more than the shards only stand by)" },
+            "Cpu": { "Type": "String", "Default": "1024", "AllowedValues": ["256", "512", "1024", "2048", "4096", "8192", "16384"] },
+            "Memory": { "Type": "String", "Default": "2048", "Description": "MiB; must suit Cpu (Fargate task sizes)" },
+            "FailoverTime": { "Type": "String", "Default": "10s",
+                              "Description": "A worker's shards are taken over this long after it stops renewing them" },
+        },
+        "Resources": {
+            "LogGroup": {
+                "Type": "AWS::Logs::LogGroup",
+                "Properties": { "LogGroupName": format!("/sluice/{}", p.name), "RetentionInDays": 30 }
+            },
+            "ExecutionRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": assume("ecs-tasks.amazonaws.com"),
+                    "ManagedPolicyArns": [sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy".into())]
+                }
+            },
+            "TaskRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": assume("ecs-tasks.amazonaws.com"),
+                    "Policies": [{ "PolicyName": "sluice-pipeline",
+                                   "PolicyDocument": { "Version": "2012-10-17", "Statement": policy } }]
+                }
+            },
+            "TaskDefinition": {
+                "Type": "AWS::ECS::TaskDefinition",
+                "Properties": {
+                    "Family": family,
+                    "RequiresCompatibilities": ["FARGATE"],
+                    "NetworkMode": "awsvpc",
+                    "Cpu": { "Ref": "Cpu" },
+                    "Memory": { "Ref": "Memory" },
+                    "RuntimePlatform": {
+                        "CpuArchitecture": match args.arch { Arch::Arm64 => "ARM64", Arch::X86_64 => "X86_64" },
+                        "OperatingSystemFamily": "LINUX"
+                    },
+                    "ExecutionRoleArn": { "Fn::GetAtt": ["ExecutionRole", "Arn"] },
+                    "TaskRoleArn": { "Fn::GetAtt": ["TaskRole", "Arn"] },
+                    "ContainerDefinitions": [{
+                        "Name": "sluice",
+                        "Image": { "Ref": "Image" },
+                        "Essential": true,
+                        "Command": ["daemon", pipeline_path],
+                        "Environment": [
+                            { "Name": "SLUICE_FAILOVER_TIME", "Value": { "Ref": "FailoverTime" } },
+                            { "Name": "SLUICE_GRACE_PERIOD", "Value": "25s" },
+                            { "Name": "SLUICE_LISTEN", "Value": format!("0.0.0.0:{METRICS_PORT}") }
+                        ],
+                        "PortMappings": [{ "ContainerPort": METRICS_PORT, "Protocol": "tcp", "Name": "metrics" }],
+                        "HealthCheck": {
+                            "Command": ["CMD", "/usr/local/bin/sluice", "probe", format!("http://127.0.0.1:{METRICS_PORT}/healthz")],
+                            "Interval": 15, "Timeout": 5, "Retries": 3, "StartPeriod": 30
+                        },
+                        // SIGTERM, then SIGKILL 30 s later: the grace period (25 s) ends first.
+                        "StopTimeout": 30,
+                        "LogConfiguration": {
+                            "LogDriver": "awslogs",
+                            "Options": {
+                                "awslogs-group": { "Ref": "LogGroup" },
+                                "awslogs-region": { "Ref": "AWS::Region" },
+                                "awslogs-stream-prefix": "sluice"
+                            }
+                        }
+                    }]
+                }
+            },
+            "Service": {
+                "Type": "AWS::ECS::Service",
+                "Properties": {
+                    "Cluster": { "Ref": "Cluster" },
+                    "LaunchType": "FARGATE",
+                    "DesiredCount": { "Ref": "DesiredCount" },
+                    "TaskDefinition": { "Ref": "TaskDefinition" },
+                    "NetworkConfiguration": { "AwsvpcConfiguration": {
+                        "Subnets": { "Ref": "Subnets" },
+                        "SecurityGroups": { "Ref": "SecurityGroups" },
+                        "AssignPublicIp": { "Ref": "AssignPublicIp" }
+                    } },
+                    // New workers start before old ones stop; a stopping worker
+                    // hands its shards over (SIGTERM releases its leases).
+                    "DeploymentConfiguration": {
+                        "MinimumHealthyPercent": 100,
+                        "MaximumPercent": 200,
+                        "DeploymentCircuitBreaker": { "Enable": true, "Rollback": true }
+                    }
+                }
+            }
+        },
+        "Outputs": {
+            "ServiceName": { "Value": { "Fn::GetAtt": ["Service", "Name"] } },
+            "TaskRoleArn": { "Value": { "Fn::GetAtt": ["TaskRole", "Arn"] } }
         }
     }))
 }

@@ -8,6 +8,7 @@ pub mod check;
 pub mod deploy;
 pub mod dlq;
 pub mod plan;
+pub mod probe;
 pub mod run;
 pub mod schema;
 pub mod test;
@@ -58,6 +59,8 @@ pub enum Command {
     Deploy(deploy::Command),
     /// Size a pipeline's Kinesis stream: shards, Lambda concurrency, daemon workers.
     Plan(plan::Args),
+    /// Check an HTTP endpoint (a container health check): exit 0 on 2xx.
+    Probe(probe::Args),
     /// Print the JSON Schema of the pipeline format.
     Schema,
 }
@@ -82,6 +85,7 @@ pub fn main() -> i32 {
         Command::Dlq(command) => dlq::main(&command),
         Command::Deploy(command) => deploy::main(&command),
         Command::Plan(args) => plan::main(&args),
+        Command::Probe(args) => probe::main(&args),
         Command::Schema => schema::main(),
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod duration;
+pub mod fetch;
 pub mod interpolate;
 pub mod pipeline;
 pub mod schema;

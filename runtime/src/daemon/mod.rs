@@ -34,7 +34,8 @@ use crate::sources::{self, Reader, Stop, kinesis};
 /// Arguments of `sluice daemon`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The pipeline file (its source: `kinesis` or `sqs`).
+    /// The pipeline file (its source: `kinesis` or `sqs`), or an
+    /// `s3://bucket/folder/pipeline.yaml` URL: the folder is copied at start.
     pub file: PathBuf,
     /// This worker's name in its group; unique per process.
     /// Default: the host name, the process id and a random suffix.
@@ -84,7 +85,24 @@ const RELEASE_TIME: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until a signal; returns the exit code.
 pub fn main(args: &Args) -> i32 {
-    let (loaded, built) = match load(&args.file) {
+    let file = match args.file.to_str().and_then(|f| f.strip_prefix("s3://")) {
+        Some(url) => {
+            let fetched = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(crate::config::fetch::pipeline(url)));
+            match fetched {
+                Ok(path) => path,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", args.file.display());
+                    return EXIT_UNREADABLE;
+                }
+            }
+        }
+        None => args.file.clone(),
+    };
+    let (loaded, built) = match load(&file) {
         Ok(l) => l,
         Err(code) => return code,
     };

@@ -13,7 +13,6 @@
 //! reported failed too.
 
 pub mod events;
-mod fetch;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write as _;
@@ -98,7 +97,7 @@ impl State {
                 .to_owned()
         })?;
         let path = match path.strip_prefix("s3://") {
-            Some(url) => fetch::pipeline(url)
+            Some(url) => crate::config::fetch::pipeline(url)
                 .await
                 .map_err(|e| format!("error: SLUICE_PIPELINE {path}: {e}\n"))?,
             None => PathBuf::from(path),

@@ -1,6 +1,7 @@
-//! `SLUICE_PIPELINE=s3://bucket/folder/pipeline.yaml`: the pipeline and the
-//! files it names (schemas, scripts) are copied from S3 to local storage at
-//! init, keeping their layout, so relative paths work as they do on disk.
+//! A pipeline in S3 (`SLUICE_PIPELINE=s3://bucket/folder/pipeline.yaml` in
+//! Lambda, `sluice daemon s3://…`): the pipeline and the files it names
+//! (schemas, scripts) are copied to local storage at start, keeping their
+//! layout, so relative paths work as they do on disk.
 //!
 //! Every object under the pipeline's folder is copied; the folder is bounded
 //! (see [`MAX_OBJECTS`], [`MAX_BYTES`]) so a pipeline at a bucket's root does
