@@ -333,6 +333,15 @@ fn three_workers_balance_and_a_killed_workers_shards_are_taken_over() {
         "{metrics}"
     );
 
+    // The container health check: `sluice probe` on the same endpoint.
+    let probe = |path: &str| {
+        common::run(common::sluice().args(["probe", &format!("http://{}{path}", w2.address())]))
+            .status
+            .code()
+    };
+    assert_eq!(probe("/healthz"), Some(0));
+    assert_eq!(probe("/no-such-page"), Some(1));
+
     // Records flow; w1 is killed in the middle.
     g.put_slowly(0, 600, 100, Duration::from_millis(300));
     w1.kill();

@@ -250,9 +250,9 @@ impl Reader {
 
     /// In a worker group: starts reading the shards whose leases were
     /// taken, and stops reading those given up.
-    async fn follow_leases(&mut self) -> Result<(), String> {
+    async fn follow_leases(&mut self) {
         let Some((leases, _)) = &self.leases else {
-            return Ok(());
+            return;
         };
         let owned = leases.owned();
         let lag = &self.lag;
@@ -267,7 +267,14 @@ impl Reader {
             if self.shards.iter().any(|s| *s.id == *id) {
                 continue;
             }
-            let iterator = self.iterator(&id).await?;
+            // A shard whose checkpoint cannot be read now is tried again at the next read.
+            let iterator = match self.iterator(&id).await {
+                Ok(i) => i,
+                Err(e) => {
+                    crate::logs::json("warn", &format!("cannot start reading shard {id} yet: {e}"));
+                    continue;
+                }
+            };
             self.shards.push(Shard {
                 id: Arc::from(id.as_str()),
                 iterator,
@@ -276,7 +283,6 @@ impl Reader {
             });
         }
         self.next %= self.shards.len().max(1);
-        Ok(())
     }
 
     fn shard_iterator(
@@ -380,9 +386,7 @@ impl Reader {
         max: usize,
         policy: &Policy,
     ) -> Result<Option<(Vec<RawRecord>, Checkpoint)>, SinkError> {
-        self.follow_leases()
-            .await
-            .map_err(|m| SinkError::new(ErrorClass::Retryable, m))?;
+        self.follow_leases().await;
         for _ in 0..self.shards.len() {
             let i = self.next;
             self.next = (self.next + 1) % self.shards.len().max(1);

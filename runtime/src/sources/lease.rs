@@ -279,8 +279,15 @@ impl Coordinator {
         self.shared.set_owned(|o| {
             o.remove(&shard);
         });
+        // Another worker taking a lease is how the group balances; a lease
+        // that could not be renewed is worth a warning.
+        let level = if why.starts_with("it could not be renewed") {
+            "warn"
+        } else {
+            "info"
+        };
         if !why.contains("read to its end") {
-            crate::logs::json("warn", &format!("lost the lease of shard {shard}: {why}"));
+            crate::logs::json(level, &format!("lost the lease of shard {shard}: {why}"));
         }
     }
 
