@@ -749,3 +749,109 @@ fn a_stalled_sink_stops_reading_memory_stays_bounded_and_delivery_resumes() {
     let dlq = std::fs::read_to_string(g.dir().join("dlq.jsonl")).unwrap_or_default();
     assert_eq!(dlq, "", "nothing dead-lettered");
 }
+
+#[test]
+fn a_dynamodb_stream_is_shared_too_and_a_killed_workers_shard_is_taken_over() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType, StreamSpecification, StreamViewType,
+    };
+    let g = Group::new(1);
+    g.rt.block_on(
+        g.dynamodb
+            .create_table()
+            .table_name("users")
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("id")
+                    .attribute_type(ScalarAttributeType::N)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("id")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewImage)
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let pipeline = g.dir().join("users.yaml");
+    std::fs::write(
+        &pipeline,
+        "version: 1\nname: users\n\
+         source: { type: dynamodb_streams, table: users, start_position: trim_horizon, checkpoint_table: leases, poll_interval: 100ms }\n\
+         transforms:\n  - { name: id, script: '#{ id: record.NewImage.id }' }\n\
+         routes: [{ to: [out] }]\n\
+         sinks:\n  out: { type: file, path: 'out-${WORKER}.jsonl', mode: append }\n\
+         dlq: { type: file, path: 'dlq-${WORKER}.jsonl', mode: append }\n",
+    )
+    .unwrap();
+    let put = |from: i64, to: i64| {
+        for i in from..to {
+            g.rt.block_on(
+                g.dynamodb
+                    .put_item()
+                    .table_name("users")
+                    .item("id", AttributeValue::N(i.to_string()))
+                    .send(),
+            )
+            .unwrap();
+        }
+    };
+    let start = |name: &str| {
+        Daemon::start(
+            g.dir(),
+            &pipeline,
+            name,
+            &g.moto.env(),
+            &["--failover-time", "3s"],
+        )
+    };
+    // The stream has one shard: one worker reads it, the other stands by.
+    let a = start("a");
+    let b = start("b");
+    let started = Instant::now();
+    let holder = loop {
+        let owners = g.owners();
+        if owners.get("a") == Some(&1) {
+            break "a";
+        }
+        if owners.get("b") == Some(&1) {
+            break "b";
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{owners:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    put(0, 100);
+    g.wait_for_all(100, Duration::from_secs(30));
+    let (mut gone, other) = if holder == "a" { (a, b) } else { (b, a) };
+    gone.kill();
+    put(100, 200);
+    let took = g.wait_for_owners(&[(other.name.as_str(), 1)], Duration::from_secs(30));
+    eprintln!(
+        "the DynamoDB stream's shard moved to {} in {:.1} s",
+        other.name,
+        took.as_secs_f64()
+    );
+    let ids = g.wait_for_all(200, Duration::from_secs(30));
+    assert!(
+        duplicates(&ids) <= 100,
+        "at most what the killed worker read"
+    );
+    let held = format!(
+        "sluice_leases_held{{pipeline=\"users\",worker=\"{}\"}}",
+        other.name
+    );
+    assert_eq!(other.metric(&held), 1.0);
+}

@@ -428,7 +428,7 @@ fn the_ecs_template_refuses_what_a_task_would_lose() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
-        "error: `sluice daemon` reads a `kinesis` or `sqs` source, not `file`\n"
+        "error: `sluice daemon` reads a `kinesis`, `dynamodb_streams` or `sqs` source, not `file`\n"
     );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.yaml");

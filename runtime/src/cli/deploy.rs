@@ -475,21 +475,41 @@ const METRICS_PORT: u16 = 9090;
 /// workers, their task role (least privilege), logs and health check.
 pub fn ecs(p: &config::Pipeline, args: &EcsArgs) -> Result<Value, String> {
     let mut policy: Vec<Value> = Vec::new();
+    // The lease table (the checkpoint table), created by the first worker.
+    let leases = |table: &str| {
+        statement(
+            &[
+                "dynamodb:CreateTable",
+                "dynamodb:DescribeTable",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:Scan",
+            ],
+            vec![table_arn(table)],
+        )
+    };
     match &p.source {
         sources::Config::Kinesis(c) => {
             policy.push(kinesis_read(&c.stream));
-            // The lease table (the checkpoint table), created by the first worker.
+            policy.push(leases(&c.checkpoint_table));
+        }
+        sources::Config::DynamodbStreams(c) => {
+            // The table's description names its latest stream.
+            policy.push(statement(
+                &["dynamodb:DescribeTable"],
+                vec![table_arn(&c.table)],
+            ));
             policy.push(statement(
                 &[
-                    "dynamodb:CreateTable",
-                    "dynamodb:DescribeTable",
-                    "dynamodb:GetItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:Scan",
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                    "dynamodb:ListStreams",
                 ],
-                vec![table_arn(&c.checkpoint_table)],
+                vec![arn("dynamodb", &format!("table/{}/stream/*", c.table))],
             ));
+            policy.push(leases(&c.checkpoint_table));
         }
         sources::Config::Sqs(c) => {
             policy.push(sqs_consume(&c.queue));
@@ -497,7 +517,7 @@ pub fn ecs(p: &config::Pipeline, args: &EcsArgs) -> Result<Value, String> {
         }
         other => {
             return Err(format!(
-                "`sluice daemon` reads a `kinesis` or `sqs` source, not `{}`",
+                "`sluice daemon` reads a `kinesis`, `dynamodb_streams` or `sqs` source, not `{}`",
                 other.type_name()
             ));
         }

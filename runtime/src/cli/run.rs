@@ -279,6 +279,7 @@ pub(crate) async fn open_source(
                 c.clone(),
                 &loaded.pipeline.name,
                 Arc::clone(&aws),
+                None,
             )
             .await
             .map_err(|e| format!("the source stream: {e}"))?;

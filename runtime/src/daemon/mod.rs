@@ -1,10 +1,11 @@
 //! `sluice daemon PIPELINE`: the pipeline as a long-running service (ECS,
 //! Kubernetes, a VM).
 //!
-//! With a `kinesis` source, every daemon of the same pipeline on the same
-//! stream joins one worker group: the shards are shared through leases in
-//! the source's checkpoint table (see [`crate::sources::lease`]). With an
-//! `sqs` source, the queue itself shares the messages. Either way, a batch
+//! With a `kinesis` or `dynamodb_streams` source, every daemon of the same
+//! pipeline on the same stream joins one worker group: the shards are
+//! shared through leases in the source's checkpoint table (see
+//! [`crate::sources::lease`]). With an `sqs` source, the queue itself shares
+//! the messages. Either way, a batch
 //! is acknowledged only once every record of it is delivered or
 //! dead-lettered.
 //!
@@ -28,13 +29,13 @@ use crate::config::duration::Dur;
 use crate::engine::run::{self, Options};
 use crate::logs;
 use crate::metrics::prometheus::Live;
-use crate::sources::lease::{Coordinator, Settings};
-use crate::sources::{self, Reader, Stop, kinesis};
+use crate::sources::lease::{Coordinator, Settings, Shared, Stream};
+use crate::sources::{self, Reader, Stop, dynamodb_streams, kinesis};
 
 /// Arguments of `sluice daemon`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The pipeline file (its source: `kinesis` or `sqs`), or an
+    /// The pipeline file (its source: `kinesis`, `dynamodb_streams` or `sqs`), or an
     /// `s3://bucket/folder/pipeline.yaml` URL: the folder is copied at start.
     pub file: PathBuf,
     /// This worker's name in its group; unique per process.
@@ -114,12 +115,14 @@ pub fn main(args: &Args) -> i32 {
         code
     };
     match &p.source {
-        sources::Config::Kinesis(_) | sources::Config::Sqs(_) => {}
+        sources::Config::Kinesis(_)
+        | sources::Config::DynamodbStreams(_)
+        | sources::Config::Sqs(_) => {}
         other => {
             return fail(
                 EXIT_INVALID,
                 &format!(
-                    "`sluice daemon` reads a `kinesis` or `sqs` source, not `{}`: use `sluice run`{}",
+                    "`sluice daemon` reads a `kinesis`, `dynamodb_streams` or `sqs` source, not `{}`: use `sluice run`{}",
                     other.type_name(),
                     if matches!(other, sources::Config::Kafka(_)) {
                         " or Lambda"
@@ -147,28 +150,57 @@ pub fn main(args: &Args) -> i32 {
 
     // The source: for Kinesis, a reader that follows this worker's leases.
     let (reader, coordinator, lag) = match &p.source {
-        sources::Config::Kinesis(c) => {
+        sources::Config::Kinesis(_) | sources::Config::DynamodbStreams(_) => {
             let settings = Settings {
                 worker: worker.clone(),
                 failover: args.failover_time.0,
             };
-            let mut coordinator = Coordinator::new(Arc::clone(&aws), c.clone(), &p.name, settings);
-            let shared = coordinator.shared();
-            let reader = match rt.block_on(kinesis::Reader::new(
-                c.clone(),
-                &p.name,
-                Arc::clone(&aws),
-                Some((shared, worker.clone())),
-            )) {
-                Ok(r) => r,
+            let shared = Arc::new(Shared::default());
+            let leases = Some((Arc::clone(&shared), worker.clone()));
+            let opened = match &p.source {
+                sources::Config::Kinesis(c) => rt
+                    .block_on(kinesis::Reader::new(
+                        c.clone(),
+                        &p.name,
+                        Arc::clone(&aws),
+                        leases,
+                    ))
+                    .map(|r| {
+                        let lag = r.lag();
+                        (
+                            Stream::Kinesis(c.clone()),
+                            Reader::Kinesis(r, Arc::clone(&aws)),
+                            lag,
+                        )
+                    }),
+                sources::Config::DynamodbStreams(c) => rt
+                    .block_on(dynamodb_streams::Reader::new(
+                        c.clone(),
+                        &p.name,
+                        Arc::clone(&aws),
+                        leases,
+                    ))
+                    .map(|r| {
+                        let lag = r.lag();
+                        let stream = Stream::DynamodbStreams {
+                            config: c.clone(),
+                            arn: r.stream_arn().to_owned(),
+                        };
+                        (stream, Reader::DynamodbStreams(r, Arc::clone(&aws)), lag)
+                    }),
+                _ => Err("not a stream".into()),
+            };
+            let (stream, reader, lag) = match opened {
+                Ok(o) => o,
                 Err(e) => return fail(EXIT_UNREADABLE, &format!("the source stream: {e}")),
             };
+            let mut coordinator =
+                Coordinator::new(Arc::clone(&aws), stream, &p.name, settings, shared);
             if let Err(e) = rt.block_on(coordinator.pass()) {
                 return fail(EXIT_UNREADABLE, &format!("the lease table: {e}"));
             }
-            let lag = reader.lag();
             (
-                Reader::Kinesis(reader, Arc::clone(&aws)),
+                reader,
                 Some(Arc::new(tokio::sync::Mutex::new(coordinator))),
                 Some(lag),
             )

@@ -11,8 +11,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::ShardBackoff;
-use super::kinesis::{Checkpoint, ensure_table, saved_checkpoint};
+use super::Shard;
+use super::kinesis::{Checkpoint, Lag, ensure_table, saved_checkpoint};
 use crate::aws::Clients;
 use crate::config::duration::Dur;
 use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
@@ -90,14 +90,6 @@ fn image(m: &std::collections::HashMap<String, AttributeValue>) -> Value {
     Value::Object(out)
 }
 
-struct Shard {
-    id: Arc<str>,
-    iterator: Option<String>,
-    /// The sequence number of the last record read.
-    last_read: Option<String>,
-    backoff: ShardBackoff,
-}
-
 /// A running DynamoDB Streams source.
 pub struct Reader {
     config: Config,
@@ -106,11 +98,21 @@ pub struct Reader {
     shards: Vec<Shard>,
     next: usize,
     aws: Arc<Clients>,
+    /// In a worker group: the leases this worker holds, and its name.
+    leases: Option<(Arc<super::lease::Shared>, String)>,
+    lag: Arc<Lag>,
 }
 
 impl Reader {
-    /// Finds the table's stream, lists its shards and positions each after its checkpoint.
-    pub async fn new(config: Config, pipeline: &str, aws: Arc<Clients>) -> Result<Reader, String> {
+    /// Finds the table's stream, lists its shards and positions each after
+    /// its checkpoint. In a worker group (`leases`), it reads only the
+    /// shards whose leases the worker holds, as they come and go.
+    pub async fn new(
+        config: Config,
+        pipeline: &str,
+        aws: Arc<Clients>,
+        leases: Option<(Arc<super::lease::Shared>, String)>,
+    ) -> Result<Reader, String> {
         ensure_table(&aws, &config.checkpoint_table).await?;
         let table = aws
             .dynamodb()
@@ -130,7 +132,7 @@ impl Reader {
             })?;
         let mut shard_ids = Vec::new();
         let mut start: Option<String> = None;
-        loop {
+        while leases.is_none() {
             let d = aws
                 .streams()
                 .describe_stream()
@@ -159,17 +161,42 @@ impl Reader {
             shards: Vec::new(),
             next: 0,
             aws,
+            leases,
+            lag: Arc::default(),
         };
         for id in shard_ids {
             let iterator = reader.iterator(&id).await?;
-            reader.shards.push(Shard {
-                id: Arc::from(id.as_str()),
-                iterator,
-                last_read: None,
-                backoff: ShardBackoff::default(),
-            });
+            reader.shards.push(Shard::new(&id, iterator));
         }
         Ok(reader)
+    }
+
+    /// The stream's ARN.
+    pub fn stream_arn(&self) -> &str {
+        &self.stream_arn
+    }
+
+    /// How far behind each shard is (records read and not yet checkpointed).
+    pub fn lag(&self) -> Arc<Lag> {
+        Arc::clone(&self.lag)
+    }
+
+    /// In a worker group: starts reading the shards whose leases were
+    /// taken, and stops reading those given up.
+    async fn follow_leases(&mut self) {
+        let Some((leases, _)) = &self.leases else {
+            return;
+        };
+        for id in super::follow_leases(&mut self.shards, &leases.owned(), &self.lag) {
+            // A shard whose checkpoint cannot be read now is tried again at the next read.
+            match self.iterator(&id).await {
+                Ok(iterator) => self.shards.push(Shard::new(&id, iterator)),
+                Err(e) => {
+                    crate::logs::json("warn", &format!("cannot start reading shard {id} yet: {e}"))
+                }
+            }
+        }
+        self.next %= self.shards.len().max(1);
     }
 
     fn checkpoint_key(&self, shard: &str) -> String {
@@ -205,13 +232,21 @@ impl Reader {
             &self.checkpoint_key(shard),
         )
         .await?;
+        if saved.shard_end {
+            return Ok(None);
+        }
+        let start = if saved.trim_horizon {
+            StartPosition::TrimHorizon
+        } else {
+            self.config.start_position
+        };
         let req = self
             .aws
             .streams()
             .get_shard_iterator()
             .stream_arn(&*self.stream_arn)
             .shard_id(shard);
-        let req = match (saved, self.config.start_position) {
+        let req = match (saved.sequence_number, start) {
             (Some(seq), _) => req
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .sequence_number(seq),
@@ -232,6 +267,7 @@ impl Reader {
         max: usize,
         policy: &Policy,
     ) -> Result<Option<(Vec<RawRecord>, Checkpoint)>, SinkError> {
+        self.follow_leases().await;
         for _ in 0..self.shards.len() {
             let i = self.next;
             self.next = (self.next + 1) % self.shards.len().max(1);
@@ -318,18 +354,34 @@ impl Reader {
                     })
                 })
                 .collect();
-            let Some(last) = records
+            // A closed shard read to its end: in a worker group its last
+            // checkpoint says so, even without records, so that its
+            // children may be read.
+            let shard_end = self.shards[i].iterator.is_none() && self.leases.is_some();
+            let last = match records
                 .last()
                 .and_then(|r| r.position.sequence_number.clone())
-            else {
-                continue;
+            {
+                Some(last) => last,
+                None if shard_end => String::new(),
+                None => continue,
             };
-            self.shards[i].last_read = Some(last.clone());
-            let checkpoint = Checkpoint::new(
-                self.config.checkpoint_table.clone(),
-                self.checkpoint_key(&self.shards[i].id),
-                last,
-            );
+            if !last.is_empty() {
+                self.shards[i].last_read = Some(last.clone());
+            }
+            let shard_id = self.shards[i].id.to_string();
+            let read = records.len() as u64;
+            self.lag.update(&shard_id, |l| l.records_in_flight += read);
+            let checkpoint = Checkpoint {
+                shard_end,
+                owner: self.leases.as_ref().map(|(_, me)| me.clone()),
+                progress: Some((Arc::clone(&self.lag), shard_id, read)),
+                ..Checkpoint::new(
+                    self.config.checkpoint_table.clone(),
+                    self.checkpoint_key(&self.shards[i].id),
+                    last,
+                )
+            };
             return Ok(Some((records, checkpoint)));
         }
         Ok(None)

@@ -15,7 +15,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::ShardBackoff;
+use super::Shard;
 use crate::aws::Clients;
 use crate::config::duration::Dur;
 use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
@@ -70,15 +70,6 @@ fn default_poll_interval() -> Dur {
     Dur(Duration::from_secs(1))
 }
 
-struct Shard {
-    id: Arc<str>,
-    /// `None` once a closed shard is read to its end.
-    iterator: Option<String>,
-    /// The sequence number of the last record read.
-    last_read: Option<String>,
-    backoff: ShardBackoff,
-}
-
 /// A running Kinesis source.
 pub struct Reader {
     config: Config,
@@ -113,13 +104,13 @@ impl Lag {
         self.shards.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    fn update(&self, shard: &str, f: impl FnOnce(&mut ShardLag)) {
+    pub(crate) fn update(&self, shard: &str, f: impl FnOnce(&mut ShardLag)) {
         if let Ok(mut s) = self.shards.lock() {
             f(s.entry(shard.to_owned()).or_default());
         }
     }
 
-    fn forget(&self, shard: &str) {
+    pub(crate) fn forget(&self, shard: &str) {
         if let Ok(mut s) = self.shards.lock() {
             s.remove(shard);
         }
@@ -154,13 +145,24 @@ impl Checkpoint {
     }
 }
 
-/// The sequence number a shard's checkpoint holds, if it has one.
+/// A shard's checkpoint item.
+#[derive(Debug, Default)]
+pub(crate) struct Saved {
+    /// The sequence number of the last record delivered.
+    pub(crate) sequence_number: Option<String>,
+    /// The closed shard was read to its end.
+    pub(crate) shard_end: bool,
+    /// A child shard of a resharding: it starts where its parents ended.
+    pub(crate) trim_horizon: bool,
+}
+
+/// A shard's checkpoint, if it has one.
 pub(crate) async fn saved_checkpoint(
     aws: &Clients,
     table: &str,
     key: &str,
-) -> Result<Option<String>, String> {
-    Ok(aws
+) -> Result<Saved, String> {
+    let item = aws
         .dynamodb()
         .get_item()
         .table_name(table)
@@ -170,11 +172,19 @@ pub(crate) async fn saved_checkpoint(
         .await
         .map_err(|e| classify(&format!("get_item on `{table}`"), &e).message)?
         .item
-        .and_then(|i| {
-            i.get("sequence_number")
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-        }))
+        .unwrap_or_default();
+    Ok(Saved {
+        sequence_number: item
+            .get("sequence_number")
+            .and_then(|v| v.as_s().ok())
+            .cloned(),
+        shard_end: item
+            .get(super::lease::SHARD_END)
+            .is_some_and(|v| v.as_bool().is_ok_and(|b| *b)),
+        trim_horizon: item
+            .get(super::lease::START)
+            .is_some_and(|v| v.as_s().is_ok_and(|s| s == "trim_horizon")),
+    })
 }
 
 impl Reader {
@@ -223,12 +233,7 @@ impl Reader {
         for shard in listed.shards() {
             let id: Arc<str> = Arc::from(shard.shard_id());
             let iterator = reader.iterator(&id).await?;
-            reader.shards.push(Shard {
-                id,
-                iterator,
-                last_read: None,
-                backoff: ShardBackoff::default(),
-            });
+            reader.shards.push(Shard::new(&id, iterator));
         }
         Ok(reader)
     }
@@ -254,19 +259,7 @@ impl Reader {
         let Some((leases, _)) = &self.leases else {
             return;
         };
-        let owned = leases.owned();
-        let lag = &self.lag;
-        self.shards.retain(|s| {
-            let keep = owned.contains(&*s.id);
-            if !keep {
-                lag.forget(&s.id);
-            }
-            keep
-        });
-        for id in owned {
-            if self.shards.iter().any(|s| *s.id == *id) {
-                continue;
-            }
+        for id in super::follow_leases(&mut self.shards, &leases.owned(), &self.lag) {
             // A shard whose checkpoint cannot be read now is tried again at the next read.
             let iterator = match self.iterator(&id).await {
                 Ok(i) => i,
@@ -275,12 +268,7 @@ impl Reader {
                     continue;
                 }
             };
-            self.shards.push(Shard {
-                id: Arc::from(id.as_str()),
-                iterator,
-                last_read: None,
-                backoff: ShardBackoff::default(),
-            });
+            self.shards.push(Shard::new(&id, iterator));
         }
         self.next %= self.shards.len().max(1);
     }
@@ -319,40 +307,21 @@ impl Reader {
     /// An iterator after the shard's checkpoint, or at the start position;
     /// `None` when the shard was read to its end.
     async fn iterator(&self, shard: &str) -> Result<Option<String>, String> {
-        let key = self.checkpoint_key(shard);
-        let item = self
-            .aws
-            .dynamodb()
-            .get_item()
-            .table_name(&self.config.checkpoint_table)
-            .key("shard_key", AttributeValue::S(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| {
-                classify(
-                    &format!("get_item on `{}`", self.config.checkpoint_table),
-                    &e,
-                )
-                .message
-            })?
-            .item
-            .unwrap_or_default();
-        if item
-            .get(super::lease::SHARD_END)
-            .is_some_and(|v| v.as_bool().is_ok_and(|b| *b))
-        {
+        let saved = saved_checkpoint(
+            &self.aws,
+            &self.config.checkpoint_table,
+            &self.checkpoint_key(shard),
+        )
+        .await?;
+        if saved.shard_end {
             return Ok(None);
         }
-        let saved = item
-            .get("sequence_number")
-            .and_then(|v| v.as_s().ok())
-            .cloned();
-        // A child shard of a resharding starts where its parents ended.
-        let start = match item.get(super::lease::START).and_then(|v| v.as_s().ok()) {
-            Some(s) if s == "trim_horizon" => StartPosition::TrimHorizon,
-            _ => self.config.start_position,
+        let start = if saved.trim_horizon {
+            StartPosition::TrimHorizon
+        } else {
+            self.config.start_position
         };
+        let saved = saved.sequence_number;
         let mut req = self.shard_iterator(shard);
         req = match (saved, start) {
             (Some(seq), _) => req

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::kinesis::{Config, StartPosition, is_arn, stream_name};
+use super::kinesis::{StartPosition, is_arn, stream_name};
 use crate::aws::Clients;
 use crate::delivery::error::classify;
 
@@ -159,11 +159,60 @@ impl Shared {
     }
 }
 
+/// The stream whose shards are leased.
+#[derive(Debug, Clone)]
+pub enum Stream {
+    /// A Kinesis data stream.
+    Kinesis(super::kinesis::Config),
+    /// A DynamoDB table's stream (shards split, never merge, and close every few hours).
+    DynamodbStreams {
+        /// The source.
+        config: super::dynamodb_streams::Config,
+        /// The stream's ARN.
+        arn: String,
+    },
+}
+
+impl Stream {
+    /// The lease table (the source's checkpoint table).
+    fn table(&self) -> &str {
+        match self {
+            Stream::Kinesis(c) => &c.checkpoint_table,
+            Stream::DynamodbStreams { config, .. } => &config.checkpoint_table,
+        }
+    }
+
+    /// The middle of the lease keys: the stream name, or the table name.
+    fn name(&self) -> &str {
+        match self {
+            Stream::Kinesis(c) => stream_name(&c.stream),
+            Stream::DynamodbStreams { config, .. } => &config.table,
+        }
+    }
+
+    /// Whether shards without a checkpoint start at the tip.
+    fn starts_at_latest(&self) -> bool {
+        match self {
+            Stream::Kinesis(c) => c.start_position == StartPosition::Latest,
+            Stream::DynamodbStreams { config, .. } => {
+                config.start_position == super::dynamodb_streams::StartPosition::Latest
+            }
+        }
+    }
+}
+
+/// A shard as listed by the stream: its id, parents, and whether it is closed.
+struct Listed {
+    id: String,
+    parents: Vec<String>,
+    closed: bool,
+}
+
 /// Keeps this worker's leases and balances the group.
 pub struct Coordinator {
     aws: Arc<Clients>,
     table: String,
-    config: Config,
+    stream: Stream,
     /// `PIPELINE/STREAM/`: the prefix of this stream's lease keys.
     prefix: String,
     settings: Settings,
@@ -185,20 +234,21 @@ where
 }
 
 impl Coordinator {
-    /// A coordinator for `pipeline`'s Kinesis source.
+    /// A coordinator for `pipeline`'s stream source.
     pub fn new(
         aws: Arc<Clients>,
-        config: Config,
+        stream: Stream,
         pipeline: &str,
         settings: Settings,
+        shared: Arc<Shared>,
     ) -> Coordinator {
         Coordinator {
-            table: config.checkpoint_table.clone(),
-            prefix: format!("{pipeline}/{}/", stream_name(&config.stream)),
-            config,
+            table: stream.table().to_owned(),
+            prefix: format!("{pipeline}/{}/", stream.name()),
+            stream,
             aws,
             settings,
-            shared: Arc::new(Shared::default()),
+            shared,
             seen: HashMap::new(),
             held: HashMap::new(),
         }
@@ -321,42 +371,21 @@ impl Coordinator {
     /// new to read in them); a shard whose parent has a lease starts at the
     /// trim horizon, where its parents ended.
     async fn discover(&self, leases: &mut Vec<Lease>) -> Result<(), String> {
-        let mut shards = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut req = self.aws.kinesis().list_shards();
-            req = match &token {
-                Some(t) => req.next_token(t),
-                None if is_arn(&self.config.stream) => req.stream_arn(&self.config.stream),
-                None => req.stream_name(&self.config.stream),
-            };
-            let out = req.send().await.map_err(|e| {
-                classify(&format!("list_shards of `{}`", self.config.stream), &e).message
-            })?;
-            shards.extend(out.shards().iter().cloned());
-            token = out.next_token;
-            if token.is_none() {
-                break;
-            }
-        }
+        let shards = self.list().await?;
         let fresh = leases.is_empty();
         let mut known: BTreeSet<String> = leases.iter().map(|l| l.shard.clone()).collect();
-        for shard in shards {
-            let id = shard.shard_id().to_owned();
+        for Listed {
+            id,
+            parents,
+            closed,
+        } in shards
+        {
             if known.contains(&id) {
                 continue;
             }
-            let closed = shard
-                .sequence_number_range()
-                .is_some_and(|r| r.ending_sequence_number().is_some());
-            if fresh && closed && self.config.start_position == StartPosition::Latest {
+            if fresh && closed && self.stream.starts_at_latest() {
                 continue;
             }
-            let parents: Vec<String> = [shard.parent_shard_id(), shard.adjacent_parent_shard_id()]
-                .into_iter()
-                .flatten()
-                .map(str::to_owned)
-                .collect();
             let child = parents.iter().any(|p| known.contains(p));
             let key = format!("{}{id}", self.prefix);
             let mut req = self
@@ -393,6 +422,76 @@ impl Coordinator {
             });
         }
         Ok(())
+    }
+
+    /// The stream's shards.
+    async fn list(&self) -> Result<Vec<Listed>, String> {
+        let mut listed = Vec::new();
+        match &self.stream {
+            Stream::Kinesis(c) => {
+                let mut token: Option<String> = None;
+                loop {
+                    let mut req = self.aws.kinesis().list_shards();
+                    req = match &token {
+                        Some(t) => req.next_token(t),
+                        None if is_arn(&c.stream) => req.stream_arn(&c.stream),
+                        None => req.stream_name(&c.stream),
+                    };
+                    let out = req.send().await.map_err(|e| {
+                        classify(&format!("list_shards of `{}`", c.stream), &e).message
+                    })?;
+                    listed.extend(out.shards().iter().map(|s| {
+                        Listed {
+                            id: s.shard_id().to_owned(),
+                            parents: [s.parent_shard_id(), s.adjacent_parent_shard_id()]
+                                .into_iter()
+                                .flatten()
+                                .map(str::to_owned)
+                                .collect(),
+                            closed: s
+                                .sequence_number_range()
+                                .is_some_and(|r| r.ending_sequence_number().is_some()),
+                        }
+                    }));
+                    token = out.next_token;
+                    if token.is_none() {
+                        return Ok(listed);
+                    }
+                }
+            }
+            Stream::DynamodbStreams { arn, .. } => {
+                let mut start: Option<String> = None;
+                loop {
+                    let out = self
+                        .aws
+                        .streams()
+                        .describe_stream()
+                        .stream_arn(arn)
+                        .set_exclusive_start_shard_id(start.take())
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            classify(&format!("describe_stream of `{arn}`"), &e).message
+                        })?;
+                    let Some(desc) = out.stream_description else {
+                        return Ok(listed);
+                    };
+                    listed.extend(desc.shards().iter().filter_map(|s| {
+                        Some(Listed {
+                            id: s.shard_id()?.to_owned(),
+                            parents: s.parent_shard_id().map(str::to_owned).into_iter().collect(),
+                            closed: s
+                                .sequence_number_range()
+                                .is_some_and(|r| r.ending_sequence_number().is_some()),
+                        })
+                    }));
+                    match desc.last_evaluated_shard_id {
+                        Some(last) => start = Some(last),
+                        None => return Ok(listed),
+                    }
+                }
+            }
+        }
     }
 
     /// Takes free and expired leases up to this worker's share, then steals

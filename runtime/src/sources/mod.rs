@@ -232,6 +232,48 @@ impl Reader {
     }
 }
 
+/// Where a stream source is in one shard.
+pub(crate) struct Shard {
+    pub(crate) id: Arc<str>,
+    /// `None` once a closed shard is read to its end.
+    pub(crate) iterator: Option<String>,
+    /// The sequence number of the last record read.
+    pub(crate) last_read: Option<String>,
+    pub(crate) backoff: ShardBackoff,
+}
+
+impl Shard {
+    pub(crate) fn new(id: &str, iterator: Option<String>) -> Shard {
+        Shard {
+            id: Arc::from(id),
+            iterator,
+            last_read: None,
+            backoff: ShardBackoff::default(),
+        }
+    }
+}
+
+/// In a worker group: drops the shards whose leases were given up, and
+/// returns the leased shards not read yet (to start reading).
+pub(crate) fn follow_leases(
+    shards: &mut Vec<Shard>,
+    owned: &std::collections::BTreeSet<String>,
+    lag: &kinesis::Lag,
+) -> Vec<String> {
+    shards.retain(|s| {
+        let keep = owned.contains(&*s.id);
+        if !keep {
+            lag.forget(&s.id);
+        }
+        keep
+    });
+    owned
+        .iter()
+        .filter(|id| !shards.iter().any(|s| *s.id == ***id))
+        .cloned()
+        .collect()
+}
+
 /// Backoff of one shard whose reads fail with a retryable error (throttling:
 /// `GetRecords` allows 5 calls per second per shard). The other shards are
 /// read meanwhile; the run stops only when the policy runs out.
