@@ -110,6 +110,16 @@ impl Lag {
         }
     }
 
+    /// `records` of a shard are checkpointed (or given up): no longer in flight.
+    /// A shard no longer read is left out.
+    fn settle(&self, shard: &str, records: u64) {
+        if let Ok(mut s) = self.shards.lock()
+            && let Some(l) = s.get_mut(shard)
+        {
+            l.records_in_flight = l.records_in_flight.saturating_sub(records);
+        }
+    }
+
     pub(crate) fn forget(&self, shard: &str) {
         if let Ok(mut s) = self.shards.lock() {
             s.remove(shard);
@@ -506,9 +516,7 @@ impl Checkpoint {
             .send()
             .await;
         if let Some((lag, shard, records)) = &self.progress {
-            lag.update(shard, |l| {
-                l.records_in_flight = l.records_in_flight.saturating_sub(*records)
-            });
+            lag.settle(shard, *records);
         }
         match sent {
             Ok(_) => Ok(()),
