@@ -40,23 +40,8 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-VENV = REPO / "target" / "test-venv"
-REQUIREMENTS = REPO / "tests" / "requirements.txt"
-
-
-def python():
-    py = VENV / "bin" / "python"
-    if not (VENV / "bin" / "moto_server").exists():
-        print("creating %s with moto (tests/requirements.txt)" % VENV, file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)], check=True)
-    return py
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(REPO / "bench"))
+from aws import free_port, python  # noqa: E402  the venv with moto, a free port
 
 
 def wait_port(port, what):

@@ -194,8 +194,14 @@ pub fn main(args: &Args) -> i32 {
                 Ok(o) => o,
                 Err(e) => return fail(EXIT_UNREADABLE, &format!("the source stream: {e}")),
             };
-            let mut coordinator =
-                Coordinator::new(Arc::clone(&aws), stream, &p.name, settings, shared);
+            let mut coordinator = Coordinator::new(
+                Arc::clone(&aws),
+                stream,
+                &p.name,
+                settings,
+                shared,
+                Arc::clone(&lag),
+            );
             if let Err(e) = rt.block_on(coordinator.pass()) {
                 return fail(EXIT_UNREADABLE, &format!("the lease table: {e}"));
             }

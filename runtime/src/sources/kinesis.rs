@@ -87,6 +87,8 @@ pub struct Reader {
 #[derive(Debug, Default)]
 pub struct Lag {
     shards: Mutex<BTreeMap<String, ShardLag>>,
+    /// Shards no longer read whose records are still in flight.
+    dropped: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// How far behind one shard is.
@@ -105,6 +107,9 @@ impl Lag {
     }
 
     pub(crate) fn update(&self, shard: &str, f: impl FnOnce(&mut ShardLag)) {
+        if let Ok(mut d) = self.dropped.lock() {
+            d.remove(shard);
+        }
         if let Ok(mut s) = self.shards.lock() {
             f(s.entry(shard.to_owned()).or_default());
         }
@@ -113,15 +118,38 @@ impl Lag {
     /// `records` of a shard are checkpointed (or given up): no longer in flight.
     /// A shard no longer read is left out.
     fn settle(&self, shard: &str, records: u64) {
-        if let Ok(mut s) = self.shards.lock()
-            && let Some(l) = s.get_mut(shard)
-        {
-            l.records_in_flight = l.records_in_flight.saturating_sub(records);
+        let Ok(mut s) = self.shards.lock() else {
+            return;
+        };
+        let Some(l) = s.get_mut(shard) else {
+            return;
+        };
+        l.records_in_flight = l.records_in_flight.saturating_sub(records);
+        if l.records_in_flight == 0 && self.dropped.lock().is_ok_and(|mut d| d.remove(shard)) {
+            s.remove(shard);
         }
     }
 
+    /// Records of `shard` read and not yet checkpointed.
+    pub fn in_flight(&self, shard: &str) -> u64 {
+        self.shards
+            .lock()
+            .ok()
+            .and_then(|s| s.get(shard).map(|l| l.records_in_flight))
+            .unwrap_or(0)
+    }
+
+    /// The shard is no longer read: it leaves the gauges once its records
+    /// in flight are checkpointed.
     pub(crate) fn forget(&self, shard: &str) {
-        if let Ok(mut s) = self.shards.lock() {
+        let Ok(mut s) = self.shards.lock() else {
+            return;
+        };
+        if s.get(shard).is_some_and(|l| l.records_in_flight > 0) {
+            if let Ok(mut d) = self.dropped.lock() {
+                d.insert(shard.to_owned());
+            }
+        } else {
             s.remove(shard);
         }
     }

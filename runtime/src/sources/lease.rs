@@ -15,7 +15,10 @@
 //! 3. take leases that have no owner, or whose counter has not moved for the
 //!    failover time (their owner died), up to its fair share: the leases
 //!    that may be read, divided by the workers that hold live leases;
-//! 4. if still below its share, steal from the most loaded worker.
+//! 4. if still below its share, ask the most loaded worker to hand leases
+//!    over: that worker stops reading the shard, waits until what it read is
+//!    checkpointed (at most the failover time), and then makes the asking
+//!    worker the owner, so the shard moves without records read twice.
 //!
 //! A shard may be read only once each of its parents is read to its end
 //! (split and merge), so per-key order holds across resharding. Expiry is
@@ -37,6 +40,8 @@ use crate::delivery::error::classify;
 pub(crate) const OWNER: &str = "lease_owner";
 const COUNTER: &str = "lease_counter";
 const PARENTS: &str = "parent_shards";
+/// The worker that asked for the lease to be handed over to it.
+const HANDOFF: &str = "lease_handoff_to";
 pub(crate) const SHARD_END: &str = "shard_end";
 /// `trim_horizon` on the lease of a child shard (it starts where its parents ended).
 pub(crate) const START: &str = "start";
@@ -74,6 +79,8 @@ pub struct Lease {
     pub shard_end: bool,
     /// The shards it was split or merged from.
     pub parents: Vec<String>,
+    /// The worker that asked for it.
+    pub handoff_to: Option<String>,
 }
 
 impl Lease {
@@ -90,6 +97,7 @@ impl Lease {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
             checkpoint: s("sequence_number"),
+            handoff_to: s(HANDOFF),
             shard_end: item
                 .get(SHARD_END)
                 .and_then(|v| v.as_bool().ok())
@@ -221,6 +229,10 @@ pub struct Coordinator {
     seen: HashMap<String, (Option<String>, u64, Instant)>,
     /// Per lease held: its counter and when it was last renewed.
     held: HashMap<String, (u64, Instant)>,
+    /// Leases held that another worker asked for: to whom, and since when.
+    handing_off: HashMap<String, (String, Instant)>,
+    /// Records read and not yet checkpointed, per shard.
+    lag: Arc<super::kinesis::Lag>,
 }
 
 /// The error of a conditional write whose condition did not hold.
@@ -241,6 +253,7 @@ impl Coordinator {
         pipeline: &str,
         settings: Settings,
         shared: Arc<Shared>,
+        lag: Arc<super::kinesis::Lag>,
     ) -> Coordinator {
         Coordinator {
             table: stream.table().to_owned(),
@@ -251,7 +264,21 @@ impl Coordinator {
             shared,
             seen: HashMap::new(),
             held: HashMap::new(),
+            handing_off: HashMap::new(),
+            lag,
         }
+    }
+
+    /// An update of the lease `key`.
+    fn update(
+        &self,
+        key: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.aws
+            .dynamodb()
+            .update_item()
+            .table_name(&self.table)
+            .key("shard_key", AttributeValue::S(key.to_owned()))
     }
 
     /// What the reader needs.
@@ -282,11 +309,7 @@ impl Coordinator {
             .collect();
         for (key, counter, renewed) in held {
             let sent = self
-                .aws
-                .dynamodb()
-                .update_item()
-                .table_name(&self.table)
-                .key("shard_key", AttributeValue::S(key.clone()))
+                .update(&key)
                 .update_expression("SET #c = if_not_exists(#c, :zero) + :one")
                 .condition_expression("#o = :me")
                 .expression_attribute_values(":zero", AttributeValue::N("0".into()))
@@ -302,8 +325,18 @@ impl Coordinator {
                     let lease = out.attributes.as_ref().and_then(Lease::from_item);
                     let counter = lease.as_ref().map_or(counter + 1, |l| l.counter);
                     self.held.insert(key.clone(), (counter, Instant::now()));
-                    if lease.is_some_and(|l| l.shard_end) {
-                        self.drop_lease(&key, "its shard was read to its end");
+                    match lease {
+                        Some(l) if l.shard_end => {
+                            self.drop_lease(&key, "its shard was read to its end");
+                        }
+                        Some(Lease {
+                            handoff_to: Some(to),
+                            shard,
+                            ..
+                        }) if to != self.settings.worker => {
+                            self.hand_over(&key, &shard, to).await;
+                        }
+                        _ => {}
                     }
                 }
                 Err(e) if lost_race(&e) => {
@@ -323,7 +356,67 @@ impl Coordinator {
         }
     }
 
+    /// Another worker asked for a lease: stop reading the shard now, and
+    /// once what was read of it is checkpointed (or the failover time has
+    /// passed), make that worker the owner.
+    async fn hand_over(&mut self, key: &str, shard: &str, to: String) {
+        let Some((_, since)) = self.handing_off.get(key) else {
+            // Checked from the next renewal on: a read under way now is counted by then.
+            self.shared.set_owned(|o| {
+                o.remove(shard);
+            });
+            crate::logs::json(
+                "info",
+                &format!(
+                    "handing shard {shard} over to worker {to} once what was read of it is checkpointed"
+                ),
+            );
+            self.handing_off
+                .insert(key.to_owned(), (to, Instant::now()));
+            return;
+        };
+        let waiting = self.lag.in_flight(shard);
+        if waiting > 0 && since.elapsed() < self.settings.failover {
+            return;
+        }
+        let sent = self
+            .update(key)
+            .update_expression("SET #o = :to, #c = #c + :one REMOVE #h")
+            .condition_expression("#o = :me AND #h = :to")
+            .expression_attribute_names("#o", OWNER)
+            .expression_attribute_names("#c", COUNTER)
+            .expression_attribute_names("#h", HANDOFF)
+            .expression_attribute_values(":to", AttributeValue::S(to.clone()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {
+                self.handing_off.remove(key);
+                self.held.remove(key);
+                let how = if waiting > 0 {
+                    format!(
+                        ", {waiting} records read and not checkpointed within the failover time will be read again"
+                    )
+                } else {
+                    String::new()
+                };
+                crate::logs::json(
+                    "info",
+                    &format!("handed shard {shard} over to worker {to}{how}"),
+                );
+            }
+            Err(e) if lost_race(&e) => {
+                self.handing_off.remove(key);
+                self.drop_lease(key, "another worker took it");
+            }
+            Err(_) => {} // tried again at the next renewal
+        }
+    }
+
     fn drop_lease(&mut self, key: &str, why: &str) {
+        self.handing_off.remove(key);
         self.held.remove(key);
         let shard = key.rsplit('/').next().unwrap_or(key).to_owned();
         self.shared.set_owned(|o| {
@@ -419,6 +512,7 @@ impl Coordinator {
                 checkpoint: None,
                 shard_end: false,
                 parents,
+                handoff_to: None,
             });
         }
         Ok(())
@@ -563,7 +657,15 @@ impl Coordinator {
             return;
         }
         let target = readable.len().div_ceil(per_worker.len());
-        let mine = per_worker.get(&me).map_or(0, Vec::len);
+        // Leases this worker asked for count as its own: they are on their way.
+        let asked = readable
+            .iter()
+            .filter(|l| {
+                l.handoff_to.as_deref() == Some(me.as_str())
+                    && l.owner.as_deref() != Some(me.as_str())
+            })
+            .count();
+        let mine = per_worker.get(&me).map_or(0, Vec::len) + asked;
         // Free leases, expired ones, and this worker's own leases it no longer
         // holds (a restarted worker with the same name).
         let free: Vec<Lease> = readable
@@ -589,7 +691,11 @@ impl Coordinator {
                 } else {
                     0
                 };
-                let mut theirs: Vec<Lease> = theirs.iter().map(|l| (*l).clone()).collect();
+                let mut theirs: Vec<Lease> = theirs
+                    .iter()
+                    .filter(|l| l.handoff_to.is_none())
+                    .map(|l| (*l).clone())
+                    .collect();
                 theirs.sort_by(|a, b| b.shard.cmp(&a.shard));
                 theirs.truncate(spare);
                 theirs
@@ -605,19 +711,51 @@ impl Coordinator {
             }
         }
         for l in steal.iter().take(want) {
-            self.take(l).await;
+            self.ask(l).await;
+        }
+    }
+
+    /// Asks the owner of a lease to hand it over to this worker.
+    async fn ask(&mut self, l: &Lease) {
+        let Some(owner) = &l.owner else {
+            return;
+        };
+        let sent = self
+            .update(&l.key)
+            .update_expression("SET #h = :me")
+            .condition_expression("#o = :owner AND attribute_not_exists(#h)")
+            .expression_attribute_names("#o", OWNER)
+            .expression_attribute_names("#h", HANDOFF)
+            .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.clone()))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => crate::logs::json(
+                "info",
+                &format!(
+                    "asked worker {owner} to hand shard {} over, to balance the group",
+                    l.shard
+                ),
+            ),
+            Err(e) if lost_race(&e) => {}
+            Err(e) => crate::logs::json(
+                "warn",
+                &format!(
+                    "asking for shard {} failed: {}",
+                    l.shard,
+                    classify("update_item", &e).message
+                ),
+            ),
         }
     }
 
     /// Takes a lease if it still has the owner and counter it was seen with.
     async fn take(&mut self, l: &Lease) -> bool {
         let mut req = self
-            .aws
-            .dynamodb()
-            .update_item()
-            .table_name(&self.table)
-            .key("shard_key", AttributeValue::S(l.key.clone()))
-            .update_expression("SET #o = :me, #c = if_not_exists(#c, :zero) + :one")
+            .update(&l.key)
+            .update_expression("SET #o = :me, #c = if_not_exists(#c, :zero) + :one REMOVE #h")
+            .expression_attribute_names("#h", HANDOFF)
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_names("#o", OWNER)
             .expression_attribute_names("#c", COUNTER)
@@ -675,14 +813,11 @@ impl Coordinator {
         let mut released = 0;
         for key in keys {
             let sent = self
-                .aws
-                .dynamodb()
-                .update_item()
-                .table_name(&self.table)
-                .key("shard_key", AttributeValue::S(key.clone()))
-                .update_expression("REMOVE #o")
+                .update(&key)
+                .update_expression("REMOVE #o, #h")
                 .condition_expression("#o = :me")
                 .expression_attribute_names("#o", OWNER)
+                .expression_attribute_names("#h", HANDOFF)
                 .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
                 .send()
                 .await;
