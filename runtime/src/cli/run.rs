@@ -96,22 +96,26 @@ pub(crate) fn load(file: &std::path::Path) -> Result<(Loaded, Arc<Built>), i32> 
     }
 }
 
+/// The runtime of the SDK's requests and the signal handlers: small, as
+/// the CPU stages run on their own threads.
+pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
 /// Runs the pipeline over its source or its DLQ.
 pub fn execute(args: &Args, mode: Mode) -> i32 {
     let (loaded, built) = match load(&args.file) {
         Ok(l) => l,
         Err(code) => return code,
     };
-    // The SDK's requests and the signal handlers run on a small runtime; the
-    // CPU stages run on their own threads.
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match io_runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: {e}");
             return EXIT_RUN_FAILED;
         }
     };
@@ -219,7 +223,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
 pub(crate) const EXIT_INTERRUPTED: i32 = 130;
 
 /// On SIGINT or SIGTERM, stop reading; what was read is still delivered and acknowledged.
-pub(crate) fn watch_signals(rt: &tokio::runtime::Runtime, stopping: &Arc<AtomicBool>) {
+fn watch_signals(rt: &tokio::runtime::Runtime, stopping: &Arc<AtomicBool>) {
     let flag = Arc::clone(stopping);
     rt.spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::aws::Clients;
-use crate::cli::run::{load, open_outputs, open_source};
+use crate::cli::run::{io_runtime, load, open_outputs, open_source};
 use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREADABLE};
 use crate::config::duration::Dur;
 use crate::engine::run::{self, Options};
@@ -86,21 +86,21 @@ const RELEASE_TIME: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until a signal; returns the exit code.
 pub fn main(args: &Args) -> i32 {
-    let file = match args.file.to_str().and_then(|f| f.strip_prefix("s3://")) {
-        Some(url) => {
-            let fetched = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-                .and_then(|rt| rt.block_on(crate::config::fetch::pipeline(url)));
-            match fetched {
-                Ok(path) => path,
-                Err(e) => {
-                    eprintln!("error: {}: {e}", args.file.display());
-                    return EXIT_UNREADABLE;
-                }
-            }
+    let rt = match io_runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_RUN_FAILED;
         }
+    };
+    let file = match args.file.to_str().and_then(|f| f.strip_prefix("s3://")) {
+        Some(url) => match rt.block_on(crate::config::fetch::pipeline(url)) {
+            Ok(path) => path,
+            Err(e) => {
+                eprintln!("error: {}: {e}", args.file.display());
+                return EXIT_UNREADABLE;
+            }
+        },
         None => args.file.clone(),
     };
     let (loaded, built) = match load(&file) {
@@ -133,28 +133,15 @@ pub fn main(args: &Args) -> i32 {
             );
         }
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            return fail(
-                EXIT_RUN_FAILED,
-                &format!("cannot start the async runtime: {e}"),
-            );
-        }
-    };
     let aws = Arc::new(rt.block_on(Clients::load(&p.aws, p.retry.attempt_timeout.0)));
 
-    // The source: for Kinesis, a reader that follows this worker's leases.
-    let (reader, coordinator, lag) = match &p.source {
+    let settings = Settings {
+        worker: worker.clone(),
+        failover: args.failover_time.0,
+    };
+    // The source: for a stream, a reader that follows this worker's leases.
+    let (reader, coordinator, lag, group) = match &p.source {
         sources::Config::Kinesis(_) | sources::Config::DynamodbStreams(_) => {
-            let settings = Settings {
-                worker: worker.clone(),
-                failover: args.failover_time.0,
-            };
             let shared = Arc::new(Shared::default());
             let leases = Some((Arc::clone(&shared), worker.clone()));
             let opened = match &p.source {
@@ -198,8 +185,8 @@ pub fn main(args: &Args) -> i32 {
                 Arc::clone(&aws),
                 stream,
                 &p.name,
-                settings,
-                shared,
+                settings.clone(),
+                Arc::clone(&shared),
                 Arc::clone(&lag),
             );
             if let Err(e) = rt.block_on(coordinator.pass()) {
@@ -209,10 +196,11 @@ pub fn main(args: &Args) -> i32 {
                 reader,
                 Some(Arc::new(tokio::sync::Mutex::new(coordinator))),
                 Some(lag),
+                Some((worker.clone(), shared)),
             )
         }
         _ => match rt.block_on(open_source(&loaded, Some(Arc::clone(&aws)))) {
-            Ok(r) => (r, None, None),
+            Ok(r) => (r, None, None, None),
             Err(e) => return fail(EXIT_UNREADABLE, &e),
         },
     };
@@ -233,9 +221,7 @@ pub fn main(args: &Args) -> i32 {
         sinks: built.sink_names.clone(),
         live: Arc::clone(&live),
         lag,
-        group: coordinator
-            .as_ref()
-            .map(|c| (worker.clone(), rt.block_on(c.lock()).shared())),
+        group,
         ready: AtomicBool::new(false),
         failover: args.failover_time.0,
     });
@@ -257,11 +243,7 @@ pub fn main(args: &Args) -> i32 {
     if let Some(c) = &coordinator {
         let c = Arc::clone(c);
         let stop = Arc::clone(&passes_stop);
-        let interval = Settings {
-            worker: String::new(),
-            failover: args.failover_time.0,
-        }
-        .interval();
+        let interval = settings.interval();
         rt.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(interval).await;

@@ -281,11 +281,6 @@ impl Coordinator {
             .key("shard_key", AttributeValue::S(key.to_owned()))
     }
 
-    /// What the reader needs.
-    pub fn shared(&self) -> Arc<Shared> {
-        Arc::clone(&self.shared)
-    }
-
     /// Renews, discovers, takes and steals once.
     pub async fn pass(&mut self) -> Result<(), String> {
         self.renew().await;
