@@ -257,6 +257,41 @@ impl Group {
     fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// An S3 client on moto, and its bucket `lake`.
+    fn lake(&self) -> aws_sdk_s3::Client {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.rt.block_on(self.moto.sdk_config()))
+                .force_path_style(true)
+                .build(),
+        );
+        self.rt
+            .block_on(s3.create_bucket().bucket("lake").send())
+            .unwrap();
+        s3
+    }
+
+    /// Every id in the objects of the bucket `lake`, with repeats.
+    fn lake_ids(&self, s3: &aws_sdk_s3::Client) -> Vec<i64> {
+        let mut ids = Vec::new();
+        let listed = self
+            .rt
+            .block_on(s3.list_objects_v2().bucket("lake").send())
+            .unwrap();
+        for o in listed.contents() {
+            let body = self
+                .rt
+                .block_on(s3.get_object().bucket("lake").key(o.key().unwrap()).send())
+                .unwrap()
+                .body;
+            let bytes = self.rt.block_on(body.collect()).unwrap().into_bytes();
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                ids.push(v["id"].as_i64().unwrap());
+            }
+        }
+        ids
+    }
 }
 
 /// Waits until the stream is `ACTIVE` (after a create, split or merge).
@@ -467,6 +502,87 @@ fn a_worker_stopped_with_sigterm_hands_over_without_duplicates() {
 }
 
 #[test]
+fn a_lease_handed_over_while_an_s3_sink_buffers_is_read_once() {
+    let g = Group::new(4);
+    let s3 = g.lake();
+    // The sink buffers for far longer than the failover time: the handoff
+    // has the buffers written instead of waiting for their age.
+    let pipeline = g.dir().join("lake.yaml");
+    std::fs::write(
+        &pipeline,
+        "version: 1\nname: clicks\n\
+         source: { type: kinesis, stream: clicks, start_position: trim_horizon, checkpoint_table: leases, poll_interval: 100ms }\n\
+         routes: [{ to: [lake] }]\n\
+         sinks:\n  lake: { type: s3, bucket: lake, key: 'o/{part}.jsonl', max_age: 5m }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+    )
+    .unwrap();
+    let start = |name: &str| {
+        Daemon::start(
+            g.dir(),
+            &pipeline,
+            name,
+            &g.moto.env(),
+            &["--failover-time", "3s"],
+        )
+    };
+    let mut w1 = start("w1");
+    wait_until_each_holds(&[&w1], 4, Duration::from_secs(60));
+
+    // Records flow while w2 joins and asks w1 for two of its four shards.
+    g.put_slowly(0, 300, 100, Duration::from_millis(300));
+    let mut w2 = start("w2");
+    g.put_slowly(300, 1200, 100, Duration::from_millis(300));
+    let took = g.wait_for_owners(&[("w1", 2), ("w2", 2)], Duration::from_secs(60));
+    eprintln!(
+        "balanced 2-2 {:.1} s after the last put",
+        took.as_secs_f64()
+    );
+    wait_until_each_holds(&[&w1, &w2], 2, Duration::from_secs(30));
+    g.put(1200, 1500);
+
+    // A handoff is logged once what was read of the shard is checkpointed:
+    // well within the failover time, with nothing left to read again.
+    let handed: Vec<String> = w1
+        .log_lines()
+        .iter()
+        .filter_map(|l| l["message"].as_str().map(str::to_owned))
+        .filter(|m| m.starts_with("handed shard "))
+        .collect();
+    assert_eq!(handed.len(), 2, "{}", w1.log());
+    for m in &handed {
+        assert!(m.ends_with(" over to worker w2"), "{m}");
+    }
+
+    // Once every record is read, both workers stop (writing their buffers),
+    // and every record is in S3 once.
+    let started = Instant::now();
+    let read = || {
+        [&w1, &w2]
+            .iter()
+            .map(|w| w.metric("sluice_records_in_total{pipeline=\"clicks\"}"))
+            .sum::<f64>()
+    };
+    while read() < 1500.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} of 1500 records read",
+            read()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for w in [&mut w1, &mut w2] {
+        w.terminate();
+        assert_eq!(w.wait_exit(Duration::from_secs(20)), Some(0), "{}", w.log());
+    }
+    let ids = g.lake_ids(&s3);
+    let distinct: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+    let missing: Vec<i64> = (0..1500).filter(|i| !distinct.contains(i)).collect();
+    assert_eq!(missing, Vec::<i64>::new(), "every record delivered");
+    assert_eq!(ids.len(), 1500, "a handoff reads no record twice");
+}
+
+#[test]
 fn across_a_split_and_a_merge_each_keys_records_arrive_in_order() {
     let g = Group::resharding(2);
     let mut w1 = g.start("w1");
@@ -594,13 +710,7 @@ fn a_stalled_sink_stops_reading_memory_stays_bounded_and_delivery_resumes() {
         json!([{"op": "S3.PUT", "fault": "error", "status": 503, "code": "SlowDown",
                 "message": "Please reduce your request rate.", "while_exists": stall}]),
     );
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&g.rt.block_on(g.moto.sdk_config()))
-            .force_path_style(true)
-            .build(),
-    );
-    g.rt.block_on(s3.create_bucket().bucket("lake").send())
-        .unwrap();
+    let s3 = g.lake();
     let pipeline = g.dir().join("stall.yaml");
     std::fs::write(
         &pipeline,
@@ -704,21 +814,7 @@ fn a_stalled_sink_stops_reading_memory_stays_bounded_and_delivery_resumes() {
     std::fs::remove_file(&stall).unwrap();
     let started = Instant::now();
     let ids = loop {
-        let mut ids = Vec::new();
-        let listed =
-            g.rt.block_on(s3.list_objects_v2().bucket("lake").send())
-                .unwrap();
-        for o in listed.contents() {
-            let body =
-                g.rt.block_on(s3.get_object().bucket("lake").key(o.key().unwrap()).send())
-                    .unwrap()
-                    .body;
-            let bytes = g.rt.block_on(body.collect()).unwrap().into_bytes();
-            for line in String::from_utf8_lossy(&bytes).lines() {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                ids.push(v["id"].as_i64().unwrap());
-            }
-        }
+        let ids = g.lake_ids(&s3);
         let distinct: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
         if distinct.len() == 20_000 {
             break ids;

@@ -151,6 +151,8 @@ pub fn run(
     let halted = Arc::new(AtomicBool::new(false));
     // Set by the reader when the source is idle while batches wait in buffers.
     let flush_requested = Arc::new(AtomicBool::new(false));
+    // Set by the reader while a shard it no longer reads waits for its checkpoint.
+    let flush_now = Arc::new(AtomicBool::new(false));
 
     std::thread::scope(|s| {
         let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
@@ -187,6 +189,7 @@ pub fn run(
         let reader_in_flight = Arc::clone(&in_flight);
         let reader_halted = Arc::clone(&halted);
         let reader_flush = Arc::clone(&flush_requested);
+        let reader_flush_now = Arc::clone(&flush_now);
         let reader_thread = std::thread::Builder::new()
             .name("sluice-reader".into())
             .spawn_scoped(s, move || -> Result<(), String> {
@@ -195,6 +198,7 @@ pub fn run(
                     || stopping.load(Ordering::Relaxed) || reader_halted.load(Ordering::Relaxed);
                 let pending = || reader_in_flight.load(Ordering::Acquire);
                 let request_flush = || reader_flush.store(true, Ordering::Release);
+                let flush_at_once = || reader_flush_now.store(true, Ordering::Release);
                 loop {
                     if stopping() {
                         return Ok(());
@@ -204,6 +208,7 @@ pub fn run(
                         stopping: &stopping,
                         in_flight: &pending,
                         request_flush: &request_flush,
+                        flush_now: &flush_at_once,
                     };
                     let Some((batch, ack)) =
                         reader.next_batch(batch_records, &handle, &policy, &poll)?
@@ -234,7 +239,7 @@ pub fn run(
             &progress,
             rt,
             &in_flight,
-            &flush_requested,
+            [&flush_requested, &flush_now],
             opts,
         )
         .err();
@@ -316,7 +321,7 @@ fn write_in_order(
     progress: &ProgressBar,
     rt: &tokio::runtime::Runtime,
     in_flight: &AtomicUsize,
-    flush_requested: &AtomicBool,
+    [flush_requested, flush_now]: [&AtomicBool; 2],
     opts: &Options,
 ) -> Result<(), RunError> {
     let mut next = 0u64;
@@ -373,12 +378,15 @@ fn write_in_order(
         // or dead-lettered: buffers that are old, or that the idle reader
         // asks for, are written now.
         // The idle reader's request is granted once every batch read is
-        // committed, so that only the buffers hold records back.
-        let all = flush_requested.load(Ordering::Acquire)
+        // committed, so that only the buffers hold records back. A shard
+        // being handed over cannot wait for the buffers' age: its request
+        // is granted at once (and made again while records of it are in flight).
+        let idle = flush_requested.load(Ordering::Acquire)
             && in_flight.load(Ordering::Acquire) == outputs.unacknowledged();
-        if all {
+        if idle {
             flush_requested.store(false, Ordering::Release);
         }
+        let all = flush_now.swap(false, Ordering::AcqRel) || idle;
         released(
             rt.block_on(outputs.flush_buffers(all, counts))
                 .map_err(stop)?,

@@ -139,6 +139,12 @@ impl Lag {
             .unwrap_or(0)
     }
 
+    /// Whether a shard no longer read (handed over, or its lease lost)
+    /// still has records read and not checkpointed.
+    pub(crate) fn awaits_checkpoint(&self) -> bool {
+        self.dropped.lock().is_ok_and(|d| !d.is_empty())
+    }
+
     /// The shard is no longer read: it leaves the gauges once its records
     /// in flight are checkpointed.
     pub(crate) fn forget(&self, shard: &str) {

@@ -128,8 +128,12 @@ pub struct Poll<'a> {
     pub stopping: &'a dyn Fn() -> bool,
     /// Batches read and not yet acknowledged.
     pub in_flight: &'a dyn Fn() -> usize,
-    /// Asks for the sinks' buffers to be written now.
+    /// Asks for the sinks' buffers to be written once every batch read is
+    /// committed (the source is idle).
     pub request_flush: &'a dyn Fn(),
+    /// Asks for the sinks' buffers to be written at once: a shard being
+    /// handed over waits for its checkpoint.
+    pub flush_now: &'a dyn Fn(),
 }
 
 impl Poll<'_> {
@@ -211,6 +215,9 @@ impl Reader {
                 let wait = r.poll_interval();
                 poll.run(Some(wait), || {
                     let read = rt.block_on(r.read(max, policy)).map_err(|e| e.message)?;
+                    if r.lag().awaits_checkpoint() {
+                        (poll.flush_now)();
+                    }
                     Ok(read.map(|(records, cp)| (records, Ack::Kinesis(cp, Arc::clone(aws)))))
                 })
             }
@@ -218,6 +225,9 @@ impl Reader {
                 let wait = r.poll_interval();
                 poll.run(Some(wait), || {
                     let read = rt.block_on(r.read(max, policy)).map_err(|e| e.message)?;
+                    if r.lag().awaits_checkpoint() {
+                        (poll.flush_now)();
+                    }
                     Ok(read.map(|(records, cp)| (records, Ack::Kinesis(cp, Arc::clone(aws)))))
                 })
             }
