@@ -3,6 +3,7 @@
 //! with SIGTERM hands over without a duplicate (`moto_server`); across a
 //! split and a merge, each key's records are delivered in order
 //! (`kinesalite`, which reshards as AWS does; DynamoDB stays on moto).
+//! A bad pipeline is reported in JSON log lines, every error at once.
 
 mod common;
 
@@ -942,4 +943,51 @@ fn a_dynamodb_stream_is_shared_too_and_a_killed_workers_shard_is_taken_over() {
         other.name
     );
     assert_eq!(other.metric(&held), 1.0);
+}
+
+#[test]
+fn a_bad_pipeline_is_reported_in_json_log_lines_every_error_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: clicks\n\
+         source: { type: kinesis, stream: clicks, checkpoint_table: leases, poll_interval: fast }\n\
+         routes: [{ to: [out] }]\n\
+         sinks:\n  out: { type: stdout }\n",
+    )
+    .unwrap();
+    let out = common::run(common::sluice().arg("daemon").arg(&file));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(common::stdout(&out), "");
+    let lines: Vec<(String, String)> = common::stderr(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON log line");
+            assert!(
+                v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+                "{v}"
+            );
+            (
+                v["level"].as_str().unwrap().to_owned(),
+                v["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let f = file.display();
+    assert_eq!(
+        lines,
+        [
+            (
+                "error".to_owned(),
+                format!("{f}:1:1: error[missing-field]: the pipeline is missing `dlq`")
+            ),
+            (
+                "error".to_owned(),
+                format!(
+                    "{f}:3:83: error[invalid-value]: `fast` is not a valid `poll_interval` of `source` (type kinesis): write a duration with its unit"
+                )
+            ),
+        ]
+    );
 }

@@ -94,7 +94,7 @@ pub fn plan(a: &Args) -> Plan {
 
 /// Runs `sluice plan`.
 pub fn main(a: &Args) -> i32 {
-    let (loaded, _) = match load(&a.file) {
+    let (loaded, _) = match load(&a.file, false) {
         Ok(l) => l,
         Err(code) => return code,
     };

@@ -11,6 +11,7 @@ use super::{EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREADABLE};
 use crate::aws::Clients;
 use crate::config::duration::Dur;
 use crate::config::{self, Env, LoadError, Loaded};
+use crate::diagnostics::Severity;
 use crate::diagnostics::render::{self, Format};
 use crate::engine::Built;
 use crate::engine::run::{self, LineReader, Options, Outputs, Report};
@@ -72,12 +73,26 @@ pub fn main(args: &Args) -> i32 {
     execute(args, Mode::Source)
 }
 
-/// Loads, checks and builds a pipeline; on failure, prints why and gives the exit code.
-pub(crate) fn load(file: &std::path::Path) -> Result<(Loaded, Arc<Built>), i32> {
+/// Loads, checks and builds a pipeline; on failure, prints why and gives
+/// the exit code. With `json_logs`, each diagnostic is a JSON log line.
+pub(crate) fn load(file: &std::path::Path, json_logs: bool) -> Result<(Loaded, Arc<Built>), i32> {
+    let report = |diags: &crate::diagnostics::Diagnostics| {
+        if !json_logs {
+            eprint!("{}", render::text(diags, Format::Human));
+            return;
+        }
+        for (severity, line) in render::short_lines(diags) {
+            let level = match severity {
+                Severity::Error => "error",
+                Severity::Warning => "warn",
+            };
+            crate::logs::json(level, &line);
+        }
+    };
     let loaded = match config::load(file, &Env::process()) {
         Ok(l) => l,
         Err(e) => {
-            eprint!("{}", render::text(e.diagnostics(), Format::Human));
+            report(e.diagnostics());
             return Err(match e {
                 LoadError::Unreadable(_) => EXIT_UNREADABLE,
                 LoadError::Invalid(_) => EXIT_INVALID,
@@ -85,10 +100,14 @@ pub(crate) fn load(file: &std::path::Path) -> Result<(Loaded, Arc<Built>), i32> 
         }
     };
     if !loaded.diagnostics.list.is_empty() {
-        eprint!("{}", render::text(&loaded.diagnostics, Format::Human));
+        report(&loaded.diagnostics);
     }
     match Built::new(&loaded) {
         Ok(b) => Ok((loaded, Arc::new(b))),
+        Err(e) if json_logs => {
+            crate::logs::json("error", &e.to_string());
+            Err(EXIT_INVALID)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             Err(EXIT_INVALID)
@@ -108,7 +127,7 @@ pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Runs the pipeline over its source or its DLQ.
 pub fn execute(args: &Args, mode: Mode) -> i32 {
-    let (loaded, built) = match load(&args.file) {
+    let (loaded, built) = match load(&args.file, false) {
         Ok(l) => l,
         Err(code) => return code,
     };

@@ -86,34 +86,29 @@ const RELEASE_TIME: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until a signal; returns the exit code.
 pub fn main(args: &Args) -> i32 {
+    // Every line the daemon writes is a JSON log line, from the first on.
+    let fail = |code: i32, message: &str| {
+        logs::json("error", message);
+        code
+    };
     let rt = match io_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_RUN_FAILED;
-        }
+        Err(e) => return fail(EXIT_RUN_FAILED, &e),
     };
     let file = match args.file.to_str().and_then(|f| f.strip_prefix("s3://")) {
         Some(url) => match rt.block_on(crate::config::fetch::pipeline(url)) {
             Ok(path) => path,
-            Err(e) => {
-                eprintln!("error: {}: {e}", args.file.display());
-                return EXIT_UNREADABLE;
-            }
+            Err(e) => return fail(EXIT_UNREADABLE, &format!("{}: {e}", args.file.display())),
         },
         None => args.file.clone(),
     };
-    let (loaded, built) = match load(&file) {
+    let (loaded, built) = match load(&file, true) {
         Ok(l) => l,
         Err(code) => return code,
     };
     let p = &loaded.pipeline;
     let worker = args.worker_id.clone().unwrap_or_else(default_worker_id);
     logs::set_fields(&[("pipeline", &p.name), ("worker", &worker)]);
-    let fail = |code: i32, message: &str| {
-        logs::json("error", message);
-        code
-    };
     match &p.source {
         sources::Config::Kinesis(_)
         | sources::Config::DynamodbStreams(_)

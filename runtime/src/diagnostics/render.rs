@@ -5,7 +5,7 @@ use codespan_reporting::files::SimpleFiles;
 use codespan_reporting::term::{self, Chars, Config, DisplayStyle};
 use serde::Serialize;
 
-use super::{Diagnostics, Severity};
+use super::{Diagnostic, Diagnostics, Severity};
 
 /// How `sluice check` prints diagnostics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,22 +36,7 @@ pub fn text(diags: &Diagnostics, format: Format) -> String {
     };
     let mut out = String::new();
     for d in &diags.list {
-        let severity = match d.severity {
-            Severity::Error => CsSeverity::Error,
-            Severity::Warning => CsSeverity::Warning,
-        };
-        let mut cs = CsDiagnostic::new(severity)
-            .with_code(d.code.as_str())
-            .with_message(&d.message)
-            .with_notes(d.help.iter().map(|h| format!("help: {h}")).collect());
-        if let Some((file, range)) = &d.span {
-            cs = cs.with_labels(vec![Label::primary(*file, range.clone())]);
-        }
-        // Rendering only fails on a span outside its file, which the passes never produce;
-        // fall back to the message alone rather than losing the diagnostic.
-        if term::emit_to_string(&mut out, &config, &files, &cs).is_err() {
-            out.push_str(&format!("error[{}]: {}\n", d.code.as_str(), d.message));
-        }
+        emit(&mut out, &config, &files, d);
     }
     if format == Format::Human {
         let errors = diags
@@ -71,6 +56,48 @@ pub fn text(diags: &Diagnostics, format: Format) -> String {
         }
     }
     out
+}
+
+/// Each diagnostic in the short form, with its severity: the JSON log
+/// lines of `sluice daemon` carry one each.
+pub fn short_lines(diags: &Diagnostics) -> Vec<(Severity, String)> {
+    let mut files = SimpleFiles::new();
+    for f in diags.sources.files() {
+        files.add(f.name.clone(), f.text.clone());
+    }
+    let config = Config {
+        display_style: DisplayStyle::Short,
+        chars: Chars::ascii(),
+        ..Config::default()
+    };
+    diags
+        .list
+        .iter()
+        .map(|d| {
+            let mut line = String::new();
+            emit(&mut line, &config, &files, d);
+            (d.severity, line.trim_end().to_owned())
+        })
+        .collect()
+}
+
+fn emit(out: &mut String, config: &Config, files: &SimpleFiles<String, String>, d: &Diagnostic) {
+    let severity = match d.severity {
+        Severity::Error => CsSeverity::Error,
+        Severity::Warning => CsSeverity::Warning,
+    };
+    let mut cs = CsDiagnostic::new(severity)
+        .with_code(d.code.as_str())
+        .with_message(&d.message)
+        .with_notes(d.help.iter().map(|h| format!("help: {h}")).collect());
+    if let Some((file, range)) = &d.span {
+        cs = cs.with_labels(vec![Label::primary(*file, range.clone())]);
+    }
+    // Rendering only fails on a span outside its file, which the passes never produce;
+    // fall back to the message alone rather than losing the diagnostic.
+    if term::emit_to_string(out, config, files, &cs).is_err() {
+        out.push_str(&format!("error[{}]: {}\n", d.code.as_str(), d.message));
+    }
 }
 
 #[derive(Serialize)]
