@@ -101,16 +101,21 @@ impl Group {
         }
     }
 
-    fn start(&self, name: &str) -> Daemon {
+    /// The endpoints: Kinesis on kinesalite when it runs, the rest on moto.
+    fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = self.moto.env();
         if let Some(k) = &self.kinesalite {
             env.push(("AWS_ENDPOINT_URL_KINESIS", k.endpoint.clone()));
         }
+        env
+    }
+
+    fn start(&self, name: &str) -> Daemon {
         Daemon::start(
             self.dir.path(),
             &self.pipeline,
             name,
-            &env,
+            &self.env(),
             &["--failover-time", "3s", "--grace-period", "20s"],
         )
     }
@@ -697,6 +702,79 @@ fn across_a_split_and_a_merge_each_keys_records_arrive_in_order() {
         ]
     );
     assert_eq!(items.len(), 7);
+}
+
+/// `sluice run` reads a stream as a one-worker group: it follows a split
+/// too, reading the children once their parent is read to its end.
+#[test]
+fn sluice_run_reads_the_children_of_a_split_after_their_parent() {
+    let g = Group::resharding(1);
+    let log = g.dir().join("run.log");
+    let mut run = common::sluice()
+        .current_dir(g.dir())
+        .arg("run")
+        .arg(&g.pipeline)
+        .args(["--no-progress", "--workers", "1"])
+        .envs(g.env())
+        .env("WORKER", "run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    g.put(0, 240);
+    g.split("shardId-000000000000");
+    g.put(240, 480);
+    let ids = g.wait_for_all(480, Duration::from_secs(60));
+    assert_eq!(duplicates(&ids), 0);
+    assert_key_order_per_file(g.dir());
+
+    // SIGTERM: what was read is delivered, the leases are released.
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = run.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("stopped on a signal: every record read was delivered or dead-lettered"),
+        "{log}"
+    );
+    assert!(!log.contains("{\"level\""), "no JSON log lines: {log}");
+    let items =
+        g.rt.block_on(g.dynamodb.scan().table_name("leases").send())
+            .unwrap()
+            .items
+            .unwrap_or_default();
+    let mut leases: Vec<(String, bool, bool)> = items
+        .iter()
+        .map(|i| {
+            let shard_end = i.get("shard_end").is_some_and(|v| *v.as_bool().unwrap());
+            // A finished lease keeps its last owner: nobody reads it again.
+            let held = i.contains_key("lease_owner") && !shard_end;
+            (i["shard_key"].as_s().unwrap().clone(), shard_end, held)
+        })
+        .collect();
+    leases.sort();
+    assert_eq!(
+        leases,
+        [
+            ("clicks/clicks/shardId-000000000000".to_owned(), true, false),
+            (
+                "clicks/clicks/shardId-000000000001".to_owned(),
+                false,
+                false
+            ),
+            (
+                "clicks/clicks/shardId-000000000002".to_owned(),
+                false,
+                false
+            ),
+        ],
+        "the parent read to its end, every lease released"
+    );
 }
 
 #[test]

@@ -1,11 +1,20 @@
 //! Structured logs: one JSON object per line on standard error, for the
 //! long-running daemon (CloudWatch Logs, Loki and the like parse them).
+//! `sluice run` writes the same messages for a person instead.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value};
 
 static FIELDS: OnceLock<Map<String, Value>> = OnceLock::new();
+static HUMAN: AtomicBool = AtomicBool::new(false);
+
+/// From now on, warnings and errors are written as `warning: …` and
+/// `error: …`, and `info` messages are left out.
+pub fn human() {
+    HUMAN.store(true, Ordering::Relaxed);
+}
 
 /// Fields every later line carries (the pipeline, the worker's name); set once.
 pub fn set_fields(fields: &[(&str, &str)]) {
@@ -34,7 +43,12 @@ pub fn line(level: &str, message: &str) -> String {
 
 /// Writes a log line: `level` is `info`, `warn` or `error`.
 pub fn json(level: &str, message: &str) {
-    eprintln!("{}", line(level, message));
+    if !HUMAN.load(Ordering::Relaxed) {
+        eprintln!("{}", line(level, message));
+    } else if level != "info" {
+        let level = if level == "warn" { "warning" } else { level };
+        eprintln!("{level}: {message}");
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use crate::metrics::Counts;
 use crate::record::Stage;
 use crate::sinks::{self, BuildCx, Writer};
 use crate::sources;
+use crate::sources::group::{self, Member};
+use crate::sources::lease::Settings;
 use crate::sources::{Reader, Stop};
 
 /// Arguments of `sluice run`.
@@ -127,6 +129,7 @@ pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Runs the pipeline over its source or its DLQ.
 pub fn execute(args: &Args, mode: Mode) -> i32 {
+    crate::logs::human();
     let (loaded, built) = match load(&args.file, false) {
         Ok(l) => l,
         Err(code) => return code,
@@ -157,16 +160,19 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         },
     };
     let opened = match &redrive {
-        None => rt.block_on(open_source(&loaded, aws.clone())),
-        Some(r) => rt.block_on(r.open(aws.clone())),
+        None => rt.block_on(open_source(&loaded, aws.clone(), run_worker())),
+        Some(r) => rt.block_on(r.open(aws.clone())).map(|r| (r, None)),
     };
-    let reader = match opened {
+    let (reader, member) = match opened {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_UNREADABLE;
         }
     };
+    if let Some(m) = &member {
+        m.keep_leases(rt.handle());
+    }
     let dlq_config = match &redrive {
         None => p.dlq.as_sink(),
         Some(r) => r.dlq_sink(),
@@ -194,6 +200,9 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         json_logs: false,
     };
     let report = run::run(built, reader, &mut outputs, &opts, &rt);
+    if let Some(m) = &member {
+        rt.block_on(m.leave());
+    }
     let names: Vec<&str> = loaded.pipeline.sinks.keys().map(String::as_str).collect();
     let calls: Vec<(String, u64)> = outputs
         .sinks
@@ -262,10 +271,14 @@ fn watch_signals(rt: &tokio::runtime::Runtime, stopping: &Arc<AtomicBool>) {
     }
 }
 
+/// Opens the pipeline's source. A Kinesis or DynamoDB stream is read as a
+/// member of the pipeline's worker group, with `worker`'s settings: the
+/// member is returned too, to keep and release the leases.
 pub(crate) async fn open_source(
     loaded: &Loaded,
     aws: Option<Arc<Clients>>,
-) -> Result<Reader, String> {
+    worker: Settings,
+) -> Result<(Reader, Option<Member>), String> {
     let lines = match &loaded.pipeline.source {
         sources::Config::File(c) => {
             let path = loaded.resolve(&c.path);
@@ -284,36 +297,17 @@ pub(crate) async fn open_source(
             None,
             c.max_record_bytes,
         ),
-        sources::Config::Kinesis(c) => {
+        source @ (sources::Config::Kinesis(_) | sources::Config::DynamodbStreams(_)) => {
             let aws = aws.ok_or("no AWS clients")?;
-            let reader = sources::kinesis::Reader::new(
-                c.clone(),
-                &loaded.pipeline.name,
-                Arc::clone(&aws),
-                None,
-            )
-            .await
-            .map_err(|e| format!("the source stream: {e}"))?;
-            return Ok(Reader::Kinesis(reader, aws));
-        }
-        sources::Config::DynamodbStreams(c) => {
-            let aws = aws.ok_or("no AWS clients")?;
-            let reader = sources::dynamodb_streams::Reader::new(
-                c.clone(),
-                &loaded.pipeline.name,
-                Arc::clone(&aws),
-                None,
-            )
-            .await
-            .map_err(|e| format!("the source stream: {e}"))?;
-            return Ok(Reader::DynamodbStreams(reader, aws));
+            let (reader, member) = group::join(source, &loaded.pipeline.name, &aws, worker).await?;
+            return Ok((reader, Some(member)));
         }
         sources::Config::Sqs(c) => {
             let aws = aws.ok_or("no AWS clients")?;
             let reader = sources::sqs::Reader::new(c.clone(), Arc::clone(&aws))
                 .await
                 .map_err(|e| format!("the source queue: {e}"))?;
-            return Ok(Reader::Sqs(reader, aws));
+            return Ok((Reader::Sqs(reader, aws), None));
         }
         sources::Config::Kafka(_) => {
             return Err(
@@ -322,7 +316,17 @@ pub(crate) async fn open_source(
             );
         }
     };
-    Ok(Reader::Lines(lines))
+    Ok((Reader::Lines(lines), None))
+}
+
+/// How `sluice run` takes part in its stream's worker group: under the
+/// host's name, so that a run restarted on the same host after a crash
+/// takes its leases back at once (another host waits the failover time).
+fn run_worker() -> Settings {
+    Settings {
+        worker: format!("run@{}", crate::daemon::host_name()),
+        failover: std::time::Duration::from_secs(10),
+    }
 }
 
 /// Starts the sinks and the DLQ (and the AWS clients, when one of them needs them).

@@ -29,8 +29,8 @@ use crate::config::duration::Dur;
 use crate::engine::run::{self, Options};
 use crate::logs;
 use crate::metrics::prometheus::Live;
-use crate::sources::lease::{Coordinator, Settings, Shared, Stream};
-use crate::sources::{self, Reader, Stop, dynamodb_streams, kinesis};
+use crate::sources::lease::Settings;
+use crate::sources::{self, Stop};
 
 /// Arguments of `sluice daemon`.
 #[derive(Debug, clap::Args)]
@@ -69,7 +69,17 @@ fn parse_duration(s: &str) -> Result<Dur, String> {
 
 /// The default worker name: host, process id and a random suffix.
 fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
+    format!(
+        "{}-{}-{:04x}",
+        host_name(),
+        std::process::id(),
+        fastrand::u16(..)
+    )
+}
+
+/// This host's name (`sluice` when it cannot be told).
+pub(crate) fn host_name() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
         .or_else(|| {
@@ -77,8 +87,7 @@ fn default_worker_id() -> String {
                 .ok()
                 .map(|h| h.trim().to_owned())
         })
-        .unwrap_or_else(|| "sluice".into());
-    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+        .unwrap_or_else(|| "sluice".into())
 }
 
 /// Time kept back from the grace period to release the leases.
@@ -135,69 +144,10 @@ pub fn main(args: &Args) -> i32 {
         failover: args.failover_time.0,
     };
     // The source: for a stream, a reader that follows this worker's leases.
-    let (reader, coordinator, lag, group) = match &p.source {
-        sources::Config::Kinesis(_) | sources::Config::DynamodbStreams(_) => {
-            let shared = Arc::new(Shared::default());
-            let leases = Some((Arc::clone(&shared), worker.clone()));
-            let opened = match &p.source {
-                sources::Config::Kinesis(c) => rt
-                    .block_on(kinesis::Reader::new(
-                        c.clone(),
-                        &p.name,
-                        Arc::clone(&aws),
-                        leases,
-                    ))
-                    .map(|r| {
-                        let lag = r.lag();
-                        (
-                            Stream::Kinesis(c.clone()),
-                            Reader::Kinesis(r, Arc::clone(&aws)),
-                            lag,
-                        )
-                    }),
-                sources::Config::DynamodbStreams(c) => rt
-                    .block_on(dynamodb_streams::Reader::new(
-                        c.clone(),
-                        &p.name,
-                        Arc::clone(&aws),
-                        leases,
-                    ))
-                    .map(|r| {
-                        let lag = r.lag();
-                        let stream = Stream::DynamodbStreams {
-                            config: c.clone(),
-                            arn: r.stream_arn().to_owned(),
-                        };
-                        (stream, Reader::DynamodbStreams(r, Arc::clone(&aws)), lag)
-                    }),
-                _ => Err("not a stream".into()),
-            };
-            let (stream, reader, lag) = match opened {
-                Ok(o) => o,
-                Err(e) => return fail(EXIT_UNREADABLE, &format!("the source stream: {e}")),
-            };
-            let mut coordinator = Coordinator::new(
-                Arc::clone(&aws),
-                stream,
-                &p.name,
-                settings.clone(),
-                Arc::clone(&shared),
-                Arc::clone(&lag),
-            );
-            if let Err(e) = rt.block_on(coordinator.pass()) {
-                return fail(EXIT_UNREADABLE, &format!("the lease table: {e}"));
-            }
-            (
-                reader,
-                Some(Arc::new(tokio::sync::Mutex::new(coordinator))),
-                Some(lag),
-                Some((worker.clone(), shared)),
-            )
-        }
-        _ => match rt.block_on(open_source(&loaded, Some(Arc::clone(&aws)))) {
-            Ok(r) => (r, None, None, None),
-            Err(e) => return fail(EXIT_UNREADABLE, &e),
-        },
+    let (reader, member) = match rt.block_on(open_source(&loaded, Some(Arc::clone(&aws)), settings))
+    {
+        Ok(opened) => opened,
+        Err(e) => return fail(EXIT_UNREADABLE, &e),
     };
     let mut outputs = match rt.block_on(open_outputs(
         &loaded,
@@ -215,8 +165,10 @@ pub fn main(args: &Args) -> i32 {
         pipeline: p.name.clone(),
         sinks: built.sink_names.clone(),
         live: Arc::clone(&live),
-        lag,
-        group,
+        lag: member.as_ref().map(|m| Arc::clone(&m.lag)),
+        group: member
+            .as_ref()
+            .map(|m| (worker.clone(), Arc::clone(&m.shared))),
         ready: AtomicBool::new(false),
         failover: args.failover_time.0,
     });
@@ -232,25 +184,8 @@ pub fn main(args: &Args) -> i32 {
     let listening = listener.local_addr().map_or(args.listen, |a| a);
     rt.spawn(http::serve(listener, Arc::clone(&state)));
 
-    // Lease renewal and balancing, apart from reading: a stalled sink does
-    // not cost the worker its leases.
-    let passes_stop = Arc::new(AtomicBool::new(false));
-    if let Some(c) = &coordinator {
-        let c = Arc::clone(c);
-        let stop = Arc::clone(&passes_stop);
-        let interval = settings.interval();
-        rt.spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(interval).await;
-                let mut c = c.lock().await;
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Err(e) = c.pass().await {
-                    logs::json("warn", &format!("lease pass failed: {e}"));
-                }
-            }
-        });
+    if let Some(m) = &member {
+        m.keep_leases(rt.handle());
     }
 
     // Signals: stop reading, then drain within the grace period.
@@ -258,7 +193,7 @@ pub fn main(args: &Args) -> i32 {
     {
         let stopping = Arc::clone(&stopping);
         let state = Arc::clone(&state);
-        let coordinator = coordinator.clone();
+        let member = member.clone();
         let grace = args.grace_period.0;
         rt.spawn(async move {
             signal().await;
@@ -272,8 +207,8 @@ pub fn main(args: &Args) -> i32 {
                 shared.stop_taking();
             }
             tokio::time::sleep(grace.saturating_sub(RELEASE_TIME)).await;
-            let released = match &coordinator {
-                Some(c) => c.lock().await.release_all().await,
+            let released = match &member {
+                Some(m) => m.leave().await,
                 None => 0,
             };
             logs::json(
@@ -305,9 +240,8 @@ pub fn main(args: &Args) -> i32 {
     );
     let report = run::run(built, reader, &mut outputs, &opts, &rt);
     state.ready.store(false, Ordering::Relaxed);
-    passes_stop.store(true, Ordering::Relaxed);
-    let released = match &coordinator {
-        Some(c) => rt.block_on(async { c.lock().await.release_all().await }),
+    let released = match &member {
+        Some(m) => rt.block_on(m.leave()),
         None => 0,
     };
     let c = &report.counts;

@@ -98,20 +98,20 @@ pub struct Reader {
     shards: Vec<Shard>,
     next: usize,
     aws: Arc<Clients>,
-    /// In a worker group: the leases this worker holds, and its name.
-    leases: Option<(Arc<super::lease::Shared>, String)>,
+    /// The leases this worker holds in its group, and its name.
+    leases: (Arc<super::lease::Shared>, String),
     lag: Arc<Lag>,
 }
 
 impl Reader {
-    /// Finds the table's stream, lists its shards and positions each after
-    /// its checkpoint. In a worker group (`leases`), it reads only the
-    /// shards whose leases the worker holds, as they come and go.
+    /// Finds the table's stream; reads the shards whose leases this worker
+    /// holds in its group (`leases`), as they come and go, each from its
+    /// checkpoint on.
     pub async fn new(
         config: Config,
         pipeline: &str,
         aws: Arc<Clients>,
-        leases: Option<(Arc<super::lease::Shared>, String)>,
+        leases: (Arc<super::lease::Shared>, String),
     ) -> Result<Reader, String> {
         ensure_table(&aws, &config.checkpoint_table).await?;
         let table = aws
@@ -130,31 +130,7 @@ impl Reader {
                     config.table
                 )
             })?;
-        let mut shard_ids = Vec::new();
-        let mut start: Option<String> = None;
-        while leases.is_none() {
-            let d = aws
-                .streams()
-                .describe_stream()
-                .stream_arn(&arn)
-                .set_exclusive_start_shard_id(start.clone())
-                .send()
-                .await
-                .map_err(|e| classify(&format!("describe_stream of `{arn}`"), &e).message)?;
-            let Some(desc) = d.stream_description else {
-                break;
-            };
-            shard_ids.extend(
-                desc.shards()
-                    .iter()
-                    .filter_map(|s| s.shard_id().map(str::to_owned)),
-            );
-            match desc.last_evaluated_shard_id {
-                Some(last) => start = Some(last),
-                None => break,
-            }
-        }
-        let mut reader = Reader {
+        Ok(Reader {
             config,
             pipeline: pipeline.to_owned(),
             stream_arn: Arc::from(arn.as_str()),
@@ -163,12 +139,7 @@ impl Reader {
             aws,
             leases,
             lag: Arc::default(),
-        };
-        for id in shard_ids {
-            let iterator = reader.iterator(&id).await?;
-            reader.shards.push(Shard::new(&id, iterator));
-        }
-        Ok(reader)
+        })
     }
 
     /// The stream's ARN.
@@ -181,13 +152,11 @@ impl Reader {
         Arc::clone(&self.lag)
     }
 
-    /// In a worker group: starts reading the shards whose leases were
-    /// taken, and stops reading those given up.
+    /// Starts reading the shards whose leases were taken, and stops
+    /// reading those given up.
     async fn follow_leases(&mut self) {
-        let Some((leases, _)) = &self.leases else {
-            return;
-        };
-        for id in super::follow_leases(&mut self.shards, &leases.owned(), &self.lag) {
+        let owned = self.leases.0.owned();
+        for id in super::follow_leases(&mut self.shards, &owned, &self.lag) {
             // A shard whose checkpoint cannot be read now is tried again at the next read.
             match self.iterator(&id).await {
                 Ok(iterator) => self.shards.push(Shard::new(&id, iterator)),
@@ -357,7 +326,7 @@ impl Reader {
             // A closed shard read to its end: in a worker group its last
             // checkpoint says so, even without records, so that its
             // children may be read.
-            let shard_end = self.shards[i].iterator.is_none() && self.leases.is_some();
+            let shard_end = self.shards[i].iterator.is_none();
             let last = match records
                 .last()
                 .and_then(|r| r.position.sequence_number.clone())
@@ -373,14 +342,12 @@ impl Reader {
             let read = records.len() as u64;
             self.lag.update(&shard_id, |l| l.records_in_flight += read);
             let checkpoint = Checkpoint {
+                table: self.config.checkpoint_table.clone(),
+                key: self.checkpoint_key(&self.shards[i].id),
+                sequence_number: last,
                 shard_end,
-                owner: self.leases.as_ref().map(|(_, me)| me.clone()),
-                progress: Some((Arc::clone(&self.lag), shard_id, read)),
-                ..Checkpoint::new(
-                    self.config.checkpoint_table.clone(),
-                    self.checkpoint_key(&self.shards[i].id),
-                    last,
-                )
+                owner: self.leases.1.clone(),
+                progress: (Arc::clone(&self.lag), shard_id, read),
             };
             return Ok(Some((records, checkpoint)));
         }

@@ -78,8 +78,8 @@ pub struct Reader {
     shards: Vec<Shard>,
     next: usize,
     aws: Arc<Clients>,
-    /// In a worker group: the leases this worker holds, and its name.
-    leases: Option<(Arc<super::lease::Shared>, String)>,
+    /// The leases this worker holds in its group, and its name.
+    leases: (Arc<super::lease::Shared>, String),
     lag: Arc<Lag>,
 }
 
@@ -169,24 +169,10 @@ pub struct Checkpoint {
     pub(crate) sequence_number: String,
     /// The shard is closed and this batch ends it.
     pub(crate) shard_end: bool,
-    /// In a worker group: written only while this worker holds the lease.
-    pub(crate) owner: Option<String>,
+    /// The worker reading the shard: written only while it holds the lease.
+    pub(crate) owner: String,
     /// The shard and its records, for the lag in records.
-    pub(crate) progress: Option<(Arc<Lag>, String, u64)>,
-}
-
-impl Checkpoint {
-    /// The checkpoint of a batch that ends at `sequence_number`.
-    pub(crate) fn new(table: String, key: String, sequence_number: String) -> Checkpoint {
-        Checkpoint {
-            table,
-            key,
-            sequence_number,
-            shard_end: false,
-            owner: None,
-            progress: None,
-        }
-    }
+    pub(crate) progress: (Arc<Lag>, String, u64),
 }
 
 /// A shard's checkpoint item.
@@ -232,54 +218,25 @@ pub(crate) async fn saved_checkpoint(
 }
 
 impl Reader {
-    /// Lists the shards and positions each one after its checkpoint. In a
-    /// worker group (`leases`), it reads only the shards whose leases the
-    /// worker holds, as they come and go.
+    /// A reader of the shards whose leases this worker holds in its group
+    /// (`leases`), as they come and go, each from its checkpoint on.
     pub async fn new(
         config: Config,
         pipeline: &str,
         aws: Arc<Clients>,
-        leases: Option<(Arc<super::lease::Shared>, String)>,
+        leases: (Arc<super::lease::Shared>, String),
     ) -> Result<Reader, String> {
         ensure_table(&aws, &config.checkpoint_table).await?;
-        if leases.is_some() {
-            return Ok(Reader {
-                stream: Arc::from(config.stream.as_str()),
-                config,
-                pipeline: pipeline.to_owned(),
-                shards: Vec::new(),
-                next: 0,
-                aws,
-                leases,
-                lag: Arc::default(),
-            });
-        }
-        let mut list = aws.kinesis().list_shards();
-        list = if is_arn(&config.stream) {
-            list.stream_arn(&config.stream)
-        } else {
-            list.stream_name(&config.stream)
-        };
-        let listed = list
-            .send()
-            .await
-            .map_err(|e| classify(&format!("list_shards of `{}`", config.stream), &e).message)?;
-        let mut reader = Reader {
+        Ok(Reader {
             stream: Arc::from(config.stream.as_str()),
             config,
             pipeline: pipeline.to_owned(),
             shards: Vec::new(),
             next: 0,
             aws,
-            leases: None,
+            leases,
             lag: Arc::default(),
-        };
-        for shard in listed.shards() {
-            let id: Arc<str> = Arc::from(shard.shard_id());
-            let iterator = reader.iterator(&id).await?;
-            reader.shards.push(Shard::new(&id, iterator));
-        }
-        Ok(reader)
+        })
     }
 
     /// `PIPELINE/STREAM/SHARD`, with the stream's name even when the
@@ -297,13 +254,11 @@ impl Reader {
         Arc::clone(&self.lag)
     }
 
-    /// In a worker group: starts reading the shards whose leases were
-    /// taken, and stops reading those given up.
+    /// Starts reading the shards whose leases were taken, and stops
+    /// reading those given up.
     async fn follow_leases(&mut self) {
-        let Some((leases, _)) = &self.leases else {
-            return;
-        };
-        for id in super::follow_leases(&mut self.shards, &leases.owned(), &self.lag) {
+        let owned = self.leases.0.owned();
+        for id in super::follow_leases(&mut self.shards, &owned, &self.lag) {
             // A shard whose checkpoint cannot be read now is tried again at the next read.
             let iterator = match self.iterator(&id).await {
                 Ok(i) => i,
@@ -445,7 +400,7 @@ impl Reader {
             // A closed shard read to its end: in a worker group its last
             // checkpoint says so, even without records, so that its
             // children may be read.
-            let shard_end = self.shards[i].iterator.is_none() && self.leases.is_some();
+            let shard_end = self.shards[i].iterator.is_none();
             let shard_id = self.shards[i].id.to_string();
             let read = out.records().len() as u64;
             if let Some(ms) = out.millis_behind_latest() {
@@ -461,14 +416,12 @@ impl Reader {
             }
             self.lag.update(&shard_id, |l| l.records_in_flight += read);
             let checkpoint = Checkpoint {
+                table: self.config.checkpoint_table.clone(),
+                key: self.checkpoint_key(&self.shards[i].id),
+                sequence_number,
                 shard_end,
-                owner: self.leases.as_ref().map(|(_, me)| me.clone()),
-                progress: Some((Arc::clone(&self.lag), shard_id, read)),
-                ..Checkpoint::new(
-                    self.config.checkpoint_table.clone(),
-                    self.checkpoint_key(&self.shards[i].id),
-                    sequence_number,
-                )
+                owner: self.leases.1.clone(),
+                progress: (Arc::clone(&self.lag), shard_id, read),
             };
             let mut records = Vec::with_capacity(out.records().len());
             for r in out.records() {
@@ -517,9 +470,9 @@ impl Reader {
 }
 
 impl Checkpoint {
-    /// Writes the checkpoint. In a worker group, only while this worker
-    /// holds the shard's lease: a worker that lost it cannot overwrite the
-    /// new owner's checkpoint.
+    /// Writes the checkpoint, only while this worker holds the shard's
+    /// lease: a worker that lost it cannot overwrite the new owner's
+    /// checkpoint.
     pub async fn save(&self, aws: &Clients) -> Result<(), String> {
         let mut set = vec!["updated_at = :t"];
         let mut req = aws
@@ -540,18 +493,14 @@ impl Checkpoint {
             set.push("shard_end = :end");
             req = req.expression_attribute_values(":end", AttributeValue::Bool(true));
         }
-        if let Some(owner) = &self.owner {
-            req = req
-                .condition_expression("lease_owner = :me")
-                .expression_attribute_values(":me", AttributeValue::S(owner.clone()));
-        }
         let sent = req
+            .condition_expression("lease_owner = :me")
+            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
             .update_expression(format!("SET {}", set.join(", ")))
             .send()
             .await;
-        if let Some((lag, shard, records)) = &self.progress {
-            lag.settle(shard, *records);
-        }
+        let (lag, shard, records) = &self.progress;
+        lag.settle(shard, *records);
         match sent {
             Ok(_) => Ok(()),
             Err(e)

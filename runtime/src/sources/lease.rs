@@ -1,4 +1,5 @@
-//! Leases: how the workers of `sluice daemon` share the shards of a stream.
+//! Leases: how the workers of `sluice daemon` (and `sluice run`, as one
+//! more worker) share the shards of a stream.
 //!
 //! The lease table is the source's checkpoint table: one item per shard,
 //! keyed `PIPELINE/STREAM/SHARD`, holding the checkpoint (`sequence_number`,

@@ -8,6 +8,7 @@
 pub mod dlq;
 pub mod dynamodb_streams;
 pub mod file;
+pub mod group;
 pub mod kafka;
 pub mod kinesis;
 pub mod lease;
