@@ -277,6 +277,24 @@ impl Group {
         s3
     }
 
+    /// Writes `file`: the stream into the bucket `lake` (with the S3 sink's
+    /// `limits`), and `more` top-level fields.
+    fn lake_pipeline(&self, file: &str, limits: &str, more: &str) -> PathBuf {
+        let path = self.dir().join(file);
+        std::fs::write(
+            &path,
+            format!(
+                "version: 1\nname: clicks\n\
+                 source: {{ type: kinesis, stream: clicks, start_position: trim_horizon, checkpoint_table: leases, poll_interval: 100ms }}\n\
+                 routes: [{{ to: [lake] }}]\n\
+                 sinks:\n  lake: {{ type: s3, bucket: lake, key: 'o/{{part}}.jsonl', {limits} }}\n\
+                 dlq: {{ type: file, path: dlq.jsonl }}\n{more}"
+            ),
+        )
+        .unwrap();
+        path
+    }
+
     /// Every id in the objects of the bucket `lake`, with repeats.
     fn lake_ids(&self, s3: &aws_sdk_s3::Client) -> Vec<i64> {
         let mut ids = Vec::new();
@@ -513,16 +531,7 @@ fn a_lease_handed_over_while_an_s3_sink_buffers_is_read_once() {
     let s3 = g.lake();
     // The sink buffers for far longer than the failover time: the handoff
     // has the buffers written instead of waiting for their age.
-    let pipeline = g.dir().join("lake.yaml");
-    std::fs::write(
-        &pipeline,
-        "version: 1\nname: clicks\n\
-         source: { type: kinesis, stream: clicks, start_position: trim_horizon, checkpoint_table: leases, poll_interval: 100ms }\n\
-         routes: [{ to: [lake] }]\n\
-         sinks:\n  lake: { type: s3, bucket: lake, key: 'o/{part}.jsonl', max_age: 5m }\n\
-         dlq: { type: file, path: dlq.jsonl }\n",
-    )
-    .unwrap();
+    let pipeline = g.lake_pipeline("lake.yaml", "max_age: 5m", "");
     let start = |name: &str| {
         Daemon::start(
             g.dir(),
@@ -790,17 +799,11 @@ fn a_stalled_sink_stops_reading_memory_stays_bounded_and_delivery_resumes() {
                 "message": "Please reduce your request rate.", "while_exists": stall}]),
     );
     let s3 = g.lake();
-    let pipeline = g.dir().join("stall.yaml");
-    std::fs::write(
-        &pipeline,
-        "version: 1\nname: clicks\n\
-         source: { type: kinesis, stream: clicks, start_position: trim_horizon, checkpoint_table: leases, poll_interval: 100ms }\n\
-         routes: [{ to: [lake] }]\n\
-         sinks:\n  lake: { type: s3, bucket: lake, key: 'o/{part}.jsonl', max_records: 1000, max_age: 1s }\n\
-         dlq: { type: file, path: dlq.jsonl }\n\
-         retry: { max_attempts: 100000, initial_backoff: 100ms, max_backoff: 500ms, max_elapsed: 10m }\n",
-    )
-    .unwrap();
+    let pipeline = g.lake_pipeline(
+        "stall.yaml",
+        "max_records: 1000, max_age: 1s",
+        "retry: { max_attempts: 100000, initial_backoff: 100ms, max_backoff: 500ms, max_elapsed: 10m }\n",
+    );
     // Kinesis and DynamoDB straight to moto; S3 through the proxy.
     let mut env = proxy.env(&g.moto);
     env.push(("AWS_ENDPOINT_URL_KINESIS", g.moto.endpoint.clone()));

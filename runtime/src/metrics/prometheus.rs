@@ -27,8 +27,8 @@ use std::sync::Mutex;
 use super::Counts;
 use super::emf::SinkStats;
 use crate::record::Stage;
-use crate::sources::kinesis::ShardLag;
 use crate::sources::lease::Status;
+use crate::sources::shards::ShardLag;
 
 /// Counts a run updates as it commits batches, read by `/metrics`.
 #[derive(Debug, Default)]

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::kinesis::Lag;
 use super::lease::{Coordinator, Settings, Shared, Stream};
+use super::shards::Lag;
 use super::{Config, Reader, dynamodb_streams, kinesis};
 use crate::aws::Clients;
 

@@ -233,7 +233,7 @@ pub struct Coordinator {
     /// Leases held that another worker asked for: to whom, and since when.
     handing_off: HashMap<String, (String, Instant)>,
     /// Records read and not yet checkpointed, per shard.
-    lag: Arc<super::kinesis::Lag>,
+    lag: Arc<super::shards::Lag>,
 }
 
 /// The error of a conditional write whose condition did not hold.
@@ -254,7 +254,7 @@ impl Coordinator {
         pipeline: &str,
         settings: Settings,
         shared: Arc<Shared>,
-        lag: Arc<super::kinesis::Lag>,
+        lag: Arc<super::shards::Lag>,
     ) -> Coordinator {
         Coordinator {
             table: stream.table().to_owned(),

@@ -12,6 +12,7 @@ pub mod group;
 pub mod kafka;
 pub mod kinesis;
 pub mod lease;
+pub mod shards;
 pub mod sqs;
 pub mod stdin;
 
@@ -85,7 +86,7 @@ pub enum Ack {
     /// Delete the batch's SQS messages.
     Sqs(sqs::Receipts, Arc<Clients>),
     /// Checkpoint the batch's shard (Kinesis or DynamoDB Streams).
-    Kinesis(kinesis::Checkpoint, Arc<Clients>),
+    Kinesis(shards::Checkpoint, Arc<Clients>),
     /// Delete an S3 object whose records were all redriven.
     S3Delete {
         /// The bucket.
@@ -240,87 +241,6 @@ impl Reader {
                 Ok((!records.is_empty()).then(|| (records, Ack::Sqs(receipts, Arc::clone(aws)))))
             }),
         }
-    }
-}
-
-/// Where a stream source is in one shard.
-pub(crate) struct Shard {
-    pub(crate) id: Arc<str>,
-    /// `None` once a closed shard is read to its end.
-    pub(crate) iterator: Option<String>,
-    /// The sequence number of the last record read.
-    pub(crate) last_read: Option<String>,
-    pub(crate) backoff: ShardBackoff,
-}
-
-impl Shard {
-    pub(crate) fn new(id: &str, iterator: Option<String>) -> Shard {
-        Shard {
-            id: Arc::from(id),
-            iterator,
-            last_read: None,
-            backoff: ShardBackoff::default(),
-        }
-    }
-}
-
-/// In a worker group: drops the shards whose leases were given up, and
-/// returns the leased shards not read yet (to start reading).
-pub(crate) fn follow_leases(
-    shards: &mut Vec<Shard>,
-    owned: &std::collections::BTreeSet<String>,
-    lag: &kinesis::Lag,
-) -> Vec<String> {
-    shards.retain(|s| {
-        let keep = owned.contains(&*s.id);
-        if !keep {
-            lag.forget(&s.id);
-        }
-        keep
-    });
-    owned
-        .iter()
-        .filter(|id| !shards.iter().any(|s| *s.id == ***id))
-        .cloned()
-        .collect()
-}
-
-/// Backoff of one shard whose reads fail with a retryable error (throttling:
-/// `GetRecords` allows 5 calls per second per shard). The other shards are
-/// read meanwhile; the run stops only when the policy runs out.
-#[derive(Debug, Default)]
-pub(crate) struct ShardBackoff {
-    failures: u32,
-    since: Option<Instant>,
-    retry_at: Option<Instant>,
-}
-
-impl ShardBackoff {
-    /// Whether the shard may be read now.
-    pub(crate) fn ready(&self) -> bool {
-        self.retry_at.is_none_or(|t| Instant::now() >= t)
-    }
-
-    /// A read succeeded.
-    pub(crate) fn succeeded(&mut self) {
-        *self = ShardBackoff::default();
-    }
-
-    /// A read failed: `Ok` when it will be tried again later, the error when
-    /// it is not retryable or the policy ran out.
-    pub(crate) fn failed(
-        &mut self,
-        err: crate::delivery::SinkError,
-        policy: &Policy,
-    ) -> Result<(), crate::delivery::SinkError> {
-        let since = *self.since.get_or_insert_with(Instant::now);
-        self.failures += 1;
-        if !err.is_retryable() || !policy.may_retry(self.failures, since.elapsed()) {
-            return Err(err);
-        }
-        let throttled = err.class == crate::delivery::ErrorClass::Throttled;
-        self.retry_at = Some(Instant::now() + policy.backoff(self.failures + 1, throttled));
-        Ok(())
     }
 }
 

@@ -1,0 +1,528 @@
+//! The shards of a stream source, read by one worker of its group: what
+//! the `kinesis` and `dynamodb_streams` sources share. A [`ShardReader`]
+//! reads the shards whose leases the worker holds, round robin, each from
+//! its checkpoint on; it backs off a throttled shard while the others go
+//! on, renews an expired iterator, and ends each batch with the
+//! [`Checkpoint`] that acknowledges it. What differs between the two APIs
+//! is a [`ShardApi`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+
+use super::lease::Shared;
+use crate::aws::Clients;
+use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
+use crate::record::RawRecord;
+
+/// Where to start reading a shard.
+pub(crate) enum At {
+    /// After this sequence number.
+    After(String),
+    /// At the oldest record kept (a child shard of a resharding).
+    TrimHorizon,
+    /// At the source's `start_position`.
+    Configured,
+}
+
+/// One `GetRecords` answer.
+pub(crate) struct Page {
+    /// The records, each with its position (and sequence number).
+    pub(crate) records: Vec<RawRecord>,
+    /// `None` once a closed shard is read to its end.
+    pub(crate) next_iterator: Option<String>,
+    /// How far the last record read is from the tip (Kinesis only).
+    pub(crate) millis_behind: Option<i64>,
+}
+
+/// Why a `GetRecords` failed.
+pub(crate) enum GetError {
+    /// The iterator was unused for 5 minutes (a stalled sink held the reader back).
+    Expired,
+    /// Any other failure, classified for the retry policy.
+    Failed(SinkError),
+}
+
+/// What a [`ShardReader`] asks of its stream's API.
+pub(crate) trait ShardApi {
+    /// `PIPELINE/STREAM/SHARD`: the shard's item in the checkpoint table.
+    fn checkpoint_key(&self, shard: &str) -> String;
+    /// An iterator on `shard` at `at`; `None` when the shard has nothing more.
+    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, String>;
+    /// One `GetRecords` call of at most `limit` records.
+    async fn get_records(
+        &self,
+        shard: &Arc<str>,
+        iterator: String,
+        limit: i32,
+    ) -> Result<Page, GetError>;
+}
+
+/// A running stream source: the shards this worker holds leases of.
+pub struct ShardReader<A> {
+    pub(crate) api: A,
+    aws: Arc<Clients>,
+    checkpoint_table: String,
+    max_records: i32,
+    poll_interval: Duration,
+    shards: Vec<Shard>,
+    next: usize,
+    /// The leases this worker holds in its group, and its name.
+    leases: (Arc<Shared>, String),
+    lag: Arc<Lag>,
+}
+
+/// Where a stream source is in one shard.
+struct Shard {
+    id: Arc<str>,
+    /// `None` once a closed shard is read to its end.
+    iterator: Option<String>,
+    /// The sequence number of the last record read.
+    last_read: Option<String>,
+    backoff: ShardBackoff,
+}
+
+// The API side is this crate's own (Kinesis or DynamoDB Streams): users name
+// `kinesis::Reader` or `dynamodb_streams::Reader`, never the bound.
+#[allow(private_bounds)]
+impl<A: ShardApi> ShardReader<A> {
+    /// A reader that reads nothing until the coordinator of `leases` takes some.
+    pub(crate) fn with_api(
+        api: A,
+        aws: Arc<Clients>,
+        leases: (Arc<Shared>, String),
+        checkpoint_table: &str,
+        max_records: i32,
+        poll_interval: Duration,
+    ) -> ShardReader<A> {
+        ShardReader {
+            api,
+            aws,
+            checkpoint_table: checkpoint_table.to_owned(),
+            max_records,
+            poll_interval,
+            shards: Vec::new(),
+            next: 0,
+            leases,
+            lag: Arc::default(),
+        }
+    }
+
+    /// How far behind each shard is.
+    pub fn lag(&self) -> Arc<Lag> {
+        Arc::clone(&self.lag)
+    }
+
+    /// The wait between rounds that found nothing.
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    /// Drops the shards whose leases were given up, and starts reading the
+    /// shards whose leases were taken.
+    async fn follow_leases(&mut self) {
+        let owned = self.leases.0.owned();
+        let lag = &self.lag;
+        self.shards.retain(|s| {
+            let keep = owned.contains(&*s.id);
+            if !keep {
+                lag.forget(&s.id);
+            }
+            keep
+        });
+        for id in owned {
+            if self.shards.iter().any(|s| *s.id == *id) {
+                continue;
+            }
+            // A shard whose checkpoint cannot be read now is tried again at the next read.
+            match self.start(&id).await {
+                Ok(iterator) => self.shards.push(Shard {
+                    id: Arc::from(id.as_str()),
+                    iterator,
+                    last_read: None,
+                    backoff: ShardBackoff::default(),
+                }),
+                Err(e) => {
+                    crate::logs::json("warn", &format!("cannot start reading shard {id} yet: {e}"))
+                }
+            }
+        }
+        self.next %= self.shards.len().max(1);
+    }
+
+    /// An iterator after the shard's checkpoint, or at the start position;
+    /// `None` when the shard was read to its end.
+    async fn start(&self, shard: &str) -> Result<Option<String>, String> {
+        let key = self.api.checkpoint_key(shard);
+        let saved = saved_checkpoint(&self.aws, &self.checkpoint_table, &key).await?;
+        if saved.shard_end {
+            return Ok(None);
+        }
+        let at = match (saved.sequence_number, saved.trim_horizon) {
+            (Some(seq), _) => At::After(seq),
+            (None, true) => At::TrimHorizon,
+            (None, false) => At::Configured,
+        };
+        self.api.iterator(shard, at).await
+    }
+
+    /// Reads the next shard (round robin) that has records; `Ok(None)` when
+    /// a whole round found none.
+    pub async fn read(
+        &mut self,
+        max: usize,
+        policy: &Policy,
+    ) -> Result<Option<(Vec<RawRecord>, Checkpoint)>, SinkError> {
+        self.follow_leases().await;
+        for _ in 0..self.shards.len() {
+            let i = self.next;
+            self.next = (self.next + 1) % self.shards.len().max(1);
+            let Some(iterator) = self.shards[i].iterator.clone() else {
+                continue;
+            };
+            if !self.shards[i].backoff.ready() {
+                continue;
+            }
+            let id = Arc::clone(&self.shards[i].id);
+            let limit = self.max_records.min(max as i32).max(1);
+            let page = match self.api.get_records(&id, iterator, limit).await {
+                Ok(page) => page,
+                Err(GetError::Expired) => {
+                    // Start again after the last record read.
+                    let resumed = match self.shards[i].last_read.clone() {
+                        Some(seq) => self.api.iterator(&id, At::After(seq)).await,
+                        None => self.start(&id).await,
+                    };
+                    self.shards[i].iterator =
+                        resumed.map_err(|m| SinkError::new(ErrorClass::Retryable, m))?;
+                    continue;
+                }
+                Err(GetError::Failed(err)) => {
+                    self.shards[i].backoff.failed(err, policy)?;
+                    continue;
+                }
+            };
+            self.shards[i].backoff.succeeded();
+            self.shards[i].iterator = page.next_iterator;
+            // A closed shard read to its end: its last checkpoint says so,
+            // even without records, so that its children may be read.
+            let shard_end = self.shards[i].iterator.is_none();
+            let shard_id = id.to_string();
+            if let Some(ms) = page.millis_behind {
+                self.lag.update(&shard_id, |l| l.millis_behind = ms);
+            }
+            let last = page
+                .records
+                .last()
+                .and_then(|r| r.position.sequence_number.clone());
+            let sequence_number = match last {
+                Some(seq) => seq,
+                None if shard_end => String::new(),
+                None => continue,
+            };
+            if !sequence_number.is_empty() {
+                self.shards[i].last_read = Some(sequence_number.clone());
+            }
+            let read = page.records.len() as u64;
+            self.lag.update(&shard_id, |l| l.records_in_flight += read);
+            let checkpoint = Checkpoint {
+                table: self.checkpoint_table.clone(),
+                key: self.api.checkpoint_key(&id),
+                sequence_number,
+                shard_end,
+                owner: self.leases.1.clone(),
+                progress: (Arc::clone(&self.lag), shard_id, read),
+            };
+            return Ok(Some((page.records, checkpoint)));
+        }
+        Ok(None)
+    }
+}
+
+/// How far behind each shard read by this worker is.
+#[derive(Debug, Default)]
+pub struct Lag {
+    shards: Mutex<BTreeMap<String, ShardLag>>,
+    /// Shards no longer read whose records are still in flight.
+    dropped: Mutex<BTreeSet<String>>,
+}
+
+/// How far behind one shard is.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ShardLag {
+    /// `MillisBehindLatest` of the last read: how far the last record read is from the tip.
+    pub millis_behind: i64,
+    /// Records read and not yet checkpointed.
+    pub records_in_flight: u64,
+}
+
+impl Lag {
+    /// Per shard read, its lag.
+    pub fn snapshot(&self) -> BTreeMap<String, ShardLag> {
+        self.shards.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn update(&self, shard: &str, f: impl FnOnce(&mut ShardLag)) {
+        if let Ok(mut d) = self.dropped.lock() {
+            d.remove(shard);
+        }
+        if let Ok(mut s) = self.shards.lock() {
+            f(s.entry(shard.to_owned()).or_default());
+        }
+    }
+
+    /// `records` of a shard are checkpointed (or given up): no longer in flight.
+    /// A shard no longer read is left out.
+    fn settle(&self, shard: &str, records: u64) {
+        let Ok(mut s) = self.shards.lock() else {
+            return;
+        };
+        let Some(l) = s.get_mut(shard) else {
+            return;
+        };
+        l.records_in_flight = l.records_in_flight.saturating_sub(records);
+        if l.records_in_flight == 0 && self.dropped.lock().is_ok_and(|mut d| d.remove(shard)) {
+            s.remove(shard);
+        }
+    }
+
+    /// Records of `shard` read and not yet checkpointed.
+    pub fn in_flight(&self, shard: &str) -> u64 {
+        self.shards
+            .lock()
+            .ok()
+            .and_then(|s| s.get(shard).map(|l| l.records_in_flight))
+            .unwrap_or(0)
+    }
+
+    /// Whether a shard no longer read (handed over, or its lease lost)
+    /// still has records read and not checkpointed.
+    pub(crate) fn awaits_checkpoint(&self) -> bool {
+        self.dropped.lock().is_ok_and(|d| !d.is_empty())
+    }
+
+    /// The shard is no longer read: it leaves the gauges once its records
+    /// in flight are checkpointed.
+    pub(crate) fn forget(&self, shard: &str) {
+        let Ok(mut s) = self.shards.lock() else {
+            return;
+        };
+        if s.get(shard).is_some_and(|l| l.records_in_flight > 0) {
+            if let Ok(mut d) = self.dropped.lock() {
+                d.insert(shard.to_owned());
+            }
+        } else {
+            s.remove(shard);
+        }
+    }
+}
+
+/// A shard's checkpoint, written once its batch is delivered.
+pub struct Checkpoint {
+    pub(crate) table: String,
+    pub(crate) key: String,
+    /// Empty when the batch is the empty last read of a closed shard.
+    pub(crate) sequence_number: String,
+    /// The shard is closed and this batch ends it.
+    pub(crate) shard_end: bool,
+    /// The worker reading the shard: written only while it holds the lease.
+    pub(crate) owner: String,
+    /// The shard and its records, for the lag in records.
+    pub(crate) progress: (Arc<Lag>, String, u64),
+}
+
+/// A shard's checkpoint item.
+#[derive(Debug, Default)]
+pub(crate) struct Saved {
+    /// The sequence number of the last record delivered.
+    pub(crate) sequence_number: Option<String>,
+    /// The closed shard was read to its end.
+    pub(crate) shard_end: bool,
+    /// A child shard of a resharding: it starts where its parents ended.
+    pub(crate) trim_horizon: bool,
+}
+
+/// A shard's checkpoint, if it has one.
+pub(crate) async fn saved_checkpoint(
+    aws: &Clients,
+    table: &str,
+    key: &str,
+) -> Result<Saved, String> {
+    let item = aws
+        .dynamodb()
+        .get_item()
+        .table_name(table)
+        .key("shard_key", AttributeValue::S(key.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| classify(&format!("get_item on `{table}`"), &e).message)?
+        .item
+        .unwrap_or_default();
+    Ok(Saved {
+        sequence_number: item
+            .get("sequence_number")
+            .and_then(|v| v.as_s().ok())
+            .cloned(),
+        shard_end: item
+            .get(super::lease::SHARD_END)
+            .is_some_and(|v| v.as_bool().is_ok_and(|b| *b)),
+        trim_horizon: item
+            .get(super::lease::START)
+            .is_some_and(|v| v.as_s().is_ok_and(|s| s == "trim_horizon")),
+    })
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint, only while this worker holds the shard's
+    /// lease: a worker that lost it cannot overwrite the new owner's
+    /// checkpoint.
+    pub async fn save(&self, aws: &Clients) -> Result<(), String> {
+        let mut set = vec!["updated_at = :t"];
+        let mut req = aws
+            .dynamodb()
+            .update_item()
+            .table_name(&self.table)
+            .key("shard_key", AttributeValue::S(self.key.clone()))
+            .expression_attribute_values(
+                ":t",
+                AttributeValue::S(crate::engine::run::now_rfc3339()),
+            );
+        if !self.sequence_number.is_empty() {
+            set.push("sequence_number = :s");
+            req = req
+                .expression_attribute_values(":s", AttributeValue::S(self.sequence_number.clone()));
+        }
+        if self.shard_end {
+            set.push("shard_end = :end");
+            req = req.expression_attribute_values(":end", AttributeValue::Bool(true));
+        }
+        let sent = req
+            .condition_expression("lease_owner = :me")
+            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
+            .update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await;
+        let (lag, shard, records) = &self.progress;
+        lag.settle(shard, *records);
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(format!(
+                    "the checkpoint of `{}` was not written: another worker holds its lease now and reads these records again",
+                    self.key
+                ))
+            }
+            Err(e) => Err(classify(
+                &format!("checkpoint of `{}` in `{}`", self.key, self.table),
+                &e,
+            )
+            .message
+                + " (the batch will be read again after a restart)"),
+        }
+    }
+}
+
+/// Creates the checkpoint table when it does not exist.
+pub(crate) async fn ensure_table(aws: &Clients, table: &str) -> Result<(), String> {
+    let ddb = aws.dynamodb();
+    match ddb.describe_table().table_name(table).send().await {
+        Ok(_) => return Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+        Err(e) => return Err(classify(&format!("describe_table of `{table}`"), &e).message),
+    }
+    let created = ddb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("shard_key")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("shard_key")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        // Another worker of the group created it at the same time.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(classify(&format!("create_table `{table}`"), &e).message),
+    }
+    // Wait until the table is active (a new table takes a few seconds on AWS).
+    for _ in 0..120 {
+        let status = ddb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .ok()
+            .and_then(|d| d.table.and_then(|t| t.table_status));
+        if status == Some(aws_sdk_dynamodb::types::TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(format!(
+        "the checkpoint table `{table}` did not become active"
+    ))
+}
+
+/// Backoff of one shard whose reads fail with a retryable error (throttling:
+/// `GetRecords` allows 5 calls per second per shard). The other shards are
+/// read meanwhile; the run stops only when the policy runs out.
+#[derive(Debug, Default)]
+struct ShardBackoff {
+    failures: u32,
+    since: Option<Instant>,
+    retry_at: Option<Instant>,
+}
+
+impl ShardBackoff {
+    /// Whether the shard may be read now.
+    fn ready(&self) -> bool {
+        self.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// A read succeeded.
+    fn succeeded(&mut self) {
+        *self = ShardBackoff::default();
+    }
+
+    /// A read failed: `Ok` when it will be tried again later, the error when
+    /// it is not retryable or the policy ran out.
+    fn failed(
+        &mut self,
+        err: crate::delivery::SinkError,
+        policy: &Policy,
+    ) -> Result<(), crate::delivery::SinkError> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.failures += 1;
+        if !err.is_retryable() || !policy.may_retry(self.failures, since.elapsed()) {
+            return Err(err);
+        }
+        let throttled = err.class == crate::delivery::ErrorClass::Throttled;
+        self.retry_at = Some(Instant::now() + policy.backoff(self.failures + 1, throttled));
+        Ok(())
+    }
+}
