@@ -28,6 +28,11 @@ pub fn set_fields(fields: &[(&str, &str)]) {
 
 /// The line of a message, as written by [`json`].
 pub fn line(level: &str, message: &str) -> String {
+    line_with(level, message, &[])
+}
+
+/// The line of a message with fields of its own (a Lambda request's id).
+pub fn line_with(level: &str, message: &str, fields: &[(&str, &str)]) -> String {
     let mut m = Map::new();
     m.insert(
         "timestamp".into(),
@@ -37,6 +42,11 @@ pub fn line(level: &str, message: &str) -> String {
     if let Some(f) = FIELDS.get() {
         m.extend(f.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
+    m.extend(
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned()))),
+    );
     m.insert("message".into(), Value::String(message.into()));
     Value::Object(m).to_string()
 }

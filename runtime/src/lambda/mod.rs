@@ -301,13 +301,10 @@ impl State {
 /// Writes a structured log line (JSON, with the request id) to standard
 /// error, which Lambda sends to CloudWatch Logs.
 fn log(level: &str, request_id: &str, message: &str) {
-    let line = serde_json::json!({
-        "timestamp": now_rfc3339(),
-        "level": level,
-        "requestId": request_id,
-        "message": message,
-    });
-    eprintln!("{line}");
+    eprintln!(
+        "{}",
+        crate::logs::line_with(level, message, &[("requestId", request_id)])
+    );
 }
 
 /// The invocation's deadline from `Lambda-Runtime-Deadline-Ms`: milliseconds
