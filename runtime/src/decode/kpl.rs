@@ -7,6 +7,8 @@
 
 use md5::{Digest, Md5};
 
+use crate::record::{Position, RawRecord};
+
 const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
 const DIGEST_LEN: usize = 16;
 
@@ -17,6 +19,35 @@ pub struct UserRecord {
     pub partition_key: String,
     /// Its data.
     pub data: Vec<u8>,
+}
+
+/// Appends the records of one Kinesis record to `out`: its user records
+/// when it is an aggregate (each with its own partition key; they share
+/// `position`'s sequence number), or itself. How many were appended.
+pub fn push_records(out: &mut Vec<RawRecord>, data: Vec<u8>, position: Position) -> usize {
+    let raw = |data, position| RawRecord {
+        data,
+        position,
+        rejected: None,
+        attributes: None,
+    };
+    match deaggregate(&data) {
+        Some(users) => {
+            let n = users.len();
+            out.extend(users.into_iter().map(|u| {
+                let position = Position {
+                    partition_key: Some(u.partition_key),
+                    ..position.clone()
+                };
+                raw(u.data, position)
+            }));
+            n
+        }
+        None => {
+            out.push(raw(data, position));
+            1
+        }
+    }
 }
 
 /// The user records of a KPL-aggregated record, or `None` when `data` is not one.
@@ -150,6 +181,37 @@ pub(crate) mod tests {
         out.extend_from_slice(&body);
         out.extend_from_slice(Md5::digest(&body).as_slice());
         out
+    }
+
+    #[test]
+    fn an_aggregate_becomes_its_user_records_and_anything_else_itself() {
+        let position = Position {
+            partition_key: Some("outer".into()),
+            sequence_number: Some("49".into()),
+            ..Position::default()
+        };
+        let mut out = Vec::new();
+        let data = aggregate(&[("a", b"1"), ("b", b"2")]);
+        assert_eq!(push_records(&mut out, data, position.clone()), 2);
+        assert_eq!(push_records(&mut out, b"3".to_vec(), position), 1);
+        let got: Vec<(&[u8], Option<&str>, Option<&str>)> = out
+            .iter()
+            .map(|r| {
+                (
+                    r.data.as_slice(),
+                    r.position.partition_key.as_deref(),
+                    r.position.sequence_number.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (&b"1"[..], Some("a"), Some("49")),
+                (&b"2"[..], Some("b"), Some("49")),
+                (&b"3"[..], Some("outer"), Some("49")),
+            ]
+        );
     }
 
     #[test]

@@ -174,31 +174,8 @@ pub fn parse(kind: Kind, event: Value) -> Result<Batch, String> {
                     group: None,
                     offset: None,
                 });
-                match crate::decode::kpl::deaggregate(&k.data.0) {
-                    Some(users) => {
-                        for u in users {
-                            batch.records.push(RawRecord {
-                                data: u.data,
-                                position: Position {
-                                    partition_key: Some(u.partition_key),
-                                    ..position.clone()
-                                },
-                                rejected: None,
-                                attributes: None,
-                            });
-                            batch.item_of.push(item);
-                        }
-                    }
-                    None => {
-                        batch.records.push(RawRecord {
-                            data: k.data.0,
-                            position,
-                            rejected: None,
-                            attributes: None,
-                        });
-                        batch.item_of.push(item);
-                    }
-                }
+                let n = crate::decode::kpl::push_records(&mut batch.records, k.data.0, position);
+                batch.item_of.extend(std::iter::repeat_n(item, n));
             }
         }
         Kind::DynamodbStreams => {

@@ -16,7 +16,7 @@ use super::shards::{At, GetError, Page, ShardApi, ShardReader, ensure_table};
 use crate::aws::Clients;
 use crate::config::duration::Dur;
 use crate::delivery::error::classify;
-use crate::record::{Position, RawRecord};
+use crate::record::Position;
 
 /// Read the records of an Amazon Kinesis data stream.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -189,45 +189,28 @@ impl ShardApi for Api {
                     GetError::Failed(classify(&format!("get_records of shard `{shard}`"), &e))
                 }
             })?;
-        let mut records = Vec::with_capacity(out.records().len());
-        for r in out.records() {
+        let mut records = Vec::with_capacity(out.records.len());
+        for r in out.records {
             let position = Position {
                 source: "kinesis",
                 stream: Some(Arc::clone(&self.stream)),
                 shard: Some(Arc::clone(shard)),
-                partition_key: r.partition_key().map(str::to_owned),
-                sequence_number: Some(r.sequence_number().to_owned()),
-                arrival_time: r.approximate_arrival_timestamp().map(|t| {
+                partition_key: r.partition_key,
+                sequence_number: Some(r.sequence_number),
+                arrival_time: r.approximate_arrival_timestamp.map(|t| {
                     let ms = t.to_millis().unwrap_or(0).max(0) as u64;
                     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
                         .to_string()
                 }),
                 ..Position::default()
             };
-            // A KPL-aggregated record holds several user records, each with
-            // its own partition key; they share the aggregate's sequence number.
-            match crate::decode::kpl::deaggregate(r.data().as_ref()) {
-                Some(users) => records.extend(users.into_iter().map(|u| RawRecord {
-                    data: u.data,
-                    position: Position {
-                        partition_key: Some(u.partition_key),
-                        ..position.clone()
-                    },
-                    rejected: None,
-                    attributes: None,
-                })),
-                None => records.push(RawRecord {
-                    data: r.data().as_ref().to_vec(),
-                    position,
-                    rejected: None,
-                    attributes: None,
-                }),
-            }
+            // The data is moved, not copied, into the record.
+            crate::decode::kpl::push_records(&mut records, r.data.into_inner(), position);
         }
         Ok(Page {
             records,
-            next_iterator: out.next_shard_iterator().map(str::to_owned),
-            millis_behind: out.millis_behind_latest(),
+            next_iterator: out.next_shard_iterator,
+            millis_behind: out.millis_behind_latest,
         })
     }
 }
