@@ -37,6 +37,15 @@ def python():
     return py
 
 
+def in_venv(script):
+    """Re-runs `script` under the venv's Python, which has boto3 (a
+    dependency of moto), unless this already is that run."""
+    if os.environ.get("SLUICE_BENCH_IN_VENV") == "1":
+        return
+    env = dict(os.environ, SLUICE_BENCH_IN_VENV="1")
+    sys.exit(subprocess.run([str(python()), script] + sys.argv[1:], env=env).returncode)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -53,11 +62,7 @@ def main():
     a = ap.parse_args()
     if not Path(a.sluice).exists():
         sys.exit("bench/aws.py: %s is missing: run `cargo build --release`" % a.sluice)
-    if os.environ.get("BENCH_AWS_CHILD") != "1":
-        # Re-run under the venv's Python, which has boto3 (a dependency of moto).
-        py = python()
-        env = dict(os.environ, BENCH_AWS_CHILD="1")
-        sys.exit(subprocess.run([str(py), __file__] + sys.argv[1:], env=env).returncode)
+    in_venv(__file__)
 
     import boto3
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
-from aws import free_port, python  # noqa: E402  the venv with moto, a free port
+from aws import free_port, in_venv  # noqa: E402  the venv with moto, a free port
 
 
 def wait_port(port, what):
@@ -87,11 +87,7 @@ def main():
     a = ap.parse_args()
     if not Path(a.sluice).exists():
         sys.exit("bench/daemon.py: %s is missing: run `cargo build --release`" % a.sluice)
-    if os.environ.get("BENCH_DAEMON_CHILD") != "1":
-        # Re-run under the venv's Python, which has boto3 (a dependency of moto).
-        py = python()
-        env = dict(os.environ, BENCH_DAEMON_CHILD="1")
-        sys.exit(subprocess.run([str(py), __file__] + sys.argv[1:], env=env).returncode)
+    in_venv(__file__)
 
     import boto3
 
