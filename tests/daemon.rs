@@ -111,9 +111,14 @@ impl Group {
     }
 
     fn start(&self, name: &str) -> Daemon {
+        self.start_on(&self.pipeline, name)
+    }
+
+    /// A worker of `pipeline`, with a 3 s failover time.
+    fn start_on(&self, pipeline: &Path, name: &str) -> Daemon {
         Daemon::start(
             self.dir.path(),
-            &self.pipeline,
+            pipeline,
             name,
             &self.env(),
             &["--failover-time", "3s", "--grace-period", "20s"],
@@ -532,21 +537,12 @@ fn a_lease_handed_over_while_an_s3_sink_buffers_is_read_once() {
     // The sink buffers for far longer than the failover time: the handoff
     // has the buffers written instead of waiting for their age.
     let pipeline = g.lake_pipeline("lake.yaml", "max_age: 5m", "");
-    let start = |name: &str| {
-        Daemon::start(
-            g.dir(),
-            &pipeline,
-            name,
-            &g.moto.env(),
-            &["--failover-time", "3s"],
-        )
-    };
-    let mut w1 = start("w1");
+    let mut w1 = g.start_on(&pipeline, "w1");
     wait_until_each_holds(&[&w1], 4, Duration::from_secs(60));
 
     // Records flow while w2 joins and asks w1 for two of its four shards.
     g.put_slowly(0, 300, 100, Duration::from_millis(300));
-    let mut w2 = start("w2");
+    let mut w2 = g.start_on(&pipeline, "w2");
     g.put_slowly(300, 1200, 100, Duration::from_millis(300));
     let took = g.wait_for_owners(&[("w1", 2), ("w2", 2)], Duration::from_secs(60));
     eprintln!(
@@ -979,18 +975,9 @@ fn a_dynamodb_stream_is_shared_too_and_a_killed_workers_shard_is_taken_over() {
             .unwrap();
         }
     };
-    let start = |name: &str| {
-        Daemon::start(
-            g.dir(),
-            &pipeline,
-            name,
-            &g.moto.env(),
-            &["--failover-time", "3s"],
-        )
-    };
     // The stream has one shard: one worker reads it, the other stands by.
-    let a = start("a");
-    let b = start("b");
+    let a = g.start_on(&pipeline, "a");
+    let b = g.start_on(&pipeline, "b");
     let started = Instant::now();
     let holder = loop {
         let owners = g.owners();
