@@ -1014,6 +1014,35 @@ fn a_dynamodb_stream_is_shared_too_and_a_killed_workers_shard_is_taken_over() {
 }
 
 #[test]
+fn a_worker_that_cannot_open_its_sinks_gives_its_leases_back() {
+    let g = Group::new(2);
+    // A file sink under a file: the sink cannot be opened.
+    let pipeline = g.dir().join("nosink.yaml");
+    std::fs::write(
+        &pipeline,
+        PIPELINE.replace("'out-${WORKER}.jsonl'", "'pipeline.yaml/out.jsonl'"),
+    )
+    .unwrap();
+    let mut w = g.start_on(&pipeline, "w1");
+    assert_eq!(w.wait_exit(Duration::from_secs(30)), Some(2), "{}", w.log());
+    let log = w.log_lines();
+    let last = log.last().unwrap();
+    assert_eq!(last["level"], "error", "{last}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("pipeline.yaml/out.jsonl"),
+        "{last}"
+    );
+    assert_eq!(
+        g.owners(),
+        BTreeMap::from([("-".to_owned(), 2)]),
+        "both leases released"
+    );
+}
+
+#[test]
 fn a_bad_pipeline_is_reported_in_json_log_lines_every_error_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");

@@ -180,6 +180,10 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
     let mut outputs = match rt.block_on(open_outputs(&loaded, &dlq_config, mode, aws)) {
         Ok(o) => o,
         Err(e) => {
+            // The leases just taken go back to the group at once.
+            if let Some(m) = &member {
+                rt.block_on(m.leave());
+            }
             eprintln!("error: {e}");
             return EXIT_UNREADABLE;
         }

@@ -137,6 +137,17 @@ pub fn main(args: &Args) -> i32 {
             );
         }
     }
+    // Bound before any lease is taken, so a port in use costs the group nothing.
+    let listener = match rt.block_on(tokio::net::TcpListener::bind(args.listen)) {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                EXIT_UNREADABLE,
+                &format!("cannot listen on {}: {e}", args.listen),
+            );
+        }
+    };
+    let listening = listener.local_addr().map_or(args.listen, |a| a);
     let aws = Arc::new(rt.block_on(Clients::load(&p.aws, p.retry.attempt_timeout.0)));
 
     let settings = Settings {
@@ -156,7 +167,13 @@ pub fn main(args: &Args) -> i32 {
         Some(Arc::clone(&aws)),
     )) {
         Ok(o) => o,
-        Err(e) => return fail(EXIT_UNREADABLE, &e),
+        Err(e) => {
+            // The leases just taken go back to the group at once.
+            if let Some(m) = &member {
+                rt.block_on(m.leave());
+            }
+            return fail(EXIT_UNREADABLE, &e);
+        }
     };
 
     // The HTTP endpoint.
@@ -172,16 +189,6 @@ pub fn main(args: &Args) -> i32 {
         ready: AtomicBool::new(false),
         failover: args.failover_time.0,
     });
-    let listener = match rt.block_on(tokio::net::TcpListener::bind(args.listen)) {
-        Ok(l) => l,
-        Err(e) => {
-            return fail(
-                EXIT_UNREADABLE,
-                &format!("cannot listen on {}: {e}", args.listen),
-            );
-        }
-    };
-    let listening = listener.local_addr().map_or(args.listen, |a| a);
     rt.spawn(http::serve(listener, Arc::clone(&state)));
 
     if let Some(m) = &member {
