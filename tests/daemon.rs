@@ -197,10 +197,24 @@ impl Group {
             }
             assert!(
                 started.elapsed() < limit,
-                "leases not spread as {want:?} within {limit:?}: {now:?}"
+                "leases not spread as {want:?} within {limit:?}: {now:?}\n{}",
+                self.logs()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// The workers' logs, for a failure's message.
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                out += &format!("{}:\n", path.display());
+                out += &std::fs::read_to_string(&path).unwrap_or_default();
+            }
+        }
+        out
     }
 
     /// Every id delivered, with repeats, from every worker's file.
@@ -424,7 +438,10 @@ fn three_workers_balance_and_a_killed_workers_shards_are_taken_over() {
     assert!(
         metrics.contains("sluice_leases_held{pipeline=\"clicks\",worker=\"w2\"} 2\n")
             && metrics.contains("sluice_workers{pipeline=\"clicks\"} 3\n"),
-        "{metrics}"
+        "{metrics}\nw1:\n{}\nw2:\n{}\nw3:\n{}",
+        w1.log(),
+        w2.log(),
+        w3.log()
     );
 
     // The container health check: `sluice probe` on the same endpoint.

@@ -19,7 +19,11 @@
 //! 4. if still below its share, ask the most loaded worker to hand leases
 //!    over: that worker stops reading the shard, waits until what it read is
 //!    checkpointed (at most the failover time), and then makes the asking
-//!    worker the owner, so the shard moves without records read twice.
+//!    worker the owner, so the shard moves without records read twice. An
+//!    owner declines a request that would leave it fewer leases than the
+//!    asker (workers asking at once, each from its own view, may ask for
+//!    more than it has to spare); a lease handed over is taken by its new
+//!    owner whatever its share.
 //!
 //! A shard may be read only once each of its parents is read to its end
 //! (split and merge), so per-key order holds across resharding. Expiry is
@@ -357,6 +361,24 @@ impl Coordinator {
     /// passed), make that worker the owner.
     async fn hand_over(&mut self, key: &str, shard: &str, to: String) {
         let Some((_, since)) = self.handing_off.get(key) else {
+            // Workers that asked at once, each from its own view of the group,
+            // may ask for more than this worker has to spare: a lease moves
+            // only while this worker keeps at least as many as the asker gets.
+            let giving = self.handing_off.values().filter(|(w, _)| *w == to).count();
+            let mine_after = self.held.len().saturating_sub(self.handing_off.len() + 1);
+            let theirs_after = self
+                .shared
+                .status()
+                .per_worker
+                .get(&to)
+                .copied()
+                .unwrap_or(0)
+                + giving
+                + 1;
+            if mine_after < theirs_after {
+                self.decline(key, shard, &to).await;
+                return;
+            }
             // Checked from the next renewal on: a read under way now is counted by then.
             self.shared.set_owned(|o| {
                 o.remove(shard);
@@ -408,6 +430,29 @@ impl Coordinator {
                 self.drop_lease(key, "another worker took it");
             }
             Err(_) => {} // tried again at the next renewal
+        }
+    }
+
+    /// Withdraws another worker's request for a lease this worker keeps, so
+    /// that it asks elsewhere.
+    async fn decline(&self, key: &str, shard: &str, to: &str) {
+        let sent = self
+            .update(key)
+            .update_expression("REMOVE #h")
+            .condition_expression("#o = :me AND #h = :to")
+            .expression_attribute_names("#o", OWNER)
+            .expression_attribute_names("#h", HANDOFF)
+            .expression_attribute_values(":to", AttributeValue::S(to.to_owned()))
+            .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
+            .send()
+            .await;
+        if sent.is_ok() {
+            crate::logs::json(
+                "info",
+                &format!(
+                    "kept shard {shard}: handing it to worker {to} would leave this worker fewer leases than {to}"
+                ),
+            );
         }
     }
 
@@ -653,26 +698,37 @@ impl Coordinator {
             return;
         }
         let target = readable.len().div_ceil(per_worker.len());
-        // Leases this worker asked for count as its own: they are on their way.
+        // Leases the table gives this worker and it does not hold yet (handed
+        // over to it, or a restarted worker of the same name): taken whatever
+        // the share, since nobody else reads them.
+        let unheld: Vec<Lease> = readable
+            .iter()
+            .filter(|l| l.owner.as_deref() == Some(me.as_str()) && !self.held.contains_key(&l.key))
+            .map(|l| (*l).clone())
+            .collect();
+        // Leases this worker asked for count as its own: they are on their
+        // way (unless their owner died: then they are free).
         let asked = readable
             .iter()
             .filter(|l| {
                 l.handoff_to.as_deref() == Some(me.as_str())
                     && l.owner.as_deref() != Some(me.as_str())
+                    && !expired(l)
             })
             .count();
-        let mine = per_worker.get(&me).map_or(0, Vec::len) + asked;
-        // Free leases, expired ones, and this worker's own leases it no longer
-        // holds (a restarted worker with the same name).
+        // Free leases and expired ones.
         let free: Vec<Lease> = readable
             .iter()
-            .filter(|l| {
-                let mine_unheld =
-                    l.owner.as_deref() == Some(me.as_str()) && !self.held.contains_key(&l.key);
-                l.owner.is_none() || expired(l) || mine_unheld
-            })
+            .filter(|l| l.owner.is_none() || expired(l))
             .map(|l| (*l).clone())
             .collect();
+        let mut adopted = 0;
+        for l in &unheld {
+            if self.take(l).await {
+                adopted += 1;
+            }
+        }
+        let mine = per_worker.get(&me).map_or(0, Vec::len) + adopted + asked;
         // The most loaded other worker gives up what it holds above the share
         // (or one lease, when this worker is two or more below it).
         let steal: Vec<Lease> = per_worker
