@@ -413,6 +413,11 @@ impl Coordinator {
             Ok(_) => {
                 self.handing_off.remove(key);
                 self.held.remove(key);
+                // Counted at once: a request handled later in this renewal
+                // sees the lease where it went.
+                if let Ok(mut s) = self.shared.status.lock() {
+                    *s.per_worker.entry(to.clone()).or_insert(0) += 1;
+                }
                 let how = if waiting > 0 {
                     format!(
                         ", {waiting} records read and not checkpointed within the failover time will be read again"
