@@ -180,15 +180,7 @@ impl ShardApi for Api {
             .limit(limit)
             .send()
             .await
-            .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_expired_iterator_exception())
-                {
-                    GetError::Expired
-                } else {
-                    GetError::Failed(classify(&format!("get_records of shard `{shard}`"), &e))
-                }
-            })?;
+            .map_err(|e| GetError::of(shard, &e))?;
         let mut records = Vec::with_capacity(out.records.len());
         for r in out.records {
             let position = Position {

@@ -213,26 +213,8 @@ impl Reader {
                 let batch = r.next_batch(max).map_err(|e| e.to_string())?;
                 Ok((!batch.is_empty()).then_some((batch, Ack::None)))
             }
-            Reader::Kinesis(r, aws) => {
-                let wait = r.poll_interval();
-                poll.run(Some(wait), || {
-                    let read = rt.block_on(r.read(max, policy)).map_err(|e| e.message)?;
-                    if r.lag().awaits_checkpoint() {
-                        (poll.flush_now)();
-                    }
-                    Ok(read.map(|(records, cp)| (records, Ack::Kinesis(cp, Arc::clone(aws)))))
-                })
-            }
-            Reader::DynamodbStreams(r, aws) => {
-                let wait = r.poll_interval();
-                poll.run(Some(wait), || {
-                    let read = rt.block_on(r.read(max, policy)).map_err(|e| e.message)?;
-                    if r.lag().awaits_checkpoint() {
-                        (poll.flush_now)();
-                    }
-                    Ok(read.map(|(records, cp)| (records, Ack::Kinesis(cp, Arc::clone(aws)))))
-                })
-            }
+            Reader::Kinesis(r, aws) => read_shards(r, aws, max, rt, policy, poll),
+            Reader::DynamodbStreams(r, aws) => read_shards(r, aws, max, rt, policy, poll),
             Reader::Dlq(r) => rt.block_on(r.next_batch(max, policy)),
             // A receive long-polls by itself: no wait between calls.
             Reader::Sqs(r, aws) => poll.run(None, || {
@@ -242,6 +224,25 @@ impl Reader {
             }),
         }
     }
+}
+
+/// The next batch of a stream source. While a shard handed over waits for
+/// its checkpoint, the sinks are asked to write their buffers at once.
+fn read_shards<A: shards::ShardApi>(
+    r: &mut shards::ShardReader<A>,
+    aws: &Arc<Clients>,
+    max: usize,
+    rt: &tokio::runtime::Handle,
+    policy: &Policy,
+    poll: &Poll<'_>,
+) -> Result<Option<(Vec<RawRecord>, Ack)>, String> {
+    poll.run(Some(r.poll_interval()), || {
+        let read = rt.block_on(r.read(max, policy)).map_err(|e| e.message)?;
+        if r.lag().awaits_checkpoint() {
+            (poll.flush_now)();
+        }
+        Ok(read.map(|(records, cp)| (records, Ack::Kinesis(cp, Arc::clone(aws)))))
+    })
 }
 
 /// Default largest record a line source accepts: 10 MiB.

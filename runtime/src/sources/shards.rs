@@ -14,6 +14,9 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType,
 };
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::lease::Shared;
 use crate::aws::Clients;
@@ -46,6 +49,21 @@ pub(crate) enum GetError {
     Expired,
     /// Any other failure, classified for the retry policy.
     Failed(SinkError),
+}
+
+impl GetError {
+    /// `ExpiredIteratorException` (the same code in Kinesis and DynamoDB
+    /// Streams) is [`GetError::Expired`]; any other error is classified.
+    pub(crate) fn of<E>(shard: &str, err: &SdkError<E, HttpResponse>) -> GetError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        if err.as_service_error().and_then(|e| e.code()) == Some("ExpiredIteratorException") {
+            GetError::Expired
+        } else {
+            GetError::Failed(classify(&format!("get_records of shard `{shard}`"), err))
+        }
+    }
 }
 
 /// What a [`ShardReader`] asks of its stream's API.
@@ -524,5 +542,64 @@ impl ShardBackoff {
         let throttled = err.class == crate::delivery::ErrorClass::Throttled;
         self.retry_at = Some(Instant::now() + policy.backoff(self.failures + 1, throttled));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::SdkError;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::GetError;
+    use crate::delivery::ErrorClass;
+
+    fn response(status: u16) -> HttpResponse {
+        HttpResponse::new(status.try_into().unwrap(), SdkBody::empty())
+    }
+
+    fn meta(code: &str) -> ErrorMetadata {
+        ErrorMetadata::builder().code(code).message("m").build()
+    }
+
+    #[test]
+    fn an_expired_iterator_is_told_from_other_failures_in_both_apis() {
+        use aws_sdk_dynamodbstreams::operation::get_records::GetRecordsError as StreamsError;
+        use aws_sdk_kinesis::operation::get_records::GetRecordsError as KinesisError;
+
+        let kinesis = KinesisError::ExpiredIteratorException(
+            aws_sdk_kinesis::types::error::ExpiredIteratorException::builder()
+                .meta(meta("ExpiredIteratorException"))
+                .build(),
+        );
+        let e = SdkError::service_error(kinesis, response(400));
+        assert!(matches!(GetError::of("s", &e), GetError::Expired));
+
+        let streams = StreamsError::ExpiredIteratorException(
+            aws_sdk_dynamodbstreams::types::error::ExpiredIteratorException::builder()
+                .meta(meta("ExpiredIteratorException"))
+                .build(),
+        );
+        let e = SdkError::service_error(streams, response(400));
+        assert!(matches!(GetError::of("s", &e), GetError::Expired));
+
+        let throttled = KinesisError::ProvisionedThroughputExceededException(
+            aws_sdk_kinesis::types::error::ProvisionedThroughputExceededException::builder()
+                .meta(meta("ProvisionedThroughputExceededException"))
+                .build(),
+        );
+        let e = SdkError::service_error(throttled, response(400));
+        match GetError::of("shardId-1", &e) {
+            GetError::Failed(err) => {
+                assert_eq!(err.class, ErrorClass::Throttled);
+                assert_eq!(
+                    err.message,
+                    "get_records of shard `shardId-1` failed: \
+                     ProvisionedThroughputExceededException (HTTP 400): m"
+                );
+            }
+            GetError::Expired => panic!("a throttled call is not an expired iterator"),
+        }
     }
 }

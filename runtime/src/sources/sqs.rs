@@ -312,27 +312,7 @@ impl Receipts {
     /// Makes messages visible again at once (best effort: otherwise they
     /// reappear after their visibility timeout).
     pub async fn release(&self, aws: &Clients, handles: &[String]) {
-        for chunk in handles.chunks(MAX_PER_CALL) {
-            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(h)
-                        .visibility_timeout(0)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let _ = aws
-                .sqs()
-                .change_message_visibility_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-        }
+        let _ = change_visibility(aws, &self.url, handles, 0).await;
     }
 
     /// How many messages.
@@ -395,44 +375,59 @@ async fn extend_visibility(
             Err(_) => return,
         };
         drop(table);
-        for chunk in due.chunks(MAX_PER_CALL) {
-            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(h)
-                        .visibility_timeout(secs)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let sent = aws
-                .sqs()
-                .change_message_visibility_batch()
-                .queue_url(&url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            let failure = match sent {
-                // A message deleted meanwhile cannot be extended: that is fine.
-                Ok(out) => out
-                    .failed()
-                    .iter()
-                    .find(|f| {
-                        f.code() != "ReceiptHandleIsInvalid" && !f.code().contains("NotInflight")
-                    })
-                    .map(|f| format!("{} {}", f.code(), f.message().unwrap_or_default())),
-                Err(e) => Some(
-                    classify(&format!("change_message_visibility_batch on `{url}`"), &e).message,
+        if let Err(f) = change_visibility(&aws, &url, &due, secs).await {
+            crate::logs::json(
+                "warn",
+                &format!(
+                    "extending the visibility of in-flight messages failed; they may be delivered again: {f}"
                 ),
-            };
-            if let Some(f) = failure {
-                eprintln!(
-                    "warning: extending the visibility of in-flight messages failed; they may be delivered again: {f}"
-                );
-            }
+            );
         }
     }
+}
+
+/// Sets the visibility timeout of messages, at most ten per call. Returns the
+/// first failure; a message deleted meanwhile is not one.
+async fn change_visibility(
+    aws: &Clients,
+    url: &str,
+    handles: &[String],
+    secs: i32,
+) -> Result<(), String> {
+    let mut first = Ok(());
+    for chunk in handles.chunks(MAX_PER_CALL) {
+        let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(h)
+                    .visibility_timeout(secs)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let sent = aws
+            .sqs()
+            .change_message_visibility_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        let failure = match sent {
+            Ok(out) => out
+                .failed()
+                .iter()
+                .find(|f| f.code() != "ReceiptHandleIsInvalid" && !f.code().contains("NotInflight"))
+                .map(|f| format!("{} {}", f.code(), f.message().unwrap_or_default())),
+            Err(e) => {
+                Some(classify(&format!("change_message_visibility_batch on `{url}`"), &e).message)
+            }
+        };
+        if let (Some(f), Ok(())) = (failure, &first) {
+            first = Err(f);
+        }
+    }
+    first
 }
