@@ -7,17 +7,11 @@ mod common;
 
 use std::path::Path;
 
+use common::aws::{create_bucket, create_stream, jsonl, objects, rt, s3_client, stream_records};
 use common::faults::Proxy;
 use common::moto::Moto;
-use common::{read_jsonl, run, sluice, stderr, summary};
+use common::{outcome, read_jsonl, run, sluice};
 use serde_json::{Value, json};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A pipeline reading `in.jsonl` (records `{"i": 0..n}`) into the given sinks.
 fn pipeline(dir: &Path, sinks: &str, n: usize) -> std::path::PathBuf {
@@ -46,13 +40,7 @@ fn run_through(proxy: &Proxy, moto: &Moto, p: &Path, extra: &[&str]) -> (i32, Va
         .args(["--summary-format", "json"])
         .args(extra)
         .envs(proxy.env(moto)));
-    let err = stderr(&o);
-    let s = if err.lines().any(|l| l.starts_with('{')) {
-        summary(&o)
-    } else {
-        Value::Null
-    };
-    (o.status.code().unwrap_or(-1), s, err)
+    outcome(&o)
 }
 
 fn ids(records: impl IntoIterator<Item = Value>) -> Vec<i64> {
@@ -64,49 +52,12 @@ fn ids(records: impl IntoIterator<Item = Value>) -> Vec<i64> {
     ids
 }
 
-async fn stream_records(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Vec<Value> {
-    let shards = kinesis
-        .list_shards()
-        .stream_name(stream)
-        .send()
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for shard in shards.shards() {
-        let it = kinesis
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap();
-        let got = kinesis
-            .get_records()
-            .shard_iterator(it.shard_iterator().unwrap())
-            .send()
-            .await
-            .unwrap();
-        for r in got.records() {
-            out.push(serde_json::from_slice(r.data().as_ref()).unwrap());
-        }
-    }
-    out
-}
-
 #[test]
 fn kinesis_put_records_sends_again_only_the_failed_entries() {
     let moto = Moto::start();
     let rt = rt();
     let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
-    rt.block_on(
-        kinesis
-            .create_stream()
-            .stream_name("out")
-            .shard_count(1)
-            .send(),
-    )
-    .unwrap();
+    rt.block_on(create_stream(&kinesis, "out", 1));
     let proxy = Proxy::start(
         &moto,
         json!([{ "op": "Kinesis_20131202.PutRecords", "calls": [1], "fault": "partial", "every": 2 }]),
@@ -130,7 +81,7 @@ fn kinesis_put_records_sends_again_only_the_failed_entries() {
     );
     let records = rt.block_on(stream_records(&kinesis, "out"));
     assert_eq!(
-        ids(records),
+        ids(records.into_iter().map(|(_, data)| data)),
         (0..10).collect::<Vec<_>>(),
         "each record once"
     );
@@ -250,13 +201,8 @@ fn dynamodb_unprocessed_items_are_written_again_alone() {
 fn throttled_s3_puts_are_retried_until_accepted() {
     let moto = Moto::start();
     let rt = rt();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&rt.block_on(moto.sdk_config()))
-            .force_path_style(true)
-            .build(),
-    );
-    rt.block_on(s3.create_bucket().bucket("lake").send())
-        .unwrap();
+    let s3 = s3_client(&rt.block_on(moto.sdk_config()));
+    rt.block_on(create_bucket(&s3, "lake"));
     let proxy = Proxy::start(
         &moto,
         json!([{ "op": "S3.PUT", "calls": [1, 2], "fault": "error", "status": 503,
@@ -286,28 +232,9 @@ fn throttled_s3_puts_are_retried_until_accepted() {
             (None, None)
         ]
     );
-    let list = rt
-        .block_on(s3.list_objects_v2().bucket("lake").send())
-        .unwrap();
-    assert_eq!(list.contents().len(), 1);
-    let body = rt
-        .block_on(async {
-            s3.get_object()
-                .bucket("lake")
-                .key(list.contents()[0].key().unwrap())
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-        })
-        .unwrap()
-        .into_bytes();
-    let records: Vec<Value> = String::from_utf8_lossy(&body)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let objects = rt.block_on(objects(&s3, "lake"));
+    assert_eq!(objects.len(), 1);
+    let records = jsonl(&objects[0].1);
     assert_eq!(ids(records), (0..5).collect::<Vec<_>>());
 }
 
@@ -321,14 +248,7 @@ fn a_sink_throttled_past_its_retry_policy_leaves_the_batch_unacknowledged() {
     let conf = rt.block_on(moto.sdk_config());
     let sqs = aws_sdk_sqs::Client::new(&conf);
     let kinesis = aws_sdk_kinesis::Client::new(&conf);
-    rt.block_on(
-        kinesis
-            .create_stream()
-            .stream_name("out")
-            .shard_count(1)
-            .send(),
-    )
-    .unwrap();
+    rt.block_on(create_stream(&kinesis, "out", 1));
     let url = rt
         .block_on(sqs.create_queue().queue_name("in").send())
         .unwrap()
@@ -412,14 +332,7 @@ fn a_throttled_kinesis_source_backs_off_and_reads_on() {
     let moto = Moto::start();
     let rt = rt();
     let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
-    rt.block_on(
-        kinesis
-            .create_stream()
-            .stream_name("in")
-            .shard_count(1)
-            .send(),
-    )
-    .unwrap();
+    rt.block_on(create_stream(&kinesis, "in", 1));
     let entries: Vec<PutRecordsRequestEntry> = (0..20)
         .map(|i| {
             PutRecordsRequestEntry::builder()
@@ -481,23 +394,11 @@ fn an_idle_source_writes_the_s3_buffer_once_every_batch_is_committed() {
     let conf = rt.block_on(moto.sdk_config());
     let kinesis = aws_sdk_kinesis::Client::new(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
-    rt.block_on(s3.create_bucket().bucket("lake").send())
-        .unwrap();
+    let s3 = s3_client(&conf);
+    rt.block_on(create_bucket(&s3, "lake"));
     rt.block_on(sqs.create_queue().queue_name("slow").send())
         .unwrap();
-    rt.block_on(
-        kinesis
-            .create_stream()
-            .stream_name("in")
-            .shard_count(1)
-            .send(),
-    )
-    .unwrap();
+    rt.block_on(create_stream(&kinesis, "in", 1));
     let entries: Vec<PutRecordsRequestEntry> = (0..30)
         .map(|i| {
             PutRecordsRequestEntry::builder()

@@ -7,16 +7,13 @@ mod common;
 use std::io::Read;
 use std::path::Path;
 
+use common::aws::{
+    create_bucket, create_stream, create_table, items, jsonl, objects, rt, s3_client,
+    stream_records,
+};
 use common::moto::Moto;
-use common::{run, sluice, stderr, summary};
+use common::{outcome, run, sluice, stderr, summary};
 use serde_json::{Value, json};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A pipeline in `dir` reading `in.jsonl`, with the given sinks, routes and DLQ.
 fn pipeline(dir: &Path, body: &str, input: &[Value]) -> std::path::PathBuf {
@@ -37,34 +34,7 @@ fn run_against(moto: &Moto, p: &Path) -> (i32, Value, String) {
         .arg(p)
         .args(["--summary-format", "json"])
         .envs(moto.env()));
-    let err = stderr(&o);
-    let s = if err.lines().any(|l| l.starts_with('{')) {
-        summary(&o)
-    } else {
-        Value::Null
-    };
-    (o.status.code().unwrap_or(-1), s, err)
-}
-
-async fn objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u8>)> {
-    let list = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
-    let mut out = Vec::new();
-    for o in list.contents() {
-        let key = o.key().unwrap().to_owned();
-        let body = s3
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap();
-        out.push((key, body.into_bytes().to_vec()));
-    }
-    out
+    outcome(&o)
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -75,24 +45,12 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn jsonl(bytes: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn s3_objects_are_keyed_by_template_and_rewritten_not_duplicated() {
     let moto = Moto::start();
     let rt = rt();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&rt.block_on(moto.sdk_config()))
-            .force_path_style(true)
-            .build(),
-    );
-    rt.block_on(s3.create_bucket().bucket("lake").send())
-        .unwrap();
+    let s3 = s3_client(&rt.block_on(moto.sdk_config()));
+    rt.block_on(create_bucket(&s3, "lake"));
     let t = tempfile::tempdir().unwrap();
     let input = vec![
         json!({"id": 1, "plan": "pro"}),
@@ -150,13 +108,8 @@ fn s3_objects_are_keyed_by_template_and_rewritten_not_duplicated() {
 fn s3_objects_span_batches_up_to_max_records() {
     let moto = Moto::start();
     let rt = rt();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&rt.block_on(moto.sdk_config()))
-            .force_path_style(true)
-            .build(),
-    );
-    rt.block_on(s3.create_bucket().bucket("lake").send())
-        .unwrap();
+    let s3 = s3_client(&rt.block_on(moto.sdk_config()));
+    rt.block_on(create_bucket(&s3, "lake"));
     let t = tempfile::tempdir().unwrap();
     let input: Vec<Value> = (1..=25).map(|i| json!({ "id": i })).collect();
     let p = pipeline(
@@ -396,14 +349,9 @@ fn s3_and_sqs_dead_letter_queues_hold_exact_envelopes() {
     let moto = Moto::start();
     let rt = rt();
     let conf = rt.block_on(moto.sdk_config());
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3_client(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    rt.block_on(s3.create_bucket().bucket("dead").send())
-        .unwrap();
+    rt.block_on(create_bucket(&s3, "dead"));
     let url = rt
         .block_on(sqs.create_queue().queue_name("dead").send())
         .unwrap()
@@ -457,14 +405,9 @@ fn s3_and_sqs_dead_letter_queues_are_redriven() {
     let moto = Moto::start();
     let rt = rt();
     let conf = rt.block_on(moto.sdk_config());
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3_client(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    rt.block_on(s3.create_bucket().bucket("dead").send())
-        .unwrap();
+    rt.block_on(create_bucket(&s3, "dead"));
     let url = rt
         .block_on(sqs.create_queue().queue_name("dead").send())
         .unwrap()
@@ -554,58 +497,6 @@ fn s3_and_sqs_dead_letter_queues_are_redriven() {
             "{dlq}"
         );
     }
-}
-
-async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, key: &str) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    ddb.create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(key)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(key)
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
-
-/// Every item of a table as JSON-like text values, sorted by key.
-async fn items(ddb: &aws_sdk_dynamodb::Client, table: &str, key: &str) -> Vec<Value> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    fn json(v: &AttributeValue) -> Value {
-        match v {
-            AttributeValue::S(s) => json!(s),
-            AttributeValue::N(n) => serde_json::from_str(n).unwrap(),
-            AttributeValue::Bool(b) => json!(b),
-            AttributeValue::Null(_) => Value::Null,
-            AttributeValue::L(l) => Value::Array(l.iter().map(json).collect()),
-            AttributeValue::M(m) => {
-                Value::Object(m.iter().map(|(k, v)| (k.clone(), json(v))).collect())
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    let out = ddb.scan().table_name(table).send().await.unwrap();
-    let mut rows: Vec<Value> = out
-        .items()
-        .iter()
-        .map(|i| Value::Object(i.iter().map(|(k, v)| (k.clone(), json(v))).collect()))
-        .collect();
-    rows.sort_by(|a, b| a[key].as_str().cmp(&b[key].as_str()));
-    rows
 }
 
 #[test]
@@ -769,64 +660,12 @@ fn sales_totals_pipeline_keeps_totals_in_dynamodb() {
     );
 }
 
-/// Every record of every shard of a stream, per shard in order.
-async fn stream_records(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Vec<(String, Value)> {
-    use aws_sdk_kinesis::types::ShardIteratorType;
-    let shards = kinesis
-        .list_shards()
-        .stream_name(stream)
-        .send()
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for shard in shards.shards() {
-        let mut it = kinesis
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator
-            .unwrap();
-        loop {
-            let got = kinesis
-                .get_records()
-                .shard_iterator(&it)
-                .send()
-                .await
-                .unwrap();
-            for r in got.records() {
-                out.push((
-                    r.partition_key().unwrap_or_default().to_owned(),
-                    serde_json::from_slice(r.data().as_ref()).unwrap(),
-                ));
-            }
-            if got.records().is_empty()
-                || got.millis_behind_latest() == Some(0) && got.records().len() < 10_000
-            {
-                break;
-            }
-            it = got.next_shard_iterator.unwrap();
-        }
-    }
-    out
-}
-
 #[test]
 fn kinesis_records_keep_per_key_order_and_keyless_records_are_dead_lettered() {
     let moto = Moto::start();
     let rt = rt();
     let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
-    rt.block_on(
-        kinesis
-            .create_stream()
-            .stream_name("out")
-            .shard_count(2)
-            .send(),
-    )
-    .unwrap();
+    rt.block_on(create_stream(&kinesis, "out", 2));
     let t = tempfile::tempdir().unwrap();
     let mut input: Vec<Value> = (0..1200)
         .map(|i| json!({"k": format!("key-{}", i % 7), "i": i}))

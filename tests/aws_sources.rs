@@ -7,16 +7,10 @@ mod common;
 use std::path::Path;
 
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
+use common::aws::{create_bucket, create_stream, jsonl, objects, rt, s3_client};
 use common::moto::Moto;
-use common::{read_jsonl, run, sluice, stderr, summary};
+use common::{outcome, read_jsonl, run, sluice, stderr, summary};
 use serde_json::{Value, json};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn write_pipeline(dir: &Path, body: &str) -> std::path::PathBuf {
     let path = dir.join("pipeline.yaml");
@@ -37,13 +31,7 @@ fn run_until_idle(moto: &Moto, p: &Path) -> (i32, Value, String) {
             "7",
         ])
         .envs(moto.env()));
-    let err = stderr(&o);
-    let s = if err.lines().any(|l| l.starts_with('{')) {
-        summary(&o)
-    } else {
-        Value::Null
-    };
-    (o.status.code().unwrap_or(-1), s, err)
+    outcome(&o)
 }
 
 /// (visible, in flight) message counts of a queue.
@@ -252,14 +240,7 @@ fn kinesis_shards_are_checkpointed_and_a_restart_resumes_after_the_checkpoint() 
     let moto = Moto::start();
     let rt = rt();
     let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
-    rt.block_on(
-        kinesis
-            .create_stream()
-            .stream_name("in")
-            .shard_count(3)
-            .send(),
-    )
-    .unwrap();
+    rt.block_on(create_stream(&kinesis, "in", 3));
     rt.block_on(put_kinesis(&kinesis, "in", 0, 300));
     let t = tempfile::tempdir().unwrap();
     let p = write_pipeline(
@@ -480,14 +461,7 @@ fn kpl_aggregated_records_are_split_into_their_user_records() {
     let moto = Moto::start();
     let rt = rt();
     let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
-    rt.block_on(
-        kinesis
-            .create_stream()
-            .stream_name("agg")
-            .shard_count(1)
-            .send(),
-    )
-    .unwrap();
+    rt.block_on(create_stream(&kinesis, "agg", 1));
     let agg = kpl_aggregate(&[("a", "{\"n\":1}"), ("a", "{\"n\":2}"), ("b", "{\"n\":3}")]);
     for data in [agg, b"{\"n\":4}".to_vec()] {
         rt.block_on(
@@ -533,21 +507,9 @@ fn a_kinesis_checkpoint_waits_for_the_s3_object_that_holds_its_records() {
     let conf = rt.block_on(moto.sdk_config());
     let kinesis = aws_sdk_kinesis::Client::new(&conf);
     let dynamodb = aws_sdk_dynamodb::Client::new(&conf);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
-    rt.block_on(s3.create_bucket().bucket("lake").send())
-        .unwrap();
-    rt.block_on(
-        kinesis
-            .create_stream()
-            .stream_name("in")
-            .shard_count(1)
-            .send(),
-    )
-    .unwrap();
+    let s3 = s3_client(&conf);
+    rt.block_on(create_bucket(&s3, "lake"));
+    rt.block_on(create_stream(&kinesis, "in", 1));
     let entries: Vec<PutRecordsRequestEntry> = (1..=25)
         .map(|i| {
             PutRecordsRequestEntry::builder()
@@ -583,36 +545,16 @@ fn a_kinesis_checkpoint_waits_for_the_s3_object_that_holds_its_records() {
             .and_then(|v| v.as_s().ok())
             .cloned()
     };
-    let objects = || -> Vec<Vec<i64>> {
-        rt.block_on(async {
-            let list = s3.list_objects_v2().bucket("lake").send().await.unwrap();
-            let mut out = Vec::new();
-            for o in list.contents() {
-                let body = s3
-                    .get_object()
-                    .bucket("lake")
-                    .key(o.key().unwrap())
-                    .send()
-                    .await
-                    .unwrap()
-                    .body
+    let ids_per_object = || -> Vec<Vec<i64>> {
+        rt.block_on(objects(&s3, "lake"))
+            .iter()
+            .map(|(_, body)| {
+                jsonl(body)
+                    .iter()
+                    .map(|v| v["i"].as_i64().unwrap())
                     .collect()
-                    .await
-                    .unwrap()
-                    .into_bytes();
-                out.push(
-                    String::from_utf8_lossy(&body)
-                        .lines()
-                        .map(|l| {
-                            serde_json::from_str::<Value>(l).unwrap()["i"]
-                                .as_i64()
-                                .unwrap()
-                        })
-                        .collect(),
-                );
-            }
-            out
-        })
+            })
+            .collect()
     };
     let t = tempfile::tempdir().unwrap();
     let p = write_pipeline(
@@ -647,7 +589,7 @@ fn a_kinesis_checkpoint_waits_for_the_s3_object_that_holds_its_records() {
         "the buffered records are not checkpointed"
     );
     assert_eq!(
-        objects(),
+        ids_per_object(),
         vec![(1..=10).collect::<Vec<_>>(), (11..=20).collect()]
     );
     child.kill().unwrap(); // SIGKILL: the held records never reach S3
@@ -660,7 +602,7 @@ fn a_kinesis_checkpoint_waits_for_the_s3_object_that_holds_its_records() {
         "the restart resumes after the 20th record: {s}"
     );
     assert_eq!(
-        objects(),
+        ids_per_object(),
         vec![
             (1..=10).collect::<Vec<_>>(),
             (11..=20).collect(),
@@ -679,13 +621,8 @@ fn sqs_visibility_is_extended_while_a_batch_waits_in_a_buffer() {
     let rt = rt();
     let conf = rt.block_on(moto.sdk_config());
     let sqs = aws_sdk_sqs::Client::new(&conf);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
-    rt.block_on(s3.create_bucket().bucket("lake").send())
-        .unwrap();
+    let s3 = s3_client(&conf);
+    rt.block_on(create_bucket(&s3, "lake"));
     let url = rt
         .block_on(sqs.create_queue().queue_name("in").send())
         .unwrap()

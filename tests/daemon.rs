@@ -285,11 +285,7 @@ impl Group {
 
     /// An S3 client on moto, and its bucket `lake`.
     fn lake(&self) -> aws_sdk_s3::Client {
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&self.rt.block_on(self.moto.sdk_config()))
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = common::aws::s3_client(&self.rt.block_on(self.moto.sdk_config()));
         self.rt
             .block_on(s3.create_bucket().bucket("lake").send())
             .unwrap();
@@ -316,22 +312,14 @@ impl Group {
 
     /// Every id in the objects of the bucket `lake`, with repeats.
     fn lake_ids(&self, s3: &aws_sdk_s3::Client) -> Vec<i64> {
+        let objects = self.rt.block_on(common::aws::objects(s3, "lake"));
         let mut ids = Vec::new();
-        let listed = self
-            .rt
-            .block_on(s3.list_objects_v2().bucket("lake").send())
-            .unwrap();
-        for o in listed.contents() {
-            let body = self
-                .rt
-                .block_on(s3.get_object().bucket("lake").key(o.key().unwrap()).send())
-                .unwrap()
-                .body;
-            let bytes = self.rt.block_on(body.collect()).unwrap().into_bytes();
-            for line in String::from_utf8_lossy(&bytes).lines() {
-                let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                ids.push(v["id"].as_i64().unwrap());
-            }
+        for (_, body) in objects {
+            ids.extend(
+                common::aws::jsonl(&body)
+                    .iter()
+                    .map(|v| v["id"].as_i64().unwrap()),
+            );
         }
         ids
     }

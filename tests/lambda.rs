@@ -441,11 +441,7 @@ fn the_pipeline_can_come_from_s3() {
         .enable_all()
         .build()
         .unwrap();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&rt.block_on(moto.sdk_config()))
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = common::aws::s3_client(&rt.block_on(moto.sdk_config()));
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out.jsonl");
     let dlq = t.path().join("dlq.jsonl");
@@ -459,8 +455,7 @@ fn the_pipeline_can_come_from_s3() {
         )
         .unwrap();
     };
-    rt.block_on(s3.create_bucket().bucket("conf").send())
-        .unwrap();
+    rt.block_on(common::aws::create_bucket(&s3, "conf"));
     put(
         "fn/pipeline.yaml",
         format!(

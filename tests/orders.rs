@@ -88,11 +88,7 @@ impl OrdersOnAws {
             .build()
             .unwrap();
         let conf = rt.block_on(moto.sdk_config());
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&conf)
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = common::aws::s3_client(&conf);
         let o = OrdersOnAws {
             kinesis: aws_sdk_kinesis::Client::new(&conf),
             sqs: aws_sdk_sqs::Client::new(&conf),

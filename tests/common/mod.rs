@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod aws;
 pub mod daemon;
 pub mod faults;
 pub mod kinesalite;
@@ -55,6 +56,18 @@ pub fn summary(o: &Output) -> serde_json::Value {
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no JSON summary in:\n{err}"));
     serde_json::from_str(line).expect("the summary is JSON")
+}
+
+/// A run's exit code, its JSON summary (`null` when it printed none) and
+/// its standard error.
+pub fn outcome(o: &Output) -> (i32, serde_json::Value, String) {
+    let err = stderr(o);
+    let s = if err.lines().any(|l| l.starts_with('{')) {
+        summary(o)
+    } else {
+        serde_json::Value::Null
+    };
+    (o.status.code().unwrap_or(-1), s, err)
 }
 
 /// A Python interpreter with `tests/requirements.txt` installed (the
