@@ -7,7 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use common::aws::{create_bucket, create_stream, jsonl, objects, rt, s3_client, stream_records};
+use common::aws::{
+    create_bucket, create_queue, create_stream, jsonl, objects, rt, s3_client, stream_records,
+};
 use common::faults::Proxy;
 use common::moto::Moto;
 use common::{outcome, read_jsonl, run, sluice};
@@ -92,11 +94,7 @@ fn sqs_send_message_batch_sends_again_only_the_failed_entries() {
     let moto = Moto::start();
     let rt = rt();
     let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
-    let url = rt
-        .block_on(sqs.create_queue().queue_name("out").send())
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = rt.block_on(create_queue(&sqs, "out"));
     let proxy = Proxy::start(
         &moto,
         json!([{ "op": "AmazonSQS.SendMessageBatch", "calls": [1], "fault": "partial", "every": 3 }]),
@@ -249,11 +247,7 @@ fn a_sink_throttled_past_its_retry_policy_leaves_the_batch_unacknowledged() {
     let sqs = aws_sdk_sqs::Client::new(&conf);
     let kinesis = aws_sdk_kinesis::Client::new(&conf);
     rt.block_on(create_stream(&kinesis, "out", 1));
-    let url = rt
-        .block_on(sqs.create_queue().queue_name("in").send())
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = rt.block_on(create_queue(&sqs, "in"));
     for i in 0..3 {
         rt.block_on(
             sqs.send_message()
@@ -396,8 +390,7 @@ fn an_idle_source_writes_the_s3_buffer_once_every_batch_is_committed() {
     let sqs = aws_sdk_sqs::Client::new(&conf);
     let s3 = s3_client(&conf);
     rt.block_on(create_bucket(&s3, "lake"));
-    rt.block_on(sqs.create_queue().queue_name("slow").send())
-        .unwrap();
+    rt.block_on(create_queue(&sqs, "slow"));
     rt.block_on(create_stream(&kinesis, "in", 1));
     let entries: Vec<PutRecordsRequestEntry> = (0..30)
         .map(|i| {

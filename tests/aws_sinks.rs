@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 
 use common::aws::{
-    create_bucket, create_stream, create_table, items, jsonl, objects, rt, s3_client,
+    create_bucket, create_queue, create_stream, create_table, items, jsonl, objects, rt, s3_client,
     stream_records,
 };
 use common::moto::Moto;
@@ -201,11 +201,7 @@ fn sqs_messages_are_exact_and_oversized_records_are_dead_lettered() {
     let moto = Moto::start();
     let rt = rt();
     let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
-    let url = rt
-        .block_on(sqs.create_queue().queue_name("out").send())
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = rt.block_on(create_queue(&sqs, "out"));
     let t = tempfile::tempdir().unwrap();
     let mut input: Vec<Value> = (0..23).map(|i| json!({"i": i})).collect();
     input.insert(5, json!({"big": "x".repeat(2000)}));
@@ -264,20 +260,7 @@ fn fifo_messages_carry_their_group_id() {
     let moto = Moto::start();
     let rt = rt();
     let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
-    let url = rt
-        .block_on(
-            sqs.create_queue()
-                .queue_name("out.fifo")
-                .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
-                .attributes(
-                    aws_sdk_sqs::types::QueueAttributeName::ContentBasedDeduplication,
-                    "true",
-                )
-                .send(),
-        )
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = rt.block_on(create_queue(&sqs, "out.fifo"));
     let t = tempfile::tempdir().unwrap();
     let input = vec![
         json!({"k": "a", "n": 1}),
@@ -352,11 +335,7 @@ fn s3_and_sqs_dead_letter_queues_hold_exact_envelopes() {
     let s3 = s3_client(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
     rt.block_on(create_bucket(&s3, "dead"));
-    let url = rt
-        .block_on(sqs.create_queue().queue_name("dead").send())
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = rt.block_on(create_queue(&sqs, "dead"));
     for dlq in ["{ type: s3, bucket: dead }", "{ type: sqs, queue: dead }"] {
         let t = tempfile::tempdir().unwrap();
         let p = pipeline(
@@ -408,11 +387,7 @@ fn s3_and_sqs_dead_letter_queues_are_redriven() {
     let s3 = s3_client(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
     rt.block_on(create_bucket(&s3, "dead"));
-    let url = rt
-        .block_on(sqs.create_queue().queue_name("dead").send())
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = rt.block_on(create_queue(&sqs, "dead"));
     let schema = |minimum: i64| {
         format!(
             "schemas:\n  s: {{ type: object, properties: {{ n: {{ type: integer, minimum: {minimum} }} }} }}\n\

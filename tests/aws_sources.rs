@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
-use common::aws::{create_bucket, create_stream, jsonl, objects, rt, s3_client};
+use common::aws::{create_bucket, create_queue, create_stream, jsonl, objects, rt, s3_client};
 use common::moto::Moto;
 use common::{outcome, read_jsonl, run, sluice, stderr, summary};
 use serde_json::{Value, json};
@@ -56,11 +56,7 @@ fn sqs_messages_are_delivered_then_deleted() {
     let moto = Moto::start();
     let rt = rt();
     let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
-    let url = rt
-        .block_on(sqs.create_queue().queue_name("in").send())
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = rt.block_on(create_queue(&sqs, "in"));
     for i in 0..25 {
         let body = if i == 9 {
             "{not json".to_owned()
@@ -125,11 +121,7 @@ fn messages_of_a_batch_that_was_not_delivered_stay_in_the_queue() {
     let moto = Moto::start();
     let rt = rt();
     let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
-    let url = rt
-        .block_on(sqs.create_queue().queue_name("in").send())
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = rt.block_on(create_queue(&sqs, "in"));
     for body in ["{\"ok\":1}", "broken"] {
         rt.block_on(sqs.send_message().queue_url(&url).message_body(body).send())
             .unwrap();
@@ -162,17 +154,7 @@ fn fifo_order_and_group_ids_reach_the_scripts() {
     let moto = Moto::start();
     let rt = rt();
     let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
-    let url = rt
-        .block_on(
-            sqs.create_queue()
-                .queue_name("in.fifo")
-                .attributes(QueueAttributeName::FifoQueue, "true")
-                .attributes(QueueAttributeName::ContentBasedDeduplication, "true")
-                .send(),
-        )
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = rt.block_on(create_queue(&sqs, "in.fifo"));
     for n in 0..12 {
         let group = if n % 2 == 0 { "even" } else { "odd" };
         rt.block_on(
@@ -623,11 +605,7 @@ fn sqs_visibility_is_extended_while_a_batch_waits_in_a_buffer() {
     let sqs = aws_sdk_sqs::Client::new(&conf);
     let s3 = s3_client(&conf);
     rt.block_on(create_bucket(&s3, "lake"));
-    let url = rt
-        .block_on(sqs.create_queue().queue_name("in").send())
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let url = rt.block_on(create_queue(&sqs, "in"));
     for i in 0..5 {
         rt.block_on(
             sqs.send_message()

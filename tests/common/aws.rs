@@ -56,6 +56,19 @@ pub fn jsonl(bytes: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// Creates a queue; returns its URL. A name ending in `.fifo` makes a FIFO
+/// queue with content-based deduplication.
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let mut req = sqs.create_queue().queue_name(name);
+    if name.ends_with(".fifo") {
+        req = req
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .attributes(QueueAttributeName::ContentBasedDeduplication, "true");
+    }
+    req.send().await.unwrap().queue_url.unwrap()
+}
+
 /// Creates a Kinesis stream of `shards` shards.
 pub async fn create_stream(kinesis: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
     kinesis
