@@ -9,6 +9,7 @@ use std::path::Path;
 
 use common::aws::{
     create_bucket, create_queue, create_stream, jsonl, objects, rt, s3_client, stream_records,
+    table_request,
 };
 use common::faults::Proxy;
 use common::moto::Moto;
@@ -135,34 +136,12 @@ fn sqs_send_message_batch_sends_again_only_the_failed_entries() {
 
 #[test]
 fn dynamodb_unprocessed_items_are_written_again_alone() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::ScalarAttributeType;
     let moto = Moto::start();
     let rt = rt();
     let dynamodb = aws_sdk_dynamodb::Client::new(&rt.block_on(moto.sdk_config()));
-    rt.block_on(
-        dynamodb
-            .create_table()
-            .table_name("items")
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("i")
-                    .attribute_type(ScalarAttributeType::N)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("i")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .send(),
-    )
-    .unwrap();
+    rt.block_on(table_request(&dynamodb, "items", "i", ScalarAttributeType::N).send())
+        .unwrap();
     let proxy = Proxy::start(
         &moto,
         json!([{ "op": "DynamoDB_20120810.BatchWriteItem", "calls": [1], "fault": "partial", "every": 2 }]),

@@ -7,7 +7,10 @@ mod common;
 use std::path::Path;
 
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
-use common::aws::{create_bucket, create_queue, create_stream, jsonl, objects, rt, s3_client};
+use common::aws::{
+    create_bucket, create_queue, create_stream, create_table, jsonl, objects, rt, s3_client,
+    table_request, table_stream,
+};
 use common::moto::Moto;
 use common::{outcome, read_jsonl, run, sluice, stderr, summary};
 use serde_json::{Value, json};
@@ -294,45 +297,17 @@ fn kinesis_shards_are_checkpointed_and_a_restart_resumes_after_the_checkpoint() 
 /// customers' `TotalSales` through the table's DynamoDB stream.
 #[test]
 fn dynamodb_stream_changes_keep_totals_and_resume_after_the_checkpoint() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-        ScalarAttributeType, StreamSpecification, StreamViewType,
-    };
+    use aws_sdk_dynamodb::types::{AttributeValue, ScalarAttributeType, StreamViewType};
     let moto = Moto::start();
     let rt = rt();
     let ddb = aws_sdk_dynamodb::Client::new(&rt.block_on(moto.sdk_config()));
-    let create = |name: &str, key: &str, stream: bool| {
-        let mut req = ddb
-            .create_table()
-            .table_name(name)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(key)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(key)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            );
-        if stream {
-            req = req.stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
-                    .build()
-                    .unwrap(),
-            );
-        }
-        rt.block_on(req.send()).unwrap();
-    };
-    create("Orders", "order_id", true);
-    create("CustomerTotals", "customer_id", false);
+    rt.block_on(
+        table_request(&ddb, "Orders", "order_id", ScalarAttributeType::S)
+            .stream_specification(table_stream(StreamViewType::NewAndOldImages))
+            .send(),
+    )
+    .unwrap();
+    rt.block_on(create_table(&ddb, "CustomerTotals", "customer_id"));
     let put = |id: &str, customer: &str, amount: &str| {
         rt.block_on(
             ddb.put_item()

@@ -923,37 +923,11 @@ fn a_stalled_sink_stops_reading_memory_stays_bounded_and_delivery_resumes() {
 
 #[test]
 fn a_dynamodb_stream_is_shared_too_and_a_killed_workers_shard_is_taken_over() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-        ScalarAttributeType, StreamSpecification, StreamViewType,
-    };
+    use aws_sdk_dynamodb::types::{AttributeValue, ScalarAttributeType, StreamViewType};
     let g = Group::new(1);
     g.rt.block_on(
-        g.dynamodb
-            .create_table()
-            .table_name("users")
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("id")
-                    .attribute_type(ScalarAttributeType::N)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("id")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewImage)
-                    .build()
-                    .unwrap(),
-            )
+        common::aws::table_request(&g.dynamodb, "users", "id", ScalarAttributeType::N)
+            .stream_specification(common::aws::table_stream(StreamViewType::NewImage))
             .send(),
     )
     .unwrap();

@@ -129,18 +129,22 @@ pub async fn stream_records(
     out
 }
 
-/// Creates an on-demand DynamoDB table with the string hash key `key`.
-pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, key: &str) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
+/// A request for an on-demand DynamoDB table whose hash key is `key`, of
+/// type `kind`: send it as it is, or add a stream first.
+pub fn table_request(
+    ddb: &aws_sdk_dynamodb::Client,
+    name: &str,
+    key: &str,
+    kind: aws_sdk_dynamodb::types::ScalarAttributeType,
+) -> aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType};
     ddb.create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name(key)
-                .attribute_type(ScalarAttributeType::S)
+                .attribute_type(kind)
                 .build()
                 .unwrap(),
         )
@@ -151,6 +155,23 @@ pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, key: &str)
                 .build()
                 .unwrap(),
         )
+}
+
+/// A table stream of `view` records, for [`table_request`].
+pub fn table_stream(
+    view: aws_sdk_dynamodb::types::StreamViewType,
+) -> aws_sdk_dynamodb::types::StreamSpecification {
+    aws_sdk_dynamodb::types::StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(view)
+        .build()
+        .unwrap()
+}
+
+/// Creates an on-demand DynamoDB table with the string hash key `key`.
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str, key: &str) {
+    use aws_sdk_dynamodb::types::ScalarAttributeType;
+    table_request(ddb, name, key, ScalarAttributeType::S)
         .send()
         .await
         .unwrap();
