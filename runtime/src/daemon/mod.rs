@@ -147,7 +147,7 @@ pub fn main(args: &Args) -> i32 {
             );
         }
     };
-    let listening = listener.local_addr().map_or(args.listen, |a| a);
+    let listening = listener.local_addr().unwrap_or(args.listen);
     let aws = Arc::new(rt.block_on(Clients::load(&p.aws, p.retry.attempt_timeout.0)));
 
     let settings = Settings {
