@@ -171,9 +171,9 @@ fn a_50_mb_line_is_dead_lettered_at_decode() {
     let env = envelopes(t.path());
     assert_eq!(
         env[0]["error"],
-        "record of 52428800 bytes is larger than max_record_bytes (10485760)"
+        "record of 52428800 bytes is larger than max_record_bytes (10485760); the envelope holds its first 1024 bytes"
     );
-    assert_eq!(env[0]["data"].as_str().unwrap().len(), 50 * 1024 * 1024);
+    assert_eq!(env[0]["data"], "x".repeat(1024));
 }
 
 #[test]
@@ -485,5 +485,174 @@ fn an_unfinished_redrive_is_resumed() {
     assert_eq!(
         read_jsonl(&t.path().join("out/out.jsonl")),
         vec![json!({"n": -1})]
+    );
+}
+
+#[test]
+fn scripts_cannot_wait_hoard_memory_run_long_or_write_what_json_cannot_hold() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "{FILE_IO}limits: {{ max_operations: 0, max_time_per_record: 300ms }}\n\
+             transforms:\n  - name: hostile\n    script: |\n      \
+             if record.k == \"sleep_float\" {{ sleep(1e30); }}\n      \
+             if record.k == \"sleep_int\" {{ sleep(9223372036854775807); }}\n      \
+             if record.k == \"clock\" {{ record.t = timestamp(); }}\n      \
+             if record.k == \"slow\" {{ let s = \"\"; loop {{ s += \"x\"; if s.len() > 500000 {{ s = \"\"; }} }} }}\n      \
+             if record.k == \"keys\" {{ let m = #{{}}; let k = \"\"; k.pad(100000, \"x\"); for i in 0..1000 {{ m[k + i] = i; }} }}\n      \
+             if record.k == \"curry\" {{ let s = \"\"; s.pad(1000000, \"x\"); let fs = []; for i in 0..100 {{ fs.push(Fn(\"x\").curry(s + i)); }} }}\n      \
+             if record.k == \"infinity\" {{ record.total = record.price * 10.0; }}\n      \
+             if record.k == \"nan\" {{ record.items = [1, #{{ v: 0.0 / 0.0 }}]; }}\n      \
+             if record.k == \"closure\" {{ record.f = |x| x + 1; }}\n      \
+             if record.k == \"range\" {{ record.r = 1..5; }}\n      \
+             record.seen = true;\n      \
+             record\nroutes: [{{ to: [out] }}]\n"
+        ),
+    );
+    let kinds = [
+        "sleep_float",
+        "sleep_int",
+        "clock",
+        "slow",
+        "keys",
+        "curry",
+        "infinity",
+        "nan",
+        "closure",
+        "range",
+    ];
+    let mut input: String = kinds
+        .iter()
+        .map(|k| format!("{{\"k\":\"{k}\",\"price\":1e308}}\n"))
+        .collect();
+    // A valid record larger than every size limit passes through untouched.
+    let big = json!({"k": "big", "text": "y".repeat(3 * 1024 * 1024), "items": vec![7; 30_000]});
+    input.push_str(&format!("{big}\n"));
+    std::fs::write(t.path().join("in.jsonl"), input).unwrap();
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["records_in"], 11);
+    assert_eq!(s["dead_lettered"]["transform"], 10);
+    assert_eq!(s["delivered"], 1);
+    assert_eq!(s["balanced"], true);
+    let mut expected = big.clone();
+    expected["seen"] = json!(true);
+    assert_eq!(read_jsonl(&t.path().join("out/out.jsonl")), vec![expected]);
+    let errors: Vec<(String, String)> = envelopes(t.path())
+        .iter()
+        .map(|e| {
+            assert_eq!(e["stage"], "transform", "{e}");
+            assert_eq!(e["step"], "hostile", "{e}");
+            (
+                serde_json::from_str::<serde_json::Value>(e["data"].as_str().unwrap()).unwrap()
+                    ["k"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                e["error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let error = |k: &str| {
+        errors
+            .iter()
+            .find(|(kind, _)| kind == k)
+            .map(|(_, e)| e.as_str())
+            .unwrap_or_else(|| panic!("no envelope for {k}: {errors:?}"))
+    };
+    let no_sleep = "script threw: sleep() is not available: a script cannot wait";
+    assert!(error("sleep_float").starts_with(no_sleep), "{errors:?}");
+    assert!(error("sleep_int").starts_with(no_sleep), "{errors:?}");
+    assert_eq!(
+        error("clock"),
+        "Function not found: timestamp () (script line 3, column 37)"
+    );
+    assert!(
+        error("slow").starts_with("script exceeded max_time_per_record (300ms)"),
+        "{errors:?}"
+    );
+    for k in ["keys", "curry"] {
+        assert!(
+            error(k).starts_with("script exceeded max_memory_bytes (67108864)"),
+            "{errors:?}"
+        );
+    }
+    assert_eq!(
+        error("infinity"),
+        "the transformed record cannot be written as JSON: `record.total` is infinite, which JSON cannot hold"
+    );
+    assert_eq!(
+        error("nan"),
+        "the transformed record cannot be written as JSON: `record.items[1].v` is NaN, which JSON cannot hold"
+    );
+    assert_eq!(
+        error("closure"),
+        "the transformed record cannot be written as JSON: `record.f` is a value of type `Fn`, which has no JSON form"
+    );
+    assert_eq!(
+        error("range"),
+        "the transformed record cannot be written as JSON: `record.r` is a value of type `range`, which has no JSON form"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature, which scripts/test turns on"
+)]
+fn a_panic_in_one_records_work_dead_letters_that_record_only() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "{FILE_IO}transforms:\n  - name: buggy\n    script: |\n      \
+             if record.n == 2 {{ fault_panic(\"bug in a builtin\"); }}\n      \
+             record\nroutes: [{{ to: [out] }}]\n"
+        ),
+    );
+    let input = "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n{\"n\":4,\"fault\":\"sink-panic\"}\n{\"n\":5}\n";
+    std::fs::write(t.path().join("in.jsonl"), input).unwrap();
+    let (code, s, err) = run_json(&p, &["--workers", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["records_in"], 5);
+    assert_eq!(s["delivered"], 3);
+    assert_eq!(s["dead_lettered"]["transform"], 1);
+    assert_eq!(s["dead_lettered"]["sink"], 1);
+    assert_eq!(s["balanced"], true);
+    assert_eq!(
+        read_jsonl(&t.path().join("out/out.jsonl")),
+        vec![json!({"n": 1}), json!({"n": 3}), json!({"n": 5})]
+    );
+    let env = envelopes(t.path());
+    assert_eq!(env.len(), 2);
+    assert_eq!(
+        (&env[0]["stage"], &env[0]["step"], &env[0]["data"]),
+        (&json!("transform"), &json!("buggy"), &json!("{\"n\":2}"))
+    );
+    let e = env[0]["error"].as_str().unwrap();
+    assert!(
+        e.starts_with("internal error: bug in a builtin (at "),
+        "{e}"
+    );
+    assert_eq!(
+        (
+            &env[1]["stage"],
+            &env[1]["step"],
+            env[1]["source"]["line"].as_u64()
+        ),
+        (&json!("sink"), &json!("out"), Some(4))
+    );
+    let e = env[1]["error"].as_str().unwrap();
+    assert!(
+        e.starts_with("internal error while writing the record: injected sink fault (at "),
+        "{e}"
+    );
+    // Each panic is reported once, as an internal error.
+    assert_eq!(
+        err.matches("error: internal error, the record is dead-lettered")
+            .count(),
+        2,
+        "{err}"
     );
 }

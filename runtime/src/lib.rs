@@ -15,12 +15,22 @@ pub mod decode;
 pub mod delivery;
 pub mod diagnostics;
 pub mod engine;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
+pub mod heap;
 pub mod lambda;
 pub mod logs;
 pub mod metrics;
+pub mod panics;
 pub mod record;
 pub mod route;
 pub mod sinks;
 pub mod sources;
 pub mod transform;
 pub mod validate;
+
+// The unit tests count the heap as the binary does, so the sandbox's memory
+// limit is tested too.
+#[cfg(test)]
+#[global_allocator]
+static GLOBAL: heap::Counting = heap::Counting;

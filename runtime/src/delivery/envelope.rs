@@ -42,6 +42,33 @@ pub struct Envelope<'a> {
     pub timestamp: &'a str,
 }
 
+/// Longest `error` text an envelope holds, in bytes.
+pub const MAX_ERROR_BYTES: usize = 1024;
+
+/// An error text as an envelope holds it: one longer than
+/// [`MAX_ERROR_BYTES`] (a message that repeats a huge value) keeps its start
+/// and its end, which say what failed, and drops its middle.
+pub fn clip_error(text: String) -> String {
+    if text.len() <= MAX_ERROR_BYTES {
+        return text;
+    }
+    let keep = MAX_ERROR_BYTES / 2 - 32;
+    let mut head = keep;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - keep;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}… ({} bytes left out) …{}",
+        &text[..head],
+        tail - head,
+        &text[tail..]
+    )
+}
+
 /// The original bytes as envelope `data` and its `encoding`.
 pub fn encode_data(bytes: &[u8]) -> (String, &'static str) {
     match std::str::from_utf8(bytes) {
@@ -61,6 +88,26 @@ mod tests {
     fn keeps_text_and_base64s_the_rest() {
         assert_eq!(encode_data(b"{\"a\":1}"), ("{\"a\":1}".to_owned(), "utf-8"));
         assert_eq!(encode_data(&[0xff, 0xfe]), ("//4=".to_owned(), "base64"));
+    }
+
+    #[test]
+    fn long_errors_keep_their_start_and_end() {
+        assert_eq!(clip_error("short".into()), "short");
+        let long = format!(
+            "\"{}é\" is longer than 10 characters",
+            "x".repeat(5_000_000)
+        );
+        let clipped = clip_error(long);
+        assert!(clipped.len() <= MAX_ERROR_BYTES + 40, "{}", clipped.len());
+        assert!(clipped.starts_with("\"xxxx"));
+        assert!(
+            clipped.ends_with("xxé\" is longer than 10 characters"),
+            "{clipped}"
+        );
+        assert!(
+            clipped.contains("… (4999") && clipped.contains(" bytes left out) …"),
+            "{clipped}"
+        );
     }
 
     #[test]

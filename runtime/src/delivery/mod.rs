@@ -83,7 +83,7 @@ pub async fn deliver_counted(
     let mut attempt = 1;
     while !pending.is_empty() {
         let batch: Vec<OutRecord<'_>> = pending.iter().map(|&i| records[i]).collect();
-        let results = writer.send(&batch).await;
+        let results = send_guarded(writer, &batch).await;
         let mut retry = Vec::new();
         let mut throttled = false;
         for (&i, result) in pending.iter().zip(results) {
@@ -109,4 +109,34 @@ pub async fn deliver_counted(
         pending = retry;
     }
     (outcomes, retries)
+}
+
+/// [`Writer::send`], with a panic in the writer (a bug in an encoder) kept
+/// to the record that caused it: the records are then written one at a
+/// time, and the one whose write panics is poison (dead-lettered with the
+/// panic's message). Records of the batch written before the panic may be
+/// written twice.
+async fn send_guarded(writer: &mut Writer, batch: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+    let poison = |m: String| {
+        SinkError::new(
+            ErrorClass::Poison,
+            format!("internal error while writing the record: {m}"),
+        )
+    };
+    match crate::panics::catch_async(writer.send(batch)).await {
+        Ok(results) => results,
+        Err(m) if batch.len() == 1 => vec![Err(poison(m))],
+        Err(_) => {
+            let mut results = Vec::with_capacity(batch.len());
+            for r in batch {
+                results.push(
+                    match crate::panics::catch_async(writer.send(std::slice::from_ref(r))).await {
+                        Ok(mut one) => one.pop().unwrap_or(Ok(())),
+                        Err(m) => Err(poison(m)),
+                    },
+                );
+            }
+            results
+        }
+    }
 }

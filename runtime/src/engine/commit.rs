@@ -164,7 +164,7 @@ fn sink_envelope(
         pipeline,
         stage: Stage::Sink,
         step: Some(sink),
-        error: err.message.clone(),
+        error: envelope::clip_error(err.message.clone()),
         instance_path: None,
         data,
         encoding,

@@ -160,6 +160,39 @@ pub struct Worker {
     conditions: Vec<Option<AST>>,
     scope: RecordScope,
     scratch: Vec<u8>,
+    /// Where the record in progress is: its stage, and the transform's index.
+    at: (Stage, Option<usize>),
+    /// The batch's output before the record in progress, to undo its part
+    /// when it panics: per sink, then the DLQ.
+    marks: Vec<LinesMark>,
+    counts_mark: Counts,
+}
+
+/// How long a [`SinkLines`] was.
+#[derive(Debug, Clone, Copy, Default)]
+struct LinesMark {
+    bytes: usize,
+    lines: usize,
+    keys: usize,
+}
+
+impl LinesMark {
+    fn of(l: &SinkLines) -> LinesMark {
+        LinesMark {
+            bytes: l.bytes.len(),
+            lines: l.ends.len(),
+            keys: l.keys.len(),
+        }
+    }
+
+    fn restore(self, l: &mut SinkLines) {
+        l.bytes.truncate(self.bytes);
+        l.ends.truncate(self.lines);
+        l.raw.truncate(self.lines);
+        l.ids.truncate(self.lines);
+        l.keys.truncate(self.keys);
+        l.count = self.lines as u64;
+    }
 }
 
 impl Worker {
@@ -184,17 +217,24 @@ impl Worker {
             })
             .collect::<Result<_, _>>()?;
         Ok(Worker {
+            marks: vec![LinesMark::default(); built.sink_names.len() + 1],
+            counts_mark: Counts::new(built.sink_names.len()),
             built,
             engine,
             scripts,
             conditions,
             scope: RecordScope::default(),
             scratch: Vec::with_capacity(4096),
+            at: (Stage::Decode, None),
         })
     }
 
     /// Runs every record of a batch through parse, validate, transforms and
     /// routes. `batch_time` is `meta.batch_time` and the envelopes' timestamp.
+    ///
+    /// A panic while one record is processed (a bug) undoes that record's
+    /// part of the output and dead-letters it with the stage it was in; the
+    /// other records are not affected.
     pub fn process(&mut self, batch: &[RawRecord], batch_time: &str) -> Result<BatchOutput, Fatal> {
         let built = Arc::clone(&self.built);
         let mut out = BatchOutput {
@@ -215,88 +255,141 @@ impl Worker {
         for (raw_index, raw) in batch.iter().enumerate() {
             cx.raw_index = raw_index;
             cx.out.counts.records_in += 1;
-            if let Some(reason) = &raw.rejected {
-                cx.dead_letter(raw, Stage::Decode, None, reason.clone(), None);
-                continue;
-            }
-            let Some(value) = self.parse(raw, &mut cx) else {
-                continue;
-            };
-            if let Some((validator, on_invalid)) = &built.validator
-                && let Err(invalid) = validator.validate(&value)
-            {
-                match on_invalid {
-                    OnInvalid::Dlq => {
-                        let text = if invalid.instance_path.is_empty() {
-                            invalid.message
-                        } else {
-                            format!("{} at {}", invalid.message, invalid.instance_path)
-                        };
-                        cx.dead_letter(
-                            raw,
-                            Stage::Validate,
-                            None,
-                            text,
-                            Some(invalid.instance_path),
-                        );
-                    }
-                    OnInvalid::Drop => cx.out.counts.dropped_invalid += 1,
-                    OnInvalid::Fail => {
-                        return Err(Fatal(format!(
-                            "{} failed validation and `on_invalid` is `fail`: {} at {}",
-                            describe(raw),
-                            invalid.message,
-                            if invalid.instance_path.is_empty() {
-                                "/"
-                            } else {
-                                &invalid.instance_path
-                            }
-                        )));
-                    }
+            self.mark(&cx);
+            let routed = cx.routed;
+            self.at = (Stage::Decode, None);
+            match crate::panics::catch(|| self.record(raw, &mut cx, &batch_time_rhai)) {
+                Ok(Ok(())) => {}
+                Ok(Err(fatal)) => return Err(fatal),
+                Err(message) => {
+                    self.undo(&mut cx);
+                    cx.routed = routed;
+                    self.scope = RecordScope::default();
+                    let (stage, step) = self.at;
+                    let step = step.map(|i| built.transforms[i].0.as_str());
+                    let text = format!("internal error: {message}");
+                    cx.dead_letter(raw, stage, step, text, None);
                 }
-                continue;
-            }
-            let meta = Meta::new(
-                &raw.position,
-                raw.attributes.clone(),
-                batch_time_rhai.clone(),
-            );
-            self.scope.begin(&meta);
-            let mut records = vec![convert::to_dynamic(value)];
-            for (i, ast) in self.scripts.iter().enumerate() {
-                let mut next = Vec::with_capacity(records.len());
-                for record in records {
-                    self.scope.set(record);
-                    match self.scope.eval(&self.engine, ast) {
-                        Ok(r) if r.is_unit() => cx.out.counts.filtered += 1,
-                        Ok(r) if r.is_array() => {
-                            let items = r.cast::<rhai::Array>();
-                            match items.len() {
-                                0 => cx.out.counts.filtered += 1,
-                                n => cx.out.counts.fanned_out += n as u64 - 1,
-                            }
-                            next.extend(items);
-                        }
-                        Ok(r) => next.push(r),
-                        Err(e) => {
-                            let text = transform::error_text(&e, &built.limits);
-                            cx.dead_letter(
-                                raw,
-                                Stage::Transform,
-                                Some(&built.transforms[i].0),
-                                text,
-                                None,
-                            );
-                        }
-                    }
-                }
-                records = next;
-            }
-            for record in records {
-                self.route(raw, record, &mut cx);
             }
         }
         Ok(out)
+    }
+
+    /// Remembers how far the batch's output is before a record.
+    fn mark(&mut self, cx: &Cx<'_>) {
+        for (m, l) in self.marks.iter_mut().zip(&cx.out.sinks) {
+            *m = LinesMark::of(l);
+        }
+        if let Some(m) = self.marks.last_mut() {
+            *m = LinesMark::of(&cx.out.dlq);
+        }
+        self.counts_mark.copy_from(&cx.out.counts);
+    }
+
+    /// Undoes the current record's part of the output.
+    fn undo(&self, cx: &mut Cx<'_>) {
+        for (m, l) in self.marks.iter().zip(&mut cx.out.sinks) {
+            m.restore(l);
+        }
+        if let Some(m) = self.marks.last() {
+            m.restore(&mut cx.out.dlq);
+        }
+        cx.out.counts.copy_from(&self.counts_mark);
+    }
+
+    /// One record through parse, validate, transforms and routes.
+    fn record(
+        &mut self,
+        raw: &RawRecord,
+        cx: &mut Cx<'_>,
+        batch_time: &rhai::ImmutableString,
+    ) -> Result<(), Fatal> {
+        let built = cx.built;
+        if let Some(reason) = &raw.rejected {
+            cx.dead_letter(raw, Stage::Decode, None, reason.clone(), None);
+            return Ok(());
+        }
+        self.at = (Stage::Parse, None);
+        let Some(value) = self.parse(raw, cx) else {
+            return Ok(());
+        };
+        self.at = (Stage::Validate, None);
+        if let Some((validator, on_invalid)) = &built.validator
+            && let Err(invalid) = validator.validate(&value)
+        {
+            match on_invalid {
+                OnInvalid::Dlq => {
+                    let text = if invalid.instance_path.is_empty() {
+                        invalid.message
+                    } else {
+                        format!("{} at {}", invalid.message, invalid.instance_path)
+                    };
+                    cx.dead_letter(
+                        raw,
+                        Stage::Validate,
+                        None,
+                        text,
+                        Some(invalid.instance_path),
+                    );
+                }
+                OnInvalid::Drop => cx.out.counts.dropped_invalid += 1,
+                OnInvalid::Fail => {
+                    return Err(Fatal(format!(
+                        "{} failed validation and `on_invalid` is `fail`: {} at {}",
+                        describe(raw),
+                        invalid.message,
+                        if invalid.instance_path.is_empty() {
+                            "/"
+                        } else {
+                            &invalid.instance_path
+                        }
+                    )));
+                }
+            }
+            return Ok(());
+        }
+        self.at = (Stage::Transform, None);
+        let meta = Meta::new(&raw.position, raw.attributes.clone(), batch_time.clone());
+        self.scope.begin(&meta);
+        let mut sizes = convert::Sizes::default();
+        let mut records = vec![convert::to_dynamic_sized(value, &mut sizes)];
+        // The limits count what scripts build beyond the record they were given.
+        transform::size_limits_for(&mut self.engine, &built.limits, sizes);
+        transform::start_budget();
+        for (i, ast) in self.scripts.iter().enumerate() {
+            self.at = (Stage::Transform, Some(i));
+            let mut next = Vec::with_capacity(records.len());
+            for record in records {
+                self.scope.set(record);
+                match self.scope.eval(&self.engine, ast) {
+                    Ok(r) if r.is_unit() => cx.out.counts.filtered += 1,
+                    Ok(r) if r.is_array() => {
+                        let items = r.cast::<rhai::Array>();
+                        match items.len() {
+                            0 => cx.out.counts.filtered += 1,
+                            n => cx.out.counts.fanned_out += n as u64 - 1,
+                        }
+                        next.extend(items);
+                    }
+                    Ok(r) => next.push(r),
+                    Err(e) => {
+                        let text = transform::error_text(&e, &built.limits);
+                        cx.dead_letter(
+                            raw,
+                            Stage::Transform,
+                            Some(&built.transforms[i].0),
+                            text,
+                            None,
+                        );
+                    }
+                }
+            }
+            records = next;
+        }
+        for record in records {
+            self.route(raw, record, cx);
+        }
+        Ok(())
     }
 
     fn parse(&mut self, raw: &RawRecord, cx: &mut Cx<'_>) -> Option<Value> {
@@ -325,6 +418,7 @@ impl Worker {
 
     fn route(&mut self, raw: &RawRecord, record: Dynamic, cx: &mut Cx<'_>) {
         let built = cx.built;
+        self.at = (Stage::Route, None);
         let mut targets: Vec<usize> = Vec::new();
         let has_conditions = self.conditions.iter().any(Option::is_some);
         let held = if has_conditions {
@@ -383,13 +477,18 @@ impl Worker {
         }
         targets.sort_unstable();
         targets.dedup();
+        // Writing the record is the last part of its transforms.
+        let last = built.transforms.len().checked_sub(1);
+        self.at = (Stage::Transform, last);
         self.scratch.clear();
         if let Err(e) = convert::write_json(&mut self.scratch, &record) {
             let text = format!("the transformed record cannot be written as JSON: {e}");
-            cx.dead_letter(raw, Stage::Transform, None, text, None);
+            let step = last.map(|i| built.transforms[i].0.as_str());
+            cx.dead_letter(raw, Stage::Transform, step, text, None);
             return;
         }
         self.scratch.push(b'\n');
+        self.at = (Stage::Route, None);
         let id = cx.routed;
         cx.routed += 1;
         for t in targets {
@@ -437,7 +536,7 @@ impl Cx<'_> {
             pipeline: &self.built.name,
             stage,
             step,
-            error,
+            error: crate::delivery::envelope::clip_error(error),
             instance_path: path,
             data,
             encoding,

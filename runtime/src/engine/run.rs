@@ -50,14 +50,18 @@ impl LineReader {
 
     /// Up to `max` records; an empty batch means the input is exhausted.
     /// Empty lines are skipped (but counted for line numbers).
+    ///
+    /// A line longer than `max_record_bytes` is not held whole: reading
+    /// keeps its first [`HEAD_BYTES`] bytes and skips the rest up to the next
+    /// line break, and the record is rejected (stage `decode`) with its size.
     pub fn next_batch(&mut self, max: usize) -> std::io::Result<Vec<RawRecord>> {
         let mut batch = Vec::with_capacity(max.min(4096));
         while batch.len() < max {
-            self.buf.clear();
-            if self.input.read_until(b'\n', &mut self.buf)? == 0 {
+            let Some(size) = self.read_line()? else {
                 break;
-            }
+            };
             self.line += 1;
+            let over = size > self.max_record_bytes;
             let mut data = self.buf.as_slice();
             if let Some(d) = data.strip_suffix(b"\n") {
                 data = d;
@@ -65,16 +69,19 @@ impl LineReader {
             if let Some(d) = data.strip_suffix(b"\r") {
                 data = d;
             }
-            if data.iter().all(u8::is_ascii_whitespace) {
+            if !over && data.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let rejected = (data.len() as u64 > self.max_record_bytes).then(|| {
+            let rejected = over.then(|| {
                 format!(
-                    "record of {} bytes is larger than max_record_bytes ({})",
-                    data.len(),
-                    self.max_record_bytes
+                    "record of {size} bytes is larger than max_record_bytes ({}); the envelope holds its first {} bytes",
+                    self.max_record_bytes,
+                    data.len().min(HEAD_BYTES)
                 )
             });
+            if over {
+                data = &data[..data.len().min(HEAD_BYTES)];
+            }
             batch.push(RawRecord {
                 data: data.to_vec(),
                 position: Position {
@@ -89,7 +96,68 @@ impl LineReader {
         }
         Ok(batch)
     }
+
+    /// Reads one line into `buf`, keeping at most `max_record_bytes` and its
+    /// line break (then only the first [`HEAD_BYTES`]); the line's size
+    /// without its line break, or `None` at the end of the input.
+    fn read_line(&mut self) -> std::io::Result<Option<u64>> {
+        self.buf.clear();
+        let keep = usize::try_from(self.max_record_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_add(2);
+        let mut size: u64 = 0;
+        let mut read_any = false;
+        let mut over = false;
+        // The last two bytes read, for the `\r\n` of a line not kept whole.
+        let mut last = [0u8; 2];
+        loop {
+            let chunk = match self.input.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            read_any = true;
+            let (take, ends) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let part = &chunk[..take];
+            if !over {
+                let room = keep - self.buf.len();
+                self.buf.extend_from_slice(&part[..take.min(room)]);
+                if self.buf.len() >= keep {
+                    // Over the limit: only the head is kept.
+                    over = true;
+                    self.buf.truncate(HEAD_BYTES);
+                }
+            }
+            for &b in part.iter().rev().take(2).rev() {
+                last = [last[1], b];
+            }
+            size += take as u64;
+            self.input.consume(take);
+            if ends {
+                break;
+            }
+        }
+        if !read_any {
+            return Ok(None);
+        }
+        if last[1] == b'\n' {
+            size -= 1;
+            if last[0] == b'\r' {
+                size -= 1;
+            }
+        }
+        Ok(Some(size))
+    }
 }
+
+/// How much of a record over `max_record_bytes` its envelope keeps.
+pub const HEAD_BYTES: usize = 1024;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -267,7 +335,7 @@ fn worker_loop(
     done: &std::sync::mpsc::SyncSender<Done>,
     started: &std::sync::mpsc::SyncSender<Result<(), String>>,
 ) {
-    let mut worker = match Worker::new(built) {
+    let mut worker = match Worker::new(Arc::clone(&built)) {
         Ok(w) => {
             let _ = started.send(Ok(()));
             w
@@ -285,10 +353,20 @@ fn worker_loop(
         let Ok((seq, batch, batch_time, ack)) = job else {
             return;
         };
-        let out = worker.process(&batch, &batch_time).map(|mut out| {
-            out.raw = batch;
-            out
-        });
+        // A panic in one record's work dead-letters that record; one outside
+        // it stops the run (nothing of the batch is acknowledged).
+        let out = match crate::panics::catch(|| worker.process(&batch, &batch_time)) {
+            Ok(out) => out.map(|mut out| {
+                out.raw = batch;
+                out
+            }),
+            Err(m) => {
+                if let Ok(w) = Worker::new(Arc::clone(&built)) {
+                    worker = w;
+                }
+                Err(Fatal(format!("internal error in a worker: {m}")))
+            }
+        };
         if done.send((seq, out, ack)).is_err() {
             return;
         }
@@ -346,7 +424,15 @@ fn write_in_order(
                 pending.insert(seq, (out, ack));
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => {
+                if !pending.is_empty() {
+                    // A batch never came back: its worker stopped.
+                    return Err(RunError::Worker(
+                        "a worker stopped before its batch was done".into(),
+                    ));
+                }
+                break;
+            }
         }
         while let Some((out, ack)) = pending.remove(&next) {
             let mut out = out.map_err(|Fatal(m)| RunError::Fatal(m))?;

@@ -64,6 +64,18 @@ impl Counts {
         self.failed += o.failed;
     }
 
+    /// Becomes a copy of `o`, reusing this one's memory (`clone_from` would not).
+    pub fn copy_from(&mut self, o: &Counts) {
+        let mut per_sink = std::mem::take(&mut self.per_sink);
+        per_sink.clear();
+        per_sink.extend_from_slice(&o.per_sink);
+        *self = Counts {
+            per_sink,
+            dead_lettered: o.dead_lettered,
+            ..*o
+        };
+    }
+
     /// Counts one dead-lettered record.
     pub fn dead_letter(&mut self, stage: Stage) {
         self.dead_lettered[stage as usize] += 1;

@@ -123,8 +123,6 @@ pub enum Writer {
     Dynamodb(dynamodb::Writer),
     /// Amazon Kinesis Data Streams.
     Kinesis(kinesis::Writer),
-    /// Kept in memory (tests).
-    Memory(Vec<u8>),
 }
 
 impl Writer {
@@ -151,13 +149,6 @@ impl Writer {
             Writer::Sqs(w) => w.send(records).await,
             Writer::Dynamodb(w) => w.send(records).await,
             Writer::Kinesis(w) => w.send(records).await,
-            Writer::Memory(v) => {
-                for r in records {
-                    v.extend_from_slice(r.json);
-                    v.push(b'\n');
-                }
-                vec![Ok(()); records.len()]
-            }
         }
     }
 
@@ -176,7 +167,7 @@ impl Writer {
             Writer::Sqs(w) => w.calls(),
             Writer::Dynamodb(w) => w.calls(),
             Writer::Kinesis(w) => w.calls(),
-            Writer::File(_) | Writer::Stdout(_) | Writer::Memory(_) => 0,
+            Writer::File(_) | Writer::Stdout(_) => 0,
         }
     }
 
@@ -185,11 +176,7 @@ impl Writer {
         match self {
             Writer::File(w) => w.sync(),
             Writer::Stdout(w) => w.flush(),
-            Writer::S3(_)
-            | Writer::Sqs(_)
-            | Writer::Dynamodb(_)
-            | Writer::Kinesis(_)
-            | Writer::Memory(_) => Ok(()),
+            Writer::S3(_) | Writer::Sqs(_) | Writer::Dynamodb(_) | Writer::Kinesis(_) => Ok(()),
         }
     }
 }
@@ -200,14 +187,36 @@ fn write_lines(
     records: &[OutRecord<'_>],
     what: &str,
 ) -> Vec<Result<(), SinkError>> {
-    records
+    let mut results: Vec<Result<(), SinkError>> = records
         .iter()
         .map(|r| {
-            out.write_all(r.json)
-                .and_then(|()| out.write_all(b"\n"))
-                .map_err(|e| crate::delivery::error::classify_io(what, &e))
+            // A panic here is kept to its record (see `delivery` for remote sinks).
+            crate::panics::catch(|| {
+                #[cfg(feature = "fault-injection")]
+                crate::faults::sink_write(r.json);
+                out.write_all(r.json)
+                    .and_then(|()| out.write_all(b"\n"))
+                    .map_err(|e| crate::delivery::error::classify_io(what, &e))
+            })
+            .unwrap_or_else(|m| {
+                Err(SinkError::new(
+                    crate::delivery::ErrorClass::Poison,
+                    format!("internal error while writing the record: {m}"),
+                ))
+            })
         })
-        .collect()
+        .collect();
+    // What is still buffered is written now, so that a full disk fails these
+    // records rather than a later sync that no record answers for.
+    if let Err(e) = out.flush() {
+        let e = crate::delivery::error::classify_io(what, &e);
+        for r in &mut results {
+            if r.is_ok() {
+                *r = Err(e.clone());
+            }
+        }
+    }
+    results
 }
 
 /// Reads a dotted path (`customer.id`) of a JSON-like Rhai record as text:

@@ -1,12 +1,31 @@
 //! Moving records between JSON and Rhai values without going through serde's
 //! generic machinery: JSON values are consumed, so strings move instead of being copied.
 
+use std::fmt::Write as _;
+
 use rhai::{Array, Dynamic, Map};
 use serde_json::Value;
+
+/// What a value holds, counted as Rhai's data size limits count it: array
+/// items, object-map entries and string bytes, at every depth.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sizes {
+    /// Array items.
+    pub array_items: usize,
+    /// Object-map entries.
+    pub map_entries: usize,
+    /// String bytes.
+    pub string_bytes: usize,
+}
 
 /// A parsed JSON value as a Rhai value. `null` becomes `()`; integers that do
 /// not fit in an `i64` become floats.
 pub fn to_dynamic(v: Value) -> Dynamic {
+    to_dynamic_sized(v, &mut Sizes::default())
+}
+
+/// [`to_dynamic`], adding what the value holds to `sizes` on the way.
+pub fn to_dynamic_sized(v: Value, sizes: &mut Sizes) -> Dynamic {
     match v {
         Value::Null => Dynamic::UNIT,
         Value::Bool(b) => Dynamic::from_bool(b),
@@ -14,22 +33,120 @@ pub fn to_dynamic(v: Value) -> Dynamic {
             Some(i) => Dynamic::from_int(i),
             None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
         },
-        Value::String(s) => Dynamic::from(s),
-        Value::Array(a) => Dynamic::from_array(a.into_iter().map(to_dynamic).collect::<Array>()),
+        Value::String(s) => {
+            sizes.string_bytes += s.len();
+            Dynamic::from(s)
+        }
+        Value::Array(a) => {
+            sizes.array_items += a.len();
+            Dynamic::from_array(
+                a.into_iter()
+                    .map(|v| to_dynamic_sized(v, sizes))
+                    .collect::<Array>(),
+            )
+        }
         Value::Object(o) => {
+            sizes.map_entries += o.len();
             let mut m = Map::new();
             for (k, v) in o {
-                m.insert(k.into(), to_dynamic(v));
+                m.insert(k.into(), to_dynamic_sized(v, sizes));
             }
             Dynamic::from_map(m)
         }
     }
 }
 
-/// Appends a Rhai value to `out` as compact JSON. Fails on values JSON cannot
-/// hold (functions, custom types).
+/// Appends a Rhai value to `out` as compact JSON. A value JSON cannot hold
+/// (an infinite or NaN number, a function pointer, a range, a custom type)
+/// is an error that names where it is (`record.items[2].total`); `out` then
+/// holds a part of the document.
 pub fn write_json(out: &mut Vec<u8>, v: &Dynamic) -> Result<(), String> {
-    serde_json::to_writer(&mut *out, v).map_err(|e| e.to_string())
+    let mut path = String::from("record");
+    write_value(out, v, &mut path)
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Dynamic, path: &mut String) -> Result<(), String> {
+    if v.is_shared() {
+        return write_value(out, &v.flatten_clone(), path);
+    }
+    if v.is_unit() {
+        out.extend_from_slice(b"null");
+    } else if let Ok(b) = v.as_bool() {
+        out.extend_from_slice(if b { b"true" } else { b"false" });
+    } else if let Ok(i) = v.as_int() {
+        json_to(out, &i);
+    } else if let Ok(f) = v.as_float() {
+        if !f.is_finite() {
+            let what = if f.is_nan() {
+                "NaN"
+            } else if f > 0.0 {
+                "infinite"
+            } else {
+                "negative infinite"
+            };
+            return Err(format!("`{path}` is {what}, which JSON cannot hold"));
+        }
+        json_to(out, &f);
+    } else if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+        json_to(out, s.as_str());
+    } else if let Ok(c) = v.as_char() {
+        json_to(out, &c);
+    } else if let Some(a) = v.read_lock::<Array>() {
+        out.push(b'[');
+        let len = path.len();
+        for (i, item) in a.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let _ = write!(path, "[{i}]");
+            write_value(out, item, path)?;
+            path.truncate(len);
+        }
+        out.push(b']');
+    } else if let Some(m) = v.read_lock::<Map>() {
+        out.push(b'{');
+        let len = path.len();
+        for (i, (k, item)) in m.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json_to(out, k.as_str());
+            out.push(b':');
+            let plain = !k.is_empty()
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !k.starts_with(|c: char| c.is_ascii_digit());
+            if plain {
+                let _ = write!(path, ".{k}");
+            } else {
+                let _ = write!(path, "[{}]", serde_json::Value::from(k.as_str()));
+            }
+            write_value(out, item, path)?;
+            path.truncate(len);
+        }
+        out.push(b'}');
+    } else {
+        return Err(format!(
+            "`{path}` is a value of type `{}`, which has no JSON form",
+            script_type_name(v.type_name())
+        ));
+    }
+    Ok(())
+}
+
+/// A type's name as scripts know it: `range` for Rust's ranges, the last
+/// segment of a Rust path otherwise (`Meta`, `Fn`, `blob`).
+fn script_type_name(rust: &str) -> &str {
+    if rust.contains("::Range") {
+        return "range";
+    }
+    let plain = rust.split('<').next().unwrap_or(rust);
+    plain.rsplit("::").next().unwrap_or(plain)
+}
+
+/// Writes an integer, string, char or finite float as serde_json does.
+fn json_to<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Writing these to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 #[cfg(test)]
@@ -39,10 +156,56 @@ mod tests {
 
     #[test]
     fn round_trips_json() {
-        let v = json!({"a": [1, 2.5, "x", null, true], "b": {"c": -7}});
-        let d = to_dynamic(v.clone());
+        let v = json!({"a": [1, 2.5, "x\n\"", null, true], "b": {"c": -7, "d e": 1e300}});
+        let mut sizes = Sizes::default();
+        let d = to_dynamic_sized(v.clone(), &mut sizes);
+        assert_eq!(
+            sizes,
+            Sizes {
+                array_items: 5,
+                map_entries: 4,
+                string_bytes: 3
+            }
+        );
         let mut out = Vec::new();
         write_json(&mut out, &d).unwrap();
         assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), v);
+        // The same text serde_json writes.
+        assert_eq!(out, serde_json::to_vec(&v).unwrap());
+    }
+
+    fn written(script: &str) -> Result<String, String> {
+        let e = crate::transform::engine(&crate::transform::Limits::default());
+        let v: Dynamic = e.eval(script).unwrap();
+        let mut out = Vec::new();
+        write_json(&mut out, &v).map(|()| String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn values_without_a_json_form_are_errors_that_name_the_field() {
+        assert_eq!(
+            written("#{total: 1e308 * 10.0}"),
+            Err("`record.total` is infinite, which JSON cannot hold".into())
+        );
+        assert_eq!(
+            written("#{items: [1, #{x: -1e308 * 10.0}]}"),
+            Err("`record.items[1].x` is negative infinite, which JSON cannot hold".into())
+        );
+        assert_eq!(
+            written("#{\"a b\": 0.0 / 0.0}"),
+            Err("`record[\"a b\"]` is NaN, which JSON cannot hold".into())
+        );
+        assert_eq!(
+            written("#{f: Fn(\"x\")}"),
+            Err("`record.f` is a value of type `Fn`, which has no JSON form".into())
+        );
+        assert_eq!(
+            written("#{r: 1..3}"),
+            Err("`record.r` is a value of type `range`, which has no JSON form".into())
+        );
+        assert_eq!(
+            written("#{c: 'x', u: ()}"),
+            Ok(r#"{"c":"x","u":null}"#.into())
+        );
     }
 }

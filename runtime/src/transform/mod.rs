@@ -5,15 +5,22 @@
 //! returns the record to continue with, `()` to filter it out, or an array to
 //! fan out into several records; a thrown error dead-letters the record with
 //! stage `transform`. Scripts compile once per worker at start-up. The
-//! [`Limits`] bound operations, call depth, expression depth and data sizes,
-//! and scripts have no module loading, no `eval`, and no file or network access.
+//! [`Limits`] bound operations, call depth, expression depth, data sizes, the
+//! heap one record's scripts hold and the time they take; scripts have no
+//! module loading, no `eval`, no clock, no way to wait, and no file or
+//! network access.
 
 pub mod convert;
 pub mod meta;
 
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
 use rhai::{AST, Dynamic, Engine, EvalAltResult, Scope};
 use schemars::JsonSchema;
 use serde::Deserialize;
+
+use crate::config::duration::Dur;
 
 pub use meta::Meta;
 
@@ -33,7 +40,12 @@ pub struct Config {
 }
 
 /// Sandbox limits for every script of the pipeline. A record whose script
-/// exceeds one is dead-lettered with stage `transform`.
+/// exceeds one is dead-lettered with stage `transform` (`route` for a condition).
+///
+/// The data size limits count what a script builds, not what it was given:
+/// any one value may hold the input record's own string bytes, array items
+/// and map entries plus up to the limit more. `max_memory_bytes` and
+/// `max_time_per_record` bound all of one record's scripts together.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Limits")]
@@ -47,15 +59,23 @@ pub struct Limits {
     /// Deepest expression nesting in a script (checked when the script compiles).
     #[serde(default = "default_max_expr_depth")]
     pub max_expr_depth: usize,
-    /// Longest string a script may build, in bytes.
+    /// String bytes a value may hold beyond the input record's, at every depth.
     #[serde(default = "default_max_string_bytes")]
     pub max_string_bytes: usize,
-    /// Longest array a script may build.
+    /// Array items a value may hold beyond the input record's, at every depth.
     #[serde(default = "default_max_array_len")]
     pub max_array_len: usize,
-    /// Most keys in a map a script may build.
+    /// Map entries a value may hold beyond the input record's, at every depth.
     #[serde(default = "default_max_map_len")]
     pub max_map_len: usize,
+    /// Heap bytes one record's scripts may hold at once beyond the input
+    /// record, whatever holds them: strings, map keys, arrays, closures and
+    /// the values they capture.
+    #[serde(default = "default_max_memory_bytes")]
+    pub max_memory_bytes: u64,
+    /// Longest time one record's scripts (transforms and route conditions) may take.
+    #[serde(default = "default_max_time_per_record")]
+    pub max_time_per_record: Dur,
 }
 
 fn default_max_operations() -> u64 {
@@ -76,6 +96,12 @@ fn default_max_array_len() -> usize {
 fn default_max_map_len() -> usize {
     10_000
 }
+fn default_max_memory_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_max_time_per_record() -> Dur {
+    Dur(Duration::from_secs(1))
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -86,12 +112,14 @@ impl Default for Limits {
             max_string_bytes: default_max_string_bytes(),
             max_array_len: default_max_array_len(),
             max_map_len: default_max_map_len(),
+            max_memory_bytes: default_max_memory_bytes(),
+            max_time_per_record: default_max_time_per_record(),
         }
     }
 }
 
 /// A Rhai engine set up as the sandbox: limits applied, no module loading,
-/// no `eval`, `print`/`debug` silenced, `meta` registered.
+/// no `eval`, no clock and no `sleep`, `print`/`debug` silenced, `meta` registered.
 pub fn engine(limits: &Limits) -> Engine {
     let mut e = Engine::new();
     e.set_max_operations(limits.max_operations)
@@ -106,8 +134,77 @@ pub fn engine(limits: &Limits) -> Engine {
         .on_print(|_| {})
         .on_debug(|_, _, _| {});
     e.disable_symbol("eval");
+    // Rhai's core package can block the thread; functions registered on the
+    // engine are found before the packages', so these replace it. (The
+    // clock, `timestamp()`, is left out of the build: the `no_time` feature.)
+    e.register_fn("sleep", |_: rhai::INT| -> Result<(), Box<EvalAltResult>> {
+        Err(NO_SLEEP.into())
+    });
+    e.register_fn(
+        "sleep",
+        |_: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> { Err(NO_SLEEP.into()) },
+    );
+    let max_memory = i64::try_from(limits.max_memory_bytes).unwrap_or(i64::MAX);
+    let max_time = limits.max_time_per_record.0;
+    e.on_progress(move |ops| budget_exceeded(ops, max_memory, max_time));
     meta::register(&mut e);
+    #[cfg(feature = "fault-injection")]
+    crate::faults::register(&mut e);
     e
+}
+
+const NO_SLEEP: &str = "sleep() is not available: a script cannot wait";
+
+/// How often the time budget is looked at, in operations: an operation
+/// takes at most a few milliseconds (the data size limits bound it).
+const TIME_CHECK_OPS: u64 = 32;
+
+thread_local! {
+    /// When the current record's scripts started, and the thread's heap then.
+    static BUDGET: Cell<Option<(Instant, i64)>> = const { Cell::new(None) };
+}
+
+/// Starts the time and memory budget of one record's scripts, on this thread.
+pub fn start_budget() {
+    BUDGET.set(Some((Instant::now(), crate::heap::thread_bytes())));
+}
+
+/// Rhai's progress callback: stops the script when the record's scripts hold
+/// more heap than allowed (looked at every operation: one operation can only
+/// double what a script holds) or ran too long.
+fn budget_exceeded(ops: u64, max_memory: i64, max_time: Duration) -> Option<Dynamic> {
+    let (start, heap) = BUDGET.get()?;
+    if crate::heap::thread_bytes() - heap > max_memory {
+        return Some(Dynamic::from(Exceeded::Memory));
+    }
+    if ops.is_multiple_of(TIME_CHECK_OPS) && start.elapsed() > max_time {
+        return Some(Dynamic::from(Exceeded::Time));
+    }
+    None
+}
+
+/// Which budget stopped a script (the value of Rhai's `ErrorTerminated`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exceeded {
+    Memory,
+    Time,
+}
+
+/// Sets the data size limits of `engine` for one record that holds `sizes`:
+/// the configured limits count what scripts add to the record.
+pub fn size_limits_for(engine: &mut Engine, limits: &Limits, sizes: convert::Sizes) {
+    // 0 means no limit, and stays so.
+    let above = |limit: usize, held: usize| {
+        if limit == 0 {
+            0
+        } else {
+            limit.saturating_add(held)
+        }
+    };
+    engine
+        .set_max_string_size(above(limits.max_string_bytes, sizes.string_bytes))
+        .set_max_array_size(above(limits.max_array_len, sizes.array_items))
+        .set_max_map_size(above(limits.max_map_len, sizes.map_entries));
 }
 
 /// A script syntax error with its 1-based line and column inside the script.
@@ -204,9 +301,20 @@ pub fn error_text(e: &EvalAltResult, limits: &Limits) -> String {
             )
         }
         E::ErrorDataTooLarge(what, _) => format!(
-            "script exceeded a data size limit: {what} (max_string_bytes {}, max_array_len {}, max_map_len {})",
+            "script exceeded a data size limit: {what} (max_string_bytes {}, max_array_len {}, max_map_len {}, beyond the input record's own)",
             limits.max_string_bytes, limits.max_array_len, limits.max_map_len
         ),
+        E::ErrorTerminated(token, _) => match token.clone().try_cast::<Exceeded>() {
+            Some(Exceeded::Memory) => format!(
+                "script exceeded max_memory_bytes ({})",
+                limits.max_memory_bytes
+            ),
+            Some(Exceeded::Time) => format!(
+                "script exceeded max_time_per_record ({})",
+                humantime::format_duration(limits.max_time_per_record.0)
+            ),
+            None => "script was stopped".into(),
+        },
         E::ErrorRuntime(value, _) => format!("script threw: {value}"),
         other => {
             // Rhai's own text ends in "(line L, position C)"; the position is added below.
@@ -241,15 +349,118 @@ mod tests {
     }
 
     fn run_src(src: &str, record: Dynamic) -> Result<Dynamic, String> {
-        let limits = Limits::default();
-        let e = engine(&limits);
+        run_with(&Limits::default(), src, record)
+    }
+
+    /// Runs a script as the engine runs a record's scripts: budget started,
+    /// size limits above the record's own.
+    fn run_with(limits: &Limits, src: &str, record: Dynamic) -> Result<Dynamic, String> {
+        let mut e = engine(limits);
         let ast = compile_script(&e, src).map_err(|e| e.message)?;
+        let mut sizes = convert::Sizes::default();
+        let json = serde_json::to_value(&record).unwrap();
+        let record = convert::to_dynamic_sized(json, &mut sizes);
+        size_limits_for(&mut e, limits, sizes);
         let mut scope = RecordScope::default();
         scope.begin(&meta());
         scope.set(record);
-        scope
-            .eval(&e, &ast)
-            .map_err(|err| error_text(&err, &limits))
+        start_budget();
+        scope.eval(&e, &ast).map_err(|err| error_text(&err, limits))
+    }
+
+    #[test]
+    fn scripts_cannot_wait_or_read_the_clock() {
+        for src in [
+            "sleep(1e30); 1",
+            "sleep(9223372036854775807); 1",
+            "sleep(0.001); 1",
+        ] {
+            let err = run_src(src, ().into()).unwrap_err();
+            assert_eq!(
+                err,
+                "script threw: sleep() is not available: a script cannot wait (script line 1, column 1)",
+                "{src}"
+            );
+        }
+        let err = run_src("timestamp()", ().into()).unwrap_err();
+        assert_eq!(
+            err,
+            "Function not found: timestamp () (script line 1, column 1)"
+        );
+    }
+
+    #[test]
+    fn the_time_budget_stops_a_script_that_no_other_limit_stops() {
+        let limits = Limits {
+            max_operations: 0,
+            max_time_per_record: Dur(Duration::from_millis(20)),
+            ..Limits::default()
+        };
+        let err = run_with(&limits, "loop {}", ().into()).unwrap_err();
+        assert!(
+            err.starts_with("script exceeded max_time_per_record (20ms) (script line 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_memory_budget_counts_map_keys_and_curried_values() {
+        let limits = Limits::default();
+        // Map keys are not counted by Rhai's own limits: 1 000 keys of 100 kB each.
+        let keys = "let m = #{}; let k = \"\"; k.pad(100000, \"x\"); for i in 0..1000 { m[k + i] = i; } m.len()";
+        let err = run_with(&limits, keys, ().into()).unwrap_err();
+        assert!(
+            err.starts_with("script exceeded max_memory_bytes (67108864)"),
+            "{err}"
+        );
+        // Nor are the values a curried function captures.
+        let curry = "let s = \"\"; s.pad(1000000, \"x\"); let fs = []; for i in 0..100 { fs.push(Fn(\"x\").curry(s + i)); } fs.len()";
+        let err = run_with(&limits, curry, ().into()).unwrap_err();
+        assert!(
+            err.starts_with("script exceeded max_memory_bytes (67108864)"),
+            "{err}"
+        );
+        // A smaller budget stops the same shape sooner; a small script passes.
+        let small = Limits {
+            max_memory_bytes: 1024 * 1024,
+            ..Limits::default()
+        };
+        assert!(run_with(&small, keys, ().into()).is_err());
+        assert_eq!(
+            run_with(&small, "let m = #{}; m.a = 1; m.a", ().into())
+                .unwrap()
+                .as_int(),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn size_limits_count_what_a_script_adds_to_its_record() {
+        // A 2 MiB string and 20 000 items: over every default limit, but given.
+        let big = serde_json::json!({
+            "text": "x".repeat(2 * 1024 * 1024),
+            "items": vec![1; 20_000],
+        });
+        let record = convert::to_dynamic(big);
+        let r = run_src(
+            "record.n = record.items.len() + record.text.len(); record",
+            record.clone(),
+        )
+        .unwrap();
+        assert_eq!(
+            r.cast::<rhai::Map>()["n"].as_int(),
+            Ok(20_000 + 2 * 1024 * 1024)
+        );
+        // Adding more than the limit on top is still stopped.
+        let err = run_src(
+            "let s = \"\"; s.pad(1048577, \"y\"); record.more = s; record",
+            record,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("script exceeded a data size limit"),
+            "{err}"
+        );
     }
 
     #[test]
