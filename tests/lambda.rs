@@ -558,3 +558,186 @@ fn retries_stop_at_the_deadline_margin() {
         "retried until the margin, not to max_attempts: {attempts}"
     );
 }
+
+/// A record the event cannot be decoded into (data that is not base64, or
+/// no data at all) is dead-lettered at `decode` with its JSON; the rest of
+/// the batch is delivered and nothing is reported failed.
+#[test]
+fn an_event_record_that_cannot_be_decoded_is_dead_lettered_alone() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), FILES);
+    let lambda = Lambda::start(&p, &[]);
+    let mut event = kinesis_event(&[r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#]);
+    event["Records"][1]["kinesis"]["data"] = json!("*not base64*");
+    let bad = event["Records"][1].clone();
+    let response = lambda.invoke(&event).unwrap();
+    assert_eq!(
+        failures(&response),
+        Vec::<String>::new(),
+        "{}",
+        lambda.stderr()
+    );
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")),
+        vec![json!({"n": 1}), json!({"n": 3})]
+    );
+    let dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        (&dlq[0]["stage"], &dlq[0]["source"]["sequence_number"]),
+        (&json!("decode"), &json!("101"))
+    );
+    assert!(
+        dlq[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the Kinesis event record cannot be decoded: "),
+        "{}",
+        dlq[0]
+    );
+    let data: Value = serde_json::from_str(dlq[0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, bad);
+}
+
+/// A Firehose data-transformation event sent to a Kinesis pipeline: the
+/// invocation fails, naming what arrived, with a one-word error type.
+#[test]
+fn a_firehose_event_is_named_when_it_is_not_what_the_pipeline_reads() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), FILES);
+    let lambda = Lambda::start(&p, &[]);
+    let event = json!({
+        "invocationId": "i-1",
+        "deliveryStreamArn": "arn:aws:firehose:us-east-1:123456789012:deliverystream/d",
+        "region": "us-east-1",
+        "records": [{ "recordId": "r1", "data": "e30=", "approximateArrivalTimestamp": 1_764_000_000_000_i64 }]
+    });
+    let err = lambda.invoke(&event).unwrap_err();
+    assert!(err.contains("Error: WrongEventKind"), "{err}");
+    assert_eq!(
+        logged(&lambda, "ERROR"),
+        vec![
+            "the pipeline reads a `kinesis` source, but the event is a Firehose data-transformation event (`deliveryStreamArn`, `records`)"
+        ]
+    );
+}
+
+/// A file sink whose writes fail only when its buffer is written out (a
+/// full disk): the records are reported failed, not answered as delivered.
+#[test]
+fn records_a_full_disk_did_not_take_are_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         routes: [{ to: [out] }]\n\
+         sinks:\n  out: { type: file, path: /dev/full, mode: append }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let lambda = Lambda::start(&p, &[]);
+    let response = lambda
+        .invoke(&kinesis_event(&[r#"{"n":1}"#, r#"{"n":2}"#]))
+        .unwrap();
+    assert_eq!(failures(&response), vec!["100"], "{}", lambda.stderr());
+    let errors = logged(&lambda, "ERROR");
+    assert!(
+        errors[0].starts_with("sink `out` did not accept a record after 1 attempts: writing to `/dev/full` failed: No space left on device"),
+        "{errors:?}"
+    );
+    assert_eq!(metrics(&lambda)[0]["Failed"], 2);
+}
+
+/// Once a record of the shard failed at a sink, no later chunk of the
+/// event is started: only the records that shared a sink call with it are
+/// written before the source delivers them all again.
+#[test]
+fn after_a_failed_record_the_rest_of_the_shard_is_not_written() {
+    let moto = Moto::start();
+    let proxy = throttling_put_records(&moto);
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         routes:\n  - { when: 'record.n == 9', to: [events] }\n  - { to: [out] }\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         \x20 events: { type: kinesis, stream: events, partition_key: n, retry: { max_attempts: 1 } }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let lambda = Lambda::start(&p, &proxy.env(&moto));
+    let data: Vec<String> = (0..1200).map(|n| format!("{{\"n\":{n}}}")).collect();
+    let data: Vec<&str> = data.iter().map(String::as_str).collect();
+    let response = lambda.invoke(&kinesis_event(&data)).unwrap();
+    assert_eq!(failures(&response), vec!["109"], "{}", lambda.stderr());
+    // The first chunk (500 records, record 9 among them: every record goes
+    // to `out`) was written; nothing after it.
+    let out = read_jsonl(&t.path().join("out.jsonl"));
+    let written: Vec<u64> = out.iter().map(|r| r["n"].as_u64().unwrap()).collect();
+    assert!(
+        written == (0..500).collect::<Vec<u64>>(),
+        "{} records written, from {:?} to {:?}",
+        written.len(),
+        written.first(),
+        written.last()
+    );
+    assert_eq!(
+        logged(&lambda, "WARN"),
+        vec![
+            "after a failed record: 700 later records of its shard, message group or partition were not started, and 490 were already written and will be written again when the source delivers them again"
+        ]
+    );
+}
+
+/// A panic in one record's script dead-letters that record; the batch and
+/// the next invocations go on in the same execution environment.
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature, which scripts/test turns on"
+)]
+fn a_panic_in_one_record_dead_letters_it_and_the_function_goes_on() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         transforms:\n  - name: buggy\n    script: 'if record.n == 2 { fault_panic(\"bug\"); } record'\n\
+         routes: [{ to: [out] }]\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let lambda = Lambda::start(&p, &[]);
+    for _ in 0..2 {
+        let response = lambda
+            .invoke(&kinesis_event(&[r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#]))
+            .unwrap();
+        assert_eq!(
+            failures(&response),
+            Vec::<String>::new(),
+            "{}",
+            lambda.stderr()
+        );
+    }
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")),
+        vec![
+            json!({"n": 1}),
+            json!({"n": 3}),
+            json!({"n": 1}),
+            json!({"n": 3})
+        ]
+    );
+    let dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 2);
+    for d in &dlq {
+        assert_eq!(
+            (&d["stage"], &d["step"]),
+            (&json!("transform"), &json!("buggy"))
+        );
+        assert!(
+            d["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("internal error: bug (at "),
+            "{d}"
+        );
+    }
+}

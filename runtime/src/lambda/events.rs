@@ -10,15 +10,16 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
-use aws_lambda_events::event::kafka::KafkaEvent;
-use aws_lambda_events::event::kinesis::KinesisEvent;
-use aws_lambda_events::event::sqs::SqsEvent;
+use aws_lambda_events::event::dynamodb::EventRecord as DynamoDbEventRecord;
+use aws_lambda_events::event::kafka::KafkaRecord;
+use aws_lambda_events::event::kinesis::KinesisEventRecord;
+use aws_lambda_events::event::sqs::SqsMessage;
 use aws_lambda_events::event::streams::{
     DynamoDbBatchItemFailure, DynamoDbEventResponse, KinesisEventResponse,
 };
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use base64::Engine as _;
+use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use crate::record::{Position, RawRecord};
@@ -91,8 +92,12 @@ pub struct Batch {
 }
 
 /// What kind of event a JSON payload is, judged by its `eventSource`
-/// (Kafka) or its first record's.
+/// (Kafka) or its first record's; a Firehose data-transformation event by
+/// its `deliveryStreamArn`.
 fn event_kind(event: &Value) -> Option<&'static str> {
+    if event.get("deliveryStreamArn").is_some() {
+        return Some("firehose");
+    }
     let source = match event.get("eventSource").and_then(Value::as_str) {
         Some(s) => s,
         None => {
@@ -117,9 +122,45 @@ fn ms_rfc3339(ms: i64) -> String {
         .to_string()
 }
 
-/// Turns an event into records; an event of another kind than the
-/// pipeline's source is an error.
-pub fn parse(kind: Kind, event: Value) -> Result<Batch, String> {
+/// An event that is not of the pipeline's kind at all: the invocation fails
+/// (with this word as its `errorType`), since no record of it can be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrongEvent(pub String);
+
+impl WrongEvent {
+    /// The invocation error's `errorType`.
+    pub const ERROR_TYPE: &'static str = "WrongEventKind";
+}
+
+/// The names of an object's fields, for messages.
+fn fields(v: &Value) -> String {
+    match v.as_object() {
+        Some(m) if m.is_empty() => "no fields".into(),
+        Some(m) => {
+            let names: Vec<String> = m.keys().take(8).map(|k| format!("`{k}`")).collect();
+            format!("fields {}", names.join(", "))
+        }
+        None => format!("not an object but {}", json_type(v)),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Turns an event into records. Each event record is decoded on its own: one
+/// that cannot be (data that is not base64, a missing field, an unknown
+/// DynamoDB type …) becomes a record rejected at stage `decode`, holding the
+/// event record's JSON, and the rest of the batch is read as usual. Only an
+/// event that is not of the pipeline's kind at all is an error.
+pub fn parse(kind: Kind, mut event: Value) -> Result<Batch, WrongEvent> {
     let empty = event
         .get("Records")
         .and_then(Value::as_array)
@@ -132,10 +173,17 @@ pub fn parse(kind: Kind, event: Value) -> Result<Batch, String> {
         && let Some(got) = event_kind(&event)
         && got != kind.name()
     {
-        return Err(format!(
-            "the pipeline reads a `{}` source, but the event is a `{got}` event",
+        let what = match got {
+            "firehose" => {
+                "a Firehose data-transformation event (`deliveryStreamArn`, `records`)".to_owned()
+            }
+            "unknown" => "an event of another source".to_owned(),
+            got => format!("a `{got}` event"),
+        };
+        return Err(WrongEvent(format!(
+            "the pipeline reads a `{}` source, but the event is {what}",
             kind.name()
-        ));
+        )));
     }
     let mut batch = Batch {
         records: Vec::new(),
@@ -143,216 +191,298 @@ pub fn parse(kind: Kind, event: Value) -> Result<Batch, String> {
         items: Vec::new(),
         fifo: false,
     };
-    match kind {
-        Kind::Kinesis => {
-            let arrivals = times(&event, "kinesis", "approximateArrivalTimestamp");
-            let event: KinesisEvent = serde_json::from_value(event)
-                .map_err(|e| format!("the event is not a Kinesis event: {e}"))?;
-            for (n, r) in event.records.into_iter().enumerate() {
-                let k = r.kinesis;
-                let stream: Option<Arc<str>> = r
-                    .event_source_arn
-                    .as_deref()
-                    .map(|arn| Arc::from(arn.rsplit_once(":stream/").map_or(arn, |(_, n)| n)));
-                let shard: Option<Arc<str>> = r
-                    .event_id
-                    .as_deref()
-                    .and_then(|id| id.split_once(':'))
-                    .map(|(shard, _)| Arc::from(shard));
-                let position = Position {
-                    source: "kinesis",
-                    stream,
-                    shard,
-                    partition_key: Some(k.partition_key.clone()),
-                    sequence_number: Some(k.sequence_number.clone()),
-                    arrival_time: arrivals.get(n).copied().flatten().map(ms_rfc3339),
-                    ..Position::default()
-                };
-                let item = batch.items.len();
-                batch.items.push(Item {
-                    id: k.sequence_number.clone(),
-                    group: None,
-                    offset: None,
-                });
-                let n = crate::decode::kpl::push_records(&mut batch.records, k.data.0, position);
-                batch.item_of.extend(std::iter::repeat_n(item, n));
+    if kind == Kind::Kafka {
+        let partitions = match event.get_mut("records").map(Value::take) {
+            Some(Value::Object(partitions)) => partitions,
+            Some(Value::Null) => Map::new(),
+            _ => {
+                return Err(WrongEvent(format!(
+                    "the pipeline reads a `kafka` source, but the event has no `records` object of topic-partitions ({})",
+                    fields(&event)
+                )));
             }
+        };
+        kafka(partitions, &mut batch);
+        return Ok(batch);
+    }
+    let records = match event.get_mut("Records").map(Value::take) {
+        Some(Value::Array(records)) => records,
+        _ => {
+            return Err(WrongEvent(format!(
+                "the pipeline reads a `{}` source, but the event has no `Records` list ({})",
+                kind.name(),
+                fields(&event)
+            )));
         }
-        Kind::DynamodbStreams => {
-            let created = times(&event, "dynamodb", "ApproximateCreationDateTime");
-            let event: DynamoDbEvent = serde_json::from_value(event)
-                .map_err(|e| format!("the event is not a DynamoDB Streams event: {e}"))?;
-            for (n, r) in event.records.into_iter().enumerate() {
-                let c = &r.change;
-                let mut doc = Map::new();
-                doc.insert("eventName".into(), Value::String(r.event_name.clone()));
-                doc.insert("eventID".into(), Value::String(r.event_id.clone()));
-                for (name, img) in [
-                    ("Keys", &c.keys),
-                    ("NewImage", &c.new_image),
-                    ("OldImage", &c.old_image),
-                ] {
-                    if !img.is_empty() {
-                        doc.insert(name.into(), item_json(img));
-                    }
-                }
-                let seq = c.sequence_number.clone().unwrap_or_default();
-                batch.records.push(RawRecord {
-                    data: serde_json::to_vec(&Value::Object(doc)).unwrap_or_default(),
-                    position: Position {
-                        source: "dynamodb_streams",
-                        stream: r.event_source_arn.as_deref().map(Arc::from),
-                        sequence_number: Some(seq.clone()),
-                        arrival_time: created.get(n).copied().flatten().map(ms_rfc3339),
-                        ..Position::default()
-                    },
-                    rejected: None,
-                    attributes: None,
-                });
-                batch.item_of.push(batch.items.len());
-                batch.items.push(Item {
-                    id: seq,
-                    group: None,
-                    offset: None,
-                });
-            }
-        }
-        Kind::Sqs => {
-            let event: SqsEvent = serde_json::from_value(event)
-                .map_err(|e| format!("the event is not an SQS event: {e}"))?;
-            for m in event.records {
-                batch.fifo |= m
-                    .event_source_arn
-                    .as_deref()
-                    .is_some_and(|a| a.ends_with(".fifo"));
-                let group = m.attributes.get("MessageGroupId").cloned();
-                let mut attributes: Vec<(String, String)> = m
-                    .message_attributes
-                    .iter()
-                    .map(|(k, v)| {
-                        let text = v.string_value.clone().unwrap_or_else(|| {
-                            v.binary_value
-                                .as_ref()
-                                .map(|b| base64::engine::general_purpose::STANDARD.encode(&b.0))
-                                .unwrap_or_default()
-                        });
-                        (k.clone(), text)
-                    })
-                    .collect();
-                attributes.sort();
-                let id = m.message_id.clone().unwrap_or_default();
-                batch.records.push(RawRecord {
-                    data: m.body.clone().unwrap_or_default().into_bytes(),
-                    position: Position {
-                        source: "sqs",
-                        stream: m
-                            .event_source_arn
-                            .as_deref()
-                            .map(|a| Arc::from(a.rsplit(':').next().unwrap_or(a))),
-                        message_id: Some(id.clone()),
-                        partition_key: group.clone(),
-                        sequence_number: m.attributes.get("SequenceNumber").cloned(),
-                        arrival_time: m
-                            .attributes
-                            .get("SentTimestamp")
-                            .and_then(|t| t.parse::<i64>().ok())
-                            .map(ms_rfc3339),
-                        ..Position::default()
-                    },
-                    rejected: None,
-                    attributes: (!attributes.is_empty()).then(|| Arc::new(attributes)),
-                });
-                batch.item_of.push(batch.items.len());
-                batch.items.push(Item {
-                    id,
-                    group,
-                    offset: None,
-                });
-            }
-        }
-        Kind::Kafka => {
-            let event: KafkaEvent = serde_json::from_value(event)
-                .map_err(|e| format!("the event is not a Kafka event: {e}"))?;
-            // Partitions in a stable order; each one's records in offset order, as delivered.
-            let mut partitions: Vec<_> = event.records.into_iter().collect();
-            partitions.sort_by(|a, b| a.0.cmp(&b.0));
-            let b64 = base64::engine::general_purpose::STANDARD;
-            for (key, records) in partitions {
-                for r in records {
-                    let topic = r
-                        .topic
-                        .clone()
-                        .unwrap_or_else(|| key.rsplit_once('-').map_or(&*key, |(t, _)| t).into());
-                    let decode = |field: &str, v: Option<&String>| -> Result<Vec<u8>, String> {
-                        v.map_or(Ok(Vec::new()), |v| {
-                            b64.decode(v).map_err(|e| {
-                                format!(
-                                    "the {field} of {topic}-{}@{} is not base64: {e}",
-                                    r.partition, r.offset
-                                )
-                            })
-                        })
-                    };
-                    let value = decode("value", r.value.as_ref())?;
-                    let record_key = match r.key.as_ref() {
-                        Some(_) => {
-                            let k = decode("key", r.key.as_ref())?;
-                            Some(String::from_utf8(k).unwrap_or_else(|e| b64.encode(e.as_bytes())))
-                        }
-                        None => None,
-                    };
-                    let mut headers: Vec<(String, String)> = r
-                        .headers
-                        .iter()
-                        .flat_map(|h| h.iter())
-                        .map(|(k, v)| {
-                            let bytes: Vec<u8> = v.iter().map(|&b| b as u8).collect();
-                            (k.clone(), String::from_utf8_lossy(&bytes).into_owned())
-                        })
-                        .collect();
-                    headers.sort();
-                    let ts = r.timestamp.0.timestamp_millis();
-                    let position = Position {
-                        source: "kafka",
-                        stream: Some(Arc::from(topic.as_str())),
-                        partition: Some(r.partition),
-                        offset: Some(r.offset),
-                        partition_key: record_key,
-                        arrival_time: (ts > 0).then(|| ms_rfc3339(ts)),
-                        ..Position::default()
-                    };
-                    let id = item_id(&position).unwrap_or_default();
-                    batch.records.push(RawRecord {
-                        data: value,
-                        position,
-                        rejected: None,
-                        attributes: (!headers.is_empty()).then(|| Arc::new(headers)),
-                    });
-                    batch.item_of.push(batch.items.len());
-                    batch.items.push(Item {
-                        id,
-                        group: Some(key.clone()),
-                        offset: Some(r.offset),
-                    });
-                }
-            }
+    };
+    for r in &records {
+        match kind {
+            Kind::Kinesis => kinesis(r, &mut batch),
+            Kind::DynamodbStreams => dynamodb(r, &mut batch),
+            Kind::Sqs => sqs(r, &mut batch),
+            Kind::Kafka => {}
         }
     }
     Ok(batch)
 }
 
-/// Each record's `Records[i][part][field]` time, in seconds since 1970 with
-/// decimals, as milliseconds. Read from the JSON because aws_lambda_events
-/// reads the decimals as a number of milliseconds (`.5` as 5 ms).
-fn times(event: &Value, part: &str, field: &str) -> Vec<Option<i64>> {
-    event["Records"]
-        .as_array()
-        .map(|rs| {
-            rs.iter()
-                .map(|r| r[part][field].as_f64().map(|s| (s * 1000.0).round() as i64))
-                .collect()
+/// A record of the event that could not be decoded: its JSON is the data,
+/// rejected at stage `decode` with the reason.
+fn undecodable(
+    batch: &mut Batch,
+    r: &Value,
+    what: &str,
+    e: impl std::fmt::Display,
+    position: Position,
+    item: Item,
+) {
+    batch.records.push(RawRecord {
+        data: r.to_string().into_bytes(),
+        position,
+        rejected: Some(format!("the {what} cannot be decoded: {e}")),
+        attributes: None,
+    });
+    batch.item_of.push(batch.items.len());
+    batch.items.push(item);
+}
+
+fn text_at(r: &Value, pointer: &str) -> Option<String> {
+    r.pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// A time in seconds since 1970 with decimals, as milliseconds. Read from the
+/// JSON because aws_lambda_events reads the decimals as a number of
+/// milliseconds (`.5` as 5 ms).
+fn seconds_at(r: &Value, pointer: &str) -> Option<i64> {
+    r.pointer(pointer)
+        .and_then(Value::as_f64)
+        .map(|s| (s * 1000.0).round() as i64)
+}
+
+fn kinesis(r: &Value, batch: &mut Batch) {
+    let item = Item {
+        id: text_at(r, "/kinesis/sequenceNumber").unwrap_or_default(),
+        group: None,
+        offset: None,
+    };
+    let record = match KinesisEventRecord::deserialize(r) {
+        Ok(record) => record,
+        Err(e) => {
+            let position = Position {
+                source: "kinesis",
+                partition_key: text_at(r, "/kinesis/partitionKey"),
+                sequence_number: text_at(r, "/kinesis/sequenceNumber"),
+                ..Position::default()
+            };
+            undecodable(batch, r, "Kinesis event record", e, position, item);
+            return;
+        }
+    };
+    let k = record.kinesis;
+    let stream: Option<Arc<str>> = record
+        .event_source_arn
+        .as_deref()
+        .map(|arn| Arc::from(arn.rsplit_once(":stream/").map_or(arn, |(_, n)| n)));
+    let shard: Option<Arc<str>> = record
+        .event_id
+        .as_deref()
+        .and_then(|id| id.split_once(':'))
+        .map(|(shard, _)| Arc::from(shard));
+    let position = Position {
+        source: "kinesis",
+        stream,
+        shard,
+        partition_key: Some(k.partition_key),
+        sequence_number: Some(k.sequence_number),
+        arrival_time: seconds_at(r, "/kinesis/approximateArrivalTimestamp").map(ms_rfc3339),
+        ..Position::default()
+    };
+    let index = batch.items.len();
+    batch.items.push(item);
+    let n = crate::decode::kpl::push_records(&mut batch.records, k.data.0, position);
+    batch.item_of.extend(std::iter::repeat_n(index, n));
+}
+
+fn dynamodb(r: &Value, batch: &mut Batch) {
+    let seq = text_at(r, "/dynamodb/SequenceNumber").unwrap_or_default();
+    let item = Item {
+        id: seq.clone(),
+        group: None,
+        offset: None,
+    };
+    let mut position = Position {
+        source: "dynamodb_streams",
+        stream: text_at(r, "/eventSourceARN").map(Arc::from),
+        sequence_number: Some(seq),
+        arrival_time: seconds_at(r, "/dynamodb/ApproximateCreationDateTime").map(ms_rfc3339),
+        ..Position::default()
+    };
+    let record = match DynamoDbEventRecord::deserialize(r) {
+        Ok(record) => record,
+        Err(e) => {
+            position.arrival_time = None;
+            undecodable(batch, r, "DynamoDB Streams event record", e, position, item);
+            return;
+        }
+    };
+    let c = &record.change;
+    let mut doc = Map::new();
+    doc.insert("eventName".into(), Value::String(record.event_name.clone()));
+    doc.insert("eventID".into(), Value::String(record.event_id.clone()));
+    for (name, img) in [
+        ("Keys", &c.keys),
+        ("NewImage", &c.new_image),
+        ("OldImage", &c.old_image),
+    ] {
+        if !img.is_empty() {
+            doc.insert(name.into(), item_json(img));
+        }
+    }
+    batch.records.push(RawRecord {
+        data: serde_json::to_vec(&Value::Object(doc)).unwrap_or_default(),
+        position,
+        rejected: None,
+        attributes: None,
+    });
+    batch.item_of.push(batch.items.len());
+    batch.items.push(item);
+}
+
+fn sqs(r: &Value, batch: &mut Batch) {
+    let arn = text_at(r, "/eventSourceARN");
+    batch.fifo |= arn.as_deref().is_some_and(|a| a.ends_with(".fifo"));
+    let id = text_at(r, "/messageId").unwrap_or_default();
+    let group = text_at(r, "/attributes/MessageGroupId");
+    let item = Item {
+        id: id.clone(),
+        group: group.clone(),
+        offset: None,
+    };
+    let position = Position {
+        source: "sqs",
+        stream: arn
+            .as_deref()
+            .map(|a| Arc::from(a.rsplit(':').next().unwrap_or(a))),
+        message_id: Some(id),
+        partition_key: group,
+        sequence_number: text_at(r, "/attributes/SequenceNumber"),
+        arrival_time: text_at(r, "/attributes/SentTimestamp")
+            .and_then(|t| t.parse::<i64>().ok())
+            .map(ms_rfc3339),
+        ..Position::default()
+    };
+    let m = match SqsMessage::deserialize(r) {
+        Ok(m) => m,
+        Err(e) => {
+            undecodable(batch, r, "SQS message", e, position, item);
+            return;
+        }
+    };
+    let mut attributes: Vec<(String, String)> = m
+        .message_attributes
+        .iter()
+        .map(|(k, v)| {
+            let text = v.string_value.clone().unwrap_or_else(|| {
+                v.binary_value
+                    .as_ref()
+                    .map(|b| base64::engine::general_purpose::STANDARD.encode(&b.0))
+                    .unwrap_or_default()
+            });
+            (k.clone(), text)
         })
-        .unwrap_or_default()
+        .collect();
+    attributes.sort();
+    batch.records.push(RawRecord {
+        data: m.body.unwrap_or_default().into_bytes(),
+        position,
+        rejected: None,
+        attributes: (!attributes.is_empty()).then(|| Arc::new(attributes)),
+    });
+    batch.item_of.push(batch.items.len());
+    batch.items.push(item);
+}
+
+fn kafka(partitions: Map<String, Value>, batch: &mut Batch) {
+    // Partitions in a stable order; each one's records in offset order, as delivered.
+    let mut partitions: Vec<(String, Value)> = partitions.into_iter().collect();
+    partitions.sort_by(|a, b| a.0.cmp(&b.0));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for (key, records) in partitions {
+        let records = match records {
+            Value::Array(records) => records,
+            other => vec![other],
+        };
+        let default_topic = key.rsplit_once('-').map_or(&*key, |(t, _)| t).to_owned();
+        for r in &records {
+            let topic = text_at(r, "/topic").unwrap_or_else(|| default_topic.clone());
+            let partition = r.get("partition").and_then(Value::as_i64);
+            let offset = r.get("offset").and_then(Value::as_i64);
+            let mut position = Position {
+                source: "kafka",
+                stream: Some(Arc::from(topic.as_str())),
+                partition,
+                offset,
+                ..Position::default()
+            };
+            let item = Item {
+                id: item_id(&position).unwrap_or_default(),
+                group: Some(key.clone()),
+                offset,
+            };
+            let decoded = KafkaRecord::deserialize(r)
+                .map_err(|e| e.to_string())
+                .and_then(|k| {
+                    let decode = |field: &str, v: Option<&String>| -> Result<Vec<u8>, String> {
+                        v.map_or(Ok(Vec::new()), |v| {
+                            b64.decode(v)
+                                .map_err(|e| format!("its {field} is not base64: {e}"))
+                        })
+                    };
+                    let value = decode("value", k.value.as_ref())?;
+                    let key = match k.key.as_ref() {
+                        Some(_) => {
+                            let bytes = decode("key", k.key.as_ref())?;
+                            Some(
+                                String::from_utf8(bytes)
+                                    .unwrap_or_else(|e| b64.encode(e.as_bytes())),
+                            )
+                        }
+                        None => None,
+                    };
+                    Ok((k, value, key))
+                });
+            let (k, value, record_key) = match decoded {
+                Ok(d) => d,
+                Err(e) => {
+                    undecodable(batch, r, "Kafka record", e, position, item);
+                    continue;
+                }
+            };
+            let mut headers: Vec<(String, String)> = k
+                .headers
+                .iter()
+                .flat_map(|h| h.iter())
+                .map(|(k, v)| {
+                    let bytes: Vec<u8> = v.iter().map(|&b| b as u8).collect();
+                    (k.clone(), String::from_utf8_lossy(&bytes).into_owned())
+                })
+                .collect();
+            headers.sort();
+            let ts = k.timestamp.0.timestamp_millis();
+            position.partition_key = record_key;
+            position.arrival_time = (ts > 0).then(|| ms_rfc3339(ts));
+            batch.records.push(RawRecord {
+                data: value,
+                position,
+                rejected: None,
+                attributes: (!headers.is_empty()).then(|| Arc::new(headers)),
+            });
+            batch.item_of.push(batch.items.len());
+            batch.items.push(item);
+        }
+    }
 }
 
 /// A DynamoDB item as plain JSON: numbers as numbers, sets as arrays, binary as base64.
@@ -386,6 +516,19 @@ fn attribute_json(v: &serde_dynamo::AttributeValue) -> Value {
             }
             Value::Object(out)
         }
+    }
+}
+
+/// The unit whose order the source keeps for event record `item`: after a
+/// failure, the source delivers the failed record and every later record of
+/// its unit again. A Kinesis or DynamoDB Streams batch is one shard (one
+/// unit); an SQS FIFO queue keeps order per message group and Kafka per
+/// topic-partition; a standard SQS queue keeps none (`None`).
+pub fn ordering_unit(kind: Kind, batch: &Batch, item: usize) -> Option<&str> {
+    match kind {
+        Kind::Kinesis | Kind::DynamodbStreams => Some(""),
+        Kind::Sqs if !batch.fifo => None,
+        Kind::Sqs | Kind::Kafka => Some(batch.items[item].group.as_deref().unwrap_or("")),
     }
 }
 
@@ -619,7 +762,7 @@ mod tests {
         assert_eq!(r, json!({ "batchItemFailures": [] }));
         let e = parse(Kind::Sqs, kafka_event("aws:kafka")).unwrap_err();
         assert_eq!(
-            e,
+            e.0,
             "the pipeline reads a `sqs` source, but the event is a `kafka` event"
         );
     }
@@ -628,8 +771,141 @@ mod tests {
     fn an_event_of_another_kind_is_an_error() {
         let e = parse(Kind::Kinesis, sqs_event(false, &[("m1", "a")])).unwrap_err();
         assert_eq!(
-            e,
+            e.0,
             "the pipeline reads a `kinesis` source, but the event is a `sqs` event"
+        );
+    }
+
+    fn rejected(batch: &Batch) -> Vec<(String, String)> {
+        batch
+            .records
+            .iter()
+            .filter_map(|r| {
+                r.rejected
+                    .clone()
+                    .map(|why| (String::from_utf8(r.data.clone()).unwrap(), why))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_kinesis_record_that_cannot_be_decoded_is_rejected_alone() {
+        let good = |seq: &str| {
+            json!({ "kinesis": { "partitionKey": "k", "sequenceNumber": seq, "data": "e30=",
+                                 "approximateArrivalTimestamp": 1_700_000_000.5,
+                                 "kinesisSchemaVersion": "1.0" },
+                    "eventSource": "aws:kinesis", "eventID": format!("shardId-000000000001:{seq}"),
+                    "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/s" })
+        };
+        let mut bad_data = good("2");
+        bad_data["kinesis"]["data"] = json!("not base64!");
+        let mut no_data = good("3");
+        no_data["kinesis"].as_object_mut().unwrap().remove("data");
+        let event = json!({ "Records": [good("1"), bad_data, no_data, good("4")] });
+        let batch = parse(Kind::Kinesis, event).unwrap();
+        assert_eq!(batch.records.len(), 4);
+        let ids: Vec<&str> = batch.items.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, vec!["1", "2", "3", "4"]);
+        let r = rejected(&batch);
+        assert_eq!(r.len(), 2);
+        assert!(
+            r[0].1
+                .starts_with("the Kinesis event record cannot be decoded: "),
+            "{r:?}"
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(&r[0].0).unwrap()["kinesis"]["data"],
+            "not base64!"
+        );
+        assert!(r[1].1.contains("missing field `data`"), "{r:?}");
+        assert_eq!(
+            batch.records[1].position.sequence_number.as_deref(),
+            Some("2")
+        );
+        assert_eq!(batch.records[3].data, b"{}");
+    }
+
+    #[test]
+    fn kafka_sqs_and_dynamodb_records_that_cannot_be_decoded_are_rejected_alone() {
+        let mut event = kafka_event("aws:kafka");
+        event["records"]["orders-0"][1]["value"] = json!("%%%");
+        event["records"]["orders-0"][2]["key"] = json!("%%%");
+        event["records"]["orders-1"][0]["headers"] = json!([{ "h": [300] }]);
+        let batch = parse(Kind::Kafka, event).unwrap();
+        assert_eq!(batch.records.len(), 5);
+        let r = rejected(&batch);
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert!(
+            r[0].1
+                .starts_with("the Kafka record cannot be decoded: its value is not base64"),
+            "{r:?}"
+        );
+        assert!(
+            r[1].1
+                .starts_with("the Kafka record cannot be decoded: its key is not base64"),
+            "{r:?}"
+        );
+        assert!(
+            r[2].1.starts_with("the Kafka record cannot be decoded: "),
+            "{r:?}"
+        );
+        assert_eq!(batch.items[3].id, "orders-1@7");
+
+        let mut event = sqs_event(false, &[("m1", "a"), ("m2", "a")]);
+        event["Records"][0]["messageAttributes"] =
+            json!({ "b": { "dataType": "Binary", "binaryValue": "%%%" } });
+        let batch = parse(Kind::Sqs, event).unwrap();
+        let r = rejected(&batch);
+        assert_eq!(r.len(), 1);
+        assert!(
+            r[0].1.starts_with("the SQS message cannot be decoded: "),
+            "{r:?}"
+        );
+        assert_eq!(batch.records[0].position.message_id.as_deref(), Some("m1"));
+        assert_eq!(batch.records[1].rejected, None);
+
+        let record = |seq: &str, image: Value| {
+            json!({ "eventID": "e", "eventName": "INSERT", "eventVersion": "1.1",
+                    "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                    "dynamodb": { "Keys": { "id": { "S": "1" } }, "NewImage": image,
+                                  "SequenceNumber": seq, "SizeBytes": 10,
+                                  "StreamViewType": "NEW_IMAGE" },
+                    "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x" })
+        };
+        let event = json!({ "Records": [
+            record("1", json!({ "id": { "S": "1" } })),
+            record("2", json!({ "id": { "Q": "1" } })),
+        ] });
+        let batch = parse(Kind::DynamodbStreams, event).unwrap();
+        let r = rejected(&batch);
+        assert_eq!(r.len(), 1);
+        assert!(
+            r[0].1
+                .starts_with("the DynamoDB Streams event record cannot be decoded: "),
+            "{r:?}"
+        );
+        assert_eq!(batch.items[1].id, "2");
+        assert_eq!(batch.records[0].rejected, None);
+    }
+
+    #[test]
+    fn an_event_that_is_not_the_pipelines_kind_names_what_arrived() {
+        let firehose = json!({
+            "invocationId": "i", "deliveryStreamArn": "arn:aws:firehose:us-east-1:1:deliverystream/d",
+            "region": "us-east-1",
+            "records": [{ "recordId": "r1", "data": "e30=", "approximateArrivalTimestamp": 1 }]
+        });
+        assert_eq!(
+            parse(Kind::Kinesis, firehose).unwrap_err().0,
+            "the pipeline reads a `kinesis` source, but the event is a Firehose data-transformation event (`deliveryStreamArn`, `records`)"
+        );
+        assert_eq!(
+            parse(Kind::Sqs, json!({ "hello": 1 })).unwrap_err().0,
+            "the pipeline reads a `sqs` source, but the event has no `Records` list (fields `hello`)"
+        );
+        assert_eq!(
+            parse(Kind::Kafka, json!([1])).unwrap_err().0,
+            "the pipeline reads a `kafka` source, but the event has no `records` object of topic-partitions (not an object but an array)"
         );
     }
 }

@@ -14,13 +14,13 @@
 
 pub mod events;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
 use crate::aws::Clients;
@@ -151,14 +151,14 @@ impl State {
         })
     }
 
-    async fn handle(&mut self, event: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
+    async fn handle(&mut self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
         let deadline = deadline(event.context.deadline);
         let request = event.context.request_id.clone();
         let mut batch = match events::parse(self.kind, event.payload) {
             Ok(b) => b,
-            Err(e) => {
+            Err(events::WrongEvent(e)) => {
                 log("ERROR", &request, &e);
-                return Err(e.into());
+                return Err(failure(events::WrongEvent::ERROR_TYPE, e));
             }
         };
         let now_ms = SystemTime::now()
@@ -191,10 +191,31 @@ impl State {
         };
         let mut counts = Counts::new(self.built.sink_names.len());
         let records = std::mem::take(&mut batch.records);
-        let mut start = 0;
-        let mut rest = records.into_iter();
+        // Once a record of a shard, FIFO message group or Kafka partition
+        // failed, the source delivers it and everything after it again: no
+        // later record of that unit is started.
+        let kind = self.kind;
+        let unit = |item: usize| events::ordering_unit(kind, &batch, item);
+        let mut stopped: HashSet<&str> = HashSet::new();
+        let mut skipped = 0usize;
+        // Records written to a sink after an earlier record of their unit
+        // failed in the same chunk: they will arrive again (duplicates).
+        let mut written_twice = 0usize;
+        let mut rest = records.into_iter().enumerate();
         loop {
-            let chunk: Vec<RawRecord> = rest.by_ref().take(CHUNK).collect();
+            let mut chunk: Vec<RawRecord> = Vec::new();
+            let mut chunk_items: Vec<usize> = Vec::new();
+            while chunk.len() < CHUNK {
+                let Some((i, r)) = rest.next() else { break };
+                let item = batch.item_of[i];
+                if unit(item).is_some_and(|u| stopped.contains(u)) {
+                    failed.insert(item);
+                    skipped += 1;
+                    continue;
+                }
+                chunk.push(r);
+                chunk_items.push(item);
+            }
             if chunk.is_empty() {
                 break;
             }
@@ -204,7 +225,8 @@ impl State {
             if left < self.margin {
                 // Too close to the deadline to start: these and the rest go back to the source.
                 let n = chunk.len() + rest.len();
-                failed.extend(batch.item_of[start..start + n].iter().copied());
+                failed.extend(chunk_items.iter().copied());
+                failed.extend(rest.by_ref().map(|(i, _)| batch.item_of[i]));
                 log(
                     "WARN",
                     &request,
@@ -219,12 +241,27 @@ impl State {
             // Retries stop in time to answer before the margin.
             self.outputs
                 .retry_until(Some(std::time::Instant::now() + (left - self.margin)));
-            let n = chunk.len();
-            let mut out = match self.worker.process(chunk).await? {
-                Ok(out) => out,
-                Err(Fatal(m)) => {
+            let mut out = match self.worker.process(chunk).await {
+                Ok(Ok(out)) => out,
+                Ok(Err(Fatal(m))) => {
                     log("ERROR", &request, &m);
-                    return Err(m.into());
+                    return Err(failure("RecordStoppedThePipeline", m));
+                }
+                Err(e) => {
+                    // The worker is replaced; these records and the rest go back to the source.
+                    let left = chunk_items.len() + rest.len();
+                    failed.extend(chunk_items.iter().copied());
+                    failed.extend(rest.by_ref().map(|(i, _)| batch.item_of[i]));
+                    log(
+                        "ERROR",
+                        &request,
+                        &format!("{e}: {left} records will be delivered again"),
+                    );
+                    if !self.worker.alive() {
+                        self.worker = WorkerThread::start(Arc::clone(&self.built))
+                            .map_err(|e| failure("WorkerFailed", e))?;
+                    }
+                    break;
                 }
             };
             let failures = self
@@ -233,7 +270,25 @@ impl State {
                 .await;
             mark(failures, &mut failed);
             counts.add(&out.counts);
-            start += n;
+            let mut failed_units: HashSet<&str> = HashSet::new();
+            for &item in &chunk_items {
+                let Some(u) = unit(item) else { continue };
+                if failed.contains(&item) {
+                    failed_units.insert(u);
+                } else if failed_units.contains(u) {
+                    written_twice += 1;
+                }
+            }
+            stopped.extend(failed_units);
+        }
+        if skipped > 0 || written_twice > 0 {
+            log(
+                "WARN",
+                &request,
+                &format!(
+                    "after a failed record: {skipped} later records of its shard, message group or partition were not started, and {written_twice} were already written and will be written again when the source delivers them again"
+                ),
+            );
         }
         // Every sink buffer is written before the invocation returns.
         let left = deadline
@@ -246,7 +301,14 @@ impl State {
             mark(failures, &mut failed);
         }
         if let Err(e) = self.outputs.sync().await {
-            log("ERROR", &request, &e.to_string());
+            // What the local files hold is not known to be durable: every
+            // record goes back to the source.
+            log(
+                "ERROR",
+                &request,
+                &format!("{e}: every record of the batch will be delivered again"),
+            );
+            failed.extend(0..batch.items.len());
         }
         let response = events::response(self.kind, &batch, &failed);
         // Records the source delivers again: for a stream, all from the first failure on.
@@ -298,6 +360,14 @@ impl State {
     }
 }
 
+/// A failed invocation's answer: `errorType` is a word, not a Rust type.
+fn failure(error_type: &str, message: String) -> Diagnostic {
+    Diagnostic {
+        error_type: error_type.to_owned(),
+        error_message: message,
+    }
+}
+
 /// Writes a structured log line (JSON, with the request id) to standard
 /// error, which Lambda sends to CloudWatch Logs.
 fn log(level: &str, request_id: &str, message: &str) {
@@ -320,24 +390,30 @@ fn deadline(ms: u64) -> SystemTime {
 
 type Job = (
     Vec<RawRecord>,
-    tokio::sync::oneshot::Sender<Result<BatchOutput, Fatal>>,
+    tokio::sync::oneshot::Sender<Result<Result<BatchOutput, Fatal>, String>>,
 );
 
 /// The pipeline's CPU stages on a thread of their own (a Rhai engine stays
 /// on the thread that made it), with a deep stack like `sluice run`'s workers.
+///
+/// A panic in one record's work dead-letters that record (see
+/// [`Worker::process`]); one outside it fails the chunk, and the worker is
+/// built afresh on the same thread. Should the thread itself stop, the
+/// handler starts a new one.
 struct WorkerThread {
     jobs: std::sync::mpsc::Sender<Job>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl WorkerThread {
     fn start(built: Arc<Built>) -> Result<WorkerThread, String> {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sluice-worker".into())
             .stack_size(256 * 1024 * 1024)
             .spawn(move || {
-                let mut worker = match Worker::new(built) {
+                let mut worker = match Worker::new(Arc::clone(&built)) {
                     Ok(w) => {
                         let _ = ready_tx.send(Ok(()));
                         w
@@ -348,10 +424,20 @@ impl WorkerThread {
                     }
                 };
                 while let Ok((batch, done)) = rx.recv() {
-                    let out = worker.process(&batch, &now_rfc3339()).map(|mut out| {
-                        out.raw = batch;
-                        out
-                    });
+                    let time = now_rfc3339();
+                    let out = match crate::panics::catch(|| worker.process(&batch, &time)) {
+                        Ok(out) => Ok(out.map(|mut out| {
+                            out.raw = batch;
+                            out
+                        })),
+                        Err(m) => {
+                            // Start again from a clean worker (it compiled once already).
+                            if let Ok(w) = Worker::new(Arc::clone(&built)) {
+                                worker = w;
+                            }
+                            Err(format!("internal error in the worker: {m}"))
+                        }
+                    };
                     let _ = done.send(out);
                 }
             })
@@ -359,17 +445,21 @@ impl WorkerThread {
         ready_rx
             .recv()
             .map_err(|_| "the worker stopped".to_owned())??;
-        Ok(WorkerThread { jobs })
+        Ok(WorkerThread { jobs, thread })
     }
 
-    async fn process(
-        &self,
-        batch: Vec<RawRecord>,
-    ) -> Result<Result<BatchOutput, Fatal>, lambda_runtime::Error> {
+    /// Whether the worker's thread still runs.
+    fn alive(&self) -> bool {
+        !self.thread.is_finished()
+    }
+
+    /// Processes a chunk; `Err` when the worker failed outside any one record's work.
+    async fn process(&self, batch: Vec<RawRecord>) -> Result<Result<BatchOutput, Fatal>, String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
             .send((batch, tx))
-            .map_err(|_| "the worker thread stopped")?;
-        Ok(rx.await.map_err(|_| "the worker thread stopped")?)
+            .map_err(|_| "the worker thread stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "the worker thread stopped".to_owned())?
     }
 }
