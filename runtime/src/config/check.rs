@@ -128,7 +128,7 @@ fn check_schemas(
             SchemaSource::Inline(map) => Value::Object(map.clone()),
             SchemaSource::Path(path) => {
                 let full = resolve(dir, path);
-                let text = match std::fs::read_to_string(&full) {
+                let text = match super::read_regular(&full) {
                     Ok(t) => t,
                     Err(e) => {
                         diags.push(
@@ -211,7 +211,7 @@ fn check_transforms(
             }
             (None, Some(path)) => {
                 let full = resolve(dir, path);
-                match std::fs::read_to_string(&full) {
+                match super::read_regular(&full) {
                     Ok(src) => {
                         let id = diags.sources.add(full.display().to_string(), src.clone());
                         if let Err(e) = transform::compile_script(engine, &src) {

@@ -82,6 +82,15 @@ impl LoadError {
     }
 }
 
+/// Reads a file the pipeline names (a schema, a script) as text. Only a
+/// regular file is read: a FIFO or a device would block or never end.
+pub fn read_regular(path: &Path) -> std::io::Result<String> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    std::fs::read_to_string(path)
+}
+
 /// Loads and checks a pipeline file.
 pub fn load(path: &Path, env: &Env) -> Result<Loaded, LoadError> {
     let mut diags = Diagnostics::default();
@@ -109,6 +118,49 @@ pub fn load(path: &Path, env: &Env) -> Result<Loaded, LoadError> {
     };
     let file = diags.sources.add(path.display().to_string(), text.clone());
     load_text(path, file, &text, env, diags)
+}
+
+/// A value the typed pipeline cannot take, at its position: a number out of
+/// range gets the range its field allows.
+fn deserialize_error(
+    cx: &check::Cx<'_>,
+    e: &serde_path_to_error::Error<serde_json::Error>,
+) -> Diagnostic {
+    use serde_path_to_error::Segment;
+    let mut pointer = String::new();
+    let mut name = String::new();
+    for segment in e.path().iter() {
+        match segment {
+            Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+            Segment::Map { key } => {
+                pointer.push('/');
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                name.clone_from(key);
+            }
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    let span = cx.value_span(&pointer);
+    let inner = e.inner().to_string();
+    let range = [
+        ("u64", "0", u64::MAX.to_string()),
+        ("usize", "0", usize::MAX.to_string()),
+        ("u32", "0", u32::MAX.to_string()),
+        ("u16", "0", u16::MAX.to_string()),
+        ("u8", "0", u8::MAX.to_string()),
+        ("i64", "-9223372036854775808", i64::MAX.to_string()),
+        ("i32", "-2147483648", i32::MAX.to_string()),
+    ]
+    .into_iter()
+    .find(|(t, _, _)| inner.ends_with(&format!("expected {t}")));
+    let written = cx.text.get(span.clone()).unwrap_or_default().trim();
+    let message = match range {
+        Some((_, low, high)) => {
+            format!("`{name}` must be a whole number from {low} to {high}, not {written}")
+        }
+        None => format!("`{name}`: {inner}"),
+    };
+    Diagnostic::error(Code::InvalidValue, message).at(cx.file, span)
 }
 
 fn load_text(
@@ -140,11 +192,12 @@ fn load_text(
         diags.sort();
         return Err(LoadError::Invalid(diags));
     }
-    let mut pipeline: Pipeline = match serde_json::from_value(value.clone()) {
+    let mut pipeline: Pipeline = match serde_path_to_error::deserialize(&value) {
         Ok(p) => p,
         Err(e) => {
-            // The shape pass accepts only what deserializes; this is a safety net.
-            diags.push(Diagnostic::error(Code::InvalidValue, e.to_string()).at(file, 0..0));
+            // The shape pass accepts nearly only what deserializes: what is
+            // left is a number out of its field's range.
+            diags.push(deserialize_error(&cx, &e));
             return Err(LoadError::Invalid(diags));
         }
     };

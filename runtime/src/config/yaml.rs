@@ -6,7 +6,7 @@
 //! (`true`, `12`, `1.5`, `null`); quoted and block scalars are strings.
 //! `${VAR}` interpolation happens here, on scalar text, before typing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, SpannedEventReceiver};
@@ -72,6 +72,7 @@ pub fn parse(text: &str, file: FileId, env: &Env, diags: &mut Diagnostics) -> Op
         stack: Vec::new(),
         root: None,
         anchors: HashMap::new(),
+        aliased: 0,
         diags: Vec::new(),
         documents: 0,
     };
@@ -206,10 +207,26 @@ enum Frame {
     },
     Map {
         entries: Vec<(Node, Node)>,
+        /// The keys' texts, for finding a duplicate in constant time.
+        names: HashSet<String>,
         key: Option<Node>,
         start: usize,
         anchor: usize,
     },
+}
+
+/// Most values that aliases (`*name`) may add to a pipeline in all: a
+/// pipeline is small, and a few nested aliases can otherwise expand to
+/// billions of values ("billion laughs").
+pub const MAX_ALIAS_VALUES: usize = 100_000;
+
+/// The number of values in a node, itself included.
+fn size(node: &Node) -> usize {
+    1 + match &node.kind {
+        Kind::Seq(items) => items.iter().map(size).sum(),
+        Kind::Map(entries) => entries.iter().map(|(k, v)| size(k) + size(v)).sum(),
+        _ => 0,
+    }
 }
 
 struct Builder<'a> {
@@ -219,7 +236,9 @@ struct Builder<'a> {
     offsets: &'a CharOffsets,
     stack: Vec<Frame>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Values added by aliases so far.
+    aliased: usize,
     diags: Vec<Diagnostic>,
     documents: usize,
 }
@@ -249,21 +268,24 @@ impl Builder<'_> {
 
     fn add(&mut self, node: Node, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let n = size(&node);
+            self.anchors.insert(anchor, (node.clone(), n));
         }
         match self.stack.last_mut() {
             // Only the first document is the pipeline; later ones are reported.
             None if self.root.is_some() => {}
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
+            Some(Frame::Map {
+                entries,
+                names,
+                key,
+                ..
+            }) => match key.take() {
                 None => *key = Some(node),
                 Some(k) => {
                     let name = key_text(&k);
-                    if entries
-                        .iter()
-                        .any(|(existing, _)| key_text(existing) == name)
-                    {
+                    if !names.insert(name.clone()) {
                         self.diags.push(
                             Diagnostic::error(
                                 Code::DuplicateKey,
@@ -392,6 +414,7 @@ impl<'input> SpannedEventReceiver<'input> for Builder<'_> {
             }),
             Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
                 entries: Vec::new(),
+                names: HashSet::new(),
                 key: None,
                 start: range.start,
                 anchor,
@@ -425,17 +448,37 @@ impl<'input> SpannedEventReceiver<'input> for Builder<'_> {
                 );
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().map_or(
-                    Node {
-                        kind: Kind::Null,
-                        span: range.clone(),
-                        style: None,
-                    },
-                    |mut n| {
-                        n.span = range.clone();
-                        n
-                    },
-                );
+                let null = Node {
+                    kind: Kind::Null,
+                    span: range.clone(),
+                    style: None,
+                };
+                let node = match self.anchors.get(&id) {
+                    Some((_, n)) if self.aliased + n > MAX_ALIAS_VALUES => {
+                        if self.aliased <= MAX_ALIAS_VALUES {
+                            self.diags.push(
+                                Diagnostic::error(
+                                    Code::YamlSyntax,
+                                    format!(
+                                        "aliases expand to more than {MAX_ALIAS_VALUES} values in all"
+                                    ),
+                                )
+                                .at(self.file, range.clone())
+                                .help("write the values out, or use fewer nested aliases"),
+                            );
+                        }
+                        // Counted, so the diagnostic is given once.
+                        self.aliased = MAX_ALIAS_VALUES + 1;
+                        null
+                    }
+                    Some((node, n)) => {
+                        self.aliased += n;
+                        let mut node = node.clone();
+                        node.span = range.clone();
+                        node
+                    }
+                    None => null,
+                };
                 self.add(node, 0);
             }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
@@ -493,6 +536,35 @@ mod tests {
         assert_eq!(d.list.len(), 1);
         let (_, range) = d.list[0].span.clone().unwrap();
         assert_eq!(&text[range], "${NOPE");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_an_error_not_a_billion_values() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let (v, _, d) = load(&text);
+        assert!(v.is_some());
+        let errors: Vec<&str> = d.list.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            errors,
+            vec!["aliases expand to more than 100000 values in all"]
+        );
+        // Aliases within the bound work.
+        let (v, _, d) = load("a: &x [1, 2]\nb: *x\n");
+        assert!(d.list.is_empty());
+        assert_eq!(v.unwrap(), serde_json::json!({"a": [1, 2], "b": [1, 2]}));
+    }
+
+    #[test]
+    fn a_duplicate_among_40000_keys_is_found() {
+        let mut text: String = (0..40_000).map(|i| format!("k{i}: {i}\n")).collect();
+        text.push_str("k17: again\n");
+        let (_, _, d) = load(&text);
+        let errors: Vec<&str> = d.list.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(errors, vec!["`k17` is given twice in this mapping"]);
     }
 
     #[test]
