@@ -656,3 +656,31 @@ fn a_panic_in_one_records_work_dead_letters_that_record_only() {
         "{err}"
     );
 }
+
+#[test]
+fn records_a_full_disk_did_not_take_are_not_counted_as_delivered() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: file, path: in.jsonl }\n\
+         sinks:\n  out: { type: file, path: /dev/full, mode: append }\n\
+         dlq: { type: file, path: out/dlq.jsonl }\nroutes: [{ to: [out] }]\n",
+    );
+    std::fs::write(t.path().join("in.jsonl"), "{\"n\":1}\n{\"n\":2}\n").unwrap();
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        (
+            &s["records_in"],
+            &s["delivered"],
+            &s["failed"],
+            &s["balanced"]
+        ),
+        (&json!(2), &json!(0), &json!(2), &json!(true)),
+        "{s}"
+    );
+    assert!(
+        err.contains("error: the run stopped early: sink `out` did not accept a record after 1 attempts: writing to `/dev/full` failed: No space left on device"),
+        "{err}"
+    );
+}

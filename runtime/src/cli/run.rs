@@ -435,6 +435,12 @@ fn human_summary(name: &str, sinks: &[&str], report: &Report, calls: &[(String, 
     }
     s.push('\n');
     s.push_str(&format!("  unrouted       {:>10}\n", c.unrouted));
+    if c.failed > 0 {
+        s.push_str(&format!(
+            "  not delivered  {:>10}   a sink or the DLQ did not take them\n",
+            c.failed
+        ));
+    }
     let used: Vec<String> = calls
         .iter()
         .filter(|(_, n)| *n > 0)
@@ -471,6 +477,7 @@ fn json_summary(name: &str, sinks: &[&str], report: &Report, calls: &[(String, u
         "dropped_invalid": c.dropped_invalid,
         "dead_lettered": dl,
         "unrouted": c.unrouted,
+        "failed": c.failed,
         "balanced": c.balanced(),
         "elapsed_ms": report.elapsed.as_millis() as u64,
         "records_per_s": rate(c, report).round() as u64,

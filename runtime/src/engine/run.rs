@@ -439,6 +439,8 @@ fn write_in_order(
             released(rt.block_on(outputs.make_room(&out, counts)).map_err(stop)?);
             let failures = rt.block_on(outputs.commit(&mut out, ack, sink_keys));
             if !failures.is_empty() {
+                // The summary shows the batch's records, those not written as failed.
+                counts.add(&out.counts);
                 return Err(stop(failures));
             }
             counts.add(&out.counts);
