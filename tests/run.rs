@@ -684,3 +684,49 @@ fn records_a_full_disk_did_not_take_are_not_counted_as_delivered() {
         "{err}"
     );
 }
+
+/// Records are bounded in bytes as well as in number: 40 records of 5 MB
+/// with a 16 MiB budget are never more than 16 MiB in flight, and the run's
+/// memory stays a small multiple of that; with the budget lifted, the same
+/// input is all in flight at once.
+#[test]
+fn the_in_flight_byte_budget_bounds_what_a_run_holds() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), &format!("{FILE_IO}routes: [{{ to: [out] }}]\n"));
+    let pad = "x".repeat(5_000_000 - 16);
+    let input: String = (0..40)
+        .map(|i| {
+            let line = format!("{{\"n\":{i:>3},\"s\":\"{pad}\"}}\n");
+            assert_eq!(line.len(), 5_000_000 + 1);
+            line
+        })
+        .collect();
+    std::fs::write(t.path().join("in.jsonl"), input).unwrap();
+    let (code, s, err) = run_json(&p, &["--max-in-flight-bytes", "16MiB", "--workers", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (&s["delivered"], &s["balanced"]),
+        (&json!(40), &json!(true))
+    );
+    let in_flight = s["max_in_flight_bytes"].as_u64().unwrap();
+    assert!(
+        (5_000_000..=16 * 1024 * 1024).contains(&in_flight),
+        "at most 16 MiB in flight: {in_flight}"
+    );
+    let rss = s["peak_rss_bytes"].as_u64().unwrap();
+    eprintln!("16 MiB budget: peak RSS {} MiB", rss / (1024 * 1024));
+    assert!(
+        rss < 256 * 1024 * 1024,
+        "peak RSS {rss} is more than 16 times the budget"
+    );
+    let out = std::fs::read_to_string(t.path().join("out/out.jsonl")).unwrap();
+    assert_eq!(out.lines().count(), 40);
+    // The budget is what bounds it: lifted, the whole input is in flight.
+    let (code, s, err) = run_json(&p, &["--max-in-flight-bytes", "10GiB"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["max_in_flight_bytes"], 200_000_000);
+    eprintln!(
+        "no budget: peak RSS {} MiB",
+        s["peak_rss_bytes"].as_u64().unwrap() / (1024 * 1024)
+    );
+}

@@ -44,6 +44,38 @@ pub struct Args {
     /// How to print the summary on standard error.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Human)]
     pub summary_format: SummaryFormat,
+    /// Most bytes of source records held between reading and acknowledging
+    /// them (`256MiB`, `64MB`, `1000000`): reading waits while they are in
+    /// the queues, the workers and the sinks' buffers.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+    pub max_in_flight_bytes: u64,
+}
+
+/// A size in bytes, with an optional unit: `B`, `KB`, `MB`, `GB` (powers of
+/// 1000) or `KiB`, `MiB`, `GiB` (powers of 1024).
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size such as `256MiB` or `1000000`"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1000,
+        "MB" => 1000 * 1000,
+        "GB" => 1000 * 1000 * 1000,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        "GiB" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "`{other}` is not a unit of size: use B, KB, MB, GB, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 fn parse_duration(s: &str) -> Result<Dur, String> {
@@ -202,6 +234,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         stopping: Arc::clone(&stopping),
         live: None,
         json_logs: false,
+        max_in_flight_bytes: args.max_in_flight_bytes,
     };
     let report = run::run(built, reader, &mut outputs, &opts, &rt);
     if let Some(m) = &member {
@@ -455,6 +488,20 @@ fn human_summary(name: &str, sinks: &[&str], report: &Report, calls: &[(String, 
     s
 }
 
+/// The process's peak resident memory (Linux: `VmHWM`), in bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 fn json_summary(name: &str, sinks: &[&str], report: &Report, calls: &[(String, u64)]) -> String {
     let c = &report.counts;
     let mut dl = serde_json::Map::new();
@@ -483,6 +530,30 @@ fn json_summary(name: &str, sinks: &[&str], report: &Report, calls: &[(String, u
         "records_per_s": rate(c, report).round() as u64,
         "api_calls": calls.iter().map(|(n, c)| (n.clone(), json!(c))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "error": report.error.as_ref().map(ToString::to_string),
+        "max_in_flight_bytes": report.peak_in_flight_bytes,
+        "peak_rss_bytes": peak_rss_bytes(),
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_bytes("1000000"), Ok(1_000_000));
+        assert_eq!(parse_bytes("256MiB"), Ok(256 * 1024 * 1024));
+        assert_eq!(parse_bytes("64MB"), Ok(64_000_000));
+        assert_eq!(parse_bytes("2 GiB"), Ok(2 * 1024 * 1024 * 1024));
+        assert_eq!(
+            parse_bytes("5 parsecs"),
+            Err("`parsecs` is not a unit of size: use B, KB, MB, GB, KiB, MiB or GiB".into())
+        );
+        assert!(parse_bytes("MiB").is_err());
+        assert_eq!(
+            parse_bytes("99999999999GiB"),
+            Err("`99999999999GiB` is too large".into())
+        );
+    }
 }

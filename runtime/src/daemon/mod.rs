@@ -59,6 +59,10 @@ pub struct Args {
     /// Records per batch (at most this many per `GetRecords`).
     #[arg(long, default_value_t = 1000)]
     pub batch_records: usize,
+    /// Most bytes of source records held between reading and acknowledging
+    /// them (`256MiB`, `64MB`): reading waits while they are in flight.
+    #[arg(long, env = "SLUICE_MAX_IN_FLIGHT_BYTES", default_value = "256MiB", value_parser = crate::cli::run::parse_bytes)]
+    pub max_in_flight_bytes: u64,
 }
 
 fn parse_duration(s: &str) -> Result<Dur, String> {
@@ -236,6 +240,7 @@ pub fn main(args: &Args) -> i32 {
         stopping: Arc::clone(&stopping),
         live: Some(live),
         json_logs: true,
+        max_in_flight_bytes: args.max_in_flight_bytes,
     };
     state.ready.store(true, Ordering::Relaxed);
     logs::json(

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::budget::Budget;
 pub use super::commit::{Outputs, RunError};
 use super::{BatchOutput, Built, Fatal, Worker};
 use crate::metrics::Counts;
@@ -54,9 +55,13 @@ impl LineReader {
     /// A line longer than `max_record_bytes` is not held whole: reading
     /// keeps its first [`HEAD_BYTES`] bytes and skips the rest up to the next
     /// line break, and the record is rejected (stage `decode`) with its size.
-    pub fn next_batch(&mut self, max: usize) -> std::io::Result<Vec<RawRecord>> {
+    ///
+    /// A batch ends after `max` records, or once it holds `max_bytes` (it
+    /// always holds at least one record).
+    pub fn next_batch(&mut self, max: usize, max_bytes: u64) -> std::io::Result<Vec<RawRecord>> {
         let mut batch = Vec::with_capacity(max.min(4096));
-        while batch.len() < max {
+        let mut bytes = 0u64;
+        while batch.len() < max && bytes < max_bytes {
             let Some(size) = self.read_line()? else {
                 break;
             };
@@ -82,6 +87,7 @@ impl LineReader {
             if over {
                 data = &data[..data.len().min(HEAD_BYTES)];
             }
+            bytes += data.len() as u64;
             batch.push(RawRecord {
                 data: data.to_vec(),
                 position: Position {
@@ -176,6 +182,8 @@ pub struct Options {
     pub live: Option<Arc<crate::metrics::prometheus::Live>>,
     /// Write warnings as JSON log lines.
     pub json_logs: bool,
+    /// Most bytes of source records read and not yet acknowledged (see [`Budget`]).
+    pub max_in_flight_bytes: u64,
 }
 
 /// What a run did.
@@ -187,6 +195,8 @@ pub struct Report {
     pub elapsed: Duration,
     /// Why it stopped early, if it did.
     pub error: Option<RunError>,
+    /// The most bytes of source records that were in flight at once.
+    pub peak_in_flight_bytes: u64,
 }
 
 /// Stack for worker threads: deeply nested records and scripts recurse.
@@ -219,8 +229,10 @@ pub fn run(
     let halted = Arc::new(AtomicBool::new(false));
     // Set by the reader when the source is idle while batches wait in buffers.
     let flush_requested = Arc::new(AtomicBool::new(false));
-    // Set by the reader while a shard it no longer reads waits for its checkpoint.
+    // Set by the reader while a shard it no longer reads waits for its
+    // checkpoint, or while it waits for the byte budget.
     let flush_now = Arc::new(AtomicBool::new(false));
+    let budget = Arc::new(Budget::new(opts.max_in_flight_bytes));
 
     std::thread::scope(|s| {
         let (job_tx, job_rx) = sync_channel::<Job>(workers * 2);
@@ -258,6 +270,7 @@ pub fn run(
         let reader_halted = Arc::clone(&halted);
         let reader_flush = Arc::clone(&flush_requested);
         let reader_flush_now = Arc::clone(&flush_now);
+        let reader_budget = Arc::clone(&budget);
         let reader_thread = std::thread::Builder::new()
             .name("sluice-reader".into())
             .spawn_scoped(s, move || -> Result<(), String> {
@@ -278,11 +291,20 @@ pub fn run(
                         request_flush: &request_flush,
                         flush_now: &flush_at_once,
                     };
-                    let Some((batch, ack)) =
-                        reader.next_batch(batch_records, &handle, &policy, &poll)?
+                    let Some((batch, ack)) = reader.next_batch(
+                        batch_records,
+                        reader_budget.batch_bytes(),
+                        &handle,
+                        &policy,
+                        &poll,
+                    )?
                     else {
                         return Ok(());
                     };
+                    // Wait for room: the writer is asked to write its buffers
+                    // meanwhile, since what they hold counts.
+                    let bytes = batch.iter().map(|r| r.data.len() as u64).sum();
+                    reader_budget.take(bytes, &stopping, &flush_at_once);
                     reader_in_flight.fetch_add(1, Ordering::AcqRel);
                     // Records arrived: the source is not idle after all.
                     reader_flush.store(false, Ordering::Release);
@@ -306,7 +328,7 @@ pub fn run(
             &mut counts,
             &progress,
             rt,
-            &in_flight,
+            (&in_flight, &budget),
             [&flush_requested, &flush_now],
             opts,
         )
@@ -326,6 +348,7 @@ pub fn run(
         counts,
         elapsed: start.elapsed(),
         error,
+        peak_in_flight_bytes: budget.peak(),
     }
 }
 
@@ -398,7 +421,7 @@ fn write_in_order(
     counts: &mut Counts,
     progress: &ProgressBar,
     rt: &tokio::runtime::Runtime,
-    in_flight: &AtomicUsize,
+    (in_flight, budget): (&AtomicUsize, &Budget),
     [flush_requested, flush_now]: [&AtomicBool; 2],
     opts: &Options,
 ) -> Result<(), RunError> {
@@ -406,6 +429,7 @@ fn write_in_order(
     let mut pending: BTreeMap<u64, (Result<BatchOutput, Fatal>, Ack)> = BTreeMap::new();
     let released = |r: super::commit::Released| {
         in_flight.fetch_sub(r.batches, Ordering::AcqRel);
+        budget.give_back(r.batches);
         for w in r.warnings {
             if opts.json_logs {
                 crate::logs::json("warn", &w);

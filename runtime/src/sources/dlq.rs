@@ -115,11 +115,14 @@ impl Reader {
     pub async fn next_batch(
         &mut self,
         max: usize,
+        max_bytes: u64,
         policy: &Policy,
     ) -> Result<Option<(Vec<RawRecord>, Ack)>, String> {
         match self {
             Reader::File(lines) => {
-                let batch = lines.next_batch(max).map_err(|e| e.to_string())?;
+                let batch = lines
+                    .next_batch(max, max_bytes)
+                    .map_err(|e| e.to_string())?;
                 Ok((!batch.is_empty())
                     .then(|| (batch.into_iter().map(from_envelope).collect(), Ack::None)))
             }

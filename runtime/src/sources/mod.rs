@@ -199,23 +199,26 @@ pub struct Stop {
 }
 
 impl Reader {
-    /// The next batch of up to `max` records and its acknowledgement; `None`
+    /// The next batch of up to `max` records (a line source also stops at
+    /// `max_bytes`; the others' batches are bounded by their APIs) and its
+    /// acknowledgement; `None`
     /// at the end of the input (end of file; for streams, idle for `stop.when_idle`).
     pub fn next_batch(
         &mut self,
         max: usize,
+        max_bytes: u64,
         rt: &tokio::runtime::Handle,
         policy: &Policy,
         poll: &Poll<'_>,
     ) -> Result<Option<(Vec<RawRecord>, Ack)>, String> {
         match self {
             Reader::Lines(r) => {
-                let batch = r.next_batch(max).map_err(|e| e.to_string())?;
+                let batch = r.next_batch(max, max_bytes).map_err(|e| e.to_string())?;
                 Ok((!batch.is_empty()).then_some((batch, Ack::None)))
             }
             Reader::Kinesis(r, aws) => read_shards(r, aws, max, rt, policy, poll),
             Reader::DynamodbStreams(r, aws) => read_shards(r, aws, max, rt, policy, poll),
-            Reader::Dlq(r) => rt.block_on(r.next_batch(max, policy)),
+            Reader::Dlq(r) => rt.block_on(r.next_batch(max, max_bytes, policy)),
             // A receive long-polls by itself: no wait between calls.
             Reader::Sqs(r, aws) => poll.run(None, || {
                 let (records, receipts) =
