@@ -23,7 +23,9 @@ pub struct UserRecord {
 
 /// Appends the records of one Kinesis record to `out`: its user records
 /// when it is an aggregate (each with its own partition key; they share
-/// `position`'s sequence number), or itself. How many were appended.
+/// `position`'s sequence number), or itself. An aggregate with no user
+/// records is appended as itself, rejected (stage `decode`). How many were
+/// appended.
 pub fn push_records(out: &mut Vec<RawRecord>, data: Vec<u8>, position: Position) -> usize {
     let raw = |data, position| RawRecord {
         data,
@@ -32,6 +34,15 @@ pub fn push_records(out: &mut Vec<RawRecord>, data: Vec<u8>, position: Position)
         attributes: None,
     };
     match deaggregate(&data) {
+        // Nothing to deliver, but the Kinesis record arrived: it is
+        // accounted for as a dead letter rather than vanishing.
+        Some(users) if users.is_empty() => {
+            out.push(RawRecord {
+                rejected: Some("the KPL aggregate holds no user records".into()),
+                ..raw(data, position)
+            });
+            1
+        }
         Some(users) => {
             let n = users.len();
             out.extend(users.into_iter().map(|u| {
@@ -211,6 +222,22 @@ pub(crate) mod tests {
                 (&b"2"[..], Some("b"), Some("49")),
                 (&b"3"[..], Some("outer"), Some("49")),
             ]
+        );
+    }
+
+    #[test]
+    fn an_aggregate_with_no_user_records_is_rejected_not_dropped() {
+        let mut out = Vec::new();
+        let empty = aggregate(&[]);
+        assert_eq!(deaggregate(&empty), Some(Vec::new()));
+        assert_eq!(
+            push_records(&mut out, empty.clone(), Position::default()),
+            1
+        );
+        assert_eq!(out[0].data, empty);
+        assert_eq!(
+            out[0].rejected.as_deref(),
+            Some("the KPL aggregate holds no user records")
         );
     }
 
