@@ -741,3 +741,39 @@ fn a_panic_in_one_record_dead_letters_it_and_the_function_goes_on() {
         );
     }
 }
+
+/// Credentials from the environment never appear in the function's logs,
+/// metrics or envelopes, even when every AWS call fails.
+#[test]
+fn credentials_never_appear_in_logs_metrics_or_envelopes() {
+    const SECRET: &str = "sluice-test-secret-2b7e151628";
+    const TOKEN: &str = "sluice-test-session-token-ae2d8a";
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         routes: [{ to: [lake] }]\n\
+         sinks:\n  lake: { type: s3, bucket: lake, retry: { max_attempts: 2, initial_backoff: 10ms } }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n\
+         aws: { region: us-east-1, endpoint_url: 'http://127.0.0.1:9' }\n",
+    );
+    let lambda = Lambda::start(
+        &p,
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIASLUICETESTKEY0002".into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET.into()),
+            ("AWS_SESSION_TOKEN", TOKEN.into()),
+        ],
+    );
+    let response = lambda
+        .invoke(&kinesis_event(&[r#"{"n":1}"#, "{broken"]))
+        .unwrap();
+    assert_eq!(failures(&response), vec!["100"], "{}", lambda.stderr());
+    let written = lambda.stderr()
+        + &lambda.stdout()
+        + &std::fs::read_to_string(t.path().join("dlq.jsonl")).unwrap_or_default();
+    assert!(written.contains("put_object"), "{written}");
+    for secret in ["AKIASLUICETESTKEY0002", SECRET, TOKEN] {
+        assert!(!written.contains(secret), "{secret} in: {written}");
+    }
+}

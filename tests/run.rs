@@ -730,3 +730,40 @@ fn the_in_flight_byte_budget_bounds_what_a_run_holds() {
         s["peak_rss_bytes"].as_u64().unwrap() / (1024 * 1024)
     );
 }
+
+/// Credentials from the environment never appear in what a run writes: the
+/// summary, errors, warnings, sinks or envelopes, even when every AWS call
+/// fails.
+#[test]
+fn credentials_never_appear_in_what_a_run_writes() {
+    const KEY: &str = "AKIASLUICETESTKEY0001";
+    const SECRET: &str = "sluice-test-secret-7f3a9c1e5b";
+    const TOKEN: &str = "sluice-test-session-token-4d2b8e";
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: file, path: in.jsonl }\n\
+         routes: [{ to: [lake] }]\n\
+         sinks:\n  lake: { type: s3, bucket: lake, retry: { max_attempts: 2, initial_backoff: 10ms } }\n\
+         dlq: { type: file, path: out/dlq.jsonl }\n\
+         aws: { region: us-east-1, endpoint_url: 'http://127.0.0.1:9' }\n",
+    );
+    std::fs::write(t.path().join("in.jsonl"), "{\"n\":1}\n{broken\n").unwrap();
+    let o = run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json"])
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_SESSION_TOKEN", TOKEN));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let mut written = stderr(&o) + &common::stdout(&o);
+    assert!(
+        written.contains("put_object"),
+        "the S3 write failed: {written}"
+    );
+    written.push_str(&std::fs::read_to_string(t.path().join("out/dlq.jsonl")).unwrap_or_default());
+    for secret in [KEY, SECRET, TOKEN] {
+        assert!(!written.contains(secret), "{secret} in: {written}");
+    }
+}
