@@ -494,12 +494,11 @@ fn scripts_cannot_wait_hoard_memory_run_long_or_write_what_json_cannot_hold() {
     let p = pipeline(
         t.path(),
         &format!(
-            "{FILE_IO}limits: {{ max_operations: 0, max_time_per_record: 300ms }}\n\
+            "{FILE_IO}limits: {{ max_operations: 0, max_time_per_record: 1h }}\n\
              transforms:\n  - name: hostile\n    script: |\n      \
              if record.k == \"sleep_float\" {{ sleep(1e30); }}\n      \
              if record.k == \"sleep_int\" {{ sleep(9223372036854775807); }}\n      \
              if record.k == \"clock\" {{ record.t = timestamp(); }}\n      \
-             if record.k == \"slow\" {{ let s = \"\"; loop {{ s += \"x\"; if s.len() > 500000 {{ s = \"\"; }} }} }}\n      \
              if record.k == \"keys\" {{ let m = #{{}}; let k = \"\"; k.pad(100000, \"x\"); for i in 0..1000 {{ m[k + i] = i; }} }}\n      \
              if record.k == \"curry\" {{ let s = \"\"; s.pad(1000000, \"x\"); let fs = []; for i in 0..100 {{ fs.push(Fn(\"x\").curry(s + i)); }} }}\n      \
              if record.k == \"infinity\" {{ record.total = record.price * 10.0; }}\n      \
@@ -514,7 +513,6 @@ fn scripts_cannot_wait_hoard_memory_run_long_or_write_what_json_cannot_hold() {
         "sleep_float",
         "sleep_int",
         "clock",
-        "slow",
         "keys",
         "curry",
         "infinity",
@@ -532,8 +530,8 @@ fn scripts_cannot_wait_hoard_memory_run_long_or_write_what_json_cannot_hold() {
     std::fs::write(t.path().join("in.jsonl"), input).unwrap();
     let (code, s, err) = run_json(&p, &[]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(s["records_in"], 11);
-    assert_eq!(s["dead_lettered"]["transform"], 10);
+    assert_eq!(s["records_in"], 10);
+    assert_eq!(s["dead_lettered"]["transform"], 9);
     assert_eq!(s["delivered"], 1);
     assert_eq!(s["balanced"], true);
     let mut expected = big.clone();
@@ -567,10 +565,6 @@ fn scripts_cannot_wait_hoard_memory_run_long_or_write_what_json_cannot_hold() {
     assert_eq!(
         error("clock"),
         "Function not found: timestamp () (script line 3, column 37)"
-    );
-    assert!(
-        error("slow").starts_with("script exceeded max_time_per_record (300ms)"),
-        "{errors:?}"
     );
     for k in ["keys", "curry"] {
         assert!(
@@ -766,4 +760,38 @@ fn credentials_never_appear_in_what_a_run_writes() {
     for secret in [KEY, SECRET, TOKEN] {
         assert!(!written.contains(secret), "{secret} in: {written}");
     }
+}
+
+/// Work that stays within `max_operations` but is slow per operation is
+/// stopped by the time budget. (The only test that races the clock: the
+/// loop never ends, so however busy the machine, the budget stops it.)
+#[test]
+fn the_time_budget_stops_slow_work_within_the_operations_limit() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "{FILE_IO}limits: {{ max_operations: 0, max_time_per_record: 300ms }}\n\
+             transforms:\n  - name: slow\n    script: |\n      \
+             if record.k == \"slow\" {{ let s = \"\"; loop {{ s += \"x\"; if s.len() > 500000 {{ s = \"\"; }} }} }}\n      \
+             record\nroutes: [{{ to: [out] }}]\n"
+        ),
+    );
+    std::fs::write(
+        t.path().join("in.jsonl"),
+        "{\"k\":\"slow\"}\n{\"k\":\"fine\"}\n",
+    )
+    .unwrap();
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (&s["delivered"], &s["dead_lettered"]["transform"]),
+        (&json!(1), &json!(1))
+    );
+    let env = envelopes(t.path());
+    let e = env[0]["error"].as_str().unwrap();
+    assert!(
+        e.starts_with("script exceeded max_time_per_record (300ms)"),
+        "{e}"
+    );
 }
