@@ -103,13 +103,17 @@ impl LineReader {
         Ok(batch)
     }
 
-    /// Reads one line into `buf`, keeping at most `max_record_bytes` and its
-    /// line break (then only the first [`HEAD_BYTES`]); the line's size
+    /// Reads one line into `buf`, keeping at most `max_record_bytes` (or
+    /// [`HEAD_BYTES`], if more) and its line break, and only the first
+    /// [`HEAD_BYTES`] of a longer line; the line's size
     /// without its line break, or `None` at the end of the input.
     fn read_line(&mut self) -> std::io::Result<Option<u64>> {
         self.buf.clear();
+        // The limit and the line break, and never less than the head kept
+        // of a longer line.
         let keep = usize::try_from(self.max_record_bytes)
             .unwrap_or(usize::MAX)
+            .max(HEAD_BYTES)
             .saturating_add(2);
         let mut size: u64 = 0;
         let mut read_any = false;
@@ -152,11 +156,15 @@ impl LineReader {
         if !read_any {
             return Ok(None);
         }
+        // The size leaves out the line break, and a `\r` before it (or at
+        // the very end), as the record's data does.
         if last[1] == b'\n' {
             size -= 1;
-            if last[0] == b'\r' {
+            if last[0] == b'\r' && size > 0 {
                 size -= 1;
             }
+        } else if last[1] == b'\r' {
+            size -= 1;
         }
         Ok(Some(size))
     }

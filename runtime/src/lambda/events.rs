@@ -19,7 +19,6 @@ use aws_lambda_events::event::streams::{
 };
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use base64::Engine as _;
-use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use crate::record::{Position, RawRecord};
@@ -246,6 +245,16 @@ fn undecodable(
     batch.items.push(item);
 }
 
+/// One event record as its typed form. A panic in the deserializer (the
+/// time parser of a Kafka timestamp has one) is an error of this record.
+fn decode<T: serde::de::DeserializeOwned>(r: &Value) -> Result<T, String> {
+    match crate::panics::catch(|| T::deserialize(r)) {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(m) => Err(format!("its decoder failed: {m}")),
+    }
+}
+
 fn text_at(r: &Value, pointer: &str) -> Option<String> {
     r.pointer(pointer)
         .and_then(Value::as_str)
@@ -267,7 +276,7 @@ fn kinesis(r: &Value, batch: &mut Batch) {
         group: None,
         offset: None,
     };
-    let record = match KinesisEventRecord::deserialize(r) {
+    let record = match decode::<KinesisEventRecord>(r) {
         Ok(record) => record,
         Err(e) => {
             let position = Position {
@@ -319,7 +328,7 @@ fn dynamodb(r: &Value, batch: &mut Batch) {
         arrival_time: seconds_at(r, "/dynamodb/ApproximateCreationDateTime").map(ms_rfc3339),
         ..Position::default()
     };
-    let record = match DynamoDbEventRecord::deserialize(r) {
+    let record = match decode::<DynamoDbEventRecord>(r) {
         Ok(record) => record,
         Err(e) => {
             position.arrival_time = None;
@@ -373,7 +382,7 @@ fn sqs(r: &Value, batch: &mut Batch) {
             .map(ms_rfc3339),
         ..Position::default()
     };
-    let m = match SqsMessage::deserialize(r) {
+    let m = match decode::<SqsMessage>(r) {
         Ok(m) => m,
         Err(e) => {
             undecodable(batch, r, "SQS message", e, position, item);
@@ -431,28 +440,23 @@ fn kafka(partitions: Map<String, Value>, batch: &mut Batch) {
                 group: Some(key.clone()),
                 offset,
             };
-            let decoded = KafkaRecord::deserialize(r)
-                .map_err(|e| e.to_string())
-                .and_then(|k| {
-                    let decode = |field: &str, v: Option<&String>| -> Result<Vec<u8>, String> {
-                        v.map_or(Ok(Vec::new()), |v| {
-                            b64.decode(v)
-                                .map_err(|e| format!("its {field} is not base64: {e}"))
-                        })
-                    };
-                    let value = decode("value", k.value.as_ref())?;
-                    let key = match k.key.as_ref() {
-                        Some(_) => {
-                            let bytes = decode("key", k.key.as_ref())?;
-                            Some(
-                                String::from_utf8(bytes)
-                                    .unwrap_or_else(|e| b64.encode(e.as_bytes())),
-                            )
-                        }
-                        None => None,
-                    };
-                    Ok((k, value, key))
-                });
+            let decoded = decode::<KafkaRecord>(r).and_then(|k| {
+                let decode = |field: &str, v: Option<&String>| -> Result<Vec<u8>, String> {
+                    v.map_or(Ok(Vec::new()), |v| {
+                        b64.decode(v)
+                            .map_err(|e| format!("its {field} is not base64: {e}"))
+                    })
+                };
+                let value = decode("value", k.value.as_ref())?;
+                let key = match k.key.as_ref() {
+                    Some(_) => {
+                        let bytes = decode("key", k.key.as_ref())?;
+                        Some(String::from_utf8(bytes).unwrap_or_else(|e| b64.encode(e.as_bytes())))
+                    }
+                    None => None,
+                };
+                Ok((k, value, key))
+            });
             let (k, value, record_key) = match decoded {
                 Ok(d) => d,
                 Err(e) => {
