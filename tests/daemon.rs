@@ -342,8 +342,9 @@ fn wait_active(rt: &tokio::runtime::Runtime, kinesis: &aws_sdk_kinesis::Client) 
         if status == Some(StreamStatus::Active) {
             return;
         }
+        // A bound for a hang, not a speed: kinesalite activates in well under a second.
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < Duration::from_secs(120),
             "stream not active: {status:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -580,8 +581,9 @@ fn a_lease_handed_over_while_an_s3_sink_buffers_is_read_once() {
             .sum::<f64>()
     };
     while read() < 1500.0 {
+        // A bound for a hang, not a speed: the count read is what is checked.
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < Duration::from_secs(180),
             "{} of 1500 records read",
             read()
         );
@@ -902,8 +904,9 @@ fn a_stalled_sink_stops_reading_memory_stays_bounded_and_delivery_resumes() {
         if distinct.len() == 20_000 {
             break ids;
         }
+        // A bound for a hang, not a speed: what is checked is that all arrive, once.
         assert!(
-            started.elapsed() < Duration::from_secs(120),
+            started.elapsed() < Duration::from_secs(300),
             "{} of 20000 delivered after the sink came back",
             distinct.len()
         );

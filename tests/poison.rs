@@ -233,6 +233,19 @@ fn run_lambda(
     assert_eq!(n("Failed"), 0);
 }
 
+/// The DLQ's envelopes as (sequence number, stage), in order.
+fn dead_letters(dir: &Path) -> Vec<(String, String)> {
+    read_jsonl(&dir.join("out/dlq.jsonl"))
+        .iter()
+        .map(|e| {
+            (
+                e["source"]["sequence_number"].as_str().unwrap().to_owned(),
+                e["stage"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
@@ -405,15 +418,7 @@ fn malformed_event_records_aggregates_and_every_attribute_type_end_in_one_place(
         .map(|r| r["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids, vec!["k0", "k3a", "k3b", "k6"]);
-    let dlq: Vec<(String, String)> = read_jsonl(&t.path().join("out/dlq.jsonl"))
-        .iter()
-        .map(|e| {
-            (
-                e["source"]["sequence_number"].as_str().unwrap().to_owned(),
-                e["stage"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let dlq = dead_letters(t.path());
     let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
         v.iter()
             .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
@@ -484,15 +489,7 @@ fn dynamodb_images_of_every_attribute_type_become_plain_json() {
     );
     // A number DynamoDB would not store is kept as its text.
     assert_eq!(all[1]["NewImage"], json!({ "id": "not a number" }));
-    let dlq: Vec<(String, String)> = read_jsonl(&t.path().join("out/dlq.jsonl"))
-        .iter()
-        .map(|e| {
-            (
-                e["source"]["sequence_number"].as_str().unwrap().to_owned(),
-                e["stage"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let dlq = dead_letters(t.path());
     assert_eq!(
         dlq,
         vec![

@@ -235,14 +235,22 @@ fn undecodable(
     position: Position,
     item: Item,
 ) {
-    batch.records.push(RawRecord {
+    let record = RawRecord {
         data: r.to_string().into_bytes(),
         position,
         rejected: Some(format!("the {what} cannot be decoded: {e}")),
         attributes: None,
-    });
-    batch.item_of.push(batch.items.len());
-    batch.items.push(item);
+    };
+    batch.push(record, item);
+}
+
+impl Batch {
+    /// Adds an event record that is one record.
+    fn push(&mut self, record: RawRecord, item: Item) {
+        self.records.push(record);
+        self.item_of.push(self.items.len());
+        self.items.push(item);
+    }
 }
 
 /// One event record as its typed form. A panic in the deserializer (the
@@ -349,14 +357,13 @@ fn dynamodb(r: &Value, batch: &mut Batch) {
             doc.insert(name.into(), item_json(img));
         }
     }
-    batch.records.push(RawRecord {
+    let record = RawRecord {
         data: serde_json::to_vec(&Value::Object(doc)).unwrap_or_default(),
         position,
         rejected: None,
         attributes: None,
-    });
-    batch.item_of.push(batch.items.len());
-    batch.items.push(item);
+    };
+    batch.push(record, item);
 }
 
 fn sqs(r: &Value, batch: &mut Batch) {
@@ -403,14 +410,13 @@ fn sqs(r: &Value, batch: &mut Batch) {
         })
         .collect();
     attributes.sort();
-    batch.records.push(RawRecord {
+    let record = RawRecord {
         data: m.body.unwrap_or_default().into_bytes(),
         position,
         rejected: None,
         attributes: (!attributes.is_empty()).then(|| Arc::new(attributes)),
-    });
-    batch.item_of.push(batch.items.len());
-    batch.items.push(item);
+    };
+    batch.push(record, item);
 }
 
 fn kafka(partitions: Map<String, Value>, batch: &mut Batch) {
@@ -477,14 +483,13 @@ fn kafka(partitions: Map<String, Value>, batch: &mut Batch) {
             let ts = k.timestamp.0.timestamp_millis();
             position.partition_key = record_key;
             position.arrival_time = (ts > 0).then(|| ms_rfc3339(ts));
-            batch.records.push(RawRecord {
+            let record = RawRecord {
                 data: value,
                 position,
                 rejected: None,
                 attributes: (!headers.is_empty()).then(|| Arc::new(headers)),
-            });
-            batch.item_of.push(batch.items.len());
-            batch.items.push(item);
+            };
+            batch.push(record, item);
         }
     }
 }

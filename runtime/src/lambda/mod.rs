@@ -224,9 +224,7 @@ impl State {
                 .unwrap_or_default();
             if left < self.margin {
                 // Too close to the deadline to start: these and the rest go back to the source.
-                let n = chunk.len() + rest.len();
-                failed.extend(chunk_items.iter().copied());
-                failed.extend(rest.by_ref().map(|(i, _)| batch.item_of[i]));
+                let n = give_back(&mut failed, &chunk_items, &mut rest, &batch.item_of);
                 log(
                     "WARN",
                     &request,
@@ -249,9 +247,7 @@ impl State {
                 }
                 Err(e) => {
                     // The worker is replaced; these records and the rest go back to the source.
-                    let left = chunk_items.len() + rest.len();
-                    failed.extend(chunk_items.iter().copied());
-                    failed.extend(rest.by_ref().map(|(i, _)| batch.item_of[i]));
+                    let left = give_back(&mut failed, &chunk_items, &mut rest, &batch.item_of);
                     log(
                         "ERROR",
                         &request,
@@ -358,6 +354,20 @@ impl State {
         let _ = out.flush();
         Ok(response)
     }
+}
+
+/// Reports a chunk not processed and every record after it as failed (the
+/// source delivers them again); how many records that is.
+fn give_back(
+    failed: &mut BTreeSet<usize>,
+    chunk_items: &[usize],
+    rest: &mut impl ExactSizeIterator<Item = (usize, RawRecord)>,
+    item_of: &[usize],
+) -> usize {
+    let n = chunk_items.len() + rest.len();
+    failed.extend(chunk_items.iter().copied());
+    failed.extend(rest.map(|(i, _)| item_of[i]));
+    n
 }
 
 /// A failed invocation's answer: `errorType` is a word, not a Rust type.
