@@ -7,6 +7,7 @@ mod common;
 
 use std::process::Command;
 
+use common::orders::orders_and_file_outputs;
 use common::{python, read_jsonl, root, run, sluice, stderr, stdout, summary};
 
 #[test]
@@ -218,41 +219,11 @@ impl OrdersOnAws {
     }
 }
 
-/// Generates `n` orders (seed 7) as `orders.jsonl` in `dir`, runs the file
-/// pipeline on them into `dir/file`, and returns the lines.
-fn orders_and_file_outputs(dir: &std::path::Path, n: usize) -> Vec<String> {
-    let jsonl = dir.join("orders.jsonl");
-    let o = run(Command::new("python3")
-        .arg(root().join("bench/workload/gen_orders.py"))
-        .args(["jsonl", "-n", &n.to_string(), "--seed", "7", "-o"])
-        .arg(&jsonl));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(sluice()
-        .args([
-            "run",
-            "pipelines/orders/pipeline.yaml",
-            "--summary-format",
-            "json",
-        ])
-        .current_dir(root())
-        .env("ORDERS_INPUT", &jsonl)
-        .env("OUT_DIR", dir.join("file")));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    std::fs::read_to_string(&jsonl)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// `pipelines/orders/kinesis.yaml`, the same workload on AWS (Kinesis → S3 +
 /// SQS, DLQ on S3) against moto, delivers the same records as the file
 /// pipeline.
 #[test]
 fn orders_on_kinesis_delivers_what_the_file_pipeline_delivers() {
-    use aws_sdk_kinesis::primitives::Blob;
-    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-
     let tmp = tempfile::tempdir().unwrap();
     let lines = orders_and_file_outputs(tmp.path(), 2000);
     let aws = OrdersOnAws::start();
@@ -264,26 +235,7 @@ fn orders_on_kinesis_delivers_what_the_file_pipeline_delivers() {
             .send()
             .await
             .unwrap();
-        for (c, chunk) in lines.chunks(500).enumerate() {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    PutRecordsRequestEntry::builder()
-                        .data(Blob::new(l.as_bytes()))
-                        .partition_key(format!("k{}", (c * 500 + i) % 16))
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            aws.kinesis
-                .put_records()
-                .stream_name("orders")
-                .set_records(Some(entries))
-                .send()
-                .await
-                .unwrap();
-        }
+        common::aws::put_lines(&aws.kinesis, "orders", &lines).await;
     });
     let o = run(sluice()
         .args([

@@ -202,3 +202,57 @@ pub async fn items(ddb: &aws_sdk_dynamodb::Client, table: &str, key: &str) -> Ve
     rows.sort_by(|a, b| a[key].as_str().cmp(&b[key].as_str()));
     rows
 }
+
+/// Puts `lines` on a Kinesis stream, 500 per `PutRecords`, with partition
+/// keys `k0` … `k15` in turn.
+pub async fn put_lines(kinesis: &aws_sdk_kinesis::Client, stream: &str, lines: &[String]) {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    for (c, chunk) in lines.chunks(500).enumerate() {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(l.as_bytes()))
+                    .partition_key(format!("k{}", (c * 500 + i) % 16))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = kinesis
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_record_count(), Some(0));
+    }
+}
+
+/// Receives every message of a queue (until two receives in a row come
+/// back empty), as JSON values of their bodies. The messages are not deleted.
+pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut empty = 0;
+    while empty < 2 {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            empty += 1;
+        }
+        out.extend(
+            got.messages()
+                .iter()
+                .map(|m| serde_json::from_str::<Value>(m.body().unwrap()).unwrap()),
+        );
+    }
+    out
+}

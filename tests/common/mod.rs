@@ -11,6 +11,7 @@ pub mod faults;
 pub mod kinesalite;
 pub mod lambda;
 pub mod moto;
+pub mod orders;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

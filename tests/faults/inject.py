@@ -10,7 +10,23 @@ SLUICE_FAULTS is a JSON list of rules:
      "ms": 700,                            # latency: the delay before the call goes on
      "every": 2,                           # partial: entries 0, every, 2*every ... fail
      "while_exists": "/tmp/x/stall",       # only while this file exists (a sink that stalls, then comes back)
+     "resource": "dead-letters",           # only calls about this queue, stream, table or bucket
      "status": 400, "code": "...", "message": "..."}   # error: the response
+
+or a random rule, which picks a fault for a share of the calls:
+
+    {"op": "*",                            # every operation, or one
+     "rate": 0.3,                          # the share of calls given a fault
+     "seed": 7,                            # the same seed, call and op: the same fault
+     "faults": ["throttle", "5xx", "reset", "lost", "latency", "partial"],
+     "ms": 300,                            # latency
+     "except": ["S3.GET"]}                 # operations left alone
+
+where `throttle` answers the service's throttling error, `5xx` an internal
+error or service unavailable, `reset` closes the connection before the call
+reaches the service, `lost` lets the call through and closes the connection
+before its answer, and `partial` fails every other entry of a batch call
+(other calls get `5xx` instead).
 
 A partial failure really leaves the failed entries out of the request moto
 gets, and reports them failed in the response, as the service does for
@@ -18,13 +34,16 @@ PutRecords (per-record ErrorCode), SendMessageBatch (Failed) and
 BatchWriteItem (UnprocessedItems).
 
 Every call is logged to SLUICE_FAULTS_LOG as a JSON line:
-{"op": ..., "call": n, "entries": n or null, "fault": "partial" | "error" | "latency" | null}.
+{"op": ..., "call": n, "resource": name or null, "entries": n or null,
+ "fault": "partial" | "error" | "latency" | "reset" | "lost" | null,
+ "kind": the random rule's kind ("throttle", "5xx", ...), else the fault}.
 """
 
 import asyncio
 import collections
 import json
 import os
+import random
 import zlib
 
 from mitmproxy import http
@@ -59,14 +78,71 @@ def entry_count(op, body):
     return None
 
 
+def resource_of(op, request, body):
+    """The queue, stream, table or bucket a call is about."""
+    if body is None:
+        return request.path.lstrip("/").split("/")[0].split("?")[0]
+    for key in ("QueueUrl", "StreamName", "StreamARN", "TableName"):
+        if key in body:
+            return body[key].rsplit("/", 1)[-1]
+    if "RequestItems" in body:
+        return ",".join(sorted(body["RequestItems"]))
+    return None
+
+
 def log(line):
     if LOG:
         with open(LOG, "a") as f:
             f.write(json.dumps(line) + "\n")
 
 
-def rule_for(op, call):
+BATCH_OPS = set(ENTRIES) | {"DynamoDB_20120810.BatchWriteItem"}
+
+# The throttling error of each service.
+THROTTLE = {
+    "Kinesis": (400, "ProvisionedThroughputExceededException", "Rate exceeded for shard"),
+    "DynamoDB": (400, "ThrottlingException", "Rate of requests exceeds the allowed throughput."),
+    "AmazonSQS": (400, "ThrottlingException", "Rate exceeded"),
+    "S3": (503, "SlowDown", "Please reduce your request rate."),
+}
+
+
+def service_of(op):
+    return op.split("_")[0].split(".")[0]
+
+
+def random_fault(rule, op, call):
+    """The fault a random rule gives this call, as a concrete rule, or None."""
+    if op in rule.get("except", []):
+        return None
+    pick = random.Random(f"{rule.get('seed', 0)}:{op}:{call}")
+    if pick.random() >= rule["rate"]:
+        return None
+    kind = pick.choice(rule["faults"])
+    if kind == "partial" and op not in BATCH_OPS:
+        kind = "5xx"
+    if kind == "throttle":
+        status, code, message = THROTTLE[service_of(op)]
+        return {"fault": "error", "kind": kind, "status": status, "code": code, "message": message}
+    if kind == "5xx":
+        status, code = pick.choice([(500, "InternalFailure"), (503, "ServiceUnavailable")])
+        if service_of(op) == "S3":
+            code = "InternalError" if status == 500 else "ServiceUnavailable"
+        return {"fault": "error", "kind": kind, "status": status, "code": code,
+                "message": "injected server error"}
+    if kind == "latency":
+        return {"fault": "latency", "kind": kind, "ms": rule.get("ms", 300)}
+    return {"fault": kind, "kind": kind, "every": 2}
+
+
+def rule_for(op, call, resource):
     for rule in RULES:
+        if "resource" in rule and rule["resource"] != resource:
+            continue
+        if "rate" in rule:
+            if rule["op"] in ("*", op):
+                return random_fault(rule, op, call)
+            continue
         if rule["op"] == op and ("calls" not in rule or call in rule["calls"]):
             if "while_exists" in rule and not os.path.exists(rule["while_exists"]):
                 continue
@@ -104,13 +180,22 @@ class Inject:
         body = None
         if flow.request.headers.get("X-Amz-Target"):
             body = json.loads(flow.request.content or b"{}")
-        rule = rule_for(op, call)
+        resource = resource_of(op, flow.request, body)
+        rule = rule_for(op, call, resource)
         fault = rule["fault"] if rule else None
-        log({"op": op, "call": call, "entries": entry_count(op, body or {}), "fault": fault})
+        log({"op": op, "call": call, "resource": resource,
+             "entries": entry_count(op, body or {}), "fault": fault,
+             "kind": rule.get("kind", fault) if rule else None})
         if rule is None:
             return
         if fault == "error":
             flow.response = error_response(op, rule)
+            return
+        if fault == "reset":
+            flow.kill()
+            return
+        if fault == "lost":
+            flow.metadata["lost"] = True
             return
         if fault == "latency":
             await asyncio.sleep(rule["ms"] / 1000)
@@ -141,6 +226,9 @@ class Inject:
         set_json(flow.request, body)
 
     def response(self, flow: http.HTTPFlow):
+        if flow.metadata.get("lost"):
+            flow.kill()
+            return
         op = flow.metadata.get("op")
         if op is None or flow.response.status_code != 200:
             return

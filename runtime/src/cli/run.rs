@@ -241,11 +241,20 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         rt.block_on(m.leave());
     }
     let names: Vec<&str> = loaded.pipeline.sinks.keys().map(String::as_str).collect();
-    let calls: Vec<(String, u64)> = outputs
+    let calls: Vec<Usage> = outputs
         .sinks
         .iter()
-        .map(|(n, w)| (n.clone(), w.calls()))
-        .chain(std::iter::once(("dlq".to_owned(), outputs.dlq.calls())))
+        .zip(&outputs.sink_stats)
+        .map(|((n, w), st)| Usage {
+            name: n.clone(),
+            calls: w.calls(),
+            retries: st.retries,
+        })
+        .chain(std::iter::once(Usage {
+            name: "dlq".to_owned(),
+            calls: outputs.dlq.calls(),
+            retries: outputs.dlq_stats.retries,
+        }))
         .collect();
     match args.summary_format {
         SummaryFormat::Human => {
@@ -420,7 +429,16 @@ fn rate(counts: &Counts, report: &Report) -> f64 {
     }
 }
 
-fn human_summary(name: &str, sinks: &[&str], report: &Report, calls: &[(String, u64)]) -> String {
+/// What one sink (or the DLQ) asked of its service.
+struct Usage {
+    name: String,
+    /// API requests (0 for local sinks).
+    calls: u64,
+    /// Writes tried again after a failure.
+    retries: u64,
+}
+
+fn human_summary(name: &str, sinks: &[&str], report: &Report, calls: &[Usage]) -> String {
     let c = &report.counts;
     let per_sink = sinks
         .iter()
@@ -474,16 +492,18 @@ fn human_summary(name: &str, sinks: &[&str], report: &Report, calls: &[(String, 
             c.failed
         ));
     }
-    let used: Vec<String> = calls
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(s, n)| format!("{s} {n}"))
-        .collect();
-    if !used.is_empty() {
-        s.push_str(&format!(
-            "  api calls                 {}\n",
-            used.join(", ")
-        ));
+    for (label, of) in [
+        ("api calls", (|u: &Usage| u.calls) as fn(&Usage) -> u64),
+        ("retries", |u: &Usage| u.retries),
+    ] {
+        let used: Vec<String> = calls
+            .iter()
+            .filter(|u| of(u) > 0)
+            .map(|u| format!("{} {}", u.name, of(u)))
+            .collect();
+        if !used.is_empty() {
+            s.push_str(&format!("  {label:<26}{}\n", used.join(", ")));
+        }
     }
     s
 }
@@ -502,7 +522,7 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-fn json_summary(name: &str, sinks: &[&str], report: &Report, calls: &[(String, u64)]) -> String {
+fn json_summary(name: &str, sinks: &[&str], report: &Report, calls: &[Usage]) -> String {
     let c = &report.counts;
     let mut dl = serde_json::Map::new();
     dl.insert("total".into(), json!(c.dead_lettered_total()));
@@ -528,7 +548,8 @@ fn json_summary(name: &str, sinks: &[&str], report: &Report, calls: &[(String, u
         "balanced": c.balanced(),
         "elapsed_ms": report.elapsed.as_millis() as u64,
         "records_per_s": rate(c, report).round() as u64,
-        "api_calls": calls.iter().map(|(n, c)| (n.clone(), json!(c))).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "api_calls": calls.iter().map(|u| (u.name.clone(), json!(u.calls))).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "retries": calls.iter().map(|u| (u.name.clone(), json!(u.retries))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "error": report.error.as_ref().map(ToString::to_string),
         "max_in_flight_bytes": report.peak_in_flight_bytes,
         "peak_rss_bytes": peak_rss_bytes(),

@@ -127,6 +127,8 @@ pub struct Outputs {
     buffers: Vec<Option<Buffer>>,
     /// Per sink: retries and time spent writing (for metrics).
     pub sink_stats: Vec<SinkStats>,
+    /// The DLQ's retries and time spent writing.
+    pub dlq_stats: SinkStats,
     /// Committed batches not yet acknowledged, oldest first.
     acks: VecDeque<(u64, Ack)>,
     /// Records of held batches already dead-lettered (batch, record id): one envelope each.
@@ -192,6 +194,7 @@ impl Outputs {
             .collect();
         Outputs {
             sink_stats: vec![SinkStats::default(); sinks.len()],
+            dlq_stats: SinkStats::default(),
             sinks,
             dlq,
             policy,
@@ -319,7 +322,15 @@ impl Outputs {
         if out.dlq.count > 0 {
             let records: Vec<OutRecord<'_>> =
                 out_records(&out.dlq, 0, &out.raw, &out.batch_time).collect();
-            failures.extend(Self::deliver_to_dlq(&mut self.dlq, &self.dlq_policy, &records).await);
+            failures.extend(
+                Self::deliver_to_dlq(
+                    &mut self.dlq,
+                    &self.dlq_policy,
+                    &mut self.dlq_stats,
+                    &records,
+                )
+                .await,
+            );
         }
         self.hold(seq, out, sink_keys, &rejected);
         self.acks.push_back((seq, ack));
@@ -516,8 +527,8 @@ impl Outputs {
                     batch_time,
                 })
                 .collect();
-            let (dlq, policy) = (&mut self.dlq, &self.dlq_policy);
-            failures.extend(Self::deliver_to_dlq(dlq, policy, &records).await);
+            let (dlq, policy, stats) = (&mut self.dlq, &self.dlq_policy, &mut self.dlq_stats);
+            failures.extend(Self::deliver_to_dlq(dlq, policy, stats, &records).await);
         }
         failures
     }
@@ -526,9 +537,13 @@ impl Outputs {
     async fn deliver_to_dlq(
         dlq: &mut Writer,
         policy: &Policy,
+        stats: &mut SinkStats,
         records: &[OutRecord<'_>],
     ) -> Vec<Failure> {
-        let outcomes = delivery::deliver(dlq, records, policy).await;
+        let start = Instant::now();
+        let (outcomes, retries) = delivery::deliver_counted(dlq, records, policy).await;
+        stats.retries += retries;
+        stats.millis += start.elapsed().as_secs_f64() * 1000.0;
         outcomes
             .into_iter()
             .zip(records)

@@ -1,0 +1,183 @@
+//! The orders workload from Kinesis to S3, DynamoDB and SQS, with the DLQ
+//! on SQS, through the fault proxy. With the DLQ unreachable nothing is
+//! acknowledged past the records whose envelopes were not written, and a
+//! later run delivers them.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::aws::{create_bucket, create_queue, create_stream, drain, put_lines, rt};
+use common::faults::Proxy;
+use common::moto::Moto;
+use common::orders::orders_and_file_outputs;
+use common::{outcome, read_jsonl, root, run, sluice};
+use serde_json::{Value, json};
+
+/// The orders workload (the file pipeline's schema and transform) from the
+/// `orders` stream to S3, DynamoDB and SQS, dead letters to an SQS queue.
+fn pipeline(dir: &Path, retry: &str) -> PathBuf {
+    let orders = root().join("pipelines/orders");
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 1\nname: orders\n\
+             source: {{ type: kinesis, stream: orders, start_position: trim_horizon, \
+             poll_interval: 100ms, checkpoint_table: orders-checkpoints }}\n\
+             decode: {{ format: json }}\n\
+             schemas: {{ order: '{}' }}\n\
+             validate: {{ schema: order, on_invalid: dlq }}\n\
+             transforms: [{{ name: price, file: '{}' }}]\n\
+             routes:\n  - {{ when: 'record.tier == \"big\"', to: [big_orders] }}\n  - {{ to: [archive, table] }}\n\
+             sinks:\n\
+             \x20 archive: {{ type: s3, bucket: orders-archive, key: \"orders/{{part}}.jsonl\" }}\n\
+             \x20 table: {{ type: dynamodb, table: orders }}\n\
+             \x20 big_orders: {{ type: sqs, queue: big-orders }}\n\
+             dlq: {{ type: sqs, queue: dead-letters }}\n\
+             retry: {retry}\n",
+            orders.join("schemas/order.schema.json").display(),
+            orders.join("transforms/price.rhai").display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// moto with the stream (4 shards, holding the orders), the bucket, the
+/// table and the two queues; the queues' URLs.
+struct Aws {
+    moto: Moto,
+    rt: tokio::runtime::Runtime,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    big_orders: String,
+    dead_letters: String,
+}
+
+impl Aws {
+    fn start(lines: &[String]) -> Aws {
+        let moto = Moto::start();
+        let rt = rt();
+        let conf = rt.block_on(moto.sdk_config());
+        let s3 = common::aws::s3_client(&conf);
+        let ddb = aws_sdk_dynamodb::Client::new(&conf);
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        let kinesis = aws_sdk_kinesis::Client::new(&conf);
+        let (big_orders, dead_letters) = rt.block_on(async {
+            create_bucket(&s3, "orders-archive").await;
+            common::aws::create_table(&ddb, "orders", "order_id").await;
+            create_stream(&kinesis, "orders", 4).await;
+            put_lines(&kinesis, "orders", lines).await;
+            (
+                create_queue(&sqs, "big-orders").await,
+                create_queue(&sqs, "dead-letters").await,
+            )
+        });
+        Aws {
+            moto,
+            rt,
+            s3,
+            sqs,
+            big_orders,
+            dead_letters,
+        }
+    }
+
+    /// Every record of every archive object.
+    fn archive(&self) -> Vec<Value> {
+        self.rt
+            .block_on(common::aws::objects(&self.s3, "orders-archive"))
+            .into_iter()
+            .flat_map(|(_, body)| common::aws::jsonl(&body))
+            .collect()
+    }
+}
+
+/// How many times each value occurs, by a key of it.
+fn tally(values: &[Value], key: impl Fn(&Value) -> String) -> BTreeMap<String, usize> {
+    let mut t = BTreeMap::new();
+    for v in values {
+        *t.entry(key(v)).or_insert(0) += 1;
+    }
+    t
+}
+
+fn order_id(v: &Value) -> String {
+    v["order_id"].as_str().unwrap().to_owned()
+}
+
+fn stage_and_data(v: &Value) -> String {
+    format!(
+        "{} {}",
+        v["stage"].as_str().unwrap(),
+        v["data"].as_str().unwrap()
+    )
+}
+
+/// Each key once.
+fn once(t: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
+    t.keys().map(|k| (k.clone(), 1)).collect()
+}
+
+#[test]
+fn with_the_dlq_unreachable_nothing_it_did_not_take_is_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = orders_and_file_outputs(tmp.path(), 400);
+    let file = tmp.path().join("file");
+    let aws = Aws::start(&lines);
+    let proxy = Proxy::start(
+        &aws.moto,
+        json!([{ "op": "AmazonSQS.SendMessageBatch", "resource": "dead-letters", "fault": "reset" },
+               { "op": "AmazonSQS.SendMessage", "resource": "dead-letters", "fault": "reset" }]),
+    );
+    let p = pipeline(tmp.path(), "{ max_attempts: 3, initial_backoff: 5ms }");
+    let (code, s, err) = outcome(&run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json", "--stop-when-idle", "3s"])
+        .envs(proxy.env(&aws.moto))));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("the dead-letter queue did not accept a record after 3 attempts"),
+        "{err}"
+    );
+    assert_eq!(s["retries"]["dlq"], 2, "{s}");
+    assert!(
+        aws.rt
+            .block_on(drain(&aws.sqs, &aws.dead_letters))
+            .is_empty()
+    );
+
+    // The DLQ is back: a second run starts at the checkpoints the first
+    // left, and every dead letter arrives; what both runs delivered is
+    // every record, some twice (the source delivered them again).
+    let (code, _, err) = outcome(&run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json", "--stop-when-idle", "3s"])
+        .envs(aws.moto.env())));
+    assert_eq!(code, 0, "{err}");
+    let dead = read_jsonl(&file.join("dlq.jsonl"));
+    assert_eq!(
+        once(&tally(
+            &aws.rt.block_on(drain(&aws.sqs, &aws.dead_letters)),
+            stage_and_data
+        )),
+        once(&tally(&dead, stage_and_data))
+    );
+    let archive = read_jsonl(&file.join("archive.jsonl"));
+    assert_eq!(
+        once(&tally(&aws.archive(), order_id)),
+        once(&tally(&archive, order_id))
+    );
+    let big = read_jsonl(&file.join("big_orders.jsonl"));
+    assert_eq!(
+        once(&tally(
+            &aws.rt.block_on(drain(&aws.sqs, &aws.big_orders)),
+            order_id
+        )),
+        once(&tally(&big, order_id))
+    );
+}
