@@ -32,7 +32,7 @@ fn pipeline(dir: &Path, retry: &str) -> PathBuf {
              transforms: [{{ name: price, file: '{}' }}]\n\
              routes:\n  - {{ when: 'record.tier == \"big\"', to: [big_orders] }}\n  - {{ to: [archive, table] }}\n\
              sinks:\n\
-             \x20 archive: {{ type: s3, bucket: orders-archive, key: \"orders/{{part}}.jsonl\" }}\n\
+             \x20 archive: {{ type: s3, bucket: orders-archive, key: \"orders/{{part}}.jsonl\", max_records: 20 }}\n\
              \x20 table: {{ type: dynamodb, table: orders }}\n\
              \x20 big_orders: {{ type: sqs, queue: big-orders }}\n\
              dlq: {{ type: sqs, queue: dead-letters }}\n\
@@ -180,4 +180,136 @@ fn with_the_dlq_unreachable_nothing_it_did_not_take_is_acknowledged() {
         )),
         once(&tally(&big, order_id))
     );
+}
+
+/// The calls a random rule gave a fault that fails them (latency does not),
+/// by operation and resource; and the entries of the calls whose answers
+/// were lost (served, so sent again: duplicates).
+struct Faults {
+    calls: Vec<Value>,
+}
+
+impl Faults {
+    fn failing(c: &Value) -> bool {
+        matches!(
+            c["kind"].as_str(),
+            Some("throttle" | "5xx" | "reset" | "lost" | "partial")
+        )
+    }
+
+    /// Failed calls of `op` on `resource`.
+    fn failed(&self, op: &str, resource: &str) -> u64 {
+        self.calls
+            .iter()
+            .filter(|c| c["op"] == op && c["resource"] == resource && Self::failing(c))
+            .count() as u64
+    }
+
+    /// Entries of the calls to `resource` whose answers were lost.
+    fn lost_entries(&self, resource: &str) -> usize {
+        self.calls
+            .iter()
+            .filter(|c| c["resource"] == resource && c["kind"] == "lost")
+            .map(|c| c["entries"].as_u64().unwrap_or(1) as usize)
+            .sum()
+    }
+}
+
+/// Each value's count beyond its first.
+fn duplicates(t: &BTreeMap<String, usize>) -> usize {
+    t.values().map(|n| n - 1).sum()
+}
+
+#[test]
+fn thirty_percent_faults_on_every_call_lose_nothing_and_stop_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = orders_and_file_outputs(tmp.path(), 400);
+    let file = tmp.path().join("file");
+    let aws = Aws::start(&lines);
+    let proxy = Proxy::start(
+        &aws.moto,
+        json!([{ "op": "*", "rate": 0.3, "seed": 13, "ms": 300,
+                 "faults": ["throttle", "5xx", "reset", "lost", "latency", "partial"] }]),
+    );
+    let p = pipeline(
+        tmp.path(),
+        "{ max_attempts: 12, initial_backoff: 10ms, max_backoff: 200ms }",
+    );
+    let (code, s, err) = outcome(&run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json", "--stop-when-idle", "4s"])
+        .envs(proxy.env(&aws.moto))));
+    assert_eq!(code, 0, "{err}");
+    let faults = Faults {
+        calls: proxy.calls(),
+    };
+
+    // Every fault kind was met, on 20 to 40 % of the calls.
+    let kinds: BTreeMap<String, usize> = tally(
+        &faults
+            .calls
+            .iter()
+            .filter(|c| !c["kind"].is_null())
+            .cloned()
+            .collect::<Vec<_>>(),
+        |c| c["kind"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(
+        kinds.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["5xx", "latency", "lost", "partial", "reset", "throttle"],
+        "{kinds:?}"
+    );
+    let given = kinds.values().sum::<usize>() as f64 / faults.calls.len() as f64;
+    assert!(
+        (0.2..=0.4).contains(&given),
+        "{given} of {} calls",
+        faults.calls.len()
+    );
+
+    // Every record read is accounted for, and the archive holds each archived
+    // order once (an object written again has the same key), in S3 and in
+    // the table alike.
+    let file_archive = read_jsonl(&file.join("archive.jsonl"));
+    let file_big = read_jsonl(&file.join("big_orders.jsonl"));
+    let file_dead = read_jsonl(&file.join("dlq.jsonl"));
+    assert_eq!(s["records_in"], 400, "{s}");
+    assert_eq!(s["dead_lettered"]["total"], file_dead.len(), "{s}");
+    let archive = aws.archive();
+    assert_eq!(tally(&archive, order_id), tally(&file_archive, order_id));
+    let ddb = aws_sdk_dynamodb::Client::new(&aws.rt.block_on(aws.moto.sdk_config()));
+    let table = aws
+        .rt
+        .block_on(common::aws::items(&ddb, "orders", "order_id"));
+    assert_eq!(tally(&table, order_id), tally(&file_archive, order_id));
+
+    // Each S3 PUT that failed was sent again once, and nothing else was:
+    // the requests are the objects and the failures. A retry sends again
+    // every object its attempt did not write, so there are at most as many
+    // retries as failures.
+    let objects = aws
+        .rt
+        .block_on(common::aws::objects(&aws.s3, "orders-archive"))
+        .len() as u64;
+    let failed = faults.failed("S3.PUT", "orders-archive");
+    let puts = faults.calls.iter().filter(|c| c["op"] == "S3.PUT").count() as u64;
+    assert_eq!(s["api_calls"]["archive"], puts, "{s}");
+    assert_eq!(puts, objects + failed, "{s}");
+    let retries = s["retries"]["archive"].as_u64().unwrap();
+    assert!(
+        (1..=failed).contains(&retries),
+        "{retries} retries, {failed} failures"
+    );
+
+    // Queues get every message at least once; more only where an answer
+    // was lost and the message sent again.
+    let big = tally(&aws.rt.block_on(drain(&aws.sqs, &aws.big_orders)), order_id);
+    assert_eq!(once(&big), once(&tally(&file_big, order_id)));
+    assert!(duplicates(&big) <= faults.lost_entries("big-orders"));
+    let dead = tally(
+        &aws.rt.block_on(drain(&aws.sqs, &aws.dead_letters)),
+        stage_and_data,
+    );
+    assert_eq!(once(&dead), once(&tally(&file_dead, stage_and_data)));
+    assert!(duplicates(&dead) <= faults.lost_entries("dead-letters"));
 }

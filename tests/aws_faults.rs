@@ -417,3 +417,83 @@ fn an_idle_source_writes_the_s3_buffer_once_every_batch_is_committed() {
         "{s}"
     );
 }
+
+/// The deletes of an SQS source: the call that failed is sent again, and so
+/// are the entries SQS failed on its side; every message is deleted once
+/// its batch is delivered, none is delivered twice.
+#[test]
+fn failed_sqs_deletes_are_sent_again_until_every_message_is_deleted() {
+    let moto = Moto::start();
+    let rt = rt();
+    let sqs = aws_sdk_sqs::Client::new(&rt.block_on(moto.sdk_config()));
+    let url = rt.block_on(create_queue(&sqs, "in"));
+    let entries = (0..10).map(|i| {
+        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+            .id(i.to_string())
+            .message_body(json!({ "i": i }).to_string())
+            .build()
+            .unwrap()
+    });
+    rt.block_on(
+        sqs.send_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries.collect()))
+            .send(),
+    )
+    .unwrap();
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "AmazonSQS.DeleteMessageBatch", "calls": [1], "fault": "reset" },
+               { "op": "AmazonSQS.DeleteMessageBatch", "calls": [2], "fault": "partial", "every": 2 },
+               { "op": "AmazonSQS.DeleteMessageBatch", "calls": [3], "fault": "partial", "every": 2 }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("pipeline.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: t\n\
+         source: { type: sqs, queue: in, wait_time: 1s, visibility_timeout: 5s }\n\
+         routes: [{ to: [out] }]\n\
+         sinks:\n  out: { type: file, path: out.jsonl }\n\
+         dlq: { type: file, path: dlq.jsonl }\n\
+         retry: { initial_backoff: 10ms, max_backoff: 100ms }\n",
+    )
+    .unwrap();
+    let (code, s, err) = run_through(&proxy, &moto, &p, &["--stop-when-idle", "2s"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("not deleted"), "{err}");
+    assert_eq!(s["records_in"], 10, "{s}");
+    assert_eq!(
+        ids(read_jsonl(&t.path().join("out.jsonl"))),
+        (0..10).collect::<Vec<_>>()
+    );
+    // The batch of 10: reset, sent again whole (10 entries, 5 failed), the
+    // 5 failed (3 fail again), the 3 (all deleted).
+    assert_eq!(
+        proxy.calls_of("AmazonSQS.DeleteMessageBatch"),
+        vec![
+            (Some(10), Some("reset".into())),
+            (Some(10), Some("partial".into())),
+            (Some(5), Some("partial".into())),
+            (Some(3), None),
+        ]
+    );
+    // Nothing is left in the queue, visible or in flight.
+    let attrs = rt
+        .block_on(
+            sqs.get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send(),
+        )
+        .unwrap();
+    let count = |n: &str| -> u64 {
+        attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::from(n)]
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        count("ApproximateNumberOfMessages") + count("ApproximateNumberOfMessagesNotVisible"),
+        0
+    );
+}

@@ -30,8 +30,8 @@ before its answer, and `partial` fails every other entry of a batch call
 
 A partial failure really leaves the failed entries out of the request moto
 gets, and reports them failed in the response, as the service does for
-PutRecords (per-record ErrorCode), SendMessageBatch (Failed) and
-BatchWriteItem (UnprocessedItems).
+PutRecords (per-record ErrorCode), SendMessageBatch and DeleteMessageBatch
+(Failed, not the sender's fault) and BatchWriteItem (UnprocessedItems).
 
 Every call is logged to SLUICE_FAULTS_LOG as a JSON line:
 {"op": ..., "call": n, "resource": name or null, "entries": n or null,
@@ -62,6 +62,7 @@ JSON_TYPES = {
 ENTRIES = {
     "Kinesis_20131202.PutRecords": "Records",
     "AmazonSQS.SendMessageBatch": "Entries",
+    "AmazonSQS.DeleteMessageBatch": "Entries",
 }
 
 
@@ -247,7 +248,7 @@ class Inject:
                     records.append(next(done))
             out["Records"] = records
             out["FailedRecordCount"] = sum(1 for r in records if "ErrorCode" in r)
-        elif op == "AmazonSQS.SendMessageBatch":
+        elif op in ("AmazonSQS.SendMessageBatch", "AmazonSQS.DeleteMessageBatch"):
             out.setdefault("Successful", [])
             out.setdefault("Failed", [])
             for _, entry in flow.metadata["failed"]:

@@ -105,14 +105,18 @@ pub fn prepare(loaded: &Loaded) -> Result<Redrive, String> {
 
 impl Redrive {
     /// Opens the DLQ as a source.
-    pub async fn open(&self, aws: Option<Arc<Clients>>) -> Result<Reader, String> {
+    pub async fn open(
+        &self,
+        aws: Option<Arc<Clients>>,
+        retry: &crate::delivery::Policy,
+    ) -> Result<Reader, String> {
         let aws = || aws.clone().ok_or_else(|| "no AWS clients".to_owned());
         let reader = match (&self.dlq, &self.file) {
             (DlqConfig::File(_), Some((_, snapshot, shown))) => dlq::Reader::file(snapshot, shown)?,
             (DlqConfig::S3(c), _) => dlq::Reader::s3(&c.bucket, &c.key, aws()?)
                 .await
                 .map_err(|e| format!("the dead-letter queue: {e}"))?,
-            (DlqConfig::Sqs(c), _) => dlq::Reader::sqs(&c.queue, aws()?)
+            (DlqConfig::Sqs(c), _) => dlq::Reader::sqs(&c.queue, aws()?, retry)
                 .await
                 .map_err(|e| format!("the dead-letter queue: {e}"))?,
             _ => return Err("the dead-letter queue cannot be read back".into()),

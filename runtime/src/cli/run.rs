@@ -192,8 +192,14 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         },
     };
     let opened = match &redrive {
-        None => rt.block_on(open_source(&loaded, aws.clone(), run_worker())),
-        Some(r) => rt.block_on(r.open(aws.clone())).map(|r| (r, None)),
+        None => rt.block_on(open_source(
+            &loaded,
+            aws.clone(),
+            run_worker(&loaded.pipeline.retry),
+        )),
+        Some(r) => rt
+            .block_on(r.open(aws.clone(), &loaded.pipeline.retry))
+            .map(|r| (r, None)),
     };
     let (reader, member) = match opened {
         Ok(r) => r,
@@ -350,7 +356,7 @@ pub(crate) async fn open_source(
         }
         sources::Config::Sqs(c) => {
             let aws = aws.ok_or("no AWS clients")?;
-            let reader = sources::sqs::Reader::new(c.clone(), Arc::clone(&aws))
+            let reader = sources::sqs::Reader::new(c.clone(), Arc::clone(&aws), &worker.retry)
                 .await
                 .map_err(|e| format!("the source queue: {e}"))?;
             return Ok((Reader::Sqs(reader, aws), None));
@@ -368,10 +374,11 @@ pub(crate) async fn open_source(
 /// How `sluice run` takes part in its stream's worker group: under the
 /// host's name, so that a run restarted on the same host after a crash
 /// takes its leases back at once (another host waits the failover time).
-fn run_worker() -> Settings {
+fn run_worker(retry: &crate::delivery::Policy) -> Settings {
     Settings {
         worker: format!("run@{}", crate::daemon::host_name()),
         failover: std::time::Duration::from_secs(10),
+        retry: retry.clone(),
     }
 }
 
@@ -388,6 +395,7 @@ pub(crate) async fn open_outputs(
         pipeline: &p.name,
         resolve: &resolve,
         aws,
+        retry: &p.retry,
     };
     let mut out = Vec::new();
     for (name, sink) in &p.sinks {

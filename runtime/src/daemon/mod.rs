@@ -157,6 +157,7 @@ pub fn main(args: &Args) -> i32 {
     let settings = Settings {
         worker: worker.clone(),
         failover: args.failover_time.0,
+        retry: p.retry.clone(),
     };
     // The source: for a stream, a reader that follows this worker's leases.
     let (reader, member) = match rt.block_on(open_source(&loaded, Some(Arc::clone(&aws)), settings))

@@ -6,11 +6,17 @@
 //! guidance shows. Off-the-shelf backoff crates add jitter on top of the
 //! bound instead, hence this small schedule.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::error::{ErrorClass, SinkError, classify};
 use crate::config::duration::Dur;
 
 /// How failed writes are retried.
@@ -82,6 +88,44 @@ impl Policy {
     pub fn may_retry(&self, attempts: u32, elapsed: Duration) -> bool {
         attempts < self.max_attempts && elapsed < self.max_elapsed.0
     }
+
+    /// Makes one call (a source's or a lease table's: anything but a
+    /// record's delivery) until it succeeds, fails in a way trying again
+    /// cannot help, or the policy runs out; the last error then.
+    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, SinkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SinkError>>,
+    {
+        let start = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && self.may_retry(attempts, start.elapsed()) => {
+                    let throttled = e.class == ErrorClass::Throttled;
+                    tokio::time::sleep(self.backoff(attempts + 1, throttled)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`Policy::call`] of an AWS SDK request (`send` sends a clone of the
+    /// built request), its errors classified as `what` failed.
+    pub async fn send<T, E, F, Fut>(&self, what: &str, mut send: F) -> Result<T, SinkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.call(|| {
+            let sent = send();
+            async move { sent.await.map_err(|e| classify(what, &e)) }
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +150,52 @@ mod tests {
             big.iter().any(|d| *d < Duration::from_millis(3200)),
             "full jitter reaches low values"
         );
+    }
+
+    /// A call that fails with each of `errors` in turn, then succeeds; how
+    /// many attempts it took.
+    fn attempts_of(policy: &Policy, errors: Vec<SinkError>) -> (Result<u32, SinkError>, u32) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let errors = std::cell::RefCell::new(errors.into_iter());
+        let made = std::cell::Cell::new(0);
+        let out = rt.block_on(policy.call(|| {
+            made.set(made.get() + 1);
+            let next = errors.borrow_mut().next();
+            let n = made.get();
+            async move { next.map_or(Ok(n), Err) }
+        }));
+        (out, made.get())
+    }
+
+    #[test]
+    fn a_call_is_retried_while_its_error_may_pass_and_the_policy_allows() {
+        let p = Policy {
+            max_attempts: 4,
+            initial_backoff: Dur(Duration::from_millis(1)),
+            ..Policy::default()
+        };
+        let passing = |class| SinkError::new(class, "passing");
+        let three = vec![
+            passing(ErrorClass::Retryable),
+            passing(ErrorClass::Throttled),
+            passing(ErrorClass::Retryable),
+        ];
+        assert_eq!(attempts_of(&p, three), (Ok(4), 4));
+        let four = vec![passing(ErrorClass::Retryable); 4];
+        assert_eq!(
+            attempts_of(&p, four),
+            (Err(passing(ErrorClass::Retryable)), 4)
+        );
+        let poison = SinkError::new(ErrorClass::Poison, "denied");
+        assert_eq!(
+            attempts_of(&p, vec![passing(ErrorClass::Retryable), poison.clone()]),
+            (Err(poison), 2)
+        );
+        let fatal = SinkError::new(ErrorClass::Fatal, "disk");
+        assert_eq!(attempts_of(&p, vec![fatal.clone()]), (Err(fatal), 1));
     }
 
     #[test]

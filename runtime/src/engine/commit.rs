@@ -586,7 +586,7 @@ impl Outputs {
             let Some((_, ack)) = self.acks.pop_front() else {
                 break;
             };
-            if let Err(e) = ack.apply().await {
+            if let Err(e) = ack.apply(&self.policy).await {
                 released
                     .warnings
                     .push(format!("acknowledging a batch failed: {e}"));

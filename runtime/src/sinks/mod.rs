@@ -94,6 +94,8 @@ pub struct BuildCx<'a> {
     pub resolve: &'a dyn Fn(&str) -> std::path::PathBuf,
     /// The shared AWS clients, when the pipeline uses AWS.
     pub aws: Option<Arc<Clients>>,
+    /// How the calls that open a sink are retried (the pipeline's `retry`).
+    pub retry: &'a crate::delivery::Policy,
 }
 
 /// One encoded record handed to a writer.
@@ -133,7 +135,7 @@ impl Writer {
             Config::File(c) => Writer::File(file::Writer::open(&(cx.resolve)(&c.path), c.mode)?),
             Config::Stdout(_) => Writer::Stdout(stdout::Writer::default()),
             Config::S3(c) => Writer::S3(s3::Writer::new(c.clone(), cx.pipeline, aws()?)),
-            Config::Sqs(c) => Writer::Sqs(sqs::Writer::new(c.clone(), aws()?).await?),
+            Config::Sqs(c) => Writer::Sqs(sqs::Writer::new(c.clone(), aws()?, cx.retry).await?),
             Config::Dynamodb(c) => Writer::Dynamodb(dynamodb::Writer::new(c.clone(), aws()?)),
             Config::Kinesis(c) => Writer::Kinesis(kinesis::Writer::new(c.clone(), aws()?)),
         })

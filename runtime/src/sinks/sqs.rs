@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::OutRecord;
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, SinkError, error::classify};
+use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
 
 /// SendMessageBatch: at most 10 messages per call.
 const MAX_BATCH_ENTRIES: usize = 10;
@@ -58,16 +58,17 @@ impl Config {
 }
 
 /// The URL of a queue given by URL or by name (one `GetQueueUrl`).
-pub async fn queue_url(aws: &Clients, queue: &str) -> Result<String, String> {
+pub async fn queue_url(aws: &Clients, queue: &str, retry: &Policy) -> Result<String, String> {
     if queue.starts_with("https://") || queue.starts_with("http://") {
         return Ok(queue.to_owned());
     }
-    aws.sqs()
-        .get_queue_url()
-        .queue_name(queue)
-        .send()
+    let req = aws.sqs().get_queue_url().queue_name(queue);
+    retry
+        .send(&format!("get_queue_url of `{queue}`"), || {
+            req.clone().send()
+        })
         .await
-        .map_err(|e| classify(&format!("get_queue_url of `{queue}`"), &e).message)
+        .map_err(|e| e.message)
         .map(|out| out.queue_url.unwrap_or_default())
 }
 
@@ -87,8 +88,8 @@ impl Writer {
     }
 
     /// Resolves the queue URL (one `GetQueueUrl` when given a name).
-    pub async fn new(config: Config, aws: Arc<Clients>) -> Result<Writer, String> {
-        let url = queue_url(&aws, &config.queue).await?;
+    pub async fn new(config: Config, aws: Arc<Clients>, retry: &Policy) -> Result<Writer, String> {
+        let url = queue_url(&aws, &config.queue, retry).await?;
         Ok(Writer {
             config,
             url,

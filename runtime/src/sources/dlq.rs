@@ -98,14 +98,14 @@ impl Reader {
     }
 
     /// Reads an SQS DLQ.
-    pub async fn sqs(queue: &str, aws: Arc<Clients>) -> Result<Reader, String> {
+    pub async fn sqs(queue: &str, aws: Arc<Clients>, retry: &Policy) -> Result<Reader, String> {
         let config = super::sqs::Config {
             queue: queue.to_owned(),
             wait_time: crate::config::duration::Dur(Duration::from_secs(1)),
             visibility_timeout: None,
         };
         Ok(Reader::Sqs {
-            reader: super::sqs::Reader::new(config, Arc::clone(&aws)).await?,
+            reader: super::sqs::Reader::new(config, Arc::clone(&aws), retry).await?,
             started: SystemTime::now(),
             aws,
         })

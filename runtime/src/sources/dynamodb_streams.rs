@@ -15,7 +15,7 @@ use super::shards::ensure_table;
 use super::shards::{At, GetError, Page, ShardApi, ShardReader};
 use crate::aws::Clients;
 use crate::config::duration::Dur;
-use crate::delivery::error::classify;
+use crate::delivery::{Policy, SinkError, error::classify};
 use crate::record::{Position, RawRecord};
 
 /// Read the change records of an Amazon DynamoDB table's stream.
@@ -110,15 +110,15 @@ impl Reader {
         pipeline: &str,
         aws: Arc<Clients>,
         leases: (Arc<super::lease::Shared>, String),
+        retry: Policy,
     ) -> Result<Reader, String> {
-        ensure_table(&aws, &config.checkpoint_table).await?;
-        let table = aws
-            .dynamodb()
-            .describe_table()
-            .table_name(&config.table)
-            .send()
+        ensure_table(&aws, &config.checkpoint_table, &retry).await?;
+        let req = aws.dynamodb().describe_table().table_name(&config.table);
+        let what = format!("describe_table of `{}`", config.table);
+        let table = retry
+            .send(&what, || req.clone().send())
             .await
-            .map_err(|e| classify(&format!("describe_table of `{}`", config.table), &e).message)?;
+            .map_err(|e| e.message)?;
         let arn = table
             .table
             .and_then(|t| t.latest_stream_arn)
@@ -143,6 +143,7 @@ impl Reader {
             api,
             aws,
             leases,
+            retry,
             &checkpoint_table,
             max_records,
             poll,
@@ -160,7 +161,7 @@ impl ShardApi for Api {
         format!("{}/{}/{shard}", self.pipeline, self.config.table)
     }
 
-    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, String> {
+    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, SinkError> {
         let req = self
             .aws
             .streams()
@@ -180,7 +181,7 @@ impl ShardApi for Api {
         };
         req.send()
             .await
-            .map_err(|e| classify(&format!("get_shard_iterator of shard `{shard}`"), &e).message)
+            .map_err(|e| classify(&format!("get_shard_iterator of shard `{shard}`"), &e))
             .map(|o| o.shard_iterator)
     }
 

@@ -36,16 +36,19 @@ pub async fn join(
 ) -> Result<(Reader, Member), String> {
     let shared = Arc::new(Shared::default());
     let leases = (Arc::clone(&shared), settings.worker.clone());
+    let retry = settings.retry.clone();
     let opened = match source {
-        Config::Kinesis(c) => kinesis::Reader::new(c.clone(), pipeline, Arc::clone(aws), leases)
-            .await
-            .map(|r| {
-                let lag = r.lag();
-                let stream = Stream::Kinesis(c.clone());
-                (stream, Reader::Kinesis(r, Arc::clone(aws)), lag)
-            }),
+        Config::Kinesis(c) => {
+            kinesis::Reader::new(c.clone(), pipeline, Arc::clone(aws), leases, retry)
+                .await
+                .map(|r| {
+                    let lag = r.lag();
+                    let stream = Stream::Kinesis(c.clone());
+                    (stream, Reader::Kinesis(r, Arc::clone(aws)), lag)
+                })
+        }
         Config::DynamodbStreams(c) => {
-            dynamodb_streams::Reader::new(c.clone(), pipeline, Arc::clone(aws), leases)
+            dynamodb_streams::Reader::new(c.clone(), pipeline, Arc::clone(aws), leases, retry)
                 .await
                 .map(|r| {
                     let lag = r.lag();

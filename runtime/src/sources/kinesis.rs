@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::shards::{At, GetError, Page, ShardApi, ShardReader, ensure_table};
 use crate::aws::Clients;
 use crate::config::duration::Dur;
-use crate::delivery::error::classify;
+use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
 use crate::record::Position;
 
 /// Read the records of an Amazon Kinesis data stream.
@@ -86,8 +86,9 @@ impl Reader {
         pipeline: &str,
         aws: Arc<Clients>,
         leases: (Arc<super::lease::Shared>, String),
+        retry: Policy,
     ) -> Result<Reader, String> {
-        ensure_table(&aws, &config.checkpoint_table).await?;
+        ensure_table(&aws, &config.checkpoint_table, &retry).await?;
         let (table, max_records, poll) = (
             config.checkpoint_table.clone(),
             config.max_records,
@@ -103,6 +104,7 @@ impl Reader {
             api,
             aws,
             leases,
+            retry,
             &table,
             max_records,
             poll,
@@ -136,7 +138,7 @@ impl ShardApi for Api {
         )
     }
 
-    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, String> {
+    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, SinkError> {
         let req = self.shard_iterator(shard);
         let req = match (at, self.config.start_position) {
             (At::After(seq), _) => req
@@ -150,8 +152,12 @@ impl ShardApi for Api {
             }
             (At::Configured, StartPosition::AtTimestamp) => {
                 let t = self.config.timestamp.as_deref().unwrap_or_default();
-                let at = humantime::parse_rfc3339_weak(t)
-                    .map_err(|e| format!("`timestamp` {t:?} is not an RFC 3339 time: {e}"))?;
+                let at = humantime::parse_rfc3339_weak(t).map_err(|e| {
+                    SinkError::new(
+                        ErrorClass::Poison,
+                        format!("`timestamp` {t:?} is not an RFC 3339 time: {e}"),
+                    )
+                })?;
                 let secs = at
                     .duration_since(UNIX_EPOCH)
                     .map_or(0.0, |d| d.as_secs_f64());
@@ -161,7 +167,7 @@ impl ShardApi for Api {
         };
         req.send()
             .await
-            .map_err(|e| classify(&format!("get_shard_iterator of shard `{shard}`"), &e).message)
+            .map_err(|e| classify(&format!("get_shard_iterator of shard `{shard}`"), &e))
             .map(|o| o.shard_iterator)
     }
 

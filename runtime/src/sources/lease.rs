@@ -31,15 +31,17 @@
 //! failover time), so clocks need not agree across hosts.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::kinesis::{StartPosition, is_arn, stream_name};
 use crate::aws::Clients;
-use crate::delivery::error::classify;
+use crate::delivery::{Policy, SinkError, error::classify};
 
 /// Attribute names of a lease item.
 pub(crate) const OWNER: &str = "lease_owner";
@@ -58,6 +60,9 @@ pub struct Settings {
     pub worker: String,
     /// A lease whose counter did not move for this long is free to take.
     pub failover: Duration,
+    /// How each call to the lease table and the stream's shard listing is
+    /// retried (the pipeline's `retry`).
+    pub retry: Policy,
 }
 
 impl Settings {
@@ -251,6 +256,37 @@ where
 }
 
 impl Coordinator {
+    /// Sends a conditional write to the lease table, retried with the
+    /// pipeline's policy: `Ok(None)` when its condition did not hold. A
+    /// write whose answer was lost is sent again and finds its own change:
+    /// each caller reads `None` as "the lease is not as it was seen".
+    async fn write<T, E, F, Fut>(&self, op: &str, mut send: F) -> Result<Option<T>, SinkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, aws_sdk_dynamodb::error::SdkError<E, HttpResponse>>>,
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        let what = format!("{op} on `{}`", self.table);
+        self.settings
+            .retry
+            .call(|| {
+                let sent = send();
+                let what = &what;
+                async move {
+                    match sent.await {
+                        Ok(out) => Ok(Some(out)),
+                        Err(e) if lost_race(&e) => Ok(None),
+                        Err(e) => Err(classify(what, &e)),
+                    }
+                }
+            })
+            .await
+    }
+
     /// A coordinator for `pipeline`'s stream source.
     pub fn new(
         aws: Arc<Clients>,
@@ -308,7 +344,7 @@ impl Coordinator {
             .map(|(k, (c, t))| (k.clone(), *c, *t))
             .collect();
         for (key, counter, renewed) in held {
-            let sent = self
+            let req = self
                 .update(&key)
                 .update_expression("SET #c = if_not_exists(#c, :zero) + :one")
                 .condition_expression("#o = :me")
@@ -317,11 +353,10 @@ impl Coordinator {
                 .expression_attribute_names("#o", OWNER)
                 .expression_attribute_values(":one", AttributeValue::N("1".into()))
                 .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
-                .return_values(ReturnValue::AllNew)
-                .send()
-                .await;
+                .return_values(ReturnValue::AllNew);
+            let sent = self.write("update_item", || req.clone().send()).await;
             match sent {
-                Ok(out) => {
+                Ok(Some(out)) => {
                     let lease = out.attributes.as_ref().and_then(Lease::from_item);
                     let counter = lease.as_ref().map_or(counter + 1, |l| l.counter);
                     self.held.insert(key.clone(), (counter, Instant::now()));
@@ -339,15 +374,14 @@ impl Coordinator {
                         _ => {}
                     }
                 }
-                Err(e) if lost_race(&e) => {
+                Ok(None) => {
                     self.drop_lease(&key, "another worker took it");
                 }
                 Err(e) => {
                     if renewed.elapsed() >= self.settings.failover {
                         let why = format!(
                             "it could not be renewed for {:?}: {}",
-                            self.settings.failover,
-                            classify("update_item", &e).message
+                            self.settings.failover, e.message
                         );
                         self.drop_lease(&key, &why);
                     }
@@ -397,7 +431,7 @@ impl Coordinator {
         if waiting > 0 && since.elapsed() < self.settings.failover {
             return;
         }
-        let sent = self
+        let req = self
             .update(key)
             .update_expression("SET #o = :to, #c = #c + :one REMOVE #h")
             .condition_expression("#o = :me AND #h = :to")
@@ -406,11 +440,10 @@ impl Coordinator {
             .expression_attribute_names("#h", HANDOFF)
             .expression_attribute_values(":to", AttributeValue::S(to.clone()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
-            .send()
-            .await;
+            .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()));
+        let sent = self.write("update_item", || req.clone().send()).await;
         match sent {
-            Ok(_) => {
+            Ok(Some(_)) => {
                 self.handing_off.remove(key);
                 self.held.remove(key);
                 // Counted at once: a request handled later in this renewal
@@ -430,7 +463,7 @@ impl Coordinator {
                     &format!("handed shard {shard} over to worker {to}{how}"),
                 );
             }
-            Err(e) if lost_race(&e) => {
+            Ok(None) => {
                 self.handing_off.remove(key);
                 self.drop_lease(key, "another worker took it");
             }
@@ -441,17 +474,16 @@ impl Coordinator {
     /// Withdraws another worker's request for a lease this worker keeps, so
     /// that it asks elsewhere.
     async fn decline(&self, key: &str, shard: &str, to: &str) {
-        let sent = self
+        let req = self
             .update(key)
             .update_expression("REMOVE #h")
             .condition_expression("#o = :me AND #h = :to")
             .expression_attribute_names("#o", OWNER)
             .expression_attribute_names("#h", HANDOFF)
             .expression_attribute_values(":to", AttributeValue::S(to.to_owned()))
-            .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
-            .send()
-            .await;
-        if sent.is_ok() {
+            .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()));
+        let sent = self.write("update_item", || req.clone().send()).await;
+        if let Ok(Some(_)) = sent {
             crate::logs::json(
                 "info",
                 &format!(
@@ -484,8 +516,9 @@ impl Coordinator {
     async fn scan(&self) -> Result<Vec<Lease>, String> {
         let mut leases = Vec::new();
         let mut start = None;
+        let what = format!("scan of `{}`", self.table);
         loop {
-            let out = self
+            let req = self
                 .aws
                 .dynamodb()
                 .scan()
@@ -493,10 +526,13 @@ impl Coordinator {
                 .consistent_read(true)
                 .filter_expression("begins_with(shard_key, :p)")
                 .expression_attribute_values(":p", AttributeValue::S(self.prefix.clone()))
-                .set_exclusive_start_key(start)
-                .send()
+                .set_exclusive_start_key(start);
+            let out = self
+                .settings
+                .retry
+                .send(&what, || req.clone().send())
                 .await
-                .map_err(|e| classify(&format!("scan of `{}`", self.table), &e).message)?;
+                .map_err(|e| e.message)?;
             leases.extend(out.items().iter().filter_map(Lease::from_item));
             start = out.last_evaluated_key;
             if start.is_none() {
@@ -542,12 +578,9 @@ impl Coordinator {
             if child {
                 req = req.item(START, AttributeValue::S("trim_horizon".into()));
             }
-            match req.send().await {
-                Ok(_) => {}
-                Err(e) if lost_race(&e) => {} // another worker created it
-                Err(e) => {
-                    return Err(classify(&format!("put_item on `{}`", self.table), &e).message);
-                }
+            // `None`: another worker created it.
+            if let Err(e) = self.write("put_item", || req.clone().send()).await {
+                return Err(e.message);
             }
             known.insert(id.clone());
             leases.push(Lease {
@@ -577,9 +610,13 @@ impl Coordinator {
                         None if is_arn(&c.stream) => req.stream_arn(&c.stream),
                         None => req.stream_name(&c.stream),
                     };
-                    let out = req.send().await.map_err(|e| {
-                        classify(&format!("list_shards of `{}`", c.stream), &e).message
-                    })?;
+                    let what = format!("list_shards of `{}`", c.stream);
+                    let out = self
+                        .settings
+                        .retry
+                        .send(&what, || req.clone().send())
+                        .await
+                        .map_err(|e| e.message)?;
                     listed.extend(out.shards().iter().map(|s| {
                         Listed {
                             id: s.shard_id().to_owned(),
@@ -602,17 +639,19 @@ impl Coordinator {
             Stream::DynamodbStreams { arn, .. } => {
                 let mut start: Option<String> = None;
                 loop {
-                    let out = self
+                    let req = self
                         .aws
                         .streams()
                         .describe_stream()
                         .stream_arn(arn)
-                        .set_exclusive_start_shard_id(start.take())
-                        .send()
+                        .set_exclusive_start_shard_id(start.take());
+                    let what = format!("describe_stream of `{arn}`");
+                    let out = self
+                        .settings
+                        .retry
+                        .send(&what, || req.clone().send())
                         .await
-                        .map_err(|e| {
-                            classify(&format!("describe_stream of `{arn}`"), &e).message
-                        })?;
+                        .map_err(|e| e.message)?;
                     let Some(desc) = out.stream_description else {
                         return Ok(listed);
                     };
@@ -777,32 +816,27 @@ impl Coordinator {
         let Some(owner) = &l.owner else {
             return;
         };
-        let sent = self
+        let req = self
             .update(&l.key)
             .update_expression("SET #h = :me")
             .condition_expression("#o = :owner AND attribute_not_exists(#h)")
             .expression_attribute_names("#o", OWNER)
             .expression_attribute_names("#h", HANDOFF)
             .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
-            .expression_attribute_values(":owner", AttributeValue::S(owner.clone()))
-            .send()
-            .await;
+            .expression_attribute_values(":owner", AttributeValue::S(owner.clone()));
+        let sent = self.write("update_item", || req.clone().send()).await;
         match sent {
-            Ok(_) => crate::logs::json(
+            Ok(Some(_)) => crate::logs::json(
                 "info",
                 &format!(
                     "asked worker {owner} to hand shard {} over, to balance the group",
                     l.shard
                 ),
             ),
-            Err(e) if lost_race(&e) => {}
+            Ok(None) => {}
             Err(e) => crate::logs::json(
                 "warn",
-                &format!(
-                    "asking for shard {} failed: {}",
-                    l.shard,
-                    classify("update_item", &e).message
-                ),
+                &format!("asking for shard {} failed: {}", l.shard, e.message),
             ),
         }
     }
@@ -827,8 +861,8 @@ impl Coordinator {
                 .expression_attribute_values(":old", AttributeValue::S(o.clone()))
                 .expression_attribute_values(":n", AttributeValue::N(l.counter.to_string())),
         };
-        match req.send().await {
-            Ok(out) => {
+        match self.write("update_item", || req.clone().send()).await {
+            Ok(Some(out)) => {
                 let counter = out
                     .attributes
                     .as_ref()
@@ -848,14 +882,13 @@ impl Coordinator {
                 );
                 true
             }
-            Err(e) if lost_race(&e) => false,
+            Ok(None) => false,
             Err(e) => {
                 crate::logs::json(
                     "warn",
                     &format!(
                         "taking the lease of shard {} failed: {}",
-                        l.shard,
-                        classify("update_item", &e).message
+                        l.shard, e.message
                     ),
                 );
                 false
@@ -869,23 +902,25 @@ impl Coordinator {
         let keys: Vec<String> = self.held.keys().cloned().collect();
         let mut released = 0;
         for key in keys {
-            let sent = self
+            let req = self
                 .update(&key)
                 .update_expression("REMOVE #o, #h")
                 .condition_expression("#o = :me")
                 .expression_attribute_names("#o", OWNER)
                 .expression_attribute_names("#h", HANDOFF)
-                .expression_attribute_values(":me", AttributeValue::S(self.settings.worker.clone()))
-                .send()
-                .await;
+                .expression_attribute_values(
+                    ":me",
+                    AttributeValue::S(self.settings.worker.clone()),
+                );
+            let sent = self.write("update_item", || req.clone().send()).await;
             match sent {
-                Ok(_) => released += 1,
-                Err(e) if lost_race(&e) => {}
+                Ok(Some(_)) => released += 1,
+                Ok(None) => {}
                 Err(e) => crate::logs::json(
                     "warn",
                     &format!(
                         "releasing the lease `{key}` failed (it expires after the failover time): {}",
-                        classify("update_item", &e).message
+                        e.message
                     ),
                 ),
             }

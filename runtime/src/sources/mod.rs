@@ -100,23 +100,20 @@ pub enum Ack {
 
 impl Ack {
     /// Acknowledges. An error means the records will be delivered again (a duplicate, not a loss).
-    pub async fn apply(&self) -> Result<(), String> {
+    /// Each call is retried with `retry`.
+    pub async fn apply(&self, retry: &Policy) -> Result<(), String> {
         match self {
             Ack::None => Ok(()),
-            Ack::Sqs(receipts, aws) => receipts.delete(aws).await,
-            Ack::Kinesis(checkpoint, aws) => checkpoint.save(aws).await,
-            Ack::S3Delete { bucket, key, aws } => aws
-                .s3()
-                .delete_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    crate::delivery::error::classify(&format!("delete_object of `{key}`"), &e)
-                        .message
-                }),
+            Ack::Sqs(receipts, aws) => receipts.delete(aws, retry).await,
+            Ack::Kinesis(checkpoint, aws) => checkpoint.save(aws, retry).await,
+            Ack::S3Delete { bucket, key, aws } => {
+                let req = aws.s3().delete_object().bucket(bucket).key(key);
+                retry
+                    .send(&format!("delete_object of `{key}`"), || req.clone().send())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.message)
+            }
         }
     }
 }

@@ -20,10 +20,11 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::lease::Shared;
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
+use crate::delivery::{Policy, SinkError, error::classify};
 use crate::record::RawRecord;
 
 /// Where to start reading a shard.
+#[derive(Clone)]
 pub(crate) enum At {
     /// After this sequence number.
     After(String),
@@ -71,7 +72,7 @@ pub(crate) trait ShardApi {
     /// `PIPELINE/STREAM/SHARD`: the shard's item in the checkpoint table.
     fn checkpoint_key(&self, shard: &str) -> String;
     /// An iterator on `shard` at `at`; `None` when the shard has nothing more.
-    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, String>;
+    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, SinkError>;
     /// One `GetRecords` call of at most `limit` records.
     async fn get_records(
         &self,
@@ -93,6 +94,8 @@ pub struct ShardReader<A> {
     /// The leases this worker holds in its group, and its name.
     leases: (Arc<Shared>, String),
     lag: Arc<Lag>,
+    /// How each call but `GetRecords` (backed off per shard) is retried.
+    retry: Policy,
 }
 
 /// Where a stream source is in one shard.
@@ -114,6 +117,7 @@ impl<A: ShardApi> ShardReader<A> {
         api: A,
         aws: Arc<Clients>,
         leases: (Arc<Shared>, String),
+        retry: Policy,
         checkpoint_table: &str,
         max_records: i32,
         poll_interval: Duration,
@@ -128,6 +132,7 @@ impl<A: ShardApi> ShardReader<A> {
             next: 0,
             leases,
             lag: Arc::default(),
+            retry,
         }
     }
 
@@ -175,9 +180,9 @@ impl<A: ShardApi> ShardReader<A> {
 
     /// An iterator after the shard's checkpoint, or at the start position;
     /// `None` when the shard was read to its end.
-    async fn start(&self, shard: &str) -> Result<Option<String>, String> {
+    async fn start(&self, shard: &str) -> Result<Option<String>, SinkError> {
         let key = self.api.checkpoint_key(shard);
-        let saved = saved_checkpoint(&self.aws, &self.checkpoint_table, &key).await?;
+        let saved = saved_checkpoint(&self.aws, &self.checkpoint_table, &key, &self.retry).await?;
         if saved.shard_end {
             return Ok(None);
         }
@@ -186,7 +191,14 @@ impl<A: ShardApi> ShardReader<A> {
             (None, true) => At::TrimHorizon,
             (None, false) => At::Configured,
         };
-        self.api.iterator(shard, at).await
+        self.iterator(shard, at).await
+    }
+
+    /// An iterator on `shard` at `at`, retried with the policy.
+    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, SinkError> {
+        self.retry
+            .call(|| self.api.iterator(shard, at.clone()))
+            .await
     }
 
     /// Reads the next shard (round robin) that has records; `Ok(None)` when
@@ -213,11 +225,14 @@ impl<A: ShardApi> ShardReader<A> {
                 Err(GetError::Expired) => {
                     // Start again after the last record read.
                     let resumed = match self.shards[i].last_read.clone() {
-                        Some(seq) => self.api.iterator(&id, At::After(seq)).await,
+                        Some(seq) => self.iterator(&id, At::After(seq)).await,
                         None => self.start(&id).await,
                     };
-                    self.shards[i].iterator =
-                        resumed.map_err(|m| SinkError::new(ErrorClass::Retryable, m))?;
+                    // Not renewed: the shard backs off and its next read tries again.
+                    match resumed {
+                        Ok(iterator) => self.shards[i].iterator = iterator,
+                        Err(err) => self.shards[i].backoff.failed(err, policy)?,
+                    }
                     continue;
                 }
                 Err(GetError::Failed(err)) => {
@@ -370,16 +385,17 @@ pub(crate) async fn saved_checkpoint(
     aws: &Clients,
     table: &str,
     key: &str,
-) -> Result<Saved, String> {
-    let item = aws
+    retry: &Policy,
+) -> Result<Saved, SinkError> {
+    let req = aws
         .dynamodb()
         .get_item()
         .table_name(table)
         .key("shard_key", AttributeValue::S(key.to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| classify(&format!("get_item on `{table}`"), &e).message)?
+        .consistent_read(true);
+    let item = retry
+        .send(&format!("get_item on `{table}`"), || req.clone().send())
+        .await?
         .item
         .unwrap_or_default();
     Ok(Saved {
@@ -400,7 +416,9 @@ impl Checkpoint {
     /// Writes the checkpoint, only while this worker holds the shard's
     /// lease: a worker that lost it cannot overwrite the new owner's
     /// checkpoint.
-    pub async fn save(&self, aws: &Clients) -> Result<(), String> {
+    /// Each attempt is retried with `retry`; one whose answer was lost is
+    /// sent again and writes the same values.
+    pub async fn save(&self, aws: &Clients, retry: &Policy) -> Result<(), String> {
         let mut set = vec!["updated_at = :t"];
         let mut req = aws
             .dynamodb()
@@ -420,46 +438,66 @@ impl Checkpoint {
             set.push("shard_end = :end");
             req = req.expression_attribute_values(":end", AttributeValue::Bool(true));
         }
-        let sent = req
+        let req = req
             .condition_expression("lease_owner = :me")
             .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
-            .update_expression(format!("SET {}", set.join(", ")))
-            .send()
+            .update_expression(format!("SET {}", set.join(", ")));
+        let what = format!("checkpoint of `{}` in `{}`", self.key, self.table);
+        let sent = retry
+            .call(|| {
+                let sent = req.clone().send();
+                let what = &what;
+                async move {
+                    match sent.await {
+                        Ok(_) => Ok(true),
+                        Err(e)
+                            if e.as_service_error()
+                                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                        {
+                            Ok(false)
+                        }
+                        Err(e) => Err(classify(what, &e)),
+                    }
+                }
+            })
             .await;
         let (lag, shard, records) = &self.progress;
         lag.settle(shard, *records);
         match sent {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(format!(
-                    "the checkpoint of `{}` was not written: another worker holds its lease now and reads these records again",
-                    self.key
-                ))
-            }
-            Err(e) => Err(classify(
-                &format!("checkpoint of `{}` in `{}`", self.key, self.table),
-                &e,
-            )
-            .message
-                + " (the batch will be read again after a restart)"),
+            Ok(true) => Ok(()),
+            Ok(false) => Err(format!(
+                "the checkpoint of `{}` was not written: another worker holds its lease now and reads these records again",
+                self.key
+            )),
+            Err(e) => Err(e.message + " (the batch will be read again after a restart)"),
         }
     }
 }
 
 /// Creates the checkpoint table when it does not exist.
-pub(crate) async fn ensure_table(aws: &Clients, table: &str) -> Result<(), String> {
+/// Each call is retried with `retry`.
+pub(crate) async fn ensure_table(aws: &Clients, table: &str, retry: &Policy) -> Result<(), String> {
     let ddb = aws.dynamodb();
-    match ddb.describe_table().table_name(table).send().await {
-        Ok(_) => return Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_not_found_exception()) => {}
-        Err(e) => return Err(classify(&format!("describe_table of `{table}`"), &e).message),
+    let what = format!("describe_table of `{table}`");
+    let exists = retry
+        .call(|| async {
+            match ddb.describe_table().table_name(table).send().await {
+                Ok(_) => Ok(true),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(classify(&what, &e)),
+            }
+        })
+        .await
+        .map_err(|e| e.message)?;
+    if exists {
+        return Ok(());
     }
-    let created = ddb
+    let create = ddb
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
@@ -476,17 +514,25 @@ pub(crate) async fn ensure_table(aws: &Clients, table: &str) -> Result<(), Strin
                 .key_type(KeyType::Hash)
                 .build()
                 .map_err(|e| e.to_string())?,
-        )
-        .send()
-        .await;
-    match created {
-        Ok(_) => {}
-        // Another worker of the group created it at the same time.
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
-        Err(e) => return Err(classify(&format!("create_table `{table}`"), &e).message),
-    }
+        );
+    let what = format!("create_table `{table}`");
+    retry
+        .call(|| async {
+            match create.clone().send().await {
+                Ok(_) => Ok(()),
+                // Another worker of the group created it at the same time
+                // (or this one did, and its answer was lost).
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_in_use_exception()) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(classify(&what, &e)),
+            }
+        })
+        .await
+        .map_err(|e| e.message)?;
     // Wait until the table is active (a new table takes a few seconds on AWS).
     for _ in 0..120 {
         let status = ddb

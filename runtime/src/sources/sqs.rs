@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::aws::Clients;
 use crate::config::duration::Dur;
-use crate::delivery::{Policy, SinkError, error::classify};
+use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
 use crate::record::{Position, RawRecord};
 
 /// ReceiveMessage and DeleteMessageBatch: at most 10 messages per call.
@@ -81,11 +81,11 @@ pub struct Reader {
 impl Reader {
     /// Resolves the queue URL and its visibility timeout, and starts the task
     /// that keeps in-flight messages invisible while their batch is delivered.
-    pub async fn new(config: Config, aws: Arc<Clients>) -> Result<Reader, String> {
-        let url = crate::sinks::sqs::queue_url(&aws, &config.queue).await?;
+    pub async fn new(config: Config, aws: Arc<Clients>, retry: &Policy) -> Result<Reader, String> {
+        let url = crate::sinks::sqs::queue_url(&aws, &config.queue, retry).await?;
         let visibility = match config.visibility_timeout {
             Some(v) => v.0,
-            None => queue_visibility(&aws, &url).await?,
+            None => queue_visibility(&aws, &url, retry).await?,
         };
         let in_flight = Arc::new(InFlight::default());
         tokio::spawn(extend_visibility(
@@ -237,7 +237,9 @@ impl Receipts {
     /// Deletes the messages (10 per call). A message that cannot be deleted
     /// comes back after its visibility timeout and is delivered again: that is
     /// a duplicate, never a loss, so failures are reported but not fatal.
-    pub async fn delete(&self, aws: &Clients) -> Result<(), String> {
+    /// A call that fails, and the entries SQS failed on its side, are sent
+    /// again with `retry` (deleting a message twice is harmless).
+    pub async fn delete(&self, aws: &Clients, retry: &Policy) -> Result<(), String> {
         if let Some(lease) = &self.lease
             && let Ok(mut t) = lease.table.lock()
         {
@@ -246,35 +248,10 @@ impl Receipts {
         let mut failed = 0;
         let mut last = String::new();
         for chunk in self.handles.chunks(MAX_PER_CALL) {
-            let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(h)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            match aws
-                .sqs()
-                .delete_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(out) => {
-                    failed += out.failed().len();
-                    if let Some(f) = out.failed().first() {
-                        last = format!("{} {}", f.code(), f.message().unwrap_or_default());
-                    }
-                }
-                Err(e) => {
-                    failed += chunk.len();
-                    last = classify(&format!("delete_message_batch on `{}`", self.url), &e).message;
-                }
+            let (given_up, why) = self.delete_chunk(aws, chunk, retry).await;
+            failed += given_up;
+            if let Some(why) = why {
+                last = why;
             }
         }
         if failed == 0 {
@@ -284,6 +261,77 @@ impl Receipts {
                 "{failed} messages were not deleted and will be delivered again: {last}"
             ))
         }
+    }
+
+    /// Deletes up to ten messages; how many were not deleted, and why.
+    async fn delete_chunk(
+        &self,
+        aws: &Clients,
+        chunk: &[String],
+        retry: &Policy,
+    ) -> (usize, Option<String>) {
+        let what = format!("delete_message_batch on `{}`", self.url);
+        let mut pending: Vec<&String> = chunk.iter().collect();
+        let mut given_up = 0;
+        let mut last = None;
+        let start = Instant::now();
+        let mut attempts = 0;
+        while !pending.is_empty() {
+            attempts += 1;
+            let entries: Vec<DeleteMessageBatchRequestEntry> = pending
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*h)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let sent = aws
+                .sqs()
+                .delete_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            let err = match sent {
+                Ok(out) => {
+                    // SQS's own faults are tried again; the caller's are final.
+                    let mut again = Vec::new();
+                    for f in out.failed() {
+                        let Some(h) = f.id().parse::<usize>().ok().and_then(|i| pending.get(i))
+                        else {
+                            continue;
+                        };
+                        last = Some(format!("{} {}", f.code(), f.message().unwrap_or_default()));
+                        if f.sender_fault() {
+                            given_up += 1;
+                        } else {
+                            again.push(*h);
+                        }
+                    }
+                    pending = again;
+                    SinkError::new(ErrorClass::Retryable, last.clone().unwrap_or_default())
+                }
+                Err(e) => {
+                    let err = classify(&what, &e);
+                    last = Some(err.message.clone());
+                    err
+                }
+            };
+            if pending.is_empty() {
+                break;
+            }
+            if !err.is_retryable() || !retry.may_retry(attempts, start.elapsed()) {
+                given_up += pending.len();
+                break;
+            }
+            let throttled = err.class == ErrorClass::Throttled;
+            tokio::time::sleep(retry.backoff(attempts + 1, throttled)).await;
+        }
+        (given_up, last)
     }
 
     /// Keeps the receipts whose `keep` is true (one flag per message, in
@@ -327,15 +375,18 @@ impl Receipts {
 }
 
 /// The queue's own visibility timeout.
-async fn queue_visibility(aws: &Clients, url: &str) -> Result<Duration, String> {
-    let out = aws
+async fn queue_visibility(aws: &Clients, url: &str, retry: &Policy) -> Result<Duration, String> {
+    let req = aws
         .sqs()
         .get_queue_attributes()
         .queue_url(url)
-        .attribute_names(QueueAttributeName::VisibilityTimeout)
-        .send()
+        .attribute_names(QueueAttributeName::VisibilityTimeout);
+    let out = retry
+        .send(&format!("get_queue_attributes of `{url}`"), || {
+            req.clone().send()
+        })
         .await
-        .map_err(|e| classify(&format!("get_queue_attributes of `{url}`"), &e).message)?;
+        .map_err(|e| e.message)?;
     let secs = out
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
