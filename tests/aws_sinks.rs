@@ -721,3 +721,62 @@ fn a_sinks_own_retry_policy_applies_and_an_unreachable_endpoint_is_retried() {
         "{err}"
     );
 }
+
+/// Values read with `${secret:…}` are masked in everything a run writes
+/// about its work: the summary, its errors and warnings, and the
+/// envelopes' `error`. The records are written as they are.
+#[test]
+fn secrets_in_the_pipeline_never_appear_in_what_a_run_writes() {
+    const BUCKET: &str = "lake-7c1f0e9a";
+    const PREFIX: &str = "pfx-93b2d1";
+    let moto = Moto::start();
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "routes: [{ to: [lake] }]\n\
+         sinks:\n  lake: { type: s3, bucket: '${secret:LAKE_BUCKET}', key: '${secret:LAKE_PREFIX}/{part}.jsonl' }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+        &[json!({"id": 1, "note": PREFIX})],
+    );
+    let o = run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json"])
+        .envs(moto.env())
+        .env("LAKE_BUCKET", BUCKET)
+        .env("LAKE_PREFIX", PREFIX));
+    let (code, s, err) = outcome(&o);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["dead_lettered"]["sink"], 1, "{s}");
+    let envelope = common::read_jsonl(&t.path().join("dlq.jsonl")).remove(0);
+    let error = envelope["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("put_object of `***/") && error.contains("to bucket `***` failed"),
+        "{error}"
+    );
+    // The record is data: kept whole.
+    assert_eq!(
+        envelope["data"],
+        format!("{{\"id\":1,\"note\":\"{PREFIX}\"}}")
+    );
+    let written = format!("{}{}{error}", stderr(&o), common::stdout(&o));
+    for secret in [BUCKET, PREFIX] {
+        assert!(!written.contains(secret), "{secret} in: {written}");
+    }
+
+    // A secret too short to be masked is refused where it is used.
+    let o = run(sluice()
+        .arg("check")
+        .arg(&p)
+        .env("LAKE_BUCKET", "abc")
+        .env("LAKE_PREFIX", PREFIX));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "error[invalid-value]: the secret in `LAKE_BUCKET` is shorter than 4 characters"
+        ) && err.contains("pipeline.yaml:6:30"),
+        "{err}"
+    );
+    assert!(!err.contains(PREFIX), "{err}");
+}

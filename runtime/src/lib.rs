@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod panics;
 pub mod record;
 pub mod route;
+pub mod secrets;
 pub mod sinks;
 pub mod sources;
 pub mod transform;

@@ -54,10 +54,10 @@ pub fn line_with(level: &str, message: &str, fields: &[(&str, &str)]) -> String 
 /// Writes a log line: `level` is `info`, `warn` or `error`.
 pub fn json(level: &str, message: &str) {
     if !HUMAN.load(Ordering::Relaxed) {
-        eprintln!("{}", line(level, message));
+        crate::errln!("{}", line(level, message));
     } else if level != "info" {
         let level = if level == "warn" { "warning" } else { level };
-        eprintln!("{level}: {message}");
+        crate::errln!("{level}: {message}");
     }
 }
 

@@ -8,6 +8,7 @@
 static GLOBAL: sluice::heap::Counting = sluice::heap::Counting;
 
 fn main() {
+    sluice::secrets::register_environment();
     // Inside AWS Lambda the binary is the function's `bootstrap`.
     let code = if sluice::lambda::detected() {
         sluice::lambda::main()

@@ -28,14 +28,14 @@ pub fn main(files: &[PathBuf], format: Format) -> i32 {
     match format {
         Format::Json => {
             let merged = merge(all);
-            print!("{}", render::json(&merged));
+            crate::out!("{}", render::json(&merged));
         }
         Format::Human | Format::Short => {
             let merged = merge(all);
-            eprint!("{}", render::text(&merged, format));
+            crate::err!("{}", render::text(&merged, format));
             if code == EXIT_OK && format == Format::Human {
                 for f in files {
-                    eprintln!("{}: ok", f.display());
+                    crate::errln!("{}: ok", f.display());
                 }
             }
         }

@@ -88,7 +88,7 @@ fn print(file: &std::path::Path, make: impl Fn(&config::Pipeline) -> Result<Valu
     let loaded = match config::load(file, &Env::process()) {
         Ok(l) => l,
         Err(e) => {
-            eprint!("{}", render::text(e.diagnostics(), Format::Human));
+            crate::err!("{}", render::text(e.diagnostics(), Format::Human));
             return match e {
                 LoadError::Unreadable(_) => EXIT_UNREADABLE,
                 LoadError::Invalid(_) => EXIT_INVALID,
@@ -97,11 +97,11 @@ fn print(file: &std::path::Path, make: impl Fn(&config::Pipeline) -> Result<Valu
     };
     match make(&loaded.pipeline) {
         Ok(t) => {
-            println!("{}", serde_json::to_string_pretty(&t).unwrap_or_default());
+            crate::outln!("{}", serde_json::to_string_pretty(&t).unwrap_or_default());
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             EXIT_INVALID
         }
     }

@@ -39,7 +39,7 @@ pub fn main(command: &Command) -> i32 {
     match command {
         Command::Redrive(args) => {
             if args.stop_when_idle.is_some() {
-                eprintln!("error: `--stop-when-idle` does not apply: a redrive ends by itself");
+                crate::errln!("error: `--stop-when-idle` does not apply: a redrive ends by itself");
                 return super::EXIT_INVALID;
             }
             super::run::execute(args, super::run::Mode::Redrive)
@@ -74,12 +74,12 @@ pub fn prepare(loaded: &Loaded) -> Result<Redrive, String> {
             snapshot.push(".redriving");
             let snapshot = PathBuf::from(snapshot);
             if snapshot.exists() {
-                eprintln!(
+                crate::errln!(
                     "note: resuming the unfinished redrive of `{}.redriving`",
                     c.path
                 );
                 if path.exists() {
-                    eprintln!(
+                    crate::errln!(
                         "note: `{}` holds newer entries; they wait for the next redrive",
                         c.path
                     );

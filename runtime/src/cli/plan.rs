@@ -100,7 +100,7 @@ pub fn main(a: &Args) -> i32 {
     };
     let p = &loaded.pipeline;
     let sources::Config::Kinesis(source) = &p.source else {
-        eprintln!(
+        crate::errln!(
             "error: `sluice plan` sizes a Kinesis stream; the source of `{}` is `{}`",
             p.name,
             p.source.type_name()
@@ -114,14 +114,14 @@ pub fn main(a: &Args) -> i32 {
         ("--worker-records-s", a.worker_records_s),
     ] {
         if !(v.is_finite() && v > 0.0) {
-            eprintln!("error: {name} must be a positive number, not {v}");
+            crate::errln!("error: {name} must be a positive number, not {v}");
             return EXIT_INVALID;
         }
     }
     let plan = plan(a);
     let read = a.read_mb_s.unwrap_or(a.write_mb_s);
     match a.format {
-        super::run::SummaryFormat::Json => println!(
+        super::run::SummaryFormat::Json => crate::outln!(
             "{}",
             json!({
                 "pipeline": p.name,
@@ -139,12 +139,13 @@ pub fn main(a: &Args) -> i32 {
             })
         ),
         super::run::SummaryFormat::Human => {
-            println!(
+            crate::outln!(
                 "pipeline `{}` reads the Kinesis stream `{}`",
-                p.name, source.stream
+                p.name,
+                source.stream
             );
-            println!();
-            println!("shards: {}", plan.shards);
+            crate::outln!();
+            crate::outln!("shards: {}", plan.shards);
             let rows = [
                 (
                     format!("writes   {} MB/s", a.write_mb_s),
@@ -167,26 +168,29 @@ pub fn main(a: &Args) -> i32 {
                 ),
             ];
             for (need, per, n) in rows {
-                println!("  {need:<32} / {per:<26} = {n}");
+                crate::outln!("  {need:<32} / {per:<26} = {n}");
             }
-            println!();
-            println!(
+            crate::outln!();
+            crate::outln!(
                 "Lambda: {} concurrent invocations (one per shard; up to {} with ParallelizationFactor 10)",
                 plan.lambda_concurrency,
                 plan.shards * MAX_PARALLELIZATION
             );
-            println!(
+            crate::outln!(
                 "daemon: {} workers (`sluice daemon`; {} records/s at {} per worker, at least 2 for failover, at most one per shard)",
-                plan.workers, a.records_s, a.worker_records_s
+                plan.workers,
+                a.records_s,
+                a.worker_records_s
             );
             if plan.workers_for_load > plan.workers {
-                println!(
+                crate::outln!(
                     "  note: the load needs {} workers but only {} shards can be read at once: add shards (or raise --worker-records-s with bigger tasks)",
-                    plan.workers_for_load, plan.shards
+                    plan.workers_for_load,
+                    plan.shards
                 );
             }
             if a.consumers > 2 {
-                println!(
+                crate::outln!(
                     "  note: {} consumers share each shard's 5 GetRecords calls per second; enhanced fan-out gives each its own 2 MB/s",
                     a.consumers
                 );

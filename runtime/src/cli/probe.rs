@@ -54,11 +54,11 @@ pub fn main(a: &Args) -> i32 {
     match get(&a.url, a.timeout) {
         Ok(code) if (200..300).contains(&code) => EXIT_OK,
         Ok(code) => {
-            eprintln!("{}: HTTP {code}", a.url);
+            crate::errln!("{}: HTTP {code}", a.url);
             EXIT_INVALID
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             EXIT_INVALID
         }
     }

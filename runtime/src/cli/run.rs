@@ -112,7 +112,7 @@ pub fn main(args: &Args) -> i32 {
 pub(crate) fn load(file: &std::path::Path, json_logs: bool) -> Result<(Loaded, Arc<Built>), i32> {
     let report = |diags: &crate::diagnostics::Diagnostics| {
         if !json_logs {
-            eprint!("{}", render::text(diags, Format::Human));
+            crate::err!("{}", render::text(diags, Format::Human));
             return;
         }
         for (severity, line) in render::short_lines(diags) {
@@ -143,7 +143,7 @@ pub(crate) fn load(file: &std::path::Path, json_logs: bool) -> Result<(Loaded, A
             Err(EXIT_INVALID)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             Err(EXIT_INVALID)
         }
     }
@@ -169,7 +169,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
     let rt = match io_runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             return EXIT_RUN_FAILED;
         }
     };
@@ -186,7 +186,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         Mode::Redrive => match super::dlq::prepare(&loaded) {
             Ok(r) => Some(r),
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::errln!("error: {e}");
                 return EXIT_UNREADABLE;
             }
         },
@@ -204,7 +204,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
     let (reader, member) = match opened {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             return EXIT_UNREADABLE;
         }
     };
@@ -222,7 +222,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
             if let Some(m) = &member {
                 rt.block_on(m.leave());
             }
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             return EXIT_UNREADABLE;
         }
     };
@@ -264,28 +264,28 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         .collect();
     match args.summary_format {
         SummaryFormat::Human => {
-            eprint!(
+            crate::err!(
                 "{}",
                 human_summary(&loaded.pipeline.name, &names, &report, &calls)
             )
         }
         SummaryFormat::Json => {
-            eprintln!(
+            crate::errln!(
                 "{}",
                 json_summary(&loaded.pipeline.name, &names, &report, &calls)
             )
         }
     }
     if let Some(e) = &report.error {
-        eprintln!("error: the run stopped early: {e}");
+        crate::errln!("error: the run stopped early: {e}");
         return EXIT_RUN_FAILED;
     }
     if !report.counts.balanced() {
-        eprintln!("error: the counts do not add up: some records are not accounted for");
+        crate::errln!("error: the counts do not add up: some records are not accounted for");
         return EXIT_RUN_FAILED;
     }
     if stopping.load(Ordering::Relaxed) {
-        eprintln!("stopped on a signal: every record read was delivered or dead-lettered");
+        crate::errln!("stopped on a signal: every record read was delivered or dead-lettered");
         // A finite input that was not read to its end did not finish.
         if !loaded.pipeline.source.is_stream() || redrive.is_some() {
             return EXIT_INTERRUPTED;
@@ -294,7 +294,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
     if let Some(r) = &redrive
         && let Err(e) = r.finish()
     {
-        eprintln!("warning: {e}");
+        crate::errln!("warning: {e}");
     }
     EXIT_OK
 }

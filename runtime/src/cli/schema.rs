@@ -4,6 +4,6 @@ use super::EXIT_OK;
 
 /// Prints the schema (the content of `schema/pipeline.schema.json`).
 pub fn main() -> i32 {
-    print!("{}", crate::config::schema::generate_text());
+    crate::out!("{}", crate::config::schema::generate_text());
     EXIT_OK
 }

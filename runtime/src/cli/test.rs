@@ -88,7 +88,7 @@ pub fn main(files: &[PathBuf]) -> i32 {
         let loaded = match config::load(f, &env) {
             Ok(l) => l,
             Err(e) => {
-                eprint!("{}", render::text(e.diagnostics(), Format::Human));
+                crate::err!("{}", render::text(e.diagnostics(), Format::Human));
                 code = code.max(match e {
                     LoadError::Unreadable(_) => EXIT_UNREADABLE,
                     LoadError::Invalid(_) => EXIT_INVALID,
@@ -99,19 +99,19 @@ pub fn main(files: &[PathBuf]) -> i32 {
         let built = match Built::new(&loaded) {
             Ok(b) => Arc::new(b),
             Err(e) => {
-                eprintln!("error: {}: {e}", f.display());
+                crate::errln!("error: {}: {e}", f.display());
                 code = code.max(EXIT_INVALID);
                 continue;
             }
         };
         if !loaded.diagnostics.list.is_empty() {
-            eprint!("{}", render::text(&loaded.diagnostics, Format::Human));
+            crate::err!("{}", render::text(&loaded.diagnostics, Format::Human));
         }
         let tests_dir = loaded.dir.join("tests");
         let test_files = match test_files(&tests_dir) {
             Ok(t) if !t.is_empty() => t,
             Ok(_) => {
-                eprintln!(
+                crate::errln!(
                     "error: {}: no test files in {}",
                     f.display(),
                     loaded.dir.join("tests").display()
@@ -120,7 +120,7 @@ pub fn main(files: &[PathBuf]) -> i32 {
                 continue;
             }
             Err(e) => {
-                eprintln!(
+                crate::errln!(
                     "error: {}: cannot read the test folder {}: {e}",
                     f.display(),
                     tests_dir.display()
@@ -133,7 +133,7 @@ pub fn main(files: &[PathBuf]) -> i32 {
             let cases = match read_cases(&tf) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    crate::errln!("error: {e}");
                     code = code.max(EXIT_INVALID);
                     continue;
                 }
@@ -142,17 +142,17 @@ pub fn main(files: &[PathBuf]) -> i32 {
                 match run_case(&built, &case) {
                     Ok(()) => {
                         passed += 1;
-                        println!("ok    {}: {}", tf.display(), case.name);
+                        crate::outln!("ok    {}: {}", tf.display(), case.name);
                     }
                     Err(diff) => {
                         failed += 1;
-                        println!("FAIL  {}: {}\n{diff}", tf.display(), case.name);
+                        crate::outln!("FAIL  {}: {}\n{diff}", tf.display(), case.name);
                     }
                 }
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    crate::outln!("{passed} passed, {failed} failed");
     if failed > 0 {
         code.max(EXIT_INVALID)
     } else {

@@ -1,4 +1,6 @@
-//! `${VAR}` and `${VAR:-default}` in pipeline values.
+//! `${VAR}` and `${VAR:-default}` in pipeline values; `${secret:VAR}` is
+//! the same, and marks the value secret (see [`crate::secrets`]): it is
+//! masked in everything Sluice writes about its work.
 //!
 //! `$${` writes a literal `${`. Script fields (`script`, `when`) are not
 //! interpolated: `${...}` is Rhai's own string interpolation there.
@@ -39,9 +41,18 @@ impl Env {
     }
 }
 
+/// Why a reference cannot be replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The variable is unset and has no default.
+    Unset(String),
+    /// The secret is shorter than [`crate::secrets::MIN_LEN`].
+    ShortSecret(String),
+}
+
 /// Replaces `${VAR}` references. `Ok(None)` when the text has none;
-/// `Err(names)` lists the variables that are unset and have no default.
-pub fn interpolate(text: &str, env: &Env) -> Result<Option<String>, Vec<String>> {
+/// `Err` lists the references that cannot be replaced.
+pub fn interpolate(text: &str, env: &Env) -> Result<Option<String>, Vec<Problem>> {
     if !text.contains("${") {
         return Ok(None);
     }
@@ -61,15 +72,26 @@ pub fn interpolate(text: &str, env: &Env) -> Result<Option<String>, Vec<String>>
                 break;
             };
             let inner = &tail[..end];
+            let (secret, inner) = match inner.strip_prefix("secret:") {
+                Some(rest) => (true, rest),
+                None => (false, inner),
+            };
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
                 None => (inner, None),
             };
-            match (env.get(name), default) {
-                (Some(v), _) if !(v.is_empty() && default.is_some()) => out.push_str(v),
-                (_, Some(d)) => out.push_str(d),
-                (Some(v), None) => out.push_str(v),
-                (None, None) => missing.push(name.to_owned()),
+            let value = match (env.get(name), default) {
+                (Some(v), _) if !(v.is_empty() && default.is_some()) => Some(v),
+                (_, Some(d)) => Some(d),
+                (Some(v), None) => Some(v),
+                (None, None) => None,
+            };
+            match value {
+                Some(v) if secret && !crate::secrets::register(v) => {
+                    missing.push(Problem::ShortSecret(name.to_owned()));
+                }
+                Some(v) => out.push_str(v),
+                None => missing.push(Problem::Unset(name.to_owned())),
             }
             rest = &tail[end + 1..];
         } else {
@@ -98,7 +120,28 @@ mod tests {
         assert_eq!(interpolate("$${A} $5", &env), Ok(Some("${A} $5".into())));
         assert_eq!(
             interpolate("${B}${C}", &env),
-            Err(vec!["B".into(), "C".into()])
+            Err(vec![Problem::Unset("B".into()), Problem::Unset("C".into())])
+        );
+    }
+
+    #[test]
+    fn a_secret_is_replaced_and_masked_from_then_on() {
+        let env = Env::from_pairs([("TOKEN", "tok-41c9e2"), ("PIN", "123")]);
+        assert_eq!(
+            interpolate("https://${secret:TOKEN}@host", &env),
+            Ok(Some("https://tok-41c9e2@host".into()))
+        );
+        assert_eq!(
+            crate::secrets::redact("failed: https://tok-41c9e2@host"),
+            "failed: https://***@host"
+        );
+        assert_eq!(
+            interpolate("${secret:PIN}", &env),
+            Err(vec![Problem::ShortSecret("PIN".into())])
+        );
+        assert_eq!(
+            interpolate("${secret:UNSET}", &env),
+            Err(vec![Problem::Unset("UNSET".into())])
         );
     }
 }

@@ -12,7 +12,7 @@ use std::ops::Range;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, SpannedEventReceiver};
 use serde_json::{Map, Number, Value};
 
-use super::interpolate::{Env, interpolate};
+use super::interpolate::{Env, Problem, interpolate};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics, FileId};
 
 /// A YAML node with its byte span in the source file.
@@ -320,22 +320,32 @@ impl Builder<'_> {
                     &interpolated
                 }
                 Ok(None) => value,
-                Err(missing) => {
-                    for name in missing {
-                        // Point at `${NAME` inside the scalar when it is written there literally.
+                Err(problems) => {
+                    for problem in problems {
+                        let (Problem::Unset(name) | Problem::ShortSecret(name)) = &problem;
+                        // Point at the reference inside the scalar when it is written there literally.
                         let source = &self.text[span.clone()];
-                        let at = source
-                            .find(&format!("${{{name}"))
-                            .map(|i| span.start + i..span.start + i + name.len() + 2)
+                        let at = [format!("${{{name}"), format!("${{secret:{name}")]
+                            .iter()
+                            .find_map(|r| source.find(r.as_str()).map(|i| (i, r.len())))
+                            .map(|(i, n)| span.start + i..span.start + i + n)
                             .unwrap_or(span.clone());
-                        self.diags.push(
-                            Diagnostic::error(
+                        let d = match problem {
+                            Problem::Unset(name) => Diagnostic::error(
                                 Code::UnsetVariable,
                                 format!("environment variable `{name}` is not set"),
                             )
-                            .at(self.file, at)
                             .help(format!("set it, or give a default: `${{{name}:-default}}`")),
-                        );
+                            Problem::ShortSecret(name) => Diagnostic::error(
+                                Code::InvalidValue,
+                                format!(
+                                    "the secret in `{name}` is shorter than {} characters: it could not be told apart from other text to be masked",
+                                    crate::secrets::MIN_LEN
+                                ),
+                            )
+                            .help("use a longer secret"),
+                        };
+                        self.diags.push(d.at(self.file, at));
                     }
                     value
                 }

@@ -48,7 +48,9 @@ pub const MAX_ERROR_BYTES: usize = 1024;
 /// An error text as an envelope holds it: one longer than
 /// [`MAX_ERROR_BYTES`] (a message that repeats a huge value) keeps its start
 /// and its end, which say what failed, and drops its middle.
+/// Secrets in it are masked first.
 pub fn clip_error(text: String) -> String {
+    let text = crate::secrets::redact_owned(text);
     if text.len() <= MAX_ERROR_BYTES {
         return text;
     }

@@ -442,7 +442,7 @@ fn write_in_order(
             if opts.json_logs {
                 crate::logs::json("warn", &w);
             } else {
-                progress.suspend(|| eprintln!("warning: {w}"));
+                progress.suspend(|| crate::errln!("warning: {w}"));
             }
         }
     };

@@ -53,7 +53,7 @@ pub fn main() -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::errln!("error: cannot start the async runtime: {e}");
             return 1;
         }
     };
@@ -61,7 +61,7 @@ pub fn main() -> i32 {
         Ok(s) => Arc::new(tokio::sync::Mutex::new(s)),
         Err(message) => {
             // The init fails; the message is in the function's log.
-            eprint!("{message}");
+            crate::err!("{message}");
             return 1;
         }
     };
@@ -74,7 +74,7 @@ pub fn main() -> i32 {
     match served {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::errln!("error: {e}");
             1
         }
     }
@@ -108,7 +108,7 @@ impl State {
             }
         })?;
         if !loaded.diagnostics.list.is_empty() {
-            eprint!("{}", render::text(&loaded.diagnostics, Format::Human));
+            crate::err!("{}", render::text(&loaded.diagnostics, Format::Human));
         }
         let p = &loaded.pipeline;
         let kind = Kind::of(&p.source).ok_or_else(|| {
@@ -349,7 +349,7 @@ impl State {
         };
         let mut out = std::io::stdout().lock();
         for line in crate::metrics::emf::lines(&self.metrics, &report) {
-            let _ = writeln!(out, "{line}");
+            let _ = writeln!(out, "{}", crate::secrets::redact(&line));
         }
         let _ = out.flush();
         Ok(response)
@@ -374,14 +374,14 @@ fn give_back(
 fn failure(error_type: &str, message: String) -> Diagnostic {
     Diagnostic {
         error_type: error_type.to_owned(),
-        error_message: message,
+        error_message: crate::secrets::redact_owned(message),
     }
 }
 
 /// Writes a structured log line (JSON, with the request id) to standard
 /// error, which Lambda sends to CloudWatch Logs.
 fn log(level: &str, request_id: &str, message: &str) {
-    eprintln!(
+    crate::errln!(
         "{}",
         crate::logs::line_with(level, message, &[("requestId", request_id)])
     );
