@@ -5,9 +5,11 @@
 //! - Scripts get `fault_panic(text)`, which panics with `text`.
 //! - The `file` and `stdout` sinks panic on a record whose JSON starts with
 //!   [`SINK_PANIC`] (a record whose first field, in key order, is
-//!   `"fault": "sink-panic"`; an envelope never starts so).
+//!   `"fault": "sink-panic"`; an envelope never starts so). The AWS sinks
+//!   panic on a batch that holds one, before any request, as a bug in
+//!   their encoders would.
 
-/// A record whose JSON starts with this makes the `file` and `stdout` sinks panic.
+/// A record whose JSON starts with this makes the sinks panic.
 pub const SINK_PANIC: &[u8] = b"{\"fault\":\"sink-panic\"";
 
 /// Registers the script functions that inject faults.

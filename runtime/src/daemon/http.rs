@@ -56,7 +56,7 @@ impl State {
     }
 
     fn metrics(&self) -> String {
-        let (counts, stats) = self.live.get();
+        let (counts, stats, dlq_stats) = self.live.get();
         let shards = self.lag.as_ref().map(|l| l.snapshot()).unwrap_or_default();
         let status = self.group.as_ref().map(|(w, s)| (w.as_str(), s.status()));
         prometheus::render(&prometheus::Snapshot {
@@ -64,6 +64,7 @@ impl State {
             counts: &counts,
             sinks: &self.sinks,
             sink_stats: &stats,
+            dlq_stats: &dlq_stats,
             shards: &shards,
             group: status.as_ref().map(|(w, s)| (*w, s)),
         })

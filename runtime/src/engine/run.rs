@@ -477,7 +477,7 @@ fn write_in_order(
             }
             counts.add(&out.counts);
             if let Some(live) = &opts.live {
-                live.set(counts, &outputs.sink_stats);
+                live.set(counts, &outputs.sink_stats, &outputs.dlq_stats);
             }
             released(
                 rt.block_on(outputs.flush_buffers(false, counts))

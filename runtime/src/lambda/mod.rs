@@ -338,6 +338,7 @@ impl State {
             &mut self.outputs.sink_stats,
             vec![Default::default(); self.built.sink_names.len()],
         );
+        let dlq_stats = std::mem::take(&mut self.outputs.dlq_stats);
         let report = crate::metrics::emf::Report {
             pipeline: &self.built.name,
             counts: &counts,
@@ -345,6 +346,7 @@ impl State {
             batch_age_ms,
             sinks: &self.built.sink_names,
             sink_stats: &sink_stats,
+            dlq_stats: &dlq_stats,
             timestamp_ms: now_ms,
         };
         let mut out = std::io::stdout().lock();

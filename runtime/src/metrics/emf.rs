@@ -85,6 +85,8 @@ pub struct Report<'a> {
     pub sinks: &'a [String],
     /// Per sink, in the same order.
     pub sink_stats: &'a [SinkStats],
+    /// The DLQ's.
+    pub dlq_stats: &'a SinkStats,
     /// When, in milliseconds since 1970.
     pub timestamp_ms: u64,
 }
@@ -129,6 +131,7 @@ pub fn lines(config: &Config, r: &Report<'_>) -> Vec<String> {
             ("DeadLettered", "Count", json!(c.dead_lettered_total())),
             ("Unrouted", "Count", json!(c.unrouted)),
             ("Failed", "Count", json!(r.failed)),
+            ("DlqRetries", "Count", json!(r.dlq_stats.retries)),
         ];
         if let Some(age) = r.batch_age_ms {
             metrics.push(("BatchAge", "Milliseconds", json!(age)));
@@ -197,6 +200,7 @@ mod tests {
             batch_age_ms: Some(1500),
             sinks: &sinks,
             sink_stats: &stats,
+            dlq_stats: &SinkStats::default(),
             timestamp_ms: 1_764_000_000_000,
         };
         let lines: Vec<Value> = lines(&Config::default(), &report)
@@ -213,9 +217,10 @@ mod tests {
                         {"Name": "RecordsIn", "Unit": "Count"}, {"Name": "Delivered", "Unit": "Count"},
                         {"Name": "Filtered", "Unit": "Count"}, {"Name": "DeadLettered", "Unit": "Count"},
                         {"Name": "Unrouted", "Unit": "Count"}, {"Name": "Failed", "Unit": "Count"},
+                        {"Name": "DlqRetries", "Unit": "Count"},
                         {"Name": "BatchAge", "Unit": "Milliseconds"}]}]},
                 "Pipeline": "p", "RecordsIn": 3, "Delivered": 2, "Filtered": 0, "DeadLettered": 1,
-                "Unrouted": 0, "Failed": 0, "BatchAge": 1500
+                "Unrouted": 0, "Failed": 0, "DlqRetries": 0, "BatchAge": 1500
             })
         );
         assert_eq!(

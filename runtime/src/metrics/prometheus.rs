@@ -13,6 +13,7 @@
 //! | `Delivered` (per `Sink`) | `sluice_sink_delivered_total{sink}` |
 //! | `Retries` (per `Sink`) | `sluice_sink_retries_total{sink}` |
 //! | `SinkLatency` (per `Sink`) | `sluice_sink_latency_seconds_total{sink}` |
+//! | `DlqRetries` | `sluice_dlq_retries_total` |
 //! | `BatchAge` | `sluice_shard_millis_behind_latest{shard}` |
 //!
 //! plus, per shard read, `sluice_shard_records_in_flight` (read, not yet
@@ -33,20 +34,21 @@ use crate::sources::shards::ShardLag;
 /// Counts a run updates as it commits batches, read by `/metrics`.
 #[derive(Debug, Default)]
 pub struct Live {
-    inner: Mutex<(Counts, Vec<SinkStats>)>,
+    inner: Mutex<(Counts, Vec<SinkStats>, SinkStats)>,
 }
 
 impl Live {
-    /// Stores the run's totals so far.
-    pub fn set(&self, counts: &Counts, sinks: &[SinkStats]) {
+    /// Stores the run's totals so far: per sink, and the DLQ's.
+    pub fn set(&self, counts: &Counts, sinks: &[SinkStats], dlq: &SinkStats) {
         if let Ok(mut g) = self.inner.lock() {
             g.0.clone_from(counts);
             g.1 = sinks.to_vec();
+            g.2 = dlq.clone();
         }
     }
 
     /// The totals so far.
-    pub fn get(&self) -> (Counts, Vec<SinkStats>) {
+    pub fn get(&self) -> (Counts, Vec<SinkStats>, SinkStats) {
         self.inner.lock().map(|g| g.clone()).unwrap_or_default()
     }
 }
@@ -61,6 +63,8 @@ pub struct Snapshot<'a> {
     pub sinks: &'a [String],
     /// Per sink, in the same order.
     pub sink_stats: &'a [SinkStats],
+    /// The DLQ's.
+    pub dlq_stats: &'a SinkStats,
     /// Per shard read by this worker.
     pub shards: &'a BTreeMap<String, ShardLag>,
     /// The worker group, when there is one.
@@ -120,6 +124,11 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "sluice_failed_total",
             "Records not delivered, given back to the source.",
             c.failed,
+        ),
+        (
+            "sluice_dlq_retries_total",
+            "Retried writes to the dead-letter queue.",
+            s.dlq_stats.retries,
         ),
     ] {
         o.family(name, "counter", help);
@@ -257,6 +266,10 @@ mod tests {
                 retries: 3,
                 millis: 1500.0,
             }],
+            dlq_stats: &SinkStats {
+                retries: 2,
+                millis: 0.0,
+            },
             shards: &shards,
             group: Some(("w1", &status)),
         });
@@ -268,6 +281,7 @@ mod tests {
             r#"sluice_sink_delivered_total{pipeline="or\"ders",sink="archive"} 4"#,
             r#"sluice_sink_retries_total{pipeline="or\"ders",sink="archive"} 3"#,
             r#"sluice_sink_latency_seconds_total{pipeline="or\"ders",sink="archive"} 1.5"#,
+            r#"sluice_dlq_retries_total{pipeline="or\"ders"} 2"#,
             r#"sluice_shard_millis_behind_latest{pipeline="or\"ders",shard="shardId-000000000001"} 1200"#,
             r#"sluice_shard_records_in_flight{pipeline="or\"ders",shard="shardId-000000000001"} 30"#,
             r#"sluice_leases_held{pipeline="or\"ders",worker="w1"} 2"#,

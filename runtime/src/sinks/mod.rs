@@ -144,6 +144,12 @@ impl Writer {
     /// Writes records; one result per record, in order. `Ok` means durably
     /// accepted (file sinks: once [`flush`](Self::flush) returns).
     pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        #[cfg(feature = "fault-injection")]
+        if !matches!(self, Writer::File(_) | Writer::Stdout(_)) {
+            records
+                .iter()
+                .for_each(|r| crate::faults::sink_write(r.json));
+        }
         match self {
             Writer::File(w) => w.send(records),
             Writer::Stdout(w) => w.send(records),
