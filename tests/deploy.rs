@@ -455,3 +455,28 @@ fn the_dockerfile_passes_hadolint() {
     );
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }
+
+/// `--arch` takes AWS's spelling `x86_64` (and `x86-64`), and gives the
+/// function that architecture.
+#[test]
+fn the_architecture_is_spelled_as_aws_spells_it() {
+    for spelling in ["x86_64", "x86-64"] {
+        let o = run(sluice()
+            .args(["deploy", "template", "--arch", spelling])
+            .arg("pipelines/orders/kinesis.yaml")
+            .current_dir(root()));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let t: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let functions: Vec<&Value> = t["Resources"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|r| r["Type"] == "AWS::Serverless::Function")
+            .collect();
+        assert_eq!(functions.len(), 1);
+        assert_eq!(
+            functions[0]["Properties"]["Architectures"],
+            json!(["x86_64"])
+        );
+    }
+}

@@ -795,3 +795,26 @@ fn the_time_budget_stops_slow_work_within_the_operations_limit() {
         "{e}"
     );
 }
+
+/// `--stop-when-idle` does not apply to a redrive: its help does not offer
+/// it, and given anyway it is refused with the reason.
+#[test]
+fn redrive_neither_offers_nor_takes_stop_when_idle() {
+    let help = run(sluice().args(["dlq", "redrive", "--help"]));
+    assert_eq!(help.status.code(), Some(0));
+    let text = common::stdout(&help);
+    assert!(text.contains("--batch-records"), "{text}");
+    assert!(!text.contains("--stop-when-idle"), "{text}");
+    let o = run(sluice().args([
+        "dlq",
+        "redrive",
+        "--stop-when-idle",
+        "5s",
+        "pipelines/quickstart/pipeline.yaml",
+    ]));
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: `--stop-when-idle` does not apply: a redrive ends by itself\n"
+    );
+}

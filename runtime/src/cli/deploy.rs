@@ -71,7 +71,8 @@ pub struct TemplateArgs {
 pub enum Arch {
     /// Graviton (`cargo lambda build --arm64`).
     Arm64,
-    /// x86-64 (`cargo lambda build --x86-64`).
+    /// x86-64 (`cargo lambda build --x86-64`): `x86_64`, as AWS spells it, or `x86-64`.
+    #[value(name = "x86_64", alias = "x86-64")]
     X86_64,
 }
 

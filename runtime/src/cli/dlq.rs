@@ -31,6 +31,7 @@ use crate::sources::{Reader, dlq};
 pub enum Command {
     /// Run the dead-lettered records through the pipeline again and remove
     /// each from the DLQ once it is delivered (or dead-lettered again).
+    #[command(mut_arg("stop_when_idle", |a| a.hide(true)))]
     Redrive(super::run::Args),
 }
 
