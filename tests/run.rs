@@ -818,3 +818,87 @@ fn redrive_neither_offers_nor_takes_stop_when_idle() {
         "error: `--stop-when-idle` does not apply: a redrive ends by itself\n"
     );
 }
+
+/// `--max-dead-letters` and `--max-filtered`, as a count or a share: over
+/// the limit the run still delivers and dead-letters everything, then
+/// exits 4 and says by how much; the summary gives the first reasons.
+#[test]
+fn a_run_over_its_dead_letter_or_filter_limit_exits_4() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "{FILE_IO}transforms:\n  - {{ name: keep, script: 'if record.skip == true {{ () }} else {{ record.n = record.n + 1; record }}' }}\n\
+             routes: [{{ to: [out] }}]\n"
+        ),
+    );
+    // 10 records: 6 delivered, 1 filtered, 3 dead-lettered (2 parse, 1 transform).
+    std::fs::write(
+        t.path().join("in.jsonl"),
+        "{\"n\":1}\n{\"n\":2}\n{broken\n{\"n\":3}\n{\"skip\":true}\n{\"n\":4}\n[1\n{\"n\":5}\n{\"n\":6}\n{\"skip\":1}\n",
+    )
+    .unwrap();
+    for (args, code, message) in [
+        (vec!["--max-dead-letters", "3"], 0, None),
+        (vec!["--max-dead-letters", "30%"], 0, None),
+        (
+            vec!["--max-dead-letters", "2"],
+            4,
+            Some(
+                "error: 3 of 10 records were dead-lettered (30.0 %), more than `--max-dead-letters 2` allows\n",
+            ),
+        ),
+        (
+            vec!["--max-dead-letters", "29.9%"],
+            4,
+            Some(
+                "error: 3 of 10 records were dead-lettered (30.0 %), more than `--max-dead-letters 29.9%` allows\n",
+            ),
+        ),
+        (
+            vec!["--max-filtered", "0"],
+            4,
+            Some(
+                "error: 1 of 10 records were filtered (10.0 %), more than `--max-filtered 0` allows\n",
+            ),
+        ),
+    ] {
+        let (got, s, err) = run_json(&p, &args);
+        assert_eq!(got, code, "{args:?}: {err}");
+        assert_eq!(
+            (
+                s["delivered"].as_u64(),
+                s["filtered"].as_u64(),
+                s["dead_lettered"]["total"].as_u64()
+            ),
+            (Some(6), Some(1), Some(3)),
+            "{s}"
+        );
+        let after: String = err.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        assert_eq!(after, message.unwrap_or(""), "{args:?}");
+    }
+    let (_, s, _) = run_json(&p, &[]);
+    assert_eq!(
+        s["first_reasons"],
+        json!({
+            "parse": [
+                "invalid JSON: key must be a string at line 1 column 2",
+                "invalid JSON: EOF while parsing a list at line 1 column 2"
+            ],
+            "transform": [s["first_reasons"]["transform"][0].clone()]
+        })
+    );
+    let transform = s["first_reasons"]["transform"][0].as_str().unwrap();
+    assert!(transform.contains("+"), "{transform}");
+
+    let o = run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--max-dead-letters", "lots"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`lots` is not a number of records (`100`) or a share (`1%`)"),
+        "{}",
+        stderr(&o)
+    );
+}

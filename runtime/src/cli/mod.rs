@@ -73,6 +73,9 @@ pub const EXIT_INVALID: i32 = 1;
 pub const EXIT_UNREADABLE: i32 = 2;
 /// Exit code: a run stopped early or its counts did not add up.
 pub const EXIT_RUN_FAILED: i32 = 3;
+/// Exit code: a run dead-lettered or filtered more records than its
+/// `--max-dead-letters` or `--max-filtered` allows.
+pub const EXIT_OVER_LIMIT: i32 = 4;
 
 /// Parses the arguments, runs the command, and returns the exit code.
 pub fn main() -> i32 {

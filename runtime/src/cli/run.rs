@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::json;
 
-use super::{EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREADABLE};
+use super::{EXIT_INVALID, EXIT_OK, EXIT_OVER_LIMIT, EXIT_RUN_FAILED, EXIT_UNREADABLE};
 use crate::aws::Clients;
 use crate::config::duration::Dur;
 use crate::config::{self, Env, LoadError, Loaded};
 use crate::diagnostics::Severity;
 use crate::diagnostics::render::{self, Format};
 use crate::engine::Built;
+use crate::engine::reasons::Reasons;
 use crate::engine::run::{self, LineReader, Options, Outputs, Report};
 use crate::metrics::Counts;
 use crate::record::Stage;
@@ -49,6 +50,59 @@ pub struct Args {
     /// the queues, the workers and the sinks' buffers.
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
     pub max_in_flight_bytes: u64,
+    /// Exit with code 4 when the run dead-lettered more records than this:
+    /// a number (`100`) or a share of the records read (`1%`, `0.5%`).
+    /// Checked when the run ends.
+    #[arg(long, value_name = "N|P%", value_parser = parse_limit)]
+    pub max_dead_letters: Option<Limit>,
+    /// The same for the records filtered (by a transform, or by
+    /// `on_invalid: drop`).
+    #[arg(long, value_name = "N|P%", value_parser = parse_limit)]
+    pub max_filtered: Option<Limit>,
+}
+
+/// The most records a run may dead-letter or filter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    /// At most this many.
+    Count(u64),
+    /// At most this share of the records, in percent.
+    Percent(f64),
+}
+
+impl Limit {
+    /// Whether `n` of `total` records is more than the limit allows.
+    pub fn exceeded(self, n: u64, total: u64) -> bool {
+        match self {
+            Limit::Count(max) => n > max,
+            Limit::Percent(p) => total > 0 && n as f64 * 100.0 > p * total as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Count(n) => write!(f, "{n}"),
+            Limit::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// `100` or `2.5%`.
+pub(crate) fn parse_limit(s: &str) -> Result<Limit, String> {
+    let t = s.trim();
+    let bad = || format!("`{s}` is not a number of records (`100`) or a share (`1%`)");
+    match t.strip_suffix('%') {
+        Some(p) => {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(format!("`{s}` is not a share between 0% and 100%"));
+            }
+            Ok(Limit::Percent(p))
+        }
+        None => t.parse().map(Limit::Count).map_err(|_| bad()),
+    }
 }
 
 /// A size in bytes, with an optional unit: `B`, `KB`, `MB`, `GB` (powers of
@@ -266,13 +320,25 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         SummaryFormat::Human => {
             crate::err!(
                 "{}",
-                human_summary(&loaded.pipeline.name, &names, &report, &calls)
+                human_summary(
+                    &loaded.pipeline.name,
+                    &names,
+                    &report,
+                    &calls,
+                    &outputs.reasons
+                )
             )
         }
         SummaryFormat::Json => {
             crate::errln!(
                 "{}",
-                json_summary(&loaded.pipeline.name, &names, &report, &calls)
+                json_summary(
+                    &loaded.pipeline.name,
+                    &names,
+                    &report,
+                    &calls,
+                    &outputs.reasons
+                )
             )
         }
     }
@@ -283,6 +349,37 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
     if !report.counts.balanced() {
         crate::errln!("error: the counts do not add up: some records are not accounted for");
         return EXIT_RUN_FAILED;
+    }
+    let c = &report.counts;
+    let total = c.records_in + c.fanned_out;
+    let mut over = false;
+    for (limit, n, what, flag) in [
+        (
+            args.max_dead_letters,
+            c.dead_lettered_total(),
+            "dead-lettered",
+            "--max-dead-letters",
+        ),
+        (
+            args.max_filtered,
+            c.filtered + c.dropped_invalid,
+            "filtered",
+            "--max-filtered",
+        ),
+    ] {
+        if let Some(limit) = limit
+            && limit.exceeded(n, total)
+        {
+            let share = if total > 0 {
+                n as f64 * 100.0 / total as f64
+            } else {
+                0.0
+            };
+            crate::errln!(
+                "error: {n} of {total} records were {what} ({share:.1} %), more than `{flag} {limit}` allows"
+            );
+            over = true;
+        }
     }
     if stopping.load(Ordering::Relaxed) {
         crate::errln!("stopped on a signal: every record read was delivered or dead-lettered");
@@ -295,6 +392,9 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         && let Err(e) = r.finish()
     {
         crate::errln!("warning: {e}");
+    }
+    if over {
+        return EXIT_OVER_LIMIT;
     }
     EXIT_OK
 }
@@ -446,7 +546,13 @@ struct Usage {
     retries: u64,
 }
 
-fn human_summary(name: &str, sinks: &[&str], report: &Report, calls: &[Usage]) -> String {
+fn human_summary(
+    name: &str,
+    sinks: &[&str],
+    report: &Report,
+    calls: &[Usage],
+    reasons: &Reasons,
+) -> String {
     let c = &report.counts;
     let per_sink = sinks
         .iter()
@@ -493,6 +599,12 @@ fn human_summary(name: &str, sinks: &[&str], report: &Report, calls: &[Usage]) -
         s.pop();
     }
     s.push('\n');
+    for (stage, first) in reasons.by_stage() {
+        for (i, reason) in first.iter().enumerate() {
+            let label = if i == 0 { stage } else { "" };
+            s.push_str(&format!("    {label:<10} {reason}\n"));
+        }
+    }
     s.push_str(&format!("  unrouted       {:>10}\n", c.unrouted));
     if c.failed > 0 {
         s.push_str(&format!(
@@ -530,7 +642,13 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-fn json_summary(name: &str, sinks: &[&str], report: &Report, calls: &[Usage]) -> String {
+fn json_summary(
+    name: &str,
+    sinks: &[&str],
+    report: &Report,
+    calls: &[Usage],
+    reasons: &Reasons,
+) -> String {
     let c = &report.counts;
     let mut dl = serde_json::Map::new();
     dl.insert("total".into(), json!(c.dead_lettered_total()));
@@ -551,6 +669,7 @@ fn json_summary(name: &str, sinks: &[&str], report: &Report, calls: &[Usage]) ->
         "filtered": c.filtered,
         "dropped_invalid": c.dropped_invalid,
         "dead_lettered": dl,
+        "first_reasons": reasons.by_stage().into_iter().map(|(s, r)| (s.to_owned(), json!(r))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "unrouted": c.unrouted,
         "failed": c.failed,
         "balanced": c.balanced(),

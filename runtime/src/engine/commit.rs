@@ -129,6 +129,8 @@ pub struct Outputs {
     pub sink_stats: Vec<SinkStats>,
     /// The DLQ's retries and time spent writing.
     pub dlq_stats: SinkStats,
+    /// The first reasons records were dead-lettered for.
+    pub reasons: super::reasons::Reasons,
     /// Committed batches not yet acknowledged, oldest first.
     acks: VecDeque<(u64, Ack)>,
     /// Records of held batches already dead-lettered (batch, record id): one envelope each.
@@ -195,6 +197,7 @@ impl Outputs {
         Outputs {
             sink_stats: vec![SinkStats::default(); sinks.len()],
             dlq_stats: SinkStats::default(),
+            reasons: Default::default(),
             sinks,
             dlq,
             policy,
@@ -326,7 +329,7 @@ impl Outputs {
                 Self::deliver_to_dlq(
                     &mut self.dlq,
                     &self.dlq_policy,
-                    &mut self.dlq_stats,
+                    (&mut self.dlq_stats, &mut self.reasons),
                     &records,
                 )
                 .await,
@@ -527,19 +530,24 @@ impl Outputs {
                     batch_time,
                 })
                 .collect();
-            let (dlq, policy, stats) = (&mut self.dlq, &self.dlq_policy, &mut self.dlq_stats);
-            failures.extend(Self::deliver_to_dlq(dlq, policy, stats, &records).await);
+            let (dlq, policy) = (&mut self.dlq, &self.dlq_policy);
+            let noted = (&mut self.dlq_stats, &mut self.reasons);
+            failures.extend(Self::deliver_to_dlq(dlq, policy, noted, &records).await);
         }
         failures
     }
 
-    /// Writes envelopes to the DLQ; returns the records whose envelope it did not accept.
+    /// Writes envelopes to the DLQ, noting their reasons; returns the
+    /// records whose envelope it did not accept.
     async fn deliver_to_dlq(
         dlq: &mut Writer,
         policy: &Policy,
-        stats: &mut SinkStats,
+        (stats, reasons): (&mut SinkStats, &mut super::reasons::Reasons),
         records: &[OutRecord<'_>],
     ) -> Vec<Failure> {
+        for r in records {
+            reasons.note(r.json);
+        }
         let start = Instant::now();
         let (outcomes, retries) = delivery::deliver_counted(dlq, records, policy).await;
         stats.retries += retries;
