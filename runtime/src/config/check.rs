@@ -198,14 +198,35 @@ fn check_transforms(
         }
         match (&t.script, &t.file) {
             (Some(src), None) => {
-                if let Err(e) = transform::compile_script(engine, src) {
+                let compiled = transform::compile_script(engine, src);
+                if let Err(e) = &compiled {
                     let span = script_span(
                         cx,
                         diags.sources.get(cx.file),
                         &format!("{pointer}/script"),
-                        &e,
+                        e,
                     );
-                    diags.push(script_error(&t.name, &e, cx.file, span));
+                    diags.push(script_error(&t.name, e, cx.file, span));
+                }
+                // A script that does not compile has its error reported; only
+                // one that does is looked at for mistakes.
+                let mistakes = match compiled {
+                    Ok(_) => transform::lint::transform(src),
+                    Err(_) => Vec::new(),
+                };
+                for f in mistakes {
+                    let at = SyntaxError {
+                        message: String::new(),
+                        line: f.line,
+                        column: f.column,
+                    };
+                    let span = script_span(
+                        cx,
+                        diags.sources.get(cx.file),
+                        &format!("{pointer}/script"),
+                        &at,
+                    );
+                    diags.push(script_mistake(&t.name, f, cx.file, span));
                 }
                 scripts.push(src.clone());
             }
@@ -214,11 +235,21 @@ fn check_transforms(
                 match super::read_regular(&full) {
                     Ok(src) => {
                         let id = diags.sources.add(full.display().to_string(), src.clone());
-                        if let Err(e) = transform::compile_script(engine, &src) {
+                        let mistakes = match transform::compile_script(engine, &src) {
+                            Ok(_) => transform::lint::transform(&src),
+                            Err(e) => {
+                                let f = diags.sources.get(id);
+                                let off = f.offset(e.line, e.column.saturating_sub(1));
+                                let span = off..word_end(&f.text, off);
+                                diags.push(script_error(&t.name, &e, id, span));
+                                Vec::new()
+                            }
+                        };
+                        for m in mistakes {
                             let f = diags.sources.get(id);
-                            let off = f.offset(e.line, e.column.saturating_sub(1));
+                            let off = f.offset(m.line, m.column.saturating_sub(1));
                             let span = off..word_end(&f.text, off);
-                            diags.push(script_error(&t.name, &e, id, span));
+                            diags.push(script_mistake(&t.name, m, id, span));
                         }
                         scripts.push(src);
                     }
@@ -404,6 +435,20 @@ fn check_routes(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Di
             );
         }
     }
+}
+
+fn script_mistake(
+    name: &str,
+    f: transform::lint::Finding,
+    file: FileId,
+    span: Range<usize>,
+) -> Diagnostic {
+    Diagnostic::error(
+        Code::ScriptMistake,
+        format!("transform `{name}`: {}", f.message),
+    )
+    .at(file, span)
+    .help(f.help)
 }
 
 fn script_error(name: &str, e: &SyntaxError, file: FileId, span: Range<usize>) -> Diagnostic {

@@ -43,6 +43,9 @@ pub enum Code {
     InvalidSchema,
     /// A Rhai script does not compile.
     ScriptSyntax,
+    /// A Rhai script compiles but loses data: it returns `()` (filtering
+    /// every record), or uses the `()` of an in-place method as a value.
+    ScriptMistake,
     /// Two components share a name that must be unique.
     DuplicateName,
 }
@@ -64,6 +67,7 @@ impl Code {
             Code::UnusedSink => "unused-sink",
             Code::InvalidSchema => "invalid-schema",
             Code::ScriptSyntax => "script-syntax",
+            Code::ScriptMistake => "script-mistake",
             Code::DuplicateName => "duplicate-name",
         }
     }

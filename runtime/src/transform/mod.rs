@@ -11,6 +11,7 @@
 //! network access.
 
 pub mod convert;
+pub mod lint;
 pub mod meta;
 
 use std::cell::Cell;

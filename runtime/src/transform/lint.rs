@@ -1,0 +1,219 @@
+//! Script mistakes that compile but lose data, found by walking the script's
+//! syntax tree (Rhai's `internals`), for `sluice check`:
+//!
+//! - a transform whose last statement is an assignment, a `let` or a loop
+//!   returns `()`, which filters every record;
+//! - a method that changes its receiver in place returns `()`: using its
+//!   result as a value (`record.plan = record.plan.trim()`) writes `null`.
+
+use rhai::{ASTNode, Engine, Expr, OptimizationLevel, Position, Stmt};
+
+/// Rhai methods that change their receiver in place and return `()`.
+pub const IN_PLACE: [&str; 17] = [
+    "trim",
+    "make_upper",
+    "make_lower",
+    "replace",
+    "pad",
+    "truncate",
+    "crop",
+    "clear",
+    "chop",
+    "push",
+    "append",
+    "insert",
+    "reverse",
+    "sort",
+    "dedup",
+    "mixin",
+    "fill_with",
+];
+
+/// One mistake, at a position of the script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub help: String,
+    /// 1-based line in the script.
+    pub line: usize,
+    /// 1-based column in the script.
+    pub column: usize,
+}
+
+/// The mistakes of a transform script (none when it does not compile: the
+/// compiler's error is reported instead).
+pub fn transform(source: &str) -> Vec<Finding> {
+    let mut e = Engine::new_raw();
+    e.set_optimization_level(OptimizationLevel::None);
+    let Ok(ast) = e.compile(source) else {
+        return Vec::new();
+    };
+    let own: Vec<String> = ast.iter_functions().map(|f| f.name.to_owned()).collect();
+    let in_place = |name: &str| IN_PLACE.contains(&name) && !own.iter().any(|f| f == name);
+    let mut found = Vec::new();
+    let end = |what: &str, pos: Position| Finding {
+        message: format!(
+            "the script ends with {what}, so it returns `()`, which filters every record"
+        ),
+        help: "end the script with the record to deliver: `record`".into(),
+        line: pos.line().unwrap_or(1),
+        column: pos.position().unwrap_or(1),
+    };
+    match ast.statements().last() {
+        None => found.push(end("nothing", Position::new(1, 1))),
+        Some(Stmt::Assignment(a)) => found.push(end("an assignment", a.1.lhs.start_position())),
+        Some(s @ Stmt::Var(..)) => found.push(end("a `let`", s.position())),
+        Some(s @ (Stmt::For(..) | Stmt::While(..) | Stmt::Do(..))) if loop_ends(s) => {
+            found.push(end("a loop", s.position()));
+        }
+        Some(Stmt::Expr(x)) => {
+            if let Some((name, pos)) = last_call(x).filter(|(n, _)| in_place(n)) {
+                found.push(end(
+                    &format!("`{name}(…)`, which changes its receiver in place"),
+                    pos,
+                ));
+            }
+        }
+        Some(Stmt::FnCall(f, pos)) if in_place(&f.name) => {
+            found.push(end(&format!("`{}(…)`", f.name), *pos));
+        }
+        Some(_) => {}
+    }
+    ast.walk(&mut |path: &[ASTNode]| {
+        let value = match path.last() {
+            Some(ASTNode::Stmt(Stmt::Assignment(a))) => Some(&a.1.rhs),
+            Some(ASTNode::Stmt(Stmt::Var(v, ..))) => Some(&v.1),
+            _ => None,
+        };
+        if let Some((name, pos)) = value.and_then(last_call).filter(|(n, _)| in_place(n)) {
+            found.push(Finding {
+                message: format!(
+                    "`{name}` changes its receiver in place and returns `()`: this writes `()` (null), not the changed value"
+                ),
+                help: format!(
+                    "call it as a statement of its own, which changes the value itself: `record.field.{name}(…);`"
+                ),
+                line: pos.line().unwrap_or(1),
+                column: pos.position().unwrap_or(1),
+            });
+        }
+        true
+    });
+    found.sort_by_key(|f| (f.line, f.column));
+    found.dedup();
+    found
+}
+
+/// Whether a loop can end and let the script go past it: not when it
+/// returns or throws from inside, nor when it is `loop` or `while true`
+/// without a `break` (it ends only by an error, or a limit).
+fn loop_ends(s: &Stmt) -> bool {
+    let (mut leaves, mut breaks) = (false, false);
+    s.walk(&mut Vec::new(), &mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Stmt(Stmt::Return(..))) => leaves = true,
+            Some(ASTNode::Stmt(Stmt::BreakLoop(..))) => breaks = true,
+            Some(ASTNode::Expr(Expr::FnCall(f, _))) if f.name == "throw" => leaves = true,
+            _ => {}
+        }
+        true
+    });
+    let forever = match s {
+        Stmt::While(f, _) => matches!(f.expr, Expr::Unit(_) | Expr::BoolConstant(true, _)),
+        _ => false,
+    };
+    !leaves && (!forever || breaks)
+}
+
+/// The method or function a value ends with (`a.b.trim()` → `trim`).
+fn last_call(e: &Expr) -> Option<(String, Position)> {
+    match e {
+        Expr::MethodCall(f, pos) | Expr::FnCall(f, pos) => Some((f.name.to_string(), *pos)),
+        Expr::Dot(b, ..) => last_call(&b.rhs),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(source: &str) -> Vec<(usize, usize, String)> {
+        transform(source)
+            .into_iter()
+            .map(|f| (f.line, f.column, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_script_that_returns_unit_is_found() {
+        let ends = |what: &str| {
+            format!("the script ends with {what}, so it returns `()`, which filters every record")
+        };
+        assert_eq!(
+            messages("record.b = record.a + 1"),
+            [(1, 1, ends("an assignment"))]
+        );
+        assert_eq!(
+            messages("let x = 1;\nrecord.b = x;"),
+            [(2, 1, ends("an assignment"))]
+        );
+        assert_eq!(messages("let x = record;"), [(1, 1, ends("a `let`"))]);
+        assert_eq!(
+            messages("for x in record.items { x; }"),
+            [(1, 1, ends("a loop"))]
+        );
+        assert_eq!(
+            messages("let i = 0; loop { i += 1; if i > 3 { break; } }"),
+            [(1, 12, ends("a loop"))]
+        );
+        assert_eq!(messages(""), [(1, 1, ends("nothing"))]);
+        assert_eq!(
+            messages("record.tags.push(1)"),
+            [(
+                1,
+                13,
+                ends("`push(…)`, which changes its receiver in place")
+            )]
+        );
+        for fine in [
+            "record",
+            "record.b = 1; record",
+            "if record.a > 1 { record }",
+            "record.b = 1;\nrecord;",
+            "#{ a: 1 }",
+            "()",
+            "loop { }",
+            "while true { record.n += 1; }",
+            "for x in record.items { if x > 1 { return record; } }",
+            "loop { if record.n > 1 { throw \"big\"; } }",
+        ] {
+            assert_eq!(messages(fine), [], "{fine}");
+        }
+    }
+
+    #[test]
+    fn the_unit_of_an_in_place_method_used_as_a_value_is_found() {
+        let found =
+            messages("record.plan = record.plan.trim();\nlet u = make_upper(record.name);\nrecord");
+        assert_eq!(
+            found.iter().map(|(l, c, _)| (*l, *c)).collect::<Vec<_>>(),
+            [(1, 27), (2, 9)]
+        );
+        assert!(
+            found[0]
+                .2
+                .starts_with("`trim` changes its receiver in place")
+        );
+        assert!(found[1].2.starts_with("`make_upper` changes"));
+        for fine in [
+            "record.plan.trim(); record",
+            "record.u = record.name.to_upper(); record",
+            "fn trim(s) { s } record.p = trim(record.p); record",
+        ] {
+            assert_eq!(messages(fine), [], "{fine}");
+        }
+    }
+}
