@@ -322,7 +322,44 @@ fn check_routes(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Di
             }
             diags.push(d);
         }
-        if let Some(when) = &r.when
+        let when_pointer = format!("/routes/{i}/when");
+        let empty = match &r.when {
+            None => cx.spans.contains_key(&when_pointer),
+            Some(w) => w.trim().is_empty(),
+        };
+        if empty {
+            diags.push(
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    format!(
+                        "route #{} has an empty `when`, which sends every record",
+                        i + 1
+                    ),
+                )
+                .at(cx.file, cx.key_span(&when_pointer))
+                .help("give a condition, or remove `when` to send every record on purpose"),
+            );
+        }
+        let when = r.when.as_ref().filter(|_| !empty);
+        if let Some(when) = when
+            && let Some(f) = transform::lint::condition(when).into_iter().next()
+        {
+            let at = SyntaxError {
+                message: String::new(),
+                line: f.line,
+                column: f.column,
+            };
+            let span = script_span(cx, diags.sources.get(cx.file), &when_pointer, &at);
+            diags.push(
+                Diagnostic::error(
+                    Code::ScriptMistake,
+                    format!("condition of route #{}: {}", i + 1, f.message),
+                )
+                .at(cx.file, span)
+                .help(f.help),
+            );
+        }
+        if let Some(when) = when
             && let Err(e) = transform::compile_condition(engine, when)
         {
             let span = script_span(

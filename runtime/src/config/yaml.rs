@@ -351,6 +351,27 @@ impl Builder<'_> {
                 }
             }
         };
+        // A tag of the user's own (`when: !record.paid`) is never meant:
+        // the pipeline format has none, and the value would be lost.
+        if let Some(t) = tag
+            && t.handle != "tag:yaml.org,2002:"
+            && t.suffix != "str"
+        {
+            let written = format!("{}{}", t.handle, t.suffix);
+            // The scalar's span starts at the tag, or after it.
+            let before = &self.text[..(span.start + written.len()).min(self.text.len())];
+            let at = before
+                .rfind(&written)
+                .map_or(span.clone(), |i| i..i + written.len());
+            self.diags.push(
+                Diagnostic::error(
+                    Code::YamlSyntax,
+                    format!("YAML reads `{written}` as a tag, not as part of the value, which is left empty"),
+                )
+                .at(self.file, at)
+                .help(format!("quote the value: `'{written}{}'`", value.trim())),
+            );
+        }
         let tagged_str = tag.is_some_and(|t| t.handle == "tag:yaml.org,2002:" && t.suffix == "str")
             || tag.is_some_and(|t| t.suffix == "str");
         if style != ScalarStyle::Plain || tagged_str {

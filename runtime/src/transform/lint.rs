@@ -101,9 +101,100 @@ pub fn transform(source: &str) -> Vec<Finding> {
         }
         true
     });
+    found.extend(functions_reading_the_record(&ast));
     found.sort_by_key(|f| (f.line, f.column));
     found.dedup();
     found
+}
+
+/// `record` or `meta` read inside a `fn`: a function sees only its
+/// parameters, so this fails on every record.
+fn functions_reading_the_record(ast: &rhai::AST) -> Vec<Finding> {
+    let key = |p: Position| (p.line().unwrap_or(0), p.position().unwrap_or(0));
+    // Each function: its name, its body's span, its parameters and locals,
+    // and the first `record` or `meta` read in it.
+    struct Func {
+        name: String,
+        span: ((usize, usize), (usize, usize)),
+        own: Vec<String>,
+        first: Option<(String, Position)>,
+    }
+    let mut funcs: Vec<Func> = ast
+        .iter_fn_def()
+        .map(|f| Func {
+            name: f.name.to_string(),
+            span: (key(f.body.start_position()), key(f.body.end_position())),
+            own: f.params.iter().map(ToString::to_string).collect(),
+            first: None,
+        })
+        .collect();
+    if funcs.is_empty() {
+        return Vec::new();
+    }
+    ast.walk(&mut |path: &[ASTNode]| {
+        let (name, pos, declared) = match path.last() {
+            Some(ASTNode::Stmt(s @ Stmt::Var(v, ..))) => (v.0.name.to_string(), s.position(), true),
+            Some(ASTNode::Expr(Expr::Variable(v, _, pos))) => (v.1.to_string(), *pos, false),
+            _ => return true,
+        };
+        let at = key(pos);
+        if let Some(f) = funcs.iter_mut().find(|f| f.span.0 <= at && at <= f.span.1) {
+            if declared {
+                f.own.push(name);
+            } else if (name == "record" || name == "meta")
+                && !f.own.contains(&name)
+                && f.first.is_none()
+            {
+                f.first = Some((name, pos));
+            }
+        }
+        true
+    });
+    funcs
+        .into_iter()
+        .filter_map(|f| {
+            let (var, pos) = f.first?;
+            Some(Finding {
+                message: format!(
+                    "function `{}` reads `{var}`, which a function cannot see: it fails on every record",
+                    f.name
+                ),
+                help: format!("pass it as a parameter: `fn {}({var}, …)`", f.name),
+                line: pos.line().unwrap_or(1),
+                column: pos.position().unwrap_or(1),
+            })
+        })
+        .collect()
+}
+
+/// The mistakes of a route condition: a constant that is not a boolean
+/// (`'yes'`, `1`) never selects a record (or fails every one).
+pub fn condition(source: &str) -> Vec<Finding> {
+    let mut e = Engine::new_raw();
+    e.set_optimization_level(OptimizationLevel::None);
+    let Ok(ast) = e.compile_expression(source) else {
+        return Vec::new();
+    };
+    let Some(Stmt::Expr(x)) = ast.statements().first() else {
+        return Vec::new();
+    };
+    let kind = match &**x {
+        Expr::StringConstant(..) | Expr::InterpolatedString(..) => "a string",
+        Expr::IntegerConstant(..) => "a number",
+        Expr::FloatConstant(..) => "a number",
+        Expr::CharConstant(..) => "a character",
+        Expr::Array(..) => "an array",
+        Expr::Map(..) => "an object map",
+        Expr::Unit(..) => "`()`",
+        _ => return Vec::new(),
+    };
+    let pos = x.start_position();
+    vec![Finding {
+        message: format!("the condition is always {kind}, never `true` or `false`"),
+        help: "write a comparison, such as `record.paid == true` or `record.total > 100`".into(),
+        line: pos.line().unwrap_or(1),
+        column: pos.position().unwrap_or(1),
+    }]
 }
 
 /// Whether a loop can end and let the script go past it: not when it
@@ -191,6 +282,49 @@ mod tests {
             "loop { if record.n > 1 { throw \"big\"; } }",
         ] {
             assert_eq!(messages(fine), [], "{fine}");
+        }
+    }
+
+    #[test]
+    fn a_function_reading_the_record_is_found() {
+        assert_eq!(
+            messages("fn total() { record.qty * 2 }\nrecord.t = total(); record"),
+            [(
+                1,
+                14,
+                "function `total` reads `record`, which a function cannot see: it fails on every record".into()
+            )]
+        );
+        for fine in [
+            "fn total(record) { record.qty * 2 } record.t = total(record); record",
+            "fn f() { let meta = 1; meta } record",
+        ] {
+            assert_eq!(messages(fine), [], "{fine}");
+        }
+    }
+
+    #[test]
+    fn a_condition_that_is_never_a_boolean_is_found() {
+        let of = |s: &str| {
+            condition(s)
+                .into_iter()
+                .map(|f| f.message)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            of("'y'"),
+            ["the condition is always a character, never `true` or `false`"]
+        );
+        assert_eq!(
+            of("\"paid\""),
+            ["the condition is always a string, never `true` or `false`"]
+        );
+        assert_eq!(
+            of("1"),
+            ["the condition is always a number, never `true` or `false`"]
+        );
+        for fine in ["record.paid", "!record.paid", "record.total > 1", "true"] {
+            assert!(of(fine).is_empty(), "{fine}");
         }
     }
 
