@@ -902,3 +902,38 @@ fn a_run_over_its_dead_letter_or_filter_limit_exits_4() {
         stderr(&o)
     );
 }
+
+/// A record whose script fails on a missing field is dead-lettered with a
+/// reason that names the field, not Rhai's signature of the operator.
+#[test]
+fn a_missing_field_is_named_in_the_dead_letter() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "{FILE_IO}transforms:\n  - name: price\n    script: |\n      \
+             record.total = record.qty * record.price;\n      \
+             record.tag = record.name.to_upper();\n      record\n\
+             routes: [{{ to: [out] }}]\n"
+        ),
+    );
+    std::fs::write(
+        t.path().join("in.jsonl"),
+        "{\"qty\":2}\n{\"qty\":2,\"price\":3}\n{\"qty\":2,\"price\":3,\"name\":\"a\"}\n",
+    )
+    .unwrap();
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["delivered"], 1, "{s}");
+    let errors: Vec<String> = envelopes(t.path())
+        .iter()
+        .map(|e| e["error"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "`record.price` is () (missing or null), so `record.qty * record.price` cannot be computed: `*` takes no () (i64 * ()) (script line 1, column 27)",
+            "`record.name` is () (missing or null), so `to_upper` cannot be called on it (script line 2, column 26)",
+        ]
+    );
+}

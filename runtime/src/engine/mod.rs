@@ -375,7 +375,7 @@ impl Worker {
                     }
                     Ok(r) => next.push(r),
                     Err(e) => {
-                        let text = transform::error_text(&e, &built.limits);
+                        let text = transform::error_text(&e, &built.limits, &built.transforms[i].1);
                         cx.dead_letter(
                             raw,
                             Stage::Transform,
@@ -448,7 +448,11 @@ impl Worker {
                         let text = format!(
                             "condition of route #{} failed: {}",
                             i + 1,
-                            transform::error_text(&e, &built.limits)
+                            transform::error_text(
+                                &e,
+                                &built.limits,
+                                built.routes[i].0.as_deref().unwrap_or_default(),
+                            )
                         );
                         cx.dead_letter(raw, Stage::Route, None, text, None);
                         return;

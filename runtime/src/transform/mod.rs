@@ -11,6 +11,7 @@
 //! network access.
 
 pub mod convert;
+pub mod explain;
 pub mod lint;
 pub mod meta;
 
@@ -288,8 +289,9 @@ impl RecordScope {
     }
 }
 
-/// A runtime error as dead-letter text: which limit was hit, or what the script threw, with its position.
-pub fn error_text(e: &EvalAltResult, limits: &Limits) -> String {
+/// A runtime error of `source` as dead-letter text: which limit was hit,
+/// what the script threw, or which value was missing, with its position.
+pub fn error_text(e: &EvalAltResult, limits: &Limits, source: &str) -> String {
     use EvalAltResult as E;
     // An error inside a called function (a callback of `map`, a function of
     // the script) is told as itself, and where it was called from.
@@ -299,14 +301,16 @@ pub fn error_text(e: &EvalAltResult, limits: &Limits) -> String {
         called.get_or_insert(name.clone());
         e = inner;
     }
-    let text = error_text_of(e, limits);
+    // Inside a called function the position is in the function, which is
+    // also in `source`.
+    let text = error_text_of(e, limits, source);
     match called {
         Some(name) if !name.is_empty() => format!("{text}, in a call to `{name}`"),
         _ => text,
     }
 }
 
-fn error_text_of(e: &EvalAltResult, limits: &Limits) -> String {
+fn error_text_of(e: &EvalAltResult, limits: &Limits, source: &str) -> String {
     use EvalAltResult as E;
     let text = match e {
         E::ErrorTooManyOperations(_) => {
@@ -334,6 +338,11 @@ fn error_text_of(e: &EvalAltResult, limits: &Limits) -> String {
             None => "script was stopped".into(),
         },
         E::ErrorRuntime(value, _) => format!("script threw: {value}"),
+        E::ErrorFunctionNotFound(sig, pos) => pos
+            .line()
+            .zip(pos.position())
+            .and_then(|(l, c)| explain::not_found(sig, source, l, c))
+            .unwrap_or_else(|| format!("Function not found: {sig}")),
         other => {
             // Rhai's own text ends in "(line L, position C)"; the position is added below.
             let s = other.to_string();
@@ -383,7 +392,9 @@ mod tests {
         scope.begin(&meta());
         scope.set(record);
         start_budget();
-        scope.eval(&e, &ast).map_err(|err| error_text(&err, limits))
+        scope
+            .eval(&e, &ast)
+            .map_err(|err| error_text(&err, limits, src))
     }
 
     #[test]
