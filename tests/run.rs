@@ -235,7 +235,7 @@ fn hostile_scripts_are_stopped_by_the_sandbox_and_the_run_goes_on() {
     );
     assert_eq!(
         errors[4],
-        "script threw: bad record (script line 6, column 26)"
+        format!("script threw: bad record (at {}:16:32)", p.display())
     );
 }
 
@@ -564,7 +564,10 @@ fn scripts_cannot_wait_hoard_memory_run_long_or_write_what_json_cannot_hold() {
     assert!(error("sleep_int").starts_with(no_sleep), "{errors:?}");
     assert_eq!(
         error("clock"),
-        "Function not found: timestamp () (script line 3, column 37)"
+        format!(
+            "Function not found: timestamp () (at {}:13:43)",
+            p.display()
+        )
     );
     for k in ["keys", "curry"] {
         assert!(
@@ -932,8 +935,14 @@ fn a_missing_field_is_named_in_the_dead_letter() {
     assert_eq!(
         errors,
         [
-            "`record.price` is () (missing or null), so `record.qty * record.price` cannot be computed: `*` takes no () (i64 * ()) (script line 1, column 27)",
-            "`record.name` is () (missing or null), so `to_upper` cannot be called on it (script line 2, column 26)",
+            format!(
+                "`record.price` is () (missing or null), so `record.qty * record.price` cannot be computed: `*` takes no () (i64 * ()) (at {}:10:33)",
+                p.display()
+            ),
+            format!(
+                "`record.name` is () (missing or null), so `to_upper` cannot be called on it (at {}:11:32)",
+                p.display()
+            ),
         ]
     );
 }

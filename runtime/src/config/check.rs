@@ -71,7 +71,7 @@ pub fn check(
     p: &Pipeline,
     dir: &Path,
     diags: &mut Diagnostics,
-) -> (HashMap<String, Value>, Vec<String>) {
+) -> (HashMap<String, Value>, Vec<String>, Places) {
     let schemas = check_schemas(cx, p, dir, diags);
     if let Some(v) = &p.validate
         && !p.schemas.contains_key(&v.schema)
@@ -90,7 +90,65 @@ pub fn check(
     let scripts = check_transforms(cx, p, dir, &engine, diags);
     check_routes(cx, p, &engine, diags);
     check_source(cx, p, diags);
-    (schemas, scripts)
+    let places = places(cx, p, dir, &scripts, diags);
+    (schemas, scripts, places)
+}
+
+/// Where the pipeline's scripts are written.
+#[derive(Debug, Clone, Default)]
+pub struct Places {
+    /// Per transform.
+    pub transforms: Vec<transform::Place>,
+    /// Per route (an empty place for a route without a condition).
+    pub routes: Vec<transform::Place>,
+}
+
+/// Each script's place: a script file is its own; an inline script or
+/// condition maps each of its lines to the pipeline file's line and column.
+fn places(
+    cx: &Cx<'_>,
+    p: &Pipeline,
+    dir: &Path,
+    scripts: &[String],
+    diags: &Diagnostics,
+) -> Places {
+    let file = diags.sources.get(cx.file);
+    let inline = |pointer: &str, source: &str| transform::Place {
+        file: file.name.clone(),
+        lines: (1..=source.lines().count().max(1))
+            .map(|line| {
+                let at = SyntaxError {
+                    message: String::new(),
+                    line,
+                    column: 1,
+                };
+                file.line_col(script_span(cx, file, pointer, &at).start)
+            })
+            .collect(),
+    };
+    let transforms = p
+        .transforms
+        .iter()
+        .zip(scripts)
+        .enumerate()
+        .map(|(i, (t, src))| match &t.file {
+            Some(path) => transform::Place {
+                file: resolve(dir, path).display().to_string(),
+                lines: Vec::new(),
+            },
+            None => inline(&format!("/transforms/{i}/script"), src),
+        })
+        .collect();
+    let routes = p
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| match &r.when {
+            Some(w) => inline(&format!("/routes/{i}/when"), w),
+            None => transform::Place::default(),
+        })
+        .collect();
+    Places { transforms, routes }
 }
 
 fn check_source(cx: &Cx<'_>, p: &Pipeline, diags: &mut Diagnostics) {

@@ -43,6 +43,8 @@ pub struct Loaded {
     pub schemas: HashMap<String, Value>,
     /// The source of each transform, in order (inline or read from its file).
     pub scripts: Vec<String>,
+    /// Where the scripts are written.
+    pub places: check::Places,
     /// Warnings found on the way.
     pub diagnostics: Diagnostics,
 }
@@ -213,7 +215,7 @@ fn load_text(
         .schemas
         .sort_by(|a, _, b, _| file_order("schemas", a).cmp(&file_order("schemas", b)));
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let (schemas, scripts) = check::check(&cx, &pipeline, &dir, &mut diags);
+    let (schemas, scripts, places) = check::check(&cx, &pipeline, &dir, &mut diags);
     diags.sort();
     if diags.has_errors() {
         return Err(LoadError::Invalid(diags));
@@ -224,6 +226,7 @@ fn load_text(
         dir,
         schemas,
         scripts,
+        places,
         diagnostics: diags,
     })
 }

@@ -37,6 +37,10 @@ pub struct Built {
     pub validator: Option<(Validator, OnInvalid)>,
     /// Transform names and Rhai sources, in order.
     pub transforms: Vec<(String, String)>,
+    /// Where each transform is written, for the positions of its errors.
+    pub transform_places: Vec<transform::Place>,
+    /// Where each route's condition is written.
+    pub route_places: Vec<transform::Place>,
     /// Routes: optional condition source, and sink indexes.
     pub routes: Vec<(Option<String>, Vec<usize>)>,
     /// What happens to records no route takes.
@@ -94,6 +98,8 @@ impl Built {
                 .map(|(t, src)| (t.name.clone(), src.clone()))
                 .collect(),
             routes,
+            transform_places: loaded.places.transforms.clone(),
+            route_places: loaded.places.routes.clone(),
             unrouted: p.unrouted,
             sink_names,
             sink_keys,
@@ -375,7 +381,12 @@ impl Worker {
                     }
                     Ok(r) => next.push(r),
                     Err(e) => {
-                        let text = transform::error_text(&e, &built.limits, &built.transforms[i].1);
+                        let text = transform::error_text(
+                            &e,
+                            &built.limits,
+                            &built.transforms[i].1,
+                            built.transform_places.get(i),
+                        );
                         cx.dead_letter(
                             raw,
                             Stage::Transform,
@@ -452,6 +463,7 @@ impl Worker {
                                 &e,
                                 &built.limits,
                                 built.routes[i].0.as_deref().unwrap_or_default(),
+                                built.route_places.get(i),
                             )
                         );
                         cx.dead_letter(raw, Stage::Route, None, text, None);

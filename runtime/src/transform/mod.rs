@@ -289,9 +289,39 @@ impl RecordScope {
     }
 }
 
+/// Where a script is written: a runtime error's position is told in the
+/// user's file (the pipeline, or the script file), not in the script.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Place {
+    /// The file, as the user named it.
+    pub file: String,
+    /// Per script line, the file's line and the column of its first
+    /// character; empty when the file is the script itself.
+    pub lines: Vec<(usize, usize)>,
+}
+
+impl Place {
+    /// `FILE:LINE:COL` of the script's 1-based `line` and `column`.
+    pub fn at(&self, line: usize, column: usize) -> String {
+        if self.lines.is_empty() {
+            return format!("{}:{line}:{column}", self.file);
+        }
+        match self.lines.get(line.wrapping_sub(1)) {
+            Some(&(l, c)) => format!("{}:{l}:{}", self.file, c + column.saturating_sub(1)),
+            None => format!("{}, script line {line}, column {column}", self.file),
+        }
+    }
+}
+
 /// A runtime error of `source` as dead-letter text: which limit was hit,
-/// what the script threw, or which value was missing, with its position.
-pub fn error_text(e: &EvalAltResult, limits: &Limits, source: &str) -> String {
+/// what the script threw, or which value was missing, with its position
+/// (in `place` when known, else in the script).
+pub fn error_text(
+    e: &EvalAltResult,
+    limits: &Limits,
+    source: &str,
+    place: Option<&Place>,
+) -> String {
     use EvalAltResult as E;
     // An error inside a called function (a callback of `map`, a function of
     // the script) is told as itself, and where it was called from.
@@ -303,14 +333,19 @@ pub fn error_text(e: &EvalAltResult, limits: &Limits, source: &str) -> String {
     }
     // Inside a called function the position is in the function, which is
     // also in `source`.
-    let text = error_text_of(e, limits, source);
+    let text = error_text_of(e, limits, source, place);
     match called {
         Some(name) if !name.is_empty() => format!("{text}, in a call to `{name}`"),
         _ => text,
     }
 }
 
-fn error_text_of(e: &EvalAltResult, limits: &Limits, source: &str) -> String {
+fn error_text_of(
+    e: &EvalAltResult,
+    limits: &Limits,
+    source: &str,
+    place: Option<&Place>,
+) -> String {
     use EvalAltResult as E;
     let text = match e {
         E::ErrorTooManyOperations(_) => {
@@ -354,7 +389,10 @@ fn error_text_of(e: &EvalAltResult, limits: &Limits, source: &str) -> String {
     };
     let pos = e.position();
     match (pos.line(), pos.position()) {
-        (Some(l), Some(c)) => format!("{text} (script line {l}, column {c})"),
+        (Some(l), Some(c)) => match place {
+            Some(p) => format!("{text} (at {})", p.at(l, c)),
+            None => format!("{text} (script line {l}, column {c})"),
+        },
         (Some(l), None) => format!("{text} (script line {l})"),
         _ => text,
     }
@@ -394,7 +432,23 @@ mod tests {
         start_budget();
         scope
             .eval(&e, &ast)
-            .map_err(|err| error_text(&err, limits, src))
+            .map_err(|err| error_text(&err, limits, src, None))
+    }
+
+    #[test]
+    fn a_position_is_told_in_the_file_the_script_is_written_in() {
+        let inline = Place {
+            file: "pipeline.yaml".into(),
+            lines: vec![(7, 7), (8, 7)],
+        };
+        assert_eq!(inline.at(1, 27), "pipeline.yaml:7:33");
+        assert_eq!(inline.at(2, 1), "pipeline.yaml:8:7");
+        assert_eq!(inline.at(3, 2), "pipeline.yaml, script line 3, column 2");
+        let file = Place {
+            file: "transforms/price.rhai".into(),
+            lines: Vec::new(),
+        };
+        assert_eq!(file.at(3, 5), "transforms/price.rhai:3:5");
     }
 
     #[test]
