@@ -946,3 +946,37 @@ fn a_missing_field_is_named_in_the_dead_letter() {
         ]
     );
 }
+
+/// `--version` names the commit, and `completions` prints each shell's
+/// script with every subcommand in it.
+#[test]
+fn version_names_the_commit_and_completions_cover_every_command() {
+    let o = run(sluice().arg("--version"));
+    assert_eq!(o.status.code(), Some(0));
+    let v = common::stdout(&o);
+    let commit = v
+        .trim()
+        .strip_prefix(&format!("sluice {} (", env!("CARGO_PKG_VERSION")))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{v}"
+    );
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let o = run(sluice().args(["completions", shell]));
+        assert_eq!(o.status.code(), Some(0), "{shell}");
+        let script = common::stdout(&o);
+        for word in [
+            "check",
+            "run",
+            "daemon",
+            "redrive",
+            "template",
+            "max-dead-letters",
+        ] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+}

@@ -19,9 +19,12 @@ use clap::{Parser, Subcommand};
 
 use crate::diagnostics::render::Format;
 
+/// The version `--version` prints: the release and the commit it is built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SLUICE_COMMIT"), ")");
+
 /// Declarative stream pipelines: check, test and run them.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about)]
+#[command(name = "sluice", version = VERSION, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -63,6 +66,11 @@ pub enum Command {
     Probe(probe::Args),
     /// Print the JSON Schema of the pipeline format.
     Schema,
+    /// Print a shell's completion script: `sluice completions bash > /etc/bash_completion.d/sluice`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Exit code: success.
@@ -90,5 +98,10 @@ pub fn main() -> i32 {
         Command::Plan(args) => plan::main(&args),
         Command::Probe(args) => probe::main(&args),
         Command::Schema => schema::main(),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
+            EXIT_OK
+        }
     }
 }
