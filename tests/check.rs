@@ -56,3 +56,42 @@ fn diagnostics_match_the_expected_files() {
         }
     }
 }
+
+/// A folder is checked as every pipeline under it (test files left out),
+/// and `-` reads a pipeline from standard input.
+#[test]
+fn a_folder_and_standard_input_are_checked() {
+    let o = run(sluice().args(["check", "pipelines"]).current_dir(root()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "pipelines/iot-telemetry/pipeline.yaml: ok\n\
+         pipelines/orders/kinesis.yaml: ok\n\
+         pipelines/orders/pipeline.yaml: ok\n\
+         pipelines/quickstart/pipeline.yaml: ok\n\
+         pipelines/sales-totals/dynamodb.yaml: ok\n\
+         pipelines/sales-totals/pipeline.yaml: ok\n\
+         pipelines/sales-totals/streams.yaml: ok\n"
+    );
+    let mut child = sluice()
+        .args(["check", "--format", "short", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"version: 1\nname: t\nsource: { type: stdin }\nroutes: [{ to: [out] }]\nsinks:\n  out: { type: stdout, colour: red }\ndlq: { type: stdout }\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("<stdin>:6:24: error[unknown-field]: "),
+        "{err}"
+    );
+}

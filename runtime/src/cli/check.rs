@@ -9,12 +9,36 @@ use crate::diagnostics::render::{self, Format};
 
 /// Checks the files and prints the diagnostics. Exit code 0 when every file
 /// is valid (warnings allowed), 1 when one is invalid, 2 when one cannot be read.
-pub fn main(files: &[PathBuf], format: Format) -> i32 {
+/// A folder stands for every pipeline file under it (`*.yaml`, `*.yml`),
+/// test files (`tests/` folders) and hidden folders left out; `-` for a
+/// pipeline read from standard input.
+pub fn main(args: &[PathBuf], format: Format) -> i32 {
     let env = Env::process();
     let mut all = Vec::new();
     let mut code = EXIT_OK;
-    for f in files {
-        match config::load(f, &env) {
+    let mut files = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            let found = pipelines_under(a);
+            if found.is_empty() {
+                crate::errln!(
+                    "error: no pipeline file (*.yaml, *.yml) under `{}`",
+                    a.display()
+                );
+                code = EXIT_UNREADABLE;
+            }
+            files.extend(found);
+        } else {
+            files.push(a.clone());
+        }
+    }
+    for f in &files {
+        let loaded = if f.as_os_str() == "-" {
+            config::load_stdin(&env)
+        } else {
+            config::load(f, &env)
+        };
+        match loaded {
             Ok(loaded) => all.push(loaded.diagnostics),
             Err(e) => {
                 code = code.max(match e {
@@ -34,13 +58,43 @@ pub fn main(files: &[PathBuf], format: Format) -> i32 {
             let merged = merge(all);
             crate::err!("{}", render::text(&merged, format));
             if code == EXIT_OK && format == Format::Human {
-                for f in files {
-                    crate::errln!("{}: ok", f.display());
+                for f in &files {
+                    let name = if f.as_os_str() == "-" {
+                        "<stdin>".into()
+                    } else {
+                        f.display().to_string()
+                    };
+                    crate::errln!("{name}: ok");
                 }
             }
         }
     }
     code
+}
+
+/// The pipeline files under `dir`, sorted: YAML files outside `tests/`
+/// folders (test files) and hidden folders.
+fn pipelines_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !name.starts_with('.') && name != "tests" {
+                    stack.push(path);
+                }
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// One list of diagnostics over several files (file ids renumbered).

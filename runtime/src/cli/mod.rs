@@ -36,7 +36,8 @@ pub struct Cli {
 pub enum Command {
     /// Check pipeline files and print every problem found.
     Check {
-        /// Pipeline files.
+        /// Pipeline files; a folder for every pipeline under it (test files
+        /// in `tests/` folders left out); `-` for standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// How to print diagnostics.

@@ -95,8 +95,21 @@ pub fn read_regular(path: &Path) -> std::io::Result<String> {
 
 /// Loads and checks a pipeline file.
 pub fn load(path: &Path, env: &Env) -> Result<Loaded, LoadError> {
+    load_bytes(path, std::fs::read(path), env)
+}
+
+/// Loads a pipeline read from standard input, named `<stdin>` in
+/// diagnostics; its relative paths are relative to the current folder.
+pub fn load_stdin(env: &Env) -> Result<Loaded, LoadError> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    let read = std::io::stdin().read_to_end(&mut bytes).map(|_| bytes);
+    load_bytes(Path::new("<stdin>"), read, env)
+}
+
+fn load_bytes(path: &Path, read: std::io::Result<Vec<u8>>, env: &Env) -> Result<Loaded, LoadError> {
     let mut diags = Diagnostics::default();
-    let text = match std::fs::read(path) {
+    let text = match read {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
