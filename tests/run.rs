@@ -980,3 +980,38 @@ fn version_names_the_commit_and_completions_cover_every_command() {
         }
     }
 }
+
+/// Under `decode: text`, a string in a test case's `input` is the line
+/// itself, not its JSON with quotes.
+#[test]
+fn a_text_test_input_is_the_line_itself() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "{FILE_IO}decode: {{ format: text }}\n\
+             transforms:\n  - {{ name: wrap, script: '#{{ line: record }}' }}\n\
+             routes: [{{ to: [out] }}]\n"
+        ),
+    );
+    std::fs::create_dir(t.path().join("tests")).unwrap();
+    std::fs::write(
+        t.path().join("tests/lines.yaml"),
+        "tests:\n  - name: a line is a string\n    input:\n      - 'GET /index.html 200'\n    \
+         expect:\n      sinks:\n        out:\n          - { line: 'GET /index.html 200' }\n",
+    )
+    .unwrap();
+    let o = run(sluice().arg("test").arg(&p));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        common::stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        common::stdout(&o).ends_with("1 passed, 0 failed\n"),
+        "{}",
+        common::stdout(&o)
+    );
+}

@@ -38,7 +38,8 @@ struct Case {
     /// `meta.batch_time` for the case.
     #[serde(default = "default_now")]
     now: String,
-    /// Records, each written as one compact JSON line.
+    /// Records, each written as one compact JSON line (a string under
+    /// `decode: text`: the line itself).
     #[serde(default)]
     input: Vec<Value>,
     /// Raw lines, exactly as the source would read them (after `input`).
@@ -186,12 +187,21 @@ fn read_cases(path: &Path) -> Result<Vec<Case>, String> {
         .map_err(|e| format!("{}: not a valid test file: {e}", path.display()))
 }
 
+/// The line an `input` record is read as: its compact JSON, except a
+/// string under `decode: text`, which is the line itself.
+fn input_line(format: crate::decode::Format, v: &Value) -> Vec<u8> {
+    match (format, v) {
+        (crate::decode::Format::Text, Value::String(s)) => s.as_bytes().to_vec(),
+        _ => serde_json::to_vec(v).unwrap_or_default(),
+    }
+}
+
 fn run_case(built: &Arc<Built>, case: &Case) -> Result<(), String> {
     let mut worker = Worker::new(Arc::clone(built))?;
     let lines = case
         .input
         .iter()
-        .map(|v| serde_json::to_vec(v).unwrap_or_default())
+        .map(|v| input_line(built.format, v))
         .chain(case.input_lines.iter().map(|l| l.as_bytes().to_vec()));
     // Line sources that read a file name it in `meta.file`; stdin does not.
     let file: Option<Arc<str>> = (built.source_type == "file").then(|| Arc::from("test input"));
