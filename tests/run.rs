@@ -1014,4 +1014,17 @@ fn a_text_test_input_is_the_line_itself() {
         "{}",
         common::stdout(&o)
     );
+    // --filter runs only the cases whose name contains the text.
+    let o = run(sluice()
+        .arg("test")
+        .arg(&p)
+        .args(["--filter", "no such case"]));
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(common::stdout(&o), "0 passed, 0 failed, 1 filtered out\n");
+    let o = run(sluice().arg("test").arg(&p).args(["--filter", "a line"]));
+    assert!(
+        common::stdout(&o).ends_with("1 passed, 0 failed, 0 filtered out\n"),
+        "{}",
+        common::stdout(&o)
+    );
 }

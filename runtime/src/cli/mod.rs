@@ -54,6 +54,9 @@ pub enum Command {
         /// Pipeline files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Run only the cases whose name contains this text.
+        #[arg(long)]
+        filter: Option<String>,
     },
     /// Work with a pipeline's dead-letter queue.
     #[command(subcommand)]
@@ -93,7 +96,7 @@ pub fn main() -> i32 {
         Command::Check { files, format } => check::main(&files, format),
         Command::Run(args) => run::main(&args),
         Command::Daemon(args) => crate::daemon::main(&args),
-        Command::Test { files } => test::main(&files),
+        Command::Test { files, filter } => test::main(&files, filter.as_deref()),
         Command::Dlq(command) => dlq::main(&command),
         Command::Deploy(command) => deploy::main(&command),
         Command::Plan(args) => plan::main(&args),

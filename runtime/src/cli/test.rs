@@ -79,11 +79,12 @@ fn default_now() -> String {
     "2026-01-01T00:00:00.000Z".into()
 }
 
-/// Runs the tests of every pipeline. Prints one line per case and a
-/// `N passed, N failed` summary; exit code 1 when a case fails.
-pub fn main(files: &[PathBuf]) -> i32 {
+/// Runs the tests of every pipeline (with `filter`, only the cases whose
+/// name contains it). Prints one line per case and a `N passed, N failed`
+/// summary; exit code 1 when a case fails.
+pub fn main(files: &[PathBuf], filter: Option<&str>) -> i32 {
     let env = Env::process();
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     let mut code = EXIT_OK;
     for f in files {
         let loaded = match config::load(f, &env) {
@@ -140,6 +141,10 @@ pub fn main(files: &[PathBuf]) -> i32 {
                 }
             };
             for case in cases {
+                if filter.is_some_and(|f| !case.name.contains(f)) {
+                    skipped += 1;
+                    continue;
+                }
                 match run_case(&built, &case) {
                     Ok(()) => {
                         passed += 1;
@@ -153,7 +158,11 @@ pub fn main(files: &[PathBuf]) -> i32 {
             }
         }
     }
-    crate::outln!("{passed} passed, {failed} failed");
+    if filter.is_some() {
+        crate::outln!("{passed} passed, {failed} failed, {skipped} filtered out");
+    } else {
+        crate::outln!("{passed} passed, {failed} failed");
+    }
     if failed > 0 {
         code.max(EXIT_INVALID)
     } else {
