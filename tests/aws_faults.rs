@@ -254,12 +254,13 @@ fn a_sink_throttled_past_its_retry_policy_leaves_the_batch_unacknowledged() {
     .unwrap();
     let (code, s, err) = run_through(&proxy, &moto, &p, &["--stop-when-idle", "2s"]);
     assert_eq!(code, 3, "{err}");
-    assert!(
-        err.contains(
-            "error: the run stopped early: sink `out` did not accept a record after 3 attempts: \
-             put_records to stream `out` failed: ProvisionedThroughputExceededException (HTTP 400): \
-             Rate exceeded for shard shardId-000000000000"
-        ),
+    assert_eq!(
+        common::logged(&err, "error"),
+        [
+            "the run stopped early: sink `out` did not accept a record after 3 attempts: \
+          put_records to stream `out` failed: ProvisionedThroughputExceededException (HTTP 400): \
+          Rate exceeded for shard shardId-000000000000"
+        ],
         "{err}"
     );
     assert_eq!(s["dead_lettered"]["total"], 0);

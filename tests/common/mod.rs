@@ -48,22 +48,31 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The last line of standard error parsed as the JSON run summary.
+/// The JSON run summary on standard error (the JSON line with `records_in`).
 pub fn summary(o: &Output) -> serde_json::Value {
     let err = stderr(o);
-    let line = err
-        .lines()
+    err.lines()
         .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON summary in:\n{err}"));
-    serde_json::from_str(line).expect("the summary is JSON")
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("records_in").is_some())
+        .unwrap_or_else(|| panic!("no JSON summary in:\n{err}"))
+}
+
+/// The messages of the JSON log lines of `level` (`error`, `warn`,
+/// `info`) in standard error, in order.
+pub fn logged(err: &str, level: &str) -> Vec<String> {
+    err.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["level"] == level)
+        .map(|v| v["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// A run's exit code, its JSON summary (`null` when it printed none) and
 /// its standard error.
 pub fn outcome(o: &Output) -> (i32, serde_json::Value, String) {
     let err = stderr(o);
-    let s = if err.lines().any(|l| l.starts_with('{')) {
+    let s = if err.contains("\"records_in\"") {
         summary(o)
     } else {
         serde_json::Value::Null

@@ -215,15 +215,20 @@ pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Runs the pipeline over its source or its DLQ.
 pub fn execute(args: &Args, mode: Mode) -> i32 {
-    crate::logs::human();
-    let (loaded, built) = match load(&args.file, false) {
+    // With a JSON summary, standard error holds only JSON: diagnostics,
+    // warnings and errors are JSON log lines too.
+    let json = args.summary_format == SummaryFormat::Json;
+    if !json {
+        crate::logs::human();
+    }
+    let (loaded, built) = match load(&args.file, json) {
         Ok(l) => l,
         Err(code) => return code,
     };
     let rt = match io_runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            crate::errln!("error: {e}");
+            crate::logs::json("error", &e.to_string());
             return EXIT_RUN_FAILED;
         }
     };
@@ -240,7 +245,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         Mode::Redrive => match super::dlq::prepare(&loaded) {
             Ok(r) => Some(r),
             Err(e) => {
-                crate::errln!("error: {e}");
+                crate::logs::json("error", &e.to_string());
                 return EXIT_UNREADABLE;
             }
         },
@@ -258,7 +263,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
     let (reader, member) = match opened {
         Ok(r) => r,
         Err(e) => {
-            crate::errln!("error: {e}");
+            crate::logs::json("error", &e.to_string());
             return EXIT_UNREADABLE;
         }
     };
@@ -276,7 +281,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
             if let Some(m) = &member {
                 rt.block_on(m.leave());
             }
-            crate::errln!("error: {e}");
+            crate::logs::json("error", &e.to_string());
             return EXIT_UNREADABLE;
         }
     };
@@ -293,7 +298,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         },
         stopping: Arc::clone(&stopping),
         live: None,
-        json_logs: false,
+        json_logs: json,
         max_in_flight_bytes: args.max_in_flight_bytes,
     };
     let report = run::run(built, reader, &mut outputs, &opts, &rt);
@@ -343,11 +348,14 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         }
     }
     if let Some(e) = &report.error {
-        crate::errln!("error: the run stopped early: {e}");
+        crate::logs::json("error", &format!("the run stopped early: {e}"));
         return EXIT_RUN_FAILED;
     }
     if !report.counts.balanced() {
-        crate::errln!("error: the counts do not add up: some records are not accounted for");
+        crate::logs::json(
+            "error",
+            "the counts do not add up: some records are not accounted for",
+        );
         return EXIT_RUN_FAILED;
     }
     let c = &report.counts;
@@ -375,14 +383,22 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
             } else {
                 0.0
             };
-            crate::errln!(
-                "error: {n} of {total} records were {what} ({share:.1} %), more than `{flag} {limit}` allows"
+            crate::logs::json(
+                "error",
+                &format!(
+                    "{n} of {total} records were {what} ({share:.1} %), more than `{flag} {limit}` allows"
+                ),
             );
             over = true;
         }
     }
     if stopping.load(Ordering::Relaxed) {
-        crate::errln!("stopped on a signal: every record read was delivered or dead-lettered");
+        let stopped = "stopped on a signal: every record read was delivered or dead-lettered";
+        if json {
+            crate::logs::json("info", stopped);
+        } else {
+            crate::errln!("{stopped}");
+        }
         // A finite input that was not read to its end did not finish.
         if !loaded.pipeline.source.is_stream() || redrive.is_some() {
             return EXIT_INTERRUPTED;
@@ -391,7 +407,7 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
     if let Some(r) = &redrive
         && let Err(e) = r.finish()
     {
-        crate::errln!("warning: {e}");
+        crate::logs::json("warn", &e.to_string());
     }
     if over {
         return EXIT_OVER_LIMIT;
