@@ -85,6 +85,11 @@ impl Aws {
         }
     }
 
+    /// Every message of a queue (received, not deleted).
+    fn queue(&self, url: &str) -> Vec<Value> {
+        self.rt.block_on(drain(&self.sqs, url))
+    }
+
     /// Every record of every archive object.
     fn archive(&self) -> Vec<Value> {
         self.rt
@@ -133,38 +138,23 @@ fn with_the_dlq_unreachable_nothing_it_did_not_take_is_acknowledged() {
                { "op": "AmazonSQS.SendMessage", "resource": "dead-letters", "fault": "reset" }]),
     );
     let p = pipeline(tmp.path(), "{ max_attempts: 3, initial_backoff: 5ms }");
-    let (code, s, err) = outcome(&run(sluice()
-        .arg("run")
-        .arg(&p)
-        .args(["--summary-format", "json", "--stop-when-idle", "3s"])
-        .envs(proxy.env(&aws.moto))));
+    let (code, s, err) = run_until_idle(&p, "3s", proxy.env(&aws.moto));
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("the dead-letter queue did not accept a record after 3 attempts"),
         "{err}"
     );
     assert_eq!(s["retries"]["dlq"], 2, "{s}");
-    assert!(
-        aws.rt
-            .block_on(drain(&aws.sqs, &aws.dead_letters))
-            .is_empty()
-    );
+    assert!(aws.queue(&aws.dead_letters).is_empty());
 
     // The DLQ is back: a second run starts at the checkpoints the first
     // left, and every dead letter arrives; what both runs delivered is
     // every record, some twice (the source delivered them again).
-    let (code, _, err) = outcome(&run(sluice()
-        .arg("run")
-        .arg(&p)
-        .args(["--summary-format", "json", "--stop-when-idle", "3s"])
-        .envs(aws.moto.env())));
+    let (code, _, err) = run_until_idle(&p, "3s", aws.moto.env());
     assert_eq!(code, 0, "{err}");
     let dead = read_jsonl(&file.join("dlq.jsonl"));
     assert_eq!(
-        once(&tally(
-            &aws.rt.block_on(drain(&aws.sqs, &aws.dead_letters)),
-            stage_and_data
-        )),
+        once(&tally(&aws.queue(&aws.dead_letters), stage_and_data)),
         once(&tally(&dead, stage_and_data))
     );
     let archive = read_jsonl(&file.join("archive.jsonl"));
@@ -174,12 +164,18 @@ fn with_the_dlq_unreachable_nothing_it_did_not_take_is_acknowledged() {
     );
     let big = read_jsonl(&file.join("big_orders.jsonl"));
     assert_eq!(
-        once(&tally(
-            &aws.rt.block_on(drain(&aws.sqs, &aws.big_orders)),
-            order_id
-        )),
+        once(&tally(&aws.queue(&aws.big_orders), order_id)),
         once(&tally(&big, order_id))
     );
+}
+
+/// `sluice run` of `p` until its stream is idle for `idle`, with `env`.
+fn run_until_idle(p: &Path, idle: &str, env: Vec<(&'static str, String)>) -> (i32, Value, String) {
+    outcome(&run(sluice()
+        .arg("run")
+        .arg(p)
+        .args(["--summary-format", "json", "--stop-when-idle", idle])
+        .envs(env)))
 }
 
 /// The calls a random rule gave a fault that fails them (latency does not),
@@ -235,11 +231,7 @@ fn thirty_percent_faults_on_every_call_lose_nothing_and_stop_nothing() {
         tmp.path(),
         "{ max_attempts: 12, initial_backoff: 10ms, max_backoff: 200ms }",
     );
-    let (code, s, err) = outcome(&run(sluice()
-        .arg("run")
-        .arg(&p)
-        .args(["--summary-format", "json", "--stop-when-idle", "4s"])
-        .envs(proxy.env(&aws.moto))));
+    let (code, s, err) = run_until_idle(&p, "4s", proxy.env(&aws.moto));
     assert_eq!(code, 0, "{err}");
     let faults = Faults {
         calls: proxy.calls(),
@@ -303,13 +295,10 @@ fn thirty_percent_faults_on_every_call_lose_nothing_and_stop_nothing() {
 
     // Queues get every message at least once; more only where an answer
     // was lost and the message sent again.
-    let big = tally(&aws.rt.block_on(drain(&aws.sqs, &aws.big_orders)), order_id);
+    let big = tally(&aws.queue(&aws.big_orders), order_id);
     assert_eq!(once(&big), once(&tally(&file_big, order_id)));
     assert!(duplicates(&big) <= faults.lost_entries("big-orders"));
-    let dead = tally(
-        &aws.rt.block_on(drain(&aws.sqs, &aws.dead_letters)),
-        stage_and_data,
-    );
+    let dead = tally(&aws.queue(&aws.dead_letters), stage_and_data);
     assert_eq!(once(&dead), once(&tally(&file_dead, stage_and_data)));
     assert!(duplicates(&dead) <= faults.lost_entries("dead-letters"));
 }

@@ -46,6 +46,25 @@ fn run_through(proxy: &Proxy, moto: &Moto, p: &Path, extra: &[&str]) -> (i32, Va
     outcome(&o)
 }
 
+/// Messages in a queue, visible or in flight.
+fn messages_in(rt: &tokio::runtime::Runtime, sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attrs = rt
+        .block_on(
+            sqs.get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(QueueAttributeName::All)
+                .send(),
+        )
+        .unwrap();
+    let count = |n: &str| -> u64 {
+        attrs.attributes().unwrap()[&QueueAttributeName::from(n)]
+            .parse()
+            .unwrap()
+    };
+    count("ApproximateNumberOfMessages") + count("ApproximateNumberOfMessagesNotVisible")
+}
+
 fn ids(records: impl IntoIterator<Item = Value>) -> Vec<i64> {
     let mut ids: Vec<i64> = records
         .into_iter()
@@ -277,21 +296,8 @@ fn a_sink_throttled_past_its_retry_policy_leaves_the_batch_unacknowledged() {
         std::fs::read_to_string(t.path().join("dlq.jsonl")).unwrap(),
         ""
     );
-    let attrs = rt
-        .block_on(
-            sqs.get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-                .send(),
-        )
-        .unwrap();
-    let count = |n: &str| -> u64 {
-        attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::from(n)]
-            .parse()
-            .unwrap()
-    };
     assert_eq!(
-        count("ApproximateNumberOfMessages") + count("ApproximateNumberOfMessagesNotVisible"),
+        messages_in(&rt, &sqs, &url),
         3,
         "the messages stay in the queue and are delivered again"
     );
@@ -480,21 +486,5 @@ fn failed_sqs_deletes_are_sent_again_until_every_message_is_deleted() {
         ]
     );
     // Nothing is left in the queue, visible or in flight.
-    let attrs = rt
-        .block_on(
-            sqs.get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-                .send(),
-        )
-        .unwrap();
-    let count = |n: &str| -> u64 {
-        attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::from(n)]
-            .parse()
-            .unwrap()
-    };
-    assert_eq!(
-        count("ApproximateNumberOfMessages") + count("ApproximateNumberOfMessagesNotVisible"),
-        0
-    );
+    assert_eq!(messages_in(&rt, &sqs, &url), 0);
 }

@@ -73,21 +73,10 @@ fn a_folder_and_standard_input_are_checked() {
          pipelines/sales-totals/pipeline.yaml: ok\n\
          pipelines/sales-totals/streams.yaml: ok\n"
     );
-    let mut child = sluice()
-        .args(["check", "--format", "short", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"version: 1\nname: t\nsource: { type: stdin }\nroutes: [{ to: [out] }]\nsinks:\n  out: { type: stdout, colour: red }\ndlq: { type: stdout }\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = common::run_with_stdin(
+        sluice().args(["check", "--format", "short", "-"]),
+        b"version: 1\nname: t\nsource: { type: stdin }\nroutes: [{ to: [out] }]\nsinks:\n  out: { type: stdout, colour: red }\ndlq: { type: stdout }\n",
+    );
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(

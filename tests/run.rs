@@ -346,28 +346,13 @@ fn many_workers_keep_input_order() {
 
 #[test]
 fn stdin_to_stdout() {
-    use std::io::Write;
     let t = tempfile::tempdir().unwrap();
     let p = pipeline(
         t.path(),
         "source: { type: stdin }\ndecode: { format: text }\nsinks: { out: { type: stdout } }\n\
          dlq: { type: file, path: out/dlq.jsonl }\nroutes: [{ to: [out] }]\n",
     );
-    let mut child = sluice()
-        .arg("run")
-        .arg(&p)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"hello\nworld\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = common::run_with_stdin(sluice().arg("run").arg(&p), b"hello\nworld\n");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "\"hello\"\n\"world\"\n");
 }
