@@ -7,6 +7,7 @@
 pub mod check;
 pub mod deploy;
 pub mod dlq;
+pub mod eval;
 pub mod plan;
 pub mod probe;
 pub mod run;
@@ -58,6 +59,15 @@ pub enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Try a script, or a pipeline's transforms and routes, on records from
+    /// standard input; `-i` for a session.
+    Eval(eval::Args),
+    /// A session trying scripts on one record: `sluice eval -i`.
+    Repl {
+        /// The record the session starts with (JSON; `{}` by default).
+        #[arg(long, value_name = "JSON")]
+        record: Option<String>,
+    },
     /// Work with a pipeline's dead-letter queue.
     #[command(subcommand)]
     Dlq(dlq::Command),
@@ -97,6 +107,15 @@ pub fn main() -> i32 {
         Command::Run(args) => run::main(&args),
         Command::Daemon(args) => crate::daemon::main(&args),
         Command::Test { files, filter } => test::main(&files, filter.as_deref()),
+        Command::Eval(args) => eval::main(&args),
+        Command::Repl { record } => eval::main(&eval::Args {
+            script: None,
+            pipeline: None,
+            transform: None,
+            route: false,
+            interactive: true,
+            record,
+        }),
         Command::Dlq(command) => dlq::main(&command),
         Command::Deploy(command) => deploy::main(&command),
         Command::Plan(args) => plan::main(&args),

@@ -59,6 +59,10 @@ pub struct Args {
     /// `on_invalid: drop`).
     #[arg(long, value_name = "N|P%", value_parser = parse_limit)]
     pub max_filtered: Option<Limit>,
+    /// Scripts' `print` and `debug` write to standard error (without it,
+    /// they print nothing).
+    #[arg(long)]
+    pub debug: bool,
 }
 
 /// The most records a run may dead-letter or filter.
@@ -221,10 +225,13 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
     if !json {
         crate::logs::human();
     }
-    let (loaded, built) = match load(&args.file, json) {
+    let (loaded, mut built) = match load(&args.file, json) {
         Ok(l) => l,
         Err(code) => return code,
     };
+    if let Some(b) = Arc::get_mut(&mut built) {
+        b.debug = args.debug;
+    }
     let rt = match io_runtime() {
         Ok(rt) => rt,
         Err(e) => {

@@ -99,7 +99,8 @@ pub fn main(files: &[PathBuf], filter: Option<&str>) -> i32 {
             }
         };
         let built = match Built::new(&loaded) {
-            Ok(b) => Arc::new(b),
+            // `print` and `debug` in scripts write to standard error.
+            Ok(b) => Arc::new(Built { debug: true, ..b }),
             Err(e) => {
                 crate::errln!("error: {}: {e}", f.display());
                 code = code.max(EXIT_INVALID);

@@ -51,6 +51,8 @@ pub struct Built {
     pub sink_keys: Vec<Vec<String>>,
     /// The sandbox limits.
     pub limits: Limits,
+    /// Whether scripts' `print` and `debug` write to standard error.
+    pub debug: bool,
 }
 
 impl Built {
@@ -104,6 +106,7 @@ impl Built {
             sink_names,
             sink_keys,
             limits: p.limits.clone(),
+            debug: false,
         })
     }
 }
@@ -206,7 +209,10 @@ impl LinesMark {
 impl Worker {
     /// Compiles the scripts and conditions for this worker.
     pub fn new(built: Arc<Built>) -> Result<Worker, String> {
-        let engine = transform::engine(&built.limits);
+        let mut engine = transform::engine(&built.limits);
+        if built.debug {
+            transform::debug_to_stderr(&mut engine);
+        }
         let scripts = built
             .transforms
             .iter()

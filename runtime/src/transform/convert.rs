@@ -61,7 +61,12 @@ pub fn to_dynamic_sized(v: Value, sizes: &mut Sizes) -> Dynamic {
 /// is an error that names where it is (`record.items[2].total`); `out` then
 /// holds a part of the document.
 pub fn write_json(out: &mut Vec<u8>, v: &Dynamic) -> Result<(), String> {
-    let mut path = String::from("record");
+    write_json_of(out, v, "record")
+}
+
+/// [`write_json`], naming the value `root` in an error.
+pub fn write_json_of(out: &mut Vec<u8>, v: &Dynamic, root: &str) -> Result<(), String> {
+    let mut path = String::from(root);
     write_value(out, v, &mut path)
 }
 

@@ -4,9 +4,13 @@
 //! - a transform whose last statement is an assignment, a `let` or a loop
 //!   returns `()`, which filters every record;
 //! - a method that changes its receiver in place returns `()`: using its
-//!   result as a value (`record.plan = record.plan.trim()`) writes `null`.
+//!   result as a value (`record.plan = record.plan.trim()`) writes `null`;
+//! - a builtin given a literal it cannot use (an invalid regular expression
+//!   or strftime format) fails on every record.
 
 use rhai::{ASTNode, Engine, Expr, OptimizationLevel, Position, Stmt};
+
+use super::builtins;
 
 /// Rhai methods that change their receiver in place and return `()`.
 pub const IN_PLACE: [&str; 17] = [
@@ -102,6 +106,7 @@ pub fn transform(source: &str) -> Vec<Finding> {
         true
     });
     found.extend(functions_reading_the_record(&ast));
+    found.extend(invalid_literals(&ast, &own));
     found.sort_by_key(|f| (f.line, f.column));
     found.dedup();
     found
@@ -175,6 +180,10 @@ pub fn condition(source: &str) -> Vec<Finding> {
     let Ok(ast) = e.compile_expression(source) else {
         return Vec::new();
     };
+    let literals = invalid_literals(&ast, &[]);
+    if !literals.is_empty() {
+        return literals;
+    }
     let Some(Stmt::Expr(x)) = ast.statements().first() else {
         return Vec::new();
     };
@@ -195,6 +204,57 @@ pub fn condition(source: &str) -> Vec<Finding> {
         line: pos.line().unwrap_or(1),
         column: pos.position().unwrap_or(1),
     }]
+}
+
+/// Why a literal is refused, if it is.
+type Refuses = fn(&str) -> Option<String>;
+
+/// Builtins whose argument, when a literal, can be checked before any
+/// record: the name, the argument's index in a function call, and why a
+/// value is refused.
+const LITERAL_ARGS: [(&str, usize, Refuses); 8] = [
+    ("regex_match", 1, builtins::pattern_error),
+    ("regex_captures", 1, builtins::pattern_error),
+    ("regex_named_captures", 1, builtins::pattern_error),
+    ("regex_find_all", 1, builtins::pattern_error),
+    ("regex_replace", 1, builtins::pattern_error),
+    ("regex_split", 1, builtins::pattern_error),
+    ("format_timestamp", 1, builtins::format_error),
+    ("parse_timestamp", 1, builtins::format_error),
+];
+
+/// Calls of a builtin with a literal it refuses (`regex_match(s, "(")`):
+/// they fail on every record. A function of the script's own with the
+/// same name is left alone.
+fn invalid_literals(ast: &rhai::AST, own: &[String]) -> Vec<Finding> {
+    let mut found = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        let (f, method) = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(f, _))) => (f, false),
+            Some(ASTNode::Expr(Expr::MethodCall(f, _))) => (f, true),
+            _ => return true,
+        };
+        let Some((_, index, check)) = LITERAL_ARGS.iter().find(|(n, ..)| f.name == *n) else {
+            return true;
+        };
+        if own.iter().any(|o| f.name == o.as_str()) {
+            return true;
+        }
+        // A method call's receiver is not among its arguments.
+        let index = if method { index - 1 } else { *index };
+        if let Some(Expr::StringConstant(value, pos)) = f.args.get(index)
+            && let Some(why) = check(value)
+        {
+            found.push(Finding {
+                message: format!("`{}` fails on every record: {why}", f.name),
+                help: "fix the literal; the builtins are described in the pipeline format reference (Scripting, Builtins)".into(),
+                line: pos.line().unwrap_or(1),
+                column: pos.position().unwrap_or(1),
+            });
+        }
+        true
+    });
+    found
 }
 
 /// Whether a loop can end and let the script go past it: not when it
@@ -298,6 +358,44 @@ mod tests {
         for fine in [
             "fn total(record) { record.qty * 2 } record.t = total(record); record",
             "fn f() { let meta = 1; meta } record",
+        ] {
+            assert_eq!(messages(fine), [], "{fine}");
+        }
+    }
+
+    #[test]
+    fn a_literal_a_builtin_refuses_is_found() {
+        assert_eq!(
+            messages("record.ok = regex_match(record.id, \"(order\");\nrecord"),
+            [(
+                1,
+                36,
+                "`regex_match` fails on every record: \"(order\" is not a valid regular expression: unclosed group".into()
+            )]
+        );
+        assert_eq!(
+            messages("record.d = record.t.format_timestamp(\"%Y-%\"); record"),
+            [(
+                1,
+                38,
+                "`format_timestamp` fails on every record: \"%Y-%\" is not a valid strftime format"
+                    .into()
+            )]
+        );
+        let found = condition("regex_match(record.id, \"[\")");
+        assert_eq!(
+            (found[0].line, found[0].column, found[0].message.as_str()),
+            (
+                1,
+                24,
+                "`regex_match` fails on every record: \"[\" is not a valid regular expression: unclosed character class"
+            )
+        );
+        for fine in [
+            "record.ok = regex_match(record.id, \"^order-\\\\d+$\"); record",
+            "record.ok = regex_match(record.id, record.pattern); record",
+            "fn regex_match(a, b) { true } record.ok = regex_match(1, \"(\"); record",
+            "record.d = format_timestamp(record.t, \"%Y-%m-%d\"); record",
         ] {
             assert_eq!(messages(fine), [], "{fine}");
         }

@@ -10,6 +10,7 @@
 //! module loading, no `eval`, no clock, no way to wait, and no file or
 //! network access.
 
+pub mod builtins;
 pub mod convert;
 pub mod explain;
 pub mod lint;
@@ -150,9 +151,20 @@ pub fn engine(limits: &Limits) -> Engine {
     let max_time = limits.max_time_per_record.0;
     e.on_progress(move |ops| budget_exceeded(ops, max_memory, max_time));
     meta::register(&mut e);
+    builtins::register(&mut e);
     #[cfg(feature = "fault-injection")]
     crate::faults::register(&mut e);
     e
+}
+
+/// Makes `print` and `debug` write to standard error (for `sluice eval`,
+/// `sluice test` and `sluice run --debug`; production runs drop them).
+pub fn debug_to_stderr(e: &mut Engine) {
+    e.on_print(|text| crate::errln!("{text}"));
+    e.on_debug(|text, _, pos| match (pos.line(), pos.position()) {
+        (Some(l), Some(c)) => crate::errln!("debug (script line {l}, column {c}): {text}"),
+        _ => crate::errln!("debug: {text}"),
+    });
 }
 
 const NO_SLEEP: &str = "sleep() is not available: a script cannot wait";
@@ -372,7 +384,10 @@ fn error_text_of(
             ),
             None => "script was stopped".into(),
         },
-        E::ErrorRuntime(value, _) => format!("script threw: {value}"),
+        E::ErrorRuntime(value, _) => match value.read_lock::<builtins::Failed>() {
+            Some(f) => f.0.clone(),
+            None => format!("script threw: {value}"),
+        },
         E::ErrorFunctionNotFound(sig, pos) => pos
             .line()
             .zip(pos.position())
