@@ -84,3 +84,68 @@ fn a_folder_and_standard_input_are_checked() {
         "{err}"
     );
 }
+
+/// Test files are diagnosed like pipelines (every error, at its line, with
+/// did-you-mean), and a broken case does not keep the others from running:
+/// `tests/testing/broken.out` is the output of `sluice test` on it.
+#[test]
+fn test_file_diagnostics_match_the_expected_file() {
+    let o = run(sluice()
+        .args(["test", "tests/testing/broken/pipeline.yaml"])
+        .current_dir(root()));
+    let actual = format!(
+        "exit {}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code().unwrap_or(-1),
+        stdout(&o),
+        stderr(&o)
+    );
+    let path = root().join("tests/testing/broken.out");
+    if std::env::var_os("SLUICE_BLESS").is_some() {
+        std::fs::write(&path, &actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(actual, expected, "output differs from {}", path.display());
+}
+
+/// `sluice test --bless` rewrites the failing cases' `expect` as what they
+/// produced, leaves the rest of the file as it was, and the cases then pass.
+#[test]
+fn bless_rewrites_only_the_failing_expectations() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("bless");
+    std::fs::create_dir_all(copy.join("tests")).unwrap();
+    let source = root().join("tests/testing/bless");
+    std::fs::copy(source.join("pipeline.yaml"), copy.join("pipeline.yaml")).unwrap();
+    std::fs::copy(
+        source.join("tests/cases.yaml"),
+        copy.join("tests/cases.yaml"),
+    )
+    .unwrap();
+    let pipeline = copy.join("pipeline.yaml");
+    let o = run(sluice().arg("test").arg(&pipeline));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).ends_with("1 passed, 2 failed\n"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(sluice().args(["test", "--bless"]).arg(&pipeline));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).ends_with("1 passed, 0 failed, 2 blessed\n"),
+        "{}",
+        stdout(&o)
+    );
+    let blessed = std::fs::read_to_string(copy.join("tests/cases.yaml")).unwrap();
+    let expected =
+        std::fs::read_to_string(root().join("tests/testing/bless.expected.yaml")).unwrap();
+    assert_eq!(blessed, expected);
+    let o = run(sluice().arg("test").arg(&pipeline));
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).ends_with("3 passed, 0 failed\n"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -51,14 +51,7 @@ pub enum Command {
     /// with metrics and health probes over HTTP.
     Daemon(crate::daemon::Args),
     /// Run a pipeline's test cases (the `tests/*.yaml` files beside it).
-    Test {
-        /// Pipeline files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Run only the cases whose name contains this text.
-        #[arg(long)]
-        filter: Option<String>,
-    },
+    Test(test::Args),
     /// Try a script, or a pipeline's transforms and routes, on records from
     /// standard input; `-i` for a session.
     Eval(eval::Args),
@@ -78,8 +71,12 @@ pub enum Command {
     Plan(plan::Args),
     /// Check an HTTP endpoint (a container health check): exit 0 on 2xx.
     Probe(probe::Args),
-    /// Print the JSON Schema of the pipeline format.
-    Schema,
+    /// Print the JSON Schema of the pipeline format (`--tests`: of test files).
+    Schema {
+        /// The schema of test files (`tests/*.yaml`) instead.
+        #[arg(long)]
+        tests: bool,
+    },
     /// Print a shell's completion script: `sluice completions bash > /etc/bash_completion.d/sluice`.
     Completions {
         /// The shell.
@@ -106,7 +103,7 @@ pub fn main() -> i32 {
         Command::Check { files, format } => check::main(&files, format),
         Command::Run(args) => run::main(&args),
         Command::Daemon(args) => crate::daemon::main(&args),
-        Command::Test { files, filter } => test::main(&files, filter.as_deref()),
+        Command::Test(args) => test::main(&args),
         Command::Eval(args) => eval::main(&args),
         Command::Repl { record } => eval::main(&eval::Args {
             script: None,
@@ -120,7 +117,7 @@ pub fn main() -> i32 {
         Command::Deploy(command) => deploy::main(&command),
         Command::Plan(args) => plan::main(&args),
         Command::Probe(args) => probe::main(&args),
-        Command::Schema => schema::main(),
+        Command::Schema { tests } => schema::main(tests),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());

@@ -1,9 +1,18 @@
-//! `sluice schema`: print the pipeline format's JSON Schema.
+//! `sluice schema`: print the JSON Schema of the pipeline format, or of test files.
 
 use super::EXIT_OK;
 
-/// Prints the schema (the content of `schema/pipeline.schema.json`).
-pub fn main() -> i32 {
-    crate::out!("{}", crate::config::schema::generate_text());
+/// Prints the pipeline format's schema (the content of
+/// `schema/pipeline.schema.json`), or with `tests` the test files' schema
+/// (`schema/test.schema.json`).
+pub fn main(tests: bool) -> i32 {
+    if tests {
+        let mut text =
+            serde_json::to_string_pretty(super::test::file::schema()).unwrap_or_default();
+        text.push('\n');
+        crate::out!("{text}");
+    } else {
+        crate::out!("{}", crate::config::schema::generate_text());
+    }
     EXIT_OK
 }

@@ -23,11 +23,16 @@ pub fn pipeline_schema() -> &'static Value {
 
 /// Generates the schema.
 pub fn generate() -> Value {
+    generate_for::<Pipeline>(SCHEMA_ID)
+}
+
+/// Generates the schema of a file format whose root type is `T`.
+pub fn generate_for<T: schemars::JsonSchema>(id: &str) -> Value {
     let generator = SchemaSettings::draft2020_12().into_generator();
-    let schema = generator.into_root_schema_for::<Pipeline>();
+    let schema = generator.into_root_schema_for::<T>();
     let mut value = schema.to_value();
     if let Some(obj) = value.as_object_mut() {
-        obj.insert("$id".into(), json!(SCHEMA_ID));
+        obj.insert("$id".into(), json!(id));
     }
     rewrite_tagged_unions(&mut value);
     value

@@ -10,23 +10,50 @@ use super::check::Cx;
 use super::schema::pipeline_schema;
 use crate::diagnostics::{Code, Diagnostic, Diagnostics, did_you_mean};
 
+/// A file format the shape pass checks: its schema, and how to name the
+/// thing at a JSON pointer in a diagnostic.
+pub struct FileFormat {
+    /// The format's JSON Schema.
+    pub schema: fn() -> &'static Value,
+    /// The format's schema, compiled.
+    pub validator: fn() -> &'static jsonschema::Validator,
+    /// "sink `archive` (type file)" for `/sinks/archive`.
+    pub describe: fn(&Value, &str) -> String,
+}
+
+/// The pipeline format.
+pub const PIPELINE: FileFormat = FileFormat {
+    schema: pipeline_schema,
+    validator,
+    describe,
+};
+
 fn validator() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| {
-        jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft202012)
-            .build(pipeline_schema())
-            .expect("the generated pipeline schema compiles")
-    })
+    V.get_or_init(|| compile(pipeline_schema()))
+}
+
+/// A generated schema, compiled.
+pub fn compile(schema: &Value) -> jsonschema::Validator {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(schema)
+        .expect("a generated schema compiles")
 }
 
 /// Reports every shape error of the pipeline.
 pub fn check(cx: &Cx<'_>, diags: &mut Diagnostics) {
+    check_as(&PIPELINE, cx, diags);
+}
+
+/// Reports every shape error of a file of `format`.
+pub fn check_as(format: &FileFormat, cx: &Cx<'_>, diags: &mut Diagnostics) {
     let mut seen = std::collections::HashSet::new();
-    for err in validator().iter_errors(cx.value) {
+    for err in (format.validator)().iter_errors(cx.value) {
         let pointer = err.instance_path().as_str().to_owned();
         let schema_path = err.schema_path().as_str().to_owned();
         for d in diagnose(
+            format,
             cx,
             &pointer,
             &schema_path,
@@ -42,6 +69,7 @@ pub fn check(cx: &Cx<'_>, diags: &mut Diagnostics) {
 }
 
 fn diagnose(
+    format: &FileFormat,
     cx: &Cx<'_>,
     pointer: &str,
     schema_path: &str,
@@ -49,10 +77,11 @@ fn diagnose(
     instance: &Value,
     fallback: &str,
 ) -> Vec<Diagnostic> {
-    let what = describe(cx.value, pointer);
+    let what = (format.describe)(cx.value, pointer);
+    let schema = (format.schema)();
     match kind {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let allowed = allowed_properties(schema_path);
+            let allowed = allowed_properties(schema, schema_path);
             unexpected
                 .iter()
                 .map(|name| {
@@ -113,8 +142,8 @@ fn diagnose(
             Diagnostic::error(Code::InvalidValue, format!("{what} must be at least {limit}"))
                 .at(cx.file, cx.value_span(pointer)),
         ],
-        ValidationErrorKind::OneOfNotValid { .. } if !consts_at(schema_path).is_empty() => {
-            vec![not_one_of(cx, pointer, &what, instance, &consts_at(schema_path))]
+        ValidationErrorKind::OneOfNotValid { .. } if !consts_at(schema, schema_path).is_empty() => {
+            vec![not_one_of(cx, pointer, &what, instance, &consts_at(schema, schema_path))]
         }
         ValidationErrorKind::Pattern { pattern } if pattern.contains("[a-zµ]") => {
             let given = instance.as_str().unwrap_or_default();
@@ -161,8 +190,8 @@ fn not_one_of(
 }
 
 /// The constants of a `oneOf` whose branches are all `const` (documented enums).
-fn consts_at(schema_path: &str) -> Vec<String> {
-    let Some(branches) = resolve_schema(schema_path).and_then(Value::as_array) else {
+fn consts_at(schema: &Value, schema_path: &str) -> Vec<String> {
+    let Some(branches) = schema.pointer(schema_path).and_then(Value::as_array) else {
         return Vec::new();
     };
     let consts: Vec<String> = branches
@@ -176,17 +205,12 @@ fn consts_at(schema_path: &str) -> Vec<String> {
     }
 }
 
-/// The schema node at a keyword location, following a `$ref` at the start of the path.
-fn resolve_schema(schema_path: &str) -> Option<&'static Value> {
-    pipeline_schema().pointer(schema_path)
-}
-
 /// The property names the schema allows where `additionalProperties` failed.
-fn allowed_properties(schema_path: &str) -> Vec<String> {
+fn allowed_properties(schema: &Value, schema_path: &str) -> Vec<String> {
     let parent = schema_path
         .strip_suffix("/additionalProperties")
         .unwrap_or(schema_path);
-    pipeline_schema()
+    schema
         .pointer(&format!("{parent}/properties"))
         .and_then(Value::as_object)
         .map(|o| o.keys().cloned().collect())
