@@ -16,6 +16,7 @@ pub mod duration;
 pub mod fetch;
 pub mod interpolate;
 pub mod pipeline;
+mod salvage;
 pub mod schema;
 pub mod shape;
 pub mod yaml;
@@ -197,18 +198,30 @@ fn load_text(
         text,
     };
     // Earlier problems (duplicate keys, unset variables) do not stop the later
-    // passes; shape errors do, as the typed pipeline cannot be built without it.
+    // passes, nor do shape errors: the broken parts are made unknown and the
+    // rest is checked (`salvage`).
     let before = diags.list.len();
     shape::check(&cx, &mut diags);
-    if diags.list[before..]
+    let shape_failed = diags.list[before..]
         .iter()
-        .any(|d| d.severity == crate::diagnostics::Severity::Error)
-    {
-        diags.sort();
-        return Err(LoadError::Invalid(diags));
-    }
-    let mut pipeline: Pipeline = match serde_path_to_error::deserialize(&value) {
+        .any(|d| d.severity == crate::diagnostics::Severity::Error);
+    let (typed, replaced) = if shape_failed {
+        match salvage::salvage(&cx, (shape::PIPELINE.validator)()) {
+            Some(s) => s,
+            None => {
+                diags.sort();
+                return Err(LoadError::Invalid(diags));
+            }
+        }
+    } else {
+        (value.clone(), Vec::new())
+    };
+    let mut pipeline: Pipeline = match serde_path_to_error::deserialize(&typed) {
         Ok(p) => p,
+        Err(_) if shape_failed => {
+            diags.sort();
+            return Err(LoadError::Invalid(diags));
+        }
         Err(e) => {
             // The shape pass accepts nearly only what deserializes: what is
             // left is a number out of its field's range.
@@ -228,7 +241,23 @@ fn load_text(
         .schemas
         .sort_by(|a, _, b, _| file_order("schemas", a).cmp(&file_order("schemas", b)));
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let before = diags.list.len();
     let (schemas, scripts, places) = check::check(&cx, &pipeline, &dir, &mut diags);
+    // What the later passes found inside a replaced part is about its stand-in.
+    let mut i = before;
+    while i < diags.list.len() {
+        let inside = diags.list[i].span.as_ref().is_some_and(|(f, s)| {
+            *f == file
+                && replaced
+                    .iter()
+                    .any(|r| r.start <= s.start && s.start < r.end.max(r.start + 1))
+        });
+        if inside {
+            diags.list.remove(i);
+        } else {
+            i += 1;
+        }
+    }
     diags.sort();
     if diags.has_errors() {
         return Err(LoadError::Invalid(diags));
