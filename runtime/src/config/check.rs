@@ -256,8 +256,8 @@ fn check_transforms(
         }
         match (&t.script, &t.file) {
             (Some(src), None) => {
-                let compiled = transform::compile_script(engine, src);
-                if let Err(e) = &compiled {
+                let errors = transform::syntax::errors(engine, src);
+                for e in &errors {
                     let span = script_span(
                         cx,
                         diags.sources.get(cx.file),
@@ -266,11 +266,12 @@ fn check_transforms(
                     );
                     diags.push(script_error(&t.name, e, cx.file, span));
                 }
-                // A script that does not compile has its error reported; only
+                // A script that does not compile has its errors reported; only
                 // one that does is looked at for mistakes.
-                let mistakes = match compiled {
-                    Ok(_) => transform::lint::transform(src),
-                    Err(_) => Vec::new(),
+                let mistakes = if errors.is_empty() {
+                    transform::lint::transform(src)
+                } else {
+                    Vec::new()
                 };
                 for f in mistakes {
                     let at = SyntaxError {
@@ -293,15 +294,17 @@ fn check_transforms(
                 match super::read_regular(&full) {
                     Ok(src) => {
                         let id = diags.sources.add(full.display().to_string(), src.clone());
-                        let mistakes = match transform::compile_script(engine, &src) {
-                            Ok(_) => transform::lint::transform(&src),
-                            Err(e) => {
-                                let f = diags.sources.get(id);
-                                let off = f.offset(e.line, e.column.saturating_sub(1));
-                                let span = off..word_end(&f.text, off);
-                                diags.push(script_error(&t.name, &e, id, span));
-                                Vec::new()
-                            }
+                        let errors = transform::syntax::errors(engine, &src);
+                        for e in &errors {
+                            let f = diags.sources.get(id);
+                            let off = f.offset(e.line, e.column.saturating_sub(1));
+                            let span = off..word_end(&f.text, off);
+                            diags.push(script_error(&t.name, e, id, span));
+                        }
+                        let mistakes = if errors.is_empty() {
+                            transform::lint::transform(&src)
+                        } else {
+                            Vec::new()
                         };
                         for m in mistakes {
                             let f = diags.sources.get(id);
@@ -417,9 +420,10 @@ fn check_routes(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Di
                 .help(f.help),
             );
         }
-        if let Some(when) = when
-            && let Err(e) = transform::compile_condition(engine, when)
-        {
+        let syntax = when.and_then(|w| {
+            transform::syntax::brackets(w).or_else(|| transform::compile_condition(engine, w).err())
+        });
+        if let Some(e) = syntax {
             let span = script_span(
                 cx,
                 diags.sources.get(cx.file),
@@ -560,7 +564,16 @@ fn script_span(cx: &Cx<'_>, file: &SourceFile, pointer: &str, e: &SyntaxError) -
         return cx.value_span(pointer);
     };
     let (start_line, start_col) = file.line_col(origin.value.start);
+    let folded = match origin.style {
+        Some(ScalarStyle::Folded) => cx
+            .value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .and_then(|src| folded_position(file, start_line, src, e)),
+        _ => None,
+    };
     let (line, col0) = match origin.style {
+        _ if folded.is_some() => folded.unwrap_or_default(),
         Some(ScalarStyle::Literal | ScalarStyle::Folded) => {
             // The span starts at the block's first content line; its content is
             // indented by that line's indentation.
@@ -578,6 +591,54 @@ fn script_span(cx: &Cx<'_>, file: &SourceFile, pointer: &str, e: &SyntaxError) -
     };
     let off = file.offset(line, col0);
     off..word_end(&file.text, off)
+}
+
+/// Where a position of a folded (`>`) script is in the file: folding joins
+/// lines with spaces, so each file line is found in the script text, in
+/// order, and the position is mapped into the line that holds it.
+fn folded_position(
+    file: &SourceFile,
+    start_line: usize,
+    src: &str,
+    e: &SyntaxError,
+) -> Option<(usize, usize)> {
+    let first = (start_line..start_line + 10_000)
+        .map(|l| file.line(l))
+        .find(|l| !l.trim().is_empty())?;
+    let indent = first.len() - first.trim_start().len();
+    // (offset in the script, file line, the content's length)
+    let mut segments = Vec::new();
+    let mut cursor = 0;
+    let last = file.text.split('\n').count();
+    for l in start_line..=last {
+        let text = file.line(l);
+        if !text.trim().is_empty() {
+            if text.len() - text.trim_start().len() < indent {
+                break;
+            }
+            let content = &text[indent..];
+            let found = src.get(cursor..).and_then(|rest| rest.find(content))?;
+            segments.push((cursor + found, l, content.len()));
+            cursor += found + content.len();
+        }
+    }
+    let line_start: usize = src
+        .split_inclusive('\n')
+        .take(e.line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let in_line = src.get(line_start..)?;
+    let target = line_start
+        + in_line
+            .char_indices()
+            .nth(e.column.saturating_sub(1))
+            .map_or(in_line.len(), |(i, _)| i);
+    let &(at, line, len) = segments.iter().rev().find(|(at, ..)| *at <= target)?;
+    let within = target.min(at + len) - at;
+    let chars = src
+        .get(at..at + within)
+        .map_or(within, |t| t.chars().count());
+    Some((line, indent + chars))
 }
 
 /// The end of the identifier (or single character) starting at `off`.

@@ -15,6 +15,7 @@ pub mod convert;
 pub mod explain;
 pub mod lint;
 pub mod meta;
+pub mod syntax;
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
