@@ -149,3 +149,29 @@ fn bless_rewrites_only_the_failing_expectations() {
         stdout(&o)
     );
 }
+
+/// `--deny warnings` reports a warning as an error and exits with 1.
+#[test]
+fn deny_warnings_makes_a_warning_an_error() {
+    let file = "tests/check/warning_only.yaml";
+    let o = run(sluice()
+        .args(["check", "--format", "short", file])
+        .current_dir(root()));
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stderr(&o),
+        "tests/check/warning_only.yaml:8:3: warning[unused-sink]: sink `spare` is not used by any route\n"
+    );
+    for flag in [["--deny", "warnings"], ["-D", "warnings"]] {
+        let o = run(sluice()
+            .args(["check", "--format", "short"])
+            .args(flag)
+            .arg(file)
+            .current_dir(root()));
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(
+            stderr(&o),
+            "tests/check/warning_only.yaml:8:3: error[unused-sink]: sink `spare` is not used by any route\n"
+        );
+    }
+}

@@ -4,15 +4,16 @@ use std::path::PathBuf;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE};
 use crate::config::{self, Env, LoadError};
-use crate::diagnostics::Diagnostics;
 use crate::diagnostics::render::{self, Format};
+use crate::diagnostics::{Diagnostics, Severity};
 
 /// Checks the files and prints the diagnostics. Exit code 0 when every file
 /// is valid (warnings allowed), 1 when one is invalid, 2 when one cannot be read.
 /// A folder stands for every pipeline file under it (`*.yaml`, `*.yml`),
 /// test files (`tests/` folders) and hidden folders left out; `-` for a
 /// pipeline read from standard input.
-pub fn main(args: &[PathBuf], format: Format) -> i32 {
+/// With `deny_warnings`, every warning is reported, and counts, as an error.
+pub fn main(args: &[PathBuf], format: Format, deny_warnings: bool) -> i32 {
     let env = Env::process();
     let mut all = Vec::new();
     let mut code = EXIT_OK;
@@ -39,13 +40,22 @@ pub fn main(args: &[PathBuf], format: Format) -> i32 {
             config::load(f, &env)
         };
         match loaded {
-            Ok(loaded) => all.push(loaded.diagnostics),
+            Ok(mut loaded) => {
+                if deny_warnings && deny(&mut loaded.diagnostics) {
+                    code = code.max(EXIT_INVALID);
+                }
+                all.push(loaded.diagnostics);
+            }
             Err(e) => {
                 code = code.max(match e {
                     LoadError::Unreadable(_) => EXIT_UNREADABLE,
                     LoadError::Invalid(_) => EXIT_INVALID,
                 });
-                all.push(e.diagnostics().clone());
+                let mut diags = e.diagnostics().clone();
+                if deny_warnings {
+                    deny(&mut diags);
+                }
+                all.push(diags);
             }
         }
     }
@@ -70,6 +80,27 @@ pub fn main(args: &[PathBuf], format: Format) -> i32 {
         }
     }
     code
+}
+
+/// What `--deny` makes errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Deny {
+    /// Every warning.
+    Warnings,
+}
+
+/// Makes every warning an error; whether there was one.
+fn deny(diags: &mut Diagnostics) -> bool {
+    let mut any = false;
+    for d in &mut diags.list {
+        if d.severity == Severity::Warning {
+            d.severity = Severity::Error;
+            d.help
+                .push("this warning is an error: `--deny warnings`".into());
+            any = true;
+        }
+    }
+    any
 }
 
 /// The pipeline files under `dir`, sorted: YAML files outside `tests/`

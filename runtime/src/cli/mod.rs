@@ -44,6 +44,9 @@ pub enum Command {
         /// How to print diagnostics.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        /// `--deny warnings`: report warnings as errors (exit code 1).
+        #[arg(long, short = 'D', value_enum, value_name = "LINTS")]
+        deny: Vec<check::Deny>,
     },
     /// Run a pipeline over its whole input and print a summary.
     Run(run::Args),
@@ -100,7 +103,11 @@ pub const EXIT_OVER_LIMIT: i32 = 4;
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { files, format } => check::main(&files, format),
+        Command::Check {
+            files,
+            format,
+            deny,
+        } => check::main(&files, format, deny.contains(&check::Deny::Warnings)),
         Command::Run(args) => run::main(&args),
         Command::Daemon(args) => crate::daemon::main(&args),
         Command::Test(args) => test::main(&args),

@@ -107,6 +107,7 @@ pub fn transform(source: &str) -> Vec<Finding> {
     });
     found.extend(functions_reading_the_record(&ast));
     found.extend(invalid_literals(&ast, &own));
+    found.extend(not_booleans(&ast));
     found.sort_by_key(|f| (f.line, f.column));
     found.dedup();
     found
@@ -184,26 +185,154 @@ pub fn condition(source: &str) -> Vec<Finding> {
     if !literals.is_empty() {
         return literals;
     }
-    let Some(Stmt::Expr(x)) = ast.statements().first() else {
-        return Vec::new();
+    let mut found = Vec::new();
+    if let Some(Stmt::Expr(x)) = ast.statements().first()
+        && let Some(kind) = never_bool(x, &[])
+    {
+        let pos = x.start_position();
+        found.push(Finding {
+            message: format!("the condition is always {kind}, never `true` or `false`"),
+            help: "write a comparison, such as `record.paid == true` or `record.total > 100`"
+                .into(),
+            line: pos.line().unwrap_or(1),
+            column: pos.position().unwrap_or(1),
+        });
+        return found;
+    }
+    found.extend(not_booleans(&ast));
+    found
+}
+
+/// What an expression always is when that is never a boolean: `"a number
+/// (the result of `len`)"`; `None` when it may be a boolean or is unknown.
+fn never_bool(x: &Expr, own: &[String]) -> Option<String> {
+    let kind = match x {
+        Expr::StringConstant(..) | Expr::InterpolatedString(..) => "a string".into(),
+        Expr::IntegerConstant(..) | Expr::FloatConstant(..) => "a number".into(),
+        Expr::CharConstant(..) => "a character".into(),
+        Expr::Array(..) => "an array".into(),
+        Expr::Map(..) => "an object map".into(),
+        Expr::Unit(..) => "`()`".into(),
+        Expr::FnCall(f, _) if f.op_token.is_some() => match f.name.as_str() {
+            "+" => "a number or a string (the result of `+`)".into(),
+            op @ ("-" | "*" | "/" | "%" | "**" | "<<" | ">>") => {
+                format!("a number (the result of `{op}`)")
+            }
+            _ => return None,
+        },
+        Expr::FnCall(f, _) | Expr::MethodCall(f, _) if !own.contains(&f.name.to_string()) => {
+            returns(&f.name)?
+        }
+        Expr::Dot(..) => {
+            let (name, _) = last_call(x)?;
+            if own.contains(&name) {
+                return None;
+            }
+            returns(&name)?
+        }
+        _ => return None,
     };
-    let kind = match &**x {
-        Expr::StringConstant(..) | Expr::InterpolatedString(..) => "a string",
-        Expr::IntegerConstant(..) => "a number",
-        Expr::FloatConstant(..) => "a number",
-        Expr::CharConstant(..) => "a character",
-        Expr::Array(..) => "an array",
-        Expr::Map(..) => "an object map",
-        Expr::Unit(..) => "`()`",
-        _ => return Vec::new(),
+    Some(kind)
+}
+
+/// What a well-known function or method returns, when it is never a boolean.
+fn returns(name: &str) -> Option<String> {
+    const NUMBER: [&str; 20] = [
+        "len",
+        "index_of",
+        "to_int",
+        "to_float",
+        "parse_int",
+        "parse_float",
+        "abs",
+        "floor",
+        "ceiling",
+        "round",
+        "round_to",
+        "hash64",
+        "hash_bucket",
+        "parse_timestamp",
+        "parse_epoch",
+        "duration_ms",
+        "timestamp_add",
+        "truncate_timestamp",
+        "max",
+        "min",
+    ];
+    const STRING: [&str; 14] = [
+        "to_upper",
+        "to_lower",
+        "sub_string",
+        "to_string",
+        "to_json",
+        "sha256",
+        "md5",
+        "format_timestamp",
+        "regex_replace",
+        "base64_encode",
+        "base64_decode",
+        "hex_encode",
+        "url_encode",
+        "uuid",
+    ];
+    const ARRAY: [&str; 6] = [
+        "split",
+        "keys",
+        "values",
+        "regex_split",
+        "regex_find_all",
+        "parse_csv",
+    ];
+    let kind = if NUMBER.contains(&name) {
+        "a number"
+    } else if STRING.contains(&name) {
+        "a string"
+    } else if ARRAY.contains(&name) {
+        "an array"
+    } else if IN_PLACE.contains(&name) {
+        "`()`"
+    } else {
+        return None;
     };
-    let pos = x.start_position();
-    vec![Finding {
-        message: format!("the condition is always {kind}, never `true` or `false`"),
-        help: "write a comparison, such as `record.paid == true` or `record.total > 100`".into(),
-        line: pos.line().unwrap_or(1),
-        column: pos.position().unwrap_or(1),
-    }]
+    Some(format!("{kind} (the result of `{name}`)"))
+}
+
+/// Operands of `&&`, `||` and `!`, and conditions of `if` and `while`, that
+/// are never booleans: they fail on every record that reaches them.
+fn not_booleans(ast: &rhai::AST) -> Vec<Finding> {
+    let own: Vec<String> = ast.iter_functions().map(|f| f.name.to_owned()).collect();
+    let mut found = Vec::new();
+    let mut check = |x: &Expr, what: &str| {
+        if let Some(kind) = never_bool(x, &own) {
+            let pos = x.start_position();
+            found.push(Finding {
+                message: format!("{what} takes a boolean, but this is always {kind}: it fails on every record that reaches it"),
+                help: "write a comparison, such as `record.items.len() > 0`".into(),
+                line: pos.line().unwrap_or(1),
+                column: pos.position().unwrap_or(1),
+            });
+        }
+    };
+    ast.walk(&mut |path: &[ASTNode]| {
+        match path.last() {
+            Some(ASTNode::Expr(Expr::And(items, _))) => {
+                items.iter().for_each(|x| check(x, "`&&`"));
+            }
+            Some(ASTNode::Expr(Expr::Or(items, _))) => {
+                items.iter().for_each(|x| check(x, "`||`"));
+            }
+            Some(ASTNode::Expr(Expr::FnCall(f, _))) if f.op_token.is_some() && f.name == "!" => {
+                f.args.iter().for_each(|x| check(x, "`!`"));
+            }
+            Some(ASTNode::Stmt(Stmt::If(f, _))) => check(&f.expr, "`if`"),
+            Some(ASTNode::Stmt(Stmt::While(f, _))) if !matches!(f.expr, Expr::Unit(_)) => {
+                check(&f.expr, "`while`");
+            }
+            _ => {}
+        }
+        true
+    });
+    found
 }
 
 /// Why a literal is refused, if it is.
@@ -364,6 +493,25 @@ mod tests {
     }
 
     #[test]
+    fn an_if_or_operand_that_is_never_a_boolean_is_found() {
+        assert_eq!(
+            messages("if record.items.len() { record.has = true; }\nrecord"),
+            [(1, 4, "`if` takes a boolean, but this is always a number (the result of `len`): it fails on every record that reaches it".into())]
+        );
+        assert_eq!(
+            messages("if !record.name.trim() { return (); }\nrecord"),
+            [(1, 5, "`!` takes a boolean, but this is always `()` (the result of `trim`): it fails on every record that reaches it".into())]
+        );
+        for fine in [
+            "if record.items.len() > 0 { record.has = true; } record",
+            "while record.n < 3 { record.n += 1; } record",
+            "if record.ok { record } else { () }",
+        ] {
+            assert_eq!(messages(fine), [], "{fine}");
+        }
+    }
+
+    #[test]
     fn a_literal_a_builtin_refuses_is_found() {
         assert_eq!(
             messages("record.ok = regex_match(record.id, \"(order\");\nrecord"),
@@ -421,7 +569,30 @@ mod tests {
             of("1"),
             ["the condition is always a number, never `true` or `false`"]
         );
-        for fine in ["record.paid", "!record.paid", "record.total > 1", "true"] {
+        assert_eq!(
+            of("record.total * 2"),
+            ["the condition is always a number (the result of `*`), never `true` or `false`"]
+        );
+        assert_eq!(
+            of("record.items.len()"),
+            ["the condition is always a number (the result of `len`), never `true` or `false`"]
+        );
+        assert_eq!(
+            of("record.paid && record.name.to_upper()"),
+            [
+                "`&&` takes a boolean, but this is always a string (the result of `to_upper`): it fails on every record that reaches it"
+            ]
+        );
+        for fine in [
+            "record.paid",
+            "!record.paid",
+            "record.total > 1",
+            "true",
+            "record.items.len() > 0",
+            "record.a && (record.b || record.c)",
+            "regex_match(record.id, \"^o-\")",
+            "record.flags & 1 == 1",
+        ] {
             assert!(of(fine).is_empty(), "{fine}");
         }
     }
