@@ -459,12 +459,23 @@ pub(crate) async fn open_source(
             let path = loaded.resolve(&c.path);
             let f = std::fs::File::open(&path)
                 .map_err(|e| format!("cannot read the source file `{}`: {e}", path.display()))?;
-            LineReader::new(
+            // A regular file's size is known: the progress bar shows how far
+            // through it the run is (a pipe or a device has no size).
+            let size = f
+                .metadata()
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len());
+            let reader = LineReader::new(
                 Box::new(BufReader::with_capacity(256 * 1024, f)),
                 "file",
                 Some(Arc::from(c.path.as_str())),
                 c.max_record_bytes,
-            )
+            );
+            match size {
+                Some(size) => reader.sized(size),
+                None => reader,
+            }
         }
         sources::Config::Stdin(c) => LineReader::new(
             Box::new(BufReader::with_capacity(256 * 1024, std::io::stdin())),

@@ -80,6 +80,11 @@ impl Budget {
         self.freed.notify_all();
     }
 
+    /// The bytes in flight now.
+    pub fn used(&self) -> u64 {
+        self.lock().used
+    }
+
     /// The most bytes that were in flight at once.
     pub fn peak(&self) -> u64 {
         self.lock().peak

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -29,6 +29,19 @@ pub struct LineReader {
     line: u64,
     max_record_bytes: u64,
     buf: Vec<u8>,
+    /// Bytes read so far, and the input's size when it is known.
+    consumed: Arc<AtomicU64>,
+    total: Option<u64>,
+}
+
+/// How far through an input of known size a reader is: for the progress
+/// bar's percentage and time left.
+#[derive(Debug, Clone)]
+pub struct InputSize {
+    /// The input's size in bytes.
+    pub total: u64,
+    /// Bytes read so far.
+    pub read: Arc<AtomicU64>,
 }
 
 impl LineReader {
@@ -46,7 +59,23 @@ impl LineReader {
             line: 0,
             max_record_bytes,
             buf: Vec::new(),
+            consumed: Arc::new(AtomicU64::new(0)),
+            total: None,
         }
+    }
+
+    /// The same reader, over an input of `total` bytes.
+    pub fn sized(mut self, total: u64) -> Self {
+        self.total = Some(total);
+        self
+    }
+
+    /// How far through its input the reader is, when the size is known.
+    pub fn input_size(&self) -> Option<InputSize> {
+        self.total.map(|total| InputSize {
+            total,
+            read: Arc::clone(&self.consumed),
+        })
     }
 
     /// Up to `max` records; an empty batch means the input is exhausted.
@@ -149,6 +178,7 @@ impl LineReader {
             }
             size += take as u64;
             self.input.consume(take);
+            self.consumed.fetch_add(take as u64, Ordering::Relaxed);
             if ends {
                 break;
             }
@@ -230,6 +260,10 @@ pub fn run(
     let workers = opts.workers.max(1);
     let mut counts = Counts::new(built.sink_names.len());
     let progress = progress_bar(opts.progress);
+    let input_size = match &reader {
+        Reader::Lines(l) => l.input_size(),
+        _ => None,
+    };
     let mut error = None;
     // Batches read but not yet acknowledged.
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -334,7 +368,7 @@ pub fn run(
             outputs,
             &built.sink_keys,
             &mut counts,
-            &progress,
+            (&progress, input_size.as_ref()),
             rt,
             (&in_flight, &budget),
             [&flush_requested, &flush_now],
@@ -427,7 +461,7 @@ fn write_in_order(
     outputs: &mut Outputs,
     sink_keys: &[Vec<String>],
     counts: &mut Counts,
-    progress: &ProgressBar,
+    (progress, input_size): (&ProgressBar, Option<&InputSize>),
     rt: &tokio::runtime::Runtime,
     (in_flight, budget): (&AtomicUsize, &Budget),
     [flush_requested, flush_now]: [&AtomicBool; 2],
@@ -485,14 +519,12 @@ fn write_in_order(
             );
             next += 1;
             progress.set_position(counts.records_in);
-            let secs = progress.elapsed().as_secs_f64().max(1e-3);
-            progress.set_message(format!(
-                "{:.0} records/s  delivered {}, filtered {}, dead-lettered {}",
-                counts.records_in as f64 / secs,
-                counts.delivered,
-                counts.filtered + counts.dropped_invalid,
-                counts.dead_lettered_total()
-            ));
+            // What was read and is still in flight is not done yet.
+            let done = input_size.map(|i| {
+                let read = i.read.load(Ordering::Relaxed);
+                (read.saturating_sub(budget.used()), i.total)
+            });
+            progress.set_message(progress_message(counts, progress.elapsed(), done));
         }
         // A batch is acknowledged only once every record of it was delivered
         // or dead-lettered: buffers that are old, or that the idle reader
@@ -519,15 +551,95 @@ fn write_in_order(
     Ok(())
 }
 
+/// The progress bar's line: records so far, elapsed time, and with the
+/// input's size (bytes done of the total) the percentage and the time left;
+/// numbers as the summary writes them.
+fn progress_message(counts: &Counts, elapsed: Duration, done: Option<(u64, u64)>) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let whole = |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs()));
+    let mut out = String::new();
+    if let Some((done, total)) = done
+        && total > 0
+    {
+        let share = (done as f64 / total as f64).min(1.0);
+        out.push_str(&format!("{:.0}%  ", share * 100.0));
+    }
+    out.push_str(&format!(
+        "{} records  {}",
+        counts.records_in,
+        whole(elapsed)
+    ));
+    if let Some((done, total)) = done
+        && done > 0
+        && total > done
+    {
+        let left = secs * (total - done) as f64 / done as f64;
+        out.push_str(&format!(
+            ", {} left",
+            whole(Duration::from_secs_f64(left.min(1e9)))
+        ));
+    }
+    out.push_str(&format!(
+        "  {:.0} records/s  delivered {}, filtered {}, dead-lettered {}",
+        counts.records_in as f64 / secs,
+        counts.delivered,
+        counts.filtered + counts.dropped_invalid,
+        counts.dead_lettered_total()
+    ));
+    out
+}
+
 fn progress_bar(show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {human_pos} records  {elapsed}  {msg}")
+        ProgressStyle::with_template("{spinner} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts() -> Counts {
+        Counts {
+            records_in: 2500,
+            delivered: 2400,
+            filtered: 60,
+            dropped_invalid: 15,
+            dead_lettered: [0, 5, 10, 10, 0, 0],
+            ..Counts::new(1)
+        }
+    }
+
+    #[test]
+    fn progress_shows_the_share_done_and_the_time_left_when_the_size_is_known() {
+        assert_eq!(
+            progress_message(&counts(), Duration::from_secs(10), Some((250, 1000))),
+            "25%  2500 records  10s, 30s left  250 records/s  delivered 2400, filtered 75, dead-lettered 25"
+        );
+        // Done, or further than the size said (the file grew): 100 %, no time left.
+        assert_eq!(
+            progress_message(&counts(), Duration::from_secs(65), Some((1200, 1000))),
+            "100%  2500 records  1m 5s  38 records/s  delivered 2400, filtered 75, dead-lettered 25"
+        );
+        // Nothing done yet: no estimate.
+        assert_eq!(
+            progress_message(&counts(), Duration::from_secs(1), Some((0, 1000))),
+            "0%  2500 records  1s  2500 records/s  delivered 2400, filtered 75, dead-lettered 25"
+        );
+    }
+
+    #[test]
+    fn progress_without_a_size_shows_counts_and_time() {
+        assert_eq!(
+            progress_message(&counts(), Duration::from_millis(2500), None),
+            "2500 records  2s  1000 records/s  delivered 2400, filtered 75, dead-lettered 25"
+        );
+    }
 }
