@@ -296,6 +296,7 @@ proptest! {
             position: sluice::record::Position::default(),
             rejected: None,
             attributes: None,
+            fan_out: Vec::new(),
         };
         let back = sluice::sources::dlq::from_envelope(raw);
         prop_assert!(back.rejected.is_none());

@@ -437,6 +437,94 @@ fn dlq_redrive_replays_dead_letters_and_keeps_only_those_that_fail_again() {
     assert_eq!(envelopes(t.path()), again);
 }
 
+/// A record that fanned out, one of whose records failed, is redriven as
+/// that one record only: the others were delivered the first time. The
+/// envelope says which one it was; when the fan-out no longer makes the
+/// same number of records, the record is dead-lettered again whole.
+#[test]
+fn a_redrive_after_a_partial_fan_out_delivers_only_the_records_that_failed() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("in.jsonl"),
+        "{\"id\":\"o1\",\"items\":[{\"sku\":\"a\",\"price\":1},{\"sku\":\"bad\",\"price\":2},{\"sku\":\"c\"}]}\n",
+    )
+    .unwrap();
+    let body = |split: &str, check: &str, when: &str| {
+        format!(
+            "{FILE_IO}transforms:\n  - name: split\n    script: |\n      {split}\n\
+             \x20 - name: check\n    script: '{check}'\nroutes: [{{ when: '{when}', to: [out] }}]\n"
+        )
+    };
+    let split = "let out = []; for i in record.items { out.push(#{ order: record.id, sku: i.sku, price: i.price }); } out";
+    let strict = "if record.sku == \"bad\" { throw \"bad sku\"; } record";
+    let p = pipeline(t.path(), &body(split, strict, "record.price > 0"));
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            s["fanned_out"].as_u64(),
+            s["delivered"].as_u64(),
+            s["dead_lettered"]["total"].as_u64()
+        ),
+        (Some(2), Some(1), Some(2)),
+        "{s}"
+    );
+    let first = envelopes(t.path());
+    assert_eq!(
+        (first[0]["stage"].as_str(), first[0]["step"].as_str()),
+        (Some("transform"), Some("check"))
+    );
+    assert_eq!(
+        first[0]["fan_out"],
+        json!([{"transform": "split", "index": 1, "of": 3}])
+    );
+    assert_eq!(first[1]["stage"], "route");
+    assert_eq!(
+        first[1]["fan_out"],
+        json!([{"transform": "split", "index": 2, "of": 3}])
+    );
+
+    // The fan-out changed: nothing is delivered twice, both stay.
+    let fewer = "record.items.remove(0); let out = []; for i in record.items { out.push(#{ order: record.id, sku: i.sku }); } out";
+    pipeline(t.path(), &body(fewer, "record", "true"));
+    let (code, s, err) = redrive_json(&p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (s["delivered"].as_u64(), s["balanced"].as_bool()),
+        (Some(0), Some(true)),
+        "{s}"
+    );
+    let again = envelopes(t.path());
+    assert_eq!(again.len(), 2);
+    assert_eq!(
+        again[0]["error"],
+        "the redriven record now makes 2 records at transform `split`, not 3 as when it was dead-lettered: it is dead-lettered again whole, so that none of them is delivered twice"
+    );
+    assert_eq!(again[0]["fan_out"], first[0]["fan_out"]);
+    assert_eq!(again[1]["fan_out"], first[1]["fan_out"]);
+
+    // Fixed: each failed record is delivered once, its siblings not again.
+    pipeline(t.path(), &body(split, "record", "(record.price ?? 0) >= 0"));
+    let (code, s, err) = redrive_json(&p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            s["records_in"].as_u64(),
+            s["fanned_out"].as_u64(),
+            s["delivered"].as_u64(),
+            s["balanced"].as_bool()
+        ),
+        (Some(2), Some(0), Some(2), Some(true)),
+        "{s}"
+    );
+    let skus: Vec<String> = read_jsonl(&t.path().join("out/out.jsonl"))
+        .iter()
+        .map(|r| r["sku"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(skus, ["a", "bad", "c"]);
+    assert!(envelopes(t.path()).is_empty());
+}
+
 /// A redrive that stops half-way (here: a sink that cannot be written)
 /// keeps its snapshot, and the next redrive runs it.
 #[test]

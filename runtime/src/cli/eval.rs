@@ -96,6 +96,7 @@ pub fn main(args: &Args) -> i32 {
             },
             rejected: None,
             attributes: None,
+            fan_out: Vec::new(),
         };
         match worker.process(std::slice::from_ref(&raw), &now) {
             Ok(out) => {

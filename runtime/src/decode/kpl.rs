@@ -32,6 +32,7 @@ pub fn push_records(out: &mut Vec<RawRecord>, data: Vec<u8>, position: Position)
         position,
         rejected: None,
         attributes: None,
+        fan_out: Vec::new(),
     };
     match deaggregate(&data) {
         // Nothing to deliver, but the Kinesis record arrived: it is

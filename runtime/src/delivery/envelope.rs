@@ -13,7 +13,7 @@
 use base64::Engine as _;
 use serde::Serialize;
 
-use crate::record::{Position, Stage};
+use crate::record::{Cut, Position, Stage};
 
 /// One dead-lettered record.
 #[derive(Debug, Serialize)]
@@ -40,6 +40,10 @@ pub struct Envelope<'a> {
     pub attempts: u32,
     /// When the record's batch was processed, RFC 3339 UTC with milliseconds.
     pub timestamp: &'a str,
+    /// When the record fanned out into several and one of them failed:
+    /// which one, so that a redrive runs only it.
+    #[serde(skip_serializing_if = "<[Cut]>::is_empty")]
+    pub fan_out: &'a [Cut],
 }
 
 /// Longest `error` text an envelope holds, in bytes.
@@ -131,6 +135,7 @@ mod tests {
             source: &pos,
             attempts: 1,
             timestamp: "2026-01-01T00:00:00.000Z",
+            fan_out: &[],
         };
         assert_eq!(
             serde_json::to_string(&e).unwrap(),

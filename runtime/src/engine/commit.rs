@@ -7,7 +7,7 @@
 //! that batch — and of every later batch, so that a checkpoint never moves
 //! past a record that is not yet written — waits until the buffer is written.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use super::{BatchOutput, SinkLines};
 use crate::delivery::{self, Envelope, Outcome, Policy, SinkError, envelope};
 use crate::metrics::Counts;
 use crate::metrics::emf::SinkStats;
-use crate::record::{Position, RawRecord, Stage};
+use crate::record::{Cut, Position, RawRecord, Stage};
 use crate::sinks::{OutRecord, Writer};
 use crate::sources::Ack;
 
@@ -38,6 +38,8 @@ struct Held {
     /// The source records the lines came from (`lines.raw` indexes them).
     raw: Arc<Vec<RawRecord>>,
     batch_time: Arc<str>,
+    /// The batch's fan-out cuts by routed record id (shared by its sinks).
+    fan_out: Arc<HashMap<u32, Vec<Cut>>>,
 }
 
 /// What a buffering sink holds.
@@ -158,6 +160,7 @@ fn out_records<'a>(
 fn sink_envelope(
     pipeline: &str,
     raw: &RawRecord,
+    fan_out: &[Cut],
     sink: &str,
     err: &SinkError,
     attempts: u32,
@@ -175,6 +178,7 @@ fn sink_envelope(
         source: &raw.position,
         attempts,
         timestamp: batch_time,
+        fan_out,
     };
     // An envelope holds only strings and numbers: serializing it cannot fail.
     serde_json::to_vec(&env).unwrap_or_default()
@@ -312,10 +316,18 @@ impl Outputs {
                 out.counts.failed += 1;
             }
         }
-        for (_, raw_index, sink, err, attempts) in &rejected {
+        for (id, raw_index, sink, err, attempts) in &rejected {
             let raw = &out.raw[*raw_index];
-            let mut line =
-                sink_envelope(&self.pipeline, raw, sink, err, *attempts, &out.batch_time);
+            let fan_out = out.fan_out.get(id).map_or(&[][..], Vec::as_slice);
+            let mut line = sink_envelope(
+                &self.pipeline,
+                raw,
+                fan_out,
+                sink,
+                err,
+                *attempts,
+                &out.batch_time,
+            );
             line.push(b'\n');
             let id = out.dlq.count as u32;
             out.dlq.push(&line, *raw_index, id);
@@ -358,6 +370,7 @@ impl Outputs {
             self.dead.insert((seq, r.0));
         }
         let batch_time: Arc<str> = Arc::from(out.batch_time.as_str());
+        let fan_out = Arc::new(out.fan_out.clone());
         let held_lines: usize = takers.iter().map(|&si| out.sinks[si].ends.len()).sum();
         // Keep the whole batch when most of it is held; otherwise copy just the
         // records the held lines came from, so a sink that takes few records
@@ -390,6 +403,7 @@ impl Outputs {
                 keys_per_line: sink_keys[si].len(),
                 raw,
                 batch_time: Arc::clone(&batch_time),
+                fan_out: Arc::clone(&fan_out),
             });
         }
     }
@@ -497,8 +511,19 @@ impl Outputs {
                         continue; // another sink dead-lettered it already
                     }
                     let raw = &h.raw[h.lines.raw[i] as usize];
-                    let line =
-                        sink_envelope(&self.pipeline, raw, name, &e, attempts, &h.batch_time);
+                    let fan_out = h
+                        .fan_out
+                        .get(&h.lines.ids[i])
+                        .map_or(&[][..], Vec::as_slice);
+                    let line = sink_envelope(
+                        &self.pipeline,
+                        raw,
+                        fan_out,
+                        name,
+                        &e,
+                        attempts,
+                        &h.batch_time,
+                    );
                     envelopes.push((line, &raw.position, &h.batch_time));
                     counts.delivered -= 1;
                     counts.dead_letter(Stage::Sink);

@@ -20,7 +20,7 @@ use crate::config::Loaded;
 use crate::decode::Format;
 use crate::delivery::envelope::{Envelope, encode_data};
 use crate::metrics::Counts;
-use crate::record::{RawRecord, Stage};
+use crate::record::{Cut, RawRecord, Stage};
 use crate::route::Unrouted;
 use crate::transform::{self, Limits, Meta, RecordScope, convert};
 use crate::validate::{OnInvalid, Validator};
@@ -157,6 +157,9 @@ pub struct BatchOutput {
     pub raw: Vec<RawRecord>,
     /// When the batch was processed.
     pub batch_time: String,
+    /// For routed records (by id) that one of a fan-out made: which one,
+    /// for the envelope of a sink that rejects it.
+    pub fan_out: std::collections::HashMap<u32, Vec<Cut>>,
 }
 
 /// A record that stops the run (`on_invalid: fail`).
@@ -257,6 +260,7 @@ impl Worker {
             counts: Counts::new(built.sink_names.len()),
             raw: Vec::new(),
             batch_time: batch_time.to_owned(),
+            fan_out: Default::default(),
         };
         let batch_time_rhai: rhai::ImmutableString = batch_time.into();
         let mut cx = Cx {
@@ -265,6 +269,7 @@ impl Worker {
             batch_time,
             raw_index: 0,
             routed: 0,
+            fan_out: Vec::new(),
         };
         for (raw_index, raw) in batch.iter().enumerate() {
             cx.raw_index = raw_index;
@@ -278,6 +283,7 @@ impl Worker {
                 Err(message) => {
                     self.undo(&mut cx);
                     cx.routed = routed;
+                    cx.out.fan_out.retain(|id, _| *id < routed);
                     self.scope = RecordScope::default();
                     let (stage, step) = self.at;
                     let step = step.map(|i| built.transforms[i].0.as_str());
@@ -319,6 +325,7 @@ impl Worker {
         batch_time: &rhai::ImmutableString,
     ) -> Result<(), Fatal> {
         let built = cx.built;
+        cx.fan_out.clone_from(&raw.fan_out);
         if let Some(reason) = &raw.rejected {
             cx.dead_letter(raw, Stage::Decode, None, reason.clone(), None);
             return Ok(());
@@ -366,26 +373,66 @@ impl Worker {
         let meta = Meta::new(&raw.position, raw.attributes.clone(), batch_time.clone());
         self.scope.begin(&meta);
         let mut sizes = convert::Sizes::default();
-        let mut records = vec![convert::to_dynamic_sized(value, &mut sizes)];
+        // Each record with the fan-outs it came out of: which of the records
+        // an array made it is (for a redrive of it alone).
+        let mut records: Vec<(Dynamic, Vec<Cut>)> =
+            vec![(convert::to_dynamic_sized(value, &mut sizes), Vec::new())];
         // The limits count what scripts build beyond the record they were given.
         transform::size_limits_for(&mut self.engine, &built.limits, sizes);
         transform::start_budget();
+        // A redriven record that failed after a fan-out replays only the
+        // one record it was: these cuts, in order, pick it out again.
+        let mut pending: &[Cut] = &raw.fan_out;
         for (i, ast) in self.scripts.iter().enumerate() {
             self.at = (Stage::Transform, Some(i));
+            let name = built.transforms[i].0.as_str();
             let mut next = Vec::with_capacity(records.len());
-            for record in records {
+            for (record, path) in records {
                 self.scope.set(record);
                 match self.scope.eval(&self.engine, ast) {
                     Ok(r) if r.is_unit() => cx.out.counts.filtered += 1,
                     Ok(r) if r.is_array() => {
                         let items = r.cast::<rhai::Array>();
-                        match items.len() {
+                        let n = items.len();
+                        let replay = pending
+                            .split_first()
+                            .filter(|(c, _)| c.transform.as_deref() == Some(name));
+                        if let Some((cut, rest)) = replay {
+                            pending = rest;
+                            let index = cut.index as usize;
+                            if n != cut.of as usize || index >= n {
+                                let text = format!(
+                                    "the redriven record now makes {n} records at transform `{name}`, not {} as when it was dead-lettered: it is dead-lettered again whole, so that none of them is delivered twice",
+                                    cut.of
+                                );
+                                cx.fan_out.clone_from(&raw.fan_out);
+                                cx.dead_letter(raw, Stage::Transform, Some(name), text, None);
+                                continue;
+                            }
+                            let mut path = path;
+                            path.push(cut.clone());
+                            next.extend(items.into_iter().nth(index).map(|item| (item, path)));
+                            continue;
+                        }
+                        match n {
                             0 => cx.out.counts.filtered += 1,
                             n => cx.out.counts.fanned_out += n as u64 - 1,
                         }
-                        next.extend(items);
+                        if n == 1 {
+                            next.extend(items.into_iter().next().map(|item| (item, path)));
+                            continue;
+                        }
+                        for (k, item) in items.into_iter().enumerate() {
+                            let mut p = path.clone();
+                            p.push(Cut {
+                                transform: Some(name.to_owned()),
+                                index: u32::try_from(k).unwrap_or(u32::MAX),
+                                of: u32::try_from(n).unwrap_or(u32::MAX),
+                            });
+                            next.push((item, p));
+                        }
                     }
-                    Ok(r) => next.push(r),
+                    Ok(r) => next.push((r, path)),
                     Err(e) => {
                         let text = transform::error_text(
                             &e,
@@ -393,19 +440,30 @@ impl Worker {
                             &built.transforms[i].1,
                             built.transform_places.get(i),
                         );
-                        cx.dead_letter(
-                            raw,
-                            Stage::Transform,
-                            Some(&built.transforms[i].0),
-                            text,
-                            None,
-                        );
+                        // Which record of a fan-out it is: a redrive runs only it.
+                        cx.fan_out = path;
+                        cx.dead_letter(raw, Stage::Transform, Some(name), text, None);
                     }
                 }
             }
             records = next;
         }
-        for record in records {
+        if let Some(cut) = pending.first() {
+            // The fan-out the record was cut from did not happen again.
+            if let Some(made) = (records.len() as u64).checked_sub(1) {
+                cx.out.counts.fanned_out = cx.out.counts.fanned_out.saturating_sub(made);
+                let text = format!(
+                    "the redriven record was one of {} records that transform `{}` made, but it made none this time: it is dead-lettered again whole, so that none of them is delivered twice",
+                    cut.of,
+                    cut.transform.as_deref().unwrap_or_default()
+                );
+                cx.fan_out.clone_from(&raw.fan_out);
+                cx.dead_letter(raw, Stage::Transform, cut.transform.as_deref(), text, None);
+            }
+            return Ok(());
+        }
+        for (record, path) in records {
+            cx.fan_out = path;
             self.route(raw, record, cx);
         }
         Ok(())
@@ -515,6 +573,9 @@ impl Worker {
         self.at = (Stage::Route, None);
         let id = cx.routed;
         cx.routed += 1;
+        if !cx.fan_out.is_empty() {
+            cx.out.fan_out.insert(id, cx.fan_out.clone());
+        }
         for t in targets {
             let sink = &mut cx.out.sinks[t];
             sink.push(&self.scratch, cx.raw_index, id);
@@ -544,6 +605,8 @@ struct Cx<'a> {
     raw_index: usize,
     /// Routed records so far.
     routed: u32,
+    /// The record in progress's cuts, for its envelopes ([`Cut`]).
+    fan_out: Vec<Cut>,
 }
 
 impl Cx<'_> {
@@ -567,6 +630,7 @@ impl Cx<'_> {
             source: &raw.position,
             attempts: 1,
             timestamp: self.batch_time,
+            fan_out: &self.fan_out,
         };
         push_envelope(&mut self.out.dlq, &env, self.raw_index);
         self.out.counts.dead_letter(stage);

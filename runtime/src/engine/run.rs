@@ -127,6 +127,7 @@ impl LineReader {
                 },
                 rejected,
                 attributes: None,
+                fan_out: Vec::new(),
             });
         }
         Ok(batch)

@@ -240,6 +240,7 @@ fn undecodable(
         position,
         rejected: Some(format!("the {what} cannot be decoded: {e}")),
         attributes: None,
+        fan_out: Vec::new(),
     };
     batch.push(record, item);
 }
@@ -362,6 +363,7 @@ fn dynamodb(r: &Value, batch: &mut Batch) {
         position,
         rejected: None,
         attributes: None,
+        fan_out: Vec::new(),
     };
     batch.push(record, item);
 }
@@ -415,6 +417,7 @@ fn sqs(r: &Value, batch: &mut Batch) {
         position,
         rejected: None,
         attributes: (!attributes.is_empty()).then(|| Arc::new(attributes)),
+        fan_out: Vec::new(),
     };
     batch.push(record, item);
 }
@@ -488,6 +491,7 @@ fn kafka(partitions: Map<String, Value>, batch: &mut Batch) {
                 position,
                 rejected: None,
                 attributes: (!headers.is_empty()).then(|| Arc::new(headers)),
+                fan_out: Vec::new(),
             };
             batch.push(record, item);
         }

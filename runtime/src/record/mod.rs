@@ -106,6 +106,23 @@ pub struct RawRecord {
     pub rejected: Option<String>,
     /// Attributes the source attaches (SQS message attributes), for `meta.attributes`.
     pub attributes: Option<Arc<Attributes>>,
+    /// For a record redriven from the DLQ: which of the records it fanned
+    /// out into failed (the others were delivered the first time).
+    pub fan_out: Vec<Cut>,
+}
+
+/// Which one of the records a fan-out made failed: `index` of the `of`
+/// records that reached `transform` (or, without it, the routes). A redrive
+/// runs only that one from there, so the others are not delivered twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Cut {
+    /// The transform the records reached; `None` for the routes and sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
+    /// The failed record's place among them, from 0.
+    pub index: u32,
+    /// How many records reached that point.
+    pub of: u32,
 }
 
 /// The stage of the pipeline where a record was dead-lettered.

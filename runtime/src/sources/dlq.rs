@@ -21,7 +21,7 @@ use super::Ack;
 use crate::aws::Clients;
 use crate::delivery::{Policy, error::classify};
 use crate::engine::run::LineReader;
-use crate::record::{Position, RawRecord};
+use crate::record::{Cut, Position, RawRecord};
 
 /// Largest envelope line read back: records up to the default 10 MiB, in base64.
 const MAX_ENVELOPE_BYTES: u64 = 16 * 1024 * 1024;
@@ -168,6 +168,7 @@ impl Reader {
                             },
                             rejected: None,
                             attributes: None,
+                            fan_out: Vec::new(),
                         })
                     })
                     .collect();
@@ -226,11 +227,12 @@ fn sent_ms(t: &str) -> Option<u64> {
 /// rejected (dead-lettered again with stage `decode`, as it is).
 pub fn from_envelope(raw: RawRecord) -> RawRecord {
     match parse_envelope(&raw.data) {
-        Ok((data, position)) => RawRecord {
+        Ok((data, position, fan_out)) => RawRecord {
             data,
             position,
             rejected: None,
             attributes: None,
+            fan_out,
         },
         Err(e) => RawRecord {
             rejected: Some(format!("not a dead-letter envelope: {e}")),
@@ -239,8 +241,13 @@ pub fn from_envelope(raw: RawRecord) -> RawRecord {
     }
 }
 
-fn parse_envelope(line: &[u8]) -> Result<(Vec<u8>, Position), String> {
+fn parse_envelope(line: &[u8]) -> Result<(Vec<u8>, Position, Vec<Cut>), String> {
     let env: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let fan_out = match env.get("fan_out") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| format!("its `fan_out` is not a list of cuts: {e}"))?,
+    };
     let data = env["data"].as_str().ok_or("it has no `data` string")?;
     let data = match env["encoding"].as_str() {
         Some("base64") => base64::engine::general_purpose::STANDARD
@@ -275,6 +282,7 @@ fn parse_envelope(line: &[u8]) -> Result<(Vec<u8>, Position), String> {
             sequence_number: text("sequence_number"),
             arrival_time: text("arrival_time"),
         },
+        fan_out,
     ))
 }
 
@@ -292,6 +300,7 @@ mod tests {
             },
             rejected: None,
             attributes: None,
+            fan_out: Vec::new(),
         }
     }
 

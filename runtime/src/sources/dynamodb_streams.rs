@@ -240,6 +240,7 @@ impl ShardApi for Api {
                     },
                     rejected: None,
                     attributes: None,
+                    fan_out: Vec::new(),
                 })
             })
             .collect();

@@ -173,6 +173,7 @@ impl Reader {
                     },
                     rejected: None,
                     attributes: (!attributes.is_empty()).then(|| Arc::new(attributes)),
+                    fan_out: Vec::new(),
                 });
                 if let Some(h) = m.receipt_handle() {
                     receipts.handles.push(h.to_owned());

@@ -46,6 +46,7 @@ pub fn run(built: &Arc<Built>, case: &Case) -> Result<Actual, String> {
             },
             rejected: None,
             attributes: None,
+            fan_out: Vec::new(),
         })
         .collect();
     let lines_of = |bytes: &[u8]| -> Vec<Value> {
