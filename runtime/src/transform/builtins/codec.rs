@@ -77,11 +77,18 @@ pub fn register(e: &mut Engine) {
                 Err(e) => fail("parse_json", format!("not JSON: {e}")),
             }
         })
-        .register_fn("to_json", to_json)
         // Rhai's own `to_json` of a map writes non-finite numbers as `inf`:
-        // these, found first, replace it.
+        // these, found first, replace it. One per type, not one taking any
+        // value: a function with a `Dynamic` parameter makes Rhai look for
+        // such versions of other calls too, on every record.
         .register_fn("to_json", |m: rhai::Map| to_json(m.into()))
-        .register_fn("to_json", |a: rhai::Array| to_json(a.into()));
+        .register_fn("to_json", |a: rhai::Array| to_json(a.into()))
+        .register_fn("to_json", |v: INT| to_json(v.into()))
+        .register_fn("to_json", |v: rhai::FLOAT| to_json(v.into()))
+        .register_fn("to_json", |v: bool| to_json(v.into()))
+        .register_fn("to_json", |v: rhai::ImmutableString| to_json(v.into()))
+        .register_fn("to_json", |v: char| to_json(v.into()))
+        .register_fn("to_json", |()| to_json(Dynamic::UNIT));
 }
 
 fn to_json(v: Dynamic) -> Out<String> {

@@ -5,16 +5,35 @@ use rhai::{Array, Dynamic, Engine, FLOAT, INT, Map};
 use super::{Out, fail};
 
 pub fn register(e: &mut Engine) {
-    e.register_fn("get", |v: Dynamic, path: &str, default: Dynamic| {
-        get(v, path).unwrap_or(default)
-    })
-    .register_fn("round_to", |x: FLOAT, digits: INT| round_to(x, digits))
-    .register_fn("round_to", |x: INT, digits: INT| {
-        round_to(x as FLOAT, digits)
-    })
-    .register_fn("parse_csv", |line: &str| csv(line, ","))
-    .register_fn("parse_csv", csv)
-    .register_fn("parse_url", parse_url);
+    // One version per type of value and default, not one taking any value:
+    // a function with a `Dynamic` parameter makes Rhai look for such
+    // versions of other calls too, on every record.
+    macro_rules! get_with_default {
+        ($($t:ty),*) => {$(
+            e.register_fn("get", |v: Map, path: &str, default: $t| {
+                get(v.into(), path).unwrap_or_else(|| default.into())
+            });
+            e.register_fn("get", |v: Array, path: &str, default: $t| {
+                get(v.into(), path).unwrap_or_else(|| default.into())
+            });
+            e.register_fn("get", |_: (), _: &str, default: $t| Dynamic::from(default));
+        )*};
+    }
+    get_with_default!(INT, FLOAT, bool, rhai::ImmutableString, char, Map, Array);
+    e.register_fn("get", |v: Map, path: &str, (): ()| {
+        get(v.into(), path).unwrap_or_default()
+    });
+    e.register_fn("get", |v: Array, path: &str, (): ()| {
+        get(v.into(), path).unwrap_or_default()
+    });
+    e.register_fn("get", |_: (), _: &str, (): ()| Dynamic::UNIT);
+    e.register_fn("round_to", |x: FLOAT, digits: INT| round_to(x, digits))
+        .register_fn("round_to", |x: INT, digits: INT| {
+            round_to(x as FLOAT, digits)
+        })
+        .register_fn("parse_csv", |line: &str| csv(line, ","))
+        .register_fn("parse_csv", csv)
+        .register_fn("parse_url", parse_url);
 }
 
 /// The value at a dotted `path` (`a.b.0.c`: keys of maps, indexes of
