@@ -15,6 +15,7 @@ pub mod decode;
 pub mod delivery;
 pub mod diagnostics;
 pub mod engine;
+pub mod exit;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod heap;

@@ -87,17 +87,7 @@ pub enum Command {
     },
 }
 
-/// Exit code: success.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: the pipeline is invalid, or a test failed.
-pub const EXIT_INVALID: i32 = 1;
-/// Exit code: a file could not be read.
-pub const EXIT_UNREADABLE: i32 = 2;
-/// Exit code: a run stopped early or its counts did not add up.
-pub const EXIT_RUN_FAILED: i32 = 3;
-/// Exit code: a run dead-lettered or filtered more records than its
-/// `--max-dead-letters` or `--max-filtered` allows.
-pub const EXIT_OVER_LIMIT: i32 = 4;
+pub use crate::exit::{EXIT_INVALID, EXIT_OK, EXIT_OVER_LIMIT, EXIT_RUN_FAILED, EXIT_UNREADABLE};
 
 /// Parses the arguments, runs the command, and returns the exit code.
 pub fn main() -> i32 {

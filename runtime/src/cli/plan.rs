@@ -9,8 +9,8 @@
 
 use serde_json::json;
 
-use super::run::load;
 use super::{EXIT_INVALID, EXIT_OK};
+use crate::engine::open::load;
 use crate::sources;
 
 /// Arguments of `sluice plan`.

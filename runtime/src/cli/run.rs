@@ -1,28 +1,23 @@
 //! `sluice run PIPELINE`: run a pipeline over its whole input.
 
-use std::io::{BufReader, IsTerminal};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::json;
 
-use super::{EXIT_INVALID, EXIT_OK, EXIT_OVER_LIMIT, EXIT_RUN_FAILED, EXIT_UNREADABLE};
+use super::{EXIT_OK, EXIT_OVER_LIMIT, EXIT_RUN_FAILED, EXIT_UNREADABLE};
 use crate::aws::Clients;
 use crate::config::duration::Dur;
-use crate::config::{self, Env, LoadError, Loaded};
-use crate::diagnostics::Severity;
-use crate::diagnostics::render::{self, Format};
-use crate::engine::Built;
+pub(crate) use crate::engine::open::Mode;
+use crate::engine::open::{io_runtime, load, open_outputs, open_source, run_worker};
 use crate::engine::reasons::Reasons;
-use crate::engine::run::{self, LineReader, Options, Outputs, Report};
+use crate::engine::run::{self, Options, Report};
 use crate::metrics::Counts;
 use crate::record::Stage;
-use crate::sinks::{self, BuildCx, Writer};
-use crate::sources;
-use crate::sources::group::{self, Member};
-use crate::sources::lease::Settings;
-use crate::sources::{Reader, Stop};
+use crate::sinks;
+use crate::sources::Stop;
 
 /// Arguments of `sluice run`.
 #[derive(Debug, clap::Args)]
@@ -48,7 +43,7 @@ pub struct Args {
     /// Most bytes of source records held between reading and acknowledging
     /// them (`256MiB`, `64MB`, `1000000`): reading waits while they are in
     /// the queues, the workers and the sinks' buffers.
-    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+    #[arg(long, default_value = "256MiB", value_parser = crate::config::size::parse_bytes)]
     pub max_in_flight_bytes: u64,
     /// Exit with code 4 when the run dead-lettered more records than this:
     /// a number (`100`) or a share of the records read (`1%`, `0.5%`).
@@ -109,33 +104,6 @@ pub(crate) fn parse_limit(s: &str) -> Result<Limit, String> {
     }
 }
 
-/// A size in bytes, with an optional unit: `B`, `KB`, `MB`, `GB` (powers of
-/// 1000) or `KiB`, `MiB`, `GiB` (powers of 1024).
-pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size such as `256MiB` or `1000000`"))?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1000,
-        "MB" => 1000 * 1000,
-        "GB" => 1000 * 1000 * 1000,
-        "KiB" => 1024,
-        "MiB" => 1024 * 1024,
-        "GiB" => 1024 * 1024 * 1024,
-        other => {
-            return Err(format!(
-                "`{other}` is not a unit of size: use B, KB, MB, GB, KiB, MiB or GiB"
-            ));
-        }
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("`{s}` is too large"))
-}
-
 fn parse_duration(s: &str) -> Result<Dur, String> {
     humantime::parse_duration(s)
         .map(Dur)
@@ -151,70 +119,9 @@ pub enum SummaryFormat {
     Json,
 }
 
-/// What a run reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The pipeline's source.
-    Source,
-    /// The pipeline's dead-letter queue (`sluice dlq redrive`).
-    Redrive,
-}
-
 /// Runs the pipeline; see the module docs of `cli` for exit codes.
 pub fn main(args: &Args) -> i32 {
     execute(args, Mode::Source)
-}
-
-/// Loads, checks and builds a pipeline; on failure, prints why and gives
-/// the exit code. With `json_logs`, each diagnostic is a JSON log line.
-pub(crate) fn load(file: &std::path::Path, json_logs: bool) -> Result<(Loaded, Arc<Built>), i32> {
-    let report = |diags: &crate::diagnostics::Diagnostics| {
-        if !json_logs {
-            crate::err!("{}", render::text(diags, Format::Human));
-            return;
-        }
-        for (severity, line) in render::short_lines(diags) {
-            let level = match severity {
-                Severity::Error => "error",
-                Severity::Warning => "warn",
-            };
-            crate::logs::json(level, &line);
-        }
-    };
-    let loaded = match config::load(file, &Env::process()) {
-        Ok(l) => l,
-        Err(e) => {
-            report(e.diagnostics());
-            return Err(match e {
-                LoadError::Unreadable(_) => EXIT_UNREADABLE,
-                LoadError::Invalid(_) => EXIT_INVALID,
-            });
-        }
-    };
-    if !loaded.diagnostics.list.is_empty() {
-        report(&loaded.diagnostics);
-    }
-    match Built::new(&loaded) {
-        Ok(b) => Ok((loaded, Arc::new(b))),
-        Err(e) if json_logs => {
-            crate::logs::json("error", &e.to_string());
-            Err(EXIT_INVALID)
-        }
-        Err(e) => {
-            crate::errln!("error: {e}");
-            Err(EXIT_INVALID)
-        }
-    }
-}
-
-/// The runtime of the SDK's requests and the signal handlers: small, as
-/// the CPU stages run on their own threads.
-pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
 /// Runs the pipeline over its source or its DLQ.
@@ -446,122 +353,6 @@ fn watch_signals(rt: &tokio::runtime::Runtime, stopping: &Arc<AtomicBool>) {
     }
 }
 
-/// Opens the pipeline's source. A Kinesis or DynamoDB stream is read as a
-/// member of the pipeline's worker group, with `worker`'s settings: the
-/// member is returned too, to keep and release the leases.
-pub(crate) async fn open_source(
-    loaded: &Loaded,
-    aws: Option<Arc<Clients>>,
-    worker: Settings,
-) -> Result<(Reader, Option<Member>), String> {
-    let lines = match &loaded.pipeline.source {
-        sources::Config::File(c) => {
-            let path = loaded.resolve(&c.path);
-            let f = std::fs::File::open(&path)
-                .map_err(|e| format!("cannot read the source file `{}`: {e}", path.display()))?;
-            // A regular file's size is known: the progress bar shows how far
-            // through it the run is (a pipe or a device has no size).
-            let size = f
-                .metadata()
-                .ok()
-                .filter(std::fs::Metadata::is_file)
-                .map(|m| m.len());
-            let reader = LineReader::new(
-                Box::new(BufReader::with_capacity(256 * 1024, f)),
-                "file",
-                Some(Arc::from(c.path.as_str())),
-                c.max_record_bytes,
-            );
-            match size {
-                Some(size) => reader.sized(size),
-                None => reader,
-            }
-        }
-        sources::Config::Stdin(c) => LineReader::new(
-            Box::new(BufReader::with_capacity(256 * 1024, std::io::stdin())),
-            "stdin",
-            None,
-            c.max_record_bytes,
-        ),
-        source @ (sources::Config::Kinesis(_) | sources::Config::DynamodbStreams(_)) => {
-            let aws = aws.ok_or("no AWS clients")?;
-            let (reader, member) = group::join(source, &loaded.pipeline.name, &aws, worker).await?;
-            return Ok((reader, Some(member)));
-        }
-        sources::Config::Sqs(c) => {
-            let aws = aws.ok_or("no AWS clients")?;
-            let reader = sources::sqs::Reader::new(c.clone(), Arc::clone(&aws), &worker.retry)
-                .await
-                .map_err(|e| format!("the source queue: {e}"))?;
-            return Ok((Reader::Sqs(reader, aws), None));
-        }
-        sources::Config::Kafka(_) => {
-            return Err(
-                "a `kafka` source is read by a Lambda event source mapping (Amazon MSK or self-managed Kafka), not by `sluice run`: deploy the pipeline with `sluice deploy template`, or test it with `sluice test`"
-                    .into(),
-            );
-        }
-    };
-    Ok((Reader::Lines(lines), None))
-}
-
-/// How `sluice run` takes part in its stream's worker group: under the
-/// host's name, so that a run restarted on the same host after a crash
-/// takes its leases back at once (another host waits the failover time).
-fn run_worker(retry: &crate::delivery::Policy) -> Settings {
-    Settings {
-        worker: format!("run@{}", crate::daemon::host_name()),
-        failover: std::time::Duration::from_secs(10),
-        retry: retry.clone(),
-    }
-}
-
-/// Starts the sinks and the DLQ (and the AWS clients, when one of them needs them).
-pub(crate) async fn open_outputs(
-    loaded: &Loaded,
-    dlq: &sinks::Config,
-    mode: Mode,
-    aws: Option<Arc<Clients>>,
-) -> Result<Outputs, String> {
-    let p = &loaded.pipeline;
-    let resolve = |path: &str| loaded.resolve(path);
-    let cx = BuildCx {
-        pipeline: &p.name,
-        resolve: &resolve,
-        aws,
-        retry: &p.retry,
-    };
-    let mut out = Vec::new();
-    for (name, sink) in &p.sinks {
-        // A redrive adds to what the sinks hold: file sinks never start afresh.
-        let sink = match (mode, sink) {
-            (Mode::Redrive, sinks::Config::File(c)) => sinks::Config::File(sinks::file::Config {
-                path: c.path.clone(),
-                mode: sinks::file::Mode::Append,
-            }),
-            _ => sink.clone(),
-        };
-        let w = Writer::open(&sink, &cx)
-            .await
-            .map_err(|e| format!("sink `{name}`: {e}"))?;
-        out.push((name.clone(), w));
-    }
-    let dlq = Writer::open(dlq, &cx)
-        .await
-        .map_err(|e| format!("the dead-letter queue: {e}"))?;
-    Ok(Outputs::new(
-        out,
-        dlq,
-        p.retry.clone(),
-        p.sinks
-            .values()
-            .map(|s| s.retry().unwrap_or(&p.retry).clone())
-            .collect(),
-        p.dlq.as_sink().retry().unwrap_or(&p.retry).clone(),
-        Arc::from(p.name.as_str()),
-    ))
-}
-
 fn rate(counts: &Counts, report: &Report) -> f64 {
     let secs = report.elapsed.as_secs_f64();
     if secs > 0.0 {
@@ -716,26 +507,4 @@ fn json_summary(
         "peak_rss_bytes": peak_rss_bytes(),
     })
     .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_bytes;
-
-    #[test]
-    fn sizes_take_decimal_and_binary_units() {
-        assert_eq!(parse_bytes("1000000"), Ok(1_000_000));
-        assert_eq!(parse_bytes("256MiB"), Ok(256 * 1024 * 1024));
-        assert_eq!(parse_bytes("64MB"), Ok(64_000_000));
-        assert_eq!(parse_bytes("2 GiB"), Ok(2 * 1024 * 1024 * 1024));
-        assert_eq!(
-            parse_bytes("5 parsecs"),
-            Err("`parsecs` is not a unit of size: use B, KB, MB, GB, KiB, MiB or GiB".into())
-        );
-        assert!(parse_bytes("MiB").is_err());
-        assert_eq!(
-            parse_bytes("99999999999GiB"),
-            Err("`99999999999GiB` is too large".into())
-        );
-    }
 }

@@ -19,6 +19,7 @@ pub mod pipeline;
 mod salvage;
 pub mod schema;
 pub mod shape;
+pub mod size;
 pub mod yaml;
 
 use std::collections::HashMap;

@@ -23,10 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::aws::Clients;
-use crate::cli::run::{io_runtime, load, open_outputs, open_source};
-use crate::cli::{EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREADABLE};
 use crate::config::duration::Dur;
+use crate::engine::open::{Mode, host_name, io_runtime, load, open_outputs, open_source};
 use crate::engine::run::{self, Options};
+use crate::exit::{EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREADABLE};
 use crate::logs;
 use crate::metrics::prometheus::Live;
 use crate::sources::lease::Settings;
@@ -61,7 +61,7 @@ pub struct Args {
     pub batch_records: usize,
     /// Most bytes of source records held between reading and acknowledging
     /// them (`256MiB`, `64MB`): reading waits while they are in flight.
-    #[arg(long, env = "SLUICE_MAX_IN_FLIGHT_BYTES", default_value = "256MiB", value_parser = crate::cli::run::parse_bytes)]
+    #[arg(long, env = "SLUICE_MAX_IN_FLIGHT_BYTES", default_value = "256MiB", value_parser = crate::config::size::parse_bytes)]
     pub max_in_flight_bytes: u64,
 }
 
@@ -79,19 +79,6 @@ fn default_worker_id() -> String {
         std::process::id(),
         fastrand::u16(..)
     )
-}
-
-/// This host's name (`sluice` when it cannot be told).
-pub(crate) fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
-        .unwrap_or_else(|| "sluice".into())
 }
 
 /// Time kept back from the grace period to release the leases.
@@ -168,7 +155,7 @@ pub fn main(args: &Args) -> i32 {
     let mut outputs = match rt.block_on(open_outputs(
         &loaded,
         &p.dlq.as_sink(),
-        crate::cli::run::Mode::Source,
+        Mode::Source,
         Some(Arc::clone(&aws)),
     )) {
         Ok(o) => o,

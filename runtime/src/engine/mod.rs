@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod commit;
+pub mod open;
 pub mod reasons;
 pub mod run;
 

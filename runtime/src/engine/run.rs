@@ -10,7 +10,7 @@ use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -241,10 +241,7 @@ pub struct Report {
 /// Stack for worker threads: deeply nested records and scripts recurse.
 const WORKER_STACK: usize = 256 * 1024 * 1024;
 
-/// The current time as RFC 3339 UTC with milliseconds.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
+pub use crate::record::time::now_rfc3339;
 
 type Job = (u64, Vec<RawRecord>, String, Ack);
 type Done = (u64, Result<BatchOutput, Fatal>, Ack);

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use aws_lambda_events::event::dynamodb::EventRecord as DynamoDbEventRecord;
 use aws_lambda_events::event::kafka::KafkaRecord;
@@ -117,8 +116,7 @@ fn event_kind(event: &Value) -> Option<&'static str> {
 }
 
 fn ms_rfc3339(ms: i64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
-        .to_string()
+    crate::record::time::rfc3339_millis(ms)
 }
 
 /// An event that is not of the pipeline's kind at all: the invocation fails

@@ -131,10 +131,14 @@ impl State {
         } else {
             None
         };
-        let outputs =
-            crate::cli::run::open_outputs(&loaded, &dlq, crate::cli::run::Mode::Source, aws)
-                .await
-                .map_err(|e| format!("error: {e}\n"))?;
+        let outputs = crate::engine::open::open_outputs(
+            &loaded,
+            &dlq,
+            crate::engine::open::Mode::Source,
+            aws,
+        )
+        .await
+        .map_err(|e| format!("error: {e}\n"))?;
         let margin = std::env::var("SLUICE_DEADLINE_MARGIN")
             .ok()
             .and_then(|m| humantime::parse_duration(&m).ok())

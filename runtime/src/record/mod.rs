@@ -1,6 +1,8 @@
 //! Records as the engine sees them: the raw bytes a source read, where they
 //! came from, and what finally happened to them.
 
+pub mod time;
+
 use std::sync::Arc;
 
 use serde::Serialize;

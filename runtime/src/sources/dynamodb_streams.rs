@@ -3,7 +3,7 @@
 //! `OldImage`), checkpointed per shard like the `kinesis` source.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use base64::Engine as _;
@@ -16,6 +16,7 @@ use super::shards::{At, GetError, Page, ShardApi, ShardReader};
 use crate::aws::Clients;
 use crate::config::duration::Dur;
 use crate::delivery::{Policy, SinkError, error::classify};
+use crate::record::time::rfc3339_millis;
 use crate::record::{Position, RawRecord};
 
 /// Read the change records of an Amazon DynamoDB table's stream.
@@ -231,11 +232,9 @@ impl ShardApi for Api {
                         stream: Some(Arc::clone(&self.stream_arn)),
                         shard: Some(Arc::clone(shard)),
                         sequence_number: d.sequence_number().map(str::to_owned),
-                        arrival_time: d.approximate_creation_date_time().map(|t| {
-                            let ms = t.to_millis().unwrap_or(0).max(0) as u64;
-                            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
-                                .to_string()
-                        }),
+                        arrival_time: d
+                            .approximate_creation_date_time()
+                            .map(|t| rfc3339_millis(t.to_millis().unwrap_or(0))),
                         ..Position::default()
                     },
                     rejected: None,

@@ -17,6 +17,7 @@ use crate::aws::Clients;
 use crate::config::duration::Dur;
 use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
 use crate::record::Position;
+use crate::record::time::rfc3339_millis;
 
 /// Read the records of an Amazon Kinesis data stream.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -195,11 +196,9 @@ impl ShardApi for Api {
                 shard: Some(Arc::clone(shard)),
                 partition_key: r.partition_key,
                 sequence_number: Some(r.sequence_number),
-                arrival_time: r.approximate_arrival_timestamp.map(|t| {
-                    let ms = t.to_millis().unwrap_or(0).max(0) as u64;
-                    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
-                        .to_string()
-                }),
+                arrival_time: r
+                    .approximate_arrival_timestamp
+                    .map(|t| rfc3339_millis(t.to_millis().unwrap_or(0))),
                 ..Position::default()
             };
             // The data is moved, not copied, into the record.

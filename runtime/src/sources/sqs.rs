@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::aws::Clients;
 use crate::config::duration::Dur;
 use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
+use crate::record::time::rfc3339_millis;
 use crate::record::{Position, RawRecord};
 
 /// ReceiveMessage and DeleteMessageBatch: at most 10 messages per call.
@@ -133,11 +134,8 @@ impl Reader {
                     m.attributes().and_then(|a| a.get(&name)).cloned()
                 };
                 let arrival = attr(MessageSystemAttributeName::SentTimestamp)
-                    .and_then(|t| t.parse::<u64>().ok())
-                    .map(|ms| {
-                        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms))
-                            .to_string()
-                    });
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .map(rfc3339_millis);
                 let attributes: Vec<(String, String)> = m
                     .message_attributes()
                     .map(|a| {

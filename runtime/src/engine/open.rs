@@ -1,0 +1,209 @@
+//! Opening a pipeline for any mode: loading and building it, the async
+//! runtime of its requests, its source and its outputs. `sluice run`, the
+//! daemon and Lambda mode all start here, so none depends on another.
+
+use std::io::BufReader;
+use std::sync::Arc;
+
+use crate::aws::Clients;
+use crate::config::{self, Env, LoadError, Loaded};
+use crate::diagnostics::Severity;
+use crate::diagnostics::render::{self, Format};
+use crate::engine::Built;
+use crate::engine::run::{LineReader, Outputs};
+use crate::exit::{EXIT_INVALID, EXIT_UNREADABLE};
+use crate::sinks::{self, BuildCx, Writer};
+use crate::sources;
+use crate::sources::Reader;
+use crate::sources::group::{self, Member};
+use crate::sources::lease::Settings;
+
+/// What a run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The pipeline's source.
+    Source,
+    /// The pipeline's dead-letter queue (`sluice dlq redrive`).
+    Redrive,
+}
+
+/// Loads, checks and builds a pipeline; on failure, prints why and gives
+/// the exit code. With `json_logs`, each diagnostic is a JSON log line.
+pub(crate) fn load(file: &std::path::Path, json_logs: bool) -> Result<(Loaded, Arc<Built>), i32> {
+    let report = |diags: &crate::diagnostics::Diagnostics| {
+        if !json_logs {
+            crate::err!("{}", render::text(diags, Format::Human));
+            return;
+        }
+        for (severity, line) in render::short_lines(diags) {
+            let level = match severity {
+                Severity::Error => "error",
+                Severity::Warning => "warn",
+            };
+            crate::logs::json(level, &line);
+        }
+    };
+    let loaded = match config::load(file, &Env::process()) {
+        Ok(l) => l,
+        Err(e) => {
+            report(e.diagnostics());
+            return Err(match e {
+                LoadError::Unreadable(_) => EXIT_UNREADABLE,
+                LoadError::Invalid(_) => EXIT_INVALID,
+            });
+        }
+    };
+    if !loaded.diagnostics.list.is_empty() {
+        report(&loaded.diagnostics);
+    }
+    match Built::new(&loaded) {
+        Ok(b) => Ok((loaded, Arc::new(b))),
+        Err(e) if json_logs => {
+            crate::logs::json("error", &e.to_string());
+            Err(EXIT_INVALID)
+        }
+        Err(e) => {
+            crate::errln!("error: {e}");
+            Err(EXIT_INVALID)
+        }
+    }
+}
+
+/// The runtime of the SDK's requests and the signal handlers: small, as
+/// the CPU stages run on their own threads.
+pub(crate) fn io_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Opens the pipeline's source. A Kinesis or DynamoDB stream is read as a
+/// member of the pipeline's worker group, with `worker`'s settings: the
+/// member is returned too, to keep and release the leases.
+pub(crate) async fn open_source(
+    loaded: &Loaded,
+    aws: Option<Arc<Clients>>,
+    worker: Settings,
+) -> Result<(Reader, Option<Member>), String> {
+    let lines = match &loaded.pipeline.source {
+        sources::Config::File(c) => {
+            let path = loaded.resolve(&c.path);
+            let f = std::fs::File::open(&path)
+                .map_err(|e| format!("cannot read the source file `{}`: {e}", path.display()))?;
+            // A regular file's size is known: the progress bar shows how far
+            // through it the run is (a pipe or a device has no size).
+            let size = f
+                .metadata()
+                .ok()
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len());
+            let reader = LineReader::new(
+                Box::new(BufReader::with_capacity(256 * 1024, f)),
+                "file",
+                Some(Arc::from(c.path.as_str())),
+                c.max_record_bytes,
+            );
+            match size {
+                Some(size) => reader.sized(size),
+                None => reader,
+            }
+        }
+        sources::Config::Stdin(c) => LineReader::new(
+            Box::new(BufReader::with_capacity(256 * 1024, std::io::stdin())),
+            "stdin",
+            None,
+            c.max_record_bytes,
+        ),
+        source @ (sources::Config::Kinesis(_) | sources::Config::DynamodbStreams(_)) => {
+            let aws = aws.ok_or("no AWS clients")?;
+            let (reader, member) = group::join(source, &loaded.pipeline.name, &aws, worker).await?;
+            return Ok((reader, Some(member)));
+        }
+        sources::Config::Sqs(c) => {
+            let aws = aws.ok_or("no AWS clients")?;
+            let reader = sources::sqs::Reader::new(c.clone(), Arc::clone(&aws), &worker.retry)
+                .await
+                .map_err(|e| format!("the source queue: {e}"))?;
+            return Ok((Reader::Sqs(reader, aws), None));
+        }
+        sources::Config::Kafka(_) => {
+            return Err(
+                "a `kafka` source is read by a Lambda event source mapping (Amazon MSK or self-managed Kafka), not by `sluice run`: deploy the pipeline with `sluice deploy template`, or test it with `sluice test`"
+                    .into(),
+            );
+        }
+    };
+    Ok((Reader::Lines(lines), None))
+}
+
+/// How `sluice run` takes part in its stream's worker group: under the
+/// host's name, so that a run restarted on the same host after a crash
+/// takes its leases back at once (another host waits the failover time).
+pub(crate) fn run_worker(retry: &crate::delivery::Policy) -> Settings {
+    Settings {
+        worker: format!("run@{}", host_name()),
+        failover: std::time::Duration::from_secs(10),
+        retry: retry.clone(),
+    }
+}
+
+/// Starts the sinks and the DLQ (and the AWS clients, when one of them needs them).
+pub(crate) async fn open_outputs(
+    loaded: &Loaded,
+    dlq: &sinks::Config,
+    mode: Mode,
+    aws: Option<Arc<Clients>>,
+) -> Result<Outputs, String> {
+    let p = &loaded.pipeline;
+    let resolve = |path: &str| loaded.resolve(path);
+    let cx = BuildCx {
+        pipeline: &p.name,
+        resolve: &resolve,
+        aws,
+        retry: &p.retry,
+    };
+    let mut out = Vec::new();
+    for (name, sink) in &p.sinks {
+        // A redrive adds to what the sinks hold: file sinks never start afresh.
+        let sink = match (mode, sink) {
+            (Mode::Redrive, sinks::Config::File(c)) => sinks::Config::File(sinks::file::Config {
+                path: c.path.clone(),
+                mode: sinks::file::Mode::Append,
+            }),
+            _ => sink.clone(),
+        };
+        let w = Writer::open(&sink, &cx)
+            .await
+            .map_err(|e| format!("sink `{name}`: {e}"))?;
+        out.push((name.clone(), w));
+    }
+    let dlq = Writer::open(dlq, &cx)
+        .await
+        .map_err(|e| format!("the dead-letter queue: {e}"))?;
+    Ok(Outputs::new(
+        out,
+        dlq,
+        p.retry.clone(),
+        p.sinks
+            .values()
+            .map(|s| s.retry().unwrap_or(&p.retry).clone())
+            .collect(),
+        p.dlq.as_sink().retry().unwrap_or(&p.retry).clone(),
+        Arc::from(p.name.as_str()),
+    ))
+}
+
+/// This host's name (`sluice` when it cannot be told).
+pub(crate) fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "sluice".into())
+}
