@@ -125,3 +125,83 @@ where
 pub fn classify_io(what: &str, err: &std::io::Error) -> SinkError {
     SinkError::new(ErrorClass::Fatal, format!("{what} failed: {err}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    type Sdk = SdkError<SendMessageBatchError, HttpResponse>;
+
+    fn service(status: u16, code: &str) -> Sdk {
+        let meta = ErrorMetadata::builder()
+            .code(code)
+            .message("says why")
+            .build();
+        let raw = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        SdkError::service_error(SendMessageBatchError::generic(meta), raw)
+    }
+
+    #[test]
+    fn every_mapped_code_gets_its_class() {
+        use ErrorClass::*;
+        let cases: Vec<(u16, &str, ErrorClass)> = THROTTLING_CODES
+            .iter()
+            .map(|c| (400, *c, Throttled))
+            .chain(TRANSIENT_CODES.iter().map(|c| (400, *c, Retryable)))
+            .chain([
+                (429, "Whatever", Throttled),
+                (500, "InternalServerError", Retryable),
+                (503, "", Retryable),
+                (400, "AWS.SimpleQueueService.NonExistentQueue", Poison),
+                (400, "QueueDoesNotExist", Poison),
+                (404, "NoSuchBucket", Poison),
+                (400, "ResourceNotFoundException", Poison),
+                (403, "AccessDenied", Poison),
+                (400, "ValidationException", Poison),
+                (400, "ConditionalCheckFailedException", Poison),
+            ])
+            .collect();
+        for (status, code, class) in cases {
+            let e = classify("send_message_batch to `q`", &service(status, code));
+            assert_eq!(e.class, class, "{status} {code}");
+        }
+    }
+
+    #[test]
+    fn a_service_error_gives_its_code_status_and_message_only() {
+        let e = classify("put_object to bucket `b`", &service(404, "NoSuchBucket"));
+        assert_eq!(
+            e.message,
+            "put_object to bucket `b` failed: NoSuchBucket (HTTP 404): says why"
+        );
+        let e = classify("x", &service(500, ""));
+        assert_eq!(e.message, "x failed: error (HTTP 500): says why");
+    }
+
+    #[test]
+    fn transport_faults_are_retried_and_a_request_that_cannot_be_built_is_not() {
+        let timeout: Sdk = SdkError::timeout_error("slow");
+        assert_eq!(classify("x", &timeout).class, ErrorClass::Retryable);
+        let dispatch: Sdk = SdkError::dispatch_failure(ConnectorError::io("reset".into()));
+        assert_eq!(classify("x", &dispatch).class, ErrorClass::Retryable);
+        let raw = HttpResponse::new(StatusCode::try_from(200).unwrap(), SdkBody::empty());
+        let response: Sdk = SdkError::response_error("truncated", raw);
+        assert_eq!(classify("x", &response).class, ErrorClass::Retryable);
+        let built: Sdk = SdkError::construction_failure("no queue URL");
+        assert_eq!(classify("x", &built).class, ErrorClass::Poison);
+    }
+
+    #[test]
+    fn a_local_io_error_is_fatal() {
+        let e = classify_io("write to out.jsonl", &std::io::Error::other("disk full"));
+        assert_eq!(
+            e,
+            SinkError::new(ErrorClass::Fatal, "write to out.jsonl failed: disk full")
+        );
+    }
+}

@@ -49,6 +49,22 @@ impl DlqConfig {
     }
 }
 
+/// What [`deliver`] writes to: a running sink ([`Writer`]), or in tests a
+/// sink that answers as the test says.
+pub trait Target {
+    /// Writes records; one result per record, in order (see [`Writer::send`]).
+    fn send(
+        &mut self,
+        records: &[OutRecord<'_>],
+    ) -> impl std::future::Future<Output = Vec<Result<(), SinkError>>> + Send;
+}
+
+impl Target for Writer {
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        Writer::send(self, records).await
+    }
+}
+
 /// What became of one record handed to [`deliver`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -63,7 +79,7 @@ pub enum Outcome {
 /// Writes records to a sink, retrying only the ones that failed with a
 /// retryable error, until the policy runs out. One outcome per record.
 pub async fn deliver(
-    writer: &mut Writer,
+    writer: &mut impl Target,
     records: &[OutRecord<'_>],
     policy: &Policy,
 ) -> Vec<Outcome> {
@@ -72,7 +88,7 @@ pub async fn deliver(
 
 /// [`deliver`], also returning how many times it wrote again after a failure.
 pub async fn deliver_counted(
-    writer: &mut Writer,
+    writer: &mut impl Target,
     records: &[OutRecord<'_>],
     policy: &Policy,
 ) -> (Vec<Outcome>, u64) {
@@ -116,7 +132,10 @@ pub async fn deliver_counted(
 /// time, and the one whose write panics is poison (dead-lettered with the
 /// panic's message). Records of the batch written before the panic may be
 /// written twice.
-async fn send_guarded(writer: &mut Writer, batch: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+async fn send_guarded(
+    writer: &mut impl Target,
+    batch: &[OutRecord<'_>],
+) -> Vec<Result<(), SinkError>> {
     let poison = |m: String| {
         SinkError::new(
             ErrorClass::Poison,
@@ -138,5 +157,150 @@ async fn send_guarded(writer: &mut Writer, batch: &[OutRecord<'_>]) -> Vec<Resul
             }
             results
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::duration::Dur;
+    use crate::record::Position;
+
+    /// A sink that answers each record by its JSON (`ok`, `slow`, `bad`,
+    /// `disk`, `boom`) and notes which records each call got. `slow` fails
+    /// retryably `slow_for` times, then is accepted.
+    struct Scripted {
+        calls: Vec<Vec<String>>,
+        slow_for: usize,
+    }
+
+    impl Target for Scripted {
+        async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+            let names: Vec<String> = records
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.json).into_owned())
+                .collect();
+            let slow_calls = self
+                .calls
+                .iter()
+                .filter(|c| c.iter().any(|n| n == "slow"))
+                .count();
+            self.calls.push(names.clone());
+            names
+                .iter()
+                .map(|n| match n.as_str() {
+                    "slow" if slow_calls < self.slow_for => {
+                        Err(SinkError::new(ErrorClass::Retryable, "timeout"))
+                    }
+                    "bad" => Err(SinkError::new(ErrorClass::Poison, "too large")),
+                    "disk" => Err(SinkError::new(ErrorClass::Fatal, "disk failed")),
+                    "boom" => panic!("encoder bug"),
+                    _ => Ok(()),
+                })
+                .collect()
+        }
+    }
+
+    fn run(names: &[&str], slow_for: usize, max_attempts: u32) -> (Vec<Outcome>, u64, Scripted) {
+        let position = Position::default();
+        let records: Vec<OutRecord<'_>> = names
+            .iter()
+            .map(|n| OutRecord {
+                json: n.as_bytes(),
+                keys: &[],
+                position: &position,
+                batch_time: "",
+            })
+            .collect();
+        let policy = Policy {
+            max_attempts,
+            initial_backoff: Dur(Duration::from_millis(1)),
+            max_backoff: Dur(Duration::from_millis(1)),
+            ..Policy::default()
+        };
+        let mut sink = Scripted {
+            calls: Vec::new(),
+            slow_for,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let (outcomes, retries) = rt.block_on(deliver_counted(&mut sink, &records, &policy));
+        (outcomes, retries, sink)
+    }
+
+    fn poison(m: &str) -> SinkError {
+        SinkError::new(ErrorClass::Poison, m)
+    }
+
+    #[test]
+    fn only_the_records_that_failed_retryably_are_written_again() {
+        let (outcomes, retries, sink) = run(&["ok", "slow", "bad"], 2, 8);
+        assert_eq!(
+            outcomes,
+            vec![
+                Outcome::Delivered,
+                Outcome::Delivered,
+                Outcome::Poison(poison("too large"), 1)
+            ]
+        );
+        assert_eq!(retries, 2);
+        assert_eq!(
+            sink.calls,
+            vec![vec!["ok", "slow", "bad"], vec!["slow"], vec!["slow"]]
+        );
+    }
+
+    #[test]
+    fn a_record_still_failing_when_the_policy_runs_out_is_exhausted() {
+        let (outcomes, retries, sink) = run(&["slow", "ok"], 10, 3);
+        assert_eq!(
+            outcomes,
+            vec![
+                Outcome::Exhausted(SinkError::new(ErrorClass::Retryable, "timeout"), 3),
+                Outcome::Delivered
+            ]
+        );
+        assert_eq!((retries, sink.calls.len()), (2, 3));
+    }
+
+    #[test]
+    fn poison_and_fatal_errors_are_never_retried() {
+        let (outcomes, retries, sink) = run(&["bad", "disk"], 0, 8);
+        assert_eq!(
+            outcomes,
+            vec![
+                Outcome::Poison(poison("too large"), 1),
+                Outcome::Exhausted(SinkError::new(ErrorClass::Fatal, "disk failed"), 1)
+            ]
+        );
+        assert_eq!((retries, sink.calls.len()), (0, 1));
+    }
+
+    #[test]
+    fn a_panic_in_the_sink_is_kept_to_its_record() {
+        let (outcomes, _, sink) = run(&["ok", "boom", "ok"], 0, 8);
+        assert_eq!(outcomes[0], Outcome::Delivered);
+        assert_eq!(outcomes[2], Outcome::Delivered);
+        match &outcomes[1] {
+            Outcome::Poison(e, 1) => assert!(
+                e.message
+                    .starts_with("internal error while writing the record: encoder bug"),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            sink.calls,
+            vec![
+                vec!["ok", "boom", "ok"],
+                vec!["ok"],
+                vec!["boom"],
+                vec!["ok"]
+            ]
+        );
     }
 }
