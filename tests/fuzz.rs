@@ -279,8 +279,8 @@ proptest! {
     /// user records give them back.
     #[test]
     fn kpl_aggregates_of_any_bytes(body in prop::collection::vec(any::<u8>(), 0..200)) {
-        let _ = sluice::decode::kpl::deaggregate(&aggregate(&body));
-        let _ = sluice::decode::kpl::deaggregate(&body);
+        let _ = sluice::sources::kinesis::kpl::deaggregate(&aggregate(&body));
+        let _ = sluice::sources::kinesis::kpl::deaggregate(&body);
     }
 
     /// The envelope holds any record byte for byte: replaying it gives the

@@ -3,8 +3,6 @@
 //! `json` reads one JSON document per record; `text` makes the record a
 //! string. Failures are dead-lettered by the engine with stage `parse`.
 
-pub mod kpl;
-
 use schemars::JsonSchema;
 use serde::Deserialize;
 

@@ -1,26 +1,22 @@
 //! Lambda events as records, and the partial batch responses that name the
 //! records to deliver again.
 //!
-//! Each event record becomes one [`RawRecord`] (a KPL aggregate several) whose
-//! position carries what identifies it to the event source mapping: the
-//! sequence number (Kinesis, DynamoDB Streams), the message id (SQS), or the
-//! topic-partition and offset (Kafka).
+//! Each event record becomes one record (a KPL aggregate several), decoded
+//! by its source (`sources/<name>/event.rs`) with the record builder its
+//! reader uses in the other modes. Its position carries what identifies it
+//! to the event source mapping: the sequence number (Kinesis, DynamoDB
+//! Streams), the message id (SQS), or the topic-partition and offset (Kafka).
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
 
-use aws_lambda_events::event::dynamodb::EventRecord as DynamoDbEventRecord;
-use aws_lambda_events::event::kafka::KafkaRecord;
-use aws_lambda_events::event::kinesis::KinesisEventRecord;
-use aws_lambda_events::event::sqs::SqsMessage;
 use aws_lambda_events::event::streams::{
     DynamoDbBatchItemFailure, DynamoDbEventResponse, KinesisEventResponse,
 };
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
-use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::record::{Position, RawRecord};
+use crate::sources;
+pub use crate::sources::event::{Batch, Item, item_id};
 
 /// The kinds of events the pipeline's `source.type` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,38 +53,6 @@ impl Kind {
     }
 }
 
-/// One event record: what identifies it in a response, and its message group (SQS FIFO).
-#[derive(Debug, Clone)]
-pub struct Item {
-    /// Sequence number, message id, or (Kafka) `topic-partition@offset`: see [`item_id`].
-    pub id: String,
-    /// The SQS FIFO message group, or the Kafka topic-partition (`orders-0`).
-    pub group: Option<String>,
-    /// The Kafka offset.
-    pub offset: Option<i64>,
-}
-
-/// The id of the event record a record came from, as in [`Item::id`].
-pub fn item_id(p: &crate::record::Position) -> Option<String> {
-    if let (Some(topic), Some(partition), Some(offset)) = (&p.stream, p.partition, p.offset) {
-        return Some(format!("{topic}-{partition}@{offset}"));
-    }
-    p.message_id.clone().or_else(|| p.sequence_number.clone())
-}
-
-/// An event turned into records.
-#[derive(Debug)]
-pub struct Batch {
-    /// The records, in event order (a KPL aggregate gives several in a row).
-    pub records: Vec<RawRecord>,
-    /// For each record, the index of its event record in `items`.
-    pub item_of: Vec<usize>,
-    /// The event records.
-    pub items: Vec<Item>,
-    /// Whether the event came from an SQS FIFO queue.
-    pub fifo: bool,
-}
-
 /// What kind of event a JSON payload is, judged by its `eventSource`
 /// (Kafka) or its first record's; a Firehose data-transformation event by
 /// its `deliveryStreamArn`.
@@ -113,10 +77,6 @@ fn event_kind(event: &Value) -> Option<&'static str> {
         "aws:kafka" | "SelfManagedKafka" => "kafka",
         _ => "unknown",
     })
-}
-
-fn ms_rfc3339(ms: i64) -> String {
-    crate::record::time::rfc3339_millis(ms)
 }
 
 /// An event that is not of the pipeline's kind at all: the invocation fails
@@ -182,12 +142,7 @@ pub fn parse(kind: Kind, mut event: Value) -> Result<Batch, WrongEvent> {
             kind.name()
         )));
     }
-    let mut batch = Batch {
-        records: Vec::new(),
-        item_of: Vec::new(),
-        items: Vec::new(),
-        fifo: false,
-    };
+    let mut batch = Batch::default();
     if kind == Kind::Kafka {
         let partitions = match event.get_mut("records").map(Value::take) {
             Some(Value::Object(partitions)) => partitions,
@@ -199,7 +154,7 @@ pub fn parse(kind: Kind, mut event: Value) -> Result<Batch, WrongEvent> {
                 )));
             }
         };
-        kafka(partitions, &mut batch);
+        crate::sources::kafka::event::push(partitions, &mut batch);
         return Ok(batch);
     }
     let records = match event.get_mut("Records").map(Value::take) {
@@ -212,322 +167,16 @@ pub fn parse(kind: Kind, mut event: Value) -> Result<Batch, WrongEvent> {
             )));
         }
     };
+    let push = match kind {
+        Kind::Kinesis => sources::kinesis::event::push,
+        Kind::DynamodbStreams => sources::dynamodb_streams::event::push,
+        Kind::Sqs => sources::sqs::event::push,
+        Kind::Kafka => return Ok(batch),
+    };
     for r in &records {
-        match kind {
-            Kind::Kinesis => kinesis(r, &mut batch),
-            Kind::DynamodbStreams => dynamodb(r, &mut batch),
-            Kind::Sqs => sqs(r, &mut batch),
-            Kind::Kafka => {}
-        }
+        push(r, &mut batch);
     }
     Ok(batch)
-}
-
-/// A record of the event that could not be decoded: its JSON is the data,
-/// rejected at stage `decode` with the reason.
-fn undecodable(
-    batch: &mut Batch,
-    r: &Value,
-    what: &str,
-    e: impl std::fmt::Display,
-    position: Position,
-    item: Item,
-) {
-    let record = RawRecord {
-        data: r.to_string().into_bytes(),
-        position,
-        rejected: Some(format!("the {what} cannot be decoded: {e}")),
-        attributes: None,
-        fan_out: Vec::new(),
-    };
-    batch.push(record, item);
-}
-
-impl Batch {
-    /// Adds an event record that is one record.
-    fn push(&mut self, record: RawRecord, item: Item) {
-        self.records.push(record);
-        self.item_of.push(self.items.len());
-        self.items.push(item);
-    }
-}
-
-/// One event record as its typed form. A panic in the deserializer (the
-/// time parser of a Kafka timestamp has one) is an error of this record.
-fn decode<T: serde::de::DeserializeOwned>(r: &Value) -> Result<T, String> {
-    match crate::panics::catch(|| T::deserialize(r)) {
-        Ok(Ok(t)) => Ok(t),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(m) => Err(format!("its decoder failed: {m}")),
-    }
-}
-
-fn text_at(r: &Value, pointer: &str) -> Option<String> {
-    r.pointer(pointer)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-/// A time in seconds since 1970 with decimals, as milliseconds. Read from the
-/// JSON because aws_lambda_events reads the decimals as a number of
-/// milliseconds (`.5` as 5 ms).
-fn seconds_at(r: &Value, pointer: &str) -> Option<i64> {
-    r.pointer(pointer)
-        .and_then(Value::as_f64)
-        .map(|s| (s * 1000.0).round() as i64)
-}
-
-fn kinesis(r: &Value, batch: &mut Batch) {
-    let item = Item {
-        id: text_at(r, "/kinesis/sequenceNumber").unwrap_or_default(),
-        group: None,
-        offset: None,
-    };
-    let record = match decode::<KinesisEventRecord>(r) {
-        Ok(record) => record,
-        Err(e) => {
-            let position = Position {
-                source: "kinesis",
-                partition_key: text_at(r, "/kinesis/partitionKey"),
-                sequence_number: text_at(r, "/kinesis/sequenceNumber"),
-                ..Position::default()
-            };
-            undecodable(batch, r, "Kinesis event record", e, position, item);
-            return;
-        }
-    };
-    let k = record.kinesis;
-    let stream: Option<Arc<str>> = record
-        .event_source_arn
-        .as_deref()
-        .map(|arn| Arc::from(arn.rsplit_once(":stream/").map_or(arn, |(_, n)| n)));
-    let shard: Option<Arc<str>> = record
-        .event_id
-        .as_deref()
-        .and_then(|id| id.split_once(':'))
-        .map(|(shard, _)| Arc::from(shard));
-    let position = Position {
-        source: "kinesis",
-        stream,
-        shard,
-        partition_key: Some(k.partition_key),
-        sequence_number: Some(k.sequence_number),
-        arrival_time: seconds_at(r, "/kinesis/approximateArrivalTimestamp").map(ms_rfc3339),
-        ..Position::default()
-    };
-    let index = batch.items.len();
-    batch.items.push(item);
-    let n = crate::decode::kpl::push_records(&mut batch.records, k.data.0, position);
-    batch.item_of.extend(std::iter::repeat_n(index, n));
-}
-
-fn dynamodb(r: &Value, batch: &mut Batch) {
-    let seq = text_at(r, "/dynamodb/SequenceNumber").unwrap_or_default();
-    let item = Item {
-        id: seq.clone(),
-        group: None,
-        offset: None,
-    };
-    let mut position = Position {
-        source: "dynamodb_streams",
-        stream: text_at(r, "/eventSourceARN").map(Arc::from),
-        sequence_number: Some(seq),
-        arrival_time: seconds_at(r, "/dynamodb/ApproximateCreationDateTime").map(ms_rfc3339),
-        ..Position::default()
-    };
-    let record = match decode::<DynamoDbEventRecord>(r) {
-        Ok(record) => record,
-        Err(e) => {
-            position.arrival_time = None;
-            undecodable(batch, r, "DynamoDB Streams event record", e, position, item);
-            return;
-        }
-    };
-    let c = &record.change;
-    let mut doc = Map::new();
-    doc.insert("eventName".into(), Value::String(record.event_name.clone()));
-    doc.insert("eventID".into(), Value::String(record.event_id.clone()));
-    for (name, img) in [
-        ("Keys", &c.keys),
-        ("NewImage", &c.new_image),
-        ("OldImage", &c.old_image),
-    ] {
-        if !img.is_empty() {
-            doc.insert(name.into(), item_json(img));
-        }
-    }
-    let record = RawRecord {
-        data: serde_json::to_vec(&Value::Object(doc)).unwrap_or_default(),
-        position,
-        rejected: None,
-        attributes: None,
-        fan_out: Vec::new(),
-    };
-    batch.push(record, item);
-}
-
-fn sqs(r: &Value, batch: &mut Batch) {
-    let arn = text_at(r, "/eventSourceARN");
-    batch.fifo |= arn.as_deref().is_some_and(|a| a.ends_with(".fifo"));
-    let id = text_at(r, "/messageId").unwrap_or_default();
-    let group = text_at(r, "/attributes/MessageGroupId");
-    let item = Item {
-        id: id.clone(),
-        group: group.clone(),
-        offset: None,
-    };
-    let position = Position {
-        source: "sqs",
-        stream: arn
-            .as_deref()
-            .map(|a| Arc::from(a.rsplit(':').next().unwrap_or(a))),
-        message_id: Some(id),
-        partition_key: group,
-        sequence_number: text_at(r, "/attributes/SequenceNumber"),
-        arrival_time: text_at(r, "/attributes/SentTimestamp")
-            .and_then(|t| t.parse::<i64>().ok())
-            .map(ms_rfc3339),
-        ..Position::default()
-    };
-    let m = match decode::<SqsMessage>(r) {
-        Ok(m) => m,
-        Err(e) => {
-            undecodable(batch, r, "SQS message", e, position, item);
-            return;
-        }
-    };
-    let mut attributes: Vec<(String, String)> = m
-        .message_attributes
-        .iter()
-        .map(|(k, v)| {
-            let text = v.string_value.clone().unwrap_or_else(|| {
-                v.binary_value
-                    .as_ref()
-                    .map(|b| base64::engine::general_purpose::STANDARD.encode(&b.0))
-                    .unwrap_or_default()
-            });
-            (k.clone(), text)
-        })
-        .collect();
-    attributes.sort();
-    let record = RawRecord {
-        data: m.body.unwrap_or_default().into_bytes(),
-        position,
-        rejected: None,
-        attributes: (!attributes.is_empty()).then(|| Arc::new(attributes)),
-        fan_out: Vec::new(),
-    };
-    batch.push(record, item);
-}
-
-fn kafka(partitions: Map<String, Value>, batch: &mut Batch) {
-    // Partitions in a stable order; each one's records in offset order, as delivered.
-    let mut partitions: Vec<(String, Value)> = partitions.into_iter().collect();
-    partitions.sort_by(|a, b| a.0.cmp(&b.0));
-    let b64 = base64::engine::general_purpose::STANDARD;
-    for (key, records) in partitions {
-        let records = match records {
-            Value::Array(records) => records,
-            other => vec![other],
-        };
-        let default_topic = key.rsplit_once('-').map_or(&*key, |(t, _)| t).to_owned();
-        for r in &records {
-            let topic = text_at(r, "/topic").unwrap_or_else(|| default_topic.clone());
-            let partition = r.get("partition").and_then(Value::as_i64);
-            let offset = r.get("offset").and_then(Value::as_i64);
-            let mut position = Position {
-                source: "kafka",
-                stream: Some(Arc::from(topic.as_str())),
-                partition,
-                offset,
-                ..Position::default()
-            };
-            let item = Item {
-                id: item_id(&position).unwrap_or_default(),
-                group: Some(key.clone()),
-                offset,
-            };
-            let decoded = decode::<KafkaRecord>(r).and_then(|k| {
-                let decode = |field: &str, v: Option<&String>| -> Result<Vec<u8>, String> {
-                    v.map_or(Ok(Vec::new()), |v| {
-                        b64.decode(v)
-                            .map_err(|e| format!("its {field} is not base64: {e}"))
-                    })
-                };
-                let value = decode("value", k.value.as_ref())?;
-                let key = match k.key.as_ref() {
-                    Some(_) => {
-                        let bytes = decode("key", k.key.as_ref())?;
-                        Some(String::from_utf8(bytes).unwrap_or_else(|e| b64.encode(e.as_bytes())))
-                    }
-                    None => None,
-                };
-                Ok((k, value, key))
-            });
-            let (k, value, record_key) = match decoded {
-                Ok(d) => d,
-                Err(e) => {
-                    undecodable(batch, r, "Kafka record", e, position, item);
-                    continue;
-                }
-            };
-            let mut headers: Vec<(String, String)> = k
-                .headers
-                .iter()
-                .flat_map(|h| h.iter())
-                .map(|(k, v)| {
-                    let bytes: Vec<u8> = v.iter().map(|&b| b as u8).collect();
-                    (k.clone(), String::from_utf8_lossy(&bytes).into_owned())
-                })
-                .collect();
-            headers.sort();
-            let ts = k.timestamp.0.timestamp_millis();
-            position.partition_key = record_key;
-            position.arrival_time = (ts > 0).then(|| ms_rfc3339(ts));
-            let record = RawRecord {
-                data: value,
-                position,
-                rejected: None,
-                attributes: (!headers.is_empty()).then(|| Arc::new(headers)),
-                fan_out: Vec::new(),
-            };
-            batch.push(record, item);
-        }
-    }
-}
-
-/// A DynamoDB item as plain JSON: numbers as numbers, sets as arrays, binary as base64.
-fn item_json(item: &serde_dynamo::Item) -> Value {
-    let mut out = Map::new();
-    for (k, v) in item.iter() {
-        out.insert(k.clone(), attribute_json(v));
-    }
-    Value::Object(out)
-}
-
-fn attribute_json(v: &serde_dynamo::AttributeValue) -> Value {
-    use serde_dynamo::AttributeValue as A;
-    let number =
-        |n: &str| serde_json::from_str::<Value>(n).unwrap_or_else(|_| Value::String(n.to_owned()));
-    let b64 = |b: &[u8]| Value::String(base64::engine::general_purpose::STANDARD.encode(b));
-    match v {
-        A::S(s) => Value::String(s.clone()),
-        A::N(n) => number(n),
-        A::B(b) => b64(b),
-        A::Bool(b) => Value::Bool(*b),
-        A::Null(_) => Value::Null,
-        A::Ss(v) => Value::Array(v.iter().map(|s| Value::String(s.clone())).collect()),
-        A::Ns(v) => Value::Array(v.iter().map(|n| number(n)).collect()),
-        A::Bs(v) => Value::Array(v.iter().map(|b| b64(b)).collect()),
-        A::L(l) => Value::Array(l.iter().map(attribute_json).collect()),
-        A::M(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                out.insert(k.clone(), attribute_json(v));
-            }
-            Value::Object(out)
-        }
-    }
 }
 
 /// The unit whose order the source keeps for event record `item`: after a
@@ -623,6 +272,7 @@ pub fn response(kind: Kind, batch: &Batch, failed: &BTreeSet<usize>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use serde_json::json;
 
     fn sqs_event(fifo: bool, messages: &[(&str, &str)]) -> Value {

@@ -113,6 +113,26 @@ pub struct RawRecord {
     pub fan_out: Vec<Cut>,
 }
 
+impl RawRecord {
+    /// A record of `data` read at `position`, not rejected, without attributes.
+    pub fn new(data: Vec<u8>, position: Position) -> RawRecord {
+        RawRecord {
+            data,
+            position,
+            rejected: None,
+            attributes: None,
+            fan_out: Vec::new(),
+        }
+    }
+
+    /// The record with the attributes a source attaches (sorted by name; none when empty).
+    pub fn with_attributes(mut self, mut attributes: Attributes) -> RawRecord {
+        attributes.sort();
+        self.attributes = (!attributes.is_empty()).then(|| Arc::new(attributes));
+        self
+    }
+}
+
 /// Which one of the records a fan-out made failed: `index` of the `of`
 /// records that reached `transform` (or, without it, the routes). A redrive
 /// runs only that one from there, so the others are not delivered twice.

@@ -7,6 +7,7 @@
 
 pub mod dlq;
 pub mod dynamodb_streams;
+pub mod event;
 pub mod file;
 pub mod group;
 pub mod kafka;

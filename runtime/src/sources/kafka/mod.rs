@@ -3,8 +3,10 @@
 //!
 //! Sluice does not speak the Kafka protocol itself: the event source mapping
 //! polls the topic, commits the consumer group's offsets and invokes the
-//! function (see `lambda::events`). `sluice run` refuses this source; the
-//! fields below describe the mapping that `sluice deploy template` writes.
+//! function; [`event`] reads its records. `sluice run` refuses this source;
+//! the fields below describe the mapping that `sluice deploy template` writes.
+
+pub mod event;
 
 use schemars::JsonSchema;
 use serde::Deserialize;

@@ -1,5 +1,6 @@
-//! The `sqs` source: long-polls a queue and deletes each message only after
-//! it was delivered to its sinks or the dead-letter queue.
+//! Reading a queue under `sluice run` and `sluice daemon`: long-polls it and
+//! deletes each message only after it was delivered to its sinks or the
+//! dead-letter queue.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -9,37 +10,12 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     MessageSystemAttributeName, QueueAttributeName,
 };
-use base64::Engine as _;
-use schemars::JsonSchema;
-use serde::Deserialize;
 
 use crate::aws::Clients;
-use crate::config::duration::Dur;
 use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
-use crate::record::time::rfc3339_millis;
-use crate::record::{Position, RawRecord};
+use crate::record::{Attributes, RawRecord};
 
-/// ReceiveMessage and DeleteMessageBatch: at most 10 messages per call.
-const MAX_PER_CALL: usize = 10;
-
-/// Read messages from an Amazon SQS queue (standard or FIFO).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "SqsSource")]
-pub struct Config {
-    /// Queue URL or queue name.
-    pub queue: String,
-    /// Long-polling wait of a receive that finds the queue empty (at most 20s).
-    #[serde(default = "default_wait_time")]
-    pub wait_time: Dur,
-    /// Visibility timeout of received messages (default: the queue's).
-    #[serde(default)]
-    pub visibility_timeout: Option<Dur>,
-}
-
-fn default_wait_time() -> Dur {
-    Dur(Duration::from_secs(20))
-}
+use super::{Config, MAX_PER_CALL, attribute_text};
 
 /// Receipt handles of a batch's messages, deleted once the batch is delivered.
 /// While it exists, the messages' visibility timeout is extended.
@@ -74,6 +50,8 @@ impl Drop for Lease {
 pub struct Reader {
     config: Config,
     url: Arc<str>,
+    /// The queue's name, for `meta.stream`.
+    queue: Arc<str>,
     aws: Arc<Clients>,
     in_flight: Arc<InFlight>,
     next_id: u64,
@@ -97,6 +75,7 @@ impl Reader {
         ));
         Ok(Reader {
             config,
+            queue: Arc::from(super::queue_name(&url)),
             url: Arc::from(url.as_str()),
             aws,
             in_flight,
@@ -130,49 +109,28 @@ impl Reader {
                 break;
             }
             for m in messages {
-                let attr = |name: MessageSystemAttributeName| {
-                    m.attributes().and_then(|a| a.get(&name)).cloned()
+                let system = |name: &str| {
+                    m.attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::from(name)))
+                        .cloned()
                 };
-                let arrival = attr(MessageSystemAttributeName::SentTimestamp)
-                    .and_then(|t| t.parse::<i64>().ok())
-                    .map(rfc3339_millis);
-                let attributes: Vec<(String, String)> = m
+                let attributes: Attributes = m
                     .message_attributes()
-                    .map(|a| {
-                        let mut v: Vec<(String, String)> = a
-                            .iter()
-                            .map(|(k, v)| {
-                                let text =
-                                    v.string_value().map(str::to_owned).unwrap_or_else(|| {
-                                        v.binary_value()
-                                            .map(|b| {
-                                                base64::engine::general_purpose::STANDARD
-                                                    .encode(b.as_ref())
-                                            })
-                                            .unwrap_or_default()
-                                    });
-                                (k.clone(), text)
-                            })
-                            .collect();
-                        v.sort();
-                        v
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| {
+                        let text =
+                            attribute_text(v.string_value(), v.binary_value().map(|b| b.as_ref()));
+                        (k.clone(), text)
                     })
-                    .unwrap_or_default();
-                records.push(RawRecord {
-                    data: m.body().unwrap_or_default().as_bytes().to_vec(),
-                    position: Position {
-                        source: "sqs",
-                        stream: Some(Arc::clone(&self.url)),
-                        message_id: m.message_id().map(str::to_owned),
-                        partition_key: attr(MessageSystemAttributeName::MessageGroupId),
-                        sequence_number: attr(MessageSystemAttributeName::SequenceNumber),
-                        arrival_time: arrival,
-                        ..Position::default()
-                    },
-                    rejected: None,
-                    attributes: (!attributes.is_empty()).then(|| Arc::new(attributes)),
-                    fan_out: Vec::new(),
-                });
+                    .collect();
+                records.push(super::record(
+                    Some(Arc::clone(&self.queue)),
+                    m.message_id().map(str::to_owned),
+                    m.body().unwrap_or_default().as_bytes().to_vec(),
+                    system,
+                    attributes,
+                ));
                 if let Some(h) = m.receipt_handle() {
                     receipts.handles.push(h.to_owned());
                 }

@@ -1,72 +1,18 @@
-//! The `kinesis` source: the Kinesis side of a
-//! [`ShardReader`](super::shards::ShardReader), which reads the shards this
-//! worker holds leases of, each in order, and checkpoints each shard once
-//! every record up to the checkpoint reached its sinks or the DLQ. Here:
-//! shard iterators, `GetRecords`, and records (aggregates of the Kinesis
-//! Producer Library split into their user records).
+//! Reading a stream under `sluice run` and `sluice daemon`: the Kinesis side
+//! of a [`ShardReader`](crate::sources::shards::ShardReader), which reads the
+//! shards this worker holds leases of, each in order, and checkpoints each
+//! shard once every record up to the checkpoint reached its sinks or the
+//! DLQ. Here: shard iterators and `GetRecords`.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
-use schemars::JsonSchema;
-use serde::Deserialize;
 
-use super::shards::{At, GetError, Page, ShardApi, ShardReader, ensure_table};
+use super::{Config, StartPosition, is_arn, stream_name};
 use crate::aws::Clients;
-use crate::config::duration::Dur;
 use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
-use crate::record::Position;
-use crate::record::time::rfc3339_millis;
-
-/// Read the records of an Amazon Kinesis data stream.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "KinesisSource")]
-pub struct Config {
-    /// Stream name or ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`).
-    pub stream: String,
-    /// Where a shard without a checkpoint starts.
-    #[serde(default)]
-    pub start_position: StartPosition,
-    /// `at_timestamp`: the time to start at (RFC 3339, `2026-11-22T18:00:00Z`).
-    #[serde(default)]
-    pub timestamp: Option<String>,
-    /// DynamoDB table of checkpoints (created when missing; partition key `shard_key`, a string).
-    #[serde(default = "default_checkpoint_table")]
-    pub checkpoint_table: String,
-    /// Most records per `GetRecords` call (at most 10 000).
-    #[serde(default = "default_max_records")]
-    #[schemars(range(min = 1, max = 10000))]
-    pub max_records: i32,
-    /// Wait before reading again when no shard had new records.
-    #[serde(default = "default_poll_interval")]
-    pub poll_interval: Dur,
-}
-
-/// Where reading starts on a shard that has no checkpoint yet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-#[schemars(rename = "StartPosition")]
-pub enum StartPosition {
-    /// Only records written from now on.
-    #[default]
-    Latest,
-    /// The oldest record the stream still holds.
-    TrimHorizon,
-    /// The first record at or after `timestamp`.
-    AtTimestamp,
-}
-
-fn default_checkpoint_table() -> String {
-    "sluice-checkpoints".into()
-}
-fn default_max_records() -> i32 {
-    1000
-}
-fn default_poll_interval() -> Dur {
-    Dur(Duration::from_secs(1))
-}
+use crate::sources::shards::{At, GetError, Page, ShardApi, ShardReader, ensure_table};
 
 /// A running Kinesis source.
 pub type Reader = ShardReader<Api>;
@@ -75,6 +21,7 @@ pub type Reader = ShardReader<Api>;
 pub struct Api {
     config: Config,
     pipeline: String,
+    /// The stream's name (also when the pipeline gives its ARN), for `meta.stream`.
     stream: Arc<str>,
     aws: Arc<Clients>,
 }
@@ -86,7 +33,7 @@ impl Reader {
         config: Config,
         pipeline: &str,
         aws: Arc<Clients>,
-        leases: (Arc<super::lease::Shared>, String),
+        leases: (Arc<crate::sources::lease::Shared>, String),
         retry: Policy,
     ) -> Result<Reader, String> {
         ensure_table(&aws, &config.checkpoint_table, &retry).await?;
@@ -96,7 +43,7 @@ impl Reader {
             config.poll_interval.0,
         );
         let api = Api {
-            stream: Arc::from(config.stream.as_str()),
+            stream: Arc::from(stream_name(&config.stream)),
             config,
             pipeline: pipeline.to_owned(),
             aws: Arc::clone(&aws),
@@ -190,37 +137,21 @@ impl ShardApi for Api {
             .map_err(|e| GetError::of(shard, &e))?;
         let mut records = Vec::with_capacity(out.records.len());
         for r in out.records {
-            let position = Position {
-                source: "kinesis",
-                stream: Some(Arc::clone(&self.stream)),
-                shard: Some(Arc::clone(shard)),
-                partition_key: r.partition_key,
-                sequence_number: Some(r.sequence_number),
-                arrival_time: r
-                    .approximate_arrival_timestamp
-                    .map(|t| rfc3339_millis(t.to_millis().unwrap_or(0))),
-                ..Position::default()
-            };
+            let position = super::position(
+                Some(Arc::clone(&self.stream)),
+                Some(Arc::clone(shard)),
+                r.partition_key,
+                r.sequence_number,
+                r.approximate_arrival_timestamp
+                    .map(|t| t.to_millis().unwrap_or(0)),
+            );
             // The data is moved, not copied, into the record.
-            crate::decode::kpl::push_records(&mut records, r.data.into_inner(), position);
+            super::push_records(&mut records, r.data.into_inner(), position);
         }
         Ok(Page {
             records,
             next_iterator: out.next_shard_iterator,
             millis_behind: out.millis_behind_latest,
         })
-    }
-}
-
-/// Whether a stream is named by its ARN.
-pub(crate) fn is_arn(stream: &str) -> bool {
-    stream.starts_with("arn:")
-}
-
-/// The stream's name, when it is given by name or by ARN.
-pub(crate) fn stream_name(stream: &str) -> &str {
-    match stream.split_once(":stream/") {
-        Some((_, name)) if is_arn(stream) => name,
-        _ => stream,
     }
 }

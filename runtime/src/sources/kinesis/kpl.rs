@@ -27,13 +27,7 @@ pub struct UserRecord {
 /// records is appended as itself, rejected (stage `decode`). How many were
 /// appended.
 pub fn push_records(out: &mut Vec<RawRecord>, data: Vec<u8>, position: Position) -> usize {
-    let raw = |data, position| RawRecord {
-        data,
-        position,
-        rejected: None,
-        attributes: None,
-        fan_out: Vec::new(),
-    };
+    let raw = RawRecord::new;
     match deaggregate(&data) {
         // Nothing to deliver, but the Kinesis record arrived: it is
         // accounted for as a dead letter rather than vanishing.

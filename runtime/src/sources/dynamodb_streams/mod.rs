@@ -1,0 +1,148 @@
+//! The `dynamodb_streams` source: the change records of a DynamoDB table,
+//! as plain JSON (`eventName`, `eventID`, `Keys`, `NewImage`, `OldImage`).
+//!
+//! Read by [`reader`] under `sluice run` and `sluice daemon` (every shard in
+//! order, checkpointed in DynamoDB) and by [`event`] from a Lambda event
+//! source mapping; both build records with [`position`] and [`record`], and
+//! one conversion of attribute values ([`item_json`]), so a change is the
+//! same record in every mode. A Lambda event does not name the shard:
+//! `meta.shard` is only set under `sluice run` and `sluice daemon`.
+
+pub mod event;
+pub mod reader;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_dynamo::AttributeValue;
+use serde_json::{Map, Value};
+
+pub use reader::Reader;
+
+use crate::config::duration::Dur;
+use crate::record::time::rfc3339_millis;
+use crate::record::{Position, RawRecord};
+
+/// Read the change records of an Amazon DynamoDB table's stream.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "DynamodbStreamsSource")]
+pub struct Config {
+    /// The table whose stream (its latest) is read.
+    pub table: String,
+    /// Where a shard without a checkpoint starts: `latest` or `trim_horizon`.
+    #[serde(default)]
+    pub start_position: StartPosition,
+    /// DynamoDB table of checkpoints (created when missing).
+    #[serde(default = "default_checkpoint_table")]
+    pub checkpoint_table: String,
+    /// Most records per `GetRecords` call (at most 1 000).
+    #[serde(default = "default_max_records")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_records: i32,
+    /// Wait before reading again when no shard had new records.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Dur,
+}
+
+/// Where reading starts on a shard that has no checkpoint yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "StreamsStartPosition")]
+pub enum StartPosition {
+    /// Only changes made from now on.
+    #[default]
+    Latest,
+    /// The oldest change the stream still holds (24 hours).
+    TrimHorizon,
+}
+
+fn default_checkpoint_table() -> String {
+    "sluice-checkpoints".into()
+}
+fn default_max_records() -> i32 {
+    1000
+}
+fn default_poll_interval() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+
+/// Where a change record came from: the stream's ARN, the shard, the
+/// sequence number, and when the change was made (ms).
+pub fn position(
+    stream: Option<Arc<str>>,
+    shard: Option<Arc<str>>,
+    sequence_number: Option<String>,
+    created_ms: Option<i64>,
+) -> Position {
+    Position {
+        source: "dynamodb_streams",
+        stream,
+        shard,
+        sequence_number,
+        arrival_time: created_ms.map(rfc3339_millis),
+        ..Position::default()
+    }
+}
+
+/// A change as a record: `{eventName, eventID, Keys, NewImage, OldImage}`,
+/// each image present when the change has it (`images`: keys, new, old).
+pub fn record(
+    position: Position,
+    event_name: &str,
+    event_id: Option<&str>,
+    images: [Option<serde_dynamo::Item>; 3],
+) -> RawRecord {
+    let mut doc = Map::new();
+    doc.insert("eventName".into(), Value::String(event_name.to_owned()));
+    doc.insert(
+        "eventID".into(),
+        event_id.map_or(Value::Null, |e| Value::String(e.to_owned())),
+    );
+    for (name, image) in ["Keys", "NewImage", "OldImage"].into_iter().zip(images) {
+        if let Some(image) = image.filter(|i| !i.is_empty()) {
+            doc.insert(name.into(), item_json(&image));
+        }
+    }
+    RawRecord::new(
+        serde_json::to_vec(&Value::Object(doc)).unwrap_or_default(),
+        position,
+    )
+}
+
+/// A DynamoDB item as plain JSON: numbers as numbers, sets as arrays, binary as base64.
+pub fn item_json(item: &serde_dynamo::Item) -> Value {
+    Value::Object(
+        item.iter()
+            .map(|(k, v)| (k.clone(), attribute_json(v)))
+            .collect(),
+    )
+}
+
+/// One attribute value as plain JSON (see [`item_json`]). A number too
+/// large or too precise for JSON stays its text.
+pub fn attribute_json(v: &AttributeValue) -> Value {
+    use AttributeValue as A;
+    let number =
+        |n: &str| serde_json::from_str::<Value>(n).unwrap_or_else(|_| Value::String(n.to_owned()));
+    let b64 = |b: &[u8]| Value::String(base64::engine::general_purpose::STANDARD.encode(b));
+    match v {
+        A::S(s) => Value::String(s.clone()),
+        A::N(n) => number(n),
+        A::B(b) => b64(b),
+        A::Bool(b) => Value::Bool(*b),
+        A::Null(_) => Value::Null,
+        A::Ss(v) => Value::Array(v.iter().map(|s| Value::String(s.clone())).collect()),
+        A::Ns(v) => Value::Array(v.iter().map(|n| number(n)).collect()),
+        A::Bs(v) => Value::Array(v.iter().map(|b| b64(b)).collect()),
+        A::L(l) => Value::Array(l.iter().map(attribute_json).collect()),
+        A::M(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), attribute_json(v)))
+                .collect(),
+        ),
+    }
+}

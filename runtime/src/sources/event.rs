@@ -1,0 +1,114 @@
+//! What every source's Lambda decoder shares: an event turned into records,
+//! the event records they came from, and how one event record that cannot
+//! be decoded becomes a record rejected at stage `decode` (the rest of the
+//! event is read as usual).
+//!
+//! Each source decodes its own event records (`sources/<name>/event.rs`)
+//! with the same record builder its reader uses under `sluice run` and
+//! `sluice daemon`, so a record and its `meta` are the same in every mode.
+
+use serde_json::Value;
+
+use crate::record::{Position, RawRecord};
+
+/// One event record: what identifies it in a response, and its message group (SQS FIFO).
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Sequence number, message id, or (Kafka) `topic-partition@offset`: see [`item_id`].
+    pub id: String,
+    /// The SQS FIFO message group, or the Kafka topic-partition (`orders-0`).
+    pub group: Option<String>,
+    /// The Kafka offset.
+    pub offset: Option<i64>,
+}
+
+impl Item {
+    /// An event record identified by `id` alone.
+    pub fn new(id: String) -> Item {
+        Item {
+            id,
+            group: None,
+            offset: None,
+        }
+    }
+}
+
+/// The id of the event record a record came from, as in [`Item::id`].
+pub fn item_id(p: &Position) -> Option<String> {
+    if let (Some(topic), Some(partition), Some(offset)) = (&p.stream, p.partition, p.offset) {
+        return Some(format!("{topic}-{partition}@{offset}"));
+    }
+    p.message_id.clone().or_else(|| p.sequence_number.clone())
+}
+
+/// An event turned into records.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The records, in event order (a KPL aggregate gives several in a row).
+    pub records: Vec<RawRecord>,
+    /// For each record, the index of its event record in `items`.
+    pub item_of: Vec<usize>,
+    /// The event records.
+    pub items: Vec<Item>,
+    /// Whether the event came from an SQS FIFO queue.
+    pub fifo: bool,
+}
+
+impl Batch {
+    /// Adds an event record that is one record.
+    pub fn push(&mut self, record: RawRecord, item: Item) {
+        self.records.push(record);
+        self.item_of.push(self.items.len());
+        self.items.push(item);
+    }
+
+    /// Adds an event record that holds several records (a KPL aggregate):
+    /// `push` adds them to the list it is given.
+    pub fn push_many(&mut self, item: Item, push: impl FnOnce(&mut Vec<RawRecord>) -> usize) {
+        let index = self.items.len();
+        self.items.push(item);
+        let n = push(&mut self.records);
+        self.item_of.extend(std::iter::repeat_n(index, n));
+    }
+
+    /// Adds an event record that could not be decoded: its JSON is the
+    /// data, rejected at stage `decode` with the reason.
+    pub fn undecodable(
+        &mut self,
+        r: &Value,
+        what: &str,
+        e: impl std::fmt::Display,
+        position: Position,
+        item: Item,
+    ) {
+        let mut record = RawRecord::new(r.to_string().into_bytes(), position);
+        record.rejected = Some(format!("the {what} cannot be decoded: {e}"));
+        self.push(record, item);
+    }
+}
+
+/// One event record as its typed form. A panic in the deserializer (the
+/// time parser of a Kafka timestamp has one) is an error of this record.
+pub fn decode<T: serde::de::DeserializeOwned>(r: &Value) -> Result<T, String> {
+    match crate::panics::catch(|| T::deserialize(r)) {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(m) => Err(format!("its decoder failed: {m}")),
+    }
+}
+
+/// The text at a JSON pointer of an event record.
+pub fn text_at(r: &Value, pointer: &str) -> Option<String> {
+    r.pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// A time in seconds since 1970 with decimals, as milliseconds. Read from the
+/// JSON because aws_lambda_events reads the decimals as a number of
+/// milliseconds (`.5` as 5 ms).
+pub fn seconds_at(r: &Value, pointer: &str) -> Option<i64> {
+    r.pointer(pointer)
+        .and_then(Value::as_f64)
+        .map(|s| (s * 1000.0).round() as i64)
+}

@@ -1,0 +1,107 @@
+//! The `kinesis` source: the records of an Amazon Kinesis data stream,
+//! aggregates of the Kinesis Producer Library split into their user records
+//! ([`kpl`]).
+//!
+//! Read by [`reader`] under `sluice run` and `sluice daemon` (shards leased
+//! and checkpointed in DynamoDB) and by [`event`] from a Lambda event source
+//! mapping; both build records with [`position`] and [`push_records`], so a
+//! record and its `meta` are the same in every mode.
+
+pub mod event;
+pub mod kpl;
+pub mod reader;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+pub use kpl::push_records;
+pub use reader::Reader;
+
+use crate::config::duration::Dur;
+use crate::record::Position;
+use crate::record::time::rfc3339_millis;
+
+/// Read the records of an Amazon Kinesis data stream.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "KinesisSource")]
+pub struct Config {
+    /// Stream name or ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`).
+    pub stream: String,
+    /// Where a shard without a checkpoint starts.
+    #[serde(default)]
+    pub start_position: StartPosition,
+    /// `at_timestamp`: the time to start at (RFC 3339, `2026-11-22T18:00:00Z`).
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// DynamoDB table of checkpoints (created when missing; partition key `shard_key`, a string).
+    #[serde(default = "default_checkpoint_table")]
+    pub checkpoint_table: String,
+    /// Most records per `GetRecords` call (at most 10 000).
+    #[serde(default = "default_max_records")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_records: i32,
+    /// Wait before reading again when no shard had new records.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Dur,
+}
+
+/// Where reading starts on a shard that has no checkpoint yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "StartPosition")]
+pub enum StartPosition {
+    /// Only records written from now on.
+    #[default]
+    Latest,
+    /// The oldest record the stream still holds.
+    TrimHorizon,
+    /// The first record at or after `timestamp`.
+    AtTimestamp,
+}
+
+fn default_checkpoint_table() -> String {
+    "sluice-checkpoints".into()
+}
+fn default_max_records() -> i32 {
+    1000
+}
+fn default_poll_interval() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+
+/// Whether a stream is named by its ARN.
+pub fn is_arn(stream: &str) -> bool {
+    stream.starts_with("arn:")
+}
+
+/// The stream's name, when it is given by name or by ARN.
+pub fn stream_name(stream: &str) -> &str {
+    match stream.split_once(":stream/") {
+        Some((_, name)) if is_arn(stream) => name,
+        _ => stream,
+    }
+}
+
+/// Where a Kinesis record came from: the stream's name, the shard, the
+/// partition key, the sequence number, and when the stream received it (ms).
+pub fn position(
+    stream: Option<Arc<str>>,
+    shard: Option<Arc<str>>,
+    partition_key: Option<String>,
+    sequence_number: String,
+    arrival_ms: Option<i64>,
+) -> Position {
+    Position {
+        source: "kinesis",
+        stream,
+        shard,
+        partition_key,
+        sequence_number: Some(sequence_number),
+        arrival_time: arrival_ms.map(rfc3339_millis),
+        ..Position::default()
+    }
+}
