@@ -380,39 +380,6 @@ fn dynamodb_stream_changes_keep_totals_and_resume_after_the_checkpoint() {
     assert_eq!(totals(), vec![("c1".into(), 11.25), ("c2".into(), 5.5)]);
 }
 
-/// A record as the Kinesis Producer Library aggregates user records.
-fn kpl_aggregate(records: &[(&str, &str)]) -> Vec<u8> {
-    use md5::Digest;
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    fn bytes(field: u64, b: &[u8], out: &mut Vec<u8>) {
-        varint(field << 3 | 2, out);
-        varint(b.len() as u64, out);
-        out.extend_from_slice(b);
-    }
-    let mut keys: Vec<&str> = records.iter().map(|r| r.0).collect();
-    keys.dedup();
-    let mut body = Vec::new();
-    for k in &keys {
-        bytes(1, k.as_bytes(), &mut body);
-    }
-    for (k, data) in records {
-        let mut rec = vec![1 << 3];
-        varint(keys.iter().position(|x| x == k).unwrap() as u64, &mut rec);
-        bytes(3, data.as_bytes(), &mut rec);
-        bytes(3, &rec, &mut body);
-    }
-    let mut out = vec![0xF3, 0x89, 0x9A, 0xC2];
-    out.extend_from_slice(&body);
-    out.extend_from_slice(md5::Md5::digest(&body).as_slice());
-    out
-}
-
 #[test]
 fn kpl_aggregated_records_are_split_into_their_user_records() {
     use aws_sdk_kinesis::primitives::Blob;
@@ -420,7 +387,7 @@ fn kpl_aggregated_records_are_split_into_their_user_records() {
     let rt = rt();
     let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
     rt.block_on(create_stream(&kinesis, "agg", 1));
-    let agg = kpl_aggregate(&[("a", "{\"n\":1}"), ("a", "{\"n\":2}"), ("b", "{\"n\":3}")]);
+    let agg = common::kpl::aggregate(&[("a", "{\"n\":1}"), ("a", "{\"n\":2}"), ("b", "{\"n\":3}")]);
     for data in [agg, b"{\"n\":4}".to_vec()] {
         rt.block_on(
             kinesis

@@ -9,6 +9,7 @@ pub mod aws;
 pub mod daemon;
 pub mod faults;
 pub mod kinesalite;
+pub mod kpl;
 pub mod lambda;
 pub mod moto;
 pub mod orders;
