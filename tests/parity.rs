@@ -1,9 +1,10 @@
 //! The same input gives the same results in every mode a source runs in.
 //!
-//! For each source, records are written to `moto_server`, then read twice:
-//! by `sluice run` from the emulator, and by the Lambda function from an
-//! event built from the same records, as the event source mapping builds it
-//! (the records are read back with the SDK first). One pipeline copies `meta`
+//! For each source, records are written to `moto_server`, then read in
+//! each mode: by `sluice run` and (streams, whose reads leave the records in
+//! place) `sluice daemon` from the emulator, and by the Lambda function from
+//! an event built from the same records, as the event source mapping builds
+//! it (the records are read back with the SDK first). One pipeline copies `meta`
 //! into each record and dead-letters a record at each stage; the sink
 //! contents and the DLQ envelopes must be equal (but the envelopes'
 //! `timestamp`, the time of the batch). Records aggregated by the Kinesis
@@ -12,9 +13,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::aws::{create_queue, create_stream, rt};
+use common::daemon::Daemon;
 use common::lambda::Lambda;
 use common::moto::Moto;
 use common::{outcome, read_jsonl, run, sluice};
@@ -90,6 +93,30 @@ fn run_once(moto: &Moto, p: &Path) {
     let (code, summary, err) = outcome(&o);
     assert_eq!(code, 0, "{err}");
     assert_eq!(summary["records_in"], 5, "{summary}");
+}
+
+/// Runs the pipeline `p` as `sluice daemon` in `dir` until it delivered
+/// `delivered` records and dead-lettered `dead` (bounded by a minute, so a
+/// daemon that never gets there fails the test), then stops it.
+fn daemon_once(moto: &Moto, dir: &Path, p: &Path, (delivered, dead): (usize, usize)) {
+    let mut daemon = Daemon::start(dir, p, "w1", &moto.env(), &[]);
+    let lines = |f: &str| std::fs::read_to_string(dir.join(f)).map_or(0, |t| t.lines().count());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (lines("out.jsonl"), lines("dlq.jsonl")) != (delivered, dead) {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not get there:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemon.terminate();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(60)),
+        Some(0),
+        "{}",
+        daemon.log()
+    );
 }
 
 /// Invokes the pipeline in `dir` once in Lambda mode with `event`; every
@@ -293,7 +320,7 @@ fn sqs_parity(queue: &str) {
 }
 
 #[test]
-fn a_kinesis_stream_gives_the_same_records_under_run_and_lambda() {
+fn a_kinesis_stream_gives_the_same_records_under_run_daemon_and_lambda() {
     use aws_sdk_kinesis::types::ShardIteratorType;
     let moto = Moto::start();
     let rt = rt();
@@ -380,6 +407,16 @@ fn a_kinesis_stream_gives_the_same_records_under_run_and_lambda() {
     );
     run_once(&moto, &pipeline(run_dir.path(), &source));
     invoke_once(&moto, &pipeline(lambda_dir.path(), &source), &event);
+    // The daemon keeps its checkpoints apart from the run's, so it reads the stream again.
+    let daemon_dir = tempfile::tempdir().unwrap();
+    let daemon_source = source.replace(" }", ", checkpoint_table: daemon-checkpoints }");
+    let p = pipeline(daemon_dir.path(), &daemon_source);
+    daemon_once(&moto, daemon_dir.path(), &p, (2, 3));
+    assert_eq!(
+        results(run_dir.path()),
+        results(daemon_dir.path()),
+        "run, then daemon"
+    );
 
     assert_same(run_dir.path(), lambda_dir.path(), |r| {
         // Both are user records of the first (they share its sequence number).
@@ -425,10 +462,11 @@ fn image(
     Value::Object(m.iter().map(|(k, v)| (k.clone(), attribute(v))).collect())
 }
 
-/// Changes of a table: the same records and envelopes under `sluice run`
-/// and Lambda, but `meta.shard`, which a Lambda event does not carry.
+/// Changes of a table: the same records and envelopes under `sluice run`,
+/// `sluice daemon` and Lambda, but `meta.shard`, which a Lambda event does
+/// not carry.
 #[test]
-fn a_dynamodb_table_stream_gives_the_same_records_under_run_and_lambda() {
+fn a_dynamodb_table_stream_gives_the_same_records_under_run_daemon_and_lambda() {
     use aws_sdk_dynamodb::types::{AttributeValue, ScalarAttributeType, StreamViewType};
     use aws_sdk_dynamodbstreams::types::ShardIteratorType;
     use common::aws::{table_request, table_stream};
@@ -535,6 +573,20 @@ fn a_dynamodb_table_stream_gives_the_same_records_under_run_and_lambda() {
     let (code, summary, err) = outcome(&o);
     assert_eq!((code, &summary["records_in"]), (0, &json!(4)), "{err}");
     invoke_once(&moto, &p(lambda_dir.path()), &event);
+    let daemon_dir = tempfile::tempdir().unwrap();
+    let daemon_source = source.replace(" }", ", checkpoint_table: daemon-checkpoints }");
+    let daemon_pipeline = pipeline_of(
+        daemon_dir.path(),
+        &daemon_source,
+        "NewImage",
+        "record.NewImage.n",
+    );
+    daemon_once(&moto, daemon_dir.path(), &daemon_pipeline, (2, 2));
+    assert_eq!(
+        results(run_dir.path()),
+        results(daemon_dir.path()),
+        "run, then daemon"
+    );
 
     let (mut out, mut dlq) = results(run_dir.path());
     for r in &mut out {
