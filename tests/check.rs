@@ -175,3 +175,41 @@ fn deny_warnings_makes_a_warning_an_error() {
         );
     }
 }
+
+/// `--mode` refuses a source the mode does not read, at the source's `type`,
+/// in the words of docs/sources.md; a source the mode reads passes.
+#[test]
+fn mode_names_a_source_the_mode_does_not_read() {
+    let check = |mode: &str, file: &str| {
+        run(sluice()
+            .args(["check", "--format", "short", "--mode", mode, file])
+            .current_dir(root()))
+    };
+    let o = check("lambda", "pipelines/orders/pipeline.yaml");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "pipelines/orders/pipeline.yaml:6:9: error[unsupported-mode]: a `file` source is read by `sluice run` only, not by Lambda mode; a service or a function reads a stream: `sqs`, `kinesis` or `dynamodb_streams`\n"
+    );
+    for mode in ["run", "daemon", "lambda"] {
+        let o = check(mode, "pipelines/orders/kinesis.yaml");
+        assert_eq!((o.status.code(), stderr(&o)), (Some(0), String::new()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("kafka.yaml");
+    std::fs::write(
+        &p,
+        "version: 1\nname: k\nsource:\n  type: kafka\n  topic: orders\n  cluster_arn: arn:aws:kafka:us-east-1:123456789012:cluster/c/x\n\
+         routes: [{ to: [out] }]\nsinks: { out: { type: stdout } }\ndlq: { type: stdout }\n",
+    )
+    .unwrap();
+    let o = check("run", p.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "{}:4:9: error[unsupported-mode]: a `kafka` source is read by Lambda mode only, not by `sluice run` (a Lambda event source mapping reads the topic): deploy it with `sluice deploy template`, or try it with `sluice test`\n",
+            p.display()
+        )
+    );
+}

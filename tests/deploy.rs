@@ -252,7 +252,7 @@ fn a_file_sink_cannot_be_deployed() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
-        "error: a `file` source is not delivered by a Lambda event source mapping: use `kinesis`, `dynamodb_streams`, `sqs` or `kafka`\n"
+        "error: a `file` source is read by `sluice run` only, not by Lambda mode; a service or a function reads a stream: `sqs`, `kinesis` or `dynamodb_streams`\n"
     );
 }
 
@@ -428,7 +428,7 @@ fn the_ecs_template_refuses_what_a_task_would_lose() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
-        "error: `sluice daemon` reads a `kinesis`, `dynamodb_streams` or `sqs` source, not `file`\n"
+        "error: a `file` source is read by `sluice run` only, not by `sluice daemon`; a service or a function reads a stream: `sqs`, `kinesis` or `dynamodb_streams`\n"
     );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.yaml");

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use super::{EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE};
 use crate::config::{self, Env, LoadError};
 use crate::diagnostics::render::{self, Format};
-use crate::diagnostics::{Diagnostics, Severity};
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, Severity};
+use crate::sources::RunMode;
 
 /// Checks the files and prints the diagnostics. Exit code 0 when every file
 /// is valid (warnings allowed), 1 when one is invalid, 2 when one cannot be read.
@@ -13,7 +14,8 @@ use crate::diagnostics::{Diagnostics, Severity};
 /// test files (`tests/` folders) and hidden folders left out; `-` for a
 /// pipeline read from standard input.
 /// With `deny_warnings`, every warning is reported, and counts, as an error.
-pub fn main(args: &[PathBuf], format: Format, deny_warnings: bool) -> i32 {
+/// With `mode`, a source that mode does not read is an error.
+pub fn main(args: &[PathBuf], format: Format, deny_warnings: bool, mode: Option<Mode>) -> i32 {
     let env = Env::process();
     let mut all = Vec::new();
     let mut code = EXIT_OK;
@@ -41,6 +43,17 @@ pub fn main(args: &[PathBuf], format: Format, deny_warnings: bool) -> i32 {
         };
         match loaded {
             Ok(mut loaded) => {
+                let refused = mode.and_then(|m| loaded.pipeline.source.refusal(m.into()));
+                if let Some(why) = refused {
+                    let (file, span) = loaded.source_at.clone();
+                    loaded.diagnostics.push(
+                        Diagnostic::error(Code::UnsupportedMode, why)
+                            .at(file, span)
+                            .help("docs/sources.md says which source runs in which mode"),
+                    );
+                    loaded.diagnostics.sort();
+                    code = code.max(EXIT_INVALID);
+                }
                 if deny_warnings && deny(&mut loaded.diagnostics) {
                     code = code.max(EXIT_INVALID);
                 }
@@ -80,6 +93,27 @@ pub fn main(args: &[PathBuf], format: Format, deny_warnings: bool) -> i32 {
         }
     }
     code
+}
+
+/// The mode `--mode` checks the pipeline for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// `sluice run`.
+    Run,
+    /// `sluice daemon`.
+    Daemon,
+    /// Lambda mode (`sluice lambda`, `sluice deploy template`).
+    Lambda,
+}
+
+impl From<Mode> for RunMode {
+    fn from(m: Mode) -> RunMode {
+        match m {
+            Mode::Run => RunMode::Run,
+            Mode::Daemon => RunMode::Daemon,
+            Mode::Lambda => RunMode::Lambda,
+        }
+    }
 }
 
 /// What `--deny` makes errors.

@@ -379,10 +379,12 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
             e
         }
         other => {
-            return Err(format!(
-                "a `{}` source is not delivered by a Lambda event source mapping: use `kinesis`, `dynamodb_streams`, `sqs` or `kafka`",
-                other.type_name()
-            ));
+            return Err(other.refusal(sources::RunMode::Lambda).unwrap_or_else(|| {
+                format!(
+                    "a `{}` source has no event source mapping",
+                    other.type_name()
+                )
+            }));
         }
     };
     let stream_source = !matches!(p.source, sources::Config::Sqs(_));
@@ -517,10 +519,9 @@ pub fn ecs(p: &config::Pipeline, args: &EcsArgs) -> Result<Value, String> {
             policy.push(statement(&["sqs:GetQueueUrl"], vec![queue_arn(&c.queue)]));
         }
         other => {
-            return Err(format!(
-                "`sluice daemon` reads a `kinesis`, `dynamodb_streams` or `sqs` source, not `{}`",
-                other.type_name()
-            ));
+            return Err(other
+                .refusal(sources::RunMode::Daemon)
+                .unwrap_or_else(|| format!("a `{}` source has no ECS task", other.type_name())));
         }
     }
     for (name, sink) in &p.sinks {

@@ -47,6 +47,9 @@ pub enum Command {
         /// `--deny warnings`: report warnings as errors (exit code 1).
         #[arg(long, short = 'D', value_enum, value_name = "LINTS")]
         deny: Vec<check::Deny>,
+        /// Also check that this mode reads the pipeline's source (see docs/sources.md).
+        #[arg(long, value_enum)]
+        mode: Option<check::Mode>,
     },
     /// Run a pipeline over its whole input and print a summary.
     Run(run::Args),
@@ -97,7 +100,8 @@ pub fn main() -> i32 {
             files,
             format,
             deny,
-        } => check::main(&files, format, deny.contains(&check::Deny::Warnings)),
+            mode,
+        } => check::main(&files, format, deny.contains(&check::Deny::Warnings), mode),
         Command::Run(args) => run::main(&args),
         Command::Daemon(args) => crate::daemon::main(&args),
         Command::Test(args) => test::main(&args),

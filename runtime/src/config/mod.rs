@@ -49,6 +49,9 @@ pub struct Loaded {
     pub places: check::Places,
     /// Warnings found on the way.
     pub diagnostics: Diagnostics,
+    /// Where the source's `type` is written, for diagnostics about the
+    /// source as a whole (`sluice check --mode`).
+    pub source_at: (FileId, std::ops::Range<usize>),
 }
 
 impl Loaded {
@@ -263,7 +266,9 @@ fn load_text(
     if diags.has_errors() {
         return Err(LoadError::Invalid(diags));
     }
+    let source_at = (file, cx.value_span("/source/type"));
     Ok(Loaded {
+        source_at,
         pipeline,
         path: path.to_path_buf(),
         dir,

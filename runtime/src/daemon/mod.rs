@@ -109,24 +109,8 @@ pub fn main(args: &Args) -> i32 {
     let p = &loaded.pipeline;
     let worker = args.worker_id.clone().unwrap_or_else(default_worker_id);
     logs::set_fields(&[("pipeline", &p.name), ("worker", &worker)]);
-    match &p.source {
-        sources::Config::Kinesis(_)
-        | sources::Config::DynamodbStreams(_)
-        | sources::Config::Sqs(_) => {}
-        other => {
-            return fail(
-                EXIT_INVALID,
-                &format!(
-                    "`sluice daemon` reads a `kinesis`, `dynamodb_streams` or `sqs` source, not `{}`: use `sluice run`{}",
-                    other.type_name(),
-                    if matches!(other, sources::Config::Kafka(_)) {
-                        " or Lambda"
-                    } else {
-                        ""
-                    }
-                ),
-            );
-        }
+    if let Some(why) = p.source.refusal(sources::RunMode::Daemon) {
+        return fail(EXIT_INVALID, &why);
     }
     // Bound before any lease is taken, so a port in use costs the group nothing.
     let listener = match rt.block_on(tokio::net::TcpListener::bind(args.listen)) {

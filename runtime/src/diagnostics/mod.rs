@@ -48,6 +48,8 @@ pub enum Code {
     ScriptMistake,
     /// Two components share a name that must be unique.
     DuplicateName,
+    /// The source is not read by the mode `sluice check --mode` names.
+    UnsupportedMode,
 }
 
 impl Code {
@@ -69,6 +71,7 @@ impl Code {
             Code::ScriptSyntax => "script-syntax",
             Code::ScriptMistake => "script-mistake",
             Code::DuplicateName => "duplicate-name",
+            Code::UnsupportedMode => "unsupported-mode",
         }
     }
 }

@@ -129,10 +129,11 @@ pub(crate) async fn open_source(
             return Ok((Reader::Sqs(reader, aws), None));
         }
         sources::Config::Kafka(_) => {
-            return Err(
-                "a `kafka` source is read by a Lambda event source mapping (Amazon MSK or self-managed Kafka), not by `sluice run`: deploy the pipeline with `sluice deploy template`, or test it with `sluice test`"
-                    .into(),
-            );
+            return Err(loaded
+                .pipeline
+                .source
+                .refusal(sources::RunMode::Run)
+                .unwrap_or_default());
         }
     };
     Ok((Reader::Lines(lines), None))

@@ -111,9 +111,12 @@ impl State {
             crate::err!("{}", render::text(&loaded.diagnostics, Format::Human));
         }
         let p = &loaded.pipeline;
+        if let Some(why) = p.source.refusal(crate::sources::RunMode::Lambda) {
+            return Err(format!("error: {why}\n"));
+        }
         let kind = Kind::of(&p.source).ok_or_else(|| {
             format!(
-                "error: the pipeline's source is `{}`: in Lambda, the source must be `kinesis`, `dynamodb_streams`, `sqs` or `kafka`\n",
+                "error: a `{}` source has no Lambda event decoder\n",
                 p.source.type_name()
             )
         })?;

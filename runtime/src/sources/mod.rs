@@ -61,6 +61,47 @@ impl Config {
         }
     }
 
+    /// The modes that read the source: the table of `docs/sources.md`.
+    pub fn modes(&self) -> &'static [RunMode] {
+        use RunMode::{Daemon, Lambda, Run};
+        match self {
+            Config::File(_) | Config::Stdin(_) => &[Run],
+            Config::Sqs(_) | Config::Kinesis(_) | Config::DynamodbStreams(_) => {
+                &[Run, Daemon, Lambda]
+            }
+            Config::Kafka(_) => &[Lambda],
+        }
+    }
+
+    /// Why `mode` does not read the source, in the words of the table of
+    /// `docs/sources.md`; `None` when it does.
+    pub fn refusal(&self, mode: RunMode) -> Option<String> {
+        let modes = self.modes();
+        if modes.contains(&mode) {
+            return None;
+        }
+        let names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+        let read_by = match names.as_slice() {
+            [one] => format!("{one} only"),
+            [init @ .., last] => format!("{} and {last}", init.join(", ")),
+            [] => "no mode".to_owned(),
+        };
+        let hint = match self {
+            Config::File(_) | Config::Stdin(_) => {
+                "; a service or a function reads a stream: `sqs`, `kinesis` or `dynamodb_streams`"
+            }
+            Config::Kafka(_) => {
+                " (a Lambda event source mapping reads the topic): deploy it with `sluice deploy template`, or try it with `sluice test`"
+            }
+            _ => "",
+        };
+        Some(format!(
+            "a `{}` source is read by {read_by}, not by {}{hint}",
+            self.type_name(),
+            mode.name()
+        ))
+    }
+
     /// Whether the source talks to AWS.
     pub fn uses_aws(&self) -> bool {
         matches!(
@@ -75,6 +116,33 @@ impl Config {
             self,
             Config::Sqs(_) | Config::Kinesis(_) | Config::DynamodbStreams(_) | Config::Kafka(_)
         )
+    }
+}
+
+/// A way to run a pipeline; each source is read by some of them
+/// ([`Config::modes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// `sluice run`: one process, until the input ends (or, for a stream,
+    /// until stopped or idle).
+    Run,
+    /// `sluice daemon`: a service whose workers share a stream.
+    Daemon,
+    /// Lambda mode: a function invoked by an event source mapping.
+    Lambda,
+}
+
+impl RunMode {
+    /// Every mode.
+    pub const ALL: [RunMode; 3] = [RunMode::Run, RunMode::Daemon, RunMode::Lambda];
+
+    /// The mode as the docs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunMode::Run => "`sluice run`",
+            RunMode::Daemon => "`sluice daemon`",
+            RunMode::Lambda => "Lambda mode",
+        }
     }
 }
 
@@ -249,4 +317,46 @@ fn read_shards<A: shards::ShardApi>(
 /// Default largest record a line source accepts: 10 MiB.
 pub fn default_max_record_bytes() -> u64 {
     10 * 1024 * 1024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(v: serde_json::Value) -> Config {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn each_source_is_refused_by_the_modes_that_do_not_read_it_in_the_tables_words() {
+        use serde_json::json;
+        let file = source(json!({ "type": "file", "path": "in.jsonl" }));
+        let sqs = source(json!({ "type": "sqs", "queue": "in" }));
+        let kafka = source(
+            json!({ "type": "kafka", "topic": "orders", "cluster_arn": "arn:aws:kafka:us-east-1:1:cluster/c/x" }),
+        );
+        assert_eq!(file.refusal(RunMode::Run), None);
+        assert_eq!(
+            file.refusal(RunMode::Daemon).as_deref(),
+            Some(
+                "a `file` source is read by `sluice run` only, not by `sluice daemon`; a service or a function reads a stream: `sqs`, `kinesis` or `dynamodb_streams`"
+            )
+        );
+        assert_eq!(
+            file.refusal(RunMode::Lambda).as_deref(),
+            Some(
+                "a `file` source is read by `sluice run` only, not by Lambda mode; a service or a function reads a stream: `sqs`, `kinesis` or `dynamodb_streams`"
+            )
+        );
+        for mode in RunMode::ALL {
+            assert_eq!(sqs.refusal(mode), None);
+        }
+        assert_eq!(kafka.refusal(RunMode::Lambda), None);
+        assert_eq!(
+            kafka.refusal(RunMode::Run).as_deref(),
+            Some(
+                "a `kafka` source is read by Lambda mode only, not by `sluice run` (a Lambda event source mapping reads the topic): deploy it with `sluice deploy template`, or try it with `sluice test`"
+            )
+        );
+    }
 }
