@@ -8,6 +8,8 @@
 //! addressing. The SDK's own retries are off: `delivery` retries with the
 //! pipeline's one policy, so every attempt is counted and classified once.
 
+pub mod iam;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value, json};
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE};
+use crate::aws::iam::{arn, queue_arn, statement, stream_arn, sub, table_arn};
 use crate::config::{self, Env, LoadError};
 use crate::delivery::DlqConfig;
 use crate::diagnostics::render::{self, Format};
@@ -106,72 +107,6 @@ fn print(file: &std::path::Path, make: impl Fn(&config::Pipeline) -> Result<Valu
             EXIT_INVALID
         }
     }
-}
-
-fn sub(s: String) -> Value {
-    json!({ "Fn::Sub": s })
-}
-
-fn arn(service: &str, resource: &str) -> Value {
-    sub(format!(
-        "arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{resource}"
-    ))
-}
-
-/// A Kinesis stream's ARN from a name or an ARN.
-fn stream_arn(stream: &str) -> Value {
-    if stream.starts_with("arn:") {
-        json!(stream)
-    } else {
-        arn("kinesis", &format!("stream/{stream}"))
-    }
-}
-
-/// An SQS queue's ARN from a name, URL or ARN.
-fn queue_arn(queue: &str) -> Value {
-    if queue.starts_with("arn:") {
-        return json!(queue);
-    }
-    let name = queue
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or(queue);
-    arn("sqs", name)
-}
-
-fn table_arn(table: &str) -> Value {
-    arn("dynamodb", &format!("table/{table}"))
-}
-
-fn statement(actions: &[&str], resources: Vec<Value>) -> Value {
-    json!({ "Effect": "Allow", "Action": actions, "Resource": resources })
-}
-
-/// Permissions a sink (or the DLQ) needs.
-fn sink_statement(sink: &sinks::Config) -> Option<Value> {
-    Some(match sink {
-        sinks::Config::S3(c) => statement(
-            &["s3:PutObject"],
-            vec![sub(format!("arn:${{AWS::Partition}}:s3:::{}/*", c.bucket))],
-        ),
-        sinks::Config::Sqs(c) => statement(
-            &["sqs:SendMessage", "sqs:GetQueueUrl"],
-            vec![queue_arn(&c.queue)],
-        ),
-        sinks::Config::Dynamodb(c) => statement(
-            match c.mode {
-                sinks::dynamodb::Mode::Put => &["dynamodb:BatchWriteItem", "dynamodb:PutItem"][..],
-                sinks::dynamodb::Mode::Update => &["dynamodb:UpdateItem"][..],
-            },
-            vec![table_arn(&c.table)],
-        ),
-        sinks::Config::Kinesis(c) => statement(
-            &["kinesis:PutRecords", "kinesis:PutRecord"],
-            vec![stream_arn(&c.stream)],
-        ),
-        sinks::Config::File(_) | sinks::Config::Stdout(_) => return None,
-    })
 }
 
 /// Read access to the S3 folder of a pipeline fetched at start.
@@ -400,9 +335,7 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
         ));
     }
     for sink in p.sinks.values() {
-        if let Some(s) = sink_statement(sink) {
-            policy.push(s);
-        }
+        policy.extend(sink.permissions());
         if let sinks::Config::File(_) = sink {
             return Err(
                 "a `file` sink cannot be used in Lambda: its file would be lost with the execution environment"
@@ -431,9 +364,7 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
         }
         DlqConfig::Stdout(_) => {}
     }
-    if let Some(s) = sink_statement(&p.dlq.as_sink()) {
-        policy.push(s);
-    }
+    policy.extend(p.dlq.as_sink().permissions());
     let pipeline_path = match &args.pipeline_url {
         Some(url) => {
             policy.extend(pipeline_url_statements(url)?);
@@ -530,12 +461,12 @@ pub fn ecs(p: &config::Pipeline, args: &EcsArgs) -> Result<Value, String> {
                 "sink `{name}`: a `file` sink would be lost with the task: use an AWS sink"
             ));
         }
-        policy.extend(sink_statement(sink));
+        policy.extend(sink.permissions());
     }
     if let DlqConfig::File(_) = &p.dlq {
         return Err("a `file` DLQ would be lost with the task: use an `s3` or `sqs` DLQ".into());
     }
-    policy.extend(sink_statement(&p.dlq.as_sink()));
+    policy.extend(p.dlq.as_sink().permissions());
     let pipeline_path = match &args.pipeline_url {
         Some(url) => {
             policy.extend(pipeline_url_statements(url)?);

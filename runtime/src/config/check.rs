@@ -12,7 +12,9 @@ use serde_json::Value;
 use super::pipeline::Pipeline;
 use super::resolve;
 use super::yaml::SpanMap;
-use crate::diagnostics::{Code, Diagnostic, Diagnostics, FileId, SourceFile, did_you_mean};
+use crate::diagnostics::{
+    At, Code, Diagnostic, Diagnostics, FileId, Finding, SourceFile, did_you_mean,
+};
 use crate::transform::{self, SyntaxError};
 use crate::validate::{self, SchemaSource};
 
@@ -53,6 +55,28 @@ impl Cx<'_> {
                 all.start..all.start + self.first_line_len(all.start)
             }
             None => self.value_span(pointer),
+        }
+    }
+
+    /// A component's finding about its config at `pointer`, as a diagnostic
+    /// at its place in the file; one about the whole component names it.
+    pub fn finding(&self, pointer: &str, f: Finding) -> Diagnostic {
+        let (message, span) = match f.at {
+            At::Whole => (
+                format!(
+                    "{}: {}",
+                    super::shape::describe(self.value, pointer),
+                    f.message
+                ),
+                self.key_span(pointer),
+            ),
+            At::Key(field) => (f.message, self.key_span(&format!("{pointer}/{field}"))),
+            At::Value(field) => (f.message, self.value_span(&format!("{pointer}/{field}"))),
+        };
+        let d = Diagnostic::error(f.code, message).at(self.file, span);
+        match f.help {
+            Some(h) => d.help(h),
+            None => d,
         }
     }
 
@@ -451,65 +475,9 @@ fn check_routes(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Di
         })
         .chain(std::iter::once(("/dlq".to_owned(), &dlq)));
     for (pointer, sink) in with_pointers {
-        let is_dlq = pointer == "/dlq";
-        if let crate::sinks::Config::Sqs(q) = sink
-            && is_dlq
-            && !q.key_fields().is_empty()
-        {
-            diags.push(
-                Diagnostic::error(Code::InvalidValue, "a dead-letter queue has no record fields: envelopes are not records")
-                    .at(cx.file, cx.key_span(&format!("{pointer}/{}", if q.message_group_id.is_some() { "message_group_id" } else { "deduplication_id" })))
-                    .help("use a standard queue, or a FIFO queue with content-based deduplication and one group"),
-            );
-        }
-        if let crate::sinks::Config::Dynamodb(d) = sink {
-            use crate::sinks::dynamodb::Mode;
-            let problem = match d.mode {
-                Mode::Update if d.key.is_empty() => {
-                    Some("`update` needs `key`: the record fields that name the item")
-                }
-                Mode::Update if d.add.is_empty() && d.set.is_empty() => {
-                    Some("`update` needs `add` or `set`")
-                }
-                Mode::Put if !d.key.is_empty() || !d.add.is_empty() || !d.set.is_empty() => Some(
-                    "`key`, `add` and `set` apply to `mode: update`; `put` writes the record as the item",
-                ),
-                _ => None,
-            };
-            if let Some(problem) = problem {
-                diags.push(
-                    Diagnostic::error(
-                        Code::InvalidValue,
-                        format!("{}: {problem}", super::shape::describe(cx.value, &pointer)),
-                    )
-                    .at(cx.file, cx.key_span(&pointer)),
-                );
-            }
-        }
-        if let crate::sinks::Config::S3(s3) = sink {
-            if !s3.has_part() {
-                diags.push(
-                    Diagnostic::error(
-                        Code::InvalidValue,
-                        "an S3 key without `{part}` makes objects overwrite each other",
-                    )
-                    .at(cx.file, cx.value_span(&format!("{pointer}/key")))
-                    .help("end the key with `{part}.jsonl` (or `{part}.jsonl.gz`)"),
-                );
-            }
-            if is_dlq && !s3.key_fields().is_empty() {
-                diags.push(
-                    Diagnostic::error(Code::InvalidValue, "a dead-letter queue's key cannot use `{record.…}`: envelopes are not records")
-                        .at(cx.file, cx.value_span(&format!("{pointer}/key"))),
-                );
-            }
-            for name in s3.unknown_placeholders() {
-                diags.push(
-                    Diagnostic::error(Code::InvalidValue, format!("`{{{name}}}` is not a placeholder of an S3 key"))
-                        .at(cx.file, cx.value_span(&format!("{pointer}/key")))
-                        .help("use {pipeline}, {date}, {year}, {month}, {day}, {hour}, {part} or {record.FIELD}"),
-                );
-            }
+        let findings = sink.check(pointer == "/dlq");
+        for f in findings.list {
+            diags.push(cx.finding(&pointer, f));
         }
     }
     if p.sinks.is_empty() {

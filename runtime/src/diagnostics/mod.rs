@@ -86,6 +86,59 @@ pub enum Severity {
     Warning,
 }
 
+/// Where in a component (a sink, a source) one of its [`Findings`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// The component as a whole (its key).
+    Whole,
+    /// The key of one of its fields.
+    Key(&'static str),
+    /// The value of one of its fields.
+    Value(&'static str),
+}
+
+/// A problem a component found in its own config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Stable code.
+    pub code: Code,
+    /// Where.
+    pub at: At,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub help: Option<String>,
+}
+
+/// What a component's `check` found, without knowing where its config is
+/// written: the config checker turns each into a [`Diagnostic`] at its
+/// place in the file.
+#[derive(Debug, Clone, Default)]
+pub struct Findings {
+    /// In the order found.
+    pub list: Vec<Finding>,
+}
+
+impl Findings {
+    /// Notes an error at `at`.
+    pub fn error(&mut self, code: Code, at: At, message: impl Into<String>) -> &mut Finding {
+        self.list.push(Finding {
+            code,
+            at,
+            message: message.into(),
+            help: None,
+        });
+        self.list.last_mut().expect("just pushed")
+    }
+}
+
+impl Finding {
+    /// Adds how to fix it.
+    pub fn help(&mut self, help: impl Into<String>) {
+        self.help = Some(help.into());
+    }
+}
+
 /// Index of a file in [`Sources`].
 pub type FileId = usize;
 

@@ -12,7 +12,7 @@ use crate::diagnostics::render::{self, Format};
 use crate::engine::Built;
 use crate::engine::run::{LineReader, Outputs};
 use crate::exit::{EXIT_INVALID, EXIT_UNREADABLE};
-use crate::sinks::{self, BuildCx, Writer};
+use crate::sinks::{self, BuildCx};
 use crate::sources;
 use crate::sources::Reader;
 use crate::sources::group::{self, Member};
@@ -175,12 +175,14 @@ pub(crate) async fn open_outputs(
             }),
             _ => sink.clone(),
         };
-        let w = Writer::open(&sink, &cx)
+        let w = sink
+            .open(&cx)
             .await
             .map_err(|e| format!("sink `{name}`: {e}"))?;
         out.push((name.clone(), w));
     }
-    let dlq = Writer::open(dlq, &cx)
+    let dlq = dlq
+        .open(&cx)
         .await
         .map_err(|e| format!("the dead-letter queue: {e}"))?;
     Ok(Outputs::new(

@@ -1,88 +1,229 @@
 //! Sinks: where delivered records go.
 //!
-//! Each sink type is one module with a `Config` and a `Writer`; [`Config`]
-//! is the `type`-tagged list the pipeline format accepts and [`Writer`] the
-//! running sinks. A writer receives encoded records (one compact JSON document
-//! each, plus the record fields its config asked for) and answers, per record,
-//! whether it durably accepted it; it never decides about retries or the
+//! Each sink type is one module with a `Config` (implementing [`Sink`]: its
+//! checks, key fields, IAM permissions, how it opens) and a `Writer`
+//! (implementing [`Write`]), registered by one line of the `sinks!` list
+//! below, which makes the `type`-tagged [`Config`] the pipeline format
+//! accepts and the [`Writer`] enum of running sinks, dispatched statically.
+//! A writer receives encoded records (one compact JSON document each, plus
+//! the record fields its config asked for) and answers, per record, whether
+//! it durably accepted it; it never decides about retries or the
 //! dead-letter queue (that is `delivery`'s job).
 
-pub mod dynamodb;
-pub mod file;
-pub mod kinesis;
-pub mod s3;
-pub mod sqs;
-pub mod stdout;
-
+use std::future::Future;
 use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::aws::Clients;
-use crate::delivery::SinkError;
+use crate::delivery::{Policy, SinkError};
+use crate::diagnostics::Findings;
+use crate::engine::commit::BufferLimits;
 use crate::record::Position;
 
-/// A destination for records.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[schemars(rename = "Sink")]
-pub enum Config {
-    /// Write JSON Lines to a local file.
-    File(file::Config),
-    /// Write JSON Lines to standard output.
-    Stdout(stdout::Config),
-    /// Write JSON Lines objects to Amazon S3.
-    S3(s3::Config),
-    /// Send each record as a message to Amazon SQS.
-    Sqs(sqs::Config),
-    /// Write each record to an Amazon DynamoDB table (an item, or counters added to one).
-    Dynamodb(dynamodb::Config),
-    /// Write each record to an Amazon Kinesis data stream.
-    Kinesis(kinesis::Config),
-}
+/// A sink's config: what the pipeline format reads under `sinks.NAME`, and
+/// everything the rest of Sluice asks of it. Implemented once per sink
+/// module; the defaults fit a sink that needs none of it.
+pub trait Sink {
+    /// The running sink.
+    type Writer: Write;
 
-impl Config {
-    /// The `type` name of the sink.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Config::File(_) => "file",
-            Config::Stdout(_) => "stdout",
-            Config::S3(_) => "s3",
-            Config::Sqs(_) => "sqs",
-            Config::Dynamodb(_) => "dynamodb",
-            Config::Kinesis(_) => "kinesis",
-        }
-    }
-
-    /// Record fields (dotted paths) the sink needs besides the JSON document,
-    /// extracted once per record by the engine.
-    pub fn key_fields(&self) -> Vec<String> {
-        match self {
-            Config::S3(c) => c.key_fields(),
-            Config::Sqs(c) => c.key_fields(),
-            Config::Kinesis(c) => c.key_fields(),
-            Config::File(_) | Config::Stdout(_) | Config::Dynamodb(_) => Vec::new(),
-        }
+    /// Record fields (dotted paths) the sink needs besides the JSON
+    /// document, extracted once per record by the engine.
+    fn key_fields(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// The sink's own retry policy, when it has one.
-    pub fn retry(&self) -> Option<&crate::delivery::Policy> {
-        match self {
-            Config::S3(c) => c.retry.as_ref(),
-            Config::Sqs(c) => c.retry.as_ref(),
-            Config::Dynamodb(c) => c.retry.as_ref(),
-            Config::Kinesis(c) => c.retry.as_ref(),
-            Config::File(_) | Config::Stdout(_) => None,
+    fn retry(&self) -> Option<&Policy> {
+        None
+    }
+
+    /// Whether the sink talks to AWS.
+    fn uses_aws(&self) -> bool {
+        true
+    }
+
+    /// Problems with the config that its shape does not show (fields that
+    /// go together); `dlq` when it is the dead-letter queue.
+    fn check(&self, _dlq: bool, _findings: &mut Findings) {}
+
+    /// The IAM statements it needs (CloudFormation values, see [`crate::aws::iam`]).
+    fn permissions(&self) -> Vec<Value> {
+        Vec::new()
+    }
+
+    /// Starts the sink.
+    fn open(&self, cx: &BuildCx<'_>) -> impl Future<Output = Result<Self::Writer, String>> + Send;
+}
+
+/// A running sink. It receives encoded records and answers, per record,
+/// whether it durably accepted it; it never decides about retries or the
+/// dead-letter queue (that is `delivery`'s job).
+pub trait Write {
+    /// Writes records; one result per record, in order. `Ok` means durably
+    /// accepted (local sinks: once [`flush`](Self::flush) returns).
+    fn send(
+        &mut self,
+        records: &[OutRecord<'_>],
+    ) -> impl Future<Output = Vec<Result<(), SinkError>>> + Send;
+
+    /// API requests made so far (0 for local sinks).
+    fn calls(&self) -> u64 {
+        0
+    }
+
+    /// Makes everything accepted so far durable.
+    fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    /// How the engine buffers this sink's records across batches, if it does.
+    fn buffering(&self) -> Option<BufferLimits> {
+        None
+    }
+}
+
+/// The registration list: each line is one sink, `Variant(module) = "type"`
+/// with its one-line description (the JSON Schema's and the reference's).
+/// It makes the [`Config`] and [`Writer`] enums and their dispatch; a new
+/// sink is its module plus one line here.
+macro_rules! sinks {
+    ($( $(#[doc = $doc:literal])* $Variant:ident($module:ident) = $name:literal, )*) => {
+        $( pub mod $module; )*
+
+        /// A destination for records.
+        #[derive(Debug, Clone, Deserialize, JsonSchema)]
+        #[serde(tag = "type")]
+        #[schemars(rename = "Sink")]
+        pub enum Config {
+            $( $(#[doc = $doc])* #[serde(rename = $name)] $Variant($module::Config), )*
         }
+
+        /// A running sink.
+        pub enum Writer {
+            $( $(#[doc = $doc])* $Variant(<$module::Config as Sink>::Writer), )*
+        }
+
+        /// Every sink's `type`, in registration order.
+        pub const TYPES: &[&str] = &[$( $name ),*];
+
+        impl Config {
+            /// The `type` name of the sink.
+            pub fn type_name(&self) -> &'static str {
+                match self { $( Config::$Variant(_) => $name, )* }
+            }
+
+            fn sink(&self) -> &dyn SinkInfo {
+                match self { $( Config::$Variant(c) => c, )* }
+            }
+
+            /// Starts the sink described by the config.
+            pub async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
+                Ok(match self { $( Config::$Variant(c) => Writer::$Variant(c.open(cx).await?), )* })
+            }
+        }
+
+        impl Writer {
+            /// Writes records; one result per record, in order. `Ok` means durably
+            /// accepted (file sinks: once [`flush`](Self::flush) returns).
+            pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+                #[cfg(feature = "fault-injection")]
+                if !matches!(self, Writer::File(_) | Writer::Stdout(_)) {
+                    records.iter().for_each(|r| crate::faults::sink_write(r.json));
+                }
+                match self { $( Writer::$Variant(w) => w.send(records).await, )* }
+            }
+
+            /// How the engine buffers this sink's records across batches, if it does.
+            pub fn buffering(&self) -> Option<BufferLimits> {
+                match self { $( Writer::$Variant(w) => w.buffering(), )* }
+            }
+
+            /// API requests made so far (0 for local sinks).
+            pub fn calls(&self) -> u64 {
+                match self { $( Writer::$Variant(w) => w.calls(), )* }
+            }
+
+            /// Makes everything accepted so far durable.
+            pub async fn flush(&mut self) -> Result<(), SinkError> {
+                match self { $( Writer::$Variant(w) => w.flush().await, )* }
+            }
+        }
+    };
+}
+
+sinks! {
+    /// Write JSON Lines to a local file.
+    File(file) = "file",
+    /// Write JSON Lines to standard output.
+    Stdout(stdout) = "stdout",
+    /// Write JSON Lines objects to Amazon S3.
+    S3(s3) = "s3",
+    /// Send each record as a message to Amazon SQS.
+    Sqs(sqs) = "sqs",
+    /// Write each record to an Amazon DynamoDB table (an item, or counters added to one).
+    Dynamodb(dynamodb) = "dynamodb",
+    /// Write each record to an Amazon Kinesis data stream.
+    Kinesis(kinesis) = "kinesis",
+}
+
+/// The parts of [`Sink`] that need no writer type, for dispatch by reference.
+trait SinkInfo {
+    fn key_fields(&self) -> Vec<String>;
+    fn retry(&self) -> Option<&Policy>;
+    fn uses_aws(&self) -> bool;
+    fn check(&self, dlq: bool, findings: &mut Findings);
+    fn permissions(&self) -> Vec<Value>;
+}
+
+impl<S: Sink> SinkInfo for S {
+    fn key_fields(&self) -> Vec<String> {
+        Sink::key_fields(self)
+    }
+    fn retry(&self) -> Option<&Policy> {
+        Sink::retry(self)
+    }
+    fn uses_aws(&self) -> bool {
+        Sink::uses_aws(self)
+    }
+    fn check(&self, dlq: bool, findings: &mut Findings) {
+        Sink::check(self, dlq, findings)
+    }
+    fn permissions(&self) -> Vec<Value> {
+        Sink::permissions(self)
+    }
+}
+
+impl Config {
+    /// Record fields (dotted paths) the sink needs besides the JSON document,
+    /// extracted once per record by the engine.
+    pub fn key_fields(&self) -> Vec<String> {
+        self.sink().key_fields()
+    }
+
+    /// The sink's own retry policy, when it has one.
+    pub fn retry(&self) -> Option<&Policy> {
+        self.sink().retry()
     }
 
     /// Whether the sink talks to AWS.
     pub fn uses_aws(&self) -> bool {
-        matches!(
-            self,
-            Config::S3(_) | Config::Sqs(_) | Config::Dynamodb(_) | Config::Kinesis(_)
-        )
+        self.sink().uses_aws()
+    }
+
+    /// The sink's own checks (see [`Sink::check`]).
+    pub fn check(&self, dlq: bool) -> Findings {
+        let mut findings = Findings::default();
+        self.sink().check(dlq, &mut findings);
+        findings
+    }
+
+    /// The IAM statements the sink needs.
+    pub fn permissions(&self) -> Vec<Value> {
+        self.sink().permissions()
     }
 }
 
@@ -91,11 +232,18 @@ pub struct BuildCx<'a> {
     /// The pipeline's name.
     pub pipeline: &'a str,
     /// Resolves paths against the pipeline's folder.
-    pub resolve: &'a dyn Fn(&str) -> std::path::PathBuf,
+    pub resolve: &'a (dyn Fn(&str) -> std::path::PathBuf + Sync),
     /// The shared AWS clients, when the pipeline uses AWS.
     pub aws: Option<Arc<Clients>>,
     /// How the calls that open a sink are retried (the pipeline's `retry`).
-    pub retry: &'a crate::delivery::Policy,
+    pub retry: &'a Policy,
+}
+
+impl BuildCx<'_> {
+    /// The AWS clients (an AWS sink is only opened with them).
+    pub fn aws(&self) -> Result<Arc<Clients>, String> {
+        self.aws.clone().ok_or_else(|| "no AWS clients".to_owned())
+    }
 }
 
 /// One encoded record handed to a writer.
@@ -109,84 +257,6 @@ pub struct OutRecord<'a> {
     pub position: &'a Position,
     /// When its batch was processed (RFC 3339).
     pub batch_time: &'a str,
-}
-
-/// A running sink.
-pub enum Writer {
-    /// A local file.
-    File(file::Writer),
-    /// Standard output.
-    Stdout(stdout::Writer),
-    /// Amazon S3.
-    S3(s3::Writer),
-    /// Amazon SQS.
-    Sqs(sqs::Writer),
-    /// Amazon DynamoDB.
-    Dynamodb(dynamodb::Writer),
-    /// Amazon Kinesis Data Streams.
-    Kinesis(kinesis::Writer),
-}
-
-impl Writer {
-    /// Starts the sink described by `config`.
-    pub async fn open(config: &Config, cx: &BuildCx<'_>) -> Result<Writer, String> {
-        let aws = || cx.aws.clone().ok_or_else(|| "no AWS clients".to_owned());
-        Ok(match config {
-            Config::File(c) => Writer::File(file::Writer::open(&(cx.resolve)(&c.path), c.mode)?),
-            Config::Stdout(_) => Writer::Stdout(stdout::Writer::default()),
-            Config::S3(c) => Writer::S3(s3::Writer::new(c.clone(), cx.pipeline, aws()?)),
-            Config::Sqs(c) => Writer::Sqs(sqs::Writer::new(c.clone(), aws()?, cx.retry).await?),
-            Config::Dynamodb(c) => Writer::Dynamodb(dynamodb::Writer::new(c.clone(), aws()?)),
-            Config::Kinesis(c) => Writer::Kinesis(kinesis::Writer::new(c.clone(), aws()?)),
-        })
-    }
-
-    /// Writes records; one result per record, in order. `Ok` means durably
-    /// accepted (file sinks: once [`flush`](Self::flush) returns).
-    pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        #[cfg(feature = "fault-injection")]
-        if !matches!(self, Writer::File(_) | Writer::Stdout(_)) {
-            records
-                .iter()
-                .for_each(|r| crate::faults::sink_write(r.json));
-        }
-        match self {
-            Writer::File(w) => w.send(records),
-            Writer::Stdout(w) => w.send(records),
-            Writer::S3(w) => w.send(records).await,
-            Writer::Sqs(w) => w.send(records).await,
-            Writer::Dynamodb(w) => w.send(records).await,
-            Writer::Kinesis(w) => w.send(records).await,
-        }
-    }
-
-    /// How the engine buffers this sink's records across batches, if it does.
-    pub fn buffering(&self) -> Option<crate::engine::commit::BufferLimits> {
-        match self {
-            Writer::S3(w) => Some(w.buffering()),
-            _ => None,
-        }
-    }
-
-    /// API requests made so far (0 for local sinks).
-    pub fn calls(&self) -> u64 {
-        match self {
-            Writer::S3(w) => w.calls(),
-            Writer::Sqs(w) => w.calls(),
-            Writer::Dynamodb(w) => w.calls(),
-            Writer::Kinesis(w) => w.calls(),
-            Writer::File(_) | Writer::Stdout(_) => 0,
-        }
-    }
-
-    /// Makes everything accepted so far durable.
-    pub async fn flush(&mut self) -> Result<(), SinkError> {
-        match self {
-            Writer::File(w) => w.sync(),
-            Writer::Stdout(w) => w.flush(),
-            Writer::S3(_) | Writer::Sqs(_) | Writer::Dynamodb(_) | Writer::Kinesis(_) => Ok(()),
-        }
-    }
 }
 
 /// Writes records as JSON Lines to a local writer; one outcome per record.

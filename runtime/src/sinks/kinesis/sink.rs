@@ -1,14 +1,12 @@
-//! The `kinesis` sink: each record to an Amazon Kinesis data stream, with `PutRecords`.
+//! The running `kinesis` sink.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use schemars::JsonSchema;
-use serde::Deserialize;
-
-use super::OutRecord;
+use super::Config;
+use crate::sinks::{OutRecord, Write};
 use crate::aws::Clients;
 use crate::delivery::{ErrorClass, SinkError, error::classify};
 
@@ -21,28 +19,6 @@ const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// A partition key is at most 256 characters.
 const MAX_KEY_CHARS: usize = 256;
 
-/// Write each record to an Amazon Kinesis data stream.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "KinesisSink")]
-pub struct Config {
-    /// Stream name or ARN.
-    pub stream: String,
-    /// The record field (dotted path) whose value is the partition key: records
-    /// with the same key keep their order in one shard.
-    pub partition_key: String,
-    /// Retry policy of this sink (default: the pipeline's `retry`).
-    #[serde(default)]
-    pub retry: Option<crate::delivery::Policy>,
-}
-
-impl Config {
-    /// The record fields the sink reads: the partition key.
-    pub fn key_fields(&self) -> Vec<String> {
-        vec![self.partition_key.clone()]
-    }
-}
-
 /// A running Kinesis sink.
 pub struct Writer {
     config: Config,
@@ -52,10 +28,6 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Requests made so far.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
 
     /// A writer; makes no request.
     pub fn new(config: Config, aws: Arc<Clients>) -> Writer {
@@ -64,49 +36,6 @@ impl Writer {
             aws,
             calls: AtomicU64::new(0),
         }
-    }
-
-    /// Writes the records in calls of at most 500 records and 5 MiB; one outcome per record.
-    pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        for (i, r) in records.iter().enumerate() {
-            let key = r.keys.first().map_or("", String::as_str);
-            let size = r.json.len() + key.len();
-            let problem = if key.is_empty() {
-                Some(format!(
-                    "the record has no partition key field `{}`",
-                    self.config.partition_key
-                ))
-            } else if key.chars().count() > MAX_KEY_CHARS {
-                Some(format!(
-                    "partition key of {} characters is longer than 256",
-                    key.chars().count()
-                ))
-            } else if size > MAX_RECORD_BYTES {
-                Some(format!(
-                    "record of {size} bytes is larger than a Kinesis record (1 MiB)"
-                ))
-            } else {
-                None
-            };
-            if let Some(p) = problem {
-                results[i] = Err(SinkError::new(ErrorClass::Poison, p));
-                continue;
-            }
-            if batch.len() == MAX_BATCH_RECORDS || bytes + size > MAX_BATCH_BYTES {
-                self.put(records, &batch, &mut results).await;
-                batch.clear();
-                bytes = 0;
-            }
-            batch.push(i);
-            bytes += size;
-        }
-        if !batch.is_empty() {
-            self.put(records, &batch, &mut results).await;
-        }
-        results
     }
 
     async fn put(
@@ -160,5 +89,55 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+impl Write for Writer {
+    /// Requests made so far.
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Writes the records in calls of at most 500 records and 5 MiB; one outcome per record.
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for (i, r) in records.iter().enumerate() {
+            let key = r.keys.first().map_or("", String::as_str);
+            let size = r.json.len() + key.len();
+            let problem = if key.is_empty() {
+                Some(format!(
+                    "the record has no partition key field `{}`",
+                    self.config.partition_key
+                ))
+            } else if key.chars().count() > MAX_KEY_CHARS {
+                Some(format!(
+                    "partition key of {} characters is longer than 256",
+                    key.chars().count()
+                ))
+            } else if size > MAX_RECORD_BYTES {
+                Some(format!(
+                    "record of {size} bytes is larger than a Kinesis record (1 MiB)"
+                ))
+            } else {
+                None
+            };
+            if let Some(p) = problem {
+                results[i] = Err(SinkError::new(ErrorClass::Poison, p));
+                continue;
+            }
+            if batch.len() == MAX_BATCH_RECORDS || bytes + size > MAX_BATCH_BYTES {
+                self.put(records, &batch, &mut results).await;
+                batch.clear();
+                bytes = 0;
+            }
+            batch.push(i);
+            bytes += size;
+        }
+        if !batch.is_empty() {
+            self.put(records, &batch, &mut results).await;
+        }
+        results
     }
 }

@@ -1,7 +1,6 @@
-//! The `dynamodb` sink: each record as an item (`put`, with `BatchWriteItem`),
-//! or added to counters of an item (`update`, `UpdateItem ... ADD`).
+//! The running `dynamodb` sink.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,58 +8,15 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::OutRecord;
+use super::{Config, Mode};
+use crate::sinks::{OutRecord, Write};
 use crate::aws::Clients;
 use crate::delivery::{ErrorClass, SinkError, error::classify};
 
 /// BatchWriteItem: at most 25 items per call.
 const MAX_BATCH_ITEMS: usize = 25;
-
-/// Write records to an Amazon DynamoDB table.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "DynamodbSink")]
-pub struct Config {
-    /// Table name or ARN.
-    pub table: String,
-    /// `put`: the record is the item (it must hold the table's key). `update`:
-    /// `UpdateItem` on the item named by `key`, with `add` and `set`.
-    #[serde(default)]
-    pub mode: Mode,
-    /// `update`: the record fields that form the item's key (partition key, then sort key).
-    #[serde(default)]
-    pub key: Vec<String>,
-    /// `update`: attribute ← record field, added (`ADD`) to the item's number attribute.
-    #[serde(default)]
-    pub add: BTreeMap<String, String>,
-    /// `update`: attribute ← record field, set (`SET`) on the item.
-    #[serde(default)]
-    pub set: BTreeMap<String, String>,
-    /// A condition expression for idempotent writes (`attribute_not_exists(order_id)`).
-    /// A write whose condition fails counts as already done: delivered, not dead-lettered.
-    /// With a condition, `put` writes item by item (`PutItem`).
-    #[serde(default)]
-    pub condition: Option<String>,
-    /// Retry policy of this sink (default: the pipeline's `retry`).
-    #[serde(default)]
-    pub retry: Option<crate::delivery::Policy>,
-}
-
-/// How records are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-#[schemars(rename = "DynamodbMode")]
-pub enum Mode {
-    /// The record is the item.
-    #[default]
-    Put,
-    /// Update counters and attributes of an item.
-    Update,
-}
 
 /// A running DynamoDB sink.
 pub struct Writer {
@@ -91,10 +47,6 @@ fn field<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 impl Writer {
-    /// Requests made so far.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
 
     /// A writer; makes no request.
     pub fn new(config: Config, aws: Arc<Clients>) -> Writer {
@@ -103,46 +55,6 @@ impl Writer {
             aws,
             calls: AtomicU64::new(0),
         }
-    }
-
-    /// Writes the records; one outcome per record.
-    pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
-        let mut items: Vec<(usize, HashMap<String, AttributeValue>)> = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            let record: Value = match serde_json::from_slice(r.json) {
-                Ok(v) => v,
-                Err(e) => {
-                    results[i] = Err(SinkError::new(
-                        ErrorClass::Poison,
-                        format!("not a JSON record: {e}"),
-                    ));
-                    continue;
-                }
-            };
-            match self.config.mode {
-                Mode::Put => match to_attribute(&record) {
-                    AttributeValue::M(item) => items.push((i, item)),
-                    _ => {
-                        results[i] = Err(SinkError::new(
-                            ErrorClass::Poison,
-                            "a DynamoDB item must be a JSON object",
-                        ));
-                    }
-                },
-                Mode::Update => results[i] = self.update(&record).await,
-            }
-        }
-        if self.config.condition.is_some() {
-            for (i, item) in items {
-                results[i] = self.put_one(item).await;
-            }
-        } else {
-            for chunk in items.chunks(MAX_BATCH_ITEMS) {
-                self.put_batch(chunk, &mut results).await;
-            }
-        }
-        results
     }
 
     async fn put_batch(
@@ -279,6 +191,53 @@ impl Writer {
             &format!("update_item on table `{}`", self.config.table),
             req.send().await,
         )
+    }
+}
+
+impl Write for Writer {
+    /// Requests made so far.
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Writes the records; one outcome per record.
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+        let mut items: Vec<(usize, HashMap<String, AttributeValue>)> = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let record: Value = match serde_json::from_slice(r.json) {
+                Ok(v) => v,
+                Err(e) => {
+                    results[i] = Err(SinkError::new(
+                        ErrorClass::Poison,
+                        format!("not a JSON record: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            match self.config.mode {
+                Mode::Put => match to_attribute(&record) {
+                    AttributeValue::M(item) => items.push((i, item)),
+                    _ => {
+                        results[i] = Err(SinkError::new(
+                            ErrorClass::Poison,
+                            "a DynamoDB item must be a JSON object",
+                        ));
+                    }
+                },
+                Mode::Update => results[i] = self.update(&record).await,
+            }
+        }
+        if self.config.condition.is_some() {
+            for (i, item) in items {
+                results[i] = self.put_one(item).await;
+            }
+        } else {
+            for chunk in items.chunks(MAX_BATCH_ITEMS) {
+                self.put_batch(chunk, &mut results).await;
+            }
+        }
+        results
     }
 }
 

@@ -1,13 +1,11 @@
-//! The `sqs` sink: one message per record, sent with `SendMessageBatch`.
+//! The running `sqs` sink.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-use schemars::JsonSchema;
-use serde::Deserialize;
-
-use super::OutRecord;
+use super::Config;
+use crate::sinks::{OutRecord, Write};
 use crate::aws::Clients;
 use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
 
@@ -18,44 +16,6 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 /// Requests in flight at once to a standard queue.
 const MAX_CONCURRENT_CALLS: usize = 8;
-
-/// Send each record to an Amazon SQS queue as one message (its JSON).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(rename = "SqsSink")]
-pub struct Config {
-    /// Queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`) or queue name.
-    pub queue: String,
-    /// FIFO queues: the record field (dotted path) whose value is the `MessageGroupId`.
-    #[serde(default)]
-    pub message_group_id: Option<String>,
-    /// FIFO queues: the record field whose value is the `MessageDeduplicationId`
-    /// (default: the queue's content-based deduplication).
-    #[serde(default)]
-    pub deduplication_id: Option<String>,
-    /// Largest message body; a larger record is dead-lettered.
-    #[serde(default = "default_max_message_bytes")]
-    #[schemars(range(min = 1))]
-    pub max_message_bytes: usize,
-    /// Retry policy of this sink (default: the pipeline's `retry`).
-    #[serde(default)]
-    pub retry: Option<crate::delivery::Policy>,
-}
-
-fn default_max_message_bytes() -> usize {
-    256 * 1024
-}
-
-impl Config {
-    /// The record fields the sink reads: group id, then deduplication id.
-    pub fn key_fields(&self) -> Vec<String> {
-        self.message_group_id
-            .iter()
-            .chain(&self.deduplication_id)
-            .cloned()
-            .collect()
-    }
-}
 
 /// The URL of a queue given by URL or by name (one `GetQueueUrl`).
 pub async fn queue_url(aws: &Clients, queue: &str, retry: &Policy) -> Result<String, String> {
@@ -82,10 +42,6 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Requests made so far.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
 
     /// Resolves the queue URL (one `GetQueueUrl` when given a name).
     pub async fn new(config: Config, aws: Arc<Clients>, retry: &Policy) -> Result<Writer, String> {
@@ -96,54 +52,6 @@ impl Writer {
             aws,
             calls: AtomicU64::new(0),
         })
-    }
-
-    /// Sends the records in batches of at most 10 messages and 256 KiB.
-    pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
-        let mut batches: Vec<Vec<usize>> = Vec::new();
-        let mut batch: Vec<usize> = Vec::new();
-        let mut bytes = 0;
-        for (i, r) in records.iter().enumerate() {
-            if r.json.len() > self.config.max_message_bytes.min(MAX_BATCH_BYTES) {
-                results[i] = Err(SinkError::new(
-                    ErrorClass::Poison,
-                    format!(
-                        "record of {} bytes is larger than the largest message ({} bytes)",
-                        r.json.len(),
-                        self.config.max_message_bytes.min(MAX_BATCH_BYTES)
-                    ),
-                ));
-                continue;
-            }
-            if batch.len() == MAX_BATCH_ENTRIES || bytes + r.json.len() > MAX_BATCH_BYTES {
-                batches.push(std::mem::take(&mut batch));
-                bytes = 0;
-            }
-            batch.push(i);
-            bytes += r.json.len();
-        }
-        if !batch.is_empty() {
-            batches.push(batch);
-        }
-        // A FIFO queue keeps the order of what it receives: send one call at a
-        // time. A standard queue has no order: send up to 8 calls at once.
-        let parallel = if self.url.ends_with(".fifo") {
-            1
-        } else {
-            MAX_CONCURRENT_CALLS
-        };
-        for group in batches.chunks(parallel) {
-            let calls = group.iter().map(|b| self.send_batch(records, b));
-            for (i, r) in futures_util::future::join_all(calls)
-                .await
-                .into_iter()
-                .flatten()
-            {
-                results[i] = r;
-            }
-        }
-        results
     }
 
     /// Sends one `SendMessageBatch`; the outcome of each of its records by index.
@@ -217,5 +125,60 @@ impl Writer {
             }
         }
         results.into_iter().collect()
+    }
+}
+
+impl Write for Writer {
+    /// Requests made so far.
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Sends the records in batches of at most 10 messages and 256 KiB.
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+        let mut batches: Vec<Vec<usize>> = Vec::new();
+        let mut batch: Vec<usize> = Vec::new();
+        let mut bytes = 0;
+        for (i, r) in records.iter().enumerate() {
+            if r.json.len() > self.config.max_message_bytes.min(MAX_BATCH_BYTES) {
+                results[i] = Err(SinkError::new(
+                    ErrorClass::Poison,
+                    format!(
+                        "record of {} bytes is larger than the largest message ({} bytes)",
+                        r.json.len(),
+                        self.config.max_message_bytes.min(MAX_BATCH_BYTES)
+                    ),
+                ));
+                continue;
+            }
+            if batch.len() == MAX_BATCH_ENTRIES || bytes + r.json.len() > MAX_BATCH_BYTES {
+                batches.push(std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            batch.push(i);
+            bytes += r.json.len();
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+        // A FIFO queue keeps the order of what it receives: send one call at a
+        // time. A standard queue has no order: send up to 8 calls at once.
+        let parallel = if self.url.ends_with(".fifo") {
+            1
+        } else {
+            MAX_CONCURRENT_CALLS
+        };
+        for group in batches.chunks(parallel) {
+            let calls = group.iter().map(|b| self.send_batch(records, b));
+            for (i, r) in futures_util::future::join_all(calls)
+                .await
+                .into_iter()
+                .flatten()
+            {
+                results[i] = r;
+            }
+        }
+        results
     }
 }

@@ -1,0 +1,44 @@
+//! What the pipeline format reads for a `file` sink.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::Writer;
+use crate::sinks::{BuildCx, Sink};
+
+/// Write records to a local file as JSON Lines, one compact document per line.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "FileSink")]
+pub struct Config {
+    /// Path of the file, relative to the pipeline file's folder unless absolute.
+    /// Missing parent folders are created.
+    pub path: String,
+    /// `truncate` starts the file afresh on every run; `append` adds to it.
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// What happens to an existing file when a run starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "FileSinkMode")]
+pub enum Mode {
+    /// Empty the file first.
+    #[default]
+    Truncate,
+    /// Keep what is there and add to it.
+    Append,
+}
+
+impl Sink for Config {
+    type Writer = Writer;
+
+    fn uses_aws(&self) -> bool {
+        false
+    }
+
+    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
+        Writer::open(&(cx.resolve)(&self.path), self.mode)
+    }
+}

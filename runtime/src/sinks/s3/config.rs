@@ -1,0 +1,150 @@
+//! What the pipeline format reads for an `s3` sink.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Writer;
+use crate::aws::iam::{statement, sub};
+use crate::config::duration::Dur;
+use crate::delivery::Policy;
+use crate::diagnostics::{At, Code, Findings};
+use crate::sinks::{BuildCx, Sink};
+
+/// Write records to Amazon S3 as JSON Lines objects (gzip when the key ends in `.gz`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "S3Sink")]
+pub struct Config {
+    /// Bucket name, without `s3://`.
+    pub bucket: String,
+    /// Object key template. `{pipeline}`; `{date}` (YYYY-MM-DD), `{year}`,
+    /// `{month}`, `{day}`, `{hour}` of the batch time (UTC); `{record.FIELD}`
+    /// for a record field (dotted path); `{part}`, unique per object and the
+    /// same when a batch is written again.
+    #[serde(default = "default_key")]
+    pub key: String,
+    /// Most records per object; the sink writes once it holds this many.
+    #[serde(default = "default_max_records")]
+    #[schemars(range(min = 1))]
+    pub max_records: usize,
+    /// Most bytes (before compression) per object; the sink writes once it holds this many.
+    #[serde(default = "default_max_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_bytes: usize,
+    /// The sink writes what it holds once the oldest record waited this long
+    /// (and when the run stops). Its records are acknowledged to the source
+    /// only after that write. A dead-letter queue writes every batch at once.
+    #[serde(default = "default_max_age")]
+    pub max_age: Dur,
+    /// Retry policy of this sink (default: the pipeline's `retry`).
+    #[serde(default)]
+    pub retry: Option<crate::delivery::Policy>,
+}
+
+fn default_key() -> String {
+    "{pipeline}/dt={date}/{part}.jsonl".into()
+}
+fn default_max_records() -> usize {
+    10_000
+}
+fn default_max_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_max_age() -> Dur {
+    Dur(std::time::Duration::from_secs(60))
+}
+
+impl Sink for Config {
+    type Writer = Writer;
+
+    /// The record fields the key template names.
+    fn key_fields(&self) -> Vec<String> {
+        placeholders(&self.key)
+            .filter_map(|p| p.strip_prefix("record.").map(str::to_owned))
+            .collect()
+    }
+
+    fn retry(&self) -> Option<&Policy> {
+        self.retry.as_ref()
+    }
+
+    fn check(&self, dlq: bool, findings: &mut Findings) {
+        if !self.has_part() {
+            findings
+                .error(
+                    Code::InvalidValue,
+                    At::Value("key"),
+                    "an S3 key without `{part}` makes objects overwrite each other",
+                )
+                .help("end the key with `{part}.jsonl` (or `{part}.jsonl.gz`)");
+        }
+        if dlq && !self.key_fields().is_empty() {
+            findings.error(
+                Code::InvalidValue,
+                At::Value("key"),
+                "a dead-letter queue's key cannot use `{record.…}`: envelopes are not records",
+            );
+        }
+        for name in self.unknown_placeholders() {
+            findings
+                .error(
+                    Code::InvalidValue,
+                    At::Value("key"),
+                    format!("`{{{name}}}` is not a placeholder of an S3 key"),
+                )
+                .help("use {pipeline}, {date}, {year}, {month}, {day}, {hour}, {part} or {record.FIELD}");
+        }
+    }
+
+    fn permissions(&self) -> Vec<Value> {
+        vec![statement(
+            &["s3:PutObject"],
+            vec![sub(format!("arn:${{AWS::Partition}}:s3:::{}/*", self.bucket))],
+        )]
+    }
+
+    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
+        Ok(Writer::new(self.clone(), cx.pipeline, cx.aws()?))
+    }
+}
+
+impl Config {
+    /// Whether the key has a `{part}`: without it, objects overwrite each other.
+    fn has_part(&self) -> bool {
+        placeholders(&self.key).any(|p| p == "part")
+    }
+
+    /// The placeholders that are not known: reported by `sluice check`.
+    fn unknown_placeholders(&self) -> Vec<String> {
+        placeholders(&self.key)
+            .filter(|p| {
+                !p.starts_with("record.")
+                    && !["pipeline", "date", "year", "month", "day", "hour", "part"].contains(p)
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn placeholders(template: &str) -> impl Iterator<Item = &str> {
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|s| s.split_once('}').map(|(p, _)| p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_record_fields_and_unknown_placeholders() {
+        let c: Config = serde_json::from_value(serde_json::json!({
+            "bucket": "b", "key": "x/{record.customer.id}/{date}/{nope}/{part}.jsonl.gz"
+        }))
+        .unwrap();
+        assert_eq!(c.key_fields(), vec!["customer.id"]);
+        assert_eq!(c.unknown_placeholders(), vec!["nope"]);
+    }
+}

@@ -1,0 +1,83 @@
+//! What the pipeline format reads for a `sqs` sink.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Writer;
+use crate::aws::iam::{queue_arn, statement};
+use crate::delivery::Policy;
+use crate::diagnostics::{At, Code, Findings};
+use crate::sinks::{BuildCx, Sink};
+
+/// Send each record to an Amazon SQS queue as one message (its JSON).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "SqsSink")]
+pub struct Config {
+    /// Queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`) or queue name.
+    pub queue: String,
+    /// FIFO queues: the record field (dotted path) whose value is the `MessageGroupId`.
+    #[serde(default)]
+    pub message_group_id: Option<String>,
+    /// FIFO queues: the record field whose value is the `MessageDeduplicationId`
+    /// (default: the queue's content-based deduplication).
+    #[serde(default)]
+    pub deduplication_id: Option<String>,
+    /// Largest message body; a larger record is dead-lettered.
+    #[serde(default = "default_max_message_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_message_bytes: usize,
+    /// Retry policy of this sink (default: the pipeline's `retry`).
+    #[serde(default)]
+    pub retry: Option<crate::delivery::Policy>,
+}
+
+fn default_max_message_bytes() -> usize {
+    256 * 1024
+}
+
+impl Sink for Config {
+    type Writer = Writer;
+
+    /// The record fields the sink reads: group id, then deduplication id.
+    fn key_fields(&self) -> Vec<String> {
+        self.message_group_id
+            .iter()
+            .chain(&self.deduplication_id)
+            .cloned()
+            .collect()
+    }
+
+    fn retry(&self) -> Option<&Policy> {
+        self.retry.as_ref()
+    }
+
+    fn check(&self, dlq: bool, findings: &mut Findings) {
+        if dlq && !self.key_fields().is_empty() {
+            let field = if self.message_group_id.is_some() {
+                "message_group_id"
+            } else {
+                "deduplication_id"
+            };
+            findings
+                .error(
+                    Code::InvalidValue,
+                    At::Key(field),
+                    "a dead-letter queue has no record fields: envelopes are not records",
+                )
+                .help("use a standard queue, or a FIFO queue with content-based deduplication and one group");
+        }
+    }
+
+    fn permissions(&self) -> Vec<Value> {
+        vec![statement(
+            &["sqs:SendMessage", "sqs:GetQueueUrl"],
+            vec![queue_arn(&self.queue)],
+        )]
+    }
+
+    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
+        Writer::new(self.clone(), cx.aws()?, cx.retry).await
+    }
+}
