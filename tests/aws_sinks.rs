@@ -702,6 +702,101 @@ fn kinesis_records_keep_per_key_order_and_keyless_records_are_dead_lettered() {
     assert_eq!(dlq[0]["error"], "the record has no partition key field `k`");
 }
 
+/// Firehose on moto delivers to an S3 bucket: what lands there is every
+/// record as a JSON line, exactly once; a record over Firehose's 1 000 KiB is
+/// dead-lettered, and so is every record for a delivery stream that does not
+/// exist (not retried).
+#[test]
+fn firehose_records_reach_its_s3_destination_and_a_missing_stream_dead_letters() {
+    let moto = Moto::start();
+    let rt = rt();
+    let conf = rt.block_on(moto.sdk_config());
+    let s3 = s3_client(&conf);
+    let firehose = aws_sdk_firehose::Client::new(&conf);
+    rt.block_on(async {
+        create_bucket(&s3, "lake").await;
+        let dest = aws_sdk_firehose::types::ExtendedS3DestinationConfiguration::builder()
+            .bucket_arn("arn:aws:s3:::lake")
+            .role_arn("arn:aws:iam::123456789012:role/firehose")
+            .prefix("events/")
+            .build()
+            .unwrap();
+        firehose
+            .create_delivery_stream()
+            .delivery_stream_name("events")
+            .delivery_stream_type(aws_sdk_firehose::types::DeliveryStreamType::DirectPut)
+            .extended_s3_destination_configuration(dest)
+            .send()
+            .await
+            .unwrap();
+    });
+    let t = tempfile::tempdir().unwrap();
+    let mut input: Vec<Value> = (0..1200).map(|i| json!({"i": i, "k": "v"})).collect();
+    input.push(json!({"i": -1, "big": "x".repeat(1_100 * 1024)}));
+    let p = pipeline(
+        t.path(),
+        "routes: [{ to: [s] }]\n\
+         sinks:\n  s: { type: firehose, delivery_stream: 'arn:aws:firehose:us-east-1:123456789012:deliverystream/events' }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+        &input,
+    );
+    let o = run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json", "--batch-records", "2000"])
+        .envs(moto.env()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_eq!(
+        (
+            s["sinks"]["s"].as_u64(),
+            s["dead_lettered"]["sink"].as_u64()
+        ),
+        (Some(1200), Some(1))
+    );
+    assert_eq!(
+        s["api_calls"]["s"], 3,
+        "PutRecordBatch takes 500 records a call"
+    );
+    let stored = rt.block_on(objects(&s3, "lake"));
+    assert!(
+        stored.iter().all(|(k, _)| k.starts_with("events/")),
+        "{stored:?}"
+    );
+    let mut got: Vec<Value> = stored.iter().flat_map(|(_, body)| jsonl(body)).collect();
+    got.sort_by_key(|r| r["i"].as_i64());
+    assert_eq!(got, input[..1200].to_vec());
+    let dlq = common::read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        dlq[0]["error"],
+        format!(
+            "record of {} bytes is larger than a Firehose record (1 000 KiB)",
+            input[1200].to_string().len() + 1
+        )
+    );
+
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "routes: [{ to: [s] }]\nsinks:\n  s: { type: firehose, delivery_stream: nope }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+        &[json!({"id": 1}), json!({"id": 2})],
+    );
+    let (code, s, err) = run_against(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["dead_lettered"]["sink"], 2);
+    let dlq = common::read_jsonl(&t.path().join("dlq.jsonl"));
+    let error = dlq[0]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "put_record_batch to delivery stream `nope` failed: ResourceNotFoundException"
+        ),
+        "{error}"
+    );
+    assert_eq!(dlq[0]["attempts"], 1, "a missing stream is not retried");
+}
+
 /// A sink's own `retry` replaces the pipeline's: an unreachable endpoint is
 /// retried (a dispatch failure is retryable) as often as the sink says, and
 /// then the batch is not acknowledged.

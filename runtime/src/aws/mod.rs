@@ -76,6 +76,12 @@ impl Clients {
         }
     }
 
+    /// The shared configuration: a component whose service has no client
+    /// here makes its own from it (sharing its HTTP connections).
+    pub fn sdk(&self) -> &SdkConfig {
+        &self.sdk
+    }
+
     /// The S3 client (path-style addressing when the endpoint is overridden).
     pub fn s3(&self) -> &aws_sdk_s3::Client {
         self.s3.get_or_init(|| {

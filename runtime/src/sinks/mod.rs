@@ -168,6 +168,8 @@ sinks! {
     Dynamodb(dynamodb) = "dynamodb",
     /// Write each record to an Amazon Kinesis data stream.
     Kinesis(kinesis) = "kinesis",
+    /// Send each record to an Amazon Data Firehose delivery stream.
+    Firehose(firehose) = "firehose",
 }
 
 /// The parts of [`Sink`] that need no writer type, for dispatch by reference.
