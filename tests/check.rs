@@ -126,14 +126,14 @@ fn bless_rewrites_only_the_failing_expectations() {
     let o = run(sluice().arg("test").arg(&pipeline));
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stdout(&o).ends_with("1 passed, 2 failed\n"),
+        stdout(&o).ends_with("1 passed, 3 failed\n"),
         "{}",
         stdout(&o)
     );
     let o = run(sluice().args(["test", "--bless"]).arg(&pipeline));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stdout(&o).ends_with("1 passed, 0 failed, 2 blessed\n"),
+        stdout(&o).ends_with("1 passed, 0 failed, 3 blessed\n"),
         "{}",
         stdout(&o)
     );
@@ -144,7 +144,7 @@ fn bless_rewrites_only_the_failing_expectations() {
     let o = run(sluice().arg("test").arg(&pipeline));
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
-        stdout(&o).ends_with("3 passed, 0 failed\n"),
+        stdout(&o).ends_with("4 passed, 0 failed\n"),
         "{}",
         stdout(&o)
     );

@@ -135,3 +135,26 @@ fn a_session_keeps_the_record_between_lines() {
         "error: `record.nope` is () (missing or null), so `record.nope * 2` cannot be computed: `*` takes no () (() * i64) (script line 1, column 13)\n"
     );
 }
+
+/// Positions of compile errors and mistakes are the script's own columns.
+#[test]
+fn compile_errors_and_mistakes_are_at_their_column() {
+    let (_, _, err) = eval(&["let y = 1 +;"], "{}\n");
+    assert!(err.contains("--> <script>:1:12"), "{err}");
+    let (_, _, err) = eval(&["record.b = 1"], "{}\n");
+    assert!(err.contains("--> <script>:1:1"), "{err}");
+}
+
+/// A pipeline's records come from standard input: an envelope says so.
+#[test]
+fn a_pipelines_dead_letters_name_standard_input() {
+    let (_, out, _) = eval(
+        &["--pipeline", "pipelines/quickstart/pipeline.yaml"],
+        "not json\n",
+    );
+    let envelope: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        envelope["source"],
+        serde_json::json!({"type": "file", "file": "<stdin>", "line": 1})
+    );
+}

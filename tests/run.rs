@@ -1107,3 +1107,57 @@ fn a_text_test_input_is_the_line_itself() {
         common::stdout(&o)
     );
 }
+
+/// A reader that stops early (`sluice completions bash | head`) closes the
+/// pipe: the printing commands stop quietly, without a panic.
+#[test]
+fn printing_into_a_closed_pipe_is_a_quiet_exit() {
+    for args in [&["completions", "bash"][..], &["schema"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = sluice()
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            (o.status.code(), stderr(&o)),
+            (Some(0), String::new()),
+            "{args:?}"
+        );
+    }
+}
+
+/// With a JSON summary, what a script prints under `--debug` is a JSON log
+/// line too: standard error holds only JSON.
+#[test]
+fn debug_output_is_json_with_a_json_summary() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("in.jsonl"), "{\"a\":1}\n").unwrap();
+    let p = pipeline(
+        t.path(),
+        &format!(
+            "{FILE_IO}transforms:\n  - {{ name: t, script: 'print(`hi ${{record.a}}`); debug(\"x\"); record' }}\n\
+             routes: [{{ to: [out] }}]\n"
+        ),
+    );
+    let (code, _, err) = run_json(&p, &["--debug"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let debug: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["level"] == "debug")
+        .map(|l| (l["level"].as_str().unwrap(), l["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        debug,
+        [
+            ("debug", "hi 1"),
+            ("debug", "debug (script line 1, column 26): \"x\"")
+        ]
+    );
+}

@@ -9,6 +9,23 @@ use serde_json::{Map, Value};
 
 static FIELDS: OnceLock<Map<String, Value>> = OnceLock::new();
 static HUMAN: AtomicBool = AtomicBool::new(false);
+static SCRIPTS_AS_JSON: AtomicBool = AtomicBool::new(false);
+
+/// From now on, what scripts `print` and `debug` (under `sluice run
+/// --debug`) is written as JSON log lines of level `debug`.
+pub fn scripts_as_json() {
+    SCRIPTS_AS_JSON.store(true, Ordering::Relaxed);
+}
+
+/// Writes what a script printed: as it is, or as a JSON log line after
+/// [`scripts_as_json`].
+pub fn script_output(text: &str) {
+    if SCRIPTS_AS_JSON.load(Ordering::Relaxed) {
+        crate::errln!("{}", line("debug", text));
+    } else {
+        crate::errln!("{text}");
+    }
+}
 
 /// From now on, warnings and errors are written as `warning: …` and
 /// `error: …`, and `info` messages are left out.

@@ -75,6 +75,8 @@ pub fn main(args: &Args) -> i32 {
     }
     let now = crate::engine::run::now_rfc3339();
     let mut code = EXIT_OK;
+    // The records are the pipeline's, read from standard input.
+    let stdin_name: Option<Arc<str>> = (built.source_type == "file").then(|| Arc::from("<stdin>"));
     for (i, line) in stdin.lock().lines().enumerate() {
         let line = match line {
             Ok(l) => l,
@@ -91,6 +93,7 @@ pub fn main(args: &Args) -> i32 {
             data: line.into_bytes(),
             position: Position {
                 source: built.source_type,
+                file: stdin_name.clone(),
                 line: Some(n),
                 ..Position::default()
             },
@@ -249,7 +252,7 @@ fn compiles(script: &str) -> bool {
     let file = diags.sources.add("<script>", script);
     let at = |diags: &Diagnostics, line: usize, column: usize| {
         let f = diags.sources.get(file);
-        let start = f.offset(line, column);
+        let start = f.offset(line, column.saturating_sub(1));
         start..(start + 1).min(script.len()).max(start)
     };
     let engine = transform::engine(&Limits::default());

@@ -121,8 +121,24 @@ pub fn main() -> i32 {
         Command::Schema { tests } => schema::main(tests),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut std::io::stdout());
-            EXIT_OK
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut script);
+            print_all(&script)
+        }
+    }
+}
+
+/// Writes a command's whole output to standard output. A reader that stopped
+/// early (`sluice schema | head`) is not an error: the command ends quietly.
+pub fn print_all(bytes: &[u8]) -> i32 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => EXIT_OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e) => {
+            crate::errln!("error: cannot write to standard output: {e}");
+            crate::exit::EXIT_RUN_FAILED
         }
     }
 }

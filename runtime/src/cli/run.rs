@@ -131,6 +131,8 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
     let json = args.summary_format == SummaryFormat::Json;
     if !json {
         crate::logs::human();
+    } else if args.debug {
+        crate::logs::scripts_as_json();
     }
     let (loaded, mut built) = match load(&args.file, json) {
         Ok(l) => l,

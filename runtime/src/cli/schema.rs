@@ -1,7 +1,5 @@
 //! `sluice schema`: print the JSON Schema of the pipeline format, or of test files.
 
-use super::EXIT_OK;
-
 /// Prints the pipeline format's schema (the content of
 /// `schema/pipeline.schema.json`), or with `tests` the test files' schema
 /// (`schema/test.schema.json`).
@@ -10,9 +8,8 @@ pub fn main(tests: bool) -> i32 {
         let mut text =
             serde_json::to_string_pretty(super::test::file::schema()).unwrap_or_default();
         text.push('\n');
-        crate::out!("{text}");
+        super::print_all(crate::secrets::redact(&text).as_bytes())
     } else {
-        crate::out!("{}", crate::config::schema::generate_text());
+        super::print_all(crate::secrets::redact(&crate::config::schema::generate_text()).as_bytes())
     }
-    EXIT_OK
 }

@@ -161,10 +161,12 @@ pub fn engine(limits: &Limits) -> Engine {
 /// Makes `print` and `debug` write to standard error (for `sluice eval`,
 /// `sluice test` and `sluice run --debug`; production runs drop them).
 pub fn debug_to_stderr(e: &mut Engine) {
-    e.on_print(|text| crate::errln!("{text}"));
+    e.on_print(crate::logs::script_output);
     e.on_debug(|text, _, pos| match (pos.line(), pos.position()) {
-        (Some(l), Some(c)) => crate::errln!("debug (script line {l}, column {c}): {text}"),
-        _ => crate::errln!("debug: {text}"),
+        (Some(l), Some(c)) => {
+            crate::logs::script_output(&format!("debug (script line {l}, column {c}): {text}"));
+        }
+        _ => crate::logs::script_output(&format!("debug: {text}")),
     });
 }
 

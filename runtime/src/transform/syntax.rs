@@ -18,27 +18,31 @@ const MAX_ERRORS: usize = 10;
 
 /// Every syntax error of a transform script, in order; empty when it compiles.
 pub fn errors(engine: &Engine, source: &str) -> Vec<SyntaxError> {
-    if let Some(e) = brackets(source) {
-        return vec![e];
-    }
     let mut out: Vec<SyntaxError> = Vec::new();
     let mut text = source.to_owned();
     while out.len() < MAX_ERRORS {
-        let Err(e) = super::compile_script(engine, &text) else {
-            break;
+        // Brackets first: with one left open, Rhai's error would be at the
+        // end of the script.
+        let (e, bracket) = match brackets(&text) {
+            Some(e) => (e, true),
+            None => match super::compile_script(engine, &text) {
+                Err(e) => (at_statement_end(&text, e), false),
+                Ok(_) => break,
+            },
         };
-        let e = at_statement_end(&text, e);
         let line = e.line;
         if out.iter().any(|o| o.line == line) {
             break;
         }
         out.push(e);
-        // Set the line aside, if that cannot make errors of its own.
+        // Set the line aside, if that cannot make errors of its own: the
+        // line of a bracket error holds the bracket; another line must
+        // balance its brackets by itself.
         let lines: Vec<&str> = text.split('\n').collect();
         let Some(bad) = lines.get(line.wrapping_sub(1)) else {
             break;
         };
-        if brackets(bad).is_some() {
+        if !bracket && brackets(bad).is_some() {
             break;
         }
         let replacement = set_aside(bad);
@@ -46,6 +50,7 @@ pub fn errors(engine: &Engine, source: &str) -> Vec<SyntaxError> {
         next[line - 1] = replacement;
         text = next.join("\n");
     }
+    out.sort_by_key(|e| (e.line, e.column));
     out
 }
 
@@ -286,5 +291,31 @@ mod tests {
             ]
         );
         assert_eq!(found("record"), []);
+    }
+
+    #[test]
+    fn an_unclosed_bracket_does_not_hide_the_other_errors() {
+        assert_eq!(
+            found("let a = 1 +;\nrecord.x = [1, 2;\nrecord"),
+            [
+                (1, 12, "Unexpected ';'".into()),
+                (
+                    2,
+                    12,
+                    "`[` is never closed: add the `]` that closes it".into()
+                ),
+            ]
+        );
+        assert_eq!(
+            found("let a = 1\nlet b = (2;\nrecord"),
+            [
+                (1, 10, "Expecting ';' to terminate this statement".into()),
+                (
+                    2,
+                    9,
+                    "`(` is never closed: add the `)` that closes it".into()
+                ),
+            ]
+        );
     }
 }

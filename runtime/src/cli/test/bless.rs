@@ -69,18 +69,27 @@ fn expectation(case: &Case, actual: &Actual, built: &Built) -> String {
         out.push_str(&format!("fails: {}\n", json(&Value::from(fatal.as_str()))));
         return out;
     }
-    let delivered: Vec<(&String, &Vec<Value>)> = built
+    // A sink the case gave by parts stays given by parts: each record is
+    // cut down to the keys its part names.
+    let (parts, whole): (Vec<_>, Vec<_>) = built
         .sink_names
         .iter()
         .zip(&actual.sinks)
         .filter(|(_, records)| !records.is_empty())
-        .collect();
-    if !delivered.is_empty() {
-        out.push_str("sinks:\n");
-        for (name, records) in delivered {
+        .partition(|(name, _)| case.expect.contains.contains_key(*name));
+    for (key, sinks) in [("sinks", whole), ("contains", parts)] {
+        if sinks.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("{key}:\n"));
+        for (name, records) in sinks {
             out.push_str(&format!("  {}:\n", yaml_key(name)));
-            for r in records {
-                out.push_str(&format!("    - {}\n", json(r)));
+            let given = case.expect.contains.get(name.as_str());
+            for (i, r) in records.iter().enumerate() {
+                // Records past the given parts take the shape of the last one.
+                let part = given.and_then(|g| g.get(i).or(g.last()));
+                let r = part.map_or_else(|| r.clone(), |p| cut_to(r, p));
+                out.push_str(&format!("    - {}\n", json(&r)));
             }
         }
     }
@@ -132,6 +141,22 @@ fn expectation(case: &Case, actual: &Actual, built: &Built) -> String {
         out.push_str("sinks: {}\n");
     }
     out
+}
+
+/// `actual` with only what `part` names: the keys of a mapping (at every
+/// depth), each item of a list as long as the part's.
+fn cut_to(actual: &Value, part: &Value) -> Value {
+    match (actual, part) {
+        (Value::Object(a), Value::Object(p)) => Value::Object(
+            p.iter()
+                .filter_map(|(k, pv)| a.get(k).map(|av| (k.clone(), cut_to(av, pv))))
+                .collect(),
+        ),
+        (Value::Array(a), Value::Array(p)) if a.len() == p.len() => {
+            Value::Array(a.iter().zip(p).map(|(x, y)| cut_to(x, y)).collect())
+        }
+        _ => actual.clone(),
+    }
 }
 
 /// A sink name as a YAML key: plain when it is safe, else quoted.
