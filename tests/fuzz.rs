@@ -16,8 +16,8 @@ use base64::Engine as _;
 use md5::Digest as _;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use sluice::engine::run::LineReader;
 use sluice::lambda::events::{self, Kind};
+use sluice::sources::lines::LineReader;
 
 /// Fragments a pipeline file is made of, so that random texts are often
 /// nearly valid and reach the later passes.
@@ -138,25 +138,25 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 /// A valid event record of `kind` with one field replaced by `junk`.
 fn mutated_record(kind: Kind, junk: Value, at: usize) -> Value {
-    let mut r = match kind {
-        Kind::Kinesis => {
+    let mut r = match kind.name {
+        "kinesis" => {
             json!({ "kinesis": { "partitionKey": "k", "sequenceNumber": "1", "data": "e30=",
                                               "kinesisSchemaVersion": "1.0", "approximateArrivalTimestamp": 1.5 },
                                  "eventSource": "aws:kinesis", "eventID": "shardId-0:1",
                                  "eventSourceARN": "arn:aws:kinesis:us-east-1:1:stream/s" })
         }
-        Kind::DynamodbStreams => {
+        "dynamodb_streams" => {
             json!({ "eventID": "e", "eventName": "INSERT", "eventSource": "aws:dynamodb",
                                          "eventVersion": "1.1", "awsRegion": "us-east-1",
                                          "dynamodb": { "Keys": { "id": { "S": "1" } }, "NewImage": { "id": { "N": "1" } },
                                                        "SequenceNumber": "1", "SizeBytes": 1, "StreamViewType": "NEW_IMAGE" } })
         }
-        Kind::Sqs => {
+        "sqs" => {
             json!({ "messageId": "m", "receiptHandle": "h", "body": "{}", "attributes": {},
                              "messageAttributes": { "a": { "dataType": "Binary", "binaryValue": "AA==" } },
                              "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q" })
         }
-        Kind::Kafka => {
+        _ => {
             json!({ "topic": "t", "partition": 0, "offset": 1, "timestamp": 1, "timestampType": "CREATE_TIME",
                                "key": "aw==", "value": "e30=", "headers": [{ "h": [104] }] })
         }
@@ -183,13 +183,24 @@ fn mutated_record(kind: Kind, junk: Value, at: usize) -> Value {
 }
 
 fn event_of(kind: Kind, records: Vec<Value>) -> Value {
-    match kind {
-        Kind::Kafka => json!({ "eventSource": "aws:kafka", "records": { "t-0": records } }),
+    match kind.name {
+        "kafka" => json!({ "eventSource": "aws:kafka", "records": { "t-0": records } }),
         _ => json!({ "Records": records }),
     }
 }
 
-const KINDS: [Kind; 4] = [Kind::Kinesis, Kind::DynamodbStreams, Kind::Sqs, Kind::Kafka];
+/// The Lambda event kinds: every source Lambda mode reads.
+fn kinds() -> Vec<Kind> {
+    sluice::sources::EVENTS
+        .iter()
+        .filter_map(|(name, events)| events.map(|events| Kind { name, events }))
+        .collect()
+}
+
+/// The kind of a source type.
+fn kind(name: &str) -> Kind {
+    kinds().into_iter().find(|k| k.name == name).unwrap()
+}
 
 fn aggregate(body: &[u8]) -> Vec<u8> {
     let mut out = vec![0xF3, 0x89, 0x9A, 0xC2];
@@ -249,8 +260,9 @@ proptest! {
     /// Any JSON is either an event of the kind (every record of it read or
     /// rejected, each tied to its event record) or an event of another kind.
     #[test]
-    fn every_event_kind_reads_any_json(kind_index in 0usize..4, v in json_value()) {
-        let kind = KINDS[kind_index];
+    fn every_event_kind_reads_any_json(kind_index in 0usize..64, v in json_value()) {
+        let all = kinds();
+        let kind = all[kind_index % all.len()];
         for event in [v.clone(), json!({ "Records": [v.clone()] }), event_of(kind, vec![v.clone()])] {
             if let Ok(batch) = events::parse(kind, event) {
                 prop_assert_eq!(batch.records.len(), batch.item_of.len());
@@ -262,8 +274,9 @@ proptest! {
     /// A valid event record with any one field replaced is read or
     /// rejected alone; the valid record beside it is always read.
     #[test]
-    fn a_damaged_event_record_costs_only_itself(kind_index in 0usize..4, junk in json_value(), at in 0usize..12) {
-        let kind = KINDS[kind_index];
+    fn a_damaged_event_record_costs_only_itself(kind_index in 0usize..64, junk in json_value(), at in 0usize..12) {
+        let all = kinds();
+        let kind = all[kind_index % all.len()];
         let good = mutated_record(kind, json!(null), usize::MAX);
         let bad = mutated_record(kind, junk, at);
         let batch = events::parse(kind, event_of(kind, vec![good, bad]));
@@ -306,11 +319,11 @@ proptest! {
 
 #[test]
 fn the_fuzz_helpers_build_valid_records() {
-    for kind in KINDS {
+    for kind in kinds() {
         let good = mutated_record(kind, json!(null), usize::MAX);
         let batch = events::parse(kind, event_of(kind, vec![good])).unwrap();
-        assert_eq!(batch.records.len(), 1, "{kind:?}");
-        assert_eq!(batch.records[0].rejected, None, "{kind:?}");
+        assert_eq!(batch.records.len(), 1, "{}", kind.name);
+        assert_eq!(batch.records[0].rejected, None, "{}", kind.name);
     }
     let b64 = base64::engine::general_purpose::STANDARD.encode(b"x");
     assert_eq!(b64, "eA==");
@@ -320,10 +333,10 @@ fn the_fuzz_helpers_build_valid_records() {
 /// parser of aws_lambda_events panic, which took the whole invocation down.
 #[test]
 fn a_kafka_timestamp_that_panics_the_decoder_rejects_its_record_only() {
-    let good = mutated_record(Kind::Kafka, json!(null), usize::MAX);
+    let good = mutated_record(kind("kafka"), json!(null), usize::MAX);
     let mut bad = good.clone();
     bad["timestamp"] = json!(69713.39081809283);
-    let batch = events::parse(Kind::Kafka, event_of(Kind::Kafka, vec![good, bad])).unwrap();
+    let batch = events::parse(kind("kafka"), event_of(kind("kafka"), vec![good, bad])).unwrap();
     assert_eq!(batch.records.len(), 2);
     assert_eq!(batch.records[0].rejected, None);
     let why = batch.records[1].rejected.as_deref().unwrap();

@@ -176,23 +176,8 @@ fn places(
 }
 
 fn check_source(cx: &Cx<'_>, p: &Pipeline, diags: &mut Diagnostics) {
-    if let crate::sources::Config::Kafka(k) = &p.source {
-        let problem = match (&k.cluster_arn, k.bootstrap_servers.is_empty()) {
-            (Some(_), false) => Some((
-                "/source/bootstrap_servers",
-                "give `cluster_arn` (Amazon MSK) or `bootstrap_servers` (a self-managed cluster), not both",
-            )),
-            (None, true) => Some((
-                "/source",
-                "a `kafka` source needs `cluster_arn` (Amazon MSK) or `bootstrap_servers` (a self-managed cluster)",
-            )),
-            _ => None,
-        };
-        if let Some((pointer, message)) = problem {
-            diags.push(
-                Diagnostic::error(Code::InvalidValue, message).at(cx.file, cx.key_span(pointer)),
-            );
-        }
+    for f in p.source.check().list {
+        diags.push(cx.finding("/source", f));
     }
 }
 

@@ -2,7 +2,6 @@
 //! runtime of its requests, its source and its outputs. `sluice run`, the
 //! daemon and Lambda mode all start here, so none depends on another.
 
-use std::io::BufReader;
 use std::sync::Arc;
 
 use crate::aws::Clients;
@@ -10,12 +9,12 @@ use crate::config::{self, Env, LoadError, Loaded};
 use crate::diagnostics::Severity;
 use crate::diagnostics::render::{self, Format};
 use crate::engine::Built;
-use crate::engine::run::{LineReader, Outputs};
+use crate::engine::run::Outputs;
 use crate::exit::{EXIT_INVALID, EXIT_UNREADABLE};
 use crate::sinks::{self, BuildCx};
 use crate::sources;
 use crate::sources::Reader;
-use crate::sources::group::{self, Member};
+use crate::sources::group::Member;
 use crate::sources::lease::Settings;
 
 /// What a run reads.
@@ -87,56 +86,12 @@ pub(crate) async fn open_source(
     aws: Option<Arc<Clients>>,
     worker: Settings,
 ) -> Result<(Reader, Option<Member>), String> {
-    let lines = match &loaded.pipeline.source {
-        sources::Config::File(c) => {
-            let path = loaded.resolve(&c.path);
-            let f = std::fs::File::open(&path)
-                .map_err(|e| format!("cannot read the source file `{}`: {e}", path.display()))?;
-            // A regular file's size is known: the progress bar shows how far
-            // through it the run is (a pipe or a device has no size).
-            let size = f
-                .metadata()
-                .ok()
-                .filter(std::fs::Metadata::is_file)
-                .map(|m| m.len());
-            let reader = LineReader::new(
-                Box::new(BufReader::with_capacity(256 * 1024, f)),
-                "file",
-                Some(Arc::from(c.path.as_str())),
-                c.max_record_bytes,
-            );
-            match size {
-                Some(size) => reader.sized(size),
-                None => reader,
-            }
-        }
-        sources::Config::Stdin(c) => LineReader::new(
-            Box::new(BufReader::with_capacity(256 * 1024, std::io::stdin())),
-            "stdin",
-            None,
-            c.max_record_bytes,
-        ),
-        source @ (sources::Config::Kinesis(_) | sources::Config::DynamodbStreams(_)) => {
-            let aws = aws.ok_or("no AWS clients")?;
-            let (reader, member) = group::join(source, &loaded.pipeline.name, &aws, worker).await?;
-            return Ok((reader, Some(member)));
-        }
-        sources::Config::Sqs(c) => {
-            let aws = aws.ok_or("no AWS clients")?;
-            let reader = sources::sqs::Reader::new(c.clone(), Arc::clone(&aws), &worker.retry)
-                .await
-                .map_err(|e| format!("the source queue: {e}"))?;
-            return Ok((Reader::Sqs(reader, aws), None));
-        }
-        sources::Config::Kafka(_) => {
-            return Err(loaded
-                .pipeline
-                .source
-                .refusal(sources::RunMode::Run)
-                .unwrap_or_default());
-        }
+    let cx = sources::OpenCx {
+        loaded,
+        aws,
+        worker,
     };
-    Ok((Reader::Lines(lines), None))
+    loaded.pipeline.source.open(cx).await
 }
 
 /// How `sluice run` takes part in its stream's worker group: under the

@@ -7,76 +7,45 @@
 //! to the event source mapping: the sequence number (Kinesis, DynamoDB
 //! Streams), the message id (SQS), or the topic-partition and offset (Kafka).
 
-use std::collections::{BTreeSet, HashSet};
-
-use aws_lambda_events::event::streams::{
-    DynamoDbBatchItemFailure, DynamoDbEventResponse, KinesisEventResponse,
-};
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use serde_json::{Map, Value};
 
-use crate::sources;
-pub use crate::sources::event::{Batch, Item, item_id};
+use crate::sources::event::origin;
+pub use crate::sources::event::{Batch, EventSource, Item, item_id};
 
-/// The kinds of events the pipeline's `source.type` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Kinesis Data Streams.
-    Kinesis,
-    /// DynamoDB Streams.
-    DynamodbStreams,
-    /// SQS, standard or FIFO.
-    Sqs,
-    /// Kafka: Amazon MSK or a self-managed cluster.
-    Kafka,
+/// What Lambda mode reads: the pipeline's source, by its `type`, and its
+/// event decoder.
+#[derive(Clone, Copy)]
+pub struct Kind {
+    /// The source's `type`.
+    pub name: &'static str,
+    /// Its events.
+    pub events: &'static dyn EventSource,
 }
 
 impl Kind {
     /// The kind for a pipeline source, if Lambda can deliver it.
     pub fn of(source: &crate::sources::Config) -> Option<Kind> {
-        match source {
-            crate::sources::Config::Kinesis(_) => Some(Kind::Kinesis),
-            crate::sources::Config::DynamodbStreams(_) => Some(Kind::DynamodbStreams),
-            crate::sources::Config::Sqs(_) => Some(Kind::Sqs),
-            crate::sources::Config::Kafka(_) => Some(Kind::Kafka),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Kinesis => "kinesis",
-            Kind::DynamodbStreams => "dynamodb_streams",
-            Kind::Sqs => "sqs",
-            Kind::Kafka => "kafka",
-        }
+        Some(Kind {
+            name: source.type_name(),
+            events: source.events()?,
+        })
     }
 }
 
-/// What kind of event a JSON payload is, judged by its `eventSource`
-/// (Kafka) or its first record's; a Firehose data-transformation event by
-/// its `deliveryStreamArn`.
+/// Which source's event a JSON payload is, judged by its `eventSource` (or
+/// its first record's): `Some("unknown")` for an event of a source Sluice
+/// does not read, `None` when it names none.
 fn event_kind(event: &Value) -> Option<&'static str> {
     if event.get("deliveryStreamArn").is_some() {
         return Some("firehose");
     }
-    let source = match event.get("eventSource").and_then(Value::as_str) {
-        Some(s) => s,
-        None => {
-            let first = event.get("Records")?.get(0)?;
-            first
-                .get("eventSource")
-                .or_else(|| first.get("EventSource"))
-                .and_then(Value::as_str)?
-        }
-    };
-    Some(match source {
-        "aws:kinesis" => "kinesis",
-        "aws:dynamodb" => "dynamodb_streams",
-        "aws:sqs" => "sqs",
-        "aws:kafka" | "SelfManagedKafka" => "kafka",
-        _ => "unknown",
-    })
+    let origin = origin(event)?;
+    Some(
+        crate::sources::EVENTS
+            .iter()
+            .find(|(_, e)| e.is_some_and(|e| e.origins().contains(&origin)))
+            .map_or("unknown", |(name, _)| *name),
+    )
 }
 
 /// An event that is not of the pipeline's kind at all: the invocation fails
@@ -89,35 +58,12 @@ impl WrongEvent {
     pub const ERROR_TYPE: &'static str = "WrongEventKind";
 }
 
-/// The names of an object's fields, for messages.
-fn fields(v: &Value) -> String {
-    match v.as_object() {
-        Some(m) if m.is_empty() => "no fields".into(),
-        Some(m) => {
-            let names: Vec<String> = m.keys().take(8).map(|k| format!("`{k}`")).collect();
-            format!("fields {}", names.join(", "))
-        }
-        None => format!("not an object but {}", json_type(v)),
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Turns an event into records. Each event record is decoded on its own: one
 /// that cannot be (data that is not base64, a missing field, an unknown
 /// DynamoDB type …) becomes a record rejected at stage `decode`, holding the
 /// event record's JSON, and the rest of the batch is read as usual. Only an
 /// event that is not of the pipeline's kind at all is an error.
-pub fn parse(kind: Kind, mut event: Value) -> Result<Batch, WrongEvent> {
+pub fn parse(kind: Kind, event: Value) -> Result<Batch, WrongEvent> {
     let empty = event
         .get("Records")
         .and_then(Value::as_array)
@@ -128,7 +74,7 @@ pub fn parse(kind: Kind, mut event: Value) -> Result<Batch, WrongEvent> {
             .is_some_and(Map::is_empty);
     if !empty
         && let Some(got) = event_kind(&event)
-        && got != kind.name()
+        && got != kind.name
     {
         let what = match got {
             "firehose" => {
@@ -139,139 +85,38 @@ pub fn parse(kind: Kind, mut event: Value) -> Result<Batch, WrongEvent> {
         };
         return Err(WrongEvent(format!(
             "the pipeline reads a `{}` source, but the event is {what}",
-            kind.name()
+            kind.name
         )));
     }
-    let mut batch = Batch::default();
-    if kind == Kind::Kafka {
-        let partitions = match event.get_mut("records").map(Value::take) {
-            Some(Value::Object(partitions)) => partitions,
-            Some(Value::Null) => Map::new(),
-            _ => {
-                return Err(WrongEvent(format!(
-                    "the pipeline reads a `kafka` source, but the event has no `records` object of topic-partitions ({})",
-                    fields(&event)
-                )));
-            }
-        };
-        crate::sources::kafka::event::push(partitions, &mut batch);
-        return Ok(batch);
-    }
-    let records = match event.get_mut("Records").map(Value::take) {
-        Some(Value::Array(records)) => records,
-        _ => {
-            return Err(WrongEvent(format!(
-                "the pipeline reads a `{}` source, but the event has no `Records` list ({})",
-                kind.name(),
-                fields(&event)
-            )));
-        }
-    };
-    let push = match kind {
-        Kind::Kinesis => sources::kinesis::event::push,
-        Kind::DynamodbStreams => sources::dynamodb_streams::event::push,
-        Kind::Sqs => sources::sqs::event::push,
-        Kind::Kafka => return Ok(batch),
-    };
-    for r in &records {
-        push(r, &mut batch);
-    }
-    Ok(batch)
-}
-
-/// The unit whose order the source keeps for event record `item`: after a
-/// failure, the source delivers the failed record and every later record of
-/// its unit again. A Kinesis or DynamoDB Streams batch is one shard (one
-/// unit); an SQS FIFO queue keeps order per message group and Kafka per
-/// topic-partition; a standard SQS queue keeps none (`None`).
-pub fn ordering_unit(kind: Kind, batch: &Batch, item: usize) -> Option<&str> {
-    match kind {
-        Kind::Kinesis | Kind::DynamodbStreams => Some(""),
-        Kind::Sqs if !batch.fifo => None,
-        Kind::Sqs | Kind::Kafka => Some(batch.items[item].group.as_deref().unwrap_or("")),
-    }
-}
-
-/// The partial batch response for the event records in `failed` (indexes
-/// into `batch.items`), as AWS documents it for each event source:
-///
-/// - Kinesis and DynamoDB Streams: the first failed record's sequence
-///   number; the mapping retries from there, so order is kept.
-/// - SQS: every failed message id; for a FIFO queue, every message of a
-///   group from its first failed message on.
-/// - Kafka: for each topic-partition with a failure, its first failed
-///   offset (`{"partition": "orders-0", "offset": 17}`); the mapping resumes
-///   each of them there, so order within a partition is kept.
-pub fn response(kind: Kind, batch: &Batch, failed: &BTreeSet<usize>) -> Value {
-    match kind {
-        Kind::Kafka => {
-            let mut first: Vec<(&str, i64)> = Vec::new();
-            for &i in failed {
-                let item = &batch.items[i];
-                let (Some(p), Some(o)) = (item.group.as_deref(), item.offset) else {
-                    continue;
-                };
-                match first.iter_mut().find(|(q, _)| *q == p) {
-                    Some((_, lowest)) => *lowest = (*lowest).min(o),
-                    None => first.push((p, o)),
-                }
-            }
-            let failures: Vec<Value> = first
-                .into_iter()
-                .map(|(p, o)| serde_json::json!({ "itemIdentifier": { "partition": p, "offset": o } }))
-                .collect();
-            Ok(serde_json::json!({ "batchItemFailures": failures }))
-        }
-        Kind::Kinesis => {
-            let mut r = KinesisEventResponse::default();
-            if let Some(&first) = failed.first() {
-                r.add_failure(batch.items[first].id.clone());
-            }
-            serde_json::to_value(r)
-        }
-        Kind::DynamodbStreams => {
-            let mut r = DynamoDbEventResponse::default();
-            if let Some(&first) = failed.first() {
-                let mut f = DynamoDbBatchItemFailure::default();
-                f.item_identifier = Some(batch.items[first].id.clone());
-                r.batch_item_failures.push(f);
-            }
-            serde_json::to_value(r)
-        }
-        Kind::Sqs => {
-            let mut ids: Vec<&str> = Vec::new();
-            if batch.fifo {
-                let mut stopped: HashSet<Option<&str>> = HashSet::new();
-                for (i, item) in batch.items.iter().enumerate() {
-                    let group = item.group.as_deref();
-                    if failed.contains(&i) {
-                        stopped.insert(group);
-                    }
-                    if stopped.contains(&group) {
-                        ids.push(&item.id);
-                    }
-                }
-            } else {
-                ids = failed.iter().map(|&i| batch.items[i].id.as_str()).collect();
-            }
-            let mut r = SqsBatchResponse::default();
-            r.batch_item_failures = ids
-                .into_iter()
-                .map(|id| {
-                    let mut f = BatchItemFailure::default();
-                    f.item_identifier = id.to_owned();
-                    f
-                })
-                .collect();
-            serde_json::to_value(r)
-        }
-    }
-    .unwrap_or(Value::Null)
+    kind.events.decode(event).map_err(|lacks| {
+        WrongEvent(format!(
+            "the pipeline reads a `{}` source, but the event {lacks}",
+            kind.name
+        ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+
+    const SQS: Kind = Kind {
+        name: "sqs",
+        events: &crate::sources::sqs::event::Events,
+    };
+    const KINESIS: Kind = Kind {
+        name: "kinesis",
+        events: &crate::sources::kinesis::event::Events,
+    };
+    const KAFKA: Kind = Kind {
+        name: "kafka",
+        events: &crate::sources::kafka::event::Events,
+    };
+    const DYNAMODB_STREAMS: Kind = Kind {
+        name: "dynamodb_streams",
+        events: &crate::sources::dynamodb_streams::event::Events,
+    };
     use base64::Engine as _;
     use serde_json::json;
 
@@ -307,12 +152,12 @@ mod tests {
             ("m4", "b"),
             ("m5", "a"),
         ];
-        let batch = parse(Kind::Sqs, sqs_event(true, &msgs)).unwrap();
+        let batch = parse(SQS, sqs_event(true, &msgs)).unwrap();
         assert!(batch.fifo);
-        let r = response(Kind::Sqs, &batch, &BTreeSet::from([2]));
+        let r = SQS.events.response(&batch, &BTreeSet::from([2]));
         assert_eq!(failures(&r), vec!["m3", "m5"]);
-        let batch = parse(Kind::Sqs, sqs_event(false, &msgs)).unwrap();
-        let r = response(Kind::Sqs, &batch, &BTreeSet::from([2]));
+        let batch = parse(SQS, sqs_event(false, &msgs)).unwrap();
+        let r = SQS.events.response(&batch, &BTreeSet::from([2]));
         assert_eq!(
             failures(&r),
             vec!["m3"],
@@ -328,7 +173,7 @@ mod tests {
             "eventSource": "aws:kinesis", "eventID": format!("shardId-000000000007:{i}"),
             "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
         })).collect::<Vec<_>>() });
-        let batch = parse(Kind::Kinesis, event).unwrap();
+        let batch = parse(KINESIS, event).unwrap();
         assert_eq!(batch.records[0].data, b"{}");
         let p = &batch.records[2].position;
         assert_eq!(
@@ -340,9 +185,9 @@ mod tests {
             (Some("orders"), Some("shardId-000000000007"), Some("3"))
         );
         assert_eq!(p.arrival_time.as_deref(), Some("2023-11-14T22:13:20.500Z"));
-        let r = response(Kind::Kinesis, &batch, &BTreeSet::from([1, 2]));
+        let r = KINESIS.events.response(&batch, &BTreeSet::from([1, 2]));
         assert_eq!(failures(&r), vec!["2"]);
-        let r = response(Kind::Kinesis, &batch, &BTreeSet::new());
+        let r = KINESIS.events.response(&batch, &BTreeSet::new());
         assert!(failures(&r).is_empty());
     }
 
@@ -367,7 +212,7 @@ mod tests {
     #[test]
     fn kafka_records_carry_topic_partition_offset_key_and_headers() {
         for source in ["aws:kafka", "SelfManagedKafka"] {
-            let batch = parse(Kind::Kafka, kafka_event(source)).unwrap();
+            let batch = parse(KAFKA, kafka_event(source)).unwrap();
             let ids: Vec<&str> = batch.items.iter().map(|i| i.id.as_str()).collect();
             assert_eq!(
                 ids,
@@ -410,8 +255,8 @@ mod tests {
 
     #[test]
     fn kafka_reports_the_first_failed_offset_of_each_partition() {
-        let batch = parse(Kind::Kafka, kafka_event("aws:kafka")).unwrap();
-        let r = response(Kind::Kafka, &batch, &BTreeSet::from([1, 2, 4]));
+        let batch = parse(KAFKA, kafka_event("aws:kafka")).unwrap();
+        let r = KAFKA.events.response(&batch, &BTreeSet::from([1, 2, 4]));
         assert_eq!(
             r,
             json!({ "batchItemFailures": [
@@ -419,9 +264,9 @@ mod tests {
                 { "itemIdentifier": { "partition": "orders-1", "offset": 8 } }
             ] })
         );
-        let r = response(Kind::Kafka, &batch, &BTreeSet::new());
+        let r = KAFKA.events.response(&batch, &BTreeSet::new());
         assert_eq!(r, json!({ "batchItemFailures": [] }));
-        let e = parse(Kind::Sqs, kafka_event("aws:kafka")).unwrap_err();
+        let e = parse(SQS, kafka_event("aws:kafka")).unwrap_err();
         assert_eq!(
             e.0,
             "the pipeline reads a `sqs` source, but the event is a `kafka` event"
@@ -430,7 +275,7 @@ mod tests {
 
     #[test]
     fn an_event_of_another_kind_is_an_error() {
-        let e = parse(Kind::Kinesis, sqs_event(false, &[("m1", "a")])).unwrap_err();
+        let e = parse(KINESIS, sqs_event(false, &[("m1", "a")])).unwrap_err();
         assert_eq!(
             e.0,
             "the pipeline reads a `kinesis` source, but the event is a `sqs` event"
@@ -463,7 +308,7 @@ mod tests {
         let mut no_data = good("3");
         no_data["kinesis"].as_object_mut().unwrap().remove("data");
         let event = json!({ "Records": [good("1"), bad_data, no_data, good("4")] });
-        let batch = parse(Kind::Kinesis, event).unwrap();
+        let batch = parse(KINESIS, event).unwrap();
         assert_eq!(batch.records.len(), 4);
         let ids: Vec<&str> = batch.items.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, vec!["1", "2", "3", "4"]);
@@ -492,7 +337,7 @@ mod tests {
         event["records"]["orders-0"][1]["value"] = json!("%%%");
         event["records"]["orders-0"][2]["key"] = json!("%%%");
         event["records"]["orders-1"][0]["headers"] = json!([{ "h": [300] }]);
-        let batch = parse(Kind::Kafka, event).unwrap();
+        let batch = parse(KAFKA, event).unwrap();
         assert_eq!(batch.records.len(), 5);
         let r = rejected(&batch);
         assert_eq!(r.len(), 3, "{r:?}");
@@ -515,7 +360,7 @@ mod tests {
         let mut event = sqs_event(false, &[("m1", "a"), ("m2", "a")]);
         event["Records"][0]["messageAttributes"] =
             json!({ "b": { "dataType": "Binary", "binaryValue": "%%%" } });
-        let batch = parse(Kind::Sqs, event).unwrap();
+        let batch = parse(SQS, event).unwrap();
         let r = rejected(&batch);
         assert_eq!(r.len(), 1);
         assert!(
@@ -537,7 +382,7 @@ mod tests {
             record("1", json!({ "id": { "S": "1" } })),
             record("2", json!({ "id": { "Q": "1" } })),
         ] });
-        let batch = parse(Kind::DynamodbStreams, event).unwrap();
+        let batch = parse(DYNAMODB_STREAMS, event).unwrap();
         let r = rejected(&batch);
         assert_eq!(r.len(), 1);
         assert!(
@@ -557,15 +402,15 @@ mod tests {
             "records": [{ "recordId": "r1", "data": "e30=", "approximateArrivalTimestamp": 1 }]
         });
         assert_eq!(
-            parse(Kind::Kinesis, firehose).unwrap_err().0,
+            parse(KINESIS, firehose).unwrap_err().0,
             "the pipeline reads a `kinesis` source, but the event is a Firehose data-transformation event (`deliveryStreamArn`, `records`)"
         );
         assert_eq!(
-            parse(Kind::Sqs, json!({ "hello": 1 })).unwrap_err().0,
+            parse(SQS, json!({ "hello": 1 })).unwrap_err().0,
             "the pipeline reads a `sqs` source, but the event has no `Records` list (fields `hello`)"
         );
         assert_eq!(
-            parse(Kind::Kafka, json!([1])).unwrap_err().0,
+            parse(KAFKA, json!([1])).unwrap_err().0,
             "the pipeline reads a `kafka` source, but the event has no `records` object of topic-partitions (not an object but an array)"
         );
     }

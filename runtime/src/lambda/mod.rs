@@ -6,7 +6,7 @@
 //! `sluice check` prints. Each invocation turns the event into records, runs
 //! them through the pipeline in chunks, writes every sink buffer out, and
 //! answers with the records the event source mapping must deliver again
-//! (`batchItemFailures`, see [`events::response`]). A record that was
+//! (`batchItemFailures`, see [`events::EventSource::response`]). A record that was
 //! dead-lettered counts as handled; one that a sink or the DLQ did not accept
 //! after retries is reported failed. When the invocation's time left falls
 //! below the safety margin, no further chunk is started and its records are
@@ -202,7 +202,7 @@ impl State {
         // failed, the source delivers it and everything after it again: no
         // later record of that unit is started.
         let kind = self.kind;
-        let unit = |item: usize| events::ordering_unit(kind, &batch, item);
+        let unit = |item: usize| kind.events.ordering_unit(&batch, item);
         let mut stopped: HashSet<&str> = HashSet::new();
         let mut skipped = 0usize;
         // Records written to a sink after an earlier record of their unit
@@ -313,34 +313,9 @@ impl State {
             );
             failed.extend(0..batch.items.len());
         }
-        let response = events::response(self.kind, &batch, &failed);
-        // Records the source delivers again: for a stream, all from the first failure on.
-        let retried = match self.kind {
-            Kind::Kinesis | Kind::DynamodbStreams => {
-                failed.first().map_or(0, |&f| batch.items.len() - f)
-            }
-            Kind::Sqs => response["batchItemFailures"].as_array().map_or(0, Vec::len),
-            // Each failed partition from its first failure on.
-            Kind::Kafka => {
-                let mut from: HashMap<&str, usize> = HashMap::new();
-                for &f in &failed {
-                    if let Some(g) = batch.items[f].group.as_deref() {
-                        from.entry(g).or_insert(f);
-                    }
-                }
-                batch
-                    .items
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, item)| {
-                        item.group
-                            .as_deref()
-                            .and_then(|g| from.get(g))
-                            .is_some_and(|&f| *i >= f)
-                    })
-                    .count()
-            }
-        };
+        let response = self.kind.events.response(&batch, &failed);
+        // Records the source delivers again.
+        let retried = self.kind.events.redelivered(&batch, &failed);
         let sink_stats = std::mem::replace(
             &mut self.outputs.sink_stats,
             vec![Default::default(); self.built.sink_names.len()],

@@ -20,8 +20,8 @@ use serde_json::Value;
 use super::Ack;
 use crate::aws::Clients;
 use crate::delivery::{Policy, error::classify};
-use crate::engine::run::LineReader;
 use crate::record::{Cut, Position, RawRecord};
+use crate::sources::lines::LineReader;
 
 /// Largest envelope line read back: records up to the default 10 MiB, in base64.
 const MAX_ENVELOPE_BYTES: u64 = 16 * 1024 * 1024;

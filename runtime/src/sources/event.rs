@@ -7,9 +7,85 @@
 //! with the same record builder its reader uses under `sluice run` and
 //! `sluice daemon`, so a record and its `meta` are the same in every mode.
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 
 use crate::record::{Position, RawRecord};
+
+/// Lambda mode's side of a source: how its events become records, and how
+/// an invocation is answered. One unit struct per source (`event::Events`),
+/// named by the source's [`Source::EVENTS`](super::Source::EVENTS).
+pub trait EventSource: Sync {
+    /// The `eventSource` values of its event records (`aws:kinesis`).
+    fn origins(&self) -> &'static [&'static str];
+
+    /// The event's records. `Err` says what the event lacks, when it has no
+    /// list of records at all ("has no `Records` list (fields …)").
+    fn decode(&self, event: Value) -> Result<Batch, String>;
+
+    /// The unit whose order the source keeps for event record `item`: after
+    /// a failure, the source delivers the failed record and every later
+    /// record of its unit again. `None`: the source keeps no order.
+    fn ordering_unit<'a>(&self, batch: &'a Batch, item: usize) -> Option<&'a str>;
+
+    /// The partial batch response for the event records in `failed`
+    /// (indexes into `batch.items`), as AWS documents it for the source.
+    fn response(&self, batch: &Batch, failed: &BTreeSet<usize>) -> Value;
+
+    /// How many event records the source delivers again after `response`.
+    fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize;
+}
+
+/// The `eventSource` of an event: its own (Kafka) or its first record's
+/// (`eventSource`, or `EventSource` as SNS writes it).
+pub fn origin(event: &Value) -> Option<&str> {
+    match event.get("eventSource").and_then(Value::as_str) {
+        Some(s) => Some(s),
+        None => {
+            let first = event.get("Records")?.get(0)?;
+            first
+                .get("eventSource")
+                .or_else(|| first.get("EventSource"))
+                .and_then(Value::as_str)
+        }
+    }
+}
+
+/// The records of an event that lists them under `Records`, each added by `push`.
+pub fn records(mut event: Value, push: impl Fn(&Value, &mut Batch)) -> Result<Batch, String> {
+    let Some(Value::Array(records)) = event.get_mut("Records").map(Value::take) else {
+        return Err(format!("has no `Records` list ({})", fields(&event)));
+    };
+    let mut batch = Batch::default();
+    for r in &records {
+        push(r, &mut batch);
+    }
+    Ok(batch)
+}
+
+/// The names of an object's fields, for messages.
+pub fn fields(v: &Value) -> String {
+    match v.as_object() {
+        Some(m) if m.is_empty() => "no fields".into(),
+        Some(m) => {
+            let names: Vec<String> = m.keys().take(8).map(|k| format!("`{k}`")).collect();
+            format!("fields {}", names.join(", "))
+        }
+        None => format!("not an object but {}", json_type(v)),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
 
 /// One event record: what identifies it in a response, and its message group (SQS FIFO).
 #[derive(Debug, Clone)]

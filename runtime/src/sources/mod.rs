@@ -1,22 +1,21 @@
 //! Sources: where records come from.
 //!
-//! Each source type is one module with a `Config`; the [`Config`] enum below is
-//! the `type`-tagged list the pipeline format accepts. A source yields
+//! Each source type is one module whose `Config` implements [`Source`]:
+//! the modes that read it, its checks, how `sluice run` and `sluice daemon`
+//! open its reader, and (for Lambda mode) its event decoder. The `sources!`
+//! list below registers each with one line and makes the `type`-tagged
+//! [`Config`] the pipeline format accepts. A source yields
 //! [`RawRecord`](crate::record::RawRecord)s in batches; it knows nothing of
 //! decoding, scripts or sinks.
 
 pub mod dlq;
-pub mod dynamodb_streams;
 pub mod event;
-pub mod file;
 pub mod group;
-pub mod kafka;
-pub mod kinesis;
 pub mod lease;
+pub mod lines;
 pub mod shards;
-pub mod sqs;
-pub mod stdin;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,55 +23,170 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::aws::Clients;
+use crate::config::Loaded;
 use crate::delivery::Policy;
-use crate::engine::run::LineReader;
+use crate::diagnostics::Findings;
 use crate::record::RawRecord;
+pub use event::EventSource;
+use group::Member;
+use lease::Settings;
+use lines::LineReader;
 
-/// Where the pipeline reads records from.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[schemars(rename = "Source")]
-pub enum Config {
+/// A source's config: what the pipeline format reads under `source`, and
+/// everything the rest of Sluice asks of it. Implemented once per source
+/// module.
+pub trait Source {
+    /// The modes that read the source: the table of `docs/sources.md`.
+    const MODES: &'static [RunMode];
+
+    /// Lambda mode: how its events become records and how they are
+    /// answered; `None` when no event source mapping delivers it.
+    const EVENTS: Option<&'static dyn EventSource> = None;
+
+    /// What to use instead, added to the refusal of a mode that does not
+    /// read the source.
+    fn refusal_hint(&self) -> &'static str {
+        ""
+    }
+
+    /// Whether the source talks to AWS (under `sluice run` and `sluice daemon`).
+    fn uses_aws(&self) -> bool {
+        true
+    }
+
+    /// Whether the source is a stream (runs until stopped) rather than a finite input.
+    fn is_stream(&self) -> bool {
+        true
+    }
+
+    /// Problems with the config that its shape does not show.
+    fn check(&self, _findings: &mut Findings) {}
+
+    /// `sluice run` and `sluice daemon`: opens the reader (a stream of
+    /// shards as a member of the pipeline's worker group, returned too).
+    fn open(
+        &self,
+        _cx: OpenCx<'_>,
+    ) -> impl Future<Output = Result<(Reader, Option<Member>), String>> + Send {
+        std::future::ready(Err("this source has no reader".to_owned()))
+    }
+}
+
+/// What a reader needs to start.
+pub struct OpenCx<'a> {
+    /// The pipeline as loaded (its name, its folder).
+    pub loaded: &'a Loaded,
+    /// The shared AWS clients, when the source uses AWS.
+    pub aws: Option<Arc<Clients>>,
+    /// How this process takes part in a stream's worker group.
+    pub worker: Settings,
+}
+
+impl OpenCx<'_> {
+    /// The AWS clients (an AWS source is only opened with them).
+    pub fn aws(&self) -> Result<Arc<Clients>, String> {
+        self.aws.clone().ok_or_else(|| "no AWS clients".to_owned())
+    }
+}
+
+/// The refusal hint of a source that only `sluice run` reads.
+pub(crate) const READ_A_STREAM: &str =
+    "; a service or a function reads a stream: `sqs`, `kinesis` or `dynamodb_streams`";
+
+/// The registration list: each line is one source, `Variant(module) =
+/// "type"` with its one-line description (the JSON Schema's and the
+/// reference's). A new source is its module plus one line here.
+macro_rules! sources {
+    ($( $(#[doc = $doc:literal])* $Variant:ident($module:ident) = $name:literal, )*) => {
+        $( pub mod $module; )*
+
+        /// Where the pipeline reads records from.
+        #[derive(Debug, Clone, Deserialize, JsonSchema)]
+        #[serde(tag = "type")]
+        #[schemars(rename = "Source")]
+        pub enum Config {
+            $( $(#[doc = $doc])* #[serde(rename = $name)] $Variant($module::Config), )*
+        }
+
+        /// Every source's `type`, in registration order.
+        pub const TYPES: &[&str] = &[$( $name ),*];
+
+        /// Every source's Lambda event decoder, by `type`.
+        pub const EVENTS: &[(&str, Option<&'static dyn EventSource>)] =
+            &[$( ($name, <$module::Config as Source>::EVENTS), )*];
+
+        impl Config {
+            /// The `type` name of the source.
+            pub fn type_name(&self) -> &'static str {
+                match self { $( Config::$Variant(_) => $name, )* }
+            }
+
+            /// The modes that read the source: the table of `docs/sources.md`.
+            pub fn modes(&self) -> &'static [RunMode] {
+                match self { $( Config::$Variant(_) => <$module::Config as Source>::MODES, )* }
+            }
+
+            /// Lambda mode's decoder of the source's events.
+            pub fn events(&self) -> Option<&'static dyn EventSource> {
+                match self { $( Config::$Variant(_) => <$module::Config as Source>::EVENTS, )* }
+            }
+
+            fn source(&self) -> &dyn SourceInfo {
+                match self { $( Config::$Variant(c) => c, )* }
+            }
+
+            /// Opens the reader of `sluice run` and `sluice daemon`.
+            pub async fn open(&self, cx: OpenCx<'_>) -> Result<(Reader, Option<Member>), String> {
+                // A source only Lambda mode reads has no reader.
+                if self.modes() == [RunMode::Lambda] {
+                    return Err(self.refusal(RunMode::Run).unwrap_or_default());
+                }
+                match self { $( Config::$Variant(c) => c.open(cx).await, )* }
+            }
+        }
+    };
+}
+
+sources! {
     /// Read a local file, one record per line.
-    File(file::Config),
+    File(file) = "file",
     /// Read standard input, one record per line.
-    Stdin(stdin::Config),
+    Stdin(stdin) = "stdin",
     /// Read messages from an Amazon SQS queue; each is deleted once delivered.
-    Sqs(sqs::Config),
+    Sqs(sqs) = "sqs",
     /// Read every shard of an Amazon Kinesis data stream, with checkpoints in DynamoDB.
-    Kinesis(kinesis::Config),
+    Kinesis(kinesis) = "kinesis",
     /// Read the change records of a DynamoDB table, with checkpoints in DynamoDB.
-    DynamodbStreams(dynamodb_streams::Config),
+    DynamodbStreams(dynamodb_streams) = "dynamodb_streams",
     /// Records of a Kafka topic (Amazon MSK or self-managed), delivered by a
     /// Lambda event source mapping; only Lambda mode reads it.
-    Kafka(kafka::Config),
+    Kafka(kafka) = "kafka",
+}
+
+/// The parts of [`Source`] that dispatch by reference.
+trait SourceInfo {
+    fn refusal_hint(&self) -> &'static str;
+    fn uses_aws(&self) -> bool;
+    fn is_stream(&self) -> bool;
+    fn check(&self, findings: &mut Findings);
+}
+
+impl<S: Source> SourceInfo for S {
+    fn refusal_hint(&self) -> &'static str {
+        Source::refusal_hint(self)
+    }
+    fn uses_aws(&self) -> bool {
+        Source::uses_aws(self)
+    }
+    fn is_stream(&self) -> bool {
+        Source::is_stream(self)
+    }
+    fn check(&self, findings: &mut Findings) {
+        Source::check(self, findings)
+    }
 }
 
 impl Config {
-    /// The `type` name of the source.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Config::File(_) => "file",
-            Config::Stdin(_) => "stdin",
-            Config::Sqs(_) => "sqs",
-            Config::Kinesis(_) => "kinesis",
-            Config::DynamodbStreams(_) => "dynamodb_streams",
-            Config::Kafka(_) => "kafka",
-        }
-    }
-
-    /// The modes that read the source: the table of `docs/sources.md`.
-    pub fn modes(&self) -> &'static [RunMode] {
-        use RunMode::{Daemon, Lambda, Run};
-        match self {
-            Config::File(_) | Config::Stdin(_) => &[Run],
-            Config::Sqs(_) | Config::Kinesis(_) | Config::DynamodbStreams(_) => {
-                &[Run, Daemon, Lambda]
-            }
-            Config::Kafka(_) => &[Lambda],
-        }
-    }
-
     /// Why `mode` does not read the source, in the words of the table of
     /// `docs/sources.md`; `None` when it does.
     pub fn refusal(&self, mode: RunMode) -> Option<String> {
@@ -86,36 +200,29 @@ impl Config {
             [init @ .., last] => format!("{} and {last}", init.join(", ")),
             [] => "no mode".to_owned(),
         };
-        let hint = match self {
-            Config::File(_) | Config::Stdin(_) => {
-                "; a service or a function reads a stream: `sqs`, `kinesis` or `dynamodb_streams`"
-            }
-            Config::Kafka(_) => {
-                " (a Lambda event source mapping reads the topic): deploy it with `sluice deploy template`, or try it with `sluice test`"
-            }
-            _ => "",
-        };
         Some(format!(
-            "a `{}` source is read by {read_by}, not by {}{hint}",
+            "a `{}` source is read by {read_by}, not by {}{}",
             self.type_name(),
-            mode.name()
+            mode.name(),
+            self.source().refusal_hint()
         ))
     }
 
     /// Whether the source talks to AWS.
     pub fn uses_aws(&self) -> bool {
-        matches!(
-            self,
-            Config::Sqs(_) | Config::Kinesis(_) | Config::DynamodbStreams(_)
-        )
+        self.source().uses_aws()
     }
 
     /// Whether the source is a stream (runs until stopped) rather than a finite input.
     pub fn is_stream(&self) -> bool {
-        matches!(
-            self,
-            Config::Sqs(_) | Config::Kinesis(_) | Config::DynamodbStreams(_) | Config::Kafka(_)
-        )
+        self.source().is_stream()
+    }
+
+    /// The source's own checks (see [`Source::check`]).
+    pub fn check(&self) -> Findings {
+        let mut findings = Findings::default();
+        self.source().check(&mut findings);
+        findings
     }
 }
 

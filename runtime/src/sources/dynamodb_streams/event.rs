@@ -5,7 +5,11 @@ use std::sync::Arc;
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_json::Value;
 
-use super::super::event::{Batch, Item, decode, seconds_at, text_at};
+use std::collections::BTreeSet;
+
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+
+use super::super::event::{Batch, EventSource, Item, decode, records, seconds_at, text_at};
 
 /// Adds one event record (a change) to the batch.
 pub fn push(r: &Value, batch: &mut Batch) {
@@ -33,5 +37,37 @@ pub fn push(r: &Value, batch: &mut Batch) {
             let position = super::position(stream, None, seq, None);
             batch.undecodable(r, "DynamoDB Streams event record", e, position, item);
         }
+    }
+}
+
+/// DynamoDB Streams events in Lambda mode: a batch is one shard, answered
+/// with its first failed sequence number (the mapping retries from there).
+pub struct Events;
+
+impl EventSource for Events {
+    fn origins(&self) -> &'static [&'static str] {
+        &["aws:dynamodb"]
+    }
+
+    fn decode(&self, event: Value) -> Result<Batch, String> {
+        records(event, push)
+    }
+
+    fn ordering_unit<'a>(&self, _batch: &'a Batch, _item: usize) -> Option<&'a str> {
+        Some("")
+    }
+
+    fn response(&self, batch: &Batch, failed: &BTreeSet<usize>) -> Value {
+        let mut r = DynamoDbEventResponse::default();
+        if let Some(&first) = failed.first() {
+            let mut f = DynamoDbBatchItemFailure::default();
+            f.item_identifier = Some(batch.items[first].id.clone());
+            r.batch_item_failures.push(f);
+        }
+        serde_json::to_value(r).unwrap_or(Value::Null)
+    }
+
+    fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize {
+        failed.first().map_or(0, |&f| batch.items.len() - f)
     }
 }

@@ -22,6 +22,8 @@ use serde_json::{Map, Value};
 
 pub use reader::Reader;
 
+use super::group::Member;
+use super::{EventSource, OpenCx, RunMode, Source};
 use crate::config::duration::Dur;
 use crate::record::time::rfc3339_millis;
 use crate::record::{Position, RawRecord};
@@ -144,5 +146,19 @@ pub fn attribute_json(v: &AttributeValue) -> Value {
                 .map(|(k, v)| (k.clone(), attribute_json(v)))
                 .collect(),
         ),
+    }
+}
+
+impl Source for Config {
+    const MODES: &'static [RunMode] = &[RunMode::Run, RunMode::Daemon, RunMode::Lambda];
+    const EVENTS: Option<&'static dyn EventSource> = Some(&event::Events);
+
+    /// Read as a member of the pipeline's worker group.
+    async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), String> {
+        let aws = cx.aws()?;
+        let source = super::Config::DynamodbStreams(self.clone());
+        let (reader, member) =
+            super::group::join(&source, &cx.loaded.pipeline.name, &aws, cx.worker).await?;
+        Ok((reader, Some(member)))
     }
 }

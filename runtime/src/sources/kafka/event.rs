@@ -7,7 +7,9 @@ use aws_lambda_events::event::kafka::KafkaRecord;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use super::super::event::{Batch, Item, decode, item_id, text_at};
+use std::collections::{BTreeSet, HashMap};
+
+use super::super::event::{Batch, EventSource, Item, decode, fields, item_id, text_at};
 use crate::record::time::rfc3339_millis;
 use crate::record::{Position, RawRecord};
 
@@ -79,4 +81,80 @@ pub fn push(partitions: Map<String, Value>, batch: &mut Batch) {
             batch.push(record, item);
         }
     }
+}
+
+/// Kafka events in Lambda mode: order is kept per topic-partition; the
+/// answer names, for each topic-partition with a failure, its first failed
+/// offset (`{"partition": "orders-0", "offset": 17}`), where the mapping
+/// resumes it.
+pub struct Events;
+
+impl EventSource for Events {
+    fn origins(&self) -> &'static [&'static str] {
+        &["aws:kafka", "SelfManagedKafka"]
+    }
+
+    fn decode(&self, mut event: Value) -> Result<Batch, String> {
+        let partitions = match event.get_mut("records").map(Value::take) {
+            Some(Value::Object(partitions)) => partitions,
+            Some(Value::Null) => Map::new(),
+            _ => {
+                return Err(format!(
+                    "has no `records` object of topic-partitions ({})",
+                    fields(&event)
+                ));
+            }
+        };
+        let mut batch = Batch::default();
+        push(partitions, &mut batch);
+        Ok(batch)
+    }
+
+    fn ordering_unit<'a>(&self, batch: &'a Batch, item: usize) -> Option<&'a str> {
+        Some(batch.items[item].group.as_deref().unwrap_or(""))
+    }
+
+    fn response(&self, batch: &Batch, failed: &BTreeSet<usize>) -> Value {
+        let failures: Vec<Value> = first_failed(batch, failed)
+            .into_iter()
+            .map(|(p, (_, o))| serde_json::json!({ "itemIdentifier": { "partition": p, "offset": o } }))
+            .collect();
+        serde_json::json!({ "batchItemFailures": failures })
+    }
+
+    fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize {
+        let from = first_failed(batch, failed);
+        batch
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(i, item)| {
+                item.group
+                    .as_deref()
+                    .and_then(|g| from.iter().find(|(p, _)| *p == g))
+                    .is_some_and(|(_, (f, _))| i >= f)
+            })
+            .count()
+    }
+}
+
+/// Per topic-partition with a failure, in order of first failure: the
+/// index of its first failed event record and the lowest failed offset.
+fn first_failed<'a>(batch: &'a Batch, failed: &BTreeSet<usize>) -> Vec<(&'a str, (usize, i64))> {
+    let mut first: Vec<(&str, (usize, i64))> = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for &i in failed {
+        let item = &batch.items[i];
+        let (Some(p), Some(o)) = (item.group.as_deref(), item.offset) else {
+            continue;
+        };
+        match seen.get(p) {
+            Some(&at) => first[at].1.1 = first[at].1.1.min(o),
+            None => {
+                seen.insert(p, first.len());
+                first.push((p, (i, o)));
+            }
+        }
+    }
+    first
 }

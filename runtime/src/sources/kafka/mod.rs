@@ -11,6 +11,9 @@ pub mod event;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::{EventSource, RunMode, Source};
+use crate::diagnostics::{At, Code, Findings};
+
 /// Read a Kafka topic (Amazon MSK or self-managed) through a Lambda event source mapping.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +87,39 @@ impl StartPosition {
         match self {
             StartPosition::Latest => "LATEST",
             StartPosition::TrimHorizon => "TRIM_HORIZON",
+        }
+    }
+}
+
+impl Source for Config {
+    const MODES: &'static [RunMode] = &[RunMode::Lambda];
+    const EVENTS: Option<&'static dyn EventSource> = Some(&event::Events);
+
+    fn refusal_hint(&self) -> &'static str {
+        " (a Lambda event source mapping reads the topic): deploy it with `sluice deploy template`, or try it with `sluice test`"
+    }
+
+    fn uses_aws(&self) -> bool {
+        false
+    }
+
+    fn check(&self, findings: &mut Findings) {
+        match (&self.cluster_arn, self.bootstrap_servers.is_empty()) {
+            (Some(_), false) => {
+                findings.error(
+                    Code::InvalidValue,
+                    At::Key("bootstrap_servers"),
+                    "give `cluster_arn` (Amazon MSK) or `bootstrap_servers` (a self-managed cluster), not both",
+                );
+            }
+            (None, true) => {
+                findings.error(
+                    Code::InvalidValue,
+                    At::Whole,
+                    "needs `cluster_arn` (Amazon MSK) or `bootstrap_servers` (a self-managed cluster)",
+                );
+            }
+            _ => {}
         }
     }
 }

@@ -5,7 +5,11 @@ use std::sync::Arc;
 use aws_lambda_events::event::kinesis::KinesisEventRecord;
 use serde_json::Value;
 
-use super::super::event::{Batch, Item, decode, seconds_at, text_at};
+use std::collections::BTreeSet;
+
+use aws_lambda_events::event::streams::KinesisEventResponse;
+
+use super::super::event::{Batch, EventSource, Item, decode, records, seconds_at, text_at};
 
 /// Adds one event record (a Kinesis record, or the user records of a KPL
 /// aggregate) to the batch.
@@ -38,5 +42,35 @@ pub fn push(r: &Value, batch: &mut Batch) {
             let position = position(text_at(r, "/kinesis/partitionKey"));
             batch.undecodable(r, "Kinesis event record", e, position, item);
         }
+    }
+}
+
+/// Kinesis events in Lambda mode: a batch is one shard, answered with its
+/// first failed sequence number (the mapping retries from there).
+pub struct Events;
+
+impl EventSource for Events {
+    fn origins(&self) -> &'static [&'static str] {
+        &["aws:kinesis"]
+    }
+
+    fn decode(&self, event: Value) -> Result<Batch, String> {
+        records(event, push)
+    }
+
+    fn ordering_unit<'a>(&self, _batch: &'a Batch, _item: usize) -> Option<&'a str> {
+        Some("")
+    }
+
+    fn response(&self, batch: &Batch, failed: &BTreeSet<usize>) -> Value {
+        let mut r = KinesisEventResponse::default();
+        if let Some(&first) = failed.first() {
+            r.add_failure(batch.items[first].id.clone());
+        }
+        serde_json::to_value(r).unwrap_or(Value::Null)
+    }
+
+    fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize {
+        failed.first().map_or(0, |&f| batch.items.len() - f)
     }
 }

@@ -20,6 +20,8 @@ use serde::Deserialize;
 pub use kpl::push_records;
 pub use reader::Reader;
 
+use super::group::Member;
+use super::{EventSource, OpenCx, RunMode, Source};
 use crate::config::duration::Dur;
 use crate::record::Position;
 use crate::record::time::rfc3339_millis;
@@ -103,5 +105,19 @@ pub fn position(
         sequence_number: Some(sequence_number),
         arrival_time: arrival_ms.map(rfc3339_millis),
         ..Position::default()
+    }
+}
+
+impl Source for Config {
+    const MODES: &'static [RunMode] = &[RunMode::Run, RunMode::Daemon, RunMode::Lambda];
+    const EVENTS: Option<&'static dyn EventSource> = Some(&event::Events);
+
+    /// Read as a member of the pipeline's worker group.
+    async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), String> {
+        let aws = cx.aws()?;
+        let source = super::Config::Kinesis(self.clone());
+        let (reader, member) =
+            super::group::join(&source, &cx.loaded.pipeline.name, &aws, cx.worker).await?;
+        Ok((reader, Some(member)))
     }
 }

@@ -17,6 +17,8 @@ use serde::Deserialize;
 
 pub use reader::{Reader, Receipts};
 
+use super::group::Member;
+use super::{EventSource, OpenCx, RunMode, Source};
 use crate::config::duration::Dur;
 use crate::record::time::rfc3339_millis;
 use crate::record::{Attributes, Position, RawRecord};
@@ -93,6 +95,20 @@ pub fn attribute_text(string: Option<&str>, binary: Option<&[u8]>) -> String {
         (None, None) => String::new(),
     }
 }
+
+impl Source for Config {
+    const MODES: &'static [RunMode] = &[RunMode::Run, RunMode::Daemon, RunMode::Lambda];
+    const EVENTS: Option<&'static dyn EventSource> = Some(&event::Events);
+
+    async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), String> {
+        let aws = cx.aws()?;
+        let reader = Reader::new(self.clone(), Arc::clone(&aws), &cx.worker.retry)
+            .await
+            .map_err(|e| format!("the source queue: {e}"))?;
+        Ok((super::Reader::Sqs(reader, aws), None))
+    }
+}
+
 
 #[cfg(test)]
 mod tests {
