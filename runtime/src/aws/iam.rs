@@ -46,3 +46,59 @@ pub fn table_arn(table: &str) -> Value {
 pub fn statement(actions: &[&str], resources: Vec<Value>) -> Value {
     json!({ "Effect": "Allow", "Action": actions, "Resource": resources })
 }
+
+/// Reading a Kinesis stream (`sluice run`, `sluice daemon`, an event source mapping).
+pub fn kinesis_read(stream: &str) -> Value {
+    statement(
+        &[
+            "kinesis:DescribeStream",
+            "kinesis:DescribeStreamSummary",
+            "kinesis:GetRecords",
+            "kinesis:GetShardIterator",
+            "kinesis:ListShards",
+            "kinesis:ListStreams",
+        ],
+        vec![stream_arn(stream)],
+    )
+}
+
+/// Consuming an SQS queue.
+pub fn sqs_consume(queue: &str) -> Value {
+    statement(
+        &[
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:GetQueueAttributes",
+        ],
+        vec![queue_arn(queue)],
+    )
+}
+
+/// Reading a DynamoDB table's stream.
+pub fn dynamodb_stream_read(stream: Value) -> Value {
+    statement(
+        &[
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:ListStreams",
+        ],
+        vec![stream],
+    )
+}
+
+/// The lease (checkpoint) table of a stream's worker group, created by the first worker.
+pub fn lease_table(table: &str) -> Value {
+    statement(
+        &[
+            "dynamodb:CreateTable",
+            "dynamodb:DescribeTable",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:Scan",
+        ],
+        vec![table_arn(table)],
+    )
+}

@@ -12,12 +12,11 @@ use std::path::PathBuf;
 use serde_json::{Map, Value, json};
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_UNREADABLE};
-use crate::aws::iam::{arn, queue_arn, statement, stream_arn, sub, table_arn};
+use crate::aws::iam::{statement, sub};
 use crate::config::{self, Env, LoadError};
 use crate::delivery::DlqConfig;
 use crate::diagnostics::render::{self, Format};
 use crate::sinks;
-use crate::sources;
 
 /// Arguments of `sluice deploy`.
 #[derive(Debug, clap::Subcommand)]
@@ -132,34 +131,6 @@ fn pipeline_url_statements(url: &str) -> Result<Vec<Value>, String> {
     ])
 }
 
-/// Reading a Kinesis stream.
-fn kinesis_read(stream: &str) -> Value {
-    statement(
-        &[
-            "kinesis:DescribeStream",
-            "kinesis:DescribeStreamSummary",
-            "kinesis:GetRecords",
-            "kinesis:GetShardIterator",
-            "kinesis:ListShards",
-            "kinesis:ListStreams",
-        ],
-        vec![stream_arn(stream)],
-    )
-}
-
-/// Consuming an SQS queue.
-fn sqs_consume(queue: &str) -> Value {
-    statement(
-        &[
-            "sqs:ReceiveMessage",
-            "sqs:DeleteMessage",
-            "sqs:ChangeMessageVisibility",
-            "sqs:GetQueueAttributes",
-        ],
-        vec![queue_arn(queue)],
-    )
-}
-
 /// The template for a pipeline.
 pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, String> {
     let mut parameters = Map::new();
@@ -182,158 +153,16 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
         json!({ "Type": "Number", "Default": 60, "MinValue": 1, "MaxValue": 900,
                 "Description": "Function timeout in seconds; Sluice stops starting records 500 ms before it." }),
     );
-    let mut resources = Map::new();
-    let mut policy: Vec<Value> = Vec::new();
-    let stream_events = |kind: &str, stream: Value, start: &str| {
-        json!({
-            "Type": kind,
-            "Properties": {
-                "Stream": stream,
-                "StartingPosition": start,
-                "BatchSize": { "Ref": "BatchSize" },
-                "MaximumBatchingWindowInSeconds": { "Ref": "MaximumBatchingWindowInSeconds" },
-                "BisectBatchOnFunctionError": true,
-                "MaximumRetryAttempts": 10,
-                "MaximumRecordAgeInSeconds": 86400,
-                "FunctionResponseTypes": ["ReportBatchItemFailures"],
-                "DestinationConfig": { "OnFailure": { "Destination": { "Fn::GetAtt": ["OnFailureQueue", "Arn"] } } }
-            }
-        })
-    };
-    let event = match &p.source {
-        sources::Config::Kinesis(c) => {
-            policy.push(kinesis_read(&c.stream));
-            let start = match c.start_position {
-                sources::kinesis::StartPosition::Latest => "LATEST",
-                sources::kinesis::StartPosition::TrimHorizon => "TRIM_HORIZON",
-                sources::kinesis::StartPosition::AtTimestamp => "AT_TIMESTAMP",
-            };
-            let mut e = stream_events("Kinesis", stream_arn(&c.stream), start);
-            if let (Some(t), "AT_TIMESTAMP") = (&c.timestamp, start) {
-                let secs = humantime::parse_rfc3339_weak(t)
-                    .map_err(|e| format!("`timestamp` {t:?}: {e}"))?
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                e["Properties"]["StartingPositionTimestamp"] = json!(secs);
-            }
-            e
-        }
-        sources::Config::DynamodbStreams(c) => {
-            parameters.insert(
-                "StreamArn".into(),
-                json!({ "Type": "String", "AllowedPattern": "arn:.+:dynamodb:.+/stream/.+",
-                        "Description": format!("The stream of table `{}`: aws dynamodb describe-table --table-name {} --query Table.LatestStreamArn", c.table, c.table) }),
-            );
-            policy.push(statement(
-                &[
-                    "dynamodb:DescribeStream",
-                    "dynamodb:GetRecords",
-                    "dynamodb:GetShardIterator",
-                    "dynamodb:ListStreams",
-                ],
-                vec![json!({ "Ref": "StreamArn" })],
-            ));
-            let start = match c.start_position {
-                sources::dynamodb_streams::StartPosition::Latest => "LATEST",
-                sources::dynamodb_streams::StartPosition::TrimHorizon => "TRIM_HORIZON",
-            };
-            stream_events("DynamoDB", json!({ "Ref": "StreamArn" }), start)
-        }
-        sources::Config::Sqs(c) => {
-            policy.push(sqs_consume(&c.queue));
-            json!({
-                "Type": "SQS",
-                "Properties": {
-                    "Queue": queue_arn(&c.queue),
-                    "BatchSize": { "Ref": "BatchSize" },
-                    "MaximumBatchingWindowInSeconds": { "Ref": "MaximumBatchingWindowInSeconds" },
-                    "FunctionResponseTypes": ["ReportBatchItemFailures"]
-                }
-            })
-        }
-        sources::Config::Kafka(c) => {
-            let mut e = stream_events("MSK", Value::Null, c.start_position.name());
-            let props = e["Properties"].as_object_mut().ok_or("no properties")?;
-            props.insert("Topics".into(), json!([c.topic]));
-            props.insert(
-                "ConsumerGroupId".into(),
-                json!(c.consumer_group.clone().unwrap_or_else(|| p.name.clone())),
-            );
-            // Retries, bisection and partial batch responses need provisioned pollers.
-            props.insert(
-                "ProvisionedPollerConfig".into(),
-                json!({ "MinimumPollers": 1, "MaximumPollers": 200 }),
-            );
-            match &c.cluster_arn {
-                Some(cluster) => {
-                    props.insert("Stream".into(), json!(cluster));
-                    // IAM access control on the cluster (SAM adds the managed
-                    // AWSLambdaMSKExecutionRole for the rest).
-                    let (topic, group) = match cluster.split_once(":cluster/") {
-                        Some((head, tail)) => (
-                            json!(format!("{head}:topic/{tail}/{}", c.topic)),
-                            json!(format!(
-                                "{head}:group/{tail}/{}",
-                                c.consumer_group.as_deref().unwrap_or(&p.name)
-                            )),
-                        ),
-                        None => (json!(cluster), json!(cluster)),
-                    };
-                    policy.push(statement(
-                        &[
-                            "kafka-cluster:Connect",
-                            "kafka-cluster:DescribeClusterDynamicConfiguration",
-                        ],
-                        vec![json!(cluster)],
-                    ));
-                    policy.push(statement(
-                        &["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
-                        vec![topic],
-                    ));
-                    policy.push(statement(
-                        &["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"],
-                        vec![group],
-                    ));
-                }
-                None => {
-                    e["Type"] = json!("SelfManagedKafka");
-                    let props = e["Properties"].as_object_mut().ok_or("no properties")?;
-                    props.remove("Stream");
-                    props.insert("KafkaBootstrapServers".into(), json!(c.bootstrap_servers));
-                    props.insert(
-                        "SourceAccessConfigurations".into(),
-                        json!([{ "Type": c.auth.access_type(), "URI": { "Ref": "KafkaSecretArn" } }]),
-                    );
-                    parameters.insert(
-                        "KafkaSecretArn".into(),
-                        json!({ "Type": "String", "AllowedPattern": "arn:.+:secretsmanager:.+",
-                                "Description": format!("The Secrets Manager secret with the cluster's {} credentials", c.auth.access_type()) }),
-                    );
-                }
-            }
-            e
-        }
-        other => {
-            return Err(other.refusal(sources::RunMode::Lambda).unwrap_or_else(|| {
-                format!(
-                    "a `{}` source has no event source mapping",
-                    other.type_name()
-                )
-            }));
-        }
-    };
-    let stream_source = !matches!(p.source, sources::Config::Sqs(_));
-    if stream_source {
-        resources.insert(
-            "OnFailureQueue".into(),
-            json!({ "Type": "AWS::SQS::Queue",
-                    "Properties": { "MessageRetentionPeriod": 1_209_600 } }),
-        );
-        policy.push(statement(
-            &["sqs:SendMessage"],
-            vec![json!({ "Fn::GetAtt": ["OnFailureQueue", "Arn"] })],
-        ));
-    }
+    let fragment = p.source.lambda_template(&p.name)?;
+    parameters.extend(fragment.parameters);
+    let mut resources = fragment.resources;
+    let mut policy = fragment.policy;
+    let event = fragment.event.ok_or_else(|| {
+        format!(
+            "a `{}` source has no event source mapping",
+            p.source.type_name()
+        )
+    })?;
     for sink in p.sinks.values() {
         policy.extend(sink.permissions());
         if let sinks::Config::File(_) = sink {
@@ -408,53 +237,7 @@ const METRICS_PORT: u16 = 9090;
 /// The ECS template for a pipeline: a Fargate service of `sluice daemon`
 /// workers, their task role (least privilege), logs and health check.
 pub fn ecs(p: &config::Pipeline, args: &EcsArgs) -> Result<Value, String> {
-    let mut policy: Vec<Value> = Vec::new();
-    // The lease table (the checkpoint table), created by the first worker.
-    let leases = |table: &str| {
-        statement(
-            &[
-                "dynamodb:CreateTable",
-                "dynamodb:DescribeTable",
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:Scan",
-            ],
-            vec![table_arn(table)],
-        )
-    };
-    match &p.source {
-        sources::Config::Kinesis(c) => {
-            policy.push(kinesis_read(&c.stream));
-            policy.push(leases(&c.checkpoint_table));
-        }
-        sources::Config::DynamodbStreams(c) => {
-            // The table's description names its latest stream.
-            policy.push(statement(
-                &["dynamodb:DescribeTable"],
-                vec![table_arn(&c.table)],
-            ));
-            policy.push(statement(
-                &[
-                    "dynamodb:DescribeStream",
-                    "dynamodb:GetRecords",
-                    "dynamodb:GetShardIterator",
-                    "dynamodb:ListStreams",
-                ],
-                vec![arn("dynamodb", &format!("table/{}/stream/*", c.table))],
-            ));
-            policy.push(leases(&c.checkpoint_table));
-        }
-        sources::Config::Sqs(c) => {
-            policy.push(sqs_consume(&c.queue));
-            policy.push(statement(&["sqs:GetQueueUrl"], vec![queue_arn(&c.queue)]));
-        }
-        other => {
-            return Err(other
-                .refusal(sources::RunMode::Daemon)
-                .unwrap_or_else(|| format!("a `{}` source has no ECS task", other.type_name())));
-        }
-    }
+    let mut policy = p.source.daemon_permissions()?;
     for (name, sink) in &p.sinks {
         if let sinks::Config::File(_) = sink {
             return Err(format!(

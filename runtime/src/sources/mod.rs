@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use serde_json::Value;
+
 use crate::aws::Clients;
+use crate::aws::sam::Fragment;
 use crate::config::Loaded;
 use crate::delivery::Policy;
 use crate::diagnostics::Findings;
@@ -61,6 +64,18 @@ pub trait Source {
 
     /// Problems with the config that its shape does not show.
     fn check(&self, _findings: &mut Findings) {}
+
+    /// `sluice deploy template`: the function's event (source mapping) and
+    /// what goes with it. Only called for a source Lambda mode reads.
+    fn lambda_template(&self, _pipeline: &str, _t: &mut Fragment) -> Result<(), String> {
+        Err("it has no event source mapping".to_owned())
+    }
+
+    /// `sluice deploy ecs`: what the task needs to read the source. Only
+    /// called for a source `sluice daemon` reads.
+    fn daemon_permissions(&self) -> Vec<Value> {
+        Vec::new()
+    }
 
     /// `sluice run` and `sluice daemon`: opens the reader (a stream of
     /// shards as a member of the pipeline's worker group, returned too).
@@ -169,6 +184,8 @@ trait SourceInfo {
     fn uses_aws(&self) -> bool;
     fn is_stream(&self) -> bool;
     fn check(&self, findings: &mut Findings);
+    fn lambda_template(&self, pipeline: &str, t: &mut Fragment) -> Result<(), String>;
+    fn daemon_permissions(&self) -> Vec<Value>;
 }
 
 impl<S: Source> SourceInfo for S {
@@ -183,6 +200,12 @@ impl<S: Source> SourceInfo for S {
     }
     fn check(&self, findings: &mut Findings) {
         Source::check(self, findings)
+    }
+    fn lambda_template(&self, pipeline: &str, t: &mut Fragment) -> Result<(), String> {
+        Source::lambda_template(self, pipeline, t)
+    }
+    fn daemon_permissions(&self) -> Vec<Value> {
+        Source::daemon_permissions(self)
     }
 }
 
@@ -216,6 +239,24 @@ impl Config {
     /// Whether the source is a stream (runs until stopped) rather than a finite input.
     pub fn is_stream(&self) -> bool {
         self.source().is_stream()
+    }
+
+    /// The source's part of the Lambda template, or why there is none.
+    pub fn lambda_template(&self, pipeline: &str) -> Result<Fragment, String> {
+        if let Some(why) = self.refusal(RunMode::Lambda) {
+            return Err(why);
+        }
+        let mut t = Fragment::default();
+        self.source().lambda_template(pipeline, &mut t)?;
+        Ok(t)
+    }
+
+    /// What a `sluice daemon` task needs to read the source, or why it cannot.
+    pub fn daemon_permissions(&self) -> Result<Vec<Value>, String> {
+        match self.refusal(RunMode::Daemon) {
+            Some(why) => Err(why),
+            None => Ok(self.source().daemon_permissions()),
+        }
     }
 
     /// The source's own checks (see [`Source::check`]).

@@ -18,11 +18,13 @@ use base64::Engine as _;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_dynamo::AttributeValue;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 pub use reader::Reader;
 
 use super::group::Member;
+use crate::aws::iam::{arn, dynamodb_stream_read, lease_table, statement, table_arn};
+use crate::aws::sam::Fragment;
 use super::{EventSource, OpenCx, RunMode, Source};
 use crate::config::duration::Dur;
 use crate::record::time::rfc3339_millis;
@@ -152,6 +154,31 @@ pub fn attribute_json(v: &AttributeValue) -> Value {
 impl Source for Config {
     const MODES: &'static [RunMode] = &[RunMode::Run, RunMode::Daemon, RunMode::Lambda];
     const EVENTS: Option<&'static dyn EventSource> = Some(&event::Events);
+
+    fn lambda_template(&self, _pipeline: &str, t: &mut Fragment) -> Result<(), String> {
+        t.parameters.insert(
+            "StreamArn".into(),
+            json!({ "Type": "String", "AllowedPattern": "arn:.+:dynamodb:.+/stream/.+",
+                    "Description": format!("The stream of table `{}`: aws dynamodb describe-table --table-name {} --query Table.LatestStreamArn", self.table, self.table) }),
+        );
+        t.policy
+            .push(dynamodb_stream_read(json!({ "Ref": "StreamArn" })));
+        let start = match self.start_position {
+            StartPosition::Latest => "LATEST",
+            StartPosition::TrimHorizon => "TRIM_HORIZON",
+        };
+        t.event = Some(t.stream_event("DynamoDB", json!({ "Ref": "StreamArn" }), start));
+        Ok(())
+    }
+
+    fn daemon_permissions(&self) -> Vec<Value> {
+        vec![
+            // The table's description names its latest stream.
+            statement(&["dynamodb:DescribeTable"], vec![table_arn(&self.table)]),
+            dynamodb_stream_read(arn("dynamodb", &format!("table/{}/stream/*", self.table))),
+            lease_table(&self.checkpoint_table),
+        ]
+    }
 
     /// Read as a member of the pipeline's worker group.
     async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), String> {

@@ -10,8 +10,11 @@ pub mod event;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use super::{EventSource, RunMode, Source};
+use crate::aws::iam::statement;
+use crate::aws::sam::Fragment;
 use crate::diagnostics::{At, Code, Findings};
 
 /// Read a Kafka topic (Amazon MSK or self-managed) through a Lambda event source mapping.
@@ -101,6 +104,68 @@ impl Source for Config {
 
     fn uses_aws(&self) -> bool {
         false
+    }
+
+    fn lambda_template(&self, pipeline: &str, t: &mut Fragment) -> Result<(), String> {
+        let group = self.consumer_group.as_deref().unwrap_or(pipeline);
+        // The cluster's permissions first, then the mapping's own.
+        if let Some(cluster) = &self.cluster_arn {
+            // IAM access control on the cluster (SAM adds the managed
+            // AWSLambdaMSKExecutionRole for the rest).
+            let (topic_arn, group_arn) = match cluster.split_once(":cluster/") {
+                Some((head, tail)) => (
+                    json!(format!("{head}:topic/{tail}/{}", self.topic)),
+                    json!(format!("{head}:group/{tail}/{group}")),
+                ),
+                None => (json!(cluster), json!(cluster)),
+            };
+            t.policy.push(statement(
+                &[
+                    "kafka-cluster:Connect",
+                    "kafka-cluster:DescribeClusterDynamicConfiguration",
+                ],
+                vec![json!(cluster)],
+            ));
+            t.policy.push(statement(
+                &["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
+                vec![topic_arn],
+            ));
+            t.policy.push(statement(
+                &["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"],
+                vec![group_arn],
+            ));
+        } else {
+            t.parameters.insert(
+                "KafkaSecretArn".into(),
+                json!({ "Type": "String", "AllowedPattern": "arn:.+:secretsmanager:.+",
+                        "Description": format!("The Secrets Manager secret with the cluster's {} credentials", self.auth.access_type()) }),
+            );
+        }
+        let mut e = t.stream_event("MSK", Value::Null, self.start_position.name());
+        let props = e["Properties"].as_object_mut().ok_or("no properties")?;
+        props.insert("Topics".into(), json!([self.topic]));
+        props.insert("ConsumerGroupId".into(), json!(group));
+        // Retries, bisection and partial batch responses need provisioned pollers.
+        props.insert(
+            "ProvisionedPollerConfig".into(),
+            json!({ "MinimumPollers": 1, "MaximumPollers": 200 }),
+        );
+        match &self.cluster_arn {
+            Some(cluster) => {
+                props.insert("Stream".into(), json!(cluster));
+            }
+            None => {
+                props.remove("Stream");
+                props.insert("KafkaBootstrapServers".into(), json!(self.bootstrap_servers));
+                props.insert(
+                    "SourceAccessConfigurations".into(),
+                    json!([{ "Type": self.auth.access_type(), "URI": { "Ref": "KafkaSecretArn" } }]),
+                );
+                e["Type"] = json!("SelfManagedKafka");
+            }
+        }
+        t.event = Some(e);
+        Ok(())
     }
 
     fn check(&self, findings: &mut Findings) {

@@ -20,7 +20,11 @@ use serde::Deserialize;
 pub use kpl::push_records;
 pub use reader::Reader;
 
+use serde_json::{Value, json};
+
 use super::group::Member;
+use crate::aws::iam::{kinesis_read, lease_table, stream_arn};
+use crate::aws::sam::Fragment;
 use super::{EventSource, OpenCx, RunMode, Source};
 use crate::config::duration::Dur;
 use crate::record::Position;
@@ -111,6 +115,29 @@ pub fn position(
 impl Source for Config {
     const MODES: &'static [RunMode] = &[RunMode::Run, RunMode::Daemon, RunMode::Lambda];
     const EVENTS: Option<&'static dyn EventSource> = Some(&event::Events);
+
+    fn lambda_template(&self, _pipeline: &str, t: &mut Fragment) -> Result<(), String> {
+        t.policy.push(kinesis_read(&self.stream));
+        let start = match self.start_position {
+            StartPosition::Latest => "LATEST",
+            StartPosition::TrimHorizon => "TRIM_HORIZON",
+            StartPosition::AtTimestamp => "AT_TIMESTAMP",
+        };
+        let mut e = t.stream_event("Kinesis", stream_arn(&self.stream), start);
+        if let (Some(ts), "AT_TIMESTAMP") = (&self.timestamp, start) {
+            let secs = humantime::parse_rfc3339_weak(ts)
+                .map_err(|e| format!("`timestamp` {ts:?}: {e}"))?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            e["Properties"]["StartingPositionTimestamp"] = json!(secs);
+        }
+        t.event = Some(e);
+        Ok(())
+    }
+
+    fn daemon_permissions(&self) -> Vec<Value> {
+        vec![kinesis_read(&self.stream), lease_table(&self.checkpoint_table)]
+    }
 
     /// Read as a member of the pipeline's worker group.
     async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), String> {

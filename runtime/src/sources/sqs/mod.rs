@@ -17,7 +17,11 @@ use serde::Deserialize;
 
 pub use reader::{Reader, Receipts};
 
+use serde_json::{Value, json};
+
 use super::group::Member;
+use crate::aws::iam::{queue_arn, sqs_consume, statement};
+use crate::aws::sam::Fragment;
 use super::{EventSource, OpenCx, RunMode, Source};
 use crate::config::duration::Dur;
 use crate::record::time::rfc3339_millis;
@@ -99,6 +103,27 @@ pub fn attribute_text(string: Option<&str>, binary: Option<&[u8]>) -> String {
 impl Source for Config {
     const MODES: &'static [RunMode] = &[RunMode::Run, RunMode::Daemon, RunMode::Lambda];
     const EVENTS: Option<&'static dyn EventSource> = Some(&event::Events);
+
+    fn lambda_template(&self, _pipeline: &str, t: &mut Fragment) -> Result<(), String> {
+        t.policy.push(sqs_consume(&self.queue));
+        t.event = Some(json!({
+            "Type": "SQS",
+            "Properties": {
+                "Queue": queue_arn(&self.queue),
+                "BatchSize": { "Ref": "BatchSize" },
+                "MaximumBatchingWindowInSeconds": { "Ref": "MaximumBatchingWindowInSeconds" },
+                "FunctionResponseTypes": ["ReportBatchItemFailures"]
+            }
+        }));
+        Ok(())
+    }
+
+    fn daemon_permissions(&self) -> Vec<Value> {
+        vec![
+            sqs_consume(&self.queue),
+            statement(&["sqs:GetQueueUrl"], vec![queue_arn(&self.queue)]),
+        ]
+    }
 
     async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), String> {
         let aws = cx.aws()?;
