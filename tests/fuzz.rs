@@ -156,6 +156,11 @@ fn mutated_record(kind: Kind, junk: Value, at: usize) -> Value {
                              "messageAttributes": { "a": { "dataType": "Binary", "binaryValue": "AA==" } },
                              "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q" })
         }
+        "firehose" => {
+            json!({ "recordId": "r", "approximateArrivalTimestamp": 1_700_000_000_000_i64, "data": "e30=",
+                    "kinesisRecordMetadata": { "shardId": "shardId-0", "partitionKey": "k", "sequenceNumber": "1",
+                                               "subsequenceNumber": 0, "approximateArrivalTimestamp": 1_700_000_000_000_i64 } })
+        }
         _ => {
             json!({ "topic": "t", "partition": 0, "offset": 1, "timestamp": 1, "timestampType": "CREATE_TIME",
                                "key": "aw==", "value": "e30=", "headers": [{ "h": [104] }] })
@@ -185,6 +190,8 @@ fn mutated_record(kind: Kind, junk: Value, at: usize) -> Value {
 fn event_of(kind: Kind, records: Vec<Value>) -> Value {
     match kind.name {
         "kafka" => json!({ "eventSource": "aws:kafka", "records": { "t-0": records } }),
+        "firehose" => json!({ "invocationId": "i", "region": "us-east-1", "records": records,
+                              "deliveryStreamArn": "arn:aws:firehose:us-east-1:1:deliverystream/s" }),
         _ => json!({ "Records": records }),
     }
 }

@@ -133,17 +133,22 @@ fn pipeline_url_statements(url: &str) -> Result<Vec<Value>, String> {
 
 /// The template for a pipeline.
 pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, String> {
+    let fragment = p.source.lambda_template(&p.name)?;
     let mut parameters = Map::new();
-    parameters.insert(
-        "BatchSize".into(),
-        json!({ "Type": "Number", "Default": 100, "MinValue": 1, "MaxValue": 10000,
-                "Description": "Records per invocation (SQS: at most 10 000 with a batching window, 10 without)." }),
-    );
-    parameters.insert(
-        "MaximumBatchingWindowInSeconds".into(),
-        json!({ "Type": "Number", "Default": 1, "MinValue": 0, "MaxValue": 300,
-                "Description": "How long the mapping gathers records before it invokes." }),
-    );
+    // An event source mapping's batches; a source that invokes the function
+    // itself (Firehose) sets its own.
+    if fragment.event.is_some() {
+        parameters.insert(
+            "BatchSize".into(),
+            json!({ "Type": "Number", "Default": 100, "MinValue": 1, "MaxValue": 10000,
+                    "Description": "Records per invocation (SQS: at most 10 000 with a batching window, 10 without)." }),
+        );
+        parameters.insert(
+            "MaximumBatchingWindowInSeconds".into(),
+            json!({ "Type": "Number", "Default": 1, "MinValue": 0, "MaxValue": 300,
+                    "Description": "How long the mapping gathers records before it invokes." }),
+        );
+    }
     parameters.insert(
         "MemorySize".into(),
         json!({ "Type": "Number", "Default": 512, "MinValue": 128, "MaxValue": 10240 }),
@@ -153,16 +158,10 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
         json!({ "Type": "Number", "Default": 60, "MinValue": 1, "MaxValue": 900,
                 "Description": "Function timeout in seconds; Sluice stops starting records 500 ms before it." }),
     );
-    let fragment = p.source.lambda_template(&p.name)?;
     parameters.extend(fragment.parameters);
     let mut resources = fragment.resources;
     let mut policy = fragment.policy;
-    let event = fragment.event.ok_or_else(|| {
-        format!(
-            "a `{}` source has no event source mapping",
-            p.source.type_name()
-        )
-    })?;
+    let event = fragment.event;
     for sink in p.sinks.values() {
         policy.extend(sink.permissions());
         if let sinks::Config::File(_) = sink {
@@ -214,11 +213,13 @@ pub fn template(p: &config::Pipeline, args: &TemplateArgs) -> Result<Value, Stri
                 "MemorySize": { "Ref": "MemorySize" },
                 "Timeout": { "Ref": "Timeout" },
                 "Environment": { "Variables": { "SLUICE_PIPELINE": pipeline_path } },
-                "Policies": [{ "Version": "2012-10-17", "Statement": policy }],
-                "Events": { "Source": event }
+                "Policies": [{ "Version": "2012-10-17", "Statement": policy }]
             }
         }),
     );
+    if let Some(event) = event {
+        resources["Function"]["Properties"]["Events"] = json!({ "Source": event });
+    }
     Ok(json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Transform": "AWS::Serverless-2016-10-31",

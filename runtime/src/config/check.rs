@@ -460,11 +460,15 @@ fn check_routes(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Di
         })
         .chain(std::iter::once(("/dlq".to_owned(), &dlq)));
     for (pointer, sink) in with_pointers {
-        let findings = sink.check(pointer == "/dlq");
+        let findings = sink.check(&crate::sinks::CheckCx {
+            dlq: pointer == "/dlq",
+            source: p.source.type_name(),
+        });
         for f in findings.list {
             diags.push(cx.finding(&pointer, f));
         }
     }
+    check_answer(cx, p, diags);
     if p.sinks.is_empty() {
         diags.push(
             Diagnostic::error(Code::MissingField, "`sinks` must not be empty")
@@ -487,6 +491,61 @@ fn check_routes(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Di
             );
         }
     }
+}
+
+/// A source answered with its records (Firehose data transformation) needs
+/// exactly one sink that answers, and every route sending there: a record
+/// that reached no answer could not be told to the caller.
+fn check_answer(cx: &Cx<'_>, p: &Pipeline, diags: &mut Diagnostics) {
+    let answering: Vec<&String> = p
+        .sinks
+        .iter()
+        .filter(|(_, s)| s.answers())
+        .map(|(name, _)| name)
+        .collect();
+    if !p.source.answered_by_sink() {
+        return;
+    }
+    let source = p.source.type_name();
+    let Some(answer) = answering.first() else {
+        diags.push(
+            Diagnostic::error(
+                Code::MissingField,
+                format!("a `{source}` source answers with the transformed records, but no sink gives them"),
+            )
+            .at(cx.file, cx.key_span("/source"))
+            .help("add a sink `{ type: firehose_response }` and send every route to it"),
+        );
+        return;
+    };
+    for extra in &answering[1..] {
+        diags.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                format!("sink `{extra}`: the records answer once, and sink `{answer}` gives them already"),
+            )
+            .at(cx.file, cx.key_span(&sink_pointer(extra))),
+        );
+    }
+    for (i, r) in p.routes.iter().enumerate() {
+        if !r.to.iter().any(|t| t == *answer) {
+            diags.push(
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    format!(
+                        "route #{} does not send to `{answer}`: a record it takes would have no answer for the `{source}` source",
+                        i + 1
+                    ),
+                )
+                .at(cx.file, cx.key_span(&format!("/routes/{i}/to")))
+                .help(format!("add `{answer}` to its `to` (other sinks may get copies)")),
+            );
+        }
+    }
+}
+
+fn sink_pointer(name: &str) -> String {
+    format!("/sinks/{}", name.replace('~', "~0").replace('/', "~1"))
 }
 
 fn script_mistake(

@@ -146,14 +146,7 @@ mod tests {
         };
         assert_eq!(
             source["properties"]["type"]["enum"],
-            json!([
-                "file",
-                "stdin",
-                "sqs",
-                "kinesis",
-                "dynamodb_streams",
-                "kafka"
-            ])
+            json!(crate::sources::TYPES)
         );
         assert_eq!(
             source["allOf"][0]["if"]["properties"]["type"]["const"],

@@ -86,8 +86,10 @@ pub(crate) async fn open_source(
     aws: Option<Arc<Clients>>,
     worker: Settings,
 ) -> Result<(Reader, Option<Member>), String> {
+    let resolve = |path: &str| loaded.resolve(path);
     let cx = sources::OpenCx {
-        loaded,
+        pipeline: &loaded.pipeline.name,
+        resolve: &resolve,
         aws,
         worker,
     };

@@ -36,15 +36,20 @@ impl Kind {
 /// its first record's): `Some("unknown")` for an event of a source Sluice
 /// does not read, `None` when it names none.
 fn event_kind(event: &Value) -> Option<&'static str> {
-    if event.get("deliveryStreamArn").is_some() {
-        return Some("firehose");
-    }
     let origin = origin(event)?;
     Some(
         crate::sources::EVENTS
             .iter()
             .find(|(_, e)| e.is_some_and(|e| e.origins().contains(&origin)))
-            .map_or("unknown", |(name, _)| *name),
+            .map_or(
+                // Named even where no source reads it, for the message.
+                if origin == "aws:firehose" {
+                    "firehose"
+                } else {
+                    "unknown"
+                },
+                |(name, _)| *name,
+            ),
     )
 }
 
@@ -101,6 +106,21 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
+    /// The answer for the event records in `failed`.
+    fn respond(kind: Kind, batch: &Batch, failed: &BTreeSet<usize>) -> Value {
+        let source: crate::sources::Config = serde_json::from_value(
+            json!({ "type": kind.name, "queue": "q", "stream": "s", "table": "t", "topic": "t" }),
+        )
+        .unwrap_or_else(|_| serde_json::from_value(json!({ "type": "stdin" })).unwrap());
+        let outcome = crate::sources::event::Outcome {
+            failed,
+            dead_lettered: &BTreeSet::new(),
+            returned: &[],
+            source: &source,
+        };
+        kind.events.response(batch, &outcome).unwrap()
+    }
+
     const SQS: Kind = Kind {
         name: "sqs",
         events: &crate::sources::sqs::event::Events,
@@ -154,10 +174,10 @@ mod tests {
         ];
         let batch = parse(SQS, sqs_event(true, &msgs)).unwrap();
         assert!(batch.fifo);
-        let r = SQS.events.response(&batch, &BTreeSet::from([2]));
+        let r = respond(SQS, &batch, &BTreeSet::from([2]));
         assert_eq!(failures(&r), vec!["m3", "m5"]);
         let batch = parse(SQS, sqs_event(false, &msgs)).unwrap();
-        let r = SQS.events.response(&batch, &BTreeSet::from([2]));
+        let r = respond(SQS, &batch, &BTreeSet::from([2]));
         assert_eq!(
             failures(&r),
             vec!["m3"],
@@ -185,9 +205,9 @@ mod tests {
             (Some("orders"), Some("shardId-000000000007"), Some("3"))
         );
         assert_eq!(p.arrival_time.as_deref(), Some("2023-11-14T22:13:20.500Z"));
-        let r = KINESIS.events.response(&batch, &BTreeSet::from([1, 2]));
+        let r = respond(KINESIS, &batch, &BTreeSet::from([1, 2]));
         assert_eq!(failures(&r), vec!["2"]);
-        let r = KINESIS.events.response(&batch, &BTreeSet::new());
+        let r = respond(KINESIS, &batch, &BTreeSet::new());
         assert!(failures(&r).is_empty());
     }
 
@@ -256,7 +276,7 @@ mod tests {
     #[test]
     fn kafka_reports_the_first_failed_offset_of_each_partition() {
         let batch = parse(KAFKA, kafka_event("aws:kafka")).unwrap();
-        let r = KAFKA.events.response(&batch, &BTreeSet::from([1, 2, 4]));
+        let r = respond(KAFKA, &batch, &BTreeSet::from([1, 2, 4]));
         assert_eq!(
             r,
             json!({ "batchItemFailures": [
@@ -264,7 +284,7 @@ mod tests {
                 { "itemIdentifier": { "partition": "orders-1", "offset": 8 } }
             ] })
         );
-        let r = KAFKA.events.response(&batch, &BTreeSet::new());
+        let r = respond(KAFKA, &batch, &BTreeSet::new());
         assert_eq!(r, json!({ "batchItemFailures": [] }));
         let e = parse(SQS, kafka_event("aws:kafka")).unwrap_err();
         assert_eq!(

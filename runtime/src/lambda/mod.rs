@@ -32,6 +32,7 @@ use crate::engine::{BatchOutput, Built, Fatal, Worker};
 use crate::metrics::Counts;
 use crate::record::RawRecord;
 use crate::sources::Ack;
+use crate::sources::event::{Outcome, Returned};
 use events::Kind;
 
 /// Records processed at a time; the deadline is checked before each chunk.
@@ -88,6 +89,10 @@ struct State {
     outputs: Outputs,
     worker: WorkerThread,
     margin: Duration,
+    /// The pipeline's source.
+    source: crate::sources::Config,
+    /// The sink whose records are the invocation's answer (`firehose_response`).
+    answer_sink: Option<(usize, crate::sinks::Config)>,
 }
 
 impl State {
@@ -155,6 +160,13 @@ impl State {
             outputs,
             worker,
             margin,
+            answer_sink: p
+                .sinks
+                .values()
+                .enumerate()
+                .find(|(_, s)| s.answers())
+                .map(|(i, s)| (i, s.clone())),
+            source: p.source.clone(),
         })
     }
 
@@ -187,6 +199,8 @@ impl State {
             .map(|(i, item)| (item.id.clone(), i))
             .collect();
         let mut failed: BTreeSet<usize> = BTreeSet::new();
+        let mut dead_lettered: BTreeSet<usize> = BTreeSet::new();
+        let mut returned: Vec<Returned> = Vec::new();
         let mark = |failures: Vec<Failure>, failed: &mut BTreeSet<usize>| {
             for f in failures {
                 let id = events::item_id(&f.position);
@@ -267,6 +281,18 @@ impl State {
                     break;
                 }
             };
+            // What the answer needs: the records routed to it, and which
+            // event records the DLQ took a record of.
+            dead_lettered.extend(out.dlq.raw.iter().map(|&r| chunk_items[r as usize]));
+            if let Some((a, sink)) = &self.answer_sink {
+                let lines = &out.sinks[*a];
+                let n = self.built.sink_keys[*a].len();
+                for j in 0..lines.ends.len() {
+                    let mut r = sink.answer(lines.line(j), &lines.keys[j * n..(j + 1) * n]);
+                    r.item = chunk_items[lines.raw[j] as usize];
+                    returned.push(r);
+                }
+            }
             let failures = self
                 .outputs
                 .commit(&mut out, Ack::None, &self.built.sink_keys)
@@ -313,7 +339,13 @@ impl State {
             );
             failed.extend(0..batch.items.len());
         }
-        let response = self.kind.events.response(&batch, &failed);
+        let outcome = Outcome {
+            failed: &failed,
+            dead_lettered: &dead_lettered,
+            returned: &returned,
+            source: &self.source,
+        };
+        let response = self.kind.events.response(&batch, &outcome);
         // Records the source delivers again.
         let retried = self.kind.events.redelivered(&batch, &failed);
         let sink_stats = std::mem::replace(
@@ -336,7 +368,10 @@ impl State {
             let _ = writeln!(out, "{}", crate::secrets::redact(&line));
         }
         let _ = out.flush();
-        Ok(response)
+        response.map_err(|m| {
+            log("ERROR", &request, &m);
+            failure("RecordsNotDelivered", m)
+        })
     }
 }
 

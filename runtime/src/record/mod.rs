@@ -200,3 +200,14 @@ impl Stage {
         }
     }
 }
+
+/// A record routed to the answer, as the answering sink gives it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Returned {
+    /// Its event record.
+    pub item: usize,
+    /// The bytes to answer with.
+    pub data: Vec<u8>,
+    /// Named values that go with it (Firehose's dynamic partitioning keys).
+    pub keys: Vec<(String, String)>,
+}

@@ -21,7 +21,7 @@ use crate::aws::Clients;
 use crate::delivery::{Policy, SinkError};
 use crate::diagnostics::Findings;
 use crate::engine::commit::BufferLimits;
-use crate::record::Position;
+use crate::record::{Position, Returned};
 
 /// A sink's config: what the pipeline format reads under `sinks.NAME`, and
 /// everything the rest of Sluice asks of it. Implemented once per sink
@@ -46,9 +46,24 @@ pub trait Sink {
         true
     }
 
+    /// Whether the sink's records are the answer of the Lambda invocation
+    /// (the records a Firehose data-transformation function returns).
+    fn answers(&self) -> bool {
+        false
+    }
+
+    /// A record as the answer gives it (only asked of a sink that
+    /// [`answers`](Self::answers)): its bytes and named values.
+    fn answer(&self, json: &[u8], _keys: &[String]) -> Returned {
+        Returned {
+            data: json.to_vec(),
+            ..Returned::default()
+        }
+    }
+
     /// Problems with the config that its shape does not show (fields that
-    /// go together); `dlq` when it is the dead-letter queue.
-    fn check(&self, _dlq: bool, _findings: &mut Findings) {}
+    /// go together, what the rest of the pipeline rules out).
+    fn check(&self, _cx: &CheckCx<'_>, _findings: &mut Findings) {}
 
     /// The IAM statements it needs (CloudFormation values, see [`crate::aws::iam`]).
     fn permissions(&self) -> Vec<Value> {
@@ -177,7 +192,9 @@ trait SinkInfo {
     fn key_fields(&self) -> Vec<String>;
     fn retry(&self) -> Option<&Policy>;
     fn uses_aws(&self) -> bool;
-    fn check(&self, dlq: bool, findings: &mut Findings);
+    fn answers(&self) -> bool;
+    fn answer(&self, json: &[u8], keys: &[String]) -> Returned;
+    fn check(&self, cx: &CheckCx<'_>, findings: &mut Findings);
     fn permissions(&self) -> Vec<Value>;
 }
 
@@ -191,8 +208,14 @@ impl<S: Sink> SinkInfo for S {
     fn uses_aws(&self) -> bool {
         Sink::uses_aws(self)
     }
-    fn check(&self, dlq: bool, findings: &mut Findings) {
-        Sink::check(self, dlq, findings)
+    fn answers(&self) -> bool {
+        Sink::answers(self)
+    }
+    fn answer(&self, json: &[u8], keys: &[String]) -> Returned {
+        Sink::answer(self, json, keys)
+    }
+    fn check(&self, cx: &CheckCx<'_>, findings: &mut Findings) {
+        Sink::check(self, cx, findings)
     }
     fn permissions(&self) -> Vec<Value> {
         Sink::permissions(self)
@@ -216,10 +239,20 @@ impl Config {
         self.sink().uses_aws()
     }
 
+    /// Whether the sink's records are the answer of the Lambda invocation.
+    pub fn answers(&self) -> bool {
+        self.sink().answers()
+    }
+
+    /// A record as the answer gives it (see [`Sink::answer`]); its `item` is 0.
+    pub fn answer(&self, json: &[u8], keys: &[String]) -> Returned {
+        self.sink().answer(json, keys)
+    }
+
     /// The sink's own checks (see [`Sink::check`]).
-    pub fn check(&self, dlq: bool) -> Findings {
+    pub fn check(&self, cx: &CheckCx<'_>) -> Findings {
         let mut findings = Findings::default();
-        self.sink().check(dlq, &mut findings);
+        self.sink().check(cx, &mut findings);
         findings
     }
 
@@ -227,6 +260,15 @@ impl Config {
     pub fn permissions(&self) -> Vec<Value> {
         self.sink().permissions()
     }
+}
+
+/// What a sink's check knows of the rest of the pipeline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckCx<'a> {
+    /// Whether the sink is the dead-letter queue.
+    pub dlq: bool,
+    /// The pipeline's source `type`.
+    pub source: &'a str,
 }
 
 /// What a writer needs to start.

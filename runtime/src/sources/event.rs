@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+pub use crate::record::Returned;
 use crate::record::{Position, RawRecord};
 
 /// Lambda mode's side of a source: how its events become records, and how
@@ -29,17 +30,40 @@ pub trait EventSource: Sync {
     /// record of its unit again. `None`: the source keeps no order.
     fn ordering_unit<'a>(&self, batch: &'a Batch, item: usize) -> Option<&'a str>;
 
-    /// The partial batch response for the event records in `failed`
-    /// (indexes into `batch.items`), as AWS documents it for the source.
-    fn response(&self, batch: &Batch, failed: &BTreeSet<usize>) -> Value;
+    /// The invocation's answer, as AWS documents it for the source: for
+    /// most, the partial batch response naming the event records in
+    /// `outcome.failed`. `Err` fails the invocation (the source delivers the
+    /// whole event again) with this message.
+    fn response(&self, batch: &Batch, outcome: &Outcome<'_>) -> Result<Value, String>;
 
     /// How many event records the source delivers again after `response`.
     fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize;
 }
 
+/// What became of an event's records, for the answer. Indexes are into
+/// `Batch::items`.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    /// Event records to be delivered again (a sink or the DLQ did not take
+    /// one of their records, or they were not started).
+    pub failed: &'a BTreeSet<usize>,
+    /// Event records one of whose records the DLQ took.
+    pub dead_lettered: &'a BTreeSet<usize>,
+    /// The records routed to the answer itself (a `firehose_response` sink),
+    /// in order.
+    pub returned: &'a [Returned],
+    /// The pipeline's source (its settings).
+    pub source: &'a super::Config,
+}
+
 /// The `eventSource` of an event: its own (Kafka) or its first record's
-/// (`eventSource`, or `EventSource` as SNS writes it).
+/// (`eventSource`, or `EventSource` as SNS writes it); `aws:firehose` for a
+/// Firehose data-transformation event.
 pub fn origin(event: &Value) -> Option<&str> {
+    // A Firehose data-transformation event names its delivery stream instead.
+    if event.get("deliveryStreamArn").is_some() {
+        return Some("aws:firehose");
+    }
     match event.get("eventSource").and_then(Value::as_str) {
         Some(s) => Some(s),
         None => {
@@ -96,6 +120,9 @@ pub struct Item {
     pub group: Option<String>,
     /// The Kafka offset.
     pub offset: Option<i64>,
+    /// The event record's data as the event gave it, for an answer that
+    /// must repeat it (Firehose: a record dropped or failed).
+    pub original: Option<String>,
 }
 
 impl Item {
@@ -105,6 +132,7 @@ impl Item {
             id,
             group: None,
             offset: None,
+            original: None,
         }
     }
 }

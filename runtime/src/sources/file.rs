@@ -38,7 +38,7 @@ impl Source for Config {
     }
 
     async fn open(&self, cx: OpenCx<'_>) -> Result<(Reader, Option<Member>), String> {
-        let path = cx.loaded.resolve(&self.path);
+        let path = (cx.resolve)(&self.path);
         let f = std::fs::File::open(&path)
             .map_err(|e| format!("cannot read the source file `{}`: {e}", path.display()))?;
         // A regular file's size is known: the progress bar shows how far

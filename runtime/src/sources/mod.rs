@@ -26,7 +26,6 @@ use serde_json::Value;
 
 use crate::aws::Clients;
 use crate::aws::sam::Fragment;
-use crate::config::Loaded;
 use crate::delivery::Policy;
 use crate::diagnostics::Findings;
 use crate::record::RawRecord;
@@ -45,6 +44,11 @@ pub trait Source {
     /// Lambda mode: how its events become records and how they are
     /// answered; `None` when no event source mapping delivers it.
     const EVENTS: Option<&'static dyn EventSource> = None;
+
+    /// Whether the invocation is answered with the records themselves (a
+    /// Firehose data-transformation function): the pipeline then routes
+    /// every record to the one sink that [`answers`](crate::sinks::Sink::answers).
+    const ANSWERED_BY_SINK: bool = false;
 
     /// What to use instead, added to the refusal of a mode that does not
     /// read the source.
@@ -89,8 +93,10 @@ pub trait Source {
 
 /// What a reader needs to start.
 pub struct OpenCx<'a> {
-    /// The pipeline as loaded (its name, its folder).
-    pub loaded: &'a Loaded,
+    /// The pipeline's name.
+    pub pipeline: &'a str,
+    /// Resolves paths against the pipeline's folder.
+    pub resolve: &'a (dyn Fn(&str) -> std::path::PathBuf + Sync),
     /// The shared AWS clients, when the source uses AWS.
     pub aws: Option<Arc<Clients>>,
     /// How this process takes part in a stream's worker group.
@@ -139,6 +145,11 @@ macro_rules! sources {
             /// The modes that read the source: the table of `docs/sources.md`.
             pub fn modes(&self) -> &'static [RunMode] {
                 match self { $( Config::$Variant(_) => <$module::Config as Source>::MODES, )* }
+            }
+
+            /// Whether the invocation is answered with the records (see [`Source::ANSWERED_BY_SINK`]).
+            pub fn answered_by_sink(&self) -> bool {
+                match self { $( Config::$Variant(_) => <$module::Config as Source>::ANSWERED_BY_SINK, )* }
             }
 
             /// Lambda mode's decoder of the source's events.

@@ -10,7 +10,7 @@ use super::Writer;
 use crate::aws::iam::{statement, table_arn};
 use crate::delivery::Policy;
 use crate::diagnostics::{At, Code, Findings};
-use crate::sinks::{BuildCx, Sink};
+use crate::sinks::{BuildCx, CheckCx, Sink};
 
 /// Write records to an Amazon DynamoDB table.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -61,7 +61,7 @@ impl Sink for Config {
         self.retry.as_ref()
     }
 
-    fn check(&self, _dlq: bool, findings: &mut Findings) {
+    fn check(&self, _cx: &CheckCx<'_>, findings: &mut Findings) {
         let problem = match self.mode {
             Mode::Update if self.key.is_empty() => {
                 "`update` needs `key`: the record fields that name the item"

@@ -8,7 +8,7 @@ use super::Writer;
 use crate::aws::iam::{arn, statement};
 use crate::delivery::Policy;
 use crate::diagnostics::{At, Code, Findings};
-use crate::sinks::{BuildCx, Sink};
+use crate::sinks::{BuildCx, CheckCx, Sink};
 
 /// Send each record to an Amazon Data Firehose delivery stream.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -47,7 +47,7 @@ impl Sink for Config {
         self.retry.as_ref()
     }
 
-    fn check(&self, _dlq: bool, findings: &mut Findings) {
+    fn check(&self, _cx: &CheckCx<'_>, findings: &mut Findings) {
         let name = self.stream_name();
         let valid = !name.is_empty()
             && name.len() <= 64
@@ -97,11 +97,11 @@ mod tests {
             "arn:aws:firehose:eu-west-1:123456789012:deliverystream/events-v2"
         );
         let mut f = Findings::default();
-        config("no spaces").check(false, &mut f);
+        config("no spaces").check(&CheckCx::default(), &mut f);
         assert_eq!(f.list.len(), 1);
         assert_eq!(f.list[0].at, At::Value("delivery_stream"));
         let mut f = Findings::default();
-        arn.check(false, &mut f);
+        arn.check(&CheckCx::default(), &mut f);
         assert!(f.list.is_empty());
     }
 }

@@ -9,7 +9,7 @@ use crate::aws::iam::{statement, sub};
 use crate::config::duration::Dur;
 use crate::delivery::Policy;
 use crate::diagnostics::{At, Code, Findings};
-use crate::sinks::{BuildCx, Sink};
+use crate::sinks::{BuildCx, CheckCx, Sink};
 
 /// Write records to Amazon S3 as JSON Lines objects (gzip when the key ends in `.gz`).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -69,7 +69,7 @@ impl Sink for Config {
         self.retry.as_ref()
     }
 
-    fn check(&self, dlq: bool, findings: &mut Findings) {
+    fn check(&self, cx: &CheckCx<'_>, findings: &mut Findings) {
         if !self.has_part() {
             findings
                 .error(
@@ -79,7 +79,7 @@ impl Sink for Config {
                 )
                 .help("end the key with `{part}.jsonl` (or `{part}.jsonl.gz`)");
         }
-        if dlq && !self.key_fields().is_empty() {
+        if cx.dlq && !self.key_fields().is_empty() {
             findings.error(
                 Code::InvalidValue,
                 At::Value("key"),

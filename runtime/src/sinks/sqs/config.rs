@@ -8,7 +8,7 @@ use super::Writer;
 use crate::aws::iam::{queue_arn, statement};
 use crate::delivery::Policy;
 use crate::diagnostics::{At, Code, Findings};
-use crate::sinks::{BuildCx, Sink};
+use crate::sinks::{BuildCx, CheckCx, Sink};
 
 /// Send each record to an Amazon SQS queue as one message (its JSON).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -53,8 +53,8 @@ impl Sink for Config {
         self.retry.as_ref()
     }
 
-    fn check(&self, dlq: bool, findings: &mut Findings) {
-        if dlq && !self.key_fields().is_empty() {
+    fn check(&self, cx: &CheckCx<'_>, findings: &mut Findings) {
+        if cx.dlq && !self.key_fields().is_empty() {
             let field = if self.message_group_id.is_some() {
                 "message_group_id"
             } else {

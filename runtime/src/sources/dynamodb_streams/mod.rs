@@ -185,7 +185,7 @@ impl Source for Config {
         let aws = cx.aws()?;
         let source = super::Config::DynamodbStreams(self.clone());
         let (reader, member) =
-            super::group::join(&source, &cx.loaded.pipeline.name, &aws, cx.worker).await?;
+            super::group::join(&source, cx.pipeline, &aws, cx.worker).await?;
         Ok((reader, Some(member)))
     }
 }

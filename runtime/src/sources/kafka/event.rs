@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::super::event::{Batch, EventSource, Item, decode, fields, item_id, text_at};
+use super::super::event::{Batch, EventSource, Item, Outcome, decode, fields, item_id, text_at};
 use crate::record::time::rfc3339_millis;
 use crate::record::{Position, RawRecord};
 
@@ -40,6 +40,7 @@ pub fn push(partitions: Map<String, Value>, batch: &mut Batch) {
                 id: item_id(&position).unwrap_or_default(),
                 group: Some(key.clone()),
                 offset,
+                original: None,
             };
             let decoded = decode::<KafkaRecord>(r).and_then(|k| {
                 let decode = |field: &str, v: Option<&String>| -> Result<Vec<u8>, String> {
@@ -114,12 +115,12 @@ impl EventSource for Events {
         Some(batch.items[item].group.as_deref().unwrap_or(""))
     }
 
-    fn response(&self, batch: &Batch, failed: &BTreeSet<usize>) -> Value {
-        let failures: Vec<Value> = first_failed(batch, failed)
+    fn response(&self, batch: &Batch, outcome: &Outcome<'_>) -> Result<Value, String> {
+        let failures: Vec<Value> = first_failed(batch, outcome.failed)
             .into_iter()
             .map(|(p, (_, o))| serde_json::json!({ "itemIdentifier": { "partition": p, "offset": o } }))
             .collect();
-        serde_json::json!({ "batchItemFailures": failures })
+        Ok(serde_json::json!({ "batchItemFailures": failures }))
     }
 
     fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize {

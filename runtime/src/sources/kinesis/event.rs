@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 
-use super::super::event::{Batch, EventSource, Item, decode, records, seconds_at, text_at};
+use super::super::event::{Batch, EventSource, Item, Outcome, decode, records, seconds_at, text_at};
 
 /// Adds one event record (a Kinesis record, or the user records of a KPL
 /// aggregate) to the batch.
@@ -62,12 +62,13 @@ impl EventSource for Events {
         Some("")
     }
 
-    fn response(&self, batch: &Batch, failed: &BTreeSet<usize>) -> Value {
+    fn response(&self, batch: &Batch, outcome: &Outcome<'_>) -> Result<Value, String> {
+        let failed = outcome.failed;
         let mut r = KinesisEventResponse::default();
         if let Some(&first) = failed.first() {
             r.add_failure(batch.items[first].id.clone());
         }
-        serde_json::to_value(r).unwrap_or(Value::Null)
+        serde_json::to_value(r).map_err(|e| e.to_string())
     }
 
     fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize {

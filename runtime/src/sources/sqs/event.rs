@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 
-use super::super::event::{Batch, EventSource, Item, decode, records, text_at};
+use super::super::event::{Batch, EventSource, Item, Outcome, decode, records, text_at};
 
 /// Adds one event record (a message) to the batch.
 pub fn push(r: &Value, batch: &mut Batch) {
@@ -22,6 +22,7 @@ pub fn push(r: &Value, batch: &mut Batch) {
         id: id.clone(),
         group: system("MessageGroupId"),
         offset: None,
+        original: None,
     };
     let m = match decode::<SqsMessage>(r) {
         Ok(m) => m,
@@ -69,8 +70,8 @@ impl EventSource for Events {
             .then(|| batch.items[item].group.as_deref().unwrap_or(""))
     }
 
-    fn response(&self, batch: &Batch, failed: &BTreeSet<usize>) -> Value {
-        let ids = failed_ids(batch, failed);
+    fn response(&self, batch: &Batch, outcome: &Outcome<'_>) -> Result<Value, String> {
+        let ids = failed_ids(batch, outcome.failed);
         let mut r = SqsBatchResponse::default();
         r.batch_item_failures = ids
             .into_iter()
@@ -80,7 +81,7 @@ impl EventSource for Events {
                 f
             })
             .collect();
-        serde_json::to_value(r).unwrap_or(Value::Null)
+        serde_json::to_value(r).map_err(|e| e.to_string())
     }
 
     fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize {
