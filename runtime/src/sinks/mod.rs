@@ -185,6 +185,8 @@ sinks! {
     Kinesis(kinesis) = "kinesis",
     /// Send each record to an Amazon Data Firehose delivery stream.
     Firehose(firehose) = "firehose",
+    /// Return each record to the Firehose delivery stream that invoked the function.
+    FirehoseResponse(firehose_response) = "firehose_response",
 }
 
 /// The parts of [`Sink`] that need no writer type, for dispatch by reference.
