@@ -65,7 +65,8 @@ fn a_folder_and_standard_input_are_checked() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(
         stderr(&o),
-        "pipelines/iot-telemetry/pipeline.yaml: ok\n\
+        "pipelines/clickstream/pipeline.yaml: ok\n\
+         pipelines/iot-telemetry/pipeline.yaml: ok\n\
          pipelines/orders/kinesis.yaml: ok\n\
          pipelines/orders/pipeline.yaml: ok\n\
          pipelines/quickstart/pipeline.yaml: ok\n\

@@ -480,3 +480,52 @@ fn the_architecture_is_spelled_as_aws_spells_it() {
         );
     }
 }
+
+/// A Firehose data-transformation pipeline: the delivery stream with the
+/// function as its processor and an S3 destination, no event source mapping,
+/// and least privilege on both sides (the function writes only its DLQ; the
+/// delivery stream's role reaches only its bucket and the function).
+#[test]
+fn the_firehose_template_validates_with_the_function_as_processor() {
+    let t = template(Path::new("pipelines/clickstream/pipeline.yaml"));
+    let cfn = validate(&t).unwrap();
+    let resources = cfn["Resources"].as_object().unwrap();
+    assert!(
+        resources
+            .values()
+            .all(|r| r["Type"] != "AWS::Lambda::EventSourceMapping"),
+        "Firehose invokes the function itself"
+    );
+    assert!(t["Parameters"].get("BatchSize").is_none());
+    let stream = &t["Resources"]["DeliveryStream"]["Properties"];
+    assert_eq!(stream["DeliveryStreamType"], "DirectPut");
+    let s3 = &stream["ExtendedS3DestinationConfiguration"];
+    assert_eq!(
+        s3["ErrorOutputPrefix"],
+        json!({ "Ref": "ErrorOutputPrefix" })
+    );
+    assert_eq!(
+        s3["ProcessingConfiguration"]["Processors"][0]["Parameters"],
+        json!([
+            { "ParameterName": "LambdaArn", "ParameterValue": { "Fn::GetAtt": ["Function", "Arn"] } },
+            { "ParameterName": "BufferSizeInMBs", "ParameterValue": "1" },
+            { "ParameterName": "BufferIntervalInSeconds", "ParameterValue": "60" }
+        ])
+    );
+    let function = &t["Resources"]["Function"]["Properties"];
+    assert!(function.get("Events").is_none());
+    let actions: Vec<&Value> = function["Policies"][0]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["Action"])
+        .collect();
+    assert_eq!(actions, [&json!(["sqs:SendMessage", "sqs:GetQueueUrl"])]);
+    let role =
+        &t["Resources"]["DeliveryRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
+    assert_eq!(
+        role[2],
+        json!({ "Effect": "Allow", "Action": ["lambda:InvokeFunction", "lambda:GetFunctionConfiguration"],
+                "Resource": [{ "Fn::GetAtt": ["Function", "Arn"] }] })
+    );
+}

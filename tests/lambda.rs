@@ -777,3 +777,88 @@ fn credentials_never_appear_in_logs_metrics_or_envelopes() {
         assert!(!written.contains(secret), "{secret} in: {written}");
     }
 }
+
+/// A Firehose data-transformation event (as AWS documents it, from a
+/// delivery stream reading a Kinesis stream): every record is answered once,
+/// in order: `Ok` with the transformed record and its partition keys,
+/// `Dropped` when filtered, `ProcessingFailed` when dead-lettered (its
+/// original data given back); the DLQ holds the envelope.
+#[test]
+fn a_firehose_batch_is_answered_record_by_record() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: firehose }\n\
+         transforms:\n  - name: t\n    script: |\n      if record.skip == true { return (); }\n      \
+         record.id = meta.message_id; record.stream = meta.stream; record.key = meta.partition_key;\n      \
+         record.shard = meta.shard; record.arrived = meta.arrival_time;\n      record\n\
+         routes: [{ to: [back] }]\n\
+         sinks:\n  back: { type: firehose_response, partition_keys: { user: user_id } }\n\
+         dlq: { type: file, path: dlq.jsonl }\n",
+    );
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            common::root().join("tests/fixtures/firehose-kinesis-transformation.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let lambda = Lambda::start(&p, &[]);
+    let answer = lambda.invoke(&event).unwrap();
+    let records = answer["records"].as_array().unwrap();
+    let ids: Vec<&str> = event["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["recordId"].as_str().unwrap())
+        .collect();
+    let got: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["recordId"].as_str().unwrap(),
+                r["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (ids[0], "Ok"),
+            (ids[1], "Dropped"),
+            (ids[2], "ProcessingFailed"),
+            (ids[3], "Ok")
+        ]
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let data = |i: usize| {
+        String::from_utf8(b64.decode(records[i]["data"].as_str().unwrap()).unwrap()).unwrap()
+    };
+    assert_eq!(
+        data(0),
+        format!(
+            "{}\n",
+            json!({ "user_id": "u-1", "n": 1, "id": ids[0], "stream": "clicks", "key": "u-1",
+                    "shard": "shardId-000000000000", "arrived": "2017-05-18T02:02:29.453Z" })
+        )
+    );
+    assert_eq!(
+        records[0]["metadata"],
+        json!({ "partitionKeys": { "user": "u-1" } })
+    );
+    assert_eq!(
+        records[3]["metadata"],
+        json!({ "partitionKeys": { "user": "u-4" } })
+    );
+    assert_eq!(
+        data(2),
+        "not json",
+        "a failed record gives its original back"
+    );
+    assert_eq!(records[2]["data"], event["records"][2]["data"]);
+    let dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["stage"], "parse");
+    assert_eq!(dlq[0]["source"]["message_id"], ids[2]);
+    assert_eq!(dlq[0]["source"]["type"], "firehose");
+}

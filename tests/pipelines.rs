@@ -17,7 +17,7 @@ fn pipelines() -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn the_four_example_pipelines_exist() {
+fn the_example_pipelines_exist() {
     let names: Vec<String> = pipelines()
         .iter()
         .map(|p| {
@@ -29,7 +29,13 @@ fn the_four_example_pipelines_exist() {
                 .into_owned()
         })
         .collect();
-    for expected in ["iot-telemetry", "orders", "quickstart", "sales-totals"] {
+    for expected in [
+        "clickstream",
+        "iot-telemetry",
+        "orders",
+        "quickstart",
+        "sales-totals",
+    ] {
         assert!(
             names.contains(&expected.to_owned()),
             "missing pipelines/{expected}: {names:?}"

@@ -187,6 +187,9 @@ sources! {
     /// Records of a Kafka topic (Amazon MSK or self-managed), delivered by a
     /// Lambda event source mapping; only Lambda mode reads it.
     Kafka(kafka) = "kafka",
+    /// Records of an Amazon Data Firehose delivery stream, given to a
+    /// data-transformation function; only Lambda mode reads it.
+    Firehose(firehose) = "firehose",
 }
 
 /// The parts of [`Source`] that dispatch by reference.
