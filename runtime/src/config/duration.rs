@@ -20,6 +20,13 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// Written back with its unit (`1m`, `500ms`): the JSON Schema's defaults.
+impl serde::Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
 impl JsonSchema for Dur {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "Duration".into()

@@ -16,6 +16,7 @@ pub mod duration;
 pub mod fetch;
 pub mod interpolate;
 pub mod pipeline;
+pub mod reference;
 mod salvage;
 pub mod schema;
 pub mod shape;

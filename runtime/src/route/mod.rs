@@ -22,7 +22,7 @@ pub struct Config {
 }
 
 /// What happens to a record that no route takes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "Unrouted")]
 pub enum Unrouted {

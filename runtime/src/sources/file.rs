@@ -15,9 +15,10 @@ use super::{OpenCx, READ_A_STREAM, Reader, RunMode, Source};
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "FileSource")]
 pub struct Config {
-    /// Path of the file, relative to the pipeline file's folder unless absolute.
+    /// The file to read, relative to the pipeline's folder unless absolute.
     pub path: String,
-    /// A longer line is dead-lettered (stage `decode`) instead of processed.
+    /// The longest line accepted, in bytes, without the line break (10 MiB); a longer one is
+    /// dead-lettered (stage `decode`) instead of processed.
     #[serde(default = "super::default_max_record_bytes")]
     pub max_record_bytes: u64,
 }

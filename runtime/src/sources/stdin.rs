@@ -14,7 +14,8 @@ use super::{OpenCx, READ_A_STREAM, Reader, RunMode, Source};
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "StdinSource")]
 pub struct Config {
-    /// A longer line is dead-lettered (stage `decode`) instead of processed.
+    /// The longest line accepted, in bytes, without the line break (10 MiB); a longer one is
+    /// dead-lettered (stage `decode`) instead of processed.
     #[serde(default = "super::default_max_record_bytes")]
     pub max_record_bytes: u64,
 }

@@ -23,7 +23,7 @@ pub struct Config {
 }
 
 /// What happens to a record that fails validation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "OnInvalid")]
 pub enum OnInvalid {

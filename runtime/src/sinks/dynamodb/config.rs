@@ -19,22 +19,25 @@ use crate::sinks::{BuildCx, CheckCx, Sink};
 pub struct Config {
     /// Table name or ARN.
     pub table: String,
-    /// `put`: the record is the item (it must hold the table's key). `update`:
-    /// `UpdateItem` on the item named by `key`, with `add` and `set`.
+    /// `put`: the record (a JSON object holding the table's key) is the item. `update`:
+    /// `UpdateItem` on the item named by `key`.
     #[serde(default)]
     pub mode: Mode,
-    /// `update`: the record fields that form the item's key (partition key, then sort key).
+    /// `update` (required there): the record fields (dotted paths) that form the item's key:
+    /// partition key, then sort key. The attribute is named after the field's last part.
     #[serde(default)]
     pub key: Vec<String>,
-    /// `update`: attribute ← record field, added (`ADD`) to the item's number attribute.
+    /// `update`: attribute ← record field: `ADD` the field's number to the attribute (counters
+    /// such as `TotalSales`). `update` needs `add` or `set`.
     #[serde(default)]
     pub add: BTreeMap<String, String>,
-    /// `update`: attribute ← record field, set (`SET`) on the item.
+    /// `update`: attribute ← record field: `SET` the attribute to the field's value (skipped
+    /// when the record has no such field).
     #[serde(default)]
     pub set: BTreeMap<String, String>,
-    /// A condition expression for idempotent writes (`attribute_not_exists(order_id)`).
-    /// A write whose condition fails counts as already done: delivered, not dead-lettered.
-    /// With a condition, `put` writes item by item (`PutItem`).
+    /// A condition expression for idempotent writes, such as `attribute_not_exists(order_id)`.
+    /// A write whose condition fails counts as already done: delivered, not dead-lettered. With
+    /// a condition, `put` writes item by item (`PutItem`).
     #[serde(default)]
     pub condition: Option<String>,
     /// Retry policy of this sink (default: the pipeline's `retry`).
@@ -43,7 +46,7 @@ pub struct Config {
 }
 
 /// How records are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "DynamodbMode")]
 pub enum Mode {

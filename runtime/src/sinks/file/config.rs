@@ -11,16 +11,17 @@ use crate::sinks::{BuildCx, Sink};
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "FileSink")]
 pub struct Config {
-    /// Path of the file, relative to the pipeline file's folder unless absolute.
-    /// Missing parent folders are created.
+    /// The file to write, relative to the pipeline's folder unless absolute. Missing parent
+    /// folders are created.
     pub path: String,
-    /// `truncate` starts the file afresh on every run; `append` adds to it.
+    /// `truncate` empties the file when the run starts; `append` keeps what is there and adds
+    /// to it.
     #[serde(default)]
     pub mode: Mode,
 }
 
 /// What happens to an existing file when a run starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "FileSinkMode")]
 pub enum Mode {

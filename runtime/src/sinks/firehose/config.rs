@@ -15,10 +15,10 @@ use crate::sinks::{BuildCx, CheckCx, Sink};
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "FirehoseSink")]
 pub struct Config {
-    /// Delivery stream name or ARN.
+    /// Delivery stream name or ARN (`arn:aws:firehose:REGION:ACCOUNT:deliverystream/NAME`).
     pub delivery_stream: String,
-    /// End each record with a line break, so that the objects Firehose writes
-    /// to S3 are JSON Lines (Firehose concatenates records as they are sent).
+    /// End each record with a line break, so that the objects Firehose writes to S3 are JSON
+    /// Lines: Firehose concatenates records as they were sent.
     #[serde(default = "default_newline")]
     pub newline: bool,
     /// Retry policy of this sink (default: the pipeline's `retry`).

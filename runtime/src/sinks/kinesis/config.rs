@@ -16,8 +16,8 @@ use crate::sinks::{BuildCx, Sink};
 pub struct Config {
     /// Stream name or ARN.
     pub stream: String,
-    /// The record field (dotted path) whose value is the partition key: records
-    /// with the same key keep their order in one shard.
+    /// The record field (dotted path) whose value is the partition key. Records with the same
+    /// key go to the same shard, in order.
     pub partition_key: String,
     /// Retry policy of this sink (default: the pipeline's `retry`).
     #[serde(default)]

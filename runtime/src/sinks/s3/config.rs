@@ -16,25 +16,24 @@ use crate::sinks::{BuildCx, CheckCx, Sink};
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "S3Sink")]
 pub struct Config {
-    /// Bucket name, without `s3://`.
+    /// The bucket's name, without `s3://`.
     pub bucket: String,
-    /// Object key template. `{pipeline}`; `{date}` (YYYY-MM-DD), `{year}`,
-    /// `{month}`, `{day}`, `{hour}` of the batch time (UTC); `{record.FIELD}`
-    /// for a record field (dotted path); `{part}`, unique per object and the
-    /// same when a batch is written again.
+    /// The object key template, with the placeholders below. A key that ends in `.gz` gives
+    /// gzip-compressed objects.
     #[serde(default = "default_key")]
     pub key: String,
-    /// Most records per object; the sink writes once it holds this many.
+    /// Most records in one object. The sink writes once it holds this many.
     #[serde(default = "default_max_records")]
     #[schemars(range(min = 1))]
     pub max_records: usize,
-    /// Most bytes (before compression) per object; the sink writes once it holds this many.
+    /// Most bytes in one object, before compression (64 MiB). The sink writes once it holds
+    /// this many.
     #[serde(default = "default_max_bytes")]
     #[schemars(range(min = 1))]
     pub max_bytes: usize,
-    /// The sink writes what it holds once the oldest record waited this long
-    /// (and when the run stops). Its records are acknowledged to the source
-    /// only after that write. A dead-letter queue writes every batch at once.
+    /// The sink writes what it holds once its oldest record waited this long (and when the run
+    /// stops). Its records are acknowledged to the source only after that write. A dead-letter
+    /// queue writes every batch at once.
     #[serde(default = "default_max_age")]
     pub max_age: Dur,
     /// Retry policy of this sink (default: the pipeline's `retry`).

@@ -15,16 +15,20 @@ use crate::sinks::{BuildCx, CheckCx, Sink};
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "SqsSink")]
 pub struct Config {
-    /// Queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`) or queue name.
+    /// The queue's URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`) or its name. A name is
+    /// resolved to the URL once, when the run starts (`GetQueueUrl`); if that fails, the run
+    /// stops before reading any record (exit code 2).
     pub queue: String,
-    /// FIFO queues: the record field (dotted path) whose value is the `MessageGroupId`.
+    /// FIFO queues: the record field (dotted path, such as `customer.id`) whose value is each
+    /// message's `MessageGroupId`.
     #[serde(default)]
     pub message_group_id: Option<String>,
-    /// FIFO queues: the record field whose value is the `MessageDeduplicationId`
+    /// FIFO queues: the record field whose value is each message's `MessageDeduplicationId`
     /// (default: the queue's content-based deduplication).
     #[serde(default)]
     pub deduplication_id: Option<String>,
-    /// Largest message body; a larger record is dead-lettered.
+    /// The largest message body (256 KiB). A larger record is not sent: it is dead-lettered
+    /// with stage `sink`. Values above 256 KiB count as 256 KiB.
     #[serde(default = "default_max_message_bytes")]
     #[schemars(range(min = 1))]
     pub max_message_bytes: usize,

@@ -35,15 +35,16 @@ use crate::record::{Position, RawRecord};
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "DynamodbStreamsSource")]
 pub struct Config {
-    /// The table whose stream (its latest) is read.
+    /// The table whose stream is read.
     pub table: String,
-    /// Where a shard without a checkpoint starts: `latest` or `trim_horizon`.
+    /// Where a shard without a checkpoint starts: `latest` or `trim_horizon` (the last 24
+    /// hours).
     #[serde(default)]
     pub start_position: StartPosition,
-    /// DynamoDB table of checkpoints (created when missing).
+    /// The DynamoDB table of checkpoints and leases, created when missing (as for `kinesis`).
     #[serde(default = "default_checkpoint_table")]
     pub checkpoint_table: String,
-    /// Most records per `GetRecords` call (at most 1 000).
+    /// Most records per `GetRecords` call.
     #[serde(default = "default_max_records")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_records: i32,
@@ -53,7 +54,7 @@ pub struct Config {
 }
 
 /// Where reading starts on a shard that has no checkpoint yet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "StreamsStartPosition")]
 pub enum StartPosition {

@@ -31,7 +31,7 @@ pub struct Config {
 }
 
 /// Firehose's result for a dead-lettered record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "FirehoseDeadLettered")]
 pub enum DeadLettered {

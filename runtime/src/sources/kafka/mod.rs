@@ -27,14 +27,15 @@ pub struct Config {
     /// Amazon MSK: the cluster's ARN. Give this or `bootstrap_servers`.
     #[serde(default)]
     pub cluster_arn: Option<String>,
-    /// A self-managed cluster: its bootstrap servers (`host:port`). Give this or `cluster_arn`.
+    /// A self-managed cluster: `host:port` of its bootstrap servers. Give this or
+    /// `cluster_arn`.
     #[serde(default)]
     pub bootstrap_servers: Vec<String>,
-    /// A self-managed cluster: how the event source mapping authenticates, with
-    /// the credentials in the Secrets Manager secret the template asks for.
+    /// A self-managed cluster: how the event source mapping authenticates, with the credentials
+    /// in a Secrets Manager secret (the template's `KafkaSecretArn`).
     #[serde(default)]
     pub auth: Auth,
-    /// The consumer group (default: the pipeline's name).
+    /// The consumer group of the event source mapping (default: the pipeline's `name`).
     #[serde(default)]
     pub consumer_group: Option<String>,
     /// Where a new consumer group starts.
@@ -43,7 +44,7 @@ pub struct Config {
 }
 
 /// How a self-managed cluster is reached.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "KafkaAuth")]
 pub enum Auth {
@@ -73,7 +74,7 @@ impl Auth {
 }
 
 /// Where a consumer group without committed offsets starts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "KafkaStartPosition")]
 pub enum StartPosition {

@@ -35,18 +35,21 @@ use crate::record::time::rfc3339_millis;
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "KinesisSource")]
 pub struct Config {
-    /// Stream name or ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`).
+    /// Stream name, or ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`, for a stream of
+    /// another account). Checkpoints are keyed by the name either way.
     pub stream: String,
-    /// Where a shard without a checkpoint starts.
+    /// Where a shard without a checkpoint starts: `latest`, `trim_horizon` (the oldest record
+    /// kept) or `at_timestamp`.
     #[serde(default)]
     pub start_position: StartPosition,
-    /// `at_timestamp`: the time to start at (RFC 3339, `2026-11-22T18:00:00Z`).
+    /// With `at_timestamp`: the start time, RFC 3339 (`2026-11-22T18:00:00Z`).
     #[serde(default)]
     pub timestamp: Option<String>,
-    /// DynamoDB table of checkpoints (created when missing; partition key `shard_key`, a string).
+    /// The DynamoDB table of checkpoints and leases, created when missing (partition key
+    /// `shard_key`, a string; one item per pipeline, stream and shard).
     #[serde(default = "default_checkpoint_table")]
     pub checkpoint_table: String,
-    /// Most records per `GetRecords` call (at most 10 000).
+    /// Most records per `GetRecords` call.
     #[serde(default = "default_max_records")]
     #[schemars(range(min = 1, max = 10000))]
     pub max_records: i32,
@@ -56,7 +59,7 @@ pub struct Config {
 }
 
 /// Where reading starts on a shard that has no checkpoint yet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "StartPosition")]
 pub enum StartPosition {

@@ -35,12 +35,13 @@ const MAX_PER_CALL: usize = 10;
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "SqsSource")]
 pub struct Config {
-    /// Queue URL or queue name.
+    /// Queue URL, or queue name (resolved with `GetQueueUrl`).
     pub queue: String,
-    /// Long-polling wait of a receive that finds the queue empty (at most 20s).
+    /// Long-polling wait of a receive that finds the queue empty (at most 20 s).
     #[serde(default = "default_wait_time")]
     pub wait_time: Dur,
-    /// Visibility timeout of received messages (default: the queue's).
+    /// Visibility timeout of received messages (default: the queue's). Sluice extends it while
+    /// a batch is in flight.
     #[serde(default)]
     pub visibility_timeout: Option<Dur>,
 }
