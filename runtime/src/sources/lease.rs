@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
+use super::balance;
 use super::kinesis::{StartPosition, is_arn, stream_name};
 use crate::aws::Clients;
 use crate::delivery::{Policy, SinkError, error::classify};
@@ -673,8 +674,8 @@ impl Coordinator {
         }
     }
 
-    /// Takes free and expired leases up to this worker's share, then steals
-    /// from the most loaded worker if still below it.
+    /// Takes free and expired leases up to this worker's share, then asks
+    /// the most loaded worker for leases if still below it (see [`balance`]).
     async fn balance(&mut self, leases: &[Lease]) {
         let now = Instant::now();
         for l in leases {
@@ -687,53 +688,35 @@ impl Coordinator {
             }
         }
         let me = self.settings.worker.clone();
-        let done: BTreeSet<&str> = leases
+        // Expiry by this worker's own clock: the counter did not move for the failover time.
+        let expired: BTreeSet<String> = leases
             .iter()
-            .filter(|l| l.shard_end)
-            .map(|l| l.shard.as_str())
+            .filter(|l| {
+                l.owner.as_deref().is_some_and(|o| o != me)
+                    && self
+                        .seen
+                        .get(&l.key)
+                        .is_some_and(|(_, _, since)| since.elapsed() >= self.settings.failover)
+            })
+            .map(|l| l.key.clone())
             .collect();
-        let present: BTreeSet<&str> = leases.iter().map(|l| l.shard.as_str()).collect();
-        let parents_done = |l: &Lease| {
-            l.parents
-                .iter()
-                .all(|p| done.contains(p.as_str()) || !present.contains(p.as_str()))
-        };
-        let readable: Vec<&Lease> = leases
-            .iter()
-            .filter(|l| !l.shard_end && parents_done(l))
-            .collect();
-        let expired = |l: &Lease| {
-            l.owner.as_deref().is_some_and(|o| o != me)
-                && self
-                    .seen
-                    .get(&l.key)
-                    .is_some_and(|(_, _, since)| since.elapsed() >= self.settings.failover)
-        };
-        let mut per_worker: BTreeMap<String, Vec<&Lease>> = BTreeMap::new();
-        per_worker.entry(me.clone()).or_default();
-        for l in &readable {
-            match &l.owner {
-                Some(o) if o == &me && self.held.contains_key(&l.key) => {
-                    per_worker.entry(me.clone()).or_default().push(l)
-                }
-                Some(o) if o != &me && !expired(l) => {
-                    per_worker.entry(o.clone()).or_default().push(l)
-                }
-                _ => {}
-            }
-        }
+        let held: BTreeSet<String> = self.held.keys().cloned().collect();
+        let plan = balance::plan(&balance::View {
+            me: &me,
+            leases,
+            held: &held,
+            expired: &expired,
+        });
         let status = Status {
             last_pass: Some(now),
-            per_worker: per_worker
+            per_worker: plan
+                .per_worker
                 .iter()
-                .map(|(k, v)| (k.clone(), v.len()))
+                .map(|(k, v)| ((*k).to_owned(), v.len()))
                 .collect(),
-            readable: readable.len(),
-            waiting: leases
-                .iter()
-                .filter(|l| !l.shard_end && !parents_done(l))
-                .count(),
-            finished: done.len(),
+            readable: plan.readable,
+            waiting: plan.waiting,
+            finished: plan.finished,
         };
         if let Ok(mut s) = self.shared.status.lock() {
             *s = status;
@@ -741,72 +724,26 @@ impl Coordinator {
         if self.shared.stopping.load(Ordering::Relaxed) {
             return;
         }
-        let target = readable.len().div_ceil(per_worker.len());
-        // Leases the table gives this worker and it does not hold yet (handed
-        // over to it, or a restarted worker of the same name): taken whatever
-        // the share, since nobody else reads them.
-        let unheld: Vec<Lease> = readable
-            .iter()
-            .filter(|l| l.owner.as_deref() == Some(me.as_str()) && !self.held.contains_key(&l.key))
-            .map(|l| (*l).clone())
-            .collect();
-        // Leases this worker asked for count as its own: they are on their
-        // way (unless their owner died: then they are free).
-        let asked = readable
-            .iter()
-            .filter(|l| {
-                l.handoff_to.as_deref() == Some(me.as_str())
-                    && l.owner.as_deref() != Some(me.as_str())
-                    && !expired(l)
-            })
-            .count();
-        // Free leases and expired ones.
-        let free: Vec<Lease> = readable
-            .iter()
-            .filter(|l| l.owner.is_none() || expired(l))
-            .map(|l| (*l).clone())
-            .collect();
+        let adopt: Vec<Lease> = plan.adopt.iter().map(|l| (*l).clone()).collect();
+        let free: Vec<Lease> = plan.free.iter().map(|l| (*l).clone()).collect();
         let mut adopted = 0;
-        for l in &unheld {
+        for l in &adopt {
             if self.take(l).await {
                 adopted += 1;
             }
         }
-        let mine = per_worker.get(&me).map_or(0, Vec::len) + adopted + asked;
-        // The most loaded other worker gives up what it holds above the share
-        // (or one lease, when this worker is two or more below it).
-        let steal: Vec<Lease> = per_worker
-            .iter()
-            .filter(|(w, _)| **w != me)
-            .max_by_key(|(w, v)| (v.len(), std::cmp::Reverse((*w).clone())))
-            .map(|(_, theirs)| {
-                let spare = if theirs.len() > target {
-                    theirs.len() - target
-                } else if theirs.len() == target && mine + 1 < target {
-                    1
-                } else {
-                    0
-                };
-                let mut theirs: Vec<Lease> = theirs
-                    .iter()
-                    .filter(|l| l.handoff_to.is_none())
-                    .map(|l| (*l).clone())
-                    .collect();
-                theirs.sort_by(|a, b| b.shard.cmp(&a.shard));
-                theirs.truncate(spare);
-                theirs
-            })
-            .unwrap_or_default();
-        let mut want = target.saturating_sub(mine);
+        let mine = plan.mine() + adopted;
+        let mut taken = 0;
         for l in &free {
-            if want == 0 {
+            if taken == plan.want(mine) {
                 return;
             }
             if self.take(l).await {
-                want -= 1;
+                taken += 1;
             }
         }
-        for l in steal.iter().take(want) {
+        let asks: Vec<Lease> = plan.asks(mine, taken).into_iter().cloned().collect();
+        for l in &asks {
             self.ask(l).await;
         }
     }

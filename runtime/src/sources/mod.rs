@@ -8,6 +8,7 @@
 //! [`RawRecord`](crate::record::RawRecord)s in batches; it knows nothing of
 //! decoding, scripts or sinks.
 
+pub mod balance;
 pub mod dlq;
 pub mod event;
 pub mod group;
