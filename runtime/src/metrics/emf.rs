@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::Counts;
+use super::{Counts, names};
 use crate::record::Stage;
 
 /// Where metrics go, and how they are split.
@@ -125,16 +125,24 @@ pub fn lines(config: &Config, r: &Report<'_>) -> Vec<String> {
     let pipeline = [("Pipeline", r.pipeline)];
     if config.dimensions.contains(&Dimension::Pipeline) {
         let mut metrics = vec![
-            ("RecordsIn", "Count", json!(c.records_in)),
-            ("Delivered", "Count", json!(c.delivered)),
-            ("Filtered", "Count", json!(c.filtered + c.dropped_invalid)),
-            ("DeadLettered", "Count", json!(c.dead_lettered_total())),
-            ("Unrouted", "Count", json!(c.unrouted)),
-            ("Failed", "Count", json!(r.failed)),
-            ("DlqRetries", "Count", json!(r.dlq_stats.retries)),
+            (names::RECORDS_IN.emf, "Count", json!(c.records_in)),
+            (names::DELIVERED.emf, "Count", json!(c.delivered)),
+            (
+                names::FILTERED.emf,
+                "Count",
+                json!(c.filtered + c.dropped_invalid),
+            ),
+            (
+                names::DEAD_LETTERED.emf,
+                "Count",
+                json!(c.dead_lettered_total()),
+            ),
+            (names::UNROUTED.emf, "Count", json!(c.unrouted)),
+            (names::FAILED.emf, "Count", json!(r.failed)),
+            (names::DLQ_RETRIES.emf, "Count", json!(r.dlq_stats.retries)),
         ];
         if let Some(age) = r.batch_age_ms {
-            metrics.push(("BatchAge", "Milliseconds", json!(age)));
+            metrics.push((names::BATCH_AGE.emf, "Milliseconds", json!(age)));
         }
         out.push(document(config, r.timestamp_ms, &pipeline, &metrics));
     }
@@ -146,7 +154,7 @@ pub fn lines(config: &Config, r: &Report<'_>) -> Vec<String> {
                     config,
                     r.timestamp_ms,
                     &[("Pipeline", r.pipeline), ("Stage", stage.as_str())],
-                    &[("DeadLettered", "Count", json!(n))],
+                    &[(names::DEAD_LETTERED.emf, "Count", json!(n))],
                 ));
             }
         }
@@ -160,13 +168,13 @@ pub fn lines(config: &Config, r: &Report<'_>) -> Vec<String> {
                 &[("Pipeline", r.pipeline), ("Sink", name)],
                 &[
                     (
-                        "Delivered",
+                        names::SINK_DELIVERED.emf,
                         "Count",
                         json!(c.per_sink.get(i).copied().unwrap_or(0)),
                     ),
-                    ("Retries", "Count", json!(stats.retries)),
+                    (names::SINK_RETRIES.emf, "Count", json!(stats.retries)),
                     (
-                        "SinkLatency",
+                        names::SINK_LATENCY.emf,
                         "Milliseconds",
                         json!((stats.millis * 1000.0).round() / 1000.0),
                     ),
@@ -235,6 +243,10 @@ mod tests {
             ),
             (&json!("out"), &json!(1), &json!(2.5))
         );
+        // Every metric of the one list, under its EMF name.
+        for m in names::ALL {
+            assert!(lines.iter().any(|l| l.get(m.emf).is_some()), "{}", m.emf);
+        }
         let only_totals = Config {
             namespace: "N".into(),
             dimensions: vec![Dimension::Pipeline],

@@ -5,6 +5,7 @@
 //! records a transform created by returning an array.
 
 pub mod emf;
+pub mod names;
 pub mod prometheus;
 
 use serde::Serialize;

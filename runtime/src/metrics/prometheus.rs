@@ -1,6 +1,7 @@
 //! Prometheus text exposition (format 0.0.4) of a daemon's metrics, served at
 //! `/metrics`. The names follow the Lambda EMF metrics in snake case, with
-//! the `sluice_` prefix and `_total` on counters:
+//! the `sluice_` prefix and `_total` on counters; both come from the one
+//! list in [`super::names`]:
 //!
 //! | EMF | Prometheus |
 //! | --- | --- |
@@ -25,8 +26,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-use super::Counts;
 use super::emf::SinkStats;
+use super::{Counts, names};
 use crate::record::Stage;
 use crate::sources::lease::Status;
 use crate::sources::shards::ShardLag;
@@ -99,66 +100,37 @@ pub fn render(s: &Snapshot<'_>) -> String {
     let mut o = Out(String::new());
     let p = [("pipeline", s.pipeline)];
     let c = s.counts;
-    for (name, help, value) in [
-        (
-            "sluice_records_in_total",
-            "Records read from the source.",
-            c.records_in,
-        ),
-        (
-            "sluice_delivered_total",
-            "Records delivered to every sink their routes named.",
-            c.delivered,
-        ),
-        (
-            "sluice_filtered_total",
-            "Records filtered on purpose (or dropped invalid with on_invalid: drop).",
-            c.filtered + c.dropped_invalid,
-        ),
-        (
-            "sluice_unrouted_total",
-            "Records no route took.",
-            c.unrouted,
-        ),
-        (
-            "sluice_failed_total",
-            "Records not delivered, given back to the source.",
-            c.failed,
-        ),
-        (
-            "sluice_dlq_retries_total",
-            "Retried writes to the dead-letter queue.",
-            s.dlq_stats.retries,
-        ),
+    for (m, value) in [
+        (names::RECORDS_IN, c.records_in),
+        (names::DELIVERED, c.delivered),
+        (names::FILTERED, c.filtered + c.dropped_invalid),
+        (names::UNROUTED, c.unrouted),
+        (names::FAILED, c.failed),
+        (names::DLQ_RETRIES, s.dlq_stats.retries),
     ] {
-        o.family(name, "counter", help);
-        o.sample(name, &p, value);
+        o.family(m.prometheus, "counter", m.help);
+        o.sample(m.prometheus, &p, value);
     }
     o.family(
-        "sluice_dead_lettered_total",
+        names::DEAD_LETTERED.prometheus,
         "counter",
-        "Records dead-lettered, per stage.",
+        names::DEAD_LETTERED.help,
     );
     for stage in Stage::ALL {
         o.sample(
-            "sluice_dead_lettered_total",
+            names::DEAD_LETTERED.prometheus,
             &[("pipeline", s.pipeline), ("stage", stage.as_str())],
             c.dead_lettered[stage as usize],
         );
     }
     let sink_families = [
-        (
-            "sluice_sink_delivered_total",
-            "Records written to the sink.",
-        ),
-        ("sluice_sink_retries_total", "Retried writes to the sink."),
-        (
-            "sluice_sink_latency_seconds_total",
-            "Time spent writing to the sink.",
-        ),
+        names::SINK_DELIVERED,
+        names::SINK_RETRIES,
+        names::SINK_LATENCY,
     ];
-    for (k, (name, help)) in sink_families.iter().enumerate() {
-        o.family(name, "counter", help);
+    for (k, m) in sink_families.iter().enumerate() {
+        let name = m.prometheus;
+        o.family(name, "counter", m.help);
         for (i, sink) in s.sinks.iter().enumerate() {
             let stats = s.sink_stats.get(i).cloned().unwrap_or_default();
             let labels = [("pipeline", s.pipeline), ("sink", sink.as_str())];
@@ -169,14 +141,10 @@ pub fn render(s: &Snapshot<'_>) -> String {
             }
         }
     }
-    o.family(
-        "sluice_shard_millis_behind_latest",
-        "gauge",
-        "How far the last record read from the shard is from its tip, in milliseconds.",
-    );
+    o.family(names::BATCH_AGE.prometheus, "gauge", names::BATCH_AGE.help);
     for (shard, lag) in s.shards {
         o.sample(
-            "sluice_shard_millis_behind_latest",
+            names::BATCH_AGE.prometheus,
             &[("pipeline", s.pipeline), ("shard", shard)],
             lag.millis_behind,
         );
@@ -273,6 +241,15 @@ mod tests {
             shards: &shards,
             group: Some(("w1", &status)),
         });
+        // Every metric of the one list, under its Prometheus name.
+        for m in names::ALL {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("# TYPE {} ", m.prometheus))),
+                "{}",
+                m.prometheus
+            );
+        }
         for line in [
             "# TYPE sluice_records_in_total counter",
             r#"sluice_records_in_total{pipeline="or\"ders"} 5"#,
