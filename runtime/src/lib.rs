@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod decode;
 pub mod delivery;
+pub mod deploy;
 pub mod diagnostics;
 pub mod engine;
 pub mod exit;
