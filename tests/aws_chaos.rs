@@ -19,12 +19,11 @@ use serde_json::{Value, json};
 /// `orders` stream to S3, DynamoDB and SQS, dead letters to an SQS queue.
 fn pipeline(dir: &Path, retry: &str) -> PathBuf {
     let orders = root().join("pipelines/orders");
-    let path = dir.join("pipeline.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nname: orders\n\
-             source: {{ type: kinesis, stream: orders, start_position: trim_horizon, \
+    common::write_pipeline(
+        dir,
+        "orders",
+        &format!(
+            "source: {{ type: kinesis, stream: orders, start_position: trim_horizon, \
              poll_interval: 100ms, checkpoint_table: orders-checkpoints }}\n\
              decode: {{ format: json }}\n\
              schemas: {{ order: '{}' }}\n\
@@ -41,8 +40,6 @@ fn pipeline(dir: &Path, retry: &str) -> PathBuf {
             orders.join("transforms/price.rhai").display(),
         ),
     )
-    .unwrap();
-    path
 }
 
 /// moto with the stream (4 shards, holding the orders), the bucket, the

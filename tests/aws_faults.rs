@@ -18,22 +18,20 @@ use serde_json::{Value, json};
 
 /// A pipeline reading `in.jsonl` (records `{"i": 0..n}`) into the given sinks.
 fn pipeline(dir: &Path, sinks: &str, n: usize) -> std::path::PathBuf {
-    let path = dir.join("pipeline.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nname: t\nsource: {{ type: file, path: in.jsonl }}\n\
+    let input: Vec<Value> = (0..n)
+        .map(|i| json!({ "i": i, "k": format!("k{}", i % 3) }))
+        .collect();
+    common::write_jsonl(dir, "in.jsonl", &input);
+    common::write_pipeline(
+        dir,
+        "t",
+        &format!(
+            "source: {{ type: file, path: in.jsonl }}\n\
              routes: [{{ to: [out] }}]\nsinks:\n  out: {sinks}\n\
              dlq: {{ type: file, path: dlq.jsonl }}\n\
              retry: {{ initial_backoff: 10ms, max_backoff: 200ms }}\n"
         ),
     )
-    .unwrap();
-    let lines: String = (0..n)
-        .map(|i| format!("{}\n", json!({ "i": i, "k": format!("k{}", i % 3) })))
-        .collect();
-    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
-    path
 }
 
 fn run_through(proxy: &Proxy, moto: &Moto, p: &Path, extra: &[&str]) -> (i32, Value, String) {

@@ -17,15 +17,12 @@ use serde_json::{Value, json};
 
 /// A pipeline in `dir` reading `in.jsonl`, with the given sinks, routes and DLQ.
 fn pipeline(dir: &Path, body: &str, input: &[Value]) -> std::path::PathBuf {
-    let path = dir.join("pipeline.yaml");
-    std::fs::write(
-        &path,
-        format!("version: 1\nname: t\nsource: {{ type: file, path: in.jsonl }}\n{body}"),
+    common::write_jsonl(dir, "in.jsonl", input);
+    common::write_pipeline(
+        dir,
+        "t",
+        &format!("source: {{ type: file, path: in.jsonl }}\n{body}"),
     )
-    .unwrap();
-    let lines: String = input.iter().map(|v| format!("{v}\n")).collect();
-    std::fs::write(dir.join("in.jsonl"), lines).unwrap();
-    path
 }
 
 fn run_against(moto: &Moto, p: &Path) -> (i32, Value, String) {

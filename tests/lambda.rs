@@ -16,9 +16,7 @@ use common::read_jsonl;
 use serde_json::{Value, json};
 
 fn pipeline(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("pipeline.yaml");
-    std::fs::write(&path, format!("version: 1\nname: fn\n{body}")).unwrap();
-    path
+    common::write_pipeline(dir, "fn", body)
 }
 
 /// A Kinesis event, one record per `data`, sequence numbers `100`, `101` …

@@ -31,11 +31,11 @@ fn pipeline(dir: &Path, source: &str) -> PathBuf {
 /// The parity pipeline for records that must have field `required`, with
 /// the number that decides what becomes of them at `n`.
 fn pipeline_of(dir: &Path, source: &str, required: &str, n: &str) -> PathBuf {
-    let path = dir.join("pipeline.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nname: parity\nsource: {source}\n\
+    common::write_pipeline(
+        dir,
+        "parity",
+        &format!(
+            "source: {source}\n\
              schemas: {{ s: {{ type: object, required: [{required}] }} }}\n\
              validate: {{ schema: s }}\n\
              transforms:\n  - name: copy_meta\n    script: |\n      \
@@ -50,8 +50,6 @@ fn pipeline_of(dir: &Path, source: &str, required: &str, n: &str) -> PathBuf {
              dlq: {{ type: file, path: dlq.jsonl, mode: append }}\n"
         ),
     )
-    .unwrap();
-    path
 }
 
 /// The records every source is given: two that are delivered, one that is

@@ -65,9 +65,7 @@ fn pipeline(dir: &Path, source: &str, tag: Option<&str>) -> PathBuf {
         );
         body = body.replacen("transforms:\n", &first, 1);
     }
-    let path = dir.join("pipeline.yaml");
-    std::fs::write(&path, format!("version: 1\nname: poison\n{source}\n{body}")).unwrap();
-    path
+    common::write_pipeline(dir, "poison", &format!("{source}\n{body}"))
 }
 
 /// Where each record ended, by case index: `all`, `big`, `filtered` or

@@ -32,9 +32,7 @@ use serde_json::json;
 
 /// Writes `pipeline.yaml` (file source `in.jsonl`, sinks under `out/`) into `dir`.
 fn pipeline(dir: &Path, body: &str) -> PathBuf {
-    let path = dir.join("pipeline.yaml");
-    std::fs::write(&path, format!("version: 1\nname: t\n{body}")).unwrap();
-    path
+    common::write_pipeline(dir, "t", body)
 }
 
 const FILE_IO: &str = "source: { type: file, path: in.jsonl }\n\

@@ -34,6 +34,22 @@ pub fn sluice() -> Command {
     c
 }
 
+/// Writes a pipeline file, `dir/pipeline.yaml`: `version: 1`, `name`, then
+/// `body` (YAML, the rest of the pipeline); returns its path. Every
+/// integration test builds its pipelines with this.
+pub fn write_pipeline(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join("pipeline.yaml");
+    std::fs::write(&path, format!("version: 1\nname: {name}\n{body}"))
+        .expect("the pipeline file is written");
+    path
+}
+
+/// Writes `records` to `dir/file` as JSON Lines.
+pub fn write_jsonl(dir: &Path, file: &str, records: &[serde_json::Value]) {
+    let lines: String = records.iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(dir.join(file), lines).expect("the input file is written");
+}
+
 /// Runs a command and returns its output.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("the command starts")
