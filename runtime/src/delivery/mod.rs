@@ -11,8 +11,6 @@ pub mod envelope;
 pub mod error;
 pub mod retry;
 
-use std::time::Instant;
-
 pub use envelope::Envelope;
 pub use error::{ErrorClass, SinkError};
 pub use retry::Policy;
@@ -92,38 +90,26 @@ pub async fn deliver_counted(
     records: &[OutRecord<'_>],
     policy: &Policy,
 ) -> (Vec<Outcome>, u64) {
-    let start = Instant::now();
-    let mut retries = 0;
-    let mut outcomes: Vec<Outcome> = vec![Outcome::Delivered; records.len()];
-    let mut pending: Vec<usize> = (0..records.len()).collect();
-    let mut attempt = 1;
-    while !pending.is_empty() {
-        let batch: Vec<OutRecord<'_>> = pending.iter().map(|&i| records[i]).collect();
+    let mut rounds = policy.rounds(records.len());
+    loop {
+        let batch: Vec<OutRecord<'_>> = rounds.pending().iter().map(|&i| records[i]).collect();
         let results = send_guarded(writer, &batch).await;
-        let mut retry = Vec::new();
-        let mut throttled = false;
-        for (&i, result) in pending.iter().zip(results) {
-            match result {
-                Ok(()) => outcomes[i] = Outcome::Delivered,
-                Err(e) if e.class == ErrorClass::Fatal => {
-                    outcomes[i] = Outcome::Exhausted(e, attempt)
-                }
-                Err(e) if e.is_retryable() => {
-                    throttled |= e.class == ErrorClass::Throttled;
-                    outcomes[i] = Outcome::Exhausted(e, attempt);
-                    retry.push(i);
-                }
-                Err(e) => outcomes[i] = Outcome::Poison(e, attempt),
-            }
+        match rounds.record(results) {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => break,
         }
-        if retry.is_empty() || !policy.may_retry(attempt, start.elapsed()) {
-            break;
-        }
-        attempt += 1;
-        retries += 1;
-        tokio::time::sleep(policy.backoff(attempt, throttled)).await;
-        pending = retry;
     }
+    let (last, retries) = rounds.finish();
+    let outcomes = last
+        .into_iter()
+        .map(|(r, attempt)| match r {
+            Ok(()) => Outcome::Delivered,
+            Err(e) if e.class == ErrorClass::Fatal || e.is_retryable() => {
+                Outcome::Exhausted(e, attempt)
+            }
+            Err(e) => Outcome::Poison(e, attempt),
+        })
+        .collect();
     (outcomes, retries)
 }
 

@@ -1,4 +1,6 @@
-//! The retry policy every sink and the DLQ share: exponential backoff with
+//! The retry policy every sink, the DLQ and every call of a source share
+//! (one schedule: [`Policy::call`] for one call, [`Rounds`] for a batch whose
+//! items succeed or fail one by one): exponential backoff with
 //! full jitter, a maximum number of attempts and a maximum elapsed time.
 //!
 //! Full jitter (each delay drawn uniformly from zero to the exponential
@@ -112,6 +114,19 @@ impl Policy {
         }
     }
 
+    /// The rounds of a batch whose items succeed or fail one by one (a
+    /// sink's records, the entries of a batch call): see [`Rounds`].
+    pub fn rounds(&self, items: usize) -> Rounds<'_> {
+        Rounds {
+            policy: self,
+            start: Instant::now(),
+            attempt: 1,
+            retries: 0,
+            last: vec![(Ok(()), 1); items],
+            pending: (0..items).collect(),
+        }
+    }
+
     /// [`Policy::call`] of an AWS SDK request (`send` sends a clone of the
     /// built request), its errors classified as `what` failed.
     pub async fn send<T, E, F, Fut>(&self, what: &str, mut send: F) -> Result<T, SinkError>
@@ -125,6 +140,78 @@ impl Policy {
             async move { sent.await.map_err(|e| classify(what, &e)) }
         })
         .await
+    }
+}
+
+/// An item's last result, and the attempt that gave it.
+pub type Last = (Result<(), SinkError>, u32);
+
+/// The one retry schedule of a batch whose items succeed or fail one by
+/// one: every item is sent, then, after a backoff, only those whose error
+/// may pass, until each succeeded, failed for good (poison or fatal: never
+/// retried), or the policy ran out. The caller sends; this keeps the count:
+///
+/// ```text
+/// let mut r = policy.rounds(n);
+/// loop {
+///     let results = send(r.pending()).await;        // one result per pending item
+///     match r.record(results) { Some(wait) => sleep(wait).await, None => break }
+/// }
+/// let (last, retries) = r.finish();
+/// ```
+#[derive(Debug)]
+pub struct Rounds<'a> {
+    policy: &'a Policy,
+    start: Instant,
+    attempt: u32,
+    retries: u64,
+    /// Per item: its last result and the attempt that gave it.
+    last: Vec<Last>,
+    pending: Vec<usize>,
+}
+
+impl Rounds<'_> {
+    /// The items (indexes) to send this round.
+    pub fn pending(&self) -> &[usize] {
+        &self.pending
+    }
+
+    /// Records this round's results, one per pending item in order (a
+    /// missing one counts as a passing failure); how long to wait before the
+    /// next round, or `None` when there is none.
+    pub fn record(&mut self, results: Vec<Result<(), SinkError>>) -> Option<Duration> {
+        let mut again = Vec::new();
+        let mut throttled = false;
+        let mut results = results.into_iter();
+        for &i in &self.pending {
+            let r = results.next().unwrap_or_else(|| {
+                Err(SinkError::new(
+                    ErrorClass::Retryable,
+                    "the call gave no result for this item",
+                ))
+            });
+            if let Err(e) = &r
+                && e.is_retryable()
+            {
+                throttled |= e.class == ErrorClass::Throttled;
+                again.push(i);
+            }
+            self.last[i] = (r, self.attempt);
+        }
+        if again.is_empty() || !self.policy.may_retry(self.attempt, self.start.elapsed()) {
+            self.pending.clear();
+            return None;
+        }
+        self.attempt += 1;
+        self.retries += 1;
+        self.pending = again;
+        Some(self.policy.backoff(self.attempt, throttled))
+    }
+
+    /// Each item's last result and the attempt that gave it, and how many
+    /// rounds were sent again.
+    pub fn finish(self) -> (Vec<Last>, u64) {
+        (self.last, self.retries)
     }
 }
 
@@ -196,6 +283,44 @@ mod tests {
         );
         let fatal = SinkError::new(ErrorClass::Fatal, "disk");
         assert_eq!(attempts_of(&p, vec![fatal.clone()]), (Err(fatal), 1));
+    }
+
+    #[test]
+    fn rounds_send_again_only_the_items_whose_error_may_pass() {
+        let p = Policy {
+            max_attempts: 3,
+            ..Policy::default()
+        };
+        let e = |class| SinkError::new(class, "x");
+        let mut r = p.rounds(4);
+        assert_eq!(r.pending(), [0, 1, 2, 3]);
+        let wait = r.record(vec![
+            Ok(()),
+            Err(e(ErrorClass::Retryable)),
+            Err(e(ErrorClass::Poison)),
+            Err(e(ErrorClass::Throttled)),
+        ]);
+        assert!(wait.is_some_and(|w| w <= p.max_backoff.0));
+        assert_eq!(r.pending(), [1, 3]);
+        // A result missing from the answer is sent again.
+        assert!(r.record(vec![Ok(())]).is_some());
+        assert_eq!(r.pending(), [3]);
+        // The third attempt is the last the policy allows.
+        assert_eq!(r.record(vec![Err(e(ErrorClass::Retryable))]), None);
+        assert!(r.pending().is_empty());
+        let (last, retries) = r.finish();
+        assert_eq!(
+            last,
+            [
+                (Ok(()), 1),
+                (Ok(()), 2),
+                (Err(e(ErrorClass::Poison)), 1),
+                (Err(e(ErrorClass::Retryable)), 3),
+            ]
+        );
+        assert_eq!(retries, 2);
+        let mut fatal = p.rounds(1);
+        assert_eq!(fatal.record(vec![Err(e(ErrorClass::Fatal))]), None);
     }
 
     #[test]

@@ -156,37 +156,21 @@ impl Reader {
         wait_s: i32,
         policy: &Policy,
     ) -> Result<Vec<aws_sdk_sqs::types::Message>, SinkError> {
-        let start = Instant::now();
-        let mut attempt = 1;
-        loop {
-            let mut req = self
-                .aws
-                .sqs()
-                .receive_message()
-                .queue_url(&*self.url)
-                .max_number_of_messages(n)
-                .wait_time_seconds(wait_s)
-                .message_attribute_names("All")
-                .message_system_attribute_names(MessageSystemAttributeName::All);
-            if let Some(v) = self.config.visibility_timeout {
-                req = req.visibility_timeout(v.0.as_secs() as i32);
-            }
-            match req.send().await {
-                Ok(out) => return Ok(out.messages.unwrap_or_default()),
-                Err(e) => {
-                    let err = classify(&format!("receive_message from `{}`", self.url), &e);
-                    if !err.is_retryable() || !policy.may_retry(attempt, start.elapsed()) {
-                        return Err(err);
-                    }
-                    attempt += 1;
-                    tokio::time::sleep(
-                        policy
-                            .backoff(attempt, err.class == crate::delivery::ErrorClass::Throttled),
-                    )
-                    .await;
-                }
-            }
+        let mut req = self
+            .aws
+            .sqs()
+            .receive_message()
+            .queue_url(&*self.url)
+            .max_number_of_messages(n)
+            .wait_time_seconds(wait_s)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All);
+        if let Some(v) = self.config.visibility_timeout {
+            req = req.visibility_timeout(v.0.as_secs() as i32);
         }
+        let what = format!("receive_message from `{}`", self.url);
+        let out = policy.send(&what, || req.clone().send()).await?;
+        Ok(out.messages.unwrap_or_default())
     }
 }
 
@@ -228,20 +212,16 @@ impl Receipts {
         retry: &Policy,
     ) -> (usize, Option<String>) {
         let what = format!("delete_message_batch on `{}`", self.url);
-        let mut pending: Vec<&String> = chunk.iter().collect();
-        let mut given_up = 0;
-        let mut last = None;
-        let start = Instant::now();
-        let mut attempts = 0;
-        while !pending.is_empty() {
-            attempts += 1;
+        let mut rounds = retry.rounds(chunk.len());
+        loop {
+            let pending = rounds.pending();
             let entries: Vec<DeleteMessageBatchRequestEntry> = pending
                 .iter()
                 .enumerate()
-                .filter_map(|(i, h)| {
+                .filter_map(|(i, &h)| {
                     DeleteMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .receipt_handle(*h)
+                        .receipt_handle(&chunk[h])
                         .build()
                         .ok()
                 })
@@ -253,42 +233,35 @@ impl Receipts {
                 .set_entries(Some(entries))
                 .send()
                 .await;
-            let err = match sent {
+            let results: Vec<Result<(), SinkError>> = match sent {
                 Ok(out) => {
                     // SQS's own faults are tried again; the caller's are final.
-                    let mut again = Vec::new();
+                    let mut results = vec![Ok(()); pending.len()];
                     for f in out.failed() {
-                        let Some(h) = f.id().parse::<usize>().ok().and_then(|i| pending.get(i))
+                        let Some(r) = f.id().parse::<usize>().ok().and_then(|i| results.get_mut(i))
                         else {
                             continue;
                         };
-                        last = Some(format!("{} {}", f.code(), f.message().unwrap_or_default()));
-                        if f.sender_fault() {
-                            given_up += 1;
+                        let class = if f.sender_fault() {
+                            ErrorClass::Poison
                         } else {
-                            again.push(*h);
-                        }
+                            ErrorClass::Retryable
+                        };
+                        let message = format!("{} {}", f.code(), f.message().unwrap_or_default());
+                        *r = Err(SinkError::new(class, message));
                     }
-                    pending = again;
-                    SinkError::new(ErrorClass::Retryable, last.clone().unwrap_or_default())
+                    results
                 }
-                Err(e) => {
-                    let err = classify(&what, &e);
-                    last = Some(err.message.clone());
-                    err
-                }
+                Err(e) => vec![Err(classify(&what, &e)); pending.len()],
             };
-            if pending.is_empty() {
-                break;
+            match rounds.record(results) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => break,
             }
-            if !err.is_retryable() || !retry.may_retry(attempts, start.elapsed()) {
-                given_up += pending.len();
-                break;
-            }
-            let throttled = err.class == ErrorClass::Throttled;
-            tokio::time::sleep(retry.backoff(attempts + 1, throttled)).await;
         }
-        (given_up, last)
+        let (last, _) = rounds.finish();
+        let failed: Vec<&SinkError> = last.iter().filter_map(|(r, _)| r.as_ref().err()).collect();
+        (failed.len(), failed.last().map(|e| e.message.clone()))
     }
 
     /// Keeps the receipts whose `keep` is true (one flag per message, in
