@@ -15,6 +15,7 @@ pub mod decode;
 pub mod delivery;
 pub mod deploy;
 pub mod diagnostics;
+pub mod duration;
 pub mod engine;
 pub mod exit;
 #[cfg(feature = "fault-injection")]

@@ -53,7 +53,7 @@ pub fn line_with(level: &str, message: &str, fields: &[(&str, &str)]) -> String 
     let mut m = Map::new();
     m.insert(
         "timestamp".into(),
-        Value::String(crate::engine::run::now_rfc3339()),
+        Value::String(crate::record::time::now_rfc3339()),
     );
     m.insert("level".into(), Value::String(level.into()));
     if let Some(f) = FIELDS.get() {

@@ -22,8 +22,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::aws::Clients;
 use crate::config::Loaded;
-use crate::delivery::DlqConfig;
 use crate::sinks;
+use crate::sinks::DlqConfig;
 use crate::sources::{Reader, dlq};
 
 /// Arguments of `sluice dlq`.

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{EXIT_OK, EXIT_OVER_LIMIT, EXIT_RUN_FAILED, EXIT_UNREADABLE};
 use crate::aws::Clients;
-use crate::config::duration::Dur;
+use crate::duration::Dur;
 pub(crate) use crate::engine::open::Mode;
 use crate::engine::open::{io_runtime, load, open_outputs, open_source, run_worker};
 use crate::engine::reasons::Reasons;

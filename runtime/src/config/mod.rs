@@ -12,7 +12,6 @@
 //! Config knows types, not clients: building running components is `engine`'s job.
 
 pub mod check;
-pub mod duration;
 pub mod fetch;
 pub mod interpolate;
 pub mod pipeline;

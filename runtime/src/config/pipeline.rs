@@ -41,7 +41,7 @@ pub struct Pipeline {
     #[schemars(length(min = 1))]
     pub sinks: IndexMap<String, sinks::Config>,
     /// Where records that cannot be delivered go, with the stage and the reason.
-    pub dlq: delivery::DlqConfig,
+    pub dlq: crate::sinks::DlqConfig,
     /// Sandbox limits for every script.
     #[serde(default)]
     pub limits: transform::Limits,

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::aws::Clients;
-use crate::config::duration::Dur;
+use crate::duration::Dur;
 use crate::engine::open::{Mode, host_name, io_runtime, load, open_outputs, open_source};
 use crate::engine::run::{self, Options};
 use crate::exit::{EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREADABLE};

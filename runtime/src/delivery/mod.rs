@@ -15,52 +15,16 @@ pub use envelope::Envelope;
 pub use error::{ErrorClass, SinkError};
 pub use retry::Policy;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
+use crate::record::OutRecord;
 
-use crate::sinks::{self, OutRecord, Writer};
-
-/// Where dead-lettered records go.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[schemars(rename = "Dlq")]
-pub enum DlqConfig {
-    /// Write envelopes, one JSON document per line, to a local file.
-    File(sinks::file::Config),
-    /// Write envelopes to standard output.
-    Stdout(sinks::stdout::Config),
-    /// Write envelopes as JSON Lines objects to Amazon S3 (any record fits).
-    S3(sinks::s3::Config),
-    /// Send each envelope as a message to Amazon SQS.
-    Sqs(sinks::sqs::Config),
-}
-
-impl DlqConfig {
-    /// The DLQ as a sink config.
-    pub fn as_sink(&self) -> sinks::Config {
-        match self {
-            DlqConfig::File(c) => sinks::Config::File(c.clone()),
-            DlqConfig::Stdout(c) => sinks::Config::Stdout(c.clone()),
-            DlqConfig::S3(c) => sinks::Config::S3(c.clone()),
-            DlqConfig::Sqs(c) => sinks::Config::Sqs(c.clone()),
-        }
-    }
-}
-
-/// What [`deliver`] writes to: a running sink ([`Writer`]), or in tests a
-/// sink that answers as the test says.
+/// What [`deliver`] writes to: a running sink (`sinks::Writer`), or in
+/// tests a sink that answers as the test says.
 pub trait Target {
-    /// Writes records; one result per record, in order (see [`Writer::send`]).
+    /// Writes records; one result per record, in order (`Ok`: durably accepted).
     fn send(
         &mut self,
         records: &[OutRecord<'_>],
     ) -> impl std::future::Future<Output = Vec<Result<(), SinkError>>> + Send;
-}
-
-impl Target for Writer {
-    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        Writer::send(self, records).await
-    }
 }
 
 /// What became of one record handed to [`deliver`].
@@ -113,7 +77,7 @@ pub async fn deliver_counted(
     (outcomes, retries)
 }
 
-/// [`Writer::send`], with a panic in the writer (a bug in an encoder) kept
+/// [`Target::send`], with a panic in the writer (a bug in an encoder) kept
 /// to the record that caused it: the records are then written one at a
 /// time, and the one whose write panics is poison (dead-lettered with the
 /// panic's message). Records of the batch written before the panic may be
@@ -151,7 +115,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::duration::Dur;
+    use crate::duration::Dur;
     use crate::record::Position;
 
     /// A sink that answers each record by its JSON (`ok`, `slow`, `bad`,

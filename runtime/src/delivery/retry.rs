@@ -19,7 +19,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::error::{ErrorClass, SinkError, classify};
-use crate::config::duration::Dur;
+use crate::duration::Dur;
 
 /// How failed writes are retried.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::{Arch, pipeline_url_statements};
 use crate::aws::iam::sub;
 use crate::config::Pipeline;
-use crate::delivery::DlqConfig;
 use crate::sinks;
+use crate::sinks::DlqConfig;
 
 /// What the template is made for.
 #[derive(Debug, Clone, Copy)]

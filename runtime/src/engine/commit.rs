@@ -9,26 +9,16 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{BatchOutput, SinkLines};
 use crate::delivery::{self, Envelope, Outcome, Policy, SinkError, envelope};
 use crate::metrics::Counts;
 use crate::metrics::emf::SinkStats;
 use crate::record::{Cut, Position, RawRecord, Stage};
+pub use crate::sinks::BufferLimits;
 use crate::sinks::{OutRecord, Writer};
 use crate::sources::Ack;
-
-/// When a buffering sink writes what it holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BufferLimits {
-    /// Write once this many records are held.
-    pub max_records: usize,
-    /// Write once this many bytes are held.
-    pub max_bytes: usize,
-    /// Write once the oldest held record waited this long.
-    pub max_age: Duration,
-}
 
 /// One batch's lines held by a buffering sink.
 struct Held {

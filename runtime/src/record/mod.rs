@@ -211,3 +211,16 @@ pub struct Returned {
     /// Named values that go with it (Firehose's dynamic partitioning keys).
     pub keys: Vec<(String, String)>,
 }
+
+/// One encoded record handed to a writer.
+#[derive(Debug, Clone, Copy)]
+pub struct OutRecord<'a> {
+    /// The record as compact JSON, without a line break.
+    pub json: &'a [u8],
+    /// The values of the sink's `key_fields`, in order (empty when a field is missing).
+    pub keys: &'a [String],
+    /// Where the record came from.
+    pub position: &'a Position,
+    /// When its batch was processed (RFC 3339).
+    pub batch_time: &'a str,
+}

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -20,8 +21,8 @@ use serde_json::Value;
 use crate::aws::Clients;
 use crate::delivery::{Policy, SinkError};
 use crate::diagnostics::Findings;
-use crate::engine::commit::BufferLimits;
-use crate::record::{Position, Returned};
+pub use crate::record::OutRecord;
+use crate::record::Returned;
 
 /// A sink's config: what the pipeline format reads under `sinks.NAME`, and
 /// everything the rest of Sluice asks of it. Implemented once per sink
@@ -189,6 +190,16 @@ sinks! {
     FirehoseResponse(firehose_response) = "firehose_response",
 }
 
+/// The DLQ's configs.
+pub mod dlq;
+pub use dlq::DlqConfig;
+
+impl crate::delivery::Target for Writer {
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        Writer::send(self, records).await
+    }
+}
+
 /// The parts of [`Sink`] that need no writer type, for dispatch by reference.
 trait SinkInfo {
     fn key_fields(&self) -> Vec<String>;
@@ -273,6 +284,18 @@ pub struct CheckCx<'a> {
     pub source: &'a str,
 }
 
+/// When a buffering sink writes what it holds (the engine holds its
+/// records, and their batches' acknowledgements, until then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferLimits {
+    /// Write once this many records are held.
+    pub max_records: usize,
+    /// Write once this many bytes are held.
+    pub max_bytes: usize,
+    /// Write once the oldest held record waited this long.
+    pub max_age: Duration,
+}
+
 /// What a writer needs to start.
 pub struct BuildCx<'a> {
     /// The pipeline's name.
@@ -290,19 +313,6 @@ impl BuildCx<'_> {
     pub fn aws(&self) -> Result<Arc<Clients>, String> {
         self.aws.clone().ok_or_else(|| "no AWS clients".to_owned())
     }
-}
-
-/// One encoded record handed to a writer.
-#[derive(Debug, Clone, Copy)]
-pub struct OutRecord<'a> {
-    /// The record as compact JSON, without a line break.
-    pub json: &'a [u8],
-    /// The values of the sink's `key_fields`, in order (empty when a field is missing).
-    pub keys: &'a [String],
-    /// Where the record came from.
-    pub position: &'a Position,
-    /// When its batch was processed (RFC 3339).
-    pub batch_time: &'a str,
 }
 
 /// Writes records as JSON Lines to a local writer; one outcome per record.

@@ -101,7 +101,7 @@ impl Reader {
     pub async fn sqs(queue: &str, aws: Arc<Clients>, retry: &Policy) -> Result<Reader, String> {
         let config = super::sqs::Config {
             queue: queue.to_owned(),
-            wait_time: crate::config::duration::Dur(Duration::from_secs(1)),
+            wait_time: crate::duration::Dur(Duration::from_secs(1)),
             visibility_timeout: None,
         };
         Ok(Reader::Sqs {

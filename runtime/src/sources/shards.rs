@@ -427,7 +427,7 @@ impl Checkpoint {
             .key("shard_key", AttributeValue::S(self.key.clone()))
             .expression_attribute_values(
                 ":t",
-                AttributeValue::S(crate::engine::run::now_rfc3339()),
+                AttributeValue::S(crate::record::time::now_rfc3339()),
             );
         if !self.sequence_number.is_empty() {
             set.push("sequence_number = :s");

@@ -24,7 +24,7 @@ use rhai::{AST, Dynamic, Engine, EvalAltResult, Scope};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::config::duration::Dur;
+use crate::duration::Dur;
 
 pub use meta::Meta;
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::Writer;
 use crate::aws::iam::{statement, sub};
-use crate::config::duration::Dur;
+use crate::duration::Dur;
 use crate::delivery::Policy;
 use crate::diagnostics::{At, Code, Findings};
 use crate::sinks::{BuildCx, CheckCx, Sink};

@@ -80,8 +80,8 @@ impl crate::sinks::Write for Writer {
     }
 
     /// When the engine writes the records it buffers for this sink.
-    fn buffering(&self) -> Option<crate::engine::commit::BufferLimits> {
-        Some(crate::engine::commit::BufferLimits {
+    fn buffering(&self) -> Option<crate::sinks::BufferLimits> {
+        Some(crate::sinks::BufferLimits {
             max_records: self.config.max_records,
             max_bytes: self.config.max_bytes,
             max_age: self.config.max_age.0,

@@ -26,7 +26,7 @@ use super::group::Member;
 use crate::aws::iam::{arn, dynamodb_stream_read, lease_table, statement, table_arn};
 use crate::aws::sam::Fragment;
 use super::{EventSource, OpenCx, RunMode, Source};
-use crate::config::duration::Dur;
+use crate::duration::Dur;
 use crate::record::time::rfc3339_millis;
 use crate::record::{Position, RawRecord};
 

@@ -26,7 +26,7 @@ use super::group::Member;
 use crate::aws::iam::{kinesis_read, lease_table, stream_arn};
 use crate::aws::sam::Fragment;
 use super::{EventSource, OpenCx, RunMode, Source};
-use crate::config::duration::Dur;
+use crate::duration::Dur;
 use crate::record::Position;
 use crate::record::time::rfc3339_millis;
 

@@ -23,7 +23,7 @@ use super::group::Member;
 use crate::aws::iam::{queue_arn, sqs_consume, statement};
 use crate::aws::sam::Fragment;
 use super::{EventSource, OpenCx, RunMode, Source};
-use crate::config::duration::Dur;
+use crate::duration::Dur;
 use crate::record::time::rfc3339_millis;
 use crate::record::{Attributes, Position, RawRecord};
 
