@@ -25,11 +25,13 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Aws")]
 pub struct Config {
-    /// AWS region. Default: the standard chain (`AWS_REGION`, the profile, instance metadata).
+    /// The AWS region, such as `eu-west-1` (default: the standard chain: `AWS_REGION`, the
+    /// profile, instance metadata).
     #[serde(default)]
     pub region: Option<String>,
-    /// Endpoint for every AWS service (an emulator, a VPC endpoint). Default: the
-    /// standard `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` variables, else AWS.
+    /// One endpoint for every AWS service: an emulator, a proxy or a VPC endpoint. It takes
+    /// precedence over the variables (default: `AWS_ENDPOINT_URL_<SERVICE>` when set, else
+    /// `AWS_ENDPOINT_URL`, else AWS).
     #[serde(default)]
     pub endpoint_url: Option<String>,
 }

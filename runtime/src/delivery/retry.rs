@@ -26,20 +26,21 @@ use crate::duration::Dur;
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Retry")]
 pub struct Policy {
-    /// Most attempts per record, the first included.
+    /// Most attempts per record, the first included. `1` turns retrying off.
     #[serde(default = "default_max_attempts")]
     #[schemars(range(min = 1))]
     pub max_attempts: u32,
-    /// Bound of the first backoff (`100ms`, `1s` …).
+    /// Bound of the delay before the first retry.
     #[serde(default = "default_initial_backoff")]
     pub initial_backoff: Dur,
-    /// Largest backoff bound.
+    /// Largest bound of a delay.
     #[serde(default = "default_max_backoff")]
     pub max_backoff: Dur,
-    /// Stop retrying once this much time has passed since the first attempt.
+    /// An attempt that fails this long or longer after the first attempt is not retried.
     #[serde(default = "default_max_elapsed")]
     pub max_elapsed: Dur,
-    /// Time limit of one request.
+    /// Time limit of one request to AWS; a request that takes longer fails with a timeout,
+    /// which is retried. It does not apply to `file` and `stdout`.
     #[serde(default = "default_attempt_timeout")]
     pub attempt_timeout: Dur,
 }

@@ -54,30 +54,29 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Limits")]
 pub struct Limits {
-    /// Most operations one script run may take (stops endless loops).
+    /// Operations one script run may take (stops endless loops).
     #[serde(default = "default_max_operations")]
     pub max_operations: u64,
-    /// Deepest function call nesting.
+    /// Depth of nested function calls.
     #[serde(default = "default_max_call_levels")]
     pub max_call_levels: usize,
-    /// Deepest expression nesting in a script (checked when the script compiles).
+    /// Nesting depth of expressions in a script.
     #[serde(default = "default_max_expr_depth")]
     pub max_expr_depth: usize,
-    /// String bytes a value may hold beyond the input record's, at every depth.
+    /// String bytes any one value may hold beyond what the input record holds (1 MiB).
     #[serde(default = "default_max_string_bytes")]
     pub max_string_bytes: usize,
-    /// Array items a value may hold beyond the input record's, at every depth.
+    /// Array items any one value may hold beyond the input record's.
     #[serde(default = "default_max_array_len")]
     pub max_array_len: usize,
-    /// Map entries a value may hold beyond the input record's, at every depth.
+    /// Object entries any one value may hold beyond the input record's.
     #[serde(default = "default_max_map_len")]
     pub max_map_len: usize,
-    /// Heap bytes one record's scripts may hold at once beyond the input
-    /// record, whatever holds them: strings, map keys, arrays, closures and
-    /// the values they capture.
+    /// Heap memory one record's scripts may hold at once, beyond the input record, whatever
+    /// holds it (64 MiB).
     #[serde(default = "default_max_memory_bytes")]
     pub max_memory_bytes: u64,
-    /// Longest time one record's scripts (transforms and route conditions) may take.
+    /// Time one record's scripts (every transform and route condition) may take in all.
     #[serde(default = "default_max_time_per_record")]
     pub max_time_per_record: Dur,
 }
