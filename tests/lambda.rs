@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::events;
 use common::faults::Proxy;
 use common::lambda::Lambda;
 use common::moto::Moto;
@@ -25,26 +26,17 @@ fn kinesis_event(data: &[&str]) -> Value {
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            let seq = format!("{}", 100 + i);
-            json!({
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": format!("k{}", i % 2),
-                    "sequenceNumber": seq,
-                    "data": base64::engine::general_purpose::STANDARD.encode(d),
-                    "approximateArrivalTimestamp": 1_764_000_000.25
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": format!("shardId-000000000003:{seq}"),
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/fn",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
-            })
+            events::kinesis_record(
+                "arn:aws:kinesis:us-east-1:123456789012:stream/orders",
+                "shardId-000000000003",
+                &format!("{}", 100 + i),
+                &format!("k{}", i % 2),
+                &base64::engine::general_purpose::STANDARD.encode(d),
+                1_764_000_000.25,
+            )
         })
         .collect();
-    json!({ "Records": records })
+    events::records(records)
 }
 
 /// An SQS event from a FIFO queue: (message id, group, body) each.
@@ -53,11 +45,12 @@ fn sqs_fifo_event(messages: &[(&str, &str, Value)]) -> Value {
         .iter()
         .enumerate()
         .map(|(i, (id, group, body))| {
-            json!({
-                "messageId": id,
-                "receiptHandle": format!("handle-{id}"),
-                "body": body.to_string(),
-                "attributes": {
+            events::sqs_record(
+                "arn:aws:sqs:us-east-1:123456789012:orders.fifo",
+                id,
+                &format!("handle-{id}"),
+                &body.to_string(),
+                json!({
                     "ApproximateReceiveCount": "1",
                     "SentTimestamp": "1764000000000",
                     "SequenceNumber": format!("{}", 1000 + i),
@@ -65,16 +58,12 @@ fn sqs_fifo_event(messages: &[(&str, &str, Value)]) -> Value {
                     "SenderId": "AIDAEXAMPLE",
                     "MessageDeduplicationId": id,
                     "ApproximateFirstReceiveTimestamp": "1764000000001"
-                },
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:orders.fifo",
-                "awsRegion": "us-east-1"
-            })
+                }),
+                json!({}),
+            )
         })
         .collect();
-    json!({ "Records": records })
+    events::records(records)
 }
 
 /// A proxy in front of `moto` that throttles every Kinesis `PutRecords`.
@@ -796,7 +785,7 @@ fn a_firehose_batch_is_answered_record_by_record() {
     );
     let event: Value = serde_json::from_str(
         &std::fs::read_to_string(
-            common::root().join("tests/fixtures/firehose-kinesis-transformation.json"),
+            common::root().join("tests/fixtures/events/firehose-kinesis-transformation.json"),
         )
         .unwrap(),
     )

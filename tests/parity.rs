@@ -269,12 +269,16 @@ fn sqs_parity(queue: &str) {
                     )
                 })
                 .collect();
-            json!({
-                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(),
-                "body": m.body(), "attributes": attributes,
-                "messageAttributes": message_attributes, "md5OfBody": m.md5_of_body(),
-                "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1"
-            })
+            let mut r = common::events::sqs_record(
+                &arn,
+                m.message_id().unwrap(),
+                m.receipt_handle().unwrap(),
+                m.body().unwrap(),
+                Value::Object(attributes),
+                Value::Object(message_attributes),
+            );
+            r["md5OfBody"] = json!(m.md5_of_body());
+            r
         })
         .collect();
     let event = json!({ "Records": records });
@@ -382,18 +386,14 @@ fn a_kinesis_stream_gives_the_same_records_under_run_daemon_and_lambda() {
                 .unwrap()
                 .to_millis()
                 .unwrap();
-            json!({
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0", "partitionKey": r.partition_key(),
-                    "sequenceNumber": r.sequence_number(), "data": b64.encode(r.data().as_ref()),
-                    "approximateArrivalTimestamp": millis as f64 / 1000.0
-                },
-                "eventSource": "aws:kinesis", "eventVersion": "1.0",
-                "eventID": format!("{shard}:{}", r.sequence_number()),
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/fn",
-                "awsRegion": "us-east-1", "eventSourceARN": arn
-            })
+            common::events::kinesis_record(
+                &arn,
+                &shard,
+                r.sequence_number(),
+                r.partition_key().unwrap_or_default(),
+                &b64.encode(r.data().as_ref()),
+                millis as f64 / 1000.0,
+            )
         })
         .collect();
     let event = json!({ "Records": records });

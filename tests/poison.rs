@@ -255,15 +255,14 @@ fn every_kind_of_bad_record_ends_where_the_corpus_says_in_lambda_kinesis() {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            json!({
-                "kinesis": { "kinesisSchemaVersion": "1.0", "partitionKey": "k",
-                             "sequenceNumber": format!("{}", 1000 + i), "data": b64(&c.data),
-                             "approximateArrivalTimestamp": 1_764_000_000.25 },
-                "eventSource": "aws:kinesis", "eventVersion": "1.0",
-                "eventID": format!("shardId-000000000000:{}", 1000 + i),
-                "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
-            })
+            common::events::kinesis_record(
+                "arn:aws:kinesis:us-east-1:123456789012:stream/orders",
+                "shardId-000000000000",
+                &format!("{}", 1000 + i),
+                "k",
+                &b64(&c.data),
+                1_764_000_000.25,
+            )
         })
         .collect();
     let all: Vec<usize> = (0..cases.len()).collect();
@@ -294,14 +293,14 @@ fn every_kind_of_bad_record_ends_where_the_corpus_says_in_lambda_sqs() {
     let records: Vec<Value> = text
         .iter()
         .map(|&i| {
-            json!({
-                "messageId": format!("m{i}"), "receiptHandle": format!("h{i}"),
-                "body": String::from_utf8(cases[i].data.clone()).unwrap(),
-                "attributes": { "ApproximateReceiveCount": "1", "SentTimestamp": "1764000000000" },
-                "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:orders",
-                "awsRegion": "us-east-1"
-            })
+            common::events::sqs_record(
+                "arn:aws:sqs:us-east-1:123456789012:orders",
+                &format!("m{i}"),
+                &format!("h{i}"),
+                &String::from_utf8(cases[i].data.clone()).unwrap(),
+                json!({ "ApproximateReceiveCount": "1", "SentTimestamp": "1764000000000" }),
+                json!({}),
+            )
         })
         .collect();
     run_lambda(

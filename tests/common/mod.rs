@@ -7,6 +7,7 @@
 
 pub mod aws;
 pub mod daemon;
+pub mod events;
 pub mod faults;
 pub mod kinesalite;
 pub mod kpl;
