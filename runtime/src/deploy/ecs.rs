@@ -9,8 +9,6 @@ use serde_json::{Value, json};
 use super::{Arch, pipeline_url_statements};
 use crate::aws::iam::sub;
 use crate::config::Pipeline;
-use crate::sinks;
-use crate::sinks::DlqConfig;
 
 /// What the template is made for.
 #[derive(Debug, Clone, Copy)]
@@ -33,17 +31,22 @@ const METRICS_PORT: u16 = 9090;
 pub fn template(p: &Pipeline, args: &Options<'_>) -> Result<Value, String> {
     let mut policy = p.source.daemon_permissions()?;
     for (name, sink) in &p.sinks {
-        if let sinks::Config::File(_) = sink {
+        if sink.writes_locally() {
             return Err(format!(
-                "sink `{name}`: a `file` sink would be lost with the task: use an AWS sink"
+                "sink `{name}`: a `{}` sink would be lost with the task: use an AWS sink",
+                sink.type_name()
             ));
         }
         policy.extend(sink.permissions());
     }
-    if let DlqConfig::File(_) = &p.dlq {
-        return Err("a `file` DLQ would be lost with the task: use an `s3` or `sqs` DLQ".into());
+    let dlq = p.dlq.as_sink();
+    if dlq.writes_locally() {
+        return Err(format!(
+            "a `{}` DLQ would be lost with the task: use an `s3` or `sqs` DLQ",
+            dlq.type_name()
+        ));
     }
-    policy.extend(p.dlq.as_sink().permissions());
+    policy.extend(dlq.permissions());
     let pipeline_path = match args.pipeline_url {
         Some(url) => {
             policy.extend(pipeline_url_statements(url)?);

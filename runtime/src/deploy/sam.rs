@@ -14,8 +14,6 @@ use serde_json::{Map, Value, json};
 
 use super::{Arch, pipeline_url_statements};
 use crate::config::Pipeline;
-use crate::sinks;
-use crate::sinks::DlqConfig;
 
 /// What the template is made for.
 #[derive(Debug, Clone, Copy)]
@@ -63,35 +61,24 @@ pub fn template(p: &Pipeline, args: &Options<'_>) -> Result<Value, String> {
     let event = fragment.event;
     for sink in p.sinks.values() {
         policy.extend(sink.permissions());
-        if let sinks::Config::File(_) = sink {
-            return Err(
-                "a `file` sink cannot be used in Lambda: its file would be lost with the execution environment"
-                    .into(),
-            );
+        if sink.writes_locally() {
+            return Err(format!(
+                "a `{}` sink cannot be used in Lambda: its file would be lost with the execution environment",
+                sink.type_name()
+            ));
         }
     }
-    match &p.dlq {
-        DlqConfig::S3(c) => {
-            resources.insert(
-                "DeadLetterBucket".into(),
-                json!({ "Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
-                        "Properties": { "BucketName": c.bucket } }),
-            );
-        }
-        DlqConfig::Sqs(c) if !c.queue.starts_with("arn:") && !c.queue.contains('/') => {
-            resources.insert(
-                "DeadLetterQueue".into(),
-                json!({ "Type": "AWS::SQS::Queue", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
-                        "Properties": { "QueueName": c.queue, "MessageRetentionPeriod": 1_209_600 } }),
-            );
-        }
-        DlqConfig::Sqs(_) => {}
-        DlqConfig::File(_) => {
-            return Err("a `file` DLQ cannot be used in Lambda: use an `s3` or `sqs` DLQ".into());
-        }
-        DlqConfig::Stdout(_) => {}
+    let dlq = p.dlq.as_sink();
+    if dlq.writes_locally() {
+        return Err(format!(
+            "a `{}` DLQ cannot be used in Lambda: use an `s3` or `sqs` DLQ",
+            dlq.type_name()
+        ));
     }
-    policy.extend(p.dlq.as_sink().permissions());
+    if let Some((id, resource)) = dlq.dlq_resource() {
+        resources.insert(id.into(), resource);
+    }
+    policy.extend(dlq.permissions());
     let pipeline_path = match args.pipeline_url {
         Some(url) => {
             policy.extend(pipeline_url_statements(url)?);

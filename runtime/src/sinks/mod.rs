@@ -71,6 +71,19 @@ pub trait Sink {
         Vec::new()
     }
 
+    /// Whether it writes to the machine it runs on: what it holds would be
+    /// lost with a Lambda execution environment or an ECS task, so the
+    /// deploy templates refuse it.
+    fn writes_locally(&self) -> bool {
+        false
+    }
+
+    /// As the dead-letter queue, the resource a deploy template creates for
+    /// it (kept when the stack is deleted): its logical id and definition.
+    fn dlq_resource(&self) -> Option<(&'static str, Value)> {
+        None
+    }
+
     /// Starts the sink.
     fn open(&self, cx: &BuildCx<'_>) -> impl Future<Output = Result<Self::Writer, String>> + Send;
 }
@@ -209,6 +222,8 @@ trait SinkInfo {
     fn answer(&self, json: &[u8], keys: &[String]) -> Returned;
     fn check(&self, cx: &CheckCx<'_>, findings: &mut Findings);
     fn permissions(&self) -> Vec<Value>;
+    fn writes_locally(&self) -> bool;
+    fn dlq_resource(&self) -> Option<(&'static str, Value)>;
 }
 
 impl<S: Sink> SinkInfo for S {
@@ -232,6 +247,12 @@ impl<S: Sink> SinkInfo for S {
     }
     fn permissions(&self) -> Vec<Value> {
         Sink::permissions(self)
+    }
+    fn writes_locally(&self) -> bool {
+        Sink::writes_locally(self)
+    }
+    fn dlq_resource(&self) -> Option<(&'static str, Value)> {
+        Sink::dlq_resource(self)
     }
 }
 
@@ -272,6 +293,16 @@ impl Config {
     /// The IAM statements the sink needs.
     pub fn permissions(&self) -> Vec<Value> {
         self.sink().permissions()
+    }
+
+    /// Whether it writes to the machine it runs on (see [`Sink::writes_locally`]).
+    pub fn writes_locally(&self) -> bool {
+        self.sink().writes_locally()
+    }
+
+    /// As the DLQ, the resource a deploy template creates for it.
+    pub fn dlq_resource(&self) -> Option<(&'static str, Value)> {
+        self.sink().dlq_resource()
     }
 }
 

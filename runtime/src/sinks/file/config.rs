@@ -39,6 +39,10 @@ impl Sink for Config {
         false
     }
 
+    fn writes_locally(&self) -> bool {
+        true
+    }
+
     async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
         Writer::open(&(cx.resolve)(&self.path), self.mode)
     }

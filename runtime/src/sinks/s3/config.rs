@@ -103,6 +103,14 @@ impl Sink for Config {
         )]
     }
 
+    fn dlq_resource(&self) -> Option<(&'static str, Value)> {
+        Some((
+            "DeadLetterBucket",
+            serde_json::json!({ "Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+                                "Properties": { "BucketName": self.bucket } }),
+        ))
+    }
+
     async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
         Ok(Writer::new(self.clone(), cx.pipeline, cx.aws()?))
     }

@@ -81,6 +81,17 @@ impl Sink for Config {
         )]
     }
 
+    /// A queue given by name is created; one given by URL or ARN exists already.
+    fn dlq_resource(&self) -> Option<(&'static str, Value)> {
+        (!self.queue.starts_with("arn:") && !self.queue.contains('/')).then(|| {
+            (
+                "DeadLetterQueue",
+                serde_json::json!({ "Type": "AWS::SQS::Queue", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+                                    "Properties": { "QueueName": self.queue, "MessageRetentionPeriod": 1_209_600 } }),
+            )
+        })
+    }
+
     async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
         Writer::new(self.clone(), cx.aws()?, cx.retry).await
     }
