@@ -238,6 +238,19 @@ mod tests {
     }
 
     #[test]
+    fn an_arrival_time_past_year_9999_is_kept_to_its_record() {
+        let b = Events
+            .decode(json!({ "deliveryStreamArn": "arn:aws:firehose:us-east-1:1:deliverystream/s", "records": [
+                { "recordId": "r0", "approximateArrivalTimestamp": 253_402_300_800_000_i64, "data": "e30=" }
+            ] }))
+            .unwrap();
+        assert_eq!(
+            b.records[0].position.arrival_time.as_deref(),
+            Some("9999-12-31T23:59:59.999Z")
+        );
+    }
+
+    #[test]
     fn a_failed_record_fails_the_invocation() {
         let b = batch(2);
         let failed = BTreeSet::from([1]);
