@@ -137,6 +137,11 @@ impl Daemon {
         assert!(ok, "SIGTERM to {}", self.name);
     }
 
+    /// Whether the worker's process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends SIGKILL and reaps the process.
     pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL");
