@@ -346,6 +346,30 @@ impl BuildCx<'_> {
     }
 }
 
+/// Splits items, given as (index, size) in order, into the calls of a batch
+/// API: at most `max_records` items and `max_bytes` bytes a call, order kept.
+pub(crate) fn calls_of(
+    items: impl IntoIterator<Item = (usize, usize)>,
+    max_records: usize,
+    max_bytes: usize,
+) -> Vec<Vec<usize>> {
+    let mut calls: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for (i, size) in items {
+        match calls.last_mut() {
+            Some(call) if call.len() < max_records && bytes + size <= max_bytes => {
+                call.push(i);
+                bytes += size;
+            }
+            _ => {
+                calls.push(vec![i]);
+                bytes = size;
+            }
+        }
+    }
+    calls
+}
+
 /// Writes records as JSON Lines to a local writer; one outcome per record.
 fn write_lines(
     out: &mut impl std::io::Write,
@@ -403,5 +427,21 @@ pub fn field_text(record: &rhai::Dynamic, path: &str) -> String {
         String::new()
     } else {
         serde_json::to_string(&cur).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod calls_tests {
+    use super::calls_of;
+
+    #[test]
+    fn a_call_holds_at_most_its_records_and_bytes_in_order() {
+        let items = [(0, 4), (1, 4), (2, 4), (4, 9), (5, 1)];
+        assert_eq!(calls_of(items, 2, 100), [vec![0, 1], vec![2, 4], vec![5]]);
+        assert_eq!(
+            calls_of(items, 10, 9),
+            [vec![0, 1], vec![2], vec![4], vec![5]]
+        );
+        assert!(calls_of([], 2, 9).is_empty());
     }
 }

@@ -40,6 +40,22 @@ pub trait EventSource: Sync {
     fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize;
 }
 
+/// The answer of a stream's event (Kinesis, DynamoDB Streams: one shard):
+/// the first failed record's sequence number, from which the mapping
+/// delivers the shard again, so order is kept.
+pub fn first_failure(batch: &Batch, failed: &BTreeSet<usize>) -> Result<Value, String> {
+    let mut r = aws_lambda_events::event::streams::KinesisEventResponse::default();
+    if let Some(&first) = failed.first() {
+        r.add_failure(batch.items[first].id.clone());
+    }
+    serde_json::to_value(r).map_err(|e| e.to_string())
+}
+
+/// The records a stream delivers again after [`first_failure`]: all from the first failed one.
+pub fn from_first_failure(batch: &Batch, failed: &BTreeSet<usize>) -> usize {
+    failed.first().map_or(0, |&f| batch.items.len() - f)
+}
+
 /// What became of an event's records, for the answer. Indexes are into
 /// `Batch::items`.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,7 @@ use aws_sdk_firehose::types::Record;
 use super::Config;
 use crate::aws::Clients;
 use crate::delivery::{ErrorClass, SinkError, error::classify};
-use crate::sinks::{OutRecord, Write};
+use crate::sinks::{OutRecord, Write, calls_of};
 
 /// PutRecordBatch: at most 500 records per call.
 const MAX_BATCH_RECORDS: usize = 500;
@@ -109,8 +109,7 @@ impl Write for Writer {
     /// Writes the records in calls of at most 500 records and 4 MiB; one outcome per record.
     async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
         let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
-        let mut batch = Vec::new();
-        let mut bytes = 0;
+        let mut sized = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             let size = r.json.len() + usize::from(self.config.newline);
             if size > MAX_RECORD_BYTES {
@@ -118,18 +117,12 @@ impl Write for Writer {
                     ErrorClass::Poison,
                     format!("record of {size} bytes is larger than a Firehose record (1 000 KiB)"),
                 ));
-                continue;
+            } else {
+                sized.push((i, size));
             }
-            if batch.len() == MAX_BATCH_RECORDS || bytes + size > MAX_BATCH_BYTES {
-                self.put(records, &batch, &mut results).await;
-                batch.clear();
-                bytes = 0;
-            }
-            batch.push(i);
-            bytes += size;
         }
-        if !batch.is_empty() {
-            self.put(records, &batch, &mut results).await;
+        for call in calls_of(sized, MAX_BATCH_RECORDS, MAX_BATCH_BYTES) {
+            self.put(records, &call, &mut results).await;
         }
         results
     }

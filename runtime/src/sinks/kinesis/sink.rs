@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use super::Config;
-use crate::sinks::{OutRecord, Write};
+use crate::sinks::{OutRecord, Write, calls_of};
 use crate::aws::Clients;
 use crate::delivery::{ErrorClass, SinkError, error::classify};
 
@@ -101,8 +101,7 @@ impl Write for Writer {
     /// Writes the records in calls of at most 500 records and 5 MiB; one outcome per record.
     async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
         let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
-        let mut batch = Vec::new();
-        let mut bytes = 0;
+        let mut sized = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             let key = r.keys.first().map_or("", String::as_str);
             let size = r.json.len() + key.len();
@@ -123,20 +122,13 @@ impl Write for Writer {
             } else {
                 None
             };
-            if let Some(p) = problem {
-                results[i] = Err(SinkError::new(ErrorClass::Poison, p));
-                continue;
+            match problem {
+                Some(p) => results[i] = Err(SinkError::new(ErrorClass::Poison, p)),
+                None => sized.push((i, size)),
             }
-            if batch.len() == MAX_BATCH_RECORDS || bytes + size > MAX_BATCH_BYTES {
-                self.put(records, &batch, &mut results).await;
-                batch.clear();
-                bytes = 0;
-            }
-            batch.push(i);
-            bytes += size;
         }
-        if !batch.is_empty() {
-            self.put(records, &batch, &mut results).await;
+        for call in calls_of(sized, MAX_BATCH_RECORDS, MAX_BATCH_BYTES) {
+            self.put(records, &call, &mut results).await;
         }
         results
     }

@@ -7,9 +7,7 @@ use serde_json::Value;
 
 use std::collections::BTreeSet;
 
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-
-use super::super::event::{Batch, EventSource, Item, Outcome, decode, records, seconds_at, text_at};
+use super::super::event::{Batch, EventSource, Item, Outcome, first_failure, from_first_failure, decode, records, seconds_at, text_at};
 
 /// Adds one event record (a change) to the batch.
 pub fn push(r: &Value, batch: &mut Batch) {
@@ -58,17 +56,10 @@ impl EventSource for Events {
     }
 
     fn response(&self, batch: &Batch, outcome: &Outcome<'_>) -> Result<Value, String> {
-        let failed = outcome.failed;
-        let mut r = DynamoDbEventResponse::default();
-        if let Some(&first) = failed.first() {
-            let mut f = DynamoDbBatchItemFailure::default();
-            f.item_identifier = Some(batch.items[first].id.clone());
-            r.batch_item_failures.push(f);
-        }
-        serde_json::to_value(r).map_err(|e| e.to_string())
+        first_failure(batch, outcome.failed)
     }
 
     fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize {
-        failed.first().map_or(0, |&f| batch.items.len() - f)
+        from_first_failure(batch, failed)
     }
 }
