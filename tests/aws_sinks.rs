@@ -799,11 +799,8 @@ fn firehose_records_reach_its_s3_destination_and_a_missing_stream_dead_letters()
 /// then the batch is not acknowledged.
 #[test]
 fn a_sinks_own_retry_policy_applies_and_an_unreachable_endpoint_is_retried() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // No test of this process is given the port, so nothing listens there.
+    let closed = common::free_port();
     let t = tempfile::tempdir().unwrap();
     let p = pipeline(
         t.path(),

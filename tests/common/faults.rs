@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::moto::Moto;
-use super::{python, root};
+use super::{python, root, serve};
 
 /// A running proxy, stopped when dropped.
 pub struct Proxy {
@@ -31,44 +31,34 @@ impl Proxy {
         );
         let dir = tempfile::tempdir().expect("a temporary folder");
         let log = dir.path().join("calls.jsonl");
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        let port = listener.local_addr().expect("its address").port();
-        drop(listener);
-        let child = Command::new(&mitmdump)
-            .arg("--mode")
-            .arg(format!("reverse:{}", moto.endpoint))
-            .args([
-                "--listen-host",
-                "127.0.0.1",
-                "--listen-port",
-                &port.to_string(),
-            ])
-            .arg("--set")
-            .arg(format!("confdir={}", dir.path().display()))
-            .arg("-s")
-            .arg(root().join("tests/faults/inject.py"))
-            .arg("-q")
-            .env("SLUICE_FAULTS", rules.to_string())
-            .env("SLUICE_FAULTS_LOG", &log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", mitmdump.display()));
-        let proxy = Proxy {
+        let (child, port) = serve("mitmdump", Duration::from_secs(30), &String::new, |port| {
+            Command::new(&mitmdump)
+                .arg("--mode")
+                .arg(format!("reverse:{}", moto.endpoint))
+                .args([
+                    "--listen-host",
+                    "127.0.0.1",
+                    "--listen-port",
+                    &port.to_string(),
+                ])
+                .arg("--set")
+                .arg(format!("confdir={}", dir.path().display()))
+                .arg("-s")
+                .arg(root().join("tests/faults/inject.py"))
+                .arg("-q")
+                .env("SLUICE_FAULTS", rules.to_string())
+                .env("SLUICE_FAULTS_LOG", &log)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", mitmdump.display()))
+        });
+        Proxy {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
             log,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mitmdump did not listen on port {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        proxy
     }
 
     /// Environment for a `sluice` process whose AWS calls go through the proxy.

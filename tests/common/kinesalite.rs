@@ -6,9 +6,9 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::root;
+use super::{root, serve};
 
 /// The pinned version.
 const PACKAGE: &str = "kinesalite@3.3.3";
@@ -49,34 +49,28 @@ impl Kinesalite {
     /// Starts a fresh, in-memory kinesalite and waits until it answers.
     pub fn start() -> Kinesalite {
         let dir = installed();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        // Its command line cannot choose the host: bind 127.0.0.1 from node.
-        let script = format!(
-            "require('kinesalite')({{createStreamMs: 50, deleteStreamMs: 50, updateStreamMs: 50, shardLimit: 100}}).listen({port}, '127.0.0.1')"
+        let (child, port) = serve(
+            "kinesalite",
+            Duration::from_secs(30),
+            &String::new,
+            |port| {
+                // Its command line cannot choose the host: bind 127.0.0.1 from node.
+                let script = format!(
+                    "require('kinesalite')({{createStreamMs: 50, deleteStreamMs: 50, updateStreamMs: 50, shardLimit: 100}}).listen({port}, '127.0.0.1')"
+                );
+                Command::new("node")
+                    .args(["-e", &script])
+                    .env("NODE_PATH", dir.join("node_modules"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("node starts (the resharding tests need Node.js)")
+            },
         );
-        let child = Command::new("node")
-            .args(["-e", &script])
-            .env("NODE_PATH", dir.join("node_modules"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node starts (the resharding tests need Node.js)");
-        let k = Kinesalite {
+        Kinesalite {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "kinesalite did not listen on port {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        k
     }
 }
 

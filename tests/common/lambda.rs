@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{python, root};
+use super::{python, root, serve};
 
 /// A running emulator and function, both stopped when dropped.
 pub struct Lambda {
@@ -37,31 +37,27 @@ impl Lambda {
     /// and `env` (AWS endpoint, margins …).
     pub fn start(pipeline: &Path, env: &[(&str, String)]) -> Lambda {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let watch = cargo_lambda()
-            .args([
-                "watch",
-                "--only-lambda-apis",
-                "--invoke-address",
-                "127.0.0.1",
-            ])
-            .args(["--invoke-port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("watch.log")).expect("a log file"))
-            .spawn()
-            .expect("cargo lambda watch starts");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "cargo lambda watch did not listen on port {port} within 60 s: {}",
-                std::fs::read_to_string(dir.path().join("watch.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let watch_log = dir.path().join("watch.log");
+        let context = || std::fs::read_to_string(&watch_log).unwrap_or_default();
+        let (watch, port) = serve(
+            "cargo lambda watch",
+            Duration::from_secs(60),
+            &context,
+            |port| {
+                cargo_lambda()
+                    .args([
+                        "watch",
+                        "--only-lambda-apis",
+                        "--invoke-address",
+                        "127.0.0.1",
+                    ])
+                    .args(["--invoke-port", &port.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&watch_log).expect("a log file"))
+                    .spawn()
+                    .expect("cargo lambda watch starts")
+            },
+        );
         let function = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

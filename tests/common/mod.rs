@@ -166,3 +166,65 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
 }
+
+/// A 127.0.0.1 port no listener holds now and that no other test of this
+/// process was given: the kernel may hand a port just released to the next
+/// caller, so two servers started at once by parallel tests could otherwise
+/// be told the same one.
+pub fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port on 127.0.0.1");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// Starts a server with `spawn(port)` on a [`free_port`] and waits until it
+/// listens there. A server that exits before it listens (another process took
+/// the port between the check and its bind) is started again on another port.
+/// Panics with
+/// `name` and `context()` when it does not listen within `limit`.
+pub fn serve(
+    name: &str,
+    limit: std::time::Duration,
+    context: &dyn Fn() -> String,
+    mut spawn: impl FnMut(u16) -> std::process::Child,
+) -> (std::process::Child, u16) {
+    use std::time::{Duration, Instant};
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = spawn(port);
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // it could not bind: try another port
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && matches!(child.try_wait(), Ok(None))
+            {
+                return (child, port);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{name} did not listen on port {port} within {} s: {}",
+                    limit.as_secs(),
+                    context()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!(
+        "{name} exited before it listened, on five ports: {}",
+        context()
+    )
+}

@@ -3,11 +3,10 @@
 //! test on a free 127.0.0.1 port. A test that cannot start it fails, saying how
 //! to install it by hand; it never skips.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::python;
+use super::{python, serve};
 
 /// A running `moto_server`, stopped when dropped.
 pub struct Moto {
@@ -26,24 +25,21 @@ impl Moto {
             "moto_server is missing from {}: install it with `pip install 'moto[server]'` (see bench/requirements.txt)",
             server.display()
         );
-        let port = free_port();
-        let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
+        let (child, port) = serve(
+            "moto_server",
+            Duration::from_secs(30),
+            &String::new,
+            |port| {
+                Command::new(&server)
+                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()))
+            },
+        );
         let endpoint = format!("http://127.0.0.1:{port}");
-        let moto = Moto { child, endpoint };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on port {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
+        Moto { child, endpoint }
     }
 
     /// Environment for a `sluice` process that talks to this emulator.
@@ -75,11 +71,4 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
 }
