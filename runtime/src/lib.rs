@@ -2,9 +2,10 @@
 //!
 //! A pipeline (YAML) names a source, JSON Schemas, Rhai transforms, routes,
 //! sinks and a dead-letter queue. `config` loads and checks it, `engine` runs
-//! it over batches of records, and `cli` is the `sluice` command.
+//! it over batches of records, and `entry` starts one of the three entries:
+//! `cli` (the `sluice` commands), `daemon` (`sluice daemon`) or `lambda`.
 //!
-//! Dependencies point one way: `cli` → `engine` → stages (`decode`,
+//! Dependencies point one way: entries → `engine` → stages (`decode`,
 //! `validate`, `transform`, `route`, `sinks`, `delivery`) → `record`.
 
 pub mod aws;
@@ -17,6 +18,7 @@ pub mod deploy;
 pub mod diagnostics;
 pub mod duration;
 pub mod engine;
+pub mod entry;
 pub mod exit;
 #[cfg(feature = "fault-injection")]
 pub mod faults;

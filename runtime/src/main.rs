@@ -9,11 +9,5 @@ static GLOBAL: sluice::heap::Counting = sluice::heap::Counting;
 
 fn main() {
     sluice::secrets::register_environment();
-    // Inside AWS Lambda the binary is the function's `bootstrap`.
-    let code = if sluice::lambda::detected() {
-        sluice::lambda::main()
-    } else {
-        sluice::cli::main()
-    };
-    std::process::exit(code);
+    std::process::exit(sluice::entry::main());
 }

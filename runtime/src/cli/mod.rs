@@ -16,23 +16,14 @@ pub mod test;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
 use crate::diagnostics::render::Format;
 
 /// The version `--version` prints: the release and the commit it is built from.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SLUICE_COMMIT"), ")");
 
-/// Declarative stream pipelines: check, test and run them.
-#[derive(Debug, Parser)]
-#[command(name = "sluice", version = VERSION, about)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The subcommands.
+/// The subcommands but `sluice daemon` (an entry of its own: `crate::entry`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check pipeline files and print every problem found.
@@ -53,9 +44,6 @@ pub enum Command {
     },
     /// Run a pipeline over its whole input and print a summary.
     Run(run::Args),
-    /// Run a pipeline as a service: workers share a stream through leases,
-    /// with metrics and health probes over HTTP.
-    Daemon(crate::daemon::Args),
     /// Run a pipeline's test cases (the `tests/*.yaml` files beside it).
     Test(test::Args),
     /// Try a script, or a pipeline's transforms and routes, on records from
@@ -92,10 +80,10 @@ pub enum Command {
 
 pub use crate::exit::{EXIT_INVALID, EXIT_OK, EXIT_OVER_LIMIT, EXIT_RUN_FAILED, EXIT_UNREADABLE};
 
-/// Parses the arguments, runs the command, and returns the exit code.
-pub fn main() -> i32 {
-    let cli = Cli::parse();
-    match cli.command {
+/// Runs `command` and returns the exit code. `whole` is the whole command
+/// line's definition, for `sluice completions`.
+pub fn main(command: Command, whole: impl FnOnce() -> clap::Command) -> i32 {
+    match command {
         Command::Check {
             files,
             format,
@@ -103,7 +91,6 @@ pub fn main() -> i32 {
             mode,
         } => check::main(&files, format, deny.contains(&check::Deny::Warnings), mode),
         Command::Run(args) => run::main(&args),
-        Command::Daemon(args) => crate::daemon::main(&args),
         Command::Test(args) => test::main(&args),
         Command::Eval(args) => eval::main(&args),
         Command::Repl { record } => eval::main(&eval::Args {
@@ -120,9 +107,8 @@ pub fn main() -> i32 {
         Command::Probe(args) => probe::main(&args),
         Command::Schema { tests } => schema::main(tests),
         Command::Completions { shell } => {
-            use clap::CommandFactory;
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut script);
+            clap_complete::generate(shell, &mut whole(), "sluice", &mut script);
             print_all(&script)
         }
     }
