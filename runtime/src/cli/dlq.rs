@@ -22,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::aws::Clients;
 use crate::config::Loaded;
+use crate::delivery::Error;
 use crate::sinks;
 use crate::sinks::DlqConfig;
 use crate::sources::{Reader, dlq};
@@ -110,17 +111,17 @@ impl Redrive {
         &self,
         aws: Option<Arc<Clients>>,
         retry: &crate::delivery::Policy,
-    ) -> Result<Reader, String> {
-        let aws = || aws.clone().ok_or_else(|| "no AWS clients".to_owned());
+    ) -> Result<Reader, Error> {
+        let aws = || aws.clone().ok_or_else(|| Error::fatal("no AWS clients"));
         let reader = match (&self.dlq, &self.file) {
             (DlqConfig::File(_), Some((_, snapshot, shown))) => dlq::Reader::file(snapshot, shown)?,
             (DlqConfig::S3(c), _) => dlq::Reader::s3(&c.bucket, &c.key, aws()?)
                 .await
-                .map_err(|e| format!("the dead-letter queue: {e}"))?,
+                .map_err(|e| e.context("the dead-letter queue"))?,
             (DlqConfig::Sqs(c), _) => dlq::Reader::sqs(&c.queue, aws()?, retry)
                 .await
-                .map_err(|e| format!("the dead-letter queue: {e}"))?,
-            _ => return Err("the dead-letter queue cannot be read back".into()),
+                .map_err(|e| e.context("the dead-letter queue"))?,
+            _ => return Err(Error::fatal("the dead-letter queue cannot be read back")),
         };
         Ok(Reader::Dlq(reader))
     }

@@ -134,7 +134,7 @@ pub fn main(args: &Args) -> i32 {
     let (reader, member) = match rt.block_on(open_source(&loaded, Some(Arc::clone(&aws)), settings))
     {
         Ok(opened) => opened,
-        Err(e) => return fail(EXIT_UNREADABLE, &e),
+        Err(e) => return fail(EXIT_UNREADABLE, &e.message),
     };
     let mut outputs = match rt.block_on(open_outputs(
         &loaded,
@@ -148,7 +148,7 @@ pub fn main(args: &Args) -> i32 {
             if let Some(m) = &member {
                 rt.block_on(m.leave());
             }
-            return fail(EXIT_UNREADABLE, &e);
+            return fail(EXIT_UNREADABLE, &e.message);
         }
     };
 

@@ -1,7 +1,8 @@
-//! Error classes: every failure of a sink or the DLQ is mapped once to what
-//! delivery should do with it.
+//! The error of every call to AWS or to a local file below the command line
+//! (a sink's and the DLQ's writes, a source's reads, acknowledgements and
+//! lease table), with its class: each failure is mapped once to what should
+//! be done about it, and the class travels with the error.
 
-use std::error::Error;
 use std::fmt;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -9,7 +10,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-/// What to do about a failed write.
+/// What to do about a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// A passing fault (a timeout, a 5xx, a dropped connection): try again.
@@ -24,31 +25,48 @@ pub enum ErrorClass {
     Fatal,
 }
 
-/// A failed write of one record (or of a whole request) to a sink or the DLQ.
+/// A failed call: a write of one record (or of a whole request) to a sink or
+/// the DLQ, or a source's read, acknowledgement or lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkError {
+pub struct Error {
     /// What to do about it.
     pub class: ErrorClass,
     /// What failed, for envelopes and logs.
     pub message: String,
 }
 
-impl SinkError {
+impl Error {
     /// A new error.
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        SinkError {
+        Error {
             class,
             message: message.into(),
         }
+    }
+
+    /// A failure that no retry mends and no record caused (a file that
+    /// cannot be opened, a request that cannot be built): stop.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Error::new(ErrorClass::Fatal, message)
     }
 
     /// Whether trying again may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self.class, ErrorClass::Retryable | ErrorClass::Throttled)
     }
+
+    /// The same error, with what was being done before its message.
+    pub fn context(self, what: impl fmt::Display) -> Self {
+        Error {
+            class: self.class,
+            message: format!("{what}: {}", self.message),
+        }
+    }
 }
 
-impl fmt::Display for SinkError {
+impl std::error::Error for Error {}
+
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
@@ -87,9 +105,9 @@ const TRANSIENT_CODES: [&str; 11] = [
 
 /// Classifies an error of an AWS SDK call. `what` says which call on which
 /// resource, for the message (`put_object to bucket "orders"`).
-pub fn classify<E>(what: &str, err: &SdkError<E, HttpResponse>) -> SinkError
+pub fn classify<E>(what: &str, err: &SdkError<E, HttpResponse>) -> Error
 where
-    E: ProvideErrorMetadata + Error + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let mut text = None;
     let class = match err {
@@ -117,13 +135,13 @@ where
         _ => ErrorClass::Poison,
     };
     let text = text.unwrap_or_else(|| DisplayErrorContext(err).to_string());
-    SinkError::new(class, format!("{what} failed: {text}"))
+    Error::new(class, format!("{what} failed: {text}"))
 }
 
 /// Classifies a local I/O error (file sinks): a disk fault is not the
 /// record's fault, and a buffered write cannot be safely repeated.
-pub fn classify_io(what: &str, err: &std::io::Error) -> SinkError {
-    SinkError::new(ErrorClass::Fatal, format!("{what} failed: {err}"))
+pub fn classify_io(what: &str, err: &std::io::Error) -> Error {
+    Error::new(ErrorClass::Fatal, format!("{what} failed: {err}"))
 }
 
 #[cfg(test)]
@@ -144,6 +162,16 @@ mod tests {
             .build();
         let raw = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
         SdkError::service_error(SendMessageBatchError::generic(meta), raw)
+    }
+
+    #[test]
+    fn context_says_what_was_being_done_and_keeps_the_class() {
+        let e = Error::new(ErrorClass::Throttled, "SlowDown").context("the lease table");
+        assert_eq!(
+            e,
+            Error::new(ErrorClass::Throttled, "the lease table: SlowDown")
+        );
+        assert!(e.is_retryable() && !Error::fatal("no reader").is_retryable());
     }
 
     #[test]
@@ -201,7 +229,7 @@ mod tests {
         let e = classify_io("write to out.jsonl", &std::io::Error::other("disk full"));
         assert_eq!(
             e,
-            SinkError::new(ErrorClass::Fatal, "write to out.jsonl failed: disk full")
+            Error::new(ErrorClass::Fatal, "write to out.jsonl failed: disk full")
         );
     }
 }

@@ -12,7 +12,7 @@ pub mod error;
 pub mod retry;
 
 pub use envelope::Envelope;
-pub use error::{ErrorClass, SinkError};
+pub use error::{Error, ErrorClass};
 pub use retry::Policy;
 
 use crate::record::OutRecord;
@@ -24,7 +24,7 @@ pub trait Target {
     fn send(
         &mut self,
         records: &[OutRecord<'_>],
-    ) -> impl std::future::Future<Output = Vec<Result<(), SinkError>>> + Send;
+    ) -> impl std::future::Future<Output = Vec<Result<(), Error>>> + Send;
 }
 
 /// What became of one record handed to [`deliver`].
@@ -33,9 +33,9 @@ pub enum Outcome {
     /// The sink accepted it.
     Delivered,
     /// Retrying cannot help: dead-letter it (after this many attempts).
-    Poison(SinkError, u32),
+    Poison(Error, u32),
     /// Still failing when the policy ran out, or failed fatally: do not acknowledge it.
-    Exhausted(SinkError, u32),
+    Exhausted(Error, u32),
 }
 
 /// Writes records to a sink, retrying only the ones that failed with a
@@ -82,12 +82,9 @@ pub async fn deliver_counted(
 /// time, and the one whose write panics is poison (dead-lettered with the
 /// panic's message). Records of the batch written before the panic may be
 /// written twice.
-async fn send_guarded(
-    writer: &mut impl Target,
-    batch: &[OutRecord<'_>],
-) -> Vec<Result<(), SinkError>> {
+async fn send_guarded(writer: &mut impl Target, batch: &[OutRecord<'_>]) -> Vec<Result<(), Error>> {
     let poison = |m: String| {
-        SinkError::new(
+        Error::new(
             ErrorClass::Poison,
             format!("internal error while writing the record: {m}"),
         )
@@ -127,7 +124,7 @@ mod tests {
     }
 
     impl Target for Scripted {
-        async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+        async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), Error>> {
             let names: Vec<String> = records
                 .iter()
                 .map(|r| String::from_utf8_lossy(r.json).into_owned())
@@ -142,10 +139,10 @@ mod tests {
                 .iter()
                 .map(|n| match n.as_str() {
                     "slow" if slow_calls < self.slow_for => {
-                        Err(SinkError::new(ErrorClass::Retryable, "timeout"))
+                        Err(Error::new(ErrorClass::Retryable, "timeout"))
                     }
-                    "bad" => Err(SinkError::new(ErrorClass::Poison, "too large")),
-                    "disk" => Err(SinkError::new(ErrorClass::Fatal, "disk failed")),
+                    "bad" => Err(Error::new(ErrorClass::Poison, "too large")),
+                    "disk" => Err(Error::new(ErrorClass::Fatal, "disk failed")),
                     "boom" => panic!("encoder bug"),
                     _ => Ok(()),
                 })
@@ -182,8 +179,8 @@ mod tests {
         (outcomes, retries, sink)
     }
 
-    fn poison(m: &str) -> SinkError {
-        SinkError::new(ErrorClass::Poison, m)
+    fn poison(m: &str) -> Error {
+        Error::new(ErrorClass::Poison, m)
     }
 
     #[test]
@@ -210,7 +207,7 @@ mod tests {
         assert_eq!(
             outcomes,
             vec![
-                Outcome::Exhausted(SinkError::new(ErrorClass::Retryable, "timeout"), 3),
+                Outcome::Exhausted(Error::new(ErrorClass::Retryable, "timeout"), 3),
                 Outcome::Delivered
             ]
         );
@@ -224,7 +221,7 @@ mod tests {
             outcomes,
             vec![
                 Outcome::Poison(poison("too large"), 1),
-                Outcome::Exhausted(SinkError::new(ErrorClass::Fatal, "disk failed"), 1)
+                Outcome::Exhausted(Error::new(ErrorClass::Fatal, "disk failed"), 1)
             ]
         );
         assert_eq!((retries, sink.calls.len()), (0, 1));

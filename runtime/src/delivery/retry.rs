@@ -18,7 +18,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::error::{ErrorClass, SinkError, classify};
+use super::error::{Error, ErrorClass, classify};
 use crate::duration::Dur;
 
 /// How failed writes are retried.
@@ -95,10 +95,10 @@ impl Policy {
     /// Makes one call (a source's or a lease table's: anything but a
     /// record's delivery) until it succeeds, fails in a way trying again
     /// cannot help, or the policy runs out; the last error then.
-    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, SinkError>
+    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, SinkError>>,
+        Fut: Future<Output = Result<T, Error>>,
     {
         let start = Instant::now();
         let mut attempts = 0;
@@ -130,7 +130,7 @@ impl Policy {
 
     /// [`Policy::call`] of an AWS SDK request (`send` sends a clone of the
     /// built request), its errors classified as `what` failed.
-    pub async fn send<T, E, F, Fut>(&self, what: &str, mut send: F) -> Result<T, SinkError>
+    pub async fn send<T, E, F, Fut>(&self, what: &str, mut send: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -145,7 +145,7 @@ impl Policy {
 }
 
 /// An item's last result, and the attempt that gave it.
-pub type Last = (Result<(), SinkError>, u32);
+pub type Last = (Result<(), Error>, u32);
 
 /// The one retry schedule of a batch whose items succeed or fail one by
 /// one: every item is sent, then, after a backoff, only those whose error
@@ -180,13 +180,13 @@ impl Rounds<'_> {
     /// Records this round's results, one per pending item in order (a
     /// missing one counts as a passing failure); how long to wait before the
     /// next round, or `None` when there is none.
-    pub fn record(&mut self, results: Vec<Result<(), SinkError>>) -> Option<Duration> {
+    pub fn record(&mut self, results: Vec<Result<(), Error>>) -> Option<Duration> {
         let mut again = Vec::new();
         let mut throttled = false;
         let mut results = results.into_iter();
         for &i in &self.pending {
             let r = results.next().unwrap_or_else(|| {
-                Err(SinkError::new(
+                Err(Error::new(
                     ErrorClass::Retryable,
                     "the call gave no result for this item",
                 ))
@@ -242,7 +242,7 @@ mod tests {
 
     /// A call that fails with each of `errors` in turn, then succeeds; how
     /// many attempts it took.
-    fn attempts_of(policy: &Policy, errors: Vec<SinkError>) -> (Result<u32, SinkError>, u32) {
+    fn attempts_of(policy: &Policy, errors: Vec<Error>) -> (Result<u32, Error>, u32) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -265,7 +265,7 @@ mod tests {
             initial_backoff: Dur(Duration::from_millis(1)),
             ..Policy::default()
         };
-        let passing = |class| SinkError::new(class, "passing");
+        let passing = |class| Error::new(class, "passing");
         let three = vec![
             passing(ErrorClass::Retryable),
             passing(ErrorClass::Throttled),
@@ -277,12 +277,12 @@ mod tests {
             attempts_of(&p, four),
             (Err(passing(ErrorClass::Retryable)), 4)
         );
-        let poison = SinkError::new(ErrorClass::Poison, "denied");
+        let poison = Error::new(ErrorClass::Poison, "denied");
         assert_eq!(
             attempts_of(&p, vec![passing(ErrorClass::Retryable), poison.clone()]),
             (Err(poison), 2)
         );
-        let fatal = SinkError::new(ErrorClass::Fatal, "disk");
+        let fatal = Error::new(ErrorClass::Fatal, "disk");
         assert_eq!(attempts_of(&p, vec![fatal.clone()]), (Err(fatal), 1));
     }
 
@@ -292,7 +292,7 @@ mod tests {
             max_attempts: 3,
             ..Policy::default()
         };
-        let e = |class| SinkError::new(class, "x");
+        let e = |class| Error::new(class, "x");
         let mut r = p.rounds(4);
         assert_eq!(r.pending(), [0, 1, 2, 3]);
         let wait = r.record(vec![

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{BatchOutput, SinkLines};
-use crate::delivery::{self, Envelope, Outcome, Policy, SinkError, envelope};
+use crate::delivery::{self, Envelope, Error, Outcome, Policy, envelope};
 use crate::metrics::Counts;
 use crate::metrics::emf::SinkStats;
 use crate::record::{Cut, Position, RawRecord, Stage};
@@ -89,7 +89,7 @@ pub struct Released {
 pub enum RunError {
     /// The source could not be read.
     #[error("reading the source failed: {0}")]
-    Source(String),
+    Source(crate::delivery::Error),
     /// A sink or the DLQ could not be written.
     #[error("{0}")]
     Sink(String),
@@ -152,7 +152,7 @@ fn sink_envelope(
     raw: &RawRecord,
     fan_out: &[Cut],
     sink: &str,
-    err: &SinkError,
+    err: &Error,
     attempts: u32,
     batch_time: &str,
 ) -> Vec<u8> {
@@ -242,7 +242,7 @@ impl Outputs {
         let mut failures = Vec::new();
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut rejected: Vec<(u32, usize, String, SinkError, u32)> = Vec::new();
+        let mut rejected: Vec<(u32, usize, String, Error, u32)> = Vec::new();
         let mut exhausted: Vec<u32> = Vec::new();
         // The sinks are independent: write them all at once.
         let policies = &self.sink_policies;
@@ -348,7 +348,7 @@ impl Outputs {
         seq: u64,
         out: &mut BatchOutput,
         sink_keys: &[Vec<String>],
-        rejected: &[(u32, usize, String, SinkError, u32)],
+        rejected: &[(u32, usize, String, Error, u32)],
     ) {
         let takers: Vec<usize> = (0..self.sinks.len())
             .filter(|&si| self.buffers[si].is_some() && out.sinks[si].count > 0)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::aws::Clients;
 use crate::config::{self, Env, LoadError, Loaded};
+use crate::delivery::Error;
 use crate::diagnostics::Severity;
 use crate::diagnostics::render::{self, Format};
 use crate::engine::Built;
@@ -85,7 +86,7 @@ pub(crate) async fn open_source(
     loaded: &Loaded,
     aws: Option<Arc<Clients>>,
     worker: Settings,
-) -> Result<(Reader, Option<Member>), String> {
+) -> Result<(Reader, Option<Member>), Error> {
     let resolve = |path: &str| loaded.resolve(path);
     let cx = sources::OpenCx {
         pipeline: &loaded.pipeline.name,
@@ -113,7 +114,7 @@ pub(crate) async fn open_outputs(
     dlq: &sinks::Config,
     mode: Mode,
     aws: Option<Arc<Clients>>,
-) -> Result<Outputs, String> {
+) -> Result<Outputs, Error> {
     let p = &loaded.pipeline;
     let resolve = |path: &str| loaded.resolve(path);
     let cx = BuildCx {
@@ -135,13 +136,13 @@ pub(crate) async fn open_outputs(
         let w = sink
             .open(&cx)
             .await
-            .map_err(|e| format!("sink `{name}`: {e}"))?;
+            .map_err(|e| e.context(format!("sink `{name}`")))?;
         out.push((name.clone(), w));
     }
     let dlq = dlq
         .open(&cx)
         .await
-        .map_err(|e| format!("the dead-letter queue: {e}"))?;
+        .map_err(|e| e.context("the dead-letter queue"))?;
     Ok(Outputs::new(
         out,
         dlq,

@@ -130,7 +130,7 @@ pub fn run(
         let reader_budget = Arc::clone(&budget);
         let reader_thread = std::thread::Builder::new()
             .name("sluice-reader".into())
-            .spawn_scoped(s, move || -> Result<(), String> {
+            .spawn_scoped(s, move || -> Result<(), crate::delivery::Error> {
                 let mut seq = 0;
                 let stopping =
                     || stopping.load(Ordering::Relaxed) || reader_halted.load(Ordering::Relaxed);

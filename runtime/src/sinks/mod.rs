@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::aws::Clients;
-use crate::delivery::{Policy, SinkError};
+use crate::delivery::{Error, Policy};
 use crate::diagnostics::Findings;
 pub use crate::record::OutRecord;
 use crate::record::Returned;
@@ -85,7 +85,7 @@ pub trait Sink {
     }
 
     /// Starts the sink.
-    fn open(&self, cx: &BuildCx<'_>) -> impl Future<Output = Result<Self::Writer, String>> + Send;
+    fn open(&self, cx: &BuildCx<'_>) -> impl Future<Output = Result<Self::Writer, Error>> + Send;
 }
 
 /// A running sink. It receives encoded records and answers, per record,
@@ -97,7 +97,7 @@ pub trait Write {
     fn send(
         &mut self,
         records: &[OutRecord<'_>],
-    ) -> impl Future<Output = Vec<Result<(), SinkError>>> + Send;
+    ) -> impl Future<Output = Vec<Result<(), Error>>> + Send;
 
     /// API requests made so far (0 for local sinks).
     fn calls(&self) -> u64 {
@@ -105,7 +105,7 @@ pub trait Write {
     }
 
     /// Makes everything accepted so far durable.
-    fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
+    fn flush(&mut self) -> impl Future<Output = Result<(), Error>> + Send {
         std::future::ready(Ok(()))
     }
 
@@ -150,7 +150,7 @@ macro_rules! sinks {
             }
 
             /// Starts the sink described by the config.
-            pub async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
+            pub async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, Error> {
                 Ok(match self { $( Config::$Variant(c) => Writer::$Variant(c.open(cx).await?), )* })
             }
         }
@@ -158,7 +158,7 @@ macro_rules! sinks {
         impl Writer {
             /// Writes records; one result per record, in order. `Ok` means durably
             /// accepted (file sinks: once [`flush`](Self::flush) returns).
-            pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+            pub async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), Error>> {
                 #[cfg(feature = "fault-injection")]
                 if !matches!(self, Writer::File(_) | Writer::Stdout(_)) {
                     records.iter().for_each(|r| crate::faults::sink_write(r.json));
@@ -177,7 +177,7 @@ macro_rules! sinks {
             }
 
             /// Makes everything accepted so far durable.
-            pub async fn flush(&mut self) -> Result<(), SinkError> {
+            pub async fn flush(&mut self) -> Result<(), Error> {
                 match self { $( Writer::$Variant(w) => w.flush().await, )* }
             }
         }
@@ -208,7 +208,7 @@ pub mod dlq;
 pub use dlq::DlqConfig;
 
 impl crate::delivery::Target for Writer {
-    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), Error>> {
         Writer::send(self, records).await
     }
 }
@@ -341,8 +341,10 @@ pub struct BuildCx<'a> {
 
 impl BuildCx<'_> {
     /// The AWS clients (an AWS sink is only opened with them).
-    pub fn aws(&self) -> Result<Arc<Clients>, String> {
-        self.aws.clone().ok_or_else(|| "no AWS clients".to_owned())
+    pub fn aws(&self) -> Result<Arc<Clients>, Error> {
+        self.aws
+            .clone()
+            .ok_or_else(|| Error::fatal("no AWS clients"))
     }
 }
 
@@ -375,8 +377,8 @@ fn write_lines(
     out: &mut impl std::io::Write,
     records: &[OutRecord<'_>],
     what: &str,
-) -> Vec<Result<(), SinkError>> {
-    let mut results: Vec<Result<(), SinkError>> = records
+) -> Vec<Result<(), Error>> {
+    let mut results: Vec<Result<(), Error>> = records
         .iter()
         .map(|r| {
             // A panic here is kept to its record (see `delivery` for remote sinks).
@@ -388,7 +390,7 @@ fn write_lines(
                     .map_err(|e| crate::delivery::error::classify_io(what, &e))
             })
             .unwrap_or_else(|m| {
-                Err(SinkError::new(
+                Err(Error::new(
                     crate::delivery::ErrorClass::Poison,
                     format!("internal error while writing the record: {m}"),
                 ))

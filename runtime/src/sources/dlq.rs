@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::Ack;
 use crate::aws::Clients;
-use crate::delivery::{Policy, error::classify};
+use crate::delivery::{Error, Policy, error::classify};
 use crate::record::{Cut, Position, RawRecord};
 use crate::sources::lines::LineReader;
 
@@ -52,9 +52,9 @@ pub enum Reader {
 
 impl Reader {
     /// Reads a snapshot file of a file DLQ.
-    pub fn file(path: &std::path::Path, shown_as: &str) -> Result<Reader, String> {
+    pub fn file(path: &std::path::Path, shown_as: &str) -> Result<Reader, Error> {
         let f = std::fs::File::open(path)
-            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            .map_err(|e| Error::fatal(format!("cannot read `{}`: {e}", path.display())))?;
         Ok(Reader::File(LineReader::new(
             Box::new(std::io::BufReader::with_capacity(256 * 1024, f)),
             "file",
@@ -64,7 +64,7 @@ impl Reader {
     }
 
     /// Lists the objects of an S3 DLQ under the fixed start of its key template.
-    pub async fn s3(bucket: &str, key_template: &str, aws: Arc<Clients>) -> Result<Reader, String> {
+    pub async fn s3(bucket: &str, key_template: &str, aws: Arc<Clients>) -> Result<Reader, Error> {
         let prefix = key_template.split('{').next().unwrap_or_default();
         let mut keys = VecDeque::new();
         let mut token = None;
@@ -77,9 +77,7 @@ impl Reader {
                 .set_continuation_token(token)
                 .send()
                 .await
-                .map_err(|e| {
-                    classify(&format!("list_objects_v2 of bucket `{bucket}`"), &e).message
-                })?;
+                .map_err(|e| classify(&format!("list_objects_v2 of bucket `{bucket}`"), &e))?;
             keys.extend(
                 out.contents()
                     .iter()
@@ -98,7 +96,7 @@ impl Reader {
     }
 
     /// Reads an SQS DLQ.
-    pub async fn sqs(queue: &str, aws: Arc<Clients>, retry: &Policy) -> Result<Reader, String> {
+    pub async fn sqs(queue: &str, aws: Arc<Clients>, retry: &Policy) -> Result<Reader, Error> {
         let config = super::sqs::Config {
             queue: queue.to_owned(),
             wait_time: crate::duration::Dur(Duration::from_secs(1)),
@@ -117,12 +115,12 @@ impl Reader {
         max: usize,
         max_bytes: u64,
         policy: &Policy,
-    ) -> Result<Option<(Vec<RawRecord>, Ack)>, String> {
+    ) -> Result<Option<(Vec<RawRecord>, Ack)>, Error> {
         match self {
             Reader::File(lines) => {
                 let batch = lines
                     .next_batch(max, max_bytes)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Error::fatal(e.to_string()))?;
                 Ok((!batch.is_empty())
                     .then(|| (batch.into_iter().map(from_envelope).collect(), Ack::None)))
             }
@@ -137,17 +135,17 @@ impl Reader {
                     .key(&key)
                     .send()
                     .await
-                    .map_err(|e| classify(&format!("get_object of `{key}`"), &e).message)?
+                    .map_err(|e| classify(&format!("get_object of `{key}`"), &e))?
                     .body
                     .collect()
                     .await
-                    .map_err(|e| format!("reading `{key}` failed: {e}"))?
+                    .map_err(|e| Error::fatal(format!("reading `{key}` failed: {e}")))?
                     .into_bytes();
                 let text = if key.ends_with(".gz") {
                     let mut out = Vec::new();
                     flate2::read::GzDecoder::new(&body[..])
                         .read_to_end(&mut out)
-                        .map_err(|e| format!("`{key}` is not gzip: {e}"))?;
+                        .map_err(|e| Error::fatal(format!("`{key}` is not gzip: {e}")))?;
                     out
                 } else {
                     body.to_vec()
@@ -184,8 +182,7 @@ impl Reader {
                 started,
                 aws,
             } => {
-                let (records, mut receipts) =
-                    reader.receive(max, policy).await.map_err(|e| e.message)?;
+                let (records, mut receipts) = reader.receive(max, policy).await?;
                 let started_ms = started
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64);

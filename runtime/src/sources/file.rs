@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::group::Member;
 use super::lines::LineReader;
 use super::{OpenCx, READ_A_STREAM, Reader, RunMode, Source};
+use crate::delivery::Error;
 
 /// Read a local file, one record per line (`\n` or `\r\n`). Empty lines are skipped.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -38,10 +39,15 @@ impl Source for Config {
         false
     }
 
-    async fn open(&self, cx: OpenCx<'_>) -> Result<(Reader, Option<Member>), String> {
+    async fn open(&self, cx: OpenCx<'_>) -> Result<(Reader, Option<Member>), Error> {
         let path = (cx.resolve)(&self.path);
         let f = std::fs::File::open(&path)
-            .map_err(|e| format!("cannot read the source file `{}`: {e}", path.display()))?;
+            .map_err(|e| {
+            Error::fatal(format!(
+                "cannot read the source file `{}`: {e}",
+                path.display()
+            ))
+        })?;
         // A regular file's size is known: the progress bar shows how far
         // through it the run is (a pipe or a device has no size).
         let size = f

@@ -11,6 +11,7 @@ use super::lease::{Coordinator, Settings, Shared, Stream};
 use super::shards::Lag;
 use super::{Config, Reader, dynamodb_streams, kinesis};
 use crate::aws::Clients;
+use crate::delivery::Error;
 
 /// This worker's part of a group.
 #[derive(Clone)]
@@ -33,7 +34,7 @@ pub async fn join(
     pipeline: &str,
     aws: &Arc<Clients>,
     settings: Settings,
-) -> Result<(Reader, Member), String> {
+) -> Result<(Reader, Member), Error> {
     let shared = Arc::new(Shared::default());
     let leases = (Arc::clone(&shared), settings.worker.clone());
     let retry = settings.retry.clone();
@@ -59,9 +60,12 @@ pub async fn join(
                     (stream, Reader::DynamodbStreams(r, Arc::clone(aws)), lag)
                 })
         }
-        other => Err(format!("a `{}` source has no shards", other.type_name())),
+        other => Err(Error::fatal(format!(
+            "a `{}` source has no shards",
+            other.type_name()
+        ))),
     };
-    let (stream, reader, lag) = opened.map_err(|e| format!("the source stream: {e}"))?;
+    let (stream, reader, lag) = opened.map_err(|e| e.context("the source stream"))?;
     let mut coordinator = Coordinator::new(
         Arc::clone(aws),
         stream,
@@ -73,7 +77,7 @@ pub async fn join(
     coordinator
         .pass()
         .await
-        .map_err(|e| format!("the lease table: {e}"))?;
+        .map_err(|e| e.context("the lease table"))?;
     let member = Member {
         coordinator: Arc::new(tokio::sync::Mutex::new(coordinator)),
         lag,

@@ -42,7 +42,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use super::balance;
 use super::kinesis::{StartPosition, is_arn, stream_name};
 use crate::aws::Clients;
-use crate::delivery::{Policy, SinkError, error::classify};
+use crate::delivery::{Error, Policy, error::classify};
 
 /// Attribute names of a lease item.
 pub(crate) const OWNER: &str = "lease_owner";
@@ -261,7 +261,7 @@ impl Coordinator {
     /// pipeline's policy: `Ok(None)` when its condition did not hold. A
     /// write whose answer was lost is sent again and finds its own change:
     /// each caller reads `None` as "the lease is not as it was seen".
-    async fn write<T, E, F, Fut>(&self, op: &str, mut send: F) -> Result<Option<T>, SinkError>
+    async fn write<T, E, F, Fut>(&self, op: &str, mut send: F) -> Result<Option<T>, Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, aws_sdk_dynamodb::error::SdkError<E, HttpResponse>>>,
@@ -324,7 +324,7 @@ impl Coordinator {
     }
 
     /// Renews, discovers, takes and steals once.
-    pub async fn pass(&mut self) -> Result<(), String> {
+    pub async fn pass(&mut self) -> Result<(), Error> {
         self.renew().await;
         let mut leases = self.scan().await?;
         self.discover(&mut leases).await?;
@@ -514,7 +514,7 @@ impl Coordinator {
     }
 
     /// This stream's leases.
-    async fn scan(&self) -> Result<Vec<Lease>, String> {
+    async fn scan(&self) -> Result<Vec<Lease>, Error> {
         let mut leases = Vec::new();
         let mut start = None;
         let what = format!("scan of `{}`", self.table);
@@ -532,8 +532,7 @@ impl Coordinator {
                 .settings
                 .retry
                 .send(&what, || req.clone().send())
-                .await
-                .map_err(|e| e.message)?;
+                .await?;
             leases.extend(out.items().iter().filter_map(Lease::from_item));
             start = out.last_evaluated_key;
             if start.is_none() {
@@ -546,7 +545,7 @@ impl Coordinator {
     /// `start_position: latest`, closed shards get none (there is nothing
     /// new to read in them); a shard whose parent has a lease starts at the
     /// trim horizon, where its parents ended.
-    async fn discover(&self, leases: &mut Vec<Lease>) -> Result<(), String> {
+    async fn discover(&self, leases: &mut Vec<Lease>) -> Result<(), Error> {
         let shards = self.list().await?;
         let fresh = leases.is_empty();
         let mut known: BTreeSet<String> = leases.iter().map(|l| l.shard.clone()).collect();
@@ -580,9 +579,7 @@ impl Coordinator {
                 req = req.item(START, AttributeValue::S("trim_horizon".into()));
             }
             // `None`: another worker created it.
-            if let Err(e) = self.write("put_item", || req.clone().send()).await {
-                return Err(e.message);
-            }
+            self.write("put_item", || req.clone().send()).await?;
             known.insert(id.clone());
             leases.push(Lease {
                 key,
@@ -599,7 +596,7 @@ impl Coordinator {
     }
 
     /// The stream's shards.
-    async fn list(&self) -> Result<Vec<Listed>, String> {
+    async fn list(&self) -> Result<Vec<Listed>, Error> {
         let mut listed = Vec::new();
         match &self.stream {
             Stream::Kinesis(c) => {
@@ -616,8 +613,7 @@ impl Coordinator {
                         .settings
                         .retry
                         .send(&what, || req.clone().send())
-                        .await
-                        .map_err(|e| e.message)?;
+                        .await?;
                     listed.extend(out.shards().iter().map(|s| {
                         Listed {
                             id: s.shard_id().to_owned(),
@@ -651,8 +647,7 @@ impl Coordinator {
                         .settings
                         .retry
                         .send(&what, || req.clone().send())
-                        .await
-                        .map_err(|e| e.message)?;
+                        .await?;
                     let Some(desc) = out.stream_description else {
                         return Ok(listed);
                     };

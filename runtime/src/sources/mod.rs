@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::aws::Clients;
 use crate::aws::sam::Fragment;
-use crate::delivery::Policy;
+use crate::delivery::{Error, Policy};
 use crate::diagnostics::Findings;
 use crate::record::RawRecord;
 pub use event::EventSource;
@@ -87,8 +87,8 @@ pub trait Source {
     fn open(
         &self,
         _cx: OpenCx<'_>,
-    ) -> impl Future<Output = Result<(Reader, Option<Member>), String>> + Send {
-        std::future::ready(Err("this source has no reader".to_owned()))
+    ) -> impl Future<Output = Result<(Reader, Option<Member>), Error>> + Send {
+        std::future::ready(Err(Error::fatal("this source has no reader")))
     }
 }
 
@@ -106,8 +106,10 @@ pub struct OpenCx<'a> {
 
 impl OpenCx<'_> {
     /// The AWS clients (an AWS source is only opened with them).
-    pub fn aws(&self) -> Result<Arc<Clients>, String> {
-        self.aws.clone().ok_or_else(|| "no AWS clients".to_owned())
+    pub fn aws(&self) -> Result<Arc<Clients>, Error> {
+        self.aws
+            .clone()
+            .ok_or_else(|| Error::fatal("no AWS clients"))
     }
 }
 
@@ -163,10 +165,10 @@ macro_rules! sources {
             }
 
             /// Opens the reader of `sluice run` and `sluice daemon`.
-            pub async fn open(&self, cx: OpenCx<'_>) -> Result<(Reader, Option<Member>), String> {
+            pub async fn open(&self, cx: OpenCx<'_>) -> Result<(Reader, Option<Member>), Error> {
                 // A source only Lambda mode reads has no reader.
                 if self.modes() == [RunMode::Lambda] {
-                    return Err(self.refusal(RunMode::Run).unwrap_or_default());
+                    return Err(Error::fatal(self.refusal(RunMode::Run).unwrap_or_default()));
                 }
                 match self { $( Config::$Variant(c) => c.open(cx).await, )* }
             }
@@ -333,7 +335,7 @@ pub enum Ack {
 impl Ack {
     /// Acknowledges. An error means the records will be delivered again (a duplicate, not a loss).
     /// Each call is retried with `retry`.
-    pub async fn apply(&self, retry: &Policy) -> Result<(), String> {
+    pub async fn apply(&self, retry: &Policy) -> Result<(), Error> {
         match self {
             Ack::None => Ok(()),
             Ack::Sqs(receipts, aws) => receipts.delete(aws, retry).await,
@@ -344,7 +346,6 @@ impl Ack {
                     .send(&format!("delete_object of `{key}`"), || req.clone().send())
                     .await
                     .map(|_| ())
-                    .map_err(|e| e.message)
             }
         }
     }
@@ -376,8 +377,8 @@ impl Poll<'_> {
     fn run<T>(
         &self,
         wait: Option<Duration>,
-        mut read: impl FnMut() -> Result<Option<T>, String>,
-    ) -> Result<Option<T>, String> {
+        mut read: impl FnMut() -> Result<Option<T>, Error>,
+    ) -> Result<Option<T>, Error> {
         let started = Instant::now();
         let mut idle_since = started;
         loop {
@@ -439,10 +440,12 @@ impl Reader {
         rt: &tokio::runtime::Handle,
         policy: &Policy,
         poll: &Poll<'_>,
-    ) -> Result<Option<(Vec<RawRecord>, Ack)>, String> {
+    ) -> Result<Option<(Vec<RawRecord>, Ack)>, Error> {
         match self {
             Reader::Lines(r) => {
-                let batch = r.next_batch(max, max_bytes).map_err(|e| e.to_string())?;
+                let batch = r
+                    .next_batch(max, max_bytes)
+                    .map_err(|e| Error::fatal(e.to_string()))?;
                 Ok((!batch.is_empty()).then_some((batch, Ack::None)))
             }
             Reader::Kinesis(r, aws) => read_shards(r, aws, max, rt, policy, poll),
@@ -450,8 +453,7 @@ impl Reader {
             Reader::Dlq(r) => rt.block_on(r.next_batch(max, max_bytes, policy)),
             // A receive long-polls by itself: no wait between calls.
             Reader::Sqs(r, aws) => poll.run(None, || {
-                let (records, receipts) =
-                    rt.block_on(r.receive(max, policy)).map_err(|e| e.message)?;
+                let (records, receipts) = rt.block_on(r.receive(max, policy))?;
                 Ok((!records.is_empty()).then(|| (records, Ack::Sqs(receipts, Arc::clone(aws)))))
             }),
         }
@@ -467,9 +469,9 @@ fn read_shards<A: shards::ShardApi>(
     rt: &tokio::runtime::Handle,
     policy: &Policy,
     poll: &Poll<'_>,
-) -> Result<Option<(Vec<RawRecord>, Ack)>, String> {
+) -> Result<Option<(Vec<RawRecord>, Ack)>, Error> {
     poll.run(Some(r.poll_interval()), || {
-        let read = rt.block_on(r.read(max, policy)).map_err(|e| e.message)?;
+        let read = rt.block_on(r.read(max, policy))?;
         if r.lag().awaits_checkpoint() {
             (poll.flush_now)();
         }

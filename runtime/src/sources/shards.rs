@@ -20,7 +20,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::lease::Shared;
 use crate::aws::Clients;
-use crate::delivery::{Policy, SinkError, error::classify};
+use crate::delivery::{Error, ErrorClass, Policy, error::classify};
 use crate::record::RawRecord;
 
 /// Where to start reading a shard.
@@ -49,7 +49,7 @@ pub(crate) enum GetError {
     /// The iterator was unused for 5 minutes (a stalled sink held the reader back).
     Expired,
     /// Any other failure, classified for the retry policy.
-    Failed(SinkError),
+    Failed(Error),
 }
 
 impl GetError {
@@ -72,7 +72,7 @@ pub(crate) trait ShardApi {
     /// `PIPELINE/STREAM/SHARD`: the shard's item in the checkpoint table.
     fn checkpoint_key(&self, shard: &str) -> String;
     /// An iterator on `shard` at `at`; `None` when the shard has nothing more.
-    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, SinkError>;
+    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, Error>;
     /// One `GetRecords` call of at most `limit` records.
     async fn get_records(
         &self,
@@ -180,7 +180,7 @@ impl<A: ShardApi> ShardReader<A> {
 
     /// An iterator after the shard's checkpoint, or at the start position;
     /// `None` when the shard was read to its end.
-    async fn start(&self, shard: &str) -> Result<Option<String>, SinkError> {
+    async fn start(&self, shard: &str) -> Result<Option<String>, Error> {
         let key = self.api.checkpoint_key(shard);
         let saved = saved_checkpoint(&self.aws, &self.checkpoint_table, &key, &self.retry).await?;
         if saved.shard_end {
@@ -195,7 +195,7 @@ impl<A: ShardApi> ShardReader<A> {
     }
 
     /// An iterator on `shard` at `at`, retried with the policy.
-    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, SinkError> {
+    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, Error> {
         self.retry
             .call(|| self.api.iterator(shard, at.clone()))
             .await
@@ -207,7 +207,7 @@ impl<A: ShardApi> ShardReader<A> {
         &mut self,
         max: usize,
         policy: &Policy,
-    ) -> Result<Option<(Vec<RawRecord>, Checkpoint)>, SinkError> {
+    ) -> Result<Option<(Vec<RawRecord>, Checkpoint)>, Error> {
         self.follow_leases().await;
         for _ in 0..self.shards.len() {
             let i = self.next;
@@ -386,7 +386,7 @@ pub(crate) async fn saved_checkpoint(
     table: &str,
     key: &str,
     retry: &Policy,
-) -> Result<Saved, SinkError> {
+) -> Result<Saved, Error> {
     let req = aws
         .dynamodb()
         .get_item()
@@ -418,7 +418,7 @@ impl Checkpoint {
     /// checkpoint.
     /// Each attempt is retried with `retry`; one whose answer was lost is
     /// sent again and writes the same values.
-    pub async fn save(&self, aws: &Clients, retry: &Policy) -> Result<(), String> {
+    pub async fn save(&self, aws: &Clients, retry: &Policy) -> Result<(), Error> {
         let mut set = vec!["updated_at = :t"];
         let mut req = aws
             .dynamodb()
@@ -465,18 +465,21 @@ impl Checkpoint {
         lag.settle(shard, *records);
         match sent {
             Ok(true) => Ok(()),
-            Ok(false) => Err(format!(
+            Ok(false) => Err(Error::fatal(format!(
                 "the checkpoint of `{}` was not written: another worker holds its lease now and reads these records again",
                 self.key
-            )),
-            Err(e) => Err(e.message + " (the batch will be read again after a restart)"),
+            ))),
+            Err(e) => Err(Error {
+                message: e.message + " (the batch will be read again after a restart)",
+                ..e
+            }),
         }
     }
 }
 
 /// Creates the checkpoint table when it does not exist.
 /// Each call is retried with `retry`.
-pub(crate) async fn ensure_table(aws: &Clients, table: &str, retry: &Policy) -> Result<(), String> {
+pub(crate) async fn ensure_table(aws: &Clients, table: &str, retry: &Policy) -> Result<(), Error> {
     let ddb = aws.dynamodb();
     let what = format!("describe_table of `{table}`");
     let exists = retry
@@ -492,8 +495,7 @@ pub(crate) async fn ensure_table(aws: &Clients, table: &str, retry: &Policy) -> 
                 Err(e) => Err(classify(&what, &e)),
             }
         })
-        .await
-        .map_err(|e| e.message)?;
+        .await?;
     if exists {
         return Ok(());
     }
@@ -506,14 +508,14 @@ pub(crate) async fn ensure_table(aws: &Clients, table: &str, retry: &Policy) -> 
                 .attribute_name("shard_key")
                 .attribute_type(ScalarAttributeType::S)
                 .build()
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| Error::fatal(e.to_string()))?,
         )
         .key_schema(
             KeySchemaElement::builder()
                 .attribute_name("shard_key")
                 .key_type(KeyType::Hash)
                 .build()
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| Error::fatal(e.to_string()))?,
         );
     let what = format!("create_table `{table}`");
     retry
@@ -531,8 +533,7 @@ pub(crate) async fn ensure_table(aws: &Clients, table: &str, retry: &Policy) -> 
                 Err(e) => Err(classify(&what, &e)),
             }
         })
-        .await
-        .map_err(|e| e.message)?;
+        .await?;
     // Wait until the table is active (a new table takes a few seconds on AWS).
     for _ in 0..120 {
         let status = ddb
@@ -547,8 +548,9 @@ pub(crate) async fn ensure_table(aws: &Clients, table: &str, retry: &Policy) -> 
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(format!(
-        "the checkpoint table `{table}` did not become active"
+    Err(Error::new(
+        ErrorClass::Retryable,
+        format!("the checkpoint table `{table}` did not become active"),
     ))
 }
 
@@ -575,11 +577,7 @@ impl ShardBackoff {
 
     /// A read failed: `Ok` when it will be tried again later, the error when
     /// it is not retryable or the policy ran out.
-    fn failed(
-        &mut self,
-        err: crate::delivery::SinkError,
-        policy: &Policy,
-    ) -> Result<(), crate::delivery::SinkError> {
+    fn failed(&mut self, err: crate::delivery::Error, policy: &Policy) -> Result<(), Error> {
         let since = *self.since.get_or_insert_with(Instant::now);
         self.failures += 1;
         if !err.is_retryable() || !policy.may_retry(self.failures, since.elapsed()) {

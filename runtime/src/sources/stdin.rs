@@ -35,7 +35,7 @@ impl Source for Config {
         false
     }
 
-    async fn open(&self, _cx: OpenCx<'_>) -> Result<(Reader, Option<Member>), String> {
+    async fn open(&self, _cx: OpenCx<'_>) -> Result<(Reader, Option<Member>), crate::delivery::Error> {
         let reader = LineReader::new(
             Box::new(BufReader::with_capacity(256 * 1024, std::io::stdin())),
             "stdin",

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::Writer;
 use crate::aws::iam::{statement, table_arn};
-use crate::delivery::Policy;
+use crate::delivery::{Error, Policy};
 use crate::diagnostics::{At, Code, Findings};
 use crate::sinks::{BuildCx, CheckCx, Sink};
 
@@ -88,7 +88,7 @@ impl Sink for Config {
         vec![statement(actions, vec![table_arn(&self.table)])]
     }
 
-    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
+    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, Error> {
         Ok(Writer::new(self.clone(), cx.aws()?))
     }
 }

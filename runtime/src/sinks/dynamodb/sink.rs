@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{Config, Mode};
 use crate::sinks::{OutRecord, Write};
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, SinkError, error::classify};
+use crate::delivery::{ErrorClass, Error, error::classify};
 
 /// BatchWriteItem: at most 25 items per call.
 const MAX_BATCH_ITEMS: usize = 25;
@@ -60,7 +60,7 @@ impl Writer {
     async fn put_batch(
         &self,
         chunk: &[(usize, HashMap<String, AttributeValue>)],
-        results: &mut [Result<(), SinkError>],
+        results: &mut [Result<(), Error>],
     ) {
         let requests: Vec<WriteRequest> = chunk
             .iter()
@@ -95,7 +95,7 @@ impl Writer {
                     .unwrap_or_default();
                 for (i, item) in chunk {
                     if unprocessed.contains(&item) {
-                        results[*i] = Err(SinkError::new(
+                        results[*i] = Err(Error::new(
                             ErrorClass::Throttled,
                             format!("{what}: item not processed"),
                         ));
@@ -119,7 +119,7 @@ impl Writer {
         }
     }
 
-    async fn put_one(&self, item: HashMap<String, AttributeValue>) -> Result<(), SinkError> {
+    async fn put_one(&self, item: HashMap<String, AttributeValue>) -> Result<(), Error> {
         let mut req = self
             .aws
             .dynamodb()
@@ -136,8 +136,8 @@ impl Writer {
         )
     }
 
-    async fn update(&self, record: &Value) -> Result<(), SinkError> {
-        let poison = |m: String| SinkError::new(ErrorClass::Poison, m);
+    async fn update(&self, record: &Value) -> Result<(), Error> {
+        let poison = |m: String| Error::new(ErrorClass::Poison, m);
         let mut key = HashMap::new();
         for f in &self.config.key {
             let v = field(record, f)
@@ -201,14 +201,14 @@ impl Write for Writer {
     }
 
     /// Writes the records; one outcome per record.
-    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), Error>> {
+        let mut results: Vec<Result<(), Error>> = vec![Ok(()); records.len()];
         let mut items: Vec<(usize, HashMap<String, AttributeValue>)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
             let record: Value = match serde_json::from_slice(r.json) {
                 Ok(v) => v,
                 Err(e) => {
-                    results[i] = Err(SinkError::new(
+                    results[i] = Err(Error::new(
                         ErrorClass::Poison,
                         format!("not a JSON record: {e}"),
                     ));
@@ -219,7 +219,7 @@ impl Write for Writer {
                 Mode::Put => match to_attribute(&record) {
                     AttributeValue::M(item) => items.push((i, item)),
                     _ => {
-                        results[i] = Err(SinkError::new(
+                        results[i] = Err(Error::new(
                             ErrorClass::Poison,
                             "a DynamoDB item must be a JSON object",
                         ));
@@ -246,7 +246,7 @@ impl Write for Writer {
 fn idempotent<T, E>(
     what: &str,
     result: Result<T, SdkError<E, HttpResponse>>,
-) -> Result<(), SinkError>
+) -> Result<(), Error>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

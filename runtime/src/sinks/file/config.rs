@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::Writer;
+use crate::delivery::Error;
 use crate::sinks::{BuildCx, Sink};
 
 /// Write records to a local file as JSON Lines, one compact document per line.
@@ -43,7 +44,7 @@ impl Sink for Config {
         true
     }
 
-    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
+    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, Error> {
         Writer::open(&(cx.resolve)(&self.path), self.mode)
     }
 }

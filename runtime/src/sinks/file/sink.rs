@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::Mode;
 use crate::sinks::OutRecord;
-use crate::delivery::{SinkError, error::classify_io};
+use crate::delivery::{Error, error::classify_io};
 
 /// An open file sink.
 pub struct Writer {
@@ -17,7 +17,7 @@ pub struct Writer {
 
 impl Writer {
     /// Opens (and creates) the file.
-    pub fn open(path: &Path, mode: Mode) -> Result<Self, String> {
+    pub fn open(path: &Path, mode: Mode) -> Result<Self, Error> {
         let open = || -> std::io::Result<File> {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)?;
@@ -29,8 +29,12 @@ impl Writer {
                 .truncate(mode == Mode::Truncate)
                 .open(path)
         };
-        let file =
-            open().map_err(|e| format!("cannot open `{}` for writing: {e}", path.display()))?;
+        let file = open().map_err(|e| {
+            Error::fatal(format!(
+                "cannot open `{}` for writing: {e}",
+                path.display()
+            ))
+        })?;
         Ok(Writer {
             out: BufWriter::with_capacity(256 * 1024, file),
             name: path.display().to_string(),
@@ -40,7 +44,7 @@ impl Writer {
 
 impl crate::sinks::Write for Writer {
     /// Writes the records as lines. They are durable once `flush` returns.
-    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), Error>> {
         crate::sinks::write_lines(
             &mut self.out,
             records,
@@ -49,7 +53,7 @@ impl crate::sinks::Write for Writer {
     }
 
     /// Flushes and syncs the data to disk: after this the records are durable.
-    async fn flush(&mut self) -> Result<(), SinkError> {
+    async fn flush(&mut self) -> Result<(), Error> {
         self.out
             .flush()
             .and_then(|()| self.out.get_ref().sync_data())

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::Writer;
 use crate::aws::iam::{arn, statement};
-use crate::delivery::Policy;
+use crate::delivery::{Error, Policy};
 use crate::diagnostics::{At, Code, Findings};
 use crate::sinks::{BuildCx, CheckCx, Sink};
 
@@ -74,7 +74,7 @@ impl Sink for Config {
         vec![statement(&["firehose:PutRecordBatch"], vec![resource])]
     }
 
-    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
+    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, Error> {
         Ok(Writer::new(self.clone(), &*cx.aws()?))
     }
 }

@@ -7,7 +7,7 @@ use aws_sdk_firehose::types::Record;
 
 use super::Config;
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, SinkError, error::classify};
+use crate::delivery::{ErrorClass, Error, error::classify};
 use crate::sinks::{OutRecord, Write, calls_of};
 
 /// PutRecordBatch: at most 500 records per call.
@@ -49,7 +49,7 @@ impl Writer {
         &self,
         records: &[OutRecord<'_>],
         batch: &[usize],
-        results: &mut [Result<(), SinkError>],
+        results: &mut [Result<(), Error>],
     ) {
         let entries: Vec<Record> = batch
             .iter()
@@ -75,7 +75,7 @@ impl Writer {
             Ok(out) => {
                 for (&i, entry) in batch.iter().zip(out.request_responses()) {
                     if let Some(code) = entry.error_code() {
-                        results[i] = Err(SinkError::new(
+                        results[i] = Err(Error::new(
                             entry_class(code),
                             format!(
                                 "{what}: record rejected: {code} {}",
@@ -107,13 +107,13 @@ fn entry_class(code: &str) -> ErrorClass {
 
 impl Write for Writer {
     /// Writes the records in calls of at most 500 records and 4 MiB; one outcome per record.
-    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), Error>> {
+        let mut results: Vec<Result<(), Error>> = vec![Ok(()); records.len()];
         let mut sized = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             let size = r.json.len() + usize::from(self.config.newline);
             if size > MAX_RECORD_BYTES {
-                results[i] = Err(SinkError::new(
+                results[i] = Err(Error::new(
                     ErrorClass::Poison,
                     format!("record of {size} bytes is larger than a Firehose record (1 000 KiB)"),
                 ));

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::Writer;
+use crate::delivery::Error;
 use crate::diagnostics::{At, Code, Findings};
 use crate::record::Returned;
 use crate::sinks::{BuildCx, CheckCx, Sink};
@@ -71,7 +72,7 @@ impl Sink for Config {
         }
     }
 
-    async fn open(&self, _cx: &BuildCx<'_>) -> Result<Writer, String> {
+    async fn open(&self, _cx: &BuildCx<'_>) -> Result<Writer, Error> {
         Ok(Writer)
     }
 }

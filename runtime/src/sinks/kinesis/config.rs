@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::Writer;
 use crate::aws::iam::{statement, stream_arn};
-use crate::delivery::Policy;
+use crate::delivery::{Error, Policy};
 use crate::sinks::{BuildCx, Sink};
 
 /// Write each record to an Amazon Kinesis data stream.
@@ -43,7 +43,7 @@ impl Sink for Config {
         )]
     }
 
-    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
+    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, Error> {
         Ok(Writer::new(self.clone(), cx.aws()?))
     }
 }

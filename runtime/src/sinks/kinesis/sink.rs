@@ -8,7 +8,7 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use super::Config;
 use crate::sinks::{OutRecord, Write, calls_of};
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, SinkError, error::classify};
+use crate::delivery::{ErrorClass, Error, error::classify};
 
 /// PutRecords: at most 500 records per call.
 const MAX_BATCH_RECORDS: usize = 500;
@@ -42,7 +42,7 @@ impl Writer {
         &self,
         records: &[OutRecord<'_>],
         batch: &[usize],
-        results: &mut [Result<(), SinkError>],
+        results: &mut [Result<(), Error>],
     ) {
         let entries: Vec<PutRecordsRequestEntry> = batch
             .iter()
@@ -72,7 +72,7 @@ impl Writer {
                         } else {
                             ErrorClass::Retryable // InternalFailure
                         };
-                        results[i] = Err(SinkError::new(
+                        results[i] = Err(Error::new(
                             class,
                             format!(
                                 "{what}: record rejected: {code} {}",
@@ -99,8 +99,8 @@ impl Write for Writer {
     }
 
     /// Writes the records in calls of at most 500 records and 5 MiB; one outcome per record.
-    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), Error>> {
+        let mut results: Vec<Result<(), Error>> = vec![Ok(()); records.len()];
         let mut sized = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             let key = r.keys.first().map_or("", String::as_str);
@@ -123,7 +123,7 @@ impl Write for Writer {
                 None
             };
             match problem {
-                Some(p) => results[i] = Err(SinkError::new(ErrorClass::Poison, p)),
+                Some(p) => results[i] = Err(Error::new(ErrorClass::Poison, p)),
                 None => sized.push((i, size)),
             }
         }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::Writer;
 use crate::aws::iam::{statement, sub};
 use crate::duration::Dur;
-use crate::delivery::Policy;
+use crate::delivery::{Error, Policy};
 use crate::diagnostics::{At, Code, Findings};
 use crate::sinks::{BuildCx, CheckCx, Sink};
 
@@ -111,7 +111,7 @@ impl Sink for Config {
         ))
     }
 
-    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
+    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, Error> {
         Ok(Writer::new(self.clone(), cx.pipeline, cx.aws()?))
     }
 }

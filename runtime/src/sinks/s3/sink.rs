@@ -12,7 +12,7 @@ use flate2::write::GzEncoder;
 use super::Config;
 use crate::sinks::{OutRecord, Sink};
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, SinkError, error::classify};
+use crate::delivery::{ErrorClass, Error, error::classify};
 
 /// A running S3 sink.
 pub struct Writer {
@@ -43,12 +43,12 @@ impl Writer {
         render_key(&self.config.key, &self.pipeline, &self.fields, first)
     }
 
-    async fn put(&self, key: &str, body: Vec<u8>, gzip: bool) -> Result<(), SinkError> {
+    async fn put(&self, key: &str, body: Vec<u8>, gzip: bool) -> Result<(), Error> {
         let body = if gzip {
             let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
             enc.write_all(&body)
                 .and_then(|()| enc.finish())
-                .map_err(|e| SinkError::new(ErrorClass::Retryable, format!("gzip failed: {e}")))?
+                .map_err(|e| Error::new(ErrorClass::Retryable, format!("gzip failed: {e}")))?
         } else {
             body
         };
@@ -89,8 +89,8 @@ impl crate::sinks::Write for Writer {
     }
 
     /// Writes the records as objects; every record of an object shares its outcome.
-    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), Error>> {
+        let mut results: Vec<Result<(), Error>> = vec![Ok(()); records.len()];
         // Group by the field part of the key, keeping input order within a group.
         let mut groups: BTreeMap<&[String], Vec<usize>> = BTreeMap::new();
         for (i, r) in records.iter().enumerate() {

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::Writer;
 use crate::aws::iam::{queue_arn, statement};
-use crate::delivery::Policy;
+use crate::delivery::{Error, Policy};
 use crate::diagnostics::{At, Code, Findings};
 use crate::sinks::{BuildCx, CheckCx, Sink};
 
@@ -92,7 +92,7 @@ impl Sink for Config {
         })
     }
 
-    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, String> {
+    async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, Error> {
         Writer::new(self.clone(), cx.aws()?, cx.retry).await
     }
 }

@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use super::Config;
 use crate::sinks::{OutRecord, Write};
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
+use crate::delivery::{ErrorClass, Policy, Error, error::classify};
 
 /// SendMessageBatch: at most 10 messages per call.
 const MAX_BATCH_ENTRIES: usize = 10;
@@ -18,7 +18,7 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 const MAX_CONCURRENT_CALLS: usize = 8;
 
 /// The URL of a queue given by URL or by name (one `GetQueueUrl`).
-pub async fn queue_url(aws: &Clients, queue: &str, retry: &Policy) -> Result<String, String> {
+pub async fn queue_url(aws: &Clients, queue: &str, retry: &Policy) -> Result<String, Error> {
     if queue.starts_with("https://") || queue.starts_with("http://") {
         return Ok(queue.to_owned());
     }
@@ -28,7 +28,6 @@ pub async fn queue_url(aws: &Clients, queue: &str, retry: &Policy) -> Result<Str
             req.clone().send()
         })
         .await
-        .map_err(|e| e.message)
         .map(|out| out.queue_url.unwrap_or_default())
 }
 
@@ -44,7 +43,7 @@ pub struct Writer {
 impl Writer {
 
     /// Resolves the queue URL (one `GetQueueUrl` when given a name).
-    pub async fn new(config: Config, aws: Arc<Clients>, retry: &Policy) -> Result<Writer, String> {
+    pub async fn new(config: Config, aws: Arc<Clients>, retry: &Policy) -> Result<Writer, Error> {
         let url = queue_url(&aws, &config.queue, retry).await?;
         Ok(Writer {
             config,
@@ -59,8 +58,8 @@ impl Writer {
         &self,
         records: &[OutRecord<'_>],
         batch: &[usize],
-    ) -> Vec<(usize, Result<(), SinkError>)> {
-        let mut results: std::collections::BTreeMap<usize, Result<(), SinkError>> =
+    ) -> Vec<(usize, Result<(), Error>)> {
+        let mut results: std::collections::BTreeMap<usize, Result<(), Error>> =
             batch.iter().map(|&i| (i, Ok(()))).collect();
         let mut entries = Vec::with_capacity(batch.len());
         for (n, &i) in batch.iter().enumerate() {
@@ -79,7 +78,7 @@ impl Writer {
                 Ok(entry) => entries.push(entry),
                 Err(err) => {
                     *results.entry(i).or_insert(Ok(())) =
-                        Err(SinkError::new(ErrorClass::Poison, err.to_string()))
+                        Err(Error::new(ErrorClass::Poison, err.to_string()))
                 }
             }
         }
@@ -105,7 +104,7 @@ impl Writer {
                     } else {
                         ErrorClass::Retryable
                     };
-                    *results.entry(i).or_insert(Ok(())) = Err(SinkError::new(
+                    *results.entry(i).or_insert(Ok(())) = Err(Error::new(
                         class,
                         format!(
                             "{what}: message rejected: {} {}",
@@ -135,14 +134,14 @@ impl Write for Writer {
     }
 
     /// Sends the records in batches of at most 10 messages and 256 KiB.
-    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
-        let mut results: Vec<Result<(), SinkError>> = vec![Ok(()); records.len()];
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), Error>> {
+        let mut results: Vec<Result<(), Error>> = vec![Ok(()); records.len()];
         let mut batches: Vec<Vec<usize>> = Vec::new();
         let mut batch: Vec<usize> = Vec::new();
         let mut bytes = 0;
         for (i, r) in records.iter().enumerate() {
             if r.json.len() > self.config.max_message_bytes.min(MAX_BATCH_BYTES) {
-                results[i] = Err(SinkError::new(
+                results[i] = Err(Error::new(
                     ErrorClass::Poison,
                     format!(
                         "record of {} bytes is larger than the largest message ({} bytes)",

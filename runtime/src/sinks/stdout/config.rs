@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::Writer;
+use crate::delivery::Error;
 use crate::sinks::{BuildCx, Sink};
 
 /// Write records to standard output as JSON Lines.
@@ -19,7 +20,7 @@ impl Sink for Config {
         false
     }
 
-    async fn open(&self, _cx: &BuildCx<'_>) -> Result<Writer, String> {
+    async fn open(&self, _cx: &BuildCx<'_>) -> Result<Writer, Error> {
         Ok(Writer::default())
     }
 }

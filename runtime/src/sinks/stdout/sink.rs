@@ -4,7 +4,7 @@ use std::io::Write;
 
 
 use crate::sinks::OutRecord;
-use crate::delivery::{SinkError, error::classify_io};
+use crate::delivery::{Error, error::classify_io};
 
 /// Standard output, buffered.
 pub struct Writer {
@@ -21,12 +21,12 @@ impl Default for Writer {
 
 impl crate::sinks::Write for Writer {
     /// Writes the records as lines.
-    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), SinkError>> {
+    async fn send(&mut self, records: &[OutRecord<'_>]) -> Vec<Result<(), Error>> {
         crate::sinks::write_lines(&mut self.out, records, "writing to standard output")
     }
 
     /// Flushes standard output.
-    async fn flush(&mut self) -> Result<(), SinkError> {
+    async fn flush(&mut self) -> Result<(), Error> {
         self.out
             .flush()
             .map_err(|e| classify_io("flushing standard output", &e))

@@ -182,7 +182,7 @@ impl Source for Config {
     }
 
     /// Read as a member of the pipeline's worker group.
-    async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), String> {
+    async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), crate::delivery::Error> {
         let aws = cx.aws()?;
         let source = super::Config::DynamodbStreams(self.clone());
         let (reader, member) =

@@ -8,7 +8,7 @@ use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 
 use super::{Config, StartPosition};
 use crate::aws::Clients;
-use crate::delivery::{Policy, SinkError, error::classify};
+use crate::delivery::{Policy, Error, error::classify};
 use crate::record::RawRecord;
 use crate::sources::shards::{At, GetError, Page, ShardApi, ShardReader, ensure_table};
 
@@ -33,22 +33,22 @@ impl Reader {
         aws: Arc<Clients>,
         leases: (Arc<crate::sources::lease::Shared>, String),
         retry: Policy,
-    ) -> Result<Reader, String> {
+    ) -> Result<Reader, Error> {
         ensure_table(&aws, &config.checkpoint_table, &retry).await?;
         let req = aws.dynamodb().describe_table().table_name(&config.table);
         let what = format!("describe_table of `{}`", config.table);
         let table = retry
             .send(&what, || req.clone().send())
             .await
-            .map_err(|e| e.message)?;
+            ?;
         let arn = table
             .table
             .and_then(|t| t.latest_stream_arn)
             .ok_or_else(|| {
-                format!(
+                Error::fatal(format!(
                     "table `{}` has no stream: enable DynamoDB Streams on it",
                     config.table
-                )
+                ))
             })?;
         let (checkpoint_table, max_records, poll) = (
             config.checkpoint_table.clone(),
@@ -83,7 +83,7 @@ impl ShardApi for Api {
         format!("{}/{}/{shard}", self.pipeline, self.config.table)
     }
 
-    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, SinkError> {
+    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, Error> {
         let req = self
             .aws
             .streams()

@@ -11,7 +11,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 
 use super::{Config, StartPosition, is_arn, stream_name};
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
+use crate::delivery::{ErrorClass, Policy, Error, error::classify};
 use crate::sources::shards::{At, GetError, Page, ShardApi, ShardReader, ensure_table};
 
 /// A running Kinesis source.
@@ -35,7 +35,7 @@ impl Reader {
         aws: Arc<Clients>,
         leases: (Arc<crate::sources::lease::Shared>, String),
         retry: Policy,
-    ) -> Result<Reader, String> {
+    ) -> Result<Reader, Error> {
         ensure_table(&aws, &config.checkpoint_table, &retry).await?;
         let (table, max_records, poll) = (
             config.checkpoint_table.clone(),
@@ -86,7 +86,7 @@ impl ShardApi for Api {
         )
     }
 
-    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, SinkError> {
+    async fn iterator(&self, shard: &str, at: At) -> Result<Option<String>, Error> {
         let req = self.shard_iterator(shard);
         let req = match (at, self.config.start_position) {
             (At::After(seq), _) => req
@@ -101,7 +101,7 @@ impl ShardApi for Api {
             (At::Configured, StartPosition::AtTimestamp) => {
                 let t = self.config.timestamp.as_deref().unwrap_or_default();
                 let at = humantime::parse_rfc3339_weak(t).map_err(|e| {
-                    SinkError::new(
+                    Error::new(
                         ErrorClass::Poison,
                         format!("`timestamp` {t:?} is not an RFC 3339 time: {e}"),
                     )

@@ -126,11 +126,11 @@ impl Source for Config {
         ]
     }
 
-    async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), String> {
+    async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), crate::delivery::Error> {
         let aws = cx.aws()?;
         let reader = Reader::new(self.clone(), Arc::clone(&aws), &cx.worker.retry)
             .await
-            .map_err(|e| format!("the source queue: {e}"))?;
+            .map_err(|e| e.context("the source queue"))?;
         Ok((super::Reader::Sqs(reader, aws), None))
     }
 }

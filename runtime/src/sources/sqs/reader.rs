@@ -12,7 +12,7 @@ use aws_sdk_sqs::types::{
 };
 
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, Policy, SinkError, error::classify};
+use crate::delivery::{Error, ErrorClass, Policy, error::classify};
 use crate::record::{Attributes, RawRecord};
 
 use super::{Config, MAX_PER_CALL, attribute_text};
@@ -60,7 +60,7 @@ pub struct Reader {
 impl Reader {
     /// Resolves the queue URL and its visibility timeout, and starts the task
     /// that keeps in-flight messages invisible while their batch is delivered.
-    pub async fn new(config: Config, aws: Arc<Clients>, retry: &Policy) -> Result<Reader, String> {
+    pub async fn new(config: Config, aws: Arc<Clients>, retry: &Policy) -> Result<Reader, Error> {
         let url = crate::sinks::sqs::queue_url(&aws, &config.queue, retry).await?;
         let visibility = match config.visibility_timeout {
             Some(v) => v.0,
@@ -89,7 +89,7 @@ impl Reader {
         &mut self,
         max: usize,
         policy: &Policy,
-    ) -> Result<(Vec<RawRecord>, Receipts), SinkError> {
+    ) -> Result<(Vec<RawRecord>, Receipts), Error> {
         let mut records = Vec::new();
         let mut receipts = Receipts {
             url: self.url.to_string(),
@@ -155,7 +155,7 @@ impl Reader {
         n: i32,
         wait_s: i32,
         policy: &Policy,
-    ) -> Result<Vec<aws_sdk_sqs::types::Message>, SinkError> {
+    ) -> Result<Vec<aws_sdk_sqs::types::Message>, Error> {
         let mut req = self
             .aws
             .sqs()
@@ -180,28 +180,27 @@ impl Receipts {
     /// a duplicate, never a loss, so failures are reported but not fatal.
     /// A call that fails, and the entries SQS failed on its side, are sent
     /// again with `retry` (deleting a message twice is harmless).
-    pub async fn delete(&self, aws: &Clients, retry: &Policy) -> Result<(), String> {
+    pub async fn delete(&self, aws: &Clients, retry: &Policy) -> Result<(), Error> {
         if let Some(lease) = &self.lease
             && let Ok(mut t) = lease.table.lock()
         {
             t.remove(&lease.id); // no extension may race the delete
         }
         let mut failed = 0;
-        let mut last = String::new();
+        let mut last = None;
         for chunk in self.handles.chunks(MAX_PER_CALL) {
             let (given_up, why) = self.delete_chunk(aws, chunk, retry).await;
             failed += given_up;
-            if let Some(why) = why {
-                last = why;
-            }
+            last = why.or(last);
         }
         if failed == 0 {
-            Ok(())
-        } else {
-            Err(format!(
-                "{failed} messages were not deleted and will be delivered again: {last}"
-            ))
+            return Ok(());
         }
+        let why = format!("{failed} messages were not deleted and will be delivered again");
+        Err(match last {
+            Some(last) => last.context(why),
+            None => Error::new(ErrorClass::Retryable, why),
+        })
     }
 
     /// Deletes up to ten messages; how many were not deleted, and why.
@@ -210,7 +209,7 @@ impl Receipts {
         aws: &Clients,
         chunk: &[String],
         retry: &Policy,
-    ) -> (usize, Option<String>) {
+    ) -> (usize, Option<Error>) {
         let what = format!("delete_message_batch on `{}`", self.url);
         let mut rounds = retry.rounds(chunk.len());
         loop {
@@ -233,7 +232,7 @@ impl Receipts {
                 .set_entries(Some(entries))
                 .send()
                 .await;
-            let results: Vec<Result<(), SinkError>> = match sent {
+            let results: Vec<Result<(), Error>> = match sent {
                 Ok(out) => {
                     // SQS's own faults are tried again; the caller's are final.
                     let mut results = vec![Ok(()); pending.len()];
@@ -248,7 +247,7 @@ impl Receipts {
                             ErrorClass::Retryable
                         };
                         let message = format!("{} {}", f.code(), f.message().unwrap_or_default());
-                        *r = Err(SinkError::new(class, message));
+                        *r = Err(Error::new(class, message));
                     }
                     results
                 }
@@ -260,8 +259,8 @@ impl Receipts {
             }
         }
         let (last, _) = rounds.finish();
-        let failed: Vec<&SinkError> = last.iter().filter_map(|(r, _)| r.as_ref().err()).collect();
-        (failed.len(), failed.last().map(|e| e.message.clone()))
+        let failed: Vec<&Error> = last.iter().filter_map(|(r, _)| r.as_ref().err()).collect();
+        (failed.len(), failed.last().map(|e| (*e).clone()))
     }
 
     /// Keeps the receipts whose `keep` is true (one flag per message, in
@@ -305,7 +304,7 @@ impl Receipts {
 }
 
 /// The queue's own visibility timeout.
-async fn queue_visibility(aws: &Clients, url: &str, retry: &Policy) -> Result<Duration, String> {
+async fn queue_visibility(aws: &Clients, url: &str, retry: &Policy) -> Result<Duration, Error> {
     let req = aws
         .sqs()
         .get_queue_attributes()
@@ -316,7 +315,7 @@ async fn queue_visibility(aws: &Clients, url: &str, retry: &Policy) -> Result<Du
             req.clone().send()
         })
         .await
-        .map_err(|e| e.message)?;
+        ?;
     let secs = out
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
@@ -374,7 +373,7 @@ async fn change_visibility(
     url: &str,
     handles: &[String],
     secs: i32,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let mut first = Ok(());
     for chunk in handles.chunks(MAX_PER_CALL) {
         let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
@@ -401,10 +400,16 @@ async fn change_visibility(
                 .failed()
                 .iter()
                 .find(|f| f.code() != "ReceiptHandleIsInvalid" && !f.code().contains("NotInflight"))
-                .map(|f| format!("{} {}", f.code(), f.message().unwrap_or_default())),
-            Err(e) => {
-                Some(classify(&format!("change_message_visibility_batch on `{url}`"), &e).message)
-            }
+                .map(|f| {
+                    Error::new(
+                        ErrorClass::Retryable,
+                        format!("{} {}", f.code(), f.message().unwrap_or_default()),
+                    )
+                }),
+            Err(e) => Some(classify(
+                &format!("change_message_visibility_batch on `{url}`"),
+                &e,
+            )),
         };
         if let (Some(f), Ok(())) = (failure, &first) {
             first = Err(f);
