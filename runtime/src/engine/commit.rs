@@ -7,10 +7,11 @@
 //! that batch — and of every later batch, so that a checkpoint never moves
 //! past a record that is not yet written — waits until the buffer is written.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::acks::{self, Acks};
 use super::{BatchOutput, SinkLines};
 use crate::delivery::{self, Envelope, Error, Outcome, Policy, envelope};
 use crate::metrics::Counts;
@@ -124,7 +125,7 @@ pub struct Outputs {
     /// The first reasons records were dead-lettered for.
     pub reasons: super::reasons::Reasons,
     /// Committed batches not yet acknowledged, oldest first.
-    acks: VecDeque<(u64, Ack)>,
+    acks: Acks<Ack>,
     /// Records of held batches already dead-lettered (batch, record id): one envelope each.
     dead: BTreeSet<(u64, u32)>,
     next_seq: u64,
@@ -200,7 +201,7 @@ impl Outputs {
             configured: None,
             pipeline,
             buffers,
-            acks: VecDeque::new(),
+            acks: Acks::default(),
             dead: BTreeSet::new(),
             next_seq: 0,
         }
@@ -338,7 +339,7 @@ impl Outputs {
             );
         }
         self.hold(seq, out, sink_keys, &rejected);
-        self.acks.push_back((seq, ack));
+        self.acks.push(seq, ack);
         failures
     }
 
@@ -584,31 +585,25 @@ impl Outputs {
 
     /// Applies, in order, the acknowledgements of the batches no buffer holds.
     async fn release(&mut self) -> Released {
-        let oldest_held = self
-            .buffers
-            .iter()
-            .flatten()
-            .filter_map(|b| b.held.first().map(|h| h.seq))
-            .min()
-            .unwrap_or(u64::MAX);
+        let oldest_held = acks::oldest_held(
+            self.buffers
+                .iter()
+                .flatten()
+                .filter_map(|b| b.held.first().map(|h| h.seq)),
+        );
         let mut released = Released::default();
         // A source position moves only once what its records became is on
         // disk: local files (sinks and DLQ) are synced first.
         let positions = self
             .acks
-            .iter()
-            .take_while(|(seq, _)| *seq < oldest_held)
-            .any(|(_, ack)| !matches!(ack, Ack::None));
+            .any_due(oldest_held, |ack| !matches!(ack, Ack::None));
         if positions && let Err(e) = self.sync().await {
             released.warnings.push(format!(
                 "no batch is acknowledged until the local files are synced: {e}"
             ));
             return released;
         }
-        while self.acks.front().is_some_and(|(seq, _)| *seq < oldest_held) {
-            let Some((_, ack)) = self.acks.pop_front() else {
-                break;
-            };
+        for ack in self.acks.take_due(oldest_held) {
             if let Err(e) = ack.apply(&self.policy).await {
                 released
                     .warnings
@@ -616,7 +611,7 @@ impl Outputs {
             }
             released.batches += 1;
         }
-        self.dead = self.dead.split_off(&(oldest_held, 0));
+        self.dead = self.dead.split_off(&(oldest_held.unwrap_or(u64::MAX), 0));
         released
     }
 

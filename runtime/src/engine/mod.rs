@@ -6,6 +6,7 @@
 //! turns a batch into a [`BatchOutput`]: encoded lines per sink, dead-letter
 //! envelopes, and counts. Writing those out is the runner's job ([`run`]).
 
+pub mod acks;
 pub mod budget;
 pub mod commit;
 pub mod open;
