@@ -7,8 +7,10 @@
 //! it (the records are read back with the SDK first). One pipeline copies `meta`
 //! into each record and dead-letters a record at each stage; the sink
 //! contents and the DLQ envelopes must be equal (but the envelopes'
-//! `timestamp`, the time of the batch). Records aggregated by the Kinesis
-//! Producer Library are split the same way in both modes.
+//! `timestamp`, the time of the batch), and so must what each mode counts,
+//! under the names of its report (`sluice run`'s summary, the daemon's
+//! Prometheus metrics, Lambda mode's EMF). Records aggregated by the Kinesis
+//! Producer Library are split the same way in every mode.
 
 mod common;
 
@@ -81,8 +83,161 @@ fn results(dir: &Path) -> (Vec<Value>, Vec<Value>) {
     (out, dlq)
 }
 
-/// Runs the pipeline in `dir` with `sluice run` until the source is idle.
-fn run_once(moto: &Moto, p: &Path) {
+/// What a mode counted, by metric: `sluice run`'s summary, the daemon's
+/// Prometheus metrics and Lambda mode's EMF name each count once, and each
+/// mode must count the same.
+type Counts = std::collections::BTreeMap<&'static str, f64>;
+
+/// A count every mode reports, with its name in each: the summary's JSON
+/// pointer, the EMF metric (on the line without `Stage` or `Sink`
+/// dimensions, or on the line with the one given) and the Prometheus sample.
+struct Counted {
+    name: &'static str,
+    summary: &'static str,
+    emf: &'static str,
+    emf_dimension: Option<(&'static str, &'static str)>,
+    prometheus: &'static str,
+}
+
+/// The counts every mode reports.
+const COUNTED: [Counted; 9] = [
+    Counted {
+        name: "records in",
+        summary: "/records_in",
+        emf: "RecordsIn",
+        emf_dimension: None,
+        prometheus: "sluice_records_in_total{pipeline=\"parity\"}",
+    },
+    Counted {
+        name: "delivered",
+        summary: "/delivered",
+        emf: "Delivered",
+        emf_dimension: None,
+        prometheus: "sluice_delivered_total{pipeline=\"parity\"}",
+    },
+    Counted {
+        name: "filtered",
+        summary: "/filtered",
+        emf: "Filtered",
+        emf_dimension: None,
+        prometheus: "sluice_filtered_total{pipeline=\"parity\"}",
+    },
+    Counted {
+        name: "unrouted",
+        summary: "/unrouted",
+        emf: "Unrouted",
+        emf_dimension: None,
+        prometheus: "sluice_unrouted_total{pipeline=\"parity\"}",
+    },
+    Counted {
+        name: "failed",
+        summary: "/failed",
+        emf: "Failed",
+        emf_dimension: None,
+        prometheus: "sluice_failed_total{pipeline=\"parity\"}",
+    },
+    Counted {
+        name: "dead-lettered at parse",
+        summary: "/dead_lettered/parse",
+        emf: "DeadLettered",
+        emf_dimension: Some(("Stage", "parse")),
+        prometheus: "sluice_dead_lettered_total{pipeline=\"parity\",stage=\"parse\"}",
+    },
+    Counted {
+        name: "dead-lettered at validate",
+        summary: "/dead_lettered/validate",
+        emf: "DeadLettered",
+        emf_dimension: Some(("Stage", "validate")),
+        prometheus: "sluice_dead_lettered_total{pipeline=\"parity\",stage=\"validate\"}",
+    },
+    Counted {
+        name: "dead-lettered at transform",
+        summary: "/dead_lettered/transform",
+        emf: "DeadLettered",
+        emf_dimension: Some(("Stage", "transform")),
+        prometheus: "sluice_dead_lettered_total{pipeline=\"parity\",stage=\"transform\"}",
+    },
+    Counted {
+        name: "delivered to sink out",
+        summary: "/sinks/out",
+        emf: "Delivered",
+        emf_dimension: Some(("Sink", "out")),
+        prometheus: "sluice_sink_delivered_total{pipeline=\"parity\",sink=\"out\"}",
+    },
+];
+
+/// What every mode must count of `records_in` records, of which `dead` were
+/// dead-lettered at parse, validate and transform and the others delivered.
+fn expected_counts(records_in: u32, dead: [u32; 3]) -> Counts {
+    let delivered = records_in - dead.iter().sum::<u32>();
+    let mut c: Counts = COUNTED.iter().map(|m| (m.name, 0.0)).collect();
+    c.insert("records in", records_in.into());
+    c.insert("delivered", delivered.into());
+    c.insert("delivered to sink out", delivered.into());
+    c.insert("dead-lettered at parse", dead[0].into());
+    c.insert("dead-lettered at validate", dead[1].into());
+    c.insert("dead-lettered at transform", dead[2].into());
+    c
+}
+
+/// The counts of `sluice run`'s summary.
+fn summary_counts(summary: &Value) -> Counts {
+    COUNTED
+        .iter()
+        .map(|c| {
+            let v = summary.pointer(c.summary).and_then(Value::as_f64);
+            let pointer = c.summary;
+            (
+                c.name,
+                v.unwrap_or_else(|| panic!("no {pointer} in {summary}")),
+            )
+        })
+        .collect()
+}
+
+/// The counts of Lambda mode's EMF lines. A stage that dead-lettered
+/// nothing has no line (as documented): it counts 0.
+fn emf_counts(lines: &[Value]) -> Counts {
+    COUNTED
+        .iter()
+        .map(|c| {
+            let (name, metric, dimension) = (c.name, c.emf, &c.emf_dimension);
+            let line = lines.iter().find(|l| match dimension {
+                None => l.get("Stage").is_none() && l.get("Sink").is_none(),
+                Some((d, v)) => l[*d] == *v,
+            });
+            let v = match (line, dimension) {
+                (Some(l), _) => l[metric]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{metric} in {l}")),
+                (None, Some(("Stage", _))) => 0.0,
+                (None, _) => panic!("no EMF line for {name}: {lines:?}"),
+            };
+            (name, v)
+        })
+        .collect()
+}
+
+/// The counts of the daemon's Prometheus text.
+fn prometheus_counts(text: &str) -> Counts {
+    COUNTED
+        .iter()
+        .map(|c| {
+            let sample = c.prometheus;
+            let v = text
+                .lines()
+                .find_map(|l| l.strip_prefix(sample).and_then(|v| v.trim().parse().ok()));
+            (
+                c.name,
+                v.unwrap_or_else(|| panic!("no `{sample}` in:\n{text}")),
+            )
+        })
+        .collect()
+}
+
+/// Runs the pipeline in `dir` with `sluice run` until the source is idle;
+/// what it counted.
+fn run_once(moto: &Moto, p: &Path) -> Counts {
     let o = run(sluice()
         .arg("run")
         .arg(p)
@@ -91,12 +246,14 @@ fn run_once(moto: &Moto, p: &Path) {
     let (code, summary, err) = outcome(&o);
     assert_eq!(code, 0, "{err}");
     assert_eq!(summary["records_in"], 5, "{summary}");
+    summary_counts(&summary)
 }
 
 /// Runs the pipeline `p` as `sluice daemon` in `dir` until it delivered
-/// `delivered` records and dead-lettered `dead` (bounded by a minute, so a
-/// daemon that never gets there fails the test), then stops it.
-fn daemon_once(moto: &Moto, dir: &Path, p: &Path, (delivered, dead): (usize, usize)) {
+/// `delivered` records and dead-lettered `dead`, and its metrics count
+/// them (bounded by a minute, so a daemon that never gets there fails the
+/// test), then stops it; what its metrics counted.
+fn daemon_once(moto: &Moto, dir: &Path, p: &Path, (delivered, dead): (usize, usize)) -> Counts {
     let mut daemon = Daemon::start(dir, p, "w1", &moto.env(), &[]);
     let lines = |f: &str| std::fs::read_to_string(dir.join(f)).map_or(0, |t| t.lines().count());
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -108,6 +265,16 @@ fn daemon_once(moto: &Moto, dir: &Path, p: &Path, (delivered, dead): (usize, usi
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The counts follow the writes: wait until they have all the records.
+    let counts = loop {
+        let (_, text) = daemon.get("/metrics");
+        let records_in = COUNTED[0].prometheus;
+        if text.contains(&format!("{records_in} {}\n", delivered + dead)) {
+            break prometheus_counts(&text);
+        }
+        assert!(Instant::now() < deadline, "the daemon's metrics:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     daemon.terminate();
     assert_eq!(
         daemon.wait_exit(Duration::from_secs(60)),
@@ -115,11 +282,13 @@ fn daemon_once(moto: &Moto, dir: &Path, p: &Path, (delivered, dead): (usize, usi
         "{}",
         daemon.log()
     );
+    counts
 }
 
 /// Invokes the pipeline in `dir` once in Lambda mode with `event`; every
 /// record is delivered or dead-lettered, so nothing is reported failed.
-fn invoke_once(moto: &Moto, p: &Path, event: &Value) {
+/// What its metrics counted.
+fn invoke_once(moto: &Moto, p: &Path, event: &Value) -> Counts {
     let lambda = Lambda::start(p, &moto.env());
     let response = lambda.invoke(event).unwrap();
     assert_eq!(
@@ -128,6 +297,19 @@ fn invoke_once(moto: &Moto, p: &Path, event: &Value) {
         "{}",
         lambda.stderr()
     );
+    let emf: Vec<Value> = lambda
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an EMF line"))
+        .collect();
+    emf_counts(&emf)
+}
+
+/// Each mode counted what was `expected`, each under its own names.
+fn assert_counts(expected: &Counts, modes: &[(&str, Counts)]) {
+    for (mode, counts) in modes {
+        assert_eq!(counts, expected, "the counts of {mode}");
+    }
 }
 
 /// Checks that both modes gave the same, and what they gave: `meta` of the
@@ -285,8 +467,12 @@ fn sqs_parity(queue: &str) {
 
     let (run_dir, lambda_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let source = format!("{{ type: sqs, queue: {queue}, wait_time: 1s }}");
-    run_once(&moto, &pipeline(run_dir.path(), &source));
-    invoke_once(&moto, &pipeline(lambda_dir.path(), &source), &event);
+    let run_counts = run_once(&moto, &pipeline(run_dir.path(), &source));
+    let lambda_counts = invoke_once(&moto, &pipeline(lambda_dir.path(), &source), &event);
+    assert_counts(
+        &expected_counts(5, [1, 1, 1]),
+        &[("sluice run", run_counts), ("Lambda", lambda_counts)],
+    );
 
     let sent = |n: i64| -> &aws_sdk_sqs::types::Message {
         messages
@@ -403,13 +589,21 @@ fn a_kinesis_stream_gives_the_same_records_under_run_daemon_and_lambda() {
     let source = format!(
         "{{ type: kinesis, stream: \"{arn}\", start_position: trim_horizon, poll_interval: 100ms }}"
     );
-    run_once(&moto, &pipeline(run_dir.path(), &source));
-    invoke_once(&moto, &pipeline(lambda_dir.path(), &source), &event);
+    let run_counts = run_once(&moto, &pipeline(run_dir.path(), &source));
+    let lambda_counts = invoke_once(&moto, &pipeline(lambda_dir.path(), &source), &event);
     // The daemon keeps its checkpoints apart from the run's, so it reads the stream again.
     let daemon_dir = tempfile::tempdir().unwrap();
     let daemon_source = source.replace(" }", ", checkpoint_table: daemon-checkpoints }");
     let p = pipeline(daemon_dir.path(), &daemon_source);
-    daemon_once(&moto, daemon_dir.path(), &p, (2, 3));
+    let daemon_counts = daemon_once(&moto, daemon_dir.path(), &p, (2, 3));
+    assert_counts(
+        &expected_counts(5, [1, 1, 1]),
+        &[
+            ("sluice run", run_counts),
+            ("sluice daemon", daemon_counts),
+            ("Lambda", lambda_counts),
+        ],
+    );
     assert_eq!(
         results(run_dir.path()),
         results(daemon_dir.path()),
@@ -570,7 +764,7 @@ fn a_dynamodb_table_stream_gives_the_same_records_under_run_daemon_and_lambda() 
         .envs(moto.env()));
     let (code, summary, err) = outcome(&o);
     assert_eq!((code, &summary["records_in"]), (0, &json!(4)), "{err}");
-    invoke_once(&moto, &p(lambda_dir.path()), &event);
+    let lambda_counts = invoke_once(&moto, &p(lambda_dir.path()), &event);
     let daemon_dir = tempfile::tempdir().unwrap();
     let daemon_source = source.replace(" }", ", checkpoint_table: daemon-checkpoints }");
     let daemon_pipeline = pipeline_of(
@@ -579,7 +773,15 @@ fn a_dynamodb_table_stream_gives_the_same_records_under_run_daemon_and_lambda() 
         "NewImage",
         "record.NewImage.n",
     );
-    daemon_once(&moto, daemon_dir.path(), &daemon_pipeline, (2, 2));
+    let daemon_counts = daemon_once(&moto, daemon_dir.path(), &daemon_pipeline, (2, 2));
+    assert_counts(
+        &expected_counts(4, [0, 1, 1]),
+        &[
+            ("sluice run", summary_counts(&summary)),
+            ("sluice daemon", daemon_counts),
+            ("Lambda", lambda_counts),
+        ],
+    );
     assert_eq!(
         results(run_dir.path()),
         results(daemon_dir.path()),
