@@ -356,28 +356,27 @@ fn a_kafka_batch_reports_the_first_failed_offset_per_partition() {
          \x20 events: { type: kinesis, stream: events, partition_key: n, retry: { max_attempts: 1 } }\n\
          dlq: { type: file, path: dlq.jsonl, mode: append }\n",
     );
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let record = |partition: i64, offset: i64, value: &str| {
-        json!({
-            "topic": "orders", "partition": partition, "offset": offset,
-            "timestamp": 1_764_000_000_250_i64, "timestampType": "CREATE_TIME",
-            "key": b64(&format!("key-{offset}")), "value": b64(value),
-            "headers": [{ "trace": [116, 45, 55] }]
-        })
+    let record = |partition: u32, offset: u64, value: &str| {
+        common::events::kafka_record(
+            "orders",
+            partition,
+            offset,
+            1_764_000_000_250,
+            Some(format!("key-{offset}").as_bytes()),
+            value.as_bytes(),
+            json!([{ "trace": [116, 45, 55] }]),
+        )
     };
-    let event = json!({
-        "eventSource": "aws:kafka",
-        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/c/1",
-        "bootstrapServers": "b-1.c.kafka.us-east-1.amazonaws.com:9092",
-        "records": {
-            "orders-0": [
-                record(0, 15, r#"{"n":15}"#),
-                record(0, 16, r#"{"n":16,"fail":true}"#),
-                record(0, 17, r#"{"n":17}"#)
-            ],
-            "orders-1": [record(1, 7, "{broken"), record(1, 8, r#"{"n":8}"#)]
-        }
-    });
+    let event = common::events::kafka_event(
+        "arn:aws:kafka:us-east-1:123456789012:cluster/c/1",
+        vec![
+            record(0, 15, r#"{"n":15}"#),
+            record(0, 16, r#"{"n":16,"fail":true}"#),
+            record(0, 17, r#"{"n":17}"#),
+            record(1, 7, "{broken"),
+            record(1, 8, r#"{"n":8}"#),
+        ],
+    );
     let lambda = Lambda::start(&p, &proxy.env(&moto));
     let response = lambda.invoke(&event).unwrap();
     assert_eq!(

@@ -745,11 +745,12 @@ fn a_dynamodb_table_stream_gives_the_same_records_under_run_daemon_and_lambda() 
             if let Some(i) = d.old_image() {
                 change["OldImage"] = image(i);
             }
-            json!({
-                "eventID": r.event_id(), "eventName": r.event_name().unwrap().as_str(),
-                "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
-                "dynamodb": change, "eventSourceARN": arn
-            })
+            common::events::dynamodb_record(
+                &arn,
+                r.event_id().unwrap(),
+                r.event_name().unwrap().as_str(),
+                change,
+            )
         })
         .collect();
     let event = json!({ "Records": records });

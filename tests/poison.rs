@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use common::lambda::Lambda;
 use common::{read_jsonl, root};
-use md5::Digest as _;
 use serde_json::{Value, json};
 
 struct Case {
@@ -320,9 +319,15 @@ fn every_kind_of_bad_record_ends_where_the_corpus_says_in_lambda_kafka() {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            json!({ "topic": "orders", "partition": 0, "offset": i,
-                    "timestamp": 1_764_000_000_250_i64, "timestampType": "CREATE_TIME",
-                    "value": b64(&c.data), "headers": [] })
+            common::events::kafka_record(
+                "orders",
+                0,
+                i as u64,
+                1_764_000_000_250,
+                None,
+                &c.data,
+                json!([]),
+            )
         })
         .collect();
     let all: Vec<usize> = (0..cases.len()).collect();
@@ -330,37 +335,16 @@ fn every_kind_of_bad_record_ends_where_the_corpus_says_in_lambda_kafka() {
         &cases,
         "source: { type: kafka, topic: orders, cluster_arn: 'arn:aws:kafka:us-east-1:123456789012:cluster/c/1' }",
         "meta.offset",
-        json!({ "eventSource": "aws:kafka", "records": { "orders-0": records } }),
+        common::events::kafka_event("arn:aws:kafka:us-east-1:123456789012:cluster/c/1", records),
         |src| src["offset"].as_u64().unwrap() as usize,
         &all,
     );
 }
 
-/// A KPL aggregate: magic, protobuf `AggregatedRecord`, MD5 of the protobuf.
+/// A KPL aggregate of `records`, all under one partition key.
 fn aggregate(records: &[&[u8]]) -> Vec<u8> {
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    fn field(n: u64, b: &[u8], out: &mut Vec<u8>) {
-        varint(n << 3 | 2, out);
-        varint(b.len() as u64, out);
-        out.extend_from_slice(b);
-    }
-    let mut body = Vec::new();
-    field(1, b"pk", &mut body);
-    for data in records {
-        let mut rec = vec![1 << 3, 0];
-        field(3, data, &mut rec);
-        field(3, &rec, &mut body);
-    }
-    let mut out = vec![0xF3, 0x89, 0x9A, 0xC2];
-    out.extend_from_slice(&body);
-    out.extend_from_slice(md5::Md5::digest(&body).as_slice());
-    out
+    let keyed: Vec<(&str, &[u8])> = records.iter().map(|r| ("pk", *r)).collect();
+    common::kpl::aggregate(&keyed)
 }
 
 /// What only a Lambda event holds: event records that cannot be decoded,
@@ -391,16 +375,18 @@ fn malformed_event_records_aggregates_and_every_attribute_type_end_in_one_place(
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            let mut k = json!({ "kinesisSchemaVersion": "1.0", "partitionKey": "k",
-                                "sequenceNumber": format!("{}", 100 + i),
-                                "approximateArrivalTimestamp": 1_764_000_000.25 });
-            if let Some(d) = d {
-                k["data"] = json!(d);
+            let mut r = common::events::kinesis_record(
+                "arn:aws:kinesis:us-east-1:123456789012:stream/orders",
+                "shardId-000000000000",
+                &format!("{}", 100 + i),
+                "k",
+                d.as_deref().unwrap_or_default(),
+                1_764_000_000.25,
+            );
+            if d.is_none() {
+                r["kinesis"].as_object_mut().unwrap().remove("data");
             }
-            json!({ "kinesis": k, "eventSource": "aws:kinesis", "eventVersion": "1.0",
-                    "eventID": format!("shardId-000000000000:{}", 100 + i),
-                    "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",
-                    "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/orders" })
+            r
         })
         .collect();
     let response = lambda.invoke(&json!({ "Records": records })).unwrap();
@@ -447,12 +433,14 @@ fn dynamodb_images_of_every_attribute_type_become_plain_json() {
     .unwrap();
     let lambda = Lambda::start(&p, &[]);
     let record = |seq: &str, image: Value| {
-        json!({ "eventID": format!("e{seq}"), "eventName": "INSERT", "eventVersion": "1.1",
-                "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
-                "dynamodb": { "Keys": { "id": { "S": seq } }, "NewImage": image,
-                              "SequenceNumber": seq, "SizeBytes": 10, "StreamViewType": "NEW_IMAGE",
-                              "ApproximateCreationDateTime": 1_764_000_000.0 },
-                "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026" })
+        common::events::dynamodb_record(
+            "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026",
+            &format!("e{seq}"),
+            "INSERT",
+            json!({ "Keys": { "id": { "S": seq } }, "NewImage": image,
+                    "SequenceNumber": seq, "SizeBytes": 10, "StreamViewType": "NEW_IMAGE",
+                    "ApproximateCreationDateTime": 1_764_000_000.0 }),
+        )
     };
     let every = json!({
         "s": { "S": "text" }, "n": { "N": "12.5" }, "i": { "N": "-7" }, "b": { "B": "AAE=" },

@@ -55,6 +55,69 @@ pub fn sqs_record(
     r
 }
 
+/// A Kafka event record (Amazon MSK or self-managed: the same shape) of
+/// `topic`'s `partition`; `key` and `value` are the record's bytes, base64
+/// in the event, and `headers` replaces the sample's.
+pub fn kafka_record(
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    timestamp_ms: i64,
+    key: Option<&[u8]>,
+    value: &[u8],
+    headers: Value,
+) -> Value {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut r = sample("kafka");
+    r["topic"] = json!(topic);
+    r["partition"] = json!(partition);
+    r["offset"] = json!(offset);
+    r["timestamp"] = json!(timestamp_ms);
+    r["value"] = json!(b64.encode(value));
+    match key {
+        Some(k) => r["key"] = json!(b64.encode(k)),
+        None => {
+            r.as_object_mut().unwrap().remove("key");
+        }
+    }
+    r["headers"] = headers;
+    r
+}
+
+/// The event of a Kafka event source mapping for the cluster `cluster_arn`:
+/// its records grouped under `TOPIC-PARTITION`, in the order given.
+pub fn kafka_event(cluster_arn: &str, records: Vec<Value>) -> Value {
+    let path = root().join("tests/fixtures/events/kafka-event.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut event: Value = serde_json::from_str(&text).expect("a JSON sample event");
+    event["eventSourceArn"] = json!(cluster_arn);
+    let mut groups = serde_json::Map::new();
+    for r in records {
+        let group = format!("{}-{}", r["topic"].as_str().unwrap(), r["partition"]);
+        groups
+            .entry(group)
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .unwrap()
+            .push(r);
+    }
+    event["records"] = Value::Object(groups);
+    event
+}
+
+/// A DynamoDB Streams event record of the stream `stream_arn`: `change`
+/// replaces the sample's `dynamodb` (keys, images, sequence number …).
+pub fn dynamodb_record(stream_arn: &str, event_id: &str, event_name: &str, change: Value) -> Value {
+    let mut r = sample("dynamodb");
+    r["eventID"] = json!(event_id);
+    r["eventName"] = json!(event_name);
+    r["dynamodb"] = change;
+    r["eventSourceARN"] = json!(stream_arn);
+    r["awsRegion"] = json!(region_of(stream_arn));
+    r
+}
+
 /// The event of an event source mapping that lists its records under `Records`.
 pub fn records(records: Vec<Value>) -> Value {
     json!({ "Records": records })

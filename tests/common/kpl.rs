@@ -1,7 +1,9 @@
 //! Records as the Kinesis Producer Library writes them.
 
-/// A record as the Kinesis Producer Library aggregates user records.
-pub fn aggregate(records: &[(&str, &str)]) -> Vec<u8> {
+/// A record as the Kinesis Producer Library aggregates user records, each
+/// given with its partition key: magic, protobuf `AggregatedRecord`, MD5 of
+/// the protobuf.
+pub fn aggregate<D: AsRef<[u8]>>(records: &[(&str, D)]) -> Vec<u8> {
     use md5::Digest;
     fn varint(mut v: u64, out: &mut Vec<u8>) {
         while v >= 0x80 {
@@ -24,7 +26,7 @@ pub fn aggregate(records: &[(&str, &str)]) -> Vec<u8> {
     for (k, data) in records {
         let mut rec = vec![1 << 3];
         varint(keys.iter().position(|x| x == k).unwrap() as u64, &mut rec);
-        bytes(3, data.as_bytes(), &mut rec);
+        bytes(3, data.as_ref(), &mut rec);
         bytes(3, &rec, &mut body);
     }
     let mut out = vec![0xF3, 0x89, 0x9A, 0xC2];
