@@ -10,7 +10,9 @@
 //! `timestamp`, the time of the batch), and so must what each mode counts,
 //! under the names of its report (`sluice run`'s summary, the daemon's
 //! Prometheus metrics, Lambda mode's EMF). Records aggregated by the Kinesis
-//! Producer Library are split the same way in every mode.
+//! Producer Library are split the same way in every mode. A source that one
+//! mode reads (a file: `sluice run`; Kafka and Firehose: Lambda mode) gives
+//! the same pipeline what every other source gives it.
 
 mod common;
 
@@ -319,7 +321,14 @@ fn assert_same(run_dir: &Path, lambda_dir: &Path, meta_of: impl Fn(&Value) -> Va
     let (lambda_out, lambda_dlq) = results(lambda_dir);
     assert_eq!(out, lambda_out, "sink contents: run, then Lambda");
     assert_eq!(dlq, lambda_dlq, "DLQ envelopes: run, then Lambda");
+    assert_given(run_dir, meta_of);
+}
 
+/// Checks what a mode gave of [`INPUT`] in `dir`: `meta` of the two
+/// delivered records and the stage and reason of the three others, as every
+/// source gives them.
+fn assert_given(dir: &Path, meta_of: impl Fn(&Value) -> Value) {
+    let (out, dlq) = results(dir);
     assert_eq!(out.len(), 2, "{out:?}");
     for r in &out {
         assert_eq!(r["meta"], meta_of(r), "{r}");
@@ -830,4 +839,170 @@ fn a_dynamodb_table_stream_gives_the_same_records_under_run_daemon_and_lambda() 
             )
         ]
     );
+}
+
+/// A file, which only `sluice run` reads, gives what every source gives.
+#[test]
+fn a_file_gives_the_records_envelopes_and_counts_every_source_gives() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("in.jsonl"), INPUT.join("\n") + "\n").unwrap();
+    let p = pipeline(t.path(), "{ type: file, path: in.jsonl }");
+    let o = run(sluice()
+        .current_dir(t.path())
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json"]));
+    let (code, summary, err) = outcome(&o);
+    assert_eq!(code, 0, "{err}");
+    assert_counts(
+        &expected_counts(5, [1, 1, 1]),
+        &[("sluice run", summary_counts(&summary))],
+    );
+    // A file names its records by `meta.file` and `meta.line` instead.
+    assert_given(t.path(), |_| {
+        json!({ "source": "file", "stream": null, "shard": null, "message_id": null,
+                "partition_key": null, "sequence_number": null,
+                "arrival_time": null, "attributes": {} })
+    });
+}
+
+/// A Kafka topic, which only Lambda mode reads, gives what every source gives.
+#[test]
+fn a_kafka_topic_gives_the_records_envelopes_and_counts_every_source_gives() {
+    let t = tempfile::tempdir().unwrap();
+    let cluster = "arn:aws:kafka:us-east-1:123456789012:cluster/c/1";
+    let p = pipeline(
+        t.path(),
+        &format!("{{ type: kafka, topic: orders, cluster_arn: '{cluster}' }}"),
+    );
+    let records = INPUT
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            common::events::kafka_record(
+                "orders",
+                (i % 2) as u32,
+                100 + i as u64,
+                1_764_000_000_250,
+                Some(format!("k{i}").as_bytes()),
+                v.as_bytes(),
+                json!([{ "channel": [119, 101, 98] }]),
+            )
+        })
+        .collect();
+    let event = common::events::kafka_event(cluster, records);
+    let lambda = Lambda::start(&p, &[]);
+    let response = lambda.invoke(&event).unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([]),
+        "{}",
+        lambda.stderr()
+    );
+    let emf: Vec<Value> = lambda
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an EMF line"))
+        .collect();
+    assert_counts(
+        &expected_counts(5, [1, 1, 1]),
+        &[("Lambda", emf_counts(&emf))],
+    );
+    // Kafka names its records by `meta.topic`, `meta.partition` and `meta.offset` too.
+    assert_given(t.path(), |r| {
+        let i = if r["n"] == 1 { 0 } else { 1 };
+        json!({ "source": "kafka", "stream": "orders", "shard": null, "message_id": null,
+                "partition_key": format!("k{i}"), "sequence_number": null,
+                "arrival_time": "2025-11-24T16:00:00.250Z", "attributes": { "channel": "web" } })
+    });
+}
+
+/// A Firehose delivery stream, which only Lambda mode reads (as its
+/// data-transformation function), gives what every source gives: the
+/// records answered `Ok` are the sink's records.
+#[test]
+fn a_firehose_delivery_stream_gives_the_records_envelopes_and_counts_every_source_gives() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), "{ type: firehose }");
+    let yaml = std::fs::read_to_string(&p).unwrap().replace(
+        "out: { type: file, path: out.jsonl, mode: append }",
+        "out: { type: firehose_response }",
+    );
+    std::fs::write(&p, yaml).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    // Records put straight to the delivery stream (no `kinesisRecordMetadata`).
+    let mut event: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            common::root().join("tests/fixtures/events/firehose-kinesis-transformation.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    event
+        .as_object_mut()
+        .unwrap()
+        .remove("sourceKinesisStreamArn");
+    let sample = event["records"][0].clone();
+    let records: Vec<Value> = INPUT
+        .iter()
+        .enumerate()
+        .map(|(i, data)| {
+            let mut r = sample.clone();
+            r.as_object_mut().unwrap().remove("kinesisRecordMetadata");
+            r["recordId"] = json!(format!("r{i}"));
+            r["data"] = json!(b64.encode(data));
+            r["approximateArrivalTimestamp"] = json!(1_764_000_000_250_i64);
+            r
+        })
+        .collect();
+    event["records"] = json!(records);
+    let lambda = Lambda::start(&p, &[]);
+    let answer = lambda.invoke(&event).unwrap();
+    let results: Vec<(&str, &str)> = answer["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["recordId"].as_str().unwrap(),
+                r["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("r0", "Ok"),
+            ("r1", "Ok"),
+            ("r2", "ProcessingFailed"),
+            ("r3", "ProcessingFailed"),
+            ("r4", "ProcessingFailed")
+        ],
+        "{}",
+        lambda.stderr()
+    );
+    // What Firehose is given back is what a sink holds in the other sources.
+    let delivered: String = answer["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "Ok")
+        .map(|r| String::from_utf8(b64.decode(r["data"].as_str().unwrap()).unwrap()).unwrap())
+        .collect();
+    std::fs::write(t.path().join("out.jsonl"), delivered).unwrap();
+    let emf: Vec<Value> = lambda
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an EMF line"))
+        .collect();
+    assert_counts(
+        &expected_counts(5, [1, 1, 1]),
+        &[("Lambda", emf_counts(&emf))],
+    );
+    assert_given(t.path(), |r| {
+        let i = if r["n"] == 1 { 0 } else { 1 };
+        json!({ "source": "firehose", "stream": "clicks", "shard": null,
+                "message_id": format!("r{i}"), "partition_key": null, "sequence_number": null,
+                "arrival_time": "2025-11-24T16:00:00.250Z", "attributes": {} })
+    });
 }
