@@ -126,12 +126,9 @@ pub(crate) async fn open_outputs(
     let mut out = Vec::new();
     for (name, sink) in &p.sinks {
         // A redrive adds to what the sinks hold: file sinks never start afresh.
-        let sink = match (mode, sink) {
-            (Mode::Redrive, sinks::Config::File(c)) => sinks::Config::File(sinks::file::Config {
-                path: c.path.clone(),
-                mode: sinks::file::Mode::Append,
-            }),
-            _ => sink.clone(),
+        let sink = match mode {
+            Mode::Redrive => sink.for_redrive(),
+            Mode::Source => sink.clone(),
         };
         let w = sink
             .open(&cx)

@@ -41,15 +41,7 @@ fn event_kind(event: &Value) -> Option<&'static str> {
         crate::sources::EVENTS
             .iter()
             .find(|(_, e)| e.is_some_and(|e| e.origins().contains(&origin)))
-            .map_or(
-                // Named even where no source reads it, for the message.
-                if origin == "aws:firehose" {
-                    "firehose"
-                } else {
-                    "unknown"
-                },
-                |(name, _)| *name,
-            ),
+            .map_or("unknown", |(name, _)| *name),
     )
 }
 

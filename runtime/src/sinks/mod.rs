@@ -84,6 +84,16 @@ pub trait Sink {
         None
     }
 
+    /// The sink as `sluice dlq redrive` opens it, when it differs: a redrive
+    /// adds to what the sink holds, so a sink that starts afresh on each run
+    /// (a file written anew) keeps what it holds instead.
+    fn for_redrive(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Starts the sink.
     fn open(&self, cx: &BuildCx<'_>) -> impl Future<Output = Result<Self::Writer, Error>> + Send;
 }
@@ -147,6 +157,13 @@ macro_rules! sinks {
 
             fn sink(&self) -> &dyn SinkInfo {
                 match self { $( Config::$Variant(c) => c, )* }
+            }
+
+            /// The sink as `sluice dlq redrive` opens it (see [`Sink::for_redrive`]).
+            pub fn for_redrive(&self) -> Config {
+                match self {
+                    $( Config::$Variant(c) => c.for_redrive().map_or_else(|| self.clone(), Config::$Variant), )*
+                }
             }
 
             /// Starts the sink described by the config.

@@ -44,7 +44,38 @@ impl Sink for Config {
         true
     }
 
+    fn for_redrive(&self) -> Option<Self> {
+        Some(Config {
+            mode: Mode::Append,
+            ..self.clone()
+        })
+    }
+
     async fn open(&self, cx: &BuildCx<'_>) -> Result<Writer, Error> {
         Writer::open(&(cx.resolve)(&self.path), self.mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sinks;
+    use serde_json::json;
+
+    fn sink(v: serde_json::Value) -> sinks::Config {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_redrive_appends_to_a_file_sink_and_leaves_the_others_as_written() {
+        let file = sink(json!({ "type": "file", "path": "out.jsonl" }));
+        let sinks::Config::File(redriven) = file.for_redrive() else {
+            panic!("a file sink stays a file sink");
+        };
+        assert_eq!(
+            (redriven.path.as_str(), redriven.mode),
+            ("out.jsonl", super::Mode::Append)
+        );
+        let s3 = sink(json!({ "type": "s3", "bucket": "lake" }));
+        assert_eq!(format!("{:?}", s3.for_redrive()), format!("{s3:?}"));
     }
 }
