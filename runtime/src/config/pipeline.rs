@@ -14,7 +14,8 @@ pub struct Pipeline {
     /// Version of the pipeline format. This runtime reads version 1.
     #[schemars(extend("const" = 1))]
     pub version: u32,
-    /// Name of the pipeline, used in dead-letter envelopes and metrics.
+    /// Name of the pipeline, not empty: the run summary, every dead-letter
+    /// envelope and the metrics name it.
     #[schemars(length(min = 1))]
     pub name: String,
     /// Where records come from.
@@ -25,13 +26,15 @@ pub struct Pipeline {
     /// JSON Schemas by name: a path to a JSON file (relative to this file) or the schema inline.
     #[serde(default)]
     pub schemas: IndexMap<String, validate::SchemaSource>,
-    /// Check every record against one of the `schemas`.
+    /// Check every record against one of the `schemas`; without it, records
+    /// are not validated.
     #[serde(default)]
     pub validate: Option<validate::Config>,
     /// Rhai scripts run on every record, in order.
     #[serde(default)]
     pub transforms: Vec<transform::Config>,
-    /// Which sinks records go to. Every route that matches applies.
+    /// Which sinks records go to: at least one route. Every route that
+    /// matches applies.
     #[schemars(length(min = 1))]
     pub routes: Vec<route::Config>,
     /// What happens to a record no route takes: `dlq` (default) or `drop` (counted as unrouted).
@@ -42,16 +45,20 @@ pub struct Pipeline {
     pub sinks: IndexMap<String, sinks::Config>,
     /// Where records that cannot be delivered go, with the stage and the reason.
     pub dlq: crate::sinks::DlqConfig,
-    /// Sandbox limits for every script.
+    /// Sandbox limits for every script; each has a default.
     #[serde(default)]
     pub limits: transform::Limits,
-    /// How failed writes to sinks and the DLQ are retried.
+    /// How failed writes to sinks and the DLQ are retried; each field has a
+    /// default.
     #[serde(default)]
     pub retry: delivery::Policy,
-    /// AWS connection settings (region, endpoint) for AWS sources and sinks.
+    /// AWS connection settings (region, endpoint) for AWS sources and sinks;
+    /// by default, the standard AWS configuration (environment, profile,
+    /// instance or task role).
     #[serde(default)]
     pub aws: aws::Config,
-    /// Metrics of Lambda mode (CloudWatch Embedded Metric Format on standard output).
+    /// Metrics of Lambda mode (CloudWatch Embedded Metric Format on standard
+    /// output): the namespace, and which dimension sets are written.
     #[serde(default)]
     pub metrics: metrics::emf::Config,
 }

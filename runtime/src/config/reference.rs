@@ -5,9 +5,12 @@
 //! component; the prose around the tables stays hand-written.
 //!
 //! In the page, a table sits between `<!-- reference: WHAT -->` and
-//! `<!-- end reference -->`, where `WHAT` is `sink TYPE`, `source TYPE`, or
-//! the name of a definition (`Retry`). A test fails when a table is stale;
-//! `SLUICE_BLESS=1` rewrites them.
+//! `<!-- end reference -->`, where `WHAT` is `sink TYPE`, `source TYPE`,
+//! `sinks` or `sources` (every type, what it does and its fields),
+//! `Pipeline` (the top-level keys), the name of a definition (`Retry`), or
+//! `metrics` (the metric names, from [`crate::metrics::names`], in
+//! `docs/daemon.md`). A test fails when a table is stale or links to a
+//! heading the page does not have; `SLUICE_BLESS=1` rewrites them.
 
 use serde_json::Value;
 
@@ -38,10 +41,22 @@ pub fn render(text: &str, schema: &Value) -> Result<String, String> {
     Ok(out)
 }
 
-/// The table of `what`: `sink TYPE`, `source TYPE` or a definition's name.
+/// The table of `what`: `sink TYPE`, `source TYPE`, `sinks`, `sources`,
+/// `Pipeline` or a definition's name.
 pub fn table(schema: &Value, what: &str) -> Result<String, String> {
+    if what == "metrics" {
+        return Ok(crate::metrics::names::table());
+    }
+    if let Some(union) = match what {
+        "sinks" => Some("Sink"),
+        "sources" => Some("Source"),
+        _ => None,
+    } {
+        return union_table(schema, union);
+    }
     let object = match what.split_once(' ') {
         Some((union, ty)) => variant(schema, &capitalize(union), ty),
+        None if what == "Pipeline" => Some(schema),
         None => schema.pointer(&format!("/$defs/{what}")),
     }
     .ok_or_else(|| format!("the schema has nothing for the reference `{what}`"))?;
@@ -74,6 +89,46 @@ pub fn table(schema: &Value, what: &str) -> Result<String, String> {
     }
     if !any {
         return Ok("This type has no other fields.\n".to_owned());
+    }
+    Ok(rows)
+}
+
+/// Every type of a `type`-tagged union: its name, what it does (the
+/// registration line's description) and its other fields.
+fn union_table(schema: &Value, union: &str) -> Result<String, String> {
+    let branches = schema
+        .pointer(&format!("/$defs/{union}/allOf"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("the schema has no union `{union}`"))?;
+    let mut rows = String::from("| `type` | What it does | Fields |\n|---|---|---|\n");
+    for b in branches {
+        let then = &b["then"];
+        let ty = then
+            .pointer("/properties/type/const")
+            .and_then(Value::as_str);
+        let Some(ty) = ty else { continue };
+        let fields: Vec<String> = then["properties"]
+            .as_object()
+            .map(|p| {
+                p.keys()
+                    .filter(|k| *k != "type")
+                    .map(|k| format!("`{k}`"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.push_str(&format!(
+            "| `{ty}` | {} | {} |\n",
+            cell(
+                then.pointer("/properties/type/description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            ),
+            if fields.is_empty() {
+                "none".to_owned()
+            } else {
+                fields.join(", ")
+            }
+        ));
     }
     Ok(rows)
 }
@@ -112,7 +167,7 @@ fn type_of(schema: &Value, p: &Value) -> String {
         if let Some(values) = enum_values(def) {
             return values;
         }
-        return format!("[{}](#{})", name.to_lowercase(), name.to_lowercase());
+        return format!("[{}](#{})", name.to_lowercase(), anchor(name));
     }
     for alt in ["anyOf", "oneOf"] {
         if let Some(first) = p[alt]
@@ -146,6 +201,20 @@ fn type_of(schema: &Value, p: &Value) -> String {
             _ => "integer".into(),
         },
         other => other.into(),
+    }
+}
+
+/// The heading of the page that describes definition `name`.
+fn anchor(name: &str) -> String {
+    match name {
+        "Sink" => "sinks".into(),
+        "Dlq" => "dead-letter-queue".into(),
+        "Aws" => "aws-connection".into(),
+        "Transform" => "transforms".into(),
+        "Route" => "routes".into(),
+        "SchemaSource" => "schemas".into(),
+        "Unrouted" => "unrouted-records".into(),
+        other => other.to_lowercase(),
     }
 }
 
@@ -190,7 +259,23 @@ fn default_of(p: &Value) -> String {
         Some(Value::String(s)) => format!("`{}`", s.replace('|', "\\|")),
         Some(Value::Array(a)) if a.is_empty() => String::new(),
         Some(Value::Object(o)) if o.is_empty() => String::new(),
-        Some(v) => format!("`{v}`"),
+        Some(v) => format!("`{}`", flow(v).replace('|', "\\|")),
+    }
+}
+
+/// A value as YAML's flow style writes it: `{ format: json }`, `[a, b]`.
+fn flow(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(a) => format!("[{}]", a.iter().map(flow).collect::<Vec<_>>().join(", ")),
+        Value::Object(o) => format!(
+            "{{ {} }}",
+            o.iter()
+                .map(|(k, v)| format!("{k}: {}", flow(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -208,22 +293,103 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_reference_tables_of_the_pipeline_format_are_up_to_date() {
+    fn the_reference_tables_of_the_docs_are_up_to_date() {
+        for page in ["pipeline-format.md", "daemon.md"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../docs")
+                .join(page);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let fresh = render(&text, super::super::schema::pipeline_schema()).unwrap();
+            if std::env::var_os("SLUICE_BLESS").is_some() {
+                std::fs::write(&path, &fresh).unwrap();
+                continue;
+            }
+            assert!(text.contains(START), "docs/{page} has no reference table");
+            assert!(
+                text == fresh,
+                "docs/{page}'s reference tables are stale: run `SLUICE_BLESS=1 cargo test -p sluice --lib reference`"
+            );
+        }
+    }
+
+    /// The anchors of a page's headings, as GitHub makes them (a repeated
+    /// heading's anchor gets `-1`, `-2` …).
+    fn anchors(text: &str) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        let mut in_code = false;
+        for line in text.lines() {
+            if line.starts_with("```") {
+                in_code = !in_code;
+            }
+            let Some(title) = line.trim_start_matches('#').strip_prefix(' ') else {
+                continue;
+            };
+            if in_code || !line.starts_with('#') {
+                continue;
+            }
+            let base: String = title
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect();
+            let n = seen
+                .iter()
+                .filter(|a| {
+                    **a == base
+                        || a.strip_prefix(&format!("{base}-"))
+                            .is_some_and(|r| r.parse::<u32>().is_ok())
+                })
+                .count();
+            seen.push(if n == 0 { base } else { format!("{base}-{n}") });
+        }
+        seen
+    }
+
+    #[test]
+    fn every_link_of_the_reference_tables_goes_to_a_heading_of_the_page() {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/pipeline-format.md");
         let text = std::fs::read_to_string(&path).unwrap();
-        let fresh = render(&text, super::super::schema::pipeline_schema()).unwrap();
-        if std::env::var_os("SLUICE_BLESS").is_some() {
-            std::fs::write(&path, &fresh).unwrap();
-            return;
+        let headings = anchors(&text);
+        let mut rest = text.as_str();
+        let mut links = 0;
+        while let Some(at) = rest.find(START) {
+            let end = rest[at..].find(END).unwrap() + at;
+            for (i, _) in rest[at..end].match_indices("](#") {
+                let from = at + i + 3;
+                let anchor = &rest[from..from + rest[from..].find(')').unwrap()];
+                assert!(
+                    headings.iter().any(|h| h == anchor),
+                    "a reference table links to `#{anchor}`, which is no heading of the page"
+                );
+                links += 1;
+            }
+            rest = &rest[end..];
         }
+        assert!(links > 10, "{links} links");
+        assert_eq!(
+            anchors("# A b\n## `kinesis`\n```\n# not\n```\n### `kinesis`\n"),
+            ["a-b", "kinesis", "kinesis-1"]
+        );
+    }
+
+    #[test]
+    fn defaults_are_written_as_yaml_writes_them() {
+        let schema = super::super::schema::pipeline_schema();
+        let t = table(schema, "Pipeline").unwrap();
         assert!(
-            text.contains(START),
-            "docs/pipeline-format.md has no reference table"
+            t.contains("| `decode` | [decode](#decode) | no | `{ format: json }` |"),
+            "{t}"
         );
         assert!(
-            text == fresh,
-            "docs/pipeline-format.md's reference tables are stale: run `SLUICE_BLESS=1 cargo test -p sluice --lib reference`"
+            t.contains("| `dlq` | [dlq](#dead-letter-queue) | yes |  |"),
+            "{t}"
+        );
+        let t = table(schema, "sinks").unwrap();
+        assert!(
+            t.contains("| `file` | Write JSON Lines to a local file. | `mode`, `path` |"),
+            "{t}"
         );
     }
 

@@ -18,7 +18,7 @@ use super::{Counts, names};
 use crate::record::Stage;
 
 /// Where metrics go, and how they are split.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Metrics")]
 pub struct Config {
@@ -49,7 +49,7 @@ fn default_dimensions() -> Vec<Dimension> {
 }
 
 /// A dimension set of the published metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "MetricDimension")]
 pub enum Dimension {

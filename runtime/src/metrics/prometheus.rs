@@ -1,26 +1,9 @@
 //! Prometheus text exposition (format 0.0.4) of a daemon's metrics, served at
 //! `/metrics`. The names follow the Lambda EMF metrics in snake case, with
-//! the `sluice_` prefix and `_total` on counters; both come from the one
-//! list in [`super::names`]:
-//!
-//! | EMF | Prometheus |
-//! | --- | --- |
-//! | `RecordsIn` | `sluice_records_in_total` |
-//! | `Delivered` | `sluice_delivered_total` |
-//! | `Filtered` | `sluice_filtered_total` |
-//! | `DeadLettered` (per `Stage`) | `sluice_dead_lettered_total{stage}` |
-//! | `Unrouted` | `sluice_unrouted_total` |
-//! | `Failed` | `sluice_failed_total` |
-//! | `Delivered` (per `Sink`) | `sluice_sink_delivered_total{sink}` |
-//! | `Retries` (per `Sink`) | `sluice_sink_retries_total{sink}` |
-//! | `SinkLatency` (per `Sink`) | `sluice_sink_latency_seconds_total{sink}` |
-//! | `DlqRetries` | `sluice_dlq_retries_total` |
-//! | `BatchAge` | `sluice_shard_millis_behind_latest{shard}` |
-//!
-//! plus, per shard read, `sluice_shard_records_in_flight` (read, not yet
-//! checkpointed), and for the worker group `sluice_leases_held`,
-//! `sluice_workers`, `sluice_shards_readable`, `sluice_shards_waiting`
-//! (children waiting for their parents) and `sluice_shards_finished`.
+//! the `sluice_` prefix and `_total` on counters; every name, and the
+//! metrics only the daemon serves (its shards and its worker group), comes
+//! from the one list in [`super::names`], which also gives the table of
+//! `docs/daemon.md`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -108,14 +91,11 @@ pub fn render(s: &Snapshot<'_>) -> String {
         (names::FAILED, c.failed),
         (names::DLQ_RETRIES, s.dlq_stats.retries),
     ] {
-        o.family(m.prometheus, "counter", m.help);
+        o.family(m.prometheus, m.kind.as_str(), m.help);
         o.sample(m.prometheus, &p, value);
     }
-    o.family(
-        names::DEAD_LETTERED.prometheus,
-        "counter",
-        names::DEAD_LETTERED.help,
-    );
+    let m = names::DEAD_LETTERED;
+    o.family(m.prometheus, m.kind.as_str(), m.help);
     for stage in Stage::ALL {
         o.sample(
             names::DEAD_LETTERED.prometheus,
@@ -130,7 +110,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
     ];
     for (k, m) in sink_families.iter().enumerate() {
         let name = m.prometheus;
-        o.family(name, "counter", m.help);
+        o.family(name, m.kind.as_str(), m.help);
         for (i, sink) in s.sinks.iter().enumerate() {
             let stats = s.sink_stats.get(i).cloned().unwrap_or_default();
             let labels = [("pipeline", s.pipeline), ("sink", sink.as_str())];
@@ -141,7 +121,8 @@ pub fn render(s: &Snapshot<'_>) -> String {
             }
         }
     }
-    o.family(names::BATCH_AGE.prometheus, "gauge", names::BATCH_AGE.help);
+    let m = names::BATCH_AGE;
+    o.family(m.prometheus, m.kind.as_str(), m.help);
     for (shard, lag) in s.shards {
         o.sample(
             names::BATCH_AGE.prometheus,
@@ -149,54 +130,32 @@ pub fn render(s: &Snapshot<'_>) -> String {
             lag.millis_behind,
         );
     }
-    o.family(
-        "sluice_shard_records_in_flight",
-        "gauge",
-        "Records read from the shard and not yet checkpointed.",
-    );
+    let m = names::SHARD_RECORDS_IN_FLIGHT;
+    o.family(m.prometheus, m.kind.as_str(), m.help);
     for (shard, lag) in s.shards {
         o.sample(
-            "sluice_shard_records_in_flight",
+            m.prometheus,
             &[("pipeline", s.pipeline), ("shard", shard)],
             lag.records_in_flight,
         );
     }
     if let Some((worker, g)) = s.group {
         let w = [("pipeline", s.pipeline), ("worker", worker)];
-        o.family(
-            "sluice_leases_held",
-            "gauge",
-            "Shard leases this worker holds.",
-        );
+        let m = names::LEASES_HELD;
+        o.family(m.prometheus, m.kind.as_str(), m.help);
         o.sample(
-            "sluice_leases_held",
+            m.prometheus,
             &w,
             g.per_worker.get(worker).copied().unwrap_or(0),
         );
-        for (name, help, value) in [
-            (
-                "sluice_workers",
-                "Workers of the group holding live leases, this one included.",
-                g.per_worker.len().max(1),
-            ),
-            (
-                "sluice_shards_readable",
-                "Shards that may be read now.",
-                g.readable,
-            ),
-            (
-                "sluice_shards_waiting",
-                "Child shards waiting for their parents to be read to the end.",
-                g.waiting,
-            ),
-            (
-                "sluice_shards_finished",
-                "Closed shards read to their end.",
-                g.finished,
-            ),
+        for (m, value) in [
+            (names::WORKERS, g.per_worker.len().max(1)),
+            (names::SHARDS_READABLE, g.readable),
+            (names::SHARDS_WAITING, g.waiting),
+            (names::SHARDS_FINISHED, g.finished),
         ] {
-            o.family(name, "gauge", help);
-            o.sample(name, &p, value);
+            o.family(m.prometheus, m.kind.as_str(), m.help);
+            o.sample(m.prometheus, &p, value);
         }
     }
     o.0

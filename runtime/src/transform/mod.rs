@@ -33,12 +33,15 @@ pub use meta::Meta;
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Transform")]
 pub struct Config {
-    /// Name of the step, shown in dead-letter envelopes and diagnostics.
+    /// Name of the step, unique in the pipeline, shown in dead-letter
+    /// envelopes (`step`) and diagnostics.
     pub name: String,
-    /// The Rhai script, inline. Give either `script` or `file`.
+    /// The Rhai script, inline (a YAML block scalar, `script: |`, for more
+    /// than one line). Give either `script` or `file`.
     #[serde(default)]
     pub script: Option<String>,
-    /// Path of a `.rhai` file, relative to the pipeline file's folder.
+    /// Path of a `.rhai` file, relative to the pipeline file's folder. Give
+    /// either `script` or `file`.
     #[serde(default)]
     pub file: Option<String>,
 }
