@@ -104,7 +104,7 @@ fn the_orders_template_validates_with_least_privilege() {
             ),
             (
                 json!(["s3:PutObject"]),
-                sub("arn:${AWS::Partition}:s3:::orders-archive/*")
+                sub("arn:${AWS::Partition}:s3:::orders-archive/orders/dt=*")
             ),
             (
                 json!(["sqs:SendMessage", "sqs:GetQueueUrl"]),
@@ -112,7 +112,7 @@ fn the_orders_template_validates_with_least_privilege() {
             ),
             (
                 json!(["s3:PutObject"]),
-                sub("arn:${AWS::Partition}:s3:::orders-dead-letters/*")
+                sub("arn:${AWS::Partition}:s3:::orders-dead-letters/orders/dt=*")
             ),
         ]
     );
@@ -383,10 +383,10 @@ fn the_ecs_service_validates_with_least_privilege_and_matches_the_committed_exam
             {"Effect": "Allow", "Action": ["dynamodb:CreateTable", "dynamodb:DescribeTable", "dynamodb:GetItem",
                 "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"],
              "Resource": sub("arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/sluice-checkpoints")},
-            {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": sub("arn:${AWS::Partition}:s3:::orders-archive/*")},
+            {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": sub("arn:${AWS::Partition}:s3:::orders-archive/orders/dt=*")},
             {"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:GetQueueUrl"],
              "Resource": sub("arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:big-orders")},
-            {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": sub("arn:${AWS::Partition}:s3:::orders-dead-letters/*")},
+            {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": sub("arn:${AWS::Partition}:s3:::orders-dead-letters/orders/dt=*")},
             {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": sub("arn:${AWS::Partition}:s3:::config-bucket/orders/*")},
             {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": sub("arn:${AWS::Partition}:s3:::config-bucket"),
              "Condition": {"StringLike": {"s3:prefix": ["orders/*"]}}}

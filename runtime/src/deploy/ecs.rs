@@ -37,7 +37,7 @@ pub fn template(p: &Pipeline, args: &Options<'_>) -> Result<Value, String> {
                 sink.type_name()
             ));
         }
-        policy.extend(sink.permissions());
+        policy.extend(sink.permissions(&p.name));
     }
     let dlq = p.dlq.as_sink();
     if dlq.writes_locally() {
@@ -46,7 +46,7 @@ pub fn template(p: &Pipeline, args: &Options<'_>) -> Result<Value, String> {
             dlq.type_name()
         ));
     }
-    policy.extend(dlq.permissions());
+    policy.extend(dlq.permissions(&p.name));
     let pipeline_path = match args.pipeline_url {
         Some(url) => {
             policy.extend(pipeline_url_statements(url)?);

@@ -60,7 +60,7 @@ pub fn template(p: &Pipeline, args: &Options<'_>) -> Result<Value, String> {
     let mut policy = fragment.policy;
     let event = fragment.event;
     for sink in p.sinks.values() {
-        policy.extend(sink.permissions());
+        policy.extend(sink.permissions(&p.name));
         if sink.writes_locally() {
             return Err(format!(
                 "a `{}` sink cannot be used in Lambda: its file would be lost with the execution environment",
@@ -78,7 +78,7 @@ pub fn template(p: &Pipeline, args: &Options<'_>) -> Result<Value, String> {
     if let Some((id, resource)) = dlq.dlq_resource() {
         resources.insert(id.into(), resource);
     }
-    policy.extend(dlq.permissions());
+    policy.extend(dlq.permissions(&p.name));
     let pipeline_path = match args.pipeline_url {
         Some(url) => {
             policy.extend(pipeline_url_statements(url)?);

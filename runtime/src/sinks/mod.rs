@@ -66,8 +66,9 @@ pub trait Sink {
     /// go together, what the rest of the pipeline rules out).
     fn check(&self, _cx: &CheckCx<'_>, _findings: &mut Findings) {}
 
-    /// The IAM statements it needs (CloudFormation values, see [`crate::aws::iam`]).
-    fn permissions(&self) -> Vec<Value> {
+    /// The IAM statements it needs in pipeline `pipeline` (CloudFormation
+    /// values, see [`crate::aws::iam`]).
+    fn permissions(&self, _pipeline: &str) -> Vec<Value> {
         Vec::new()
     }
 
@@ -238,7 +239,7 @@ trait SinkInfo {
     fn answers(&self) -> bool;
     fn answer(&self, json: &[u8], keys: &[String]) -> Returned;
     fn check(&self, cx: &CheckCx<'_>, findings: &mut Findings);
-    fn permissions(&self) -> Vec<Value>;
+    fn permissions(&self, pipeline: &str) -> Vec<Value>;
     fn writes_locally(&self) -> bool;
     fn dlq_resource(&self) -> Option<(&'static str, Value)>;
 }
@@ -262,8 +263,8 @@ impl<S: Sink> SinkInfo for S {
     fn check(&self, cx: &CheckCx<'_>, findings: &mut Findings) {
         Sink::check(self, cx, findings)
     }
-    fn permissions(&self) -> Vec<Value> {
-        Sink::permissions(self)
+    fn permissions(&self, pipeline: &str) -> Vec<Value> {
+        Sink::permissions(self, pipeline)
     }
     fn writes_locally(&self) -> bool {
         Sink::writes_locally(self)
@@ -308,8 +309,8 @@ impl Config {
     }
 
     /// The IAM statements the sink needs.
-    pub fn permissions(&self) -> Vec<Value> {
-        self.sink().permissions()
+    pub fn permissions(&self, pipeline: &str) -> Vec<Value> {
+        self.sink().permissions(pipeline)
     }
 
     /// Whether it writes to the machine it runs on (see [`Sink::writes_locally`]).

@@ -80,7 +80,7 @@ impl Sink for Config {
         findings.error(Code::InvalidValue, At::Whole, problem);
     }
 
-    fn permissions(&self) -> Vec<Value> {
+    fn permissions(&self, _pipeline: &str) -> Vec<Value> {
         let actions = match self.mode {
             Mode::Put => &["dynamodb:BatchWriteItem", "dynamodb:PutItem"][..],
             Mode::Update => &["dynamodb:UpdateItem"][..],

@@ -65,7 +65,7 @@ impl Sink for Config {
         }
     }
 
-    fn permissions(&self) -> Vec<Value> {
+    fn permissions(&self, _pipeline: &str) -> Vec<Value> {
         let resource = if self.delivery_stream.starts_with("arn:") {
             Value::String(self.delivery_stream.clone())
         } else {
@@ -93,7 +93,7 @@ mod tests {
         let arn = config("arn:aws:firehose:eu-west-1:123456789012:deliverystream/events-v2");
         assert_eq!(arn.stream_name(), "events-v2");
         assert_eq!(
-            arn.permissions()[0]["Resource"][0],
+            arn.permissions("p")[0]["Resource"][0],
             "arn:aws:firehose:eu-west-1:123456789012:deliverystream/events-v2"
         );
         let mut f = Findings::default();

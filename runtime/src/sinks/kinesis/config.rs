@@ -36,7 +36,7 @@ impl Sink for Config {
         self.retry.as_ref()
     }
 
-    fn permissions(&self) -> Vec<Value> {
+    fn permissions(&self, _pipeline: &str) -> Vec<Value> {
         vec![statement(
             &["kinesis:PutRecords", "kinesis:PutRecord"],
             vec![stream_arn(&self.stream)],

@@ -96,10 +96,15 @@ impl Sink for Config {
         }
     }
 
-    fn permissions(&self) -> Vec<Value> {
+    /// `s3:PutObject` on the objects the key template can name: those
+    /// under its fixed start.
+    fn permissions(&self, pipeline: &str) -> Vec<Value> {
+        // The prefix ends before the first `{`, so it holds no `${` that
+        // `Fn::Sub` would read as a reference.
+        let objects = format!("{}/{}*", self.bucket, self.key_prefix(pipeline));
         vec![statement(
             &["s3:PutObject"],
-            vec![sub(format!("arn:${{AWS::Partition}}:s3:::{}/*", self.bucket))],
+            vec![sub(format!("arn:${{AWS::Partition}}:s3:::{objects}"))],
         )]
     }
 
@@ -117,6 +122,26 @@ impl Sink for Config {
 }
 
 impl Config {
+    /// The start of every key the template names in pipeline `pipeline`: the
+    /// template up to its first placeholder other than `{pipeline}`, with
+    /// `{pipeline}` replaced by the pipeline's name.
+    fn key_prefix(&self, pipeline: &str) -> String {
+        let mut prefix = String::new();
+        let mut rest = self.key.as_str();
+        while let Some(at) = rest.find('{') {
+            prefix.push_str(&rest[..at]);
+            match rest[at..].strip_prefix("{pipeline}") {
+                Some(after) => {
+                    prefix.push_str(pipeline);
+                    rest = after;
+                }
+                None => return prefix,
+            }
+        }
+        prefix.push_str(rest);
+        prefix
+    }
+
     /// Whether the key has a `{part}`: without it, objects overwrite each other.
     fn has_part(&self) -> bool {
         placeholders(&self.key).any(|p| p == "part")
@@ -153,5 +178,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.key_fields(), vec!["customer.id"]);
         assert_eq!(c.unknown_placeholders(), vec!["nope"]);
+    }
+
+    #[test]
+    fn its_permission_covers_the_keys_its_template_can_name_and_no_other() {
+        let resource = |key: &str| {
+            let c: Config =
+                serde_json::from_value(serde_json::json!({ "bucket": "b", "key": key })).unwrap();
+            c.permissions("orders")[0]["Resource"][0]["Fn::Sub"].clone()
+        };
+        let arn = |objects: &str| format!("arn:${{AWS::Partition}}:s3:::b/{objects}");
+        assert_eq!(resource("{pipeline}/dt={date}/{part}.jsonl"), arn("orders/dt=*"));
+        assert_eq!(resource("raw/{pipeline}/{pipeline}-{part}"), arn("raw/orders/orders-*"));
+        assert_eq!(resource("{record.id}/{part}"), arn("*"));
+        assert_eq!(resource("fixed.jsonl"), arn("fixed.jsonl*"));
+        assert_eq!(resource("a${b}/{part}"), arn("a$*"));
     }
 }

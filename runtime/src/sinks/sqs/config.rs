@@ -74,7 +74,7 @@ impl Sink for Config {
         }
     }
 
-    fn permissions(&self) -> Vec<Value> {
+    fn permissions(&self, _pipeline: &str) -> Vec<Value> {
         vec![statement(
             &["sqs:SendMessage", "sqs:GetQueueUrl"],
             vec![queue_arn(&self.queue)],
