@@ -101,15 +101,6 @@ fn logged(lambda: &Lambda, level: &str) -> Vec<String> {
         .collect()
 }
 
-/// The function's EMF lines, in the order written.
-fn metrics(lambda: &Lambda) -> Vec<Value> {
-    lambda
-        .stdout()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an EMF line"))
-        .collect()
-}
-
 const FILES: &str = "source: { type: kinesis, stream: orders }\n\
 routes: [{ to: [out] }]\n\
 sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
@@ -148,7 +139,7 @@ fn a_kinesis_batch_with_a_poison_record_is_handled_whole() {
             "attempts": 1
         })
     );
-    let emf = metrics(&lambda);
+    let emf = lambda.emf();
     assert_eq!(emf.len(), 3, "totals, parse, sink `out`: {emf:?}");
     let totals = &emf[0];
     assert_eq!(
@@ -206,7 +197,7 @@ fn a_throttled_sink_reports_the_first_record_it_did_not_take() {
             "sink `events` did not accept a record after 2 attempts: put_records to stream `events` failed: ProvisionedThroughputExceededException (HTTP 400): Rate exceeded"
         ]
     );
-    let emf = metrics(&lambda);
+    let emf = lambda.emf();
     let sink = emf.iter().find(|m| m["Sink"] == "events").unwrap();
     assert_eq!(
         (&sink["Retries"], &sink["Delivered"]),
@@ -411,11 +402,7 @@ fn a_kafka_batch_reports_the_first_failed_offset_per_partition() {
             "attempts": 1
         })
     );
-    assert_eq!(
-        metrics(&lambda)[0]["Failed"],
-        2,
-        "offsets 16 and 17 come again"
-    );
+    assert_eq!(lambda.emf()[0]["Failed"], 2, "offsets 16 and 17 come again");
 }
 
 /// `SLUICE_PIPELINE=s3://…`: the pipeline and the schema file beside it are
@@ -630,7 +617,7 @@ fn records_a_full_disk_did_not_take_are_reported() {
         errors[0].starts_with("sink `out` did not accept a record after 1 attempts: writing to `/dev/full` failed: No space left on device"),
         "{errors:?}"
     );
-    assert_eq!(metrics(&lambda)[0]["Failed"], 2);
+    assert_eq!(lambda.emf()[0]["Failed"], 2);
 }
 
 /// Once a record of the shard failed at a sink, no later chunk of the
@@ -782,13 +769,7 @@ fn a_firehose_batch_is_answered_record_by_record() {
          sinks:\n  back: { type: firehose_response, partition_keys: { user: user_id } }\n\
          dlq: { type: file, path: dlq.jsonl }\n",
     );
-    let event: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            common::root().join("tests/fixtures/events/firehose-kinesis-transformation.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let event = common::events::sample_event("firehose-kinesis-transformation");
     let lambda = Lambda::start(&p, &[]);
     let answer = lambda.invoke(&event).unwrap();
     let records = answer["records"].as_array().unwrap();
@@ -798,17 +779,8 @@ fn a_firehose_batch_is_answered_record_by_record() {
         .iter()
         .map(|r| r["recordId"].as_str().unwrap())
         .collect();
-    let got: Vec<(&str, &str)> = records
-        .iter()
-        .map(|r| {
-            (
-                r["recordId"].as_str().unwrap(),
-                r["result"].as_str().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        got,
+        common::events::firehose_results(&answer),
         [
             (ids[0], "Ok"),
             (ids[1], "Dropped"),

@@ -290,8 +290,8 @@ fn daemon_once(moto: &Moto, dir: &Path, p: &Path, (delivered, dead): (usize, usi
 /// Invokes the pipeline in `dir` once in Lambda mode with `event`; every
 /// record is delivered or dead-lettered, so nothing is reported failed.
 /// What its metrics counted.
-fn invoke_once(moto: &Moto, p: &Path, event: &Value) -> Counts {
-    let lambda = Lambda::start(p, &moto.env());
+fn invoke_once(env: &[(&str, String)], p: &Path, event: &Value) -> Counts {
+    let lambda = Lambda::start(p, env);
     let response = lambda.invoke(event).unwrap();
     assert_eq!(
         response["batchItemFailures"],
@@ -299,12 +299,7 @@ fn invoke_once(moto: &Moto, p: &Path, event: &Value) -> Counts {
         "{}",
         lambda.stderr()
     );
-    let emf: Vec<Value> = lambda
-        .stdout()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an EMF line"))
-        .collect();
-    emf_counts(&emf)
+    emf_counts(&lambda.emf())
 }
 
 /// Each mode counted what was `expected`, each under its own names.
@@ -477,7 +472,7 @@ fn sqs_parity(queue: &str) {
     let (run_dir, lambda_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let source = format!("{{ type: sqs, queue: {queue}, wait_time: 1s }}");
     let run_counts = run_once(&moto, &pipeline(run_dir.path(), &source));
-    let lambda_counts = invoke_once(&moto, &pipeline(lambda_dir.path(), &source), &event);
+    let lambda_counts = invoke_once(&moto.env(), &pipeline(lambda_dir.path(), &source), &event);
     assert_counts(
         &expected_counts(5, [1, 1, 1]),
         &[("sluice run", run_counts), ("Lambda", lambda_counts)],
@@ -599,7 +594,7 @@ fn a_kinesis_stream_gives_the_same_records_under_run_daemon_and_lambda() {
         "{{ type: kinesis, stream: \"{arn}\", start_position: trim_horizon, poll_interval: 100ms }}"
     );
     let run_counts = run_once(&moto, &pipeline(run_dir.path(), &source));
-    let lambda_counts = invoke_once(&moto, &pipeline(lambda_dir.path(), &source), &event);
+    let lambda_counts = invoke_once(&moto.env(), &pipeline(lambda_dir.path(), &source), &event);
     // The daemon keeps its checkpoints apart from the run's, so it reads the stream again.
     let daemon_dir = tempfile::tempdir().unwrap();
     let daemon_source = source.replace(" }", ", checkpoint_table: daemon-checkpoints }");
@@ -774,7 +769,7 @@ fn a_dynamodb_table_stream_gives_the_same_records_under_run_daemon_and_lambda() 
         .envs(moto.env()));
     let (code, summary, err) = outcome(&o);
     assert_eq!((code, &summary["records_in"]), (0, &json!(4)), "{err}");
-    let lambda_counts = invoke_once(&moto, &p(lambda_dir.path()), &event);
+    let lambda_counts = invoke_once(&moto.env(), &p(lambda_dir.path()), &event);
     let daemon_dir = tempfile::tempdir().unwrap();
     let daemon_source = source.replace(" }", ", checkpoint_table: daemon-checkpoints }");
     let daemon_pipeline = pipeline_of(
@@ -891,23 +886,8 @@ fn a_kafka_topic_gives_the_records_envelopes_and_counts_every_source_gives() {
         })
         .collect();
     let event = common::events::kafka_event(cluster, records);
-    let lambda = Lambda::start(&p, &[]);
-    let response = lambda.invoke(&event).unwrap();
-    assert_eq!(
-        response["batchItemFailures"],
-        json!([]),
-        "{}",
-        lambda.stderr()
-    );
-    let emf: Vec<Value> = lambda
-        .stdout()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an EMF line"))
-        .collect();
-    assert_counts(
-        &expected_counts(5, [1, 1, 1]),
-        &[("Lambda", emf_counts(&emf))],
-    );
+    let counts = invoke_once(&[], &p, &event);
+    assert_counts(&expected_counts(5, [1, 1, 1]), &[("Lambda", counts)]);
     // Kafka names its records by `meta.topic`, `meta.partition` and `meta.offset` too.
     assert_given(t.path(), |r| {
         let i = if r["n"] == 1 { 0 } else { 1 };
@@ -931,13 +911,7 @@ fn a_firehose_delivery_stream_gives_the_records_envelopes_and_counts_every_sourc
     std::fs::write(&p, yaml).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
     // Records put straight to the delivery stream (no `kinesisRecordMetadata`).
-    let mut event: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            common::root().join("tests/fixtures/events/firehose-kinesis-transformation.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let mut event = common::events::sample_event("firehose-kinesis-transformation");
     event
         .as_object_mut()
         .unwrap()
@@ -958,19 +932,8 @@ fn a_firehose_delivery_stream_gives_the_records_envelopes_and_counts_every_sourc
     event["records"] = json!(records);
     let lambda = Lambda::start(&p, &[]);
     let answer = lambda.invoke(&event).unwrap();
-    let results: Vec<(&str, &str)> = answer["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["recordId"].as_str().unwrap(),
-                r["result"].as_str().unwrap(),
-            )
-        })
-        .collect();
     assert_eq!(
-        results,
+        common::events::firehose_results(&answer),
         [
             ("r0", "Ok"),
             ("r1", "Ok"),
@@ -990,14 +953,9 @@ fn a_firehose_delivery_stream_gives_the_records_envelopes_and_counts_every_sourc
         .map(|r| String::from_utf8(b64.decode(r["data"].as_str().unwrap()).unwrap()).unwrap())
         .collect();
     std::fs::write(t.path().join("out.jsonl"), delivered).unwrap();
-    let emf: Vec<Value> = lambda
-        .stdout()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an EMF line"))
-        .collect();
     assert_counts(
         &expected_counts(5, [1, 1, 1]),
-        &[("Lambda", emf_counts(&emf))],
+        &[("Lambda", emf_counts(&lambda.emf()))],
     );
     assert_given(t.path(), |r| {
         let i = if r["n"] == 1 { 0 } else { 1 };

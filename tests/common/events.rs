@@ -88,9 +88,7 @@ pub fn kafka_record(
 /// The event of a Kafka event source mapping for the cluster `cluster_arn`:
 /// its records grouped under `TOPIC-PARTITION`, in the order given.
 pub fn kafka_event(cluster_arn: &str, records: Vec<Value>) -> Value {
-    let path = root().join("tests/fixtures/events/kafka-event.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut event: Value = serde_json::from_str(&text).expect("a JSON sample event");
+    let mut event = sample_event("kafka-event");
     event["eventSourceArn"] = json!(cluster_arn);
     let mut groups = serde_json::Map::new();
     for r in records {
@@ -116,6 +114,29 @@ pub fn dynamodb_record(stream_arn: &str, event_id: &str, event_name: &str, chang
     r["eventSourceARN"] = json!(stream_arn);
     r["awsRegion"] = json!(region_of(stream_arn));
     r
+}
+
+/// A sample event of `tests/fixtures/events/NAME.json`.
+pub fn sample_event(name: &str) -> Value {
+    let path = root().join(format!("tests/fixtures/events/{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("a JSON sample event")
+}
+
+/// A Firehose data-transformation function's answer, record by record:
+/// `(recordId, result)`.
+pub fn firehose_results(answer: &Value) -> Vec<(&str, &str)> {
+    answer["records"]
+        .as_array()
+        .expect("an answer lists its records")
+        .iter()
+        .map(|r| {
+            (
+                r["recordId"].as_str().unwrap(),
+                r["result"].as_str().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// The event of an event source mapping that lists its records under `Records`.

@@ -133,6 +133,15 @@ impl Lambda {
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
     }
+
+    /// The function's EMF lines so far, in the order written (a line that is
+    /// not JSON fails the test).
+    pub fn emf(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an EMF line"))
+            .collect()
+    }
 }
 
 impl Drop for Lambda {
