@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::aws::Clients;
-use crate::delivery::{Error, Policy};
+use crate::delivery::{Error, ErrorClass, Policy};
 use crate::diagnostics::Findings;
 pub use crate::record::OutRecord;
 use crate::record::Returned;
@@ -390,6 +390,45 @@ pub(crate) fn calls_of(
     calls
 }
 
+/// How a batch API answered an accepted call, entry by entry: an entry's
+/// error code and message, `None` for an entry it accepted.
+pub(crate) type EntryErrors<'a> = Vec<Option<(&'a str, Option<&'a str>)>>;
+
+/// Writes the outcome of one call of a batch API (Kinesis `PutRecords`,
+/// Firehose `PutRecordBatch`) into `results`, at the indexes of `batch`: a
+/// failed call fails each of its records alike; an accepted one fails the
+/// entries it answered with an error code (`entries`, in order: each one's
+/// code and message, `None` when accepted), classified by `class`. Only
+/// those are sent again.
+pub(crate) fn settle_batch<'a>(
+    what: &str,
+    batch: &[usize],
+    entries: Result<EntryErrors<'a>, Error>,
+    class: fn(&str) -> ErrorClass,
+    results: &mut [Result<(), Error>],
+) {
+    match entries {
+        Ok(entries) => {
+            for (&i, entry) in batch.iter().zip(entries) {
+                if let Some((code, message)) = entry {
+                    results[i] = Err(Error::new(
+                        class(code),
+                        format!(
+                            "{what}: record rejected: {code} {}",
+                            message.unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+        }
+        Err(err) => {
+            for &i in batch {
+                results[i] = Err(err.clone());
+            }
+        }
+    }
+}
+
 /// Writes records as JSON Lines to a local writer; one outcome per record.
 fn write_lines(
     out: &mut impl std::io::Write,
@@ -463,5 +502,63 @@ mod calls_tests {
             [vec![0, 1], vec![2], vec![4], vec![5]]
         );
         assert!(calls_of([], 2, 9).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod settle_tests {
+    use super::{EntryErrors, settle_batch};
+    use crate::delivery::{Error, ErrorClass};
+
+    fn throttled_if_slow(code: &str) -> ErrorClass {
+        if code == "Slow" {
+            ErrorClass::Throttled
+        } else {
+            ErrorClass::Retryable
+        }
+    }
+
+    #[test]
+    fn an_accepted_call_fails_only_the_entries_it_names_each_by_its_code() {
+        let mut results = vec![Ok(()); 5];
+        let entries: EntryErrors =
+            vec![None, Some(("Slow", Some("too fast"))), Some(("Oops", None))];
+        settle_batch(
+            "put",
+            &[1, 2, 4],
+            Ok(entries),
+            throttled_if_slow,
+            &mut results,
+        );
+        assert_eq!(
+            results,
+            [
+                Ok(()),
+                Ok(()),
+                Err(Error::new(
+                    ErrorClass::Throttled,
+                    "put: record rejected: Slow too fast"
+                )),
+                Ok(()),
+                Err(Error::new(
+                    ErrorClass::Retryable,
+                    "put: record rejected: Oops "
+                )),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_call_fails_each_of_its_records_alike() {
+        let mut results = vec![Ok(()); 3];
+        let err = Error::new(ErrorClass::Poison, "put: AccessDenied");
+        settle_batch(
+            "put",
+            &[0, 2],
+            Err(err.clone()),
+            throttled_if_slow,
+            &mut results,
+        );
+        assert_eq!(results, [Err(err.clone()), Ok(()), Err(err)]);
     }
 }

@@ -8,7 +8,7 @@ use aws_sdk_firehose::types::Record;
 use super::Config;
 use crate::aws::Clients;
 use crate::delivery::{ErrorClass, Error, error::classify};
-use crate::sinks::{OutRecord, Write, calls_of};
+use crate::sinks::{OutRecord, Write, calls_of, settle_batch};
 
 /// PutRecordBatch: at most 500 records per call.
 const MAX_BATCH_RECORDS: usize = 500;
@@ -70,28 +70,15 @@ impl Writer {
             .set_records(Some(entries))
             .send()
             .await;
-        match sent {
-            // A partial failure names each failed entry; only those are retried.
-            Ok(out) => {
-                for (&i, entry) in batch.iter().zip(out.request_responses()) {
-                    if let Some(code) = entry.error_code() {
-                        results[i] = Err(Error::new(
-                            entry_class(code),
-                            format!(
-                                "{what}: record rejected: {code} {}",
-                                entry.error_message().unwrap_or_default()
-                            ),
-                        ));
-                    }
-                }
-            }
-            Err(e) => {
-                let err = classify(&what, &e);
-                for &i in batch {
-                    results[i] = Err(err.clone());
-                }
-            }
-        }
+        let entries = match &sent {
+            Ok(out) => Ok(out
+                .request_responses()
+                .iter()
+                .map(|e| e.error_code().map(|c| (c, e.error_message())))
+                .collect()),
+            Err(e) => Err(classify(&what, e)),
+        };
+        settle_batch(&what, batch, entries, entry_class, results);
     }
 }
 

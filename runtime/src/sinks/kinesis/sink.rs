@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use super::Config;
-use crate::sinks::{OutRecord, Write, calls_of};
+use crate::sinks::{OutRecord, Write, calls_of, settle_batch};
 use crate::aws::Clients;
 use crate::delivery::{ErrorClass, Error, error::classify};
 
@@ -62,33 +62,27 @@ impl Writer {
         };
         let what = format!("put_records to stream `{}`", self.config.stream);
         self.calls.fetch_add(1, Ordering::Relaxed);
-        match req.send().await {
-            // A partial failure names each failed entry; only those are retried.
-            Ok(out) => {
-                for (&i, entry) in batch.iter().zip(out.records()) {
-                    if let Some(code) = entry.error_code() {
-                        let class = if code == "ProvisionedThroughputExceededException" {
-                            ErrorClass::Throttled
-                        } else {
-                            ErrorClass::Retryable // InternalFailure
-                        };
-                        results[i] = Err(Error::new(
-                            class,
-                            format!(
-                                "{what}: record rejected: {code} {}",
-                                entry.error_message().unwrap_or_default()
-                            ),
-                        ));
-                    }
-                }
-            }
-            Err(e) => {
-                let err = classify(&what, &e);
-                for &i in batch {
-                    results[i] = Err(err.clone());
-                }
-            }
-        }
+        let sent = req.send().await;
+        let entries = match &sent {
+            Ok(out) => Ok(out
+                .records()
+                .iter()
+                .map(|e| e.error_code().map(|c| (c, e.error_message())))
+                .collect()),
+            Err(e) => Err(classify(&what, e)),
+        };
+        settle_batch(&what, batch, entries, entry_class, results);
+    }
+}
+
+/// The class of a record Kinesis failed inside an accepted call:
+/// `ProvisionedThroughputExceededException` asks for a slower rate, the
+/// other (`InternalFailure`) is passing.
+fn entry_class(code: &str) -> ErrorClass {
+    if code == "ProvisionedThroughputExceededException" {
+        ErrorClass::Throttled
+    } else {
+        ErrorClass::Retryable
     }
 }
 
