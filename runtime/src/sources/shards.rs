@@ -554,6 +554,22 @@ pub(crate) async fn ensure_table(aws: &Clients, table: &str, retry: &Policy) -> 
     ))
 }
 
+/// The checkpoint table a stream source uses unless it names one.
+pub(crate) fn default_checkpoint_table() -> String {
+    "sluice-checkpoints".into()
+}
+
+/// The most records one read of a shard asks for, unless the source says.
+pub(crate) fn default_max_records() -> i32 {
+    1000
+}
+
+/// How long a stream source waits before reading a shard that had nothing
+/// new, unless it says.
+pub(crate) fn default_poll_interval() -> crate::duration::Dur {
+    crate::duration::Dur(Duration::from_secs(1))
+}
+
 /// Backoff of one shard whose reads fail with a retryable error (throttling:
 /// `GetRecords` allows 5 calls per second per shard). The other shards are
 /// read meanwhile; the run stops only when the policy runs out.

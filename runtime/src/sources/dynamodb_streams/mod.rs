@@ -12,7 +12,6 @@ pub mod event;
 pub mod reader;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use schemars::JsonSchema;
@@ -42,14 +41,14 @@ pub struct Config {
     #[serde(default)]
     pub start_position: StartPosition,
     /// The DynamoDB table of checkpoints and leases, created when missing (as for `kinesis`).
-    #[serde(default = "default_checkpoint_table")]
+    #[serde(default = "super::shards::default_checkpoint_table")]
     pub checkpoint_table: String,
     /// Most records per `GetRecords` call.
-    #[serde(default = "default_max_records")]
+    #[serde(default = "super::shards::default_max_records")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_records: i32,
     /// Wait before reading again when no shard had new records.
-    #[serde(default = "default_poll_interval")]
+    #[serde(default = "super::shards::default_poll_interval")]
     pub poll_interval: Dur,
 }
 
@@ -63,16 +62,6 @@ pub enum StartPosition {
     Latest,
     /// The oldest change the stream still holds (24 hours).
     TrimHorizon,
-}
-
-fn default_checkpoint_table() -> String {
-    "sluice-checkpoints".into()
-}
-fn default_max_records() -> i32 {
-    1000
-}
-fn default_poll_interval() -> Dur {
-    Dur(Duration::from_secs(1))
 }
 
 /// Where a change record came from: the stream's ARN, the shard, the

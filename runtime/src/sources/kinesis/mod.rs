@@ -12,7 +12,6 @@ pub mod kpl;
 pub mod reader;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -47,14 +46,14 @@ pub struct Config {
     pub timestamp: Option<String>,
     /// The DynamoDB table of checkpoints and leases, created when missing (partition key
     /// `shard_key`, a string; one item per pipeline, stream and shard).
-    #[serde(default = "default_checkpoint_table")]
+    #[serde(default = "super::shards::default_checkpoint_table")]
     pub checkpoint_table: String,
     /// Most records per `GetRecords` call.
-    #[serde(default = "default_max_records")]
+    #[serde(default = "super::shards::default_max_records")]
     #[schemars(range(min = 1, max = 10000))]
     pub max_records: i32,
     /// Wait before reading again when no shard had new records.
-    #[serde(default = "default_poll_interval")]
+    #[serde(default = "super::shards::default_poll_interval")]
     pub poll_interval: Dur,
 }
 
@@ -70,16 +69,6 @@ pub enum StartPosition {
     TrimHorizon,
     /// The first record at or after `timestamp`.
     AtTimestamp,
-}
-
-fn default_checkpoint_table() -> String {
-    "sluice-checkpoints".into()
-}
-fn default_max_records() -> i32 {
-    1000
-}
-fn default_poll_interval() -> Dur {
-    Dur(Duration::from_secs(1))
 }
 
 /// Whether a stream is named by its ARN.
