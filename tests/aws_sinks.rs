@@ -34,6 +34,27 @@ fn run_against(moto: &Moto, p: &Path) -> (i32, Value, String) {
     outcome(&o)
 }
 
+/// Runs `p` over its 1 201 records as one batch: 1 200 are delivered to
+/// sink `s`, the one it cannot take is dead-lettered at `sink`; the summary.
+fn run_one_batch_of_1200_and_a_poison_record(moto: &Moto, p: &Path) -> Value {
+    let o = run(sluice()
+        .arg("run")
+        .arg(p)
+        .args(["--summary-format", "json", "--batch-records", "2000"])
+        .envs(moto.env()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_eq!(
+        (
+            s["sinks"]["s"].as_u64(),
+            s["dead_lettered"]["sink"].as_u64()
+        ),
+        (Some(1200), Some(1)),
+        "{s}"
+    );
+    s
+}
+
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
@@ -665,20 +686,7 @@ fn kinesis_records_keep_per_key_order_and_keyless_records_are_dead_lettered() {
          dlq: { type: file, path: dlq.jsonl }\n",
         &input,
     );
-    let o = run(sluice()
-        .arg("run")
-        .arg(&p)
-        .args(["--summary-format", "json", "--batch-records", "2000"])
-        .envs(moto.env()));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let s = summary(&o);
-    assert_eq!(
-        (
-            s["sinks"]["s"].as_u64(),
-            s["dead_lettered"]["sink"].as_u64()
-        ),
-        (Some(1200), Some(1))
-    );
+    let s = run_one_batch_of_1200_and_a_poison_record(&moto, &p);
     assert_eq!(
         s["api_calls"]["s"], 3,
         "PutRecords takes 500 records a call"
@@ -737,20 +745,7 @@ fn firehose_records_reach_its_s3_destination_and_a_missing_stream_dead_letters()
          dlq: { type: file, path: dlq.jsonl }\n",
         &input,
     );
-    let o = run(sluice()
-        .arg("run")
-        .arg(&p)
-        .args(["--summary-format", "json", "--batch-records", "2000"])
-        .envs(moto.env()));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let s = summary(&o);
-    assert_eq!(
-        (
-            s["sinks"]["s"].as_u64(),
-            s["dead_lettered"]["sink"].as_u64()
-        ),
-        (Some(1200), Some(1))
-    );
+    let s = run_one_batch_of_1200_and_a_poison_record(&moto, &p);
     assert_eq!(
         s["api_calls"]["s"], 3,
         "PutRecordBatch takes 500 records a call"
