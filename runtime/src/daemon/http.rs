@@ -16,8 +16,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::metrics::prometheus::{self, Live};
-use crate::sources::lease::Shared;
 use crate::sources::shards::Lag;
+use crate::sources::shards::lease::Shared;
 
 /// What the endpoint reports on.
 pub struct State {

@@ -29,7 +29,7 @@ use crate::engine::run::{self, Options};
 use crate::exit::{EXIT_INVALID, EXIT_OK, EXIT_RUN_FAILED, EXIT_UNREADABLE};
 use crate::logs;
 use crate::metrics::prometheus::Live;
-use crate::sources::lease::Settings;
+use crate::sources::shards::lease::Settings;
 use crate::sources::{self, Stop};
 
 /// Arguments of `sluice daemon`.

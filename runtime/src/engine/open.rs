@@ -15,8 +15,8 @@ use crate::exit::{EXIT_INVALID, EXIT_UNREADABLE};
 use crate::sinks::{self, BuildCx};
 use crate::sources;
 use crate::sources::Reader;
-use crate::sources::group::Member;
-use crate::sources::lease::Settings;
+use crate::sources::shards::group::Member;
+use crate::sources::shards::lease::Settings;
 
 /// What a run reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use super::emf::SinkStats;
 use super::{Counts, names};
 use crate::record::Stage;
-use crate::sources::lease::Status;
 use crate::sources::shards::ShardLag;
+use crate::sources::shards::lease::Status;
 
 /// Counts a run updates as it commits batches, read by `/metrics`.
 #[derive(Debug, Default)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::group::Member;
+use super::shards::group::Member;
 use super::lines::LineReader;
 use super::{OpenCx, READ_A_STREAM, Reader, RunMode, Source};
 use crate::delivery::Error;

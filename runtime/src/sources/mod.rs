@@ -8,11 +8,8 @@
 //! [`RawRecord`](crate::record::RawRecord)s in batches; it knows nothing of
 //! decoding, scripts or sinks.
 
-pub mod balance;
 pub mod dlq;
 pub mod event;
-pub mod group;
-pub mod lease;
 pub mod lines;
 pub mod shards;
 
@@ -31,9 +28,9 @@ use crate::delivery::{Error, Policy};
 use crate::diagnostics::Findings;
 use crate::record::RawRecord;
 pub use event::EventSource;
-use group::Member;
-use lease::Settings;
 use lines::LineReader;
+use shards::group::Member;
+use shards::lease::Settings;
 
 /// A source's config: what the pipeline format reads under `source`, and
 /// everything the rest of Sluice asks of it. Implemented once per source

@@ -5,7 +5,7 @@ use std::io::BufReader;
 
 use serde::Deserialize;
 
-use super::group::Member;
+use super::shards::group::Member;
 use super::lines::LineReader;
 use super::{OpenCx, READ_A_STREAM, Reader, RunMode, Source};
 

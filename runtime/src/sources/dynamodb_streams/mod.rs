@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 pub use reader::Reader;
 
-use super::group::Member;
+use super::shards::group::Member;
 use crate::aws::iam::{arn, dynamodb_stream_read, lease_table, statement, table_arn};
 use crate::aws::sam::Fragment;
 use super::{EventSource, OpenCx, RunMode, Source};
@@ -175,7 +175,7 @@ impl Source for Config {
         let aws = cx.aws()?;
         let source = super::Config::DynamodbStreams(self.clone());
         let (reader, member) =
-            super::group::join(&source, cx.pipeline, &aws, cx.worker).await?;
+            super::shards::group::join(&source, cx.pipeline, &aws, cx.worker).await?;
         Ok((reader, Some(member)))
     }
 }

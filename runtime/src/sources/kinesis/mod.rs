@@ -21,7 +21,7 @@ pub use reader::Reader;
 
 use serde_json::{Value, json};
 
-use super::group::Member;
+use super::shards::group::Member;
 use crate::aws::iam::{kinesis_read, lease_table, stream_arn};
 use crate::aws::sam::Fragment;
 use super::{EventSource, OpenCx, RunMode, Source};
@@ -136,7 +136,7 @@ impl Source for Config {
         let aws = cx.aws()?;
         let source = super::Config::Kinesis(self.clone());
         let (reader, member) =
-            super::group::join(&source, cx.pipeline, &aws, cx.worker).await?;
+            super::shards::group::join(&source, cx.pipeline, &aws, cx.worker).await?;
         Ok((reader, Some(member)))
     }
 }

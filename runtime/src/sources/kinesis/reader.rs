@@ -33,7 +33,7 @@ impl Reader {
         config: Config,
         pipeline: &str,
         aws: Arc<Clients>,
-        leases: (Arc<crate::sources::lease::Shared>, String),
+        leases: (Arc<crate::sources::shards::lease::Shared>, String),
         retry: Policy,
     ) -> Result<Reader, Error> {
         ensure_table(&aws, &config.checkpoint_table, &retry).await?;

@@ -19,7 +19,7 @@ pub use reader::{Reader, Receipts};
 
 use serde_json::{Value, json};
 
-use super::group::Member;
+use super::shards::group::Member;
 use crate::aws::iam::{queue_arn, sqs_consume, statement};
 use crate::aws::sam::Fragment;
 use super::{EventSource, OpenCx, RunMode, Source};

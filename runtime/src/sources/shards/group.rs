@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::Lag;
 use super::lease::{Coordinator, Settings, Shared, Stream};
-use super::shards::Lag;
-use super::{Config, Reader, dynamodb_streams, kinesis};
 use crate::aws::Clients;
 use crate::delivery::Error;
+use crate::sources::{Config, Reader, dynamodb_streams, kinesis};
 
 /// This worker's part of a group.
 #[derive(Clone)]

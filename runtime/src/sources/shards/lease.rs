@@ -40,9 +40,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::balance;
-use super::kinesis::{StartPosition, is_arn, stream_name};
 use crate::aws::Clients;
 use crate::delivery::{Error, Policy, error::classify};
+use crate::sources::kinesis::{StartPosition, is_arn, stream_name};
 
 /// Attribute names of a lease item.
 pub(crate) const OWNER: &str = "lease_owner";
@@ -182,11 +182,11 @@ impl Shared {
 #[derive(Debug, Clone)]
 pub enum Stream {
     /// A Kinesis data stream.
-    Kinesis(super::kinesis::Config),
+    Kinesis(crate::sources::kinesis::Config),
     /// A DynamoDB table's stream (shards split, never merge, and close every few hours).
     DynamodbStreams {
         /// The source.
-        config: super::dynamodb_streams::Config,
+        config: crate::sources::dynamodb_streams::Config,
         /// The stream's ARN.
         arn: String,
     },
@@ -214,7 +214,7 @@ impl Stream {
         match self {
             Stream::Kinesis(c) => c.start_position == StartPosition::Latest,
             Stream::DynamodbStreams { config, .. } => {
-                config.start_position == super::dynamodb_streams::StartPosition::Latest
+                config.start_position == crate::sources::dynamodb_streams::StartPosition::Latest
             }
         }
     }
@@ -243,7 +243,7 @@ pub struct Coordinator {
     /// Leases held that another worker asked for: to whom, and since when.
     handing_off: HashMap<String, (String, Instant)>,
     /// Records read and not yet checkpointed, per shard.
-    lag: Arc<super::shards::Lag>,
+    lag: Arc<super::Lag>,
 }
 
 /// The error of a conditional write whose condition did not hold.
@@ -295,7 +295,7 @@ impl Coordinator {
         pipeline: &str,
         settings: Settings,
         shared: Arc<Shared>,
-        lag: Arc<super::shards::Lag>,
+        lag: Arc<super::Lag>,
     ) -> Coordinator {
         Coordinator {
             table: stream.table().to_owned(),
