@@ -261,14 +261,14 @@ fn a_sink_throttled_past_its_retry_policy_leaves_the_batch_unacknowledged() {
     );
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("pipeline.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &p,
-        "version: 1\nname: t\nsource: { type: sqs, queue: in, wait_time: 1s, visibility_timeout: 30s }\n\
+        "t",
+        "source: { type: sqs, queue: in, wait_time: 1s, visibility_timeout: 30s }\n\
          routes: [{ to: [out] }]\n\
          sinks:\n  out: { type: kinesis, stream: out, partition_key: k, retry: { max_attempts: 3, initial_backoff: 10ms } }\n\
          dlq: { type: file, path: dlq.jsonl }\n",
-    )
-    .unwrap();
+    );
     let (code, s, err) = run_through(&proxy, &moto, &p, &["--stop-when-idle", "2s"]);
     assert_eq!(code, 3, "{err}");
     assert_eq!(
@@ -335,14 +335,13 @@ fn a_throttled_kinesis_source_backs_off_and_reads_on() {
     );
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("pipeline.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &p,
-        "version: 1\nname: t\n\
-         source: { type: kinesis, stream: in, start_position: trim_horizon, checkpoint_table: cp, poll_interval: 100ms }\n\
+        "t",
+        "source: { type: kinesis, stream: in, start_position: trim_horizon, checkpoint_table: cp, poll_interval: 100ms }\n\
          routes: [{ to: [out] }]\nsinks:\n  out: { type: file, path: out.jsonl }\n\
          dlq: { type: file, path: dlq.jsonl }\n",
-    )
-    .unwrap();
+    );
     let (code, s, err) = run_through(&proxy, &moto, &p, &["--stop-when-idle", "1s"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(s["records_in"], 20);
@@ -399,15 +398,14 @@ fn an_idle_source_writes_the_s3_buffer_once_every_batch_is_committed() {
     );
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("pipeline.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &p,
-        "version: 1\nname: t\n\
-         source: { type: kinesis, stream: in, start_position: trim_horizon, checkpoint_table: cp, poll_interval: 100ms }\n\
+        "t",
+        "source: { type: kinesis, stream: in, start_position: trim_horizon, checkpoint_table: cp, poll_interval: 100ms }\n\
          routes: [{ to: [lake, slow] }]\n\
          sinks:\n  lake: { type: s3, bucket: lake, key: \"o/{part}.jsonl\" }\n  slow: { type: sqs, queue: slow }\n\
          dlq: { type: file, path: dlq.jsonl }\n",
-    )
-    .unwrap();
+    );
     // 6 batches of 5 take the SQS sink over 4 s; the source is idle after 1 s.
     let (code, s, err) = run_through(
         &proxy,
@@ -454,16 +452,15 @@ fn failed_sqs_deletes_are_sent_again_until_every_message_is_deleted() {
     );
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("pipeline.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &p,
-        "version: 1\nname: t\n\
-         source: { type: sqs, queue: in, wait_time: 1s, visibility_timeout: 5s }\n\
+        "t",
+        "source: { type: sqs, queue: in, wait_time: 1s, visibility_timeout: 5s }\n\
          routes: [{ to: [out] }]\n\
          sinks:\n  out: { type: file, path: out.jsonl }\n\
          dlq: { type: file, path: dlq.jsonl }\n\
          retry: { initial_backoff: 10ms, max_backoff: 100ms }\n",
-    )
-    .unwrap();
+    );
     let (code, s, err) = run_through(&proxy, &moto, &p, &["--stop-when-idle", "2s"]);
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("not deleted"), "{err}");

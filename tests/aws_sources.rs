@@ -16,9 +16,7 @@ use common::{outcome, read_jsonl, run, sluice, stderr, summary};
 use serde_json::{Value, json};
 
 fn write_pipeline(dir: &Path, body: &str) -> std::path::PathBuf {
-    let path = dir.join("pipeline.yaml");
-    std::fs::write(&path, format!("version: 1\nname: q\n{body}")).unwrap();
-    path
+    common::write_pipeline(dir, "q", body)
 }
 
 fn run_until_idle(moto: &Moto, p: &Path) -> (i32, Value, String) {

@@ -198,12 +198,12 @@ fn mode_names_a_source_the_mode_does_not_read() {
     }
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("kafka.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &p,
-        "version: 1\nname: k\nsource:\n  type: kafka\n  topic: orders\n  cluster_arn: arn:aws:kafka:us-east-1:123456789012:cluster/c/x\n\
+        "k",
+        "source:\n  type: kafka\n  topic: orders\n  cluster_arn: arn:aws:kafka:us-east-1:123456789012:cluster/c/x\n\
          routes: [{ to: [out] }]\nsinks: { out: { type: stdout } }\ndlq: { type: stdout }\n",
-    )
-    .unwrap();
+    );
     let o = check("run", p.to_str().unwrap());
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(

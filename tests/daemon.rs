@@ -296,17 +296,16 @@ impl Group {
     /// `limits`), and `more` top-level fields.
     fn lake_pipeline(&self, file: &str, limits: &str, more: &str) -> PathBuf {
         let path = self.dir().join(file);
-        std::fs::write(
+        common::write_pipeline_file(
             &path,
-            format!(
-                "version: 1\nname: clicks\n\
-                 source: {{ type: kinesis, stream: clicks, start_position: trim_horizon, checkpoint_table: leases, poll_interval: 100ms }}\n\
+            "clicks",
+            &format!(
+                "source: {{ type: kinesis, stream: clicks, start_position: trim_horizon, checkpoint_table: leases, poll_interval: 100ms }}\n\
                  routes: [{{ to: [lake] }}]\n\
                  sinks:\n  lake: {{ type: s3, bucket: lake, key: 'o/{{part}}.jsonl', {limits} }}\n\
                  dlq: {{ type: file, path: dlq.jsonl }}\n{more}"
             ),
-        )
-        .unwrap();
+        );
         path
     }
 
@@ -948,16 +947,15 @@ fn a_dynamodb_stream_is_shared_too_and_a_killed_workers_shard_is_taken_over() {
     )
     .unwrap();
     let pipeline = g.dir().join("users.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &pipeline,
-        "version: 1\nname: users\n\
-         source: { type: dynamodb_streams, table: users, start_position: trim_horizon, checkpoint_table: leases, poll_interval: 100ms }\n\
+        "users",
+        "source: { type: dynamodb_streams, table: users, start_position: trim_horizon, checkpoint_table: leases, poll_interval: 100ms }\n\
          transforms:\n  - { name: id, script: '#{ id: record.NewImage.id }' }\n\
          routes: [{ to: [out] }]\n\
          sinks:\n  out: { type: file, path: 'out-${WORKER}.jsonl', mode: append }\n\
          dlq: { type: file, path: 'dlq-${WORKER}.jsonl', mode: append }\n",
-    )
-    .unwrap();
+    );
     let put = |from: i64, to: i64| {
         for i in from..to {
             g.rt.block_on(
@@ -1054,14 +1052,13 @@ fn a_worker_that_cannot_open_its_sinks_gives_its_leases_back() {
 fn a_bad_pipeline_is_reported_in_json_log_lines_every_error_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &file,
-        "version: 1\nname: clicks\n\
-         source: { type: kinesis, stream: clicks, checkpoint_table: leases, poll_interval: fast }\n\
+        "clicks",
+        "source: { type: kinesis, stream: clicks, checkpoint_table: leases, poll_interval: fast }\n\
          routes: [{ to: [out] }]\n\
          sinks:\n  out: { type: stdout }\n",
-    )
-    .unwrap();
+    );
     let out = common::run(common::sluice().arg("daemon").arg(&file));
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(common::stdout(&out), "");

@@ -126,14 +126,14 @@ fn the_orders_template_validates_with_least_privilege() {
 fn dynamodb_streams_and_sqs_templates_validate() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("streams.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &p,
-        "version: 1\nname: totals\nsource: { type: dynamodb_streams, table: Orders, start_position: trim_horizon }\n\
+        "totals",
+        "source: { type: dynamodb_streams, table: Orders, start_position: trim_horizon }\n\
          routes: [{ to: [t] }]\n\
          sinks:\n  t: { type: dynamodb, table: Totals, mode: update, key: [customer_id], add: { TotalSales: total } }\n\
          dlq: { type: s3, bucket: totals-dead }\n",
-    )
-    .unwrap();
+    );
     let t = template(&p);
     assert!(t["Parameters"]["StreamArn"].is_object());
     let esm = mapping(&validate(&t).unwrap());
@@ -145,12 +145,12 @@ fn dynamodb_streams_and_sqs_templates_validate() {
     assert_eq!(statements[2]["Action"], json!(["dynamodb:UpdateItem"]));
 
     let p = dir.path().join("pipeline.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &p,
-        "version: 1\nname: q\nsource: { type: sqs, queue: orders-in }\nroutes: [{ to: [t] }]\n\
+        "q",
+        "source: { type: sqs, queue: orders-in }\nroutes: [{ to: [t] }]\n\
          sinks:\n  t: { type: dynamodb, table: Orders }\ndlq: { type: sqs, queue: orders-dead }\n",
-    )
-    .unwrap();
+    );
     let t = template(&p);
     let esm = mapping(&validate(&t).unwrap());
     assert_eq!(
@@ -174,13 +174,12 @@ fn dynamodb_streams_and_sqs_templates_validate() {
 fn kafka_templates_validate() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("msk.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &p,
-        "version: 1\nname: clicks\n\
-         source: { type: kafka, topic: clicks, cluster_arn: 'arn:aws:kafka:us-east-1:123456789012:cluster/web/0b1c2d3e-1', start_position: trim_horizon }\n\
+        "clicks",
+        "source: { type: kafka, topic: clicks, cluster_arn: 'arn:aws:kafka:us-east-1:123456789012:cluster/web/0b1c2d3e-1', start_position: trim_horizon }\n\
          routes: [{ to: [t] }]\nsinks:\n  t: { type: s3, bucket: clicks-archive }\ndlq: { type: s3, bucket: clicks-dead }\n",
-    )
-    .unwrap();
+    );
     let t = template(&p);
     let esm = mapping(&validate(&t).unwrap());
     assert_eq!(
@@ -211,13 +210,12 @@ fn kafka_templates_validate() {
     );
 
     let p = dir.path().join("self.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &p,
-        "version: 1\nname: clicks\n\
-         source: { type: kafka, topic: clicks, bootstrap_servers: ['kafka-1.example.com:9096'], consumer_group: archive }\n\
+        "clicks",
+        "source: { type: kafka, topic: clicks, bootstrap_servers: ['kafka-1.example.com:9096'], consumer_group: archive }\n\
          routes: [{ to: [t] }]\nsinks:\n  t: { type: s3, bucket: clicks-archive }\ndlq: { type: s3, bucket: clicks-dead }\n",
-    )
-    .unwrap();
+    );
     let t = template(&p);
     let esm = mapping(&validate(&t).unwrap());
     assert_eq!(
@@ -432,12 +430,12 @@ fn the_ecs_template_refuses_what_a_task_would_lose() {
     );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &p,
-        "version: 1\nname: q\nsource: { type: sqs, queue: in }\nroutes: [{ to: [out] }]\n\
+        "q",
+        "source: { type: sqs, queue: in }\nroutes: [{ to: [out] }]\n\
          sinks:\n  out: { type: file, path: out.jsonl }\ndlq: { type: sqs, queue: dlq }\n",
-    )
-    .unwrap();
+    );
     let o = ecs(p.to_str().unwrap(), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(

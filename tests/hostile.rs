@@ -49,18 +49,18 @@ fn each_hostile_script_dead_letters_only_its_record() {
         } else {
             "1h"
         };
-        std::fs::write(
-            t.path().join("pipeline.yaml"),
-            format!(
-                "version: 1\nname: hostile\nsource: {{ type: file, path: in.jsonl }}\n\
+        common::write_pipeline(
+            t.path(),
+            "hostile",
+            &format!(
+                "source: {{ type: file, path: in.jsonl }}\n\
              limits: {{ max_operations: 1000000, max_time_per_record: {time} }}\n\
              transforms:\n  - {{ name: hostile, file: hostile.rhai }}\n\
              routes: [{{ to: [out] }}]\n\
              sinks:\n  out: {{ type: file, path: out/out.jsonl }}\n\
              dlq: {{ type: file, path: out/dlq.jsonl }}\n"
             ),
-        )
-        .unwrap();
+        );
         std::fs::write(
             t.path().join("in.jsonl"),
             "{\"k\":\"good\",\"n\":1}\n{\"k\":\"bad\",\"n\":2}\n{\"k\":\"good\",\"n\":3}\n",

@@ -423,14 +423,14 @@ fn malformed_event_records_aggregates_and_every_attribute_type_end_in_one_place(
 fn dynamodb_images_of_every_attribute_type_become_plain_json() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("pipeline.yaml");
-    std::fs::write(
+    common::write_pipeline_file(
         &p,
-        "version: 1\nname: ddb\nsource: { type: dynamodb_streams, table: t }\n\
+        "ddb",
+        "source: { type: dynamodb_streams, table: t }\n\
          routes: [{ to: [all] }]\n\
          sinks:\n  all: { type: file, path: out/all.jsonl, mode: append }\n\
          dlq: { type: file, path: out/dlq.jsonl, mode: append }\n",
-    )
-    .unwrap();
+    );
     let lambda = Lambda::start(&p, &[]);
     let record = |seq: &str, image: Value| {
         common::events::dynamodb_record(

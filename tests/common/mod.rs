@@ -40,9 +40,15 @@ pub fn sluice() -> Command {
 /// integration test builds its pipelines with this.
 pub fn write_pipeline(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join("pipeline.yaml");
-    std::fs::write(&path, format!("version: 1\nname: {name}\n{body}"))
-        .expect("the pipeline file is written");
+    write_pipeline_file(&path, name, body);
     path
+}
+
+/// Writes a pipeline file at `path` (a test that needs another file name
+/// than `pipeline.yaml`): `version: 1`, `name`, then `body`.
+pub fn write_pipeline_file(path: &Path, name: &str, body: &str) {
+    std::fs::write(path, format!("version: 1\nname: {name}\n{body}"))
+        .expect("the pipeline file is written");
 }
 
 /// Writes `records` to `dir/file` as JSON Lines.
