@@ -305,29 +305,12 @@ fn a_sink_throttled_past_its_retry_policy_leaves_the_batch_unacknowledged() {
 /// every record arrives.
 #[test]
 fn a_throttled_kinesis_source_backs_off_and_reads_on() {
-    use aws_sdk_kinesis::primitives::Blob;
-    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
     let moto = Moto::start();
     let rt = rt();
     let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
     rt.block_on(create_stream(&kinesis, "in", 1));
-    let entries: Vec<PutRecordsRequestEntry> = (0..20)
-        .map(|i| {
-            PutRecordsRequestEntry::builder()
-                .data(Blob::new(json!({ "i": i }).to_string()))
-                .partition_key("a")
-                .build()
-                .unwrap()
-        })
-        .collect();
-    rt.block_on(
-        kinesis
-            .put_records()
-            .stream_name("in")
-            .set_records(Some(entries))
-            .send(),
-    )
-    .unwrap();
+    let records = (0..20).map(|i| ("a".to_owned(), json!({ "i": i }).to_string()));
+    rt.block_on(common::aws::put_records(&kinesis, "in", records));
     let proxy = Proxy::start(
         &moto,
         json!([{ "op": "Kinesis_20131202.GetRecords", "calls": [1, 2], "fault": "error",
@@ -364,8 +347,6 @@ fn a_throttled_kinesis_source_backs_off_and_reads_on() {
 /// committed, so the buffer still becomes one object.
 #[test]
 fn an_idle_source_writes_the_s3_buffer_once_every_batch_is_committed() {
-    use aws_sdk_kinesis::primitives::Blob;
-    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
     let moto = Moto::start();
     let rt = rt();
     let conf = rt.block_on(moto.sdk_config());
@@ -375,23 +356,8 @@ fn an_idle_source_writes_the_s3_buffer_once_every_batch_is_committed() {
     rt.block_on(create_bucket(&s3, "lake"));
     rt.block_on(create_queue(&sqs, "slow"));
     rt.block_on(create_stream(&kinesis, "in", 1));
-    let entries: Vec<PutRecordsRequestEntry> = (0..30)
-        .map(|i| {
-            PutRecordsRequestEntry::builder()
-                .data(Blob::new(json!({ "i": i }).to_string()))
-                .partition_key("a")
-                .build()
-                .unwrap()
-        })
-        .collect();
-    rt.block_on(
-        kinesis
-            .put_records()
-            .stream_name("in")
-            .set_records(Some(entries))
-            .send(),
-    )
-    .unwrap();
+    let records = (0..30).map(|i| ("a".to_owned(), json!({ "i": i }).to_string()));
+    rt.block_on(common::aws::put_records(&kinesis, "in", records));
     let proxy = Proxy::start(
         &moto,
         json!([{ "op": "AmazonSQS.SendMessageBatch", "fault": "latency", "ms": 700 }]),

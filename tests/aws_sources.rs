@@ -193,30 +193,15 @@ fn fifo_order_and_group_ids_reach_the_scripts() {
 }
 
 async fn put_kinesis(kinesis: &aws_sdk_kinesis::Client, stream: &str, from: i64, to: i64) {
-    use aws_sdk_kinesis::primitives::Blob;
-    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-    let entries: Vec<PutRecordsRequestEntry> = (from..to)
-        .map(|i| {
-            let data = if i == 13 {
-                "{broken".to_owned()
-            } else {
-                json!({"i": i, "k": format!("k{}", i % 5)}).to_string()
-            };
-            PutRecordsRequestEntry::builder()
-                .data(Blob::new(data))
-                .partition_key(format!("k{}", i % 5))
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let out = kinesis
-        .put_records()
-        .stream_name(stream)
-        .set_records(Some(entries))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.failed_record_count(), Some(0));
+    let records = (from..to).map(|i| {
+        let data = if i == 13 {
+            "{broken".to_owned()
+        } else {
+            json!({"i": i, "k": format!("k{}", i % 5)}).to_string()
+        };
+        (format!("k{}", i % 5), data)
+    });
+    common::aws::put_records(kinesis, stream, records).await;
 }
 
 #[test]
@@ -423,8 +408,6 @@ fn kpl_aggregated_records_are_split_into_their_user_records() {
 /// resumes before them, and nothing is lost or duplicated.
 #[test]
 fn a_kinesis_checkpoint_waits_for_the_s3_object_that_holds_its_records() {
-    use aws_sdk_kinesis::primitives::Blob;
-    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
     let moto = Moto::start();
     let rt = rt();
     let conf = rt.block_on(moto.sdk_config());
@@ -433,29 +416,8 @@ fn a_kinesis_checkpoint_waits_for_the_s3_object_that_holds_its_records() {
     let s3 = s3_client(&conf);
     rt.block_on(create_bucket(&s3, "lake"));
     rt.block_on(create_stream(&kinesis, "in", 1));
-    let entries: Vec<PutRecordsRequestEntry> = (1..=25)
-        .map(|i| {
-            PutRecordsRequestEntry::builder()
-                .data(Blob::new(json!({ "i": i }).to_string()))
-                .partition_key("k")
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let put = rt
-        .block_on(
-            kinesis
-                .put_records()
-                .stream_name("in")
-                .set_records(Some(entries))
-                .send(),
-        )
-        .unwrap();
-    let seqs: Vec<String> = put
-        .records()
-        .iter()
-        .map(|r| r.sequence_number().unwrap().to_owned())
-        .collect();
+    let records = (1..=25).map(|i| ("k".to_owned(), json!({ "i": i }).to_string()));
+    let seqs = rt.block_on(common::aws::put_records(&kinesis, "in", records));
     let checkpoint = || -> Option<String> {
         let items = rt
             .block_on(dynamodb.scan().table_name("cp").send())

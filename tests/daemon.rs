@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use common::daemon::Daemon;
 use common::kinesalite::Kinesalite;
 use common::moto::Moto;
@@ -127,27 +125,13 @@ impl Group {
 
     /// Puts records `from..to`: `{"id": i, "k": "k{i % 24}"}`, keyed by `k`.
     fn put(&self, from: i64, to: i64) {
-        let entries: Vec<PutRecordsRequestEntry> = (from..to)
-            .map(|i| {
-                let k = format!("k{}", i % 24);
-                PutRecordsRequestEntry::builder()
-                    .data(Blob::new(json!({"id": i, "k": k}).to_string()))
-                    .partition_key(k)
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let out = self
-            .rt
-            .block_on(
-                self.kinesis
-                    .put_records()
-                    .stream_name("clicks")
-                    .set_records(Some(entries))
-                    .send(),
-            )
-            .unwrap();
-        assert_eq!(out.failed_record_count(), Some(0));
+        let records = (from..to).map(|i| {
+            let k = format!("k{}", i % 24);
+            let data = json!({"id": i, "k": k}).to_string();
+            (k, data)
+        });
+        self.rt
+            .block_on(common::aws::put_records(&self.kinesis, "clicks", records));
     }
 
     /// Puts `from..to` in batches of `step`, `pause` apart.
@@ -838,25 +822,11 @@ fn a_stalled_sink_stops_reading_memory_stays_bounded_and_delivery_resumes() {
     // 2 × 10 000 records of 2 KiB (40 MiB) arrive while the sink is stalled.
     let pad = "x".repeat(2048);
     let put = |from: i64, to: i64| {
-        for from in (from..to).step_by(500) {
-            let entries: Vec<PutRecordsRequestEntry> = (from..from + 500)
-                .map(|i| {
-                    PutRecordsRequestEntry::builder()
-                        .data(Blob::new(json!({"id": i, "pad": pad}).to_string()))
-                        .partition_key(format!("k{}", i % 24))
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            g.rt.block_on(
-                g.kinesis
-                    .put_records()
-                    .stream_name("clicks")
-                    .set_records(Some(entries))
-                    .send(),
-            )
-            .unwrap();
-        }
+        let records = (from..to).map(|i| {
+            let data = json!({"id": i, "pad": pad}).to_string();
+            (format!("k{}", i % 24), data)
+        });
+        g.rt.block_on(common::aws::put_records(&g.kinesis, "clicks", records));
     };
     put(0, 10_000);
     // Reading stops once the bounded queues between the stages are full:

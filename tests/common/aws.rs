@@ -203,19 +203,24 @@ pub async fn items(ddb: &aws_sdk_dynamodb::Client, table: &str, key: &str) -> Ve
     rows
 }
 
-/// Puts `lines` on a Kinesis stream, 500 per `PutRecords`, with partition
-/// keys `k0` … `k15` in turn.
-pub async fn put_lines(kinesis: &aws_sdk_kinesis::Client, stream: &str, lines: &[String]) {
+/// Puts `records` (partition key, data) on a Kinesis stream, in order, 500
+/// per `PutRecords`; every one must be accepted. Their sequence numbers.
+pub async fn put_records(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    records: impl IntoIterator<Item = (String, String)>,
+) -> Vec<String> {
     use aws_sdk_kinesis::primitives::Blob;
     use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-    for (c, chunk) in lines.chunks(500).enumerate() {
+    let records: Vec<(String, String)> = records.into_iter().collect();
+    let mut sequence_numbers = Vec::with_capacity(records.len());
+    for chunk in records.chunks(500) {
         let entries = chunk
             .iter()
-            .enumerate()
-            .map(|(i, l)| {
+            .map(|(key, data)| {
                 PutRecordsRequestEntry::builder()
-                    .data(Blob::new(l.as_bytes()))
-                    .partition_key(format!("k{}", (c * 500 + i) % 16))
+                    .data(Blob::new(data.as_bytes()))
+                    .partition_key(key)
                     .build()
                     .unwrap()
             })
@@ -228,7 +233,23 @@ pub async fn put_lines(kinesis: &aws_sdk_kinesis::Client, stream: &str, lines: &
             .await
             .unwrap();
         assert_eq!(out.failed_record_count(), Some(0));
+        sequence_numbers.extend(
+            out.records()
+                .iter()
+                .map(|r| r.sequence_number().unwrap_or_default().to_owned()),
+        );
     }
+    sequence_numbers
+}
+
+/// Puts `lines` on a Kinesis stream, 500 per `PutRecords`, with partition
+/// keys `k0` … `k15` in turn.
+pub async fn put_lines(kinesis: &aws_sdk_kinesis::Client, stream: &str, lines: &[String]) {
+    let records = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("k{}", i % 16), l.clone()));
+    put_records(kinesis, stream, records).await;
 }
 
 /// Receives every message of a queue (until two receives in a row come
