@@ -119,7 +119,7 @@ mod tests {
     };
     const KINESIS: Kind = Kind {
         name: "kinesis",
-        events: &crate::sources::kinesis::event::Events,
+        events: &crate::sources::kinesis::event::EVENTS,
     };
     const KAFKA: Kind = Kind {
         name: "kafka",
@@ -127,7 +127,7 @@ mod tests {
     };
     const DYNAMODB_STREAMS: Kind = Kind {
         name: "dynamodb_streams",
-        events: &crate::sources::dynamodb_streams::event::Events,
+        events: &crate::sources::dynamodb_streams::event::EVENTS,
     };
     use base64::Engine as _;
     use serde_json::json;

@@ -15,7 +15,8 @@ pub use crate::record::Returned;
 use crate::record::{Position, RawRecord};
 
 /// Lambda mode's side of a source: how its events become records, and how
-/// an invocation is answered. One unit struct per source (`event::Events`),
+/// an invocation is answered. One per source (`event::Events`, or for a
+/// stream of shards a [`ShardEvents`]),
 /// named by the source's [`Source::EVENTS`](super::Source::EVENTS).
 pub trait EventSource: Sync {
     /// The `eventSource` values of its event records (`aws:kinesis`).
@@ -49,6 +50,38 @@ pub fn first_failure(batch: &Batch, failed: &BTreeSet<usize>) -> Result<Value, S
         r.add_failure(batch.items[first].id.clone());
     }
     serde_json::to_value(r).map_err(|e| e.to_string())
+}
+
+/// The events of a stream in Lambda mode (Kinesis, DynamoDB Streams): its
+/// records listed under `Records`, a batch of one shard (one ordering
+/// unit), answered with the first failed record's sequence number.
+pub struct ShardEvents {
+    /// The `eventSource` of its records.
+    pub origins: &'static [&'static str],
+    /// Adds one event record to the batch.
+    pub push: fn(&Value, &mut Batch),
+}
+
+impl EventSource for ShardEvents {
+    fn origins(&self) -> &'static [&'static str] {
+        self.origins
+    }
+
+    fn decode(&self, event: Value) -> Result<Batch, String> {
+        records(event, self.push)
+    }
+
+    fn ordering_unit<'a>(&self, _batch: &'a Batch, _item: usize) -> Option<&'a str> {
+        Some("")
+    }
+
+    fn response(&self, batch: &Batch, outcome: &Outcome<'_>) -> Result<Value, String> {
+        first_failure(batch, outcome.failed)
+    }
+
+    fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize {
+        from_first_failure(batch, failed)
+    }
 }
 
 /// The records a stream delivers again after [`first_failure`]: all from the first failed one.

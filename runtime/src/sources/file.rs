@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::shards::group::Member;
 use super::lines::LineReader;
+use super::shards::group::Member;
 use super::{OpenCx, READ_A_STREAM, Reader, RunMode, Source};
 use crate::delivery::Error;
 
@@ -41,8 +41,7 @@ impl Source for Config {
 
     async fn open(&self, cx: OpenCx<'_>) -> Result<(Reader, Option<Member>), Error> {
         let path = (cx.resolve)(&self.path);
-        let f = std::fs::File::open(&path)
-            .map_err(|e| {
+        let f = std::fs::File::open(&path).map_err(|e| {
             Error::fatal(format!(
                 "cannot read the source file `{}`: {e}",
                 path.display()

@@ -5,8 +5,8 @@ use std::io::BufReader;
 
 use serde::Deserialize;
 
-use super::shards::group::Member;
 use super::lines::LineReader;
+use super::shards::group::Member;
 use super::{OpenCx, READ_A_STREAM, Reader, RunMode, Source};
 
 /// Read standard input, one record per line. Empty lines are skipped.
@@ -35,7 +35,10 @@ impl Source for Config {
         false
     }
 
-    async fn open(&self, _cx: OpenCx<'_>) -> Result<(Reader, Option<Member>), crate::delivery::Error> {
+    async fn open(
+        &self,
+        _cx: OpenCx<'_>,
+    ) -> Result<(Reader, Option<Member>), crate::delivery::Error> {
         let reader = LineReader::new(
             Box::new(BufReader::with_capacity(256 * 1024, std::io::stdin())),
             "stdin",

@@ -11,9 +11,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::Value;
 
 use super::{Config, Mode};
-use crate::sinks::{OutRecord, Write};
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, Error, error::classify};
+use crate::delivery::{Error, ErrorClass, error::classify};
+use crate::sinks::{OutRecord, Write};
 
 /// BatchWriteItem: at most 25 items per call.
 const MAX_BATCH_ITEMS: usize = 25;
@@ -47,7 +47,6 @@ fn field<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 impl Writer {
-
     /// A writer; makes no request.
     pub fn new(config: Config, aws: Arc<Clients>) -> Writer {
         Writer {
@@ -243,10 +242,7 @@ impl Write for Writer {
 
 /// The outcome of a conditional write: a failed condition guards an
 /// idempotent write, so it means the write was done before.
-fn idempotent<T, E>(
-    what: &str,
-    result: Result<T, SdkError<E, HttpResponse>>,
-) -> Result<(), Error>
+fn idempotent<T, E>(what: &str, result: Result<T, SdkError<E, HttpResponse>>) -> Result<(), Error>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

@@ -4,10 +4,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-
 use super::Mode;
-use crate::sinks::OutRecord;
 use crate::delivery::{Error, error::classify_io};
+use crate::sinks::OutRecord;
 
 /// An open file sink.
 pub struct Writer {
@@ -30,10 +29,7 @@ impl Writer {
                 .open(path)
         };
         let file = open().map_err(|e| {
-            Error::fatal(format!(
-                "cannot open `{}` for writing: {e}",
-                path.display()
-            ))
+            Error::fatal(format!("cannot open `{}` for writing: {e}", path.display()))
         })?;
         Ok(Writer {
             out: BufWriter::with_capacity(256 * 1024, file),

@@ -69,7 +69,10 @@ impl Sink for Config {
         let resource = if self.delivery_stream.starts_with("arn:") {
             Value::String(self.delivery_stream.clone())
         } else {
-            arn("firehose", &format!("deliverystream/{}", self.delivery_stream))
+            arn(
+                "firehose",
+                &format!("deliverystream/{}", self.delivery_stream),
+            )
         };
         vec![statement(&["firehose:PutRecordBatch"], vec![resource])]
     }

@@ -7,7 +7,7 @@ use aws_sdk_firehose::types::Record;
 
 use super::Config;
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, Error, error::classify};
+use crate::delivery::{Error, ErrorClass, error::classify};
 use crate::sinks::{OutRecord, Write, calls_of, settle_batch};
 
 /// PutRecordBatch: at most 500 records per call.

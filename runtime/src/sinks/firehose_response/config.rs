@@ -56,7 +56,12 @@ impl Sink for Config {
         Returned {
             item: 0,
             data,
-            keys: self.partition_keys.keys().cloned().zip(keys.iter().cloned()).collect(),
+            keys: self
+                .partition_keys
+                .keys()
+                .cloned()
+                .zip(keys.iter().cloned())
+                .collect(),
         }
     }
 
@@ -92,10 +97,19 @@ mod tests {
         assert_eq!(r.data, b"{}\n");
         assert_eq!(
             r.keys,
-            [("day".into(), "2026-12-05".into()), ("region".into(), "eu".into())]
+            [
+                ("day".into(), "2026-12-05".into()),
+                ("region".into(), "eu".into())
+            ]
         );
         let mut f = Findings::default();
-        c.check(&CheckCx { dlq: false, source: "sqs" }, &mut f);
+        c.check(
+            &CheckCx {
+                dlq: false,
+                source: "sqs",
+            },
+            &mut f,
+        );
         assert_eq!(f.list.len(), 1);
     }
 }

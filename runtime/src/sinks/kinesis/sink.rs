@@ -3,12 +3,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::Config;
+use crate::aws::Clients;
+use crate::delivery::{Error, ErrorClass, error::classify};
+use crate::sinks::{OutRecord, Write, calls_of, settle_batch};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use super::Config;
-use crate::sinks::{OutRecord, Write, calls_of, settle_batch};
-use crate::aws::Clients;
-use crate::delivery::{ErrorClass, Error, error::classify};
 
 /// PutRecords: at most 500 records per call.
 const MAX_BATCH_RECORDS: usize = 500;
@@ -28,7 +28,6 @@ pub struct Writer {
 }
 
 impl Writer {
-
     /// A writer; makes no request.
     pub fn new(config: Config, aws: Arc<Clients>) -> Writer {
         Writer {

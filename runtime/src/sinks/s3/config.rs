@@ -6,9 +6,9 @@ use serde_json::Value;
 
 use super::Writer;
 use crate::aws::iam::{statement, sub};
-use crate::duration::Dur;
 use crate::delivery::{Error, Policy};
 use crate::diagnostics::{At, Code, Findings};
+use crate::duration::Dur;
 use crate::sinks::{BuildCx, CheckCx, Sink};
 
 /// Write records to Amazon S3 as JSON Lines objects (gzip when the key ends in `.gz`).
@@ -188,8 +188,14 @@ mod tests {
             c.permissions("orders")[0]["Resource"][0]["Fn::Sub"].clone()
         };
         let arn = |objects: &str| format!("arn:${{AWS::Partition}}:s3:::b/{objects}");
-        assert_eq!(resource("{pipeline}/dt={date}/{part}.jsonl"), arn("orders/dt=*"));
-        assert_eq!(resource("raw/{pipeline}/{pipeline}-{part}"), arn("raw/orders/orders-*"));
+        assert_eq!(
+            resource("{pipeline}/dt={date}/{part}.jsonl"),
+            arn("orders/dt=*")
+        );
+        assert_eq!(
+            resource("raw/{pipeline}/{pipeline}-{part}"),
+            arn("raw/orders/orders-*")
+        );
         assert_eq!(resource("{record.id}/{part}"), arn("*"));
         assert_eq!(resource("fixed.jsonl"), arn("fixed.jsonl*"));
         assert_eq!(resource("a${b}/{part}"), arn("a$*"));

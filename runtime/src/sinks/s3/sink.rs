@@ -10,9 +10,9 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::Config;
-use crate::sinks::{OutRecord, Sink};
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, Error, error::classify};
+use crate::delivery::{Error, ErrorClass, error::classify};
+use crate::sinks::{OutRecord, Sink};
 
 /// A running S3 sink.
 pub struct Writer {
@@ -26,7 +26,6 @@ pub struct Writer {
 }
 
 impl Writer {
-
     /// A writer; makes no request.
     pub fn new(config: Config, pipeline: &str, aws: Arc<Clients>) -> Writer {
         let fields = config.key_fields();

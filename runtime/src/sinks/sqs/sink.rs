@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use super::Config;
-use crate::sinks::{OutRecord, Write};
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, Policy, Error, error::classify};
+use crate::delivery::{Error, ErrorClass, Policy, error::classify};
+use crate::sinks::{OutRecord, Write};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 /// SendMessageBatch: at most 10 messages per call.
 const MAX_BATCH_ENTRIES: usize = 10;
@@ -41,7 +41,6 @@ pub struct Writer {
 }
 
 impl Writer {
-
     /// Resolves the queue URL (one `GetQueueUrl` when given a name).
     pub async fn new(config: Config, aws: Arc<Clients>, retry: &Policy) -> Result<Writer, Error> {
         let url = queue_url(&aws, &config.queue, retry).await?;

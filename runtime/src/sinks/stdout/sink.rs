@@ -2,9 +2,8 @@
 
 use std::io::Write;
 
-
-use crate::sinks::OutRecord;
 use crate::delivery::{Error, error::classify_io};
+use crate::sinks::OutRecord;
 
 /// Standard output, buffered.
 pub struct Writer {

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_json::Value;
 
-use std::collections::BTreeSet;
-
-use super::super::event::{Batch, EventSource, Item, Outcome, first_failure, from_first_failure, decode, records, seconds_at, text_at};
+use super::super::event::{Batch, Item, ShardEvents, decode, seconds_at, text_at};
 
 /// Adds one event record (a change) to the batch.
 pub fn push(r: &Value, batch: &mut Batch) {
@@ -38,28 +36,9 @@ pub fn push(r: &Value, batch: &mut Batch) {
     }
 }
 
-/// DynamoDB Streams events in Lambda mode: a batch is one shard, answered
-/// with its first failed sequence number (the mapping retries from there).
-pub struct Events;
-
-impl EventSource for Events {
-    fn origins(&self) -> &'static [&'static str] {
-        &["aws:dynamodb"]
-    }
-
-    fn decode(&self, event: Value) -> Result<Batch, String> {
-        records(event, push)
-    }
-
-    fn ordering_unit<'a>(&self, _batch: &'a Batch, _item: usize) -> Option<&'a str> {
-        Some("")
-    }
-
-    fn response(&self, batch: &Batch, outcome: &Outcome<'_>) -> Result<Value, String> {
-        first_failure(batch, outcome.failed)
-    }
-
-    fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize {
-        from_first_failure(batch, failed)
-    }
-}
+/// DynamoDB Streams events in Lambda mode: a batch is one shard, answered with its
+/// first failed sequence number (the mapping retries from there).
+pub const EVENTS: ShardEvents = ShardEvents {
+    origins: &["aws:dynamodb"],
+    push,
+};

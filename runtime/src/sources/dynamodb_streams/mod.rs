@@ -22,9 +22,9 @@ use serde_json::{Map, Value, json};
 pub use reader::Reader;
 
 use super::shards::group::Member;
+use super::{EventSource, OpenCx, RunMode, Source};
 use crate::aws::iam::{arn, dynamodb_stream_read, lease_table, statement, table_arn};
 use crate::aws::sam::Fragment;
-use super::{EventSource, OpenCx, RunMode, Source};
 use crate::duration::Dur;
 use crate::record::time::rfc3339_millis;
 use crate::record::{Position, RawRecord};
@@ -143,7 +143,7 @@ pub fn attribute_json(v: &AttributeValue) -> Value {
 
 impl Source for Config {
     const MODES: &'static [RunMode] = &[RunMode::Run, RunMode::Daemon, RunMode::Lambda];
-    const EVENTS: Option<&'static dyn EventSource> = Some(&event::Events);
+    const EVENTS: Option<&'static dyn EventSource> = Some(&event::EVENTS);
 
     fn lambda_template(&self, _pipeline: &str, t: &mut Fragment) -> Result<(), String> {
         t.parameters.insert(
@@ -171,7 +171,10 @@ impl Source for Config {
     }
 
     /// Read as a member of the pipeline's worker group.
-    async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), crate::delivery::Error> {
+    async fn open(
+        &self,
+        cx: OpenCx<'_>,
+    ) -> Result<(super::Reader, Option<Member>), crate::delivery::Error> {
         let aws = cx.aws()?;
         let source = super::Config::DynamodbStreams(self.clone());
         let (reader, member) =

@@ -8,7 +8,7 @@ use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 
 use super::{Config, StartPosition};
 use crate::aws::Clients;
-use crate::delivery::{Policy, Error, error::classify};
+use crate::delivery::{Error, Policy, error::classify};
 use crate::record::RawRecord;
 use crate::sources::shards::{At, GetError, Page, ShardApi, ShardReader, ensure_table};
 
@@ -37,10 +37,7 @@ impl Reader {
         ensure_table(&aws, &config.checkpoint_table, &retry).await?;
         let req = aws.dynamodb().describe_table().table_name(&config.table);
         let what = format!("describe_table of `{}`", config.table);
-        let table = retry
-            .send(&what, || req.clone().send())
-            .await
-            ?;
+        let table = retry.send(&what, || req.clone().send()).await?;
         let arn = table
             .table
             .and_then(|t| t.latest_stream_arn)

@@ -59,7 +59,12 @@ impl EventSource for Events {
             crate::sources::Config::Firehose(c) => c.dead_lettered,
             _ => DeadLettered::default(),
         };
-        answer(batch, outcome.returned, outcome.dead_lettered, dead_lettered)
+        answer(
+            batch,
+            outcome.returned,
+            outcome.dead_lettered,
+            dead_lettered,
+        )
     }
 
     fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize {
@@ -199,7 +204,12 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| (r["recordId"].as_str().unwrap(), r["result"].as_str().unwrap()))
+            .map(|r| {
+                (
+                    r["recordId"].as_str().unwrap(),
+                    r["result"].as_str().unwrap(),
+                )
+            })
             .collect()
     }
 
@@ -209,15 +219,27 @@ mod tests {
         assert_eq!(b.records[0].position.message_id.as_deref(), Some("r0"));
         assert_eq!(b.records[0].position.stream.as_deref(), Some("s"));
         // r0 transformed, r1 filtered, r2 dead-lettered, r3 fanned out into two.
-        let got = [returned(0, "{\"a\":1}\n"), returned(3, "{}"), returned(3, "{}")];
+        let got = [
+            returned(0, "{\"a\":1}\n"),
+            returned(3, "{}"),
+            returned(3, "{}"),
+        ];
         let dead = BTreeSet::from([2]);
         let v = answer(&b, &got, &dead, DeadLettered::ProcessingFailed).unwrap();
         assert_eq!(
             results(&v),
-            [("r0", "Ok"), ("r1", "Dropped"), ("r2", "ProcessingFailed"), ("r3", "ProcessingFailed")]
+            [
+                ("r0", "Ok"),
+                ("r1", "Dropped"),
+                ("r2", "ProcessingFailed"),
+                ("r3", "ProcessingFailed")
+            ]
         );
         assert_eq!(v["records"][0]["data"], "eyJhIjoxfQo=");
-        assert_eq!(v["records"][0]["metadata"], json!({ "partitionKeys": { "customer": "c-1" } }));
+        assert_eq!(
+            v["records"][0]["metadata"],
+            json!({ "partitionKeys": { "customer": "c-1" } })
+        );
         assert_eq!(v["records"][2]["data"], "e30=", "the original record");
         let v = answer(&b, &got, &dead, DeadLettered::Dropped).unwrap();
         assert_eq!(results(&v)[2], ("r2", "Dropped"));
@@ -232,7 +254,12 @@ mod tests {
         // Base64 makes 2 MiB 2.7 MiB: two fit, the others keep their originals.
         assert_eq!(
             results(&v),
-            [("r0", "Ok"), ("r1", "Ok"), ("r2", "ProcessingFailed"), ("r3", "ProcessingFailed")]
+            [
+                ("r0", "Ok"),
+                ("r1", "Ok"),
+                ("r2", "ProcessingFailed"),
+                ("r3", "ProcessingFailed")
+            ]
         );
         assert!(v.to_string().len() <= MAX_ANSWER_BYTES);
     }

@@ -75,8 +75,7 @@ impl Source for Config {
                     "Description": "Key prefix of the records Firehose could not deliver or the function failed" }),
         );
         let bucket = json!({ "Fn::Sub": "arn:${AWS::Partition}:s3:::${DestinationBucketName}" });
-        let objects =
-            json!({ "Fn::Sub": "arn:${AWS::Partition}:s3:::${DestinationBucketName}/*" });
+        let objects = json!({ "Fn::Sub": "arn:${AWS::Partition}:s3:::${DestinationBucketName}/*" });
         let function = json!({ "Fn::GetAtt": ["Function", "Arn"] });
         t.resources.insert(
             "DeliveryRole".into(),
@@ -132,7 +131,8 @@ impl Source for Config {
 
 /// The delivery stream's name from its ARN (`…:deliverystream/NAME`).
 pub fn stream_name(arn: &str) -> &str {
-    arn.rsplit_once(":deliverystream/").map_or(arn, |(_, name)| name)
+    arn.rsplit_once(":deliverystream/")
+        .map_or(arn, |(_, name)| name)
 }
 
 #[cfg(test)]
@@ -155,6 +155,9 @@ mod tests {
             t.parameters["ErrorOutputPrefix"]["Default"],
             "clicks-errors/!{firehose:error-output-type}/"
         );
-        assert_eq!(stream_name("arn:aws:firehose:us-east-1:1:deliverystream/clicks"), "clicks");
+        assert_eq!(
+            stream_name("arn:aws:firehose:us-east-1:1:deliverystream/clicks"),
+            "clicks"
+        );
     }
 }

@@ -157,7 +157,10 @@ impl Source for Config {
             }
             None => {
                 props.remove("Stream");
-                props.insert("KafkaBootstrapServers".into(), json!(self.bootstrap_servers));
+                props.insert(
+                    "KafkaBootstrapServers".into(),
+                    json!(self.bootstrap_servers),
+                );
                 props.insert(
                     "SourceAccessConfigurations".into(),
                     json!([{ "Type": self.auth.access_type(), "URI": { "Ref": "KafkaSecretArn" } }]),

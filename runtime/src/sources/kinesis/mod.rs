@@ -22,9 +22,9 @@ pub use reader::Reader;
 use serde_json::{Value, json};
 
 use super::shards::group::Member;
+use super::{EventSource, OpenCx, RunMode, Source};
 use crate::aws::iam::{kinesis_read, lease_table, stream_arn};
 use crate::aws::sam::Fragment;
-use super::{EventSource, OpenCx, RunMode, Source};
 use crate::duration::Dur;
 use crate::record::Position;
 use crate::record::time::rfc3339_millis;
@@ -106,7 +106,7 @@ pub fn position(
 
 impl Source for Config {
     const MODES: &'static [RunMode] = &[RunMode::Run, RunMode::Daemon, RunMode::Lambda];
-    const EVENTS: Option<&'static dyn EventSource> = Some(&event::Events);
+    const EVENTS: Option<&'static dyn EventSource> = Some(&event::EVENTS);
 
     fn lambda_template(&self, _pipeline: &str, t: &mut Fragment) -> Result<(), String> {
         t.policy.push(kinesis_read(&self.stream));
@@ -128,11 +128,17 @@ impl Source for Config {
     }
 
     fn daemon_permissions(&self) -> Vec<Value> {
-        vec![kinesis_read(&self.stream), lease_table(&self.checkpoint_table)]
+        vec![
+            kinesis_read(&self.stream),
+            lease_table(&self.checkpoint_table),
+        ]
     }
 
     /// Read as a member of the pipeline's worker group.
-    async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), crate::delivery::Error> {
+    async fn open(
+        &self,
+        cx: OpenCx<'_>,
+    ) -> Result<(super::Reader, Option<Member>), crate::delivery::Error> {
         let aws = cx.aws()?;
         let source = super::Config::Kinesis(self.clone());
         let (reader, member) =

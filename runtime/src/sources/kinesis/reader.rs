@@ -11,7 +11,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 
 use super::{Config, StartPosition, is_arn, stream_name};
 use crate::aws::Clients;
-use crate::delivery::{ErrorClass, Policy, Error, error::classify};
+use crate::delivery::{Error, ErrorClass, Policy, error::classify};
 use crate::sources::shards::{At, GetError, Page, ShardApi, ShardReader, ensure_table};
 
 /// A running Kinesis source.

@@ -20,9 +20,9 @@ pub use reader::{Reader, Receipts};
 use serde_json::{Value, json};
 
 use super::shards::group::Member;
+use super::{EventSource, OpenCx, RunMode, Source};
 use crate::aws::iam::{queue_arn, sqs_consume, statement};
 use crate::aws::sam::Fragment;
-use super::{EventSource, OpenCx, RunMode, Source};
 use crate::duration::Dur;
 use crate::record::time::rfc3339_millis;
 use crate::record::{Attributes, Position, RawRecord};
@@ -126,7 +126,10 @@ impl Source for Config {
         ]
     }
 
-    async fn open(&self, cx: OpenCx<'_>) -> Result<(super::Reader, Option<Member>), crate::delivery::Error> {
+    async fn open(
+        &self,
+        cx: OpenCx<'_>,
+    ) -> Result<(super::Reader, Option<Member>), crate::delivery::Error> {
         let aws = cx.aws()?;
         let reader = Reader::new(self.clone(), Arc::clone(&aws), &cx.worker.retry)
             .await
@@ -134,7 +137,6 @@ impl Source for Config {
         Ok((super::Reader::Sqs(reader, aws), None))
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -237,7 +237,11 @@ impl Receipts {
                     // SQS's own faults are tried again; the caller's are final.
                     let mut results = vec![Ok(()); pending.len()];
                     for f in out.failed() {
-                        let Some(r) = f.id().parse::<usize>().ok().and_then(|i| results.get_mut(i))
+                        let Some(r) = f
+                            .id()
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|i| results.get_mut(i))
                         else {
                             continue;
                         };
@@ -314,8 +318,7 @@ async fn queue_visibility(aws: &Clients, url: &str, retry: &Policy) -> Result<Du
         .send(&format!("get_queue_attributes of `{url}`"), || {
             req.clone().send()
         })
-        .await
-        ?;
+        .await?;
     let secs = out
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
