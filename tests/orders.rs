@@ -302,3 +302,73 @@ fn orders_in_lambda_delivers_what_the_file_pipeline_delivers() {
     );
     aws.assert_same_as(&tmp.path().join("file"));
 }
+
+/// The Node.js peer of the benchmark (`bench/peers/node_ajv`), installed
+/// from npm into `target/peers/`, writes the sinks Sluice writes for the
+/// same orders.
+#[test]
+fn the_node_peer_writes_the_sinks_sluice_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = root().join("bench/workload");
+    let jsonl = tmp.path().join("orders.jsonl");
+    let events = tmp.path().join("events");
+    for (mode, out) in [("jsonl", &jsonl), ("kinesis", &events)] {
+        let o = run(Command::new("python3")
+            .arg(work.join("gen_orders.py"))
+            .args([mode, "-n", "3000", "--seed", "3", "-o"])
+            .arg(out));
+        assert!(o.status.success(), "gen_orders {mode}: {}", stderr(&o));
+    }
+    let sluice_out = tmp.path().join("sluice");
+    let o = run(sluice()
+        .args(["run", "pipelines/orders/pipeline.yaml"])
+        .current_dir(root())
+        .env("ORDERS_INPUT", &jsonl)
+        .env("OUT_DIR", &sluice_out));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // The peer's folder is read-only material: it is installed in a copy.
+    let peer = root().join("target/peers/node_ajv");
+    std::fs::create_dir_all(&peer).unwrap();
+    for file in ["package.json", "handler.js", "run.js"] {
+        std::fs::copy(
+            root().join("bench/peers/node_ajv").join(file),
+            peer.join(file),
+        )
+        .unwrap();
+    }
+    let o = run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&peer));
+    assert!(
+        o.status.success(),
+        "npm install (the peer needs Node.js and the npm registry): {}",
+        stderr(&o)
+    );
+    let node_out = tmp.path().join("node");
+    let o = run(Command::new("node")
+        .arg(peer.join("run.js"))
+        .arg(&events)
+        .arg(&node_out)
+        .arg("1")
+        .env("ORDER_SCHEMA", work.join("schemas/order.schema.json")));
+    assert!(o.status.success(), "node: {}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(
+        (&report["impl"], &report["records"]),
+        (&serde_json::json!("node-ajv"), &serde_json::json!(3000))
+    );
+
+    let o = run(Command::new("python3")
+        .arg(work.join("compare_sinks.py"))
+        .arg(&sluice_out)
+        .arg(&node_out));
+    let report = stdout(&o);
+    assert!(o.status.success(), "compare_sinks:\n{report}");
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 3, "{report}");
+    assert!(
+        lines.iter().all(|l| l.contains("records: same")),
+        "{report}"
+    );
+}
