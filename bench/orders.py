@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Orders benchmark: Sluice against the Python Lambda baselines, on one core.
+"""Orders benchmark: Sluice against hand-written handlers, on one core.
 
 Generates the reference orders workload (bench/workload/WORKLOAD.md), runs
-`sluice run pipelines/orders/pipeline.yaml` on the JSON Lines file and the
-Python handlers (bench/workload/py_baseline/run.py, `fast` and `plain`) on the
-Kinesis events, every process pinned to the same core. Checks with
-compare_sinks.py that Sluice wrote the same sinks as python-fast, then prints
-a Markdown table of throughput and peak memory.
+`sluice run pipelines/orders/pipeline.yaml` on the JSON Lines file, and on the
+Kinesis events the handlers a team would write instead: the peers of
+bench/peers/ (a Rust chain with Rhai or with the transform in Rust, and
+Node.js with Ajv) and the Python handlers (bench/workload/py_baseline/run.py,
+`fast` and `plain`), every process pinned to the same core. Checks with
+compare_sinks.py that each wrote the same sinks as python-fast, then prints
+a Markdown table of throughput, peak memory and how Sluice compares.
 
 Relative paths, given or default, are taken from the repository root, so the
 command gives the same result from any working directory.
@@ -39,6 +41,9 @@ PIPELINE = "pipelines/orders/pipeline.yaml"
 DEFAULT_PYTHON = ".venv-bench/bin/python"
 DEFAULT_SLUICE = "target/release/sluice"
 DEFAULT_WORKDIR = "target/bench"
+DEFAULT_RUST_CHAIN = "target/release/rust-chain"
+DEFAULT_NODE_PEER = "target/peers/node_ajv"
+SCHEMA = WORKLOAD / "schemas" / "order.schema.json"
 BATCH = 100  # records per Kinesis event, Lambda's default batch size
 PLAIN_EVENT_LIMIT = 100  # event files given to the slow `plain` handler by default
 PR_SET_CHILD_SUBREAPER = 36
@@ -92,6 +97,12 @@ def parse_args():
                          f"{PLAIN_EVENT_LIMIT} event files ({fmt_int(PLAIN_EVENT_LIMIT * BATCH)} records)")
     ap.add_argument("--skip-sluice", action="store_true",
                     help="run only the Python baselines (no Sluice binary needed)")
+    ap.add_argument("--rust-chain", metavar="PATH", default=DEFAULT_RUST_CHAIN,
+                    help=f"the Rust peer (default {DEFAULT_RUST_CHAIN}; bench/run builds it)")
+    ap.add_argument("--node-peer", metavar="DIR", default=DEFAULT_NODE_PEER,
+                    help=f"the Node.js peer, installed (default {DEFAULT_NODE_PEER}; bench/run installs it)")
+    ap.add_argument("--skip-peers", action="store_true",
+                    help="do not run the peers of bench/peers/")
     a = ap.parse_args()
     if a.n < 1 or a.runs < 1:
         ap.error("--n and --runs must be at least 1")
@@ -253,6 +264,46 @@ def run_baseline(python, handler, events, workdir, runs, cpu, limit, n):
     return {"impl": f"python-{handler}", "records": records, "rps": rps, "rss_kib": rss, "out": out_dir}
 
 
+def run_peer(name, cmd, out, env, workdir, cpu, n):
+    """A peer of bench/peers/: it prints one JSON line with records and median_rps_wall."""
+    log = workdir / "logs" / name
+    info(f"{name}: all runs in one process")
+    status, _, rss = launch(cmd, env, cpu, log)
+    if status != 0:
+        fail(f"{name} exited with status {status}; {shown(log)}.err ends with:\n" + tail(f"{log}.err"))
+    try:
+        result = json.loads(tail(f"{log}.out", 1))
+        records, rps = result["records"], result["median_rps_wall"]
+    except (ValueError, KeyError, TypeError):
+        fail(f"{name} printed no result line; see {shown(log)}.out")
+    if records != n:
+        fail(f"{name} processed {records} records, expected {n}")
+    info(f"{name}: {rps:,.0f} records/s (median), peak RSS {rss / 1024:.1f} MiB")
+    return {"impl": name, "records": records, "rps": rps, "rss_kib": rss, "out": out}
+
+
+def run_peers(a, events, workdir):
+    rust = from_repo(a.rust_chain)
+    node = from_repo(a.node_peer)
+    if not rust.is_file():
+        fail(f"{a.rust_chain} not found; build it with `cargo build --release -p rust-chain` "
+             "(bench/run does), or pass --skip-peers", 2)
+    if not (node / "node_modules" / "ajv").is_dir():
+        fail(f"{a.node_peer} is not installed; see bench/peers/README.md (bench/run installs it), "
+             "or pass --skip-peers", 2)
+    rows = []
+    for transform in ("rhai", "native"):
+        name = f"rust-chain-{transform}"
+        out = workdir / "out" / name
+        cmd = [rust, events, SCHEMA, out, str(a.runs), "--transform", transform]
+        rows.append(run_peer(name, cmd, out, dict(os.environ), workdir, a.cpu, a.n))
+    out = workdir / "out" / "node-ajv"
+    env = dict(os.environ, ORDER_SCHEMA=str(SCHEMA))
+    rows.append(run_peer("node-ajv", ["node", node / "run.js", events, out, str(a.runs)],
+                         out, env, workdir, a.cpu, a.n))
+    return rows
+
+
 def compare(a, b):
     """compare_sinks.py A B: (every sink the same, its output lines)."""
     proc = subprocess.run([sys.executable, str(COMPARE), str(a["out"]), str(b["out"])],
@@ -286,21 +337,25 @@ def machine(python):
 def report(rows, a, python, plain_limited, checks):
     runs = a.runs
     fast = next(r for r in rows if r["impl"] == "python-fast")
+    sluice = next((r for r in rows if r["impl"] == "sluice"), None)
     out = [
         f"| implementation | records | records/s (median of {runs}) | µs/record "
-        "| peak RSS (MiB) | ratio vs python-fast |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| peak RSS (MiB) | ratio vs python-fast | sluice ÷ this |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
+        versus = f"{sluice['rps'] / r['rps']:.2f}×" if sluice else ""
         out.append(f"| {r['impl']} | {fmt_int(r['records'])} | {fmt_int(round(r['rps']))} "
-                   f"| {1e6 / r['rps']:.2f} | {r['rss_kib'] / 1024:.1f} | {r['rps'] / fast['rps']:.2f}× |")
+                   f"| {1e6 / r['rps']:.2f} | {r['rss_kib'] / 1024:.1f} | {r['rps'] / fast['rps']:.2f}× "
+                   f"| {versus} |")
     notes = f"Workload: n={a.n}, seed={a.seed}; every process pinned to CPU {a.cpu}. "
     if not a.skip_sluice:
         notes += ("sluice reads the JSON Lines file and is timed as a whole process "
                   "(start-up, reading and sink writes included). ")
-    notes += ("The Python handlers read the Kinesis events and are timed by run.py from the "
-              "event text in memory to the sink lines written (interpreter start-up and file "
-              "loading excluded). Peak RSS is the measured process's own ru_maxrss")
+    notes += ("The peers (rust-chain, node-ajv) and the Python handlers read the Kinesis events "
+              "and time themselves from the event text in memory to the sink lines written "
+              "(start-up and file loading excluded, which favours them). Peak RSS is the measured "
+              "process's own ru_maxrss")
     notes += ", the largest over the sluice runs." if not a.skip_sluice else "."
     out += ["", machine(python), "", notes]
     if plain_limited:
@@ -340,6 +395,8 @@ def main():
     rows = []
     if sluice:
         rows.append(run_sluice(sluice, jsonl, workdir, a.n, a.runs, a.cpu))
+    peers = [] if a.skip_peers else run_peers(a, events, workdir)
+    rows += peers
     fast = run_baseline(python, "fast", events, workdir, a.runs, a.cpu, 0, a.n)
     rows.append(fast)
     event_files = -(-a.n // BATCH)
@@ -351,6 +408,7 @@ def main():
     pairs = []
     if sluice:
         pairs.append((rows[0], fast))
+    pairs += [(p, fast) for p in peers]
     if not plain_limited:
         pairs.append((plain, fast))
     checks = [((p[0]["impl"], p[1]["impl"]), compare(*p)) for p in pairs]
