@@ -10,19 +10,29 @@ use std::process::Command;
 use common::orders::orders_and_file_outputs;
 use common::{python, read_jsonl, root, run, sluice, stderr, stdout, summary};
 
+/// `n` orders of the reference workload (`seed`), written by gen_orders.py
+/// into `dir` twice: as JSON Lines and as Kinesis event files.
+fn generate(
+    dir: &std::path::Path,
+    n: &str,
+    seed: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (jsonl, events) = (dir.join("orders.jsonl"), dir.join("events"));
+    for (mode, out) in [("jsonl", &jsonl), ("kinesis", &events)] {
+        let o = run(Command::new("python3")
+            .arg(root().join("bench/workload/gen_orders.py"))
+            .args([mode, "-n", n, "--seed", seed, "-o"])
+            .arg(out));
+        assert!(o.status.success(), "gen_orders {mode}: {}", stderr(&o));
+    }
+    (jsonl, events)
+}
+
 #[test]
 fn orders_reproduces_the_reference_counts_and_the_python_baseline() {
     let tmp = tempfile::tempdir().unwrap();
     let work = root().join("bench/workload");
-    let jsonl = tmp.path().join("orders.jsonl");
-    let events = tmp.path().join("events");
-    for (mode, out) in [("jsonl", &jsonl), ("kinesis", &events)] {
-        let o = run(Command::new("python3")
-            .arg(work.join("gen_orders.py"))
-            .args([mode, "-n", "100000", "--seed", "42", "-o"])
-            .arg(out));
-        assert!(o.status.success(), "gen_orders {mode}: {}", stderr(&o));
-    }
+    let (jsonl, events) = generate(tmp.path(), "100000", "42");
 
     let sluice_out = tmp.path().join("sluice");
     let o = run(sluice()
@@ -310,15 +320,7 @@ fn orders_in_lambda_delivers_what_the_file_pipeline_delivers() {
 fn the_node_peer_writes_the_sinks_sluice_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let work = root().join("bench/workload");
-    let jsonl = tmp.path().join("orders.jsonl");
-    let events = tmp.path().join("events");
-    for (mode, out) in [("jsonl", &jsonl), ("kinesis", &events)] {
-        let o = run(Command::new("python3")
-            .arg(work.join("gen_orders.py"))
-            .args([mode, "-n", "3000", "--seed", "3", "-o"])
-            .arg(out));
-        assert!(o.status.success(), "gen_orders {mode}: {}", stderr(&o));
-    }
+    let (jsonl, events) = generate(tmp.path(), "3000", "3");
     let sluice_out = tmp.path().join("sluice");
     let o = run(sluice()
         .args(["run", "pipelines/orders/pipeline.yaml"])
