@@ -2,8 +2,11 @@
 """Orders benchmark: Sluice against hand-written handlers, on one core.
 
 Generates the reference orders workload (bench/workload/WORKLOAD.md), runs
-`sluice run pipelines/orders/pipeline.yaml` on the JSON Lines file, and on the
-Kinesis events the handlers a team would write instead: the peers of
+`sluice run pipelines/orders/pipeline.yaml` on the JSON Lines file (with one
+worker, and with two on two cores), Sluice in Lambda mode on Kinesis events of
+10 000 and of 100 records (bench/lambda-orders-files.yaml, served the Lambda
+Runtime API by bench/lambda_api.py), and on the Kinesis events of 100 records
+the handlers a team would write instead: the peers of
 bench/peers/ (a Rust chain with Rhai or with the transform in Rust, and
 Node.js with Ajv) and the Python handlers (bench/workload/py_baseline/run.py,
 `fast` and `plain`), every process pinned to the same core. Checks with
@@ -45,8 +48,11 @@ DEFAULT_RUST_CHAIN = "target/release/rust-chain"
 DEFAULT_NODE_PEER = "target/peers/node_ajv"
 SCHEMA = WORKLOAD / "schemas" / "order.schema.json"
 BATCH = 100  # records per Kinesis event, Lambda's default batch size
+BIG_BATCH = 10_000  # records per event of the large-batch Lambda row (Kinesis allows up to 10 000)
+LAMBDA_PIPELINE = "bench/lambda-orders-files.yaml"
 PLAIN_EVENT_LIMIT = 100  # event files given to the slow `plain` handler by default
 PR_SET_CHILD_SUBREAPER = 36
+NPROC = len(os.sched_getaffinity(0))  # before main() moves itself off the measured core
 
 
 def fail(message, status=1):
@@ -190,7 +196,7 @@ def ensure_data(workdir, n, seed):
     """Generate orders.jsonl and the Kinesis events unless already there for n/seed."""
     data = workdir / "data"
     jsonl, events, stamp_path = data / "orders.jsonl", data / "events", data / "stamp.json"
-    stamp = {"n": n, "seed": seed, "batch": BATCH,
+    stamp = {"n": n, "seed": seed, "batch": BATCH, "big_batch": BIG_BATCH,
              "generator_sha256": hashlib.sha256(GENERATOR.read_bytes()).hexdigest()}
     try:
         if json.loads(stamp_path.read_text()) == stamp and jsonl.is_file() and events.is_dir():
@@ -205,21 +211,24 @@ def ensure_data(workdir, n, seed):
     subprocess.run(gen + ["jsonl", "-n", str(n), "--seed", str(seed), "-o", str(jsonl)], check=True)
     subprocess.run(gen + ["kinesis", "-n", str(n), "--seed", str(seed), "--batch", str(BATCH),
                           "-o", str(events)], check=True)
+    subprocess.run(gen + ["kinesis", "-n", str(n), "--seed", str(seed), "--batch", str(BIG_BATCH),
+                          "-o", str(data / "events-big")], check=True)
     stamp_path.write_text(json.dumps(stamp) + "\n")
     return jsonl, events
 
 
 # --- the implementations ----------------------------------------------------------------
 
-def run_sluice(sluice, jsonl, workdir, n, runs, cpu):
-    out_dir = workdir / "out" / "sluice"
+def run_sluice(sluice, jsonl, workdir, n, runs, cpu, workers=1):
+    name = "sluice" if workers == 1 else f"sluice-workers-{workers}"
+    out_dir = workdir / "out" / name
     env = dict(os.environ, ORDERS_INPUT=str(jsonl), OUT_DIR=str(out_dir))
-    cmd = [sluice, "run", PIPELINE, "--workers", "1", "--no-progress", "--summary-format", "json"]
+    cmd = [sluice, "run", PIPELINE, "--workers", str(workers), "--no-progress", "--summary-format", "json"]
     rates, peaks = [], []
     for i in range(1, runs + 1):
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
-        log = workdir / "logs" / f"sluice-{i}"
+        log = workdir / "logs" / f"{name}-{i}"
         status, wall, rss = launch(cmd, env, cpu, log)
         if status != 0:
             fail(f"sluice exited with status {status} (run {i}); {shown(log)}.err ends with:\n"
@@ -235,10 +244,64 @@ def run_sluice(sluice, jsonl, workdir, n, runs, cpu):
             fail(f"sluice read {records_in} records, expected {n} (run {i})")
         rates.append(n / wall)
         peaks.append(rss)
-        info(f"sluice run {i}/{runs}: {n / wall:,.0f} records/s, {wall:.3f} s, "
+        info(f"{name} run {i}/{runs}: {n / wall:,.0f} records/s, {wall:.3f} s, "
              f"peak RSS {rss / 1024:.1f} MiB")
-    return {"impl": "sluice", "records": n, "rps": statistics.median(rates), "rss_kib": max(peaks),
+    return {"impl": name, "records": n, "rps": statistics.median(rates), "rss_kib": max(peaks),
             "out": out_dir}
+
+
+def run_sluice_lambda(sluice, events, workdir, n, runs, cpu, batch):
+    """Sluice in Lambda mode: the same binary started as a `provided.al2023`
+    bootstrap, served the Runtime API by bench/lambda.py's RuntimeApi, and
+    handed the Kinesis events one after another (warm: one process per run).
+    Each invocation is timed as Lambda reports its Duration: from handing out
+    the event to the response's arrival. Records/s is all records over the
+    sum of the durations; the median invocation time is given too."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from lambda_api import RuntimeApi  # noqa: E402  (bench/lambda_api.py)
+
+    name = f"sluice-lambda-{batch}"
+    bodies = [p.read_bytes() for p in sorted(Path(events).iterdir())]
+    out_dir = workdir / "out" / name
+    rates, medians, peaks = [], [], []
+    for i in range(1, runs + 1):
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        api = RuntimeApi()
+        env = {"PATH": os.environ.get("PATH", ""), "OUT_DIR": str(out_dir),
+               "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.port}", "AWS_LAMBDA_FUNCTION_NAME": "orders",
+               "AWS_LAMBDA_FUNCTION_VERSION": "1", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
+               "SLUICE_PIPELINE": str(REPO / LAMBDA_PIPELINE)}
+        log = workdir / "logs" / f"{name}-{i}"
+        with open(f"{log}.err", "wb") as err:
+            proc = subprocess.Popen(["taskset", "-c", str(cpu), str(sluice)], env=env, cwd=REPO,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        durations = []
+        try:
+            for k, body in enumerate(bodies):
+                response, seconds = api.invoke(f"r{k}", body)
+                if response != {"batchItemFailures": []}:
+                    fail(f"{name}: invocation {k} answered {response}")
+                durations.append(seconds)
+            peaks.append(lambda_api_peak(proc.pid))
+        finally:
+            proc.kill()
+            proc.wait()
+            api.server.shutdown()
+        rates.append(n / sum(durations))
+        medians.append(statistics.median(durations))
+        info(f"{name} run {i}/{runs}: {n / sum(durations):,.0f} records/s, "
+             f"median invocation {statistics.median(durations) * 1000:.2f} ms")
+    return {"impl": name, "records": n, "rps": statistics.median(rates), "rss_kib": max(peaks),
+            "out": out_dir, "invocation_ms": statistics.median(medians) * 1000, "batch": batch}
+
+
+def lambda_api_peak(pid):
+    """VmHWM of a running process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def run_baseline(python, handler, events, workdir, runs, cpu, limit, n):
@@ -330,8 +393,39 @@ def machine(python):
     version = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
                              capture_output=True, text=True).stdout.strip()
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"Machine: {cpu}, nproc {len(os.sched_getaffinity(0))}, kernel {platform.release()}; "
+    return (f"Machine: {cpu}, nproc {NPROC}, kernel {platform.release()}; "
             f"baselines on Python {version}; {now}.")
+
+
+def targets(rows):
+    """The ratios issue targets are stated in, for the rows that ran."""
+    by = {r["impl"]: r for r in rows}
+
+    def rps(name):
+        return by[name]["rps"] if name in by else None
+
+    out = []
+
+    def ratio(what, num, den, goal):
+        if num and den:
+            out.append(f"| {what} | {num / den:.2f}× | {goal} |")
+
+    ratio("file mode ÷ rust-chain-rhai", rps("sluice"), rps("rust-chain-rhai"), "≥ 1.5×")
+    ratio(f"Lambda, {fmt_int(BIG_BATCH)}-record events ÷ rust-chain-rhai",
+          rps(f"sluice-lambda-{BIG_BATCH}"), rps("rust-chain-rhai"), "≥ 1.5×")
+    ratio("file mode ÷ node-ajv", rps("sluice"), rps("node-ajv"), "≥ 2×")
+    ratio(f"Lambda, {fmt_int(BIG_BATCH)}-record events ÷ node-ajv",
+          rps(f"sluice-lambda-{BIG_BATCH}"), rps("node-ajv"), "≥ 2×")
+    small = by.get(f"sluice-lambda-{BATCH}")
+    if small and rps("node-ajv"):
+        node_ms = BATCH / rps("node-ajv") * 1000
+        out.append(f"| Lambda, median {BATCH}-record invocation ({small['invocation_ms']:.2f} ms) "
+                   f"÷ node-ajv's time for {BATCH} records ({node_ms:.2f} ms) "
+                   f"| {small['invocation_ms'] / node_ms:.2f}× | ≤ 0.5× |")
+    ratio("`--workers 2` ÷ `--workers 1`", rps("sluice-workers-2"), rps("sluice"), "≥ 1.9×")
+    if not out:
+        return []
+    return ["", "| comparison | measured | target |", "| --- | ---: | ---: |", *out]
 
 
 def report(rows, a, python, plain_limited, checks):
@@ -348,10 +442,15 @@ def report(rows, a, python, plain_limited, checks):
         out.append(f"| {r['impl']} | {fmt_int(r['records'])} | {fmt_int(round(r['rps']))} "
                    f"| {1e6 / r['rps']:.2f} | {r['rss_kib'] / 1024:.1f} | {r['rps'] / fast['rps']:.2f}× "
                    f"| {versus} |")
+    out += targets(rows)
     notes = f"Workload: n={a.n}, seed={a.seed}; every process pinned to CPU {a.cpu}. "
     if not a.skip_sluice:
         notes += ("sluice reads the JSON Lines file and is timed as a whole process "
-                  "(start-up, reading and sink writes included). ")
+                  "(start-up, reading and sink writes included); sluice-workers-2 likewise, on "
+                  "two cores. sluice-lambda-N is the same binary in Lambda mode (one warm process "
+                  f"per run, {LAMBDA_PIPELINE}) handed Kinesis events of N records through the "
+                  "Runtime API, timed as Lambda's Duration: from handing out each event to its "
+                  "response; its peak RSS is VmHWM. ")
     notes += ("The peers (rust-chain, node-ajv) and the Python handlers read the Kinesis events "
               "and time themselves from the event text in memory to the sink lines written "
               "(start-up and file loading excluded, which favours them). Peak RSS is the measured "
@@ -392,9 +491,21 @@ def main():
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     jsonl, events = ensure_data(workdir, a.n, a.seed)
 
+    # This process serves the Lambda Runtime API: keep it off the measured core.
+    others = os.sched_getaffinity(0) - {a.cpu}
+    if others:
+        os.sched_setaffinity(0, others)
+
     rows = []
+    sluice_rows = []
     if sluice:
-        rows.append(run_sluice(sluice, jsonl, workdir, a.n, a.runs, a.cpu))
+        sluice_rows.append(run_sluice(sluice, jsonl, workdir, a.n, a.runs, a.cpu))
+        if others:
+            cpus = f"{a.cpu},{min(others)}"
+            sluice_rows.append(run_sluice(sluice, jsonl, workdir, a.n, a.runs, cpus, workers=2))
+        for batch, folder in ((BIG_BATCH, events.parent / "events-big"), (BATCH, events)):
+            sluice_rows.append(run_sluice_lambda(sluice, folder, workdir, a.n, a.runs, a.cpu, batch))
+    rows += sluice_rows
     peers = [] if a.skip_peers else run_peers(a, events, workdir)
     rows += peers
     fast = run_baseline(python, "fast", events, workdir, a.runs, a.cpu, 0, a.n)
@@ -405,9 +516,7 @@ def main():
                          PLAIN_EVENT_LIMIT if plain_limited else 0, a.n)
     rows.append(plain)
 
-    pairs = []
-    if sluice:
-        pairs.append((rows[0], fast))
+    pairs = [(r, fast) for r in sluice_rows]
     pairs += [(p, fast) for p in peers]
     if not plain_limited:
         pairs.append((plain, fast))
