@@ -660,6 +660,57 @@ fn after_a_failed_record_the_rest_of_the_shard_is_not_written() {
     );
 }
 
+/// Chunks of one batch run on every worker at once (one per vCPU, here
+/// `SLUICE_WORKERS`); the sinks still get the records in event order.
+#[test]
+fn chunks_run_on_every_worker_and_sinks_keep_event_order() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         transforms: [{ name: t, script: 'record.twice = record.n * 2; record' }]\n\
+         routes: [{ to: [out] }]\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let lambda = Lambda::start(&p, &[("SLUICE_WORKERS", "3".into())]);
+    for n in [1700, 40] {
+        let data: Vec<String> = (0..n).map(|n| format!("{{\"n\":{n}}}")).collect();
+        let data: Vec<&str> = data.iter().map(String::as_str).collect();
+        let response = lambda.invoke(&kinesis_event(&data)).unwrap();
+        assert_eq!(
+            failures(&response),
+            Vec::<String>::new(),
+            "{}",
+            lambda.stderr()
+        );
+    }
+    let out = read_jsonl(&t.path().join("out.jsonl"));
+    let written: Vec<(u64, u64)> = out
+        .iter()
+        .map(|r| (r["n"].as_u64().unwrap(), r["twice"].as_u64().unwrap()))
+        .collect();
+    let expected: Vec<(u64, u64)> = (0..1700).chain(0..40).map(|n| (n, n * 2)).collect();
+    assert!(
+        written == expected,
+        "{} records, not in event order",
+        written.len()
+    );
+    let records_in: Vec<u64> = lambda
+        .emf()
+        .iter()
+        .filter_map(|m| m["RecordsIn"].as_u64())
+        .collect();
+    assert_eq!(records_in, vec![1700, 40]);
+    // Init is over: every worker has started.
+    let workers = lambda
+        .threads()
+        .into_iter()
+        .filter(|n| n == "sluice-worker")
+        .count();
+    assert_eq!(workers, 3);
+}
+
 /// A panic in one record's script dead-letters that record; the batch and
 /// the next invocations go on in the same execution environment.
 #[test]

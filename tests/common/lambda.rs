@@ -69,6 +69,8 @@ impl Lambda {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
             .env("SLUICE_PIPELINE", pipeline)
+            // As many workers on every machine, so that chunking is the same.
+            .env("SLUICE_WORKERS", "2")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::fs::File::create(dir.path().join("stdout.log")).expect("a log file"))
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("a log file"))
@@ -125,6 +127,19 @@ impl Lambda {
     }
 
     /// What the function wrote to standard error so far (its log).
+    /// The names of the function's threads.
+    pub fn threads(&self) -> Vec<String> {
+        let tasks = std::path::PathBuf::from(format!("/proc/{}/task", self.function.id()));
+        let mut names: Vec<String> = std::fs::read_dir(&tasks)
+            .unwrap_or_else(|e| panic!("{}: {e}", tasks.display()))
+            .filter_map(Result::ok)
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|n| n.trim_end().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }

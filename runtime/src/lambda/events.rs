@@ -60,6 +60,20 @@ impl WrongEvent {
 /// DynamoDB type …) becomes a record rejected at stage `decode`, holding the
 /// event record's JSON, and the rest of the batch is read as usual. Only an
 /// event that is not of the pipeline's kind at all is an error.
+///
+/// The event comes as its text: a source with a fast path reads its common
+/// events straight from it ([`EventSource::decode_text`]); any other event
+/// is parsed into a JSON tree first.
+pub fn parse_text(kind: Kind, event: &str) -> Result<Batch, WrongEvent> {
+    if let Some(batch) = kind.events.decode_text(event) {
+        return Ok(batch);
+    }
+    let event: Value = serde_json::from_str(event)
+        .map_err(|e| WrongEvent(format!("the event is not JSON: {e}")))?;
+    parse(kind, event)
+}
+
+/// [`parse_text`] for an event already parsed.
 pub fn parse(kind: Kind, event: Value) -> Result<Batch, WrongEvent> {
     let empty = event
         .get("Records")

@@ -14,7 +14,7 @@
 
 pub mod events;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::aws::Clients;
 use crate::config::{self, Env, LoadError};
@@ -35,8 +36,11 @@ use crate::sources::Ack;
 use crate::sources::event::{Outcome, Returned};
 use events::Kind;
 
-/// Records processed at a time; the deadline is checked before each chunk.
+/// Records processed at a time at most; the deadline is checked before each chunk.
 const CHUNK: usize = 500;
+
+/// The smallest chunk a batch is split into to keep every worker busy.
+const MIN_CHUNK: usize = 16;
 
 /// Default time kept free before the invocation's deadline.
 const DEFAULT_MARGIN: Duration = Duration::from_millis(500);
@@ -67,7 +71,7 @@ pub fn main() -> i32 {
         }
     };
     let served = rt.block_on(lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<Value>| {
+        move |event: LambdaEvent<Box<RawValue>>| {
             let state = Arc::clone(&state);
             async move { state.lock().await.handle(event).await }
         },
@@ -87,7 +91,8 @@ struct State {
     metrics: crate::metrics::emf::Config,
     kind: Kind,
     outputs: Outputs,
-    worker: WorkerThread,
+    /// One per vCPU (or `SLUICE_WORKERS`).
+    workers: Vec<WorkerThread>,
     margin: Duration,
     /// The pipeline's source.
     source: crate::sources::Config,
@@ -151,14 +156,20 @@ impl State {
             .ok()
             .and_then(|m| humantime::parse_duration(&m).ok())
             .unwrap_or(DEFAULT_MARGIN);
-        let worker =
-            WorkerThread::start(Arc::clone(&built)).map_err(|e| format!("error: {e}\n"))?;
+        let workers = match std::env::var("SLUICE_WORKERS") {
+            Ok(n) => n.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                format!("error: SLUICE_WORKERS is `{n}`, not a number of workers (1 or more)\n")
+            })?,
+            Err(_) => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        let workers =
+            WorkerThread::start_many(&built, workers).map_err(|e| format!("error: {e}\n"))?;
         Ok(State {
             metrics: p.metrics.clone(),
             built,
             kind,
             outputs,
-            worker,
+            workers,
             margin,
             answer_sink: p
                 .sinks
@@ -170,10 +181,10 @@ impl State {
         })
     }
 
-    async fn handle(&mut self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+    async fn handle(&mut self, event: LambdaEvent<Box<RawValue>>) -> Result<Value, Diagnostic> {
         let deadline = deadline(event.context.deadline);
         let request = event.context.request_id.clone();
-        let mut batch = match events::parse(self.kind, event.payload) {
+        let mut batch = match events::parse_text(self.kind, event.payload.get()) {
             Ok(b) => b,
             Err(events::WrongEvent(e)) => {
                 log("ERROR", &request, &e);
@@ -223,64 +234,97 @@ impl State {
         // failed in the same chunk: they will arrive again (duplicates).
         let mut written_twice = 0usize;
         let mut rest = records.into_iter().enumerate();
+        // Chunks run on every worker at once and are committed in order, so
+        // sinks see the records in event order. A small batch is split
+        // among the workers too.
+        let workers = self.workers.len();
+        let chunk_size = rest.len().div_ceil(workers).clamp(MIN_CHUNK, CHUNK);
+        let mut inflight: VecDeque<(Vec<usize>, Pending)> = VecDeque::new();
+        let mut next_worker = 0;
+        let mut exhausted = false;
         loop {
-            let mut chunk: Vec<RawRecord> = Vec::new();
-            let mut chunk_items: Vec<usize> = Vec::new();
-            while chunk.len() < CHUNK {
-                let Some((i, r)) = rest.next() else { break };
-                let item = batch.item_of[i];
-                if unit(item).is_some_and(|u| stopped.contains(u)) {
-                    failed.insert(item);
-                    skipped += 1;
-                    continue;
+            while !exhausted && inflight.len() < workers {
+                let mut chunk: Vec<RawRecord> = Vec::new();
+                let mut chunk_items: Vec<usize> = Vec::new();
+                while chunk.len() < chunk_size {
+                    let Some((i, r)) = rest.next() else { break };
+                    let item = batch.item_of[i];
+                    if unit(item).is_some_and(|u| stopped.contains(u)) {
+                        failed.insert(item);
+                        skipped += 1;
+                        continue;
+                    }
+                    chunk.push(r);
+                    chunk_items.push(item);
                 }
-                chunk.push(r);
-                chunk_items.push(item);
+                if chunk.is_empty() {
+                    exhausted = true;
+                    break;
+                }
+                let left = deadline
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                if left < self.margin {
+                    // Too close to the deadline to start: these and the rest go back to the source.
+                    let n = give_back(&mut failed, &chunk_items, &mut rest, &batch.item_of);
+                    log(
+                        "WARN",
+                        &request,
+                        &format!(
+                            "{n} records were not started: {} ms left is below the {} ms margin",
+                            left.as_millis(),
+                            self.margin.as_millis()
+                        ),
+                    );
+                    exhausted = true;
+                    break;
+                }
+                let pending = self.workers[next_worker].submit(chunk);
+                next_worker = (next_worker + 1) % workers;
+                inflight.push_back((chunk_items, pending));
             }
-            if chunk.is_empty() {
+            let Some((chunk_items, pending)) = inflight.pop_front() else {
                 break;
-            }
-            let left = deadline
-                .duration_since(SystemTime::now())
-                .unwrap_or_default();
-            if left < self.margin {
-                // Too close to the deadline to start: these and the rest go back to the source.
-                let n = give_back(&mut failed, &chunk_items, &mut rest, &batch.item_of);
-                log(
-                    "WARN",
-                    &request,
-                    &format!(
-                        "{n} records were not started: {} ms left is below the {} ms margin",
-                        left.as_millis(),
-                        self.margin.as_millis()
-                    ),
-                );
-                break;
-            }
-            // Retries stop in time to answer before the margin.
-            self.outputs
-                .retry_until(Some(std::time::Instant::now() + (left - self.margin)));
-            let mut out = match self.worker.process(chunk).await {
+            };
+            let mut out = match pending.wait().await {
                 Ok(Ok(out)) => out,
                 Ok(Err(Fatal(m))) => {
                     log("ERROR", &request, &m);
                     return Err(failure("RecordStoppedThePipeline", m));
                 }
                 Err(e) => {
-                    // The worker is replaced; these records and the rest go back to the source.
-                    let left = give_back(&mut failed, &chunk_items, &mut rest, &batch.item_of);
+                    // These records, the chunks after them and the rest go
+                    // back to the source; a stopped worker is replaced.
+                    let mut n = give_back(&mut failed, &chunk_items, &mut rest, &batch.item_of);
+                    for (items, _) in inflight.drain(..) {
+                        n += items.len();
+                        failed.extend(items);
+                    }
                     log(
                         "ERROR",
                         &request,
-                        &format!("{e}: {left} records will be delivered again"),
+                        &format!("{e}: {n} records will be delivered again"),
                     );
-                    if !self.worker.alive() {
-                        self.worker = WorkerThread::start(Arc::clone(&self.built))
-                            .map_err(|e| failure("WorkerFailed", e))?;
+                    for w in &mut self.workers {
+                        if !w.alive() {
+                            *w = WorkerThread::start(Arc::clone(&self.built))
+                                .map_err(|e| failure("WorkerFailed", e))?;
+                        }
                     }
                     break;
                 }
             };
+            // A chunk processed while an earlier one of its shard, message
+            // group or partition failed: when every record of it is of a
+            // stopped unit, none is written (all are delivered again).
+            if chunk_items
+                .iter()
+                .all(|&item| unit(item).is_some_and(|u| stopped.contains(u)))
+            {
+                failed.extend(chunk_items.iter().copied());
+                skipped += chunk_items.len();
+                continue;
+            }
             // What the answer needs: the records routed to it, and which
             // event records the DLQ took a record of.
             dead_lettered.extend(out.dlq.raw.iter().map(|&r| chunk_items[r as usize]));
@@ -293,6 +337,13 @@ impl State {
                     returned.push(r);
                 }
             }
+            // Retries stop in time to answer before the margin.
+            let left = deadline
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            self.outputs.retry_until(Some(
+                std::time::Instant::now() + left.saturating_sub(self.margin),
+            ));
             let failures = self
                 .outputs
                 .commit(&mut out, Ack::None, &self.built.sink_keys)
@@ -304,7 +355,7 @@ impl State {
                 let Some(u) = unit(item) else { continue };
                 if failed.contains(&item) {
                     failed_units.insert(u);
-                } else if failed_units.contains(u) {
+                } else if failed_units.contains(u) || stopped.contains(u) {
                     written_twice += 1;
                 }
             }
@@ -417,13 +468,25 @@ fn deadline(ms: u64) -> SystemTime {
     }
 }
 
-type Job = (
-    Vec<RawRecord>,
-    tokio::sync::oneshot::Sender<Result<Result<BatchOutput, Fatal>, String>>,
-);
+type Answer = Result<Result<BatchOutput, Fatal>, String>;
+
+type Job = (Vec<RawRecord>, tokio::sync::oneshot::Sender<Answer>);
+
+/// A chunk handed to a worker: its output, once the worker is done.
+struct Pending(Result<tokio::sync::oneshot::Receiver<Answer>, String>);
+
+impl Pending {
+    /// The chunk's output; `Err` when the worker failed outside any one record's work.
+    async fn wait(self) -> Answer {
+        self.0?
+            .await
+            .map_err(|_| "the worker thread stopped".to_owned())?
+    }
+}
 
 /// The pipeline's CPU stages on a thread of their own (a Rhai engine stays
 /// on the thread that made it), with a deep stack like `sluice run`'s workers.
+/// There is one per vCPU: chunks of a batch run on all of them at once.
 ///
 /// A panic in one record's work dead-letters that record (see
 /// [`Worker::process`]); one outside it fails the chunk, and the worker is
@@ -434,8 +497,31 @@ struct WorkerThread {
     thread: std::thread::JoinHandle<()>,
 }
 
+type Ready = std::sync::mpsc::Receiver<Result<(), String>>;
+
 impl WorkerThread {
     fn start(built: Arc<Built>) -> Result<WorkerThread, String> {
+        let (worker, ready) = Self::spawn(built)?;
+        Self::ready(&ready)?;
+        Ok(worker)
+    }
+
+    /// `n` workers, built at the same time.
+    fn start_many(built: &Arc<Built>, n: usize) -> Result<Vec<WorkerThread>, String> {
+        let started = (0..n)
+            .map(|_| Self::spawn(Arc::clone(built)))
+            .collect::<Result<Vec<_>, _>>()?;
+        started
+            .into_iter()
+            .map(|(worker, ready)| Self::ready(&ready).map(|()| worker))
+            .collect()
+    }
+
+    fn ready(ready: &Ready) -> Result<(), String> {
+        ready.recv().map_err(|_| "the worker stopped".to_owned())?
+    }
+
+    fn spawn(built: Arc<Built>) -> Result<(WorkerThread, Ready), String> {
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -471,10 +557,7 @@ impl WorkerThread {
                 }
             })
             .map_err(|e| format!("starting the worker failed: {e}"))?;
-        ready_rx
-            .recv()
-            .map_err(|_| "the worker stopped".to_owned())??;
-        Ok(WorkerThread { jobs, thread })
+        Ok((WorkerThread { jobs, thread }, ready_rx))
     }
 
     /// Whether the worker's thread still runs.
@@ -482,13 +565,14 @@ impl WorkerThread {
         !self.thread.is_finished()
     }
 
-    /// Processes a chunk; `Err` when the worker failed outside any one record's work.
-    async fn process(&self, batch: Vec<RawRecord>) -> Result<Result<BatchOutput, Fatal>, String> {
+    /// Hands a chunk to the worker.
+    fn submit(&self, batch: Vec<RawRecord>) -> Pending {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send((batch, tx))
-            .map_err(|_| "the worker thread stopped".to_owned())?;
-        rx.await
-            .map_err(|_| "the worker thread stopped".to_owned())?
+        Pending(
+            self.jobs
+                .send((batch, tx))
+                .map(|()| rx)
+                .map_err(|_| "the worker thread stopped".to_owned()),
+        )
     }
 }

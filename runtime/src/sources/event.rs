@@ -26,6 +26,15 @@ pub trait EventSource: Sync {
     /// list of records at all ("has no `Records` list (fields …)").
     fn decode(&self, event: Value) -> Result<Batch, String>;
 
+    /// The event's records read straight from its text, without building a
+    /// JSON tree first: `Some` only when the event is plainly this source's
+    /// and every record decodes, with exactly the batch [`decode`](Self::decode)
+    /// gives; `None` sends the event down the general path. By default there
+    /// is no such path.
+    fn decode_text(&self, _event: &str) -> Option<Batch> {
+        None
+    }
+
     /// The unit whose order the source keeps for event record `item`: after
     /// a failure, the source delivers the failed record and every later
     /// record of its unit again. `None`: the source keeps no order.
@@ -60,6 +69,8 @@ pub struct ShardEvents {
     pub origins: &'static [&'static str],
     /// Adds one event record to the batch.
     pub push: fn(&Value, &mut Batch),
+    /// The fast path of [`EventSource::decode_text`], if the source has one.
+    pub text: Option<fn(&str) -> Option<Batch>>,
 }
 
 impl EventSource for ShardEvents {
@@ -69,6 +80,10 @@ impl EventSource for ShardEvents {
 
     fn decode(&self, event: Value) -> Result<Batch, String> {
         records(event, self.push)
+    }
+
+    fn decode_text(&self, event: &str) -> Option<Batch> {
+        self.text.and_then(|decode| decode(event))
     }
 
     fn ordering_unit<'a>(&self, _batch: &'a Batch, _item: usize) -> Option<&'a str> {

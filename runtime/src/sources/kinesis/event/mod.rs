@@ -7,6 +7,8 @@ use serde_json::Value;
 
 use super::super::event::{Batch, Item, ShardEvents, decode, seconds_at, text_at};
 
+mod fast;
+
 /// Adds one event record (a Kinesis record, or the user records of a KPL
 /// aggregate) to the batch.
 pub fn push(r: &Value, batch: &mut Batch) {
@@ -46,4 +48,5 @@ pub fn push(r: &Value, batch: &mut Batch) {
 pub const EVENTS: ShardEvents = ShardEvents {
     origins: &["aws:kinesis"],
     push,
+    text: Some(fast::decode),
 };
