@@ -1159,3 +1159,60 @@ fn debug_output_is_json_with_a_json_summary() {
         ]
     );
 }
+
+/// However a transform ends (the variable `record`, with or without `;`, an
+/// early `return`, a `let` or `const` of its own named `record`), its value
+/// is what the script says, and the next transform and the routes get it;
+/// a condition run natively (`record.tier == "big"`) and one run by the
+/// interpreter route alike.
+#[test]
+fn a_transform_gives_its_value_however_it_ends() {
+    let t = tempfile::tempdir().unwrap();
+    common::write_jsonl(
+        t.path(),
+        "in.jsonl",
+        &[
+            json!({ "n": 1 }),
+            json!({ "n": 2 }),
+            json!({ "n": 3 }),
+            json!({ "n": 4 }),
+        ],
+    );
+    let p = pipeline(
+        t.path(),
+        "source: { type: file, path: in.jsonl }\n\
+         transforms:\n\
+         \x20 - { name: plain, script: 'record.a = 1; record' }\n\
+         \x20 - { name: semicolon, script: 'record.b = 2; record;' }\n\
+         \x20 - { name: early, script: 'if record.n == 2 { return #{ n: 2, early: true }; } record' }\n\
+         \x20 - { name: shadow, script: 'if record.n != 3 { return record; } let record = #{ n: 3, shadowed: true }; record' }\n\
+         \x20 - { name: constant, script: 'if record.n != 4 { return record; } const record = #{ n: 4, tier: \"big\" }; record' }\n\
+         \x20 - { name: after, script: 'record.seen = true; record' }\n\
+         routes:\n\
+         \x20 - { when: 'record.tier == \"big\"', to: [big] }\n\
+         \x20 - { when: 'record.n > 1 && record.tier != \"big\"', to: [rest] }\n\
+         sinks:\n\
+         \x20 big: { type: file, path: out/big.jsonl }\n\
+         \x20 rest: { type: file, path: out/rest.jsonl }\n\
+         dlq: { type: file, path: out/dlq.jsonl }\n\
+         unrouted: drop\n",
+    );
+    let (code, s, err) = run_json(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["dead_lettered"]["total"], 0, "{err}");
+    assert_eq!(
+        read_jsonl(&t.path().join("out/big.jsonl")),
+        vec![json!({ "n": 4, "tier": "big", "seen": true })]
+    );
+    assert_eq!(
+        read_jsonl(&t.path().join("out/rest.jsonl")),
+        vec![
+            json!({ "n": 2, "early": true, "seen": true }),
+            json!({ "n": 3, "shadowed": true, "seen": true }),
+        ]
+    );
+    assert_eq!(
+        s["unrouted"], 1,
+        "record 1: {{n, a, b, seen}} matches no route"
+    );
+}

@@ -24,6 +24,8 @@ use crate::delivery::envelope::{Envelope, encode_data};
 use crate::metrics::Counts;
 use crate::record::{Cut, RawRecord, Stage};
 use crate::route::Unrouted;
+use crate::transform::KeepRecord;
+use crate::transform::native::Compare;
 use crate::transform::{self, Limits, Meta, RecordScope, convert};
 use crate::validate::{OnInvalid, Validator};
 
@@ -173,7 +175,8 @@ pub struct Worker {
     built: Arc<Built>,
     engine: Engine,
     scripts: Vec<AST>,
-    conditions: Vec<Option<AST>>,
+    /// Each route's condition: compiled, and run natively when it is simple.
+    conditions: Vec<Option<(AST, Option<Compare>)>>,
     scope: RecordScope,
     scratch: Vec<u8>,
     /// Where the record in progress is: its stage, and the transform's index.
@@ -223,6 +226,7 @@ impl Worker {
             .iter()
             .map(|(name, src)| {
                 transform::compile_script(&engine, src)
+                    .map(|ast| transform::keep_record(&engine, ast))
                     .map_err(|e| format!("transform `{name}`: {}", e.message))
             })
             .collect::<Result<_, _>>()?;
@@ -231,7 +235,11 @@ impl Worker {
             .iter()
             .map(|(when, _)| {
                 when.as_deref()
-                    .map(|w| transform::compile_condition(&engine, w).map_err(|e| e.message))
+                    .map(|w| {
+                        transform::compile_condition(&engine, w)
+                            .map(|ast| (ast, Compare::parse(w)))
+                            .map_err(|e| e.message)
+                    })
                     .transpose()
             })
             .collect::<Result<_, _>>()?;
@@ -392,6 +400,7 @@ impl Worker {
             for (record, path) in records {
                 self.scope.set(record);
                 match self.scope.eval(&self.engine, ast) {
+                    Ok(r) if r.is::<KeepRecord>() => next.push((self.scope.take(), path)),
                     Ok(r) if r.is_unit() => cx.out.counts.filtered += 1,
                     Ok(r) if r.is_array() => {
                         let items = r.cast::<rhai::Array>();
@@ -499,41 +508,52 @@ impl Worker {
         let built = cx.built;
         self.at = (Stage::Route, None);
         let mut targets: Vec<usize> = Vec::new();
-        let has_conditions = self.conditions.iter().any(Option::is_some);
-        let held = if has_conditions {
-            self.scope.set(record);
-            Dynamic::UNIT
-        } else {
-            record
-        };
+        // The record goes into the scripts' scope only for a condition that
+        // is not run natively.
+        let mut record = record;
+        let mut in_scope = false;
         for (i, ((_, sinks), cond)) in built.routes.iter().zip(&self.conditions).enumerate() {
             let take = match cond {
                 None => true,
-                Some(ast) => match self.scope.eval(&self.engine, ast) {
-                    Ok(v) => match v.as_bool() {
-                        Ok(b) => b,
-                        Err(type_name) => {
-                            let text = format!(
-                                "condition of route #{} returned {type_name}, not a bool",
-                                i + 1
-                            );
-                            cx.dead_letter(raw, Stage::Route, None, text, None);
-                            return;
+                Some((ast, native)) => match native
+                    .as_ref()
+                    .filter(|_| !in_scope)
+                    .and_then(|n| n.eval(&record))
+                {
+                    Some(b) => b,
+                    None => {
+                        if !in_scope {
+                            self.scope
+                                .set(std::mem::replace(&mut record, Dynamic::UNIT));
+                            in_scope = true;
                         }
-                    },
-                    Err(e) => {
-                        let text = format!(
-                            "condition of route #{} failed: {}",
-                            i + 1,
-                            transform::error_text(
-                                &e,
-                                &built.limits,
-                                built.routes[i].0.as_deref().unwrap_or_default(),
-                                built.route_places.get(i),
-                            )
-                        );
-                        cx.dead_letter(raw, Stage::Route, None, text, None);
-                        return;
+                        match self.scope.eval(&self.engine, ast) {
+                            Ok(v) => match v.as_bool() {
+                                Ok(b) => b,
+                                Err(type_name) => {
+                                    let text = format!(
+                                        "condition of route #{} returned {type_name}, not a bool",
+                                        i + 1
+                                    );
+                                    cx.dead_letter(raw, Stage::Route, None, text, None);
+                                    return;
+                                }
+                            },
+                            Err(e) => {
+                                let text = format!(
+                                    "condition of route #{} failed: {}",
+                                    i + 1,
+                                    transform::error_text(
+                                        &e,
+                                        &built.limits,
+                                        built.routes[i].0.as_deref().unwrap_or_default(),
+                                        built.route_places.get(i),
+                                    )
+                                );
+                                cx.dead_letter(raw, Stage::Route, None, text, None);
+                                return;
+                            }
+                        }
                     }
                 },
             };
@@ -541,11 +561,7 @@ impl Worker {
                 targets.extend(sinks);
             }
         }
-        let record = if has_conditions {
-            self.scope.take()
-        } else {
-            held
-        };
+        let record = if in_scope { self.scope.take() } else { record };
         if targets.is_empty() {
             match built.unrouted {
                 Unrouted::Dlq => cx.dead_letter(

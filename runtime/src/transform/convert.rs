@@ -1,8 +1,6 @@
 //! Moving records between JSON and Rhai values without going through serde's
 //! generic machinery: JSON values are consumed, so strings move instead of being copied.
 
-use std::fmt::Write as _;
-
 use rhai::{Array, Dynamic, Map};
 use serde_json::Value;
 
@@ -66,11 +64,37 @@ pub fn write_json(out: &mut Vec<u8>, v: &Dynamic) -> Result<(), String> {
 
 /// [`write_json`], naming the value `root` in an error.
 pub fn write_json_of(out: &mut Vec<u8>, v: &Dynamic, root: &str) -> Result<(), String> {
-    let mut path = String::from(root);
-    write_value(out, v, &mut path)
+    write_value(out, v, &Path::Root(root))
 }
 
-fn write_value(out: &mut Vec<u8>, v: &Dynamic, path: &mut String) -> Result<(), String> {
+/// Where a value is in the document, written out only for an error.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root(&'a str),
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Path::Root(root) => f.write_str(root),
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+            Path::Key(parent, k) => {
+                let plain = !k.is_empty()
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !k.starts_with(|c: char| c.is_ascii_digit());
+                if plain {
+                    write!(f, "{parent}.{k}")
+                } else {
+                    write!(f, "{parent}[{}]", serde_json::Value::from(k))
+                }
+            }
+        }
+    }
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Dynamic, path: &Path<'_>) -> Result<(), String> {
     if v.is_shared() {
         return write_value(out, &v.flatten_clone(), path);
     }
@@ -98,35 +122,22 @@ fn write_value(out: &mut Vec<u8>, v: &Dynamic, path: &mut String) -> Result<(), 
         json_to(out, &c);
     } else if let Some(a) = v.read_lock::<Array>() {
         out.push(b'[');
-        let len = path.len();
         for (i, item) in a.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            let _ = write!(path, "[{i}]");
-            write_value(out, item, path)?;
-            path.truncate(len);
+            write_value(out, item, &Path::Index(path, i))?;
         }
         out.push(b']');
     } else if let Some(m) = v.read_lock::<Map>() {
         out.push(b'{');
-        let len = path.len();
         for (i, (k, item)) in m.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             json_to(out, k.as_str());
             out.push(b':');
-            let plain = !k.is_empty()
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !k.starts_with(|c: char| c.is_ascii_digit());
-            if plain {
-                let _ = write!(path, ".{k}");
-            } else {
-                let _ = write!(path, "[{}]", serde_json::Value::from(k.as_str()));
-            }
-            write_value(out, item, path)?;
-            path.truncate(len);
+            write_value(out, item, &Path::Key(path, k.as_str()))?;
         }
         out.push(b'}');
     } else {

@@ -15,6 +15,7 @@ pub mod convert;
 pub mod explain;
 pub mod lint;
 pub mod meta;
+pub mod native;
 pub mod syntax;
 
 use std::cell::Cell;
@@ -155,6 +156,7 @@ pub fn engine(limits: &Limits) -> Engine {
     e.on_progress(move |ops| budget_exceeded(ops, max_memory, max_time));
     meta::register(&mut e);
     builtins::register(&mut e);
+    e.register_fn(KEEP_RECORD, || KeepRecord);
     #[cfg(feature = "fault-injection")]
     crate::faults::register(&mut e);
     e
@@ -252,6 +254,43 @@ pub fn compile_script(engine: &Engine, source: &str) -> Result<AST, SyntaxError>
         .map_err(syntax_error)
 }
 
+/// What a transform returns, compiled by [`keep_record`], when it ends with
+/// the variable `record`: the record is then taken out of the scope.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepRecord;
+
+/// The function that gives [`KeepRecord`].
+const KEEP_RECORD: &str = "__sluice_keep_record";
+
+/// A transform as it runs: when its last statement is `record` (as most
+/// transforms end), that statement gives [`KeepRecord`] instead, and the
+/// caller takes `record` out of the scope. A script's value is a copy of
+/// the variable it names, so this spares a copy of the whole record, and
+/// dropping the original, for every record; the value is the same.
+pub fn keep_record(engine: &Engine, ast: AST) -> AST {
+    use rhai::{Expr, Stmt};
+    let statements = ast.statements();
+    let ends_with_record = matches!(
+        statements.last(),
+        Some(Stmt::Expr(e)) if matches!(&**e, Expr::Variable(v, ..) if v.1 == "record" && v.2.is_empty())
+    );
+    if !ends_with_record || ast.resolver().is_some() {
+        return ast;
+    }
+    let Ok(keep) = engine.compile(format!("{KEEP_RECORD}()")) else {
+        return ast;
+    };
+    let body = AST::new(
+        statements[..statements.len() - 1].iter().cloned(),
+        ast.shared_lib().clone(),
+    );
+    let mut kept = body.merge(&keep);
+    if let Some(source) = ast.source() {
+        kept.set_source(source);
+    }
+    kept
+}
+
 /// Compiles a route condition (one expression).
 pub fn compile_condition(engine: &Engine, source: &str) -> Result<AST, SyntaxError> {
     engine
@@ -285,19 +324,23 @@ impl RecordScope {
         self.scope.push_constant("meta", meta.clone());
     }
 
-    fn record(&mut self) -> &mut Dynamic {
-        // `begin` pushed `record` as a writable variable; scripts cannot remove it.
-        self.scope.get_mut("record").expect("`record` is in scope")
-    }
-
-    /// Sets `record`.
+    /// Sets `record`. A script that declared a constant `record` of its
+    /// own gets a new variable over it.
     pub fn set(&mut self, record: Dynamic) {
-        *self.record() = record;
+        match self.scope.get_mut("record") {
+            Some(r) => *r = record,
+            None => {
+                self.scope.push("record", record);
+            }
+        }
     }
 
-    /// Takes `record` out (leaving `()`).
+    /// Takes `record` out (leaving `()`); a constant `record` is copied.
     pub fn take(&mut self) -> Dynamic {
-        std::mem::take(self.record())
+        match self.scope.get_mut("record") {
+            Some(r) => std::mem::take(r),
+            None => self.scope.get("record").cloned().unwrap_or_default(),
+        }
     }
 
     /// Runs a compiled script or condition on the current `record`.
