@@ -14,8 +14,10 @@ reports:
 - init: from starting the process until it asks for its first event (the
   REPORT line's Init Duration), median of --runs cold starts;
 - warm invocation: from handing out an event until the response arrives
-  (Duration), for Kinesis events of 100 and of 10 000 orders as
-  bench/workload/gen_orders.py writes them, median and p90;
+  (Duration), for Kinesis events of 100 and of 5 000 orders as
+  bench/workload/gen_orders.py writes them (5 000 orders make about 6 MB,
+  the largest payload Lambda hands a function), median and p90;
+- steady RSS: VmRSS of the function after the 100-record invocations;
 - peak RSS: VmHWM of the function after all invocations.
 
 By default the pipeline is bench/lambda-orders-files.yaml, the orders
@@ -34,6 +36,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+BIG = 5_000  # orders per large event: about 6 MB of event
 sys.path.insert(0, str(REPO / "bench"))
 from lambda_api import RuntimeApi  # noqa: E402  (bench/lambda_api.py)
 
@@ -82,9 +85,9 @@ sqs.create_queue(QueueName="big-orders")
     sys.exit("bench/lambda.py: moto_server did not start")
 
 
-def peak_rss_mib(pid):
+def rss_mib(pid, field):
     for line in Path("/proc/%d/status" % pid).read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -103,7 +106,8 @@ def main():
     if not Path(a.sluice).exists():
         sys.exit("bench/lambda.py: %s is missing: run `cargo build --profile lambda-release`" % a.sluice)
     tmp = tempfile.mkdtemp(prefix="sluice-lambda-bench-")
-    env = {"PATH": os.environ.get("PATH", ""), "OUT_DIR": tmp}
+    # As the template sluice deploy writes sets it (docs/lambda.md).
+    env = {"PATH": os.environ.get("PATH", ""), "OUT_DIR": tmp, "MIMALLOC_ARENA_EAGER_COMMIT": "0"}
     pipeline = REPO / "bench/lambda-orders-files.yaml"
     moto = None
     if a.moto:
@@ -112,7 +116,7 @@ def main():
                    AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
         pipeline = REPO / "pipelines/orders/kinesis.yaml"
     small = events(a.runs * 100, 100, tmp)
-    big = events(30_000, 10_000, tmp)
+    big = events(5 * BIG, BIG, tmp)
 
     stripped = Path(tmp) / "sluice-stripped"
     subprocess.run(["strip", "-o", str(stripped), a.sluice], check=True)
@@ -141,12 +145,13 @@ def main():
         response, d = api.invoke("s%d" % n, body)
         assert response == {"batchItemFailures": []}, response
         warm100.append(d)
-    warm10k = []
+    steady = rss_mib(proc.pid, "VmRSS")
+    warm_big = []
     for n, body in enumerate(big):
         response, d = api.invoke("b%d" % n, body)
         assert response == {"batchItemFailures": []}, response
-        warm10k.append(d)
-    rss = peak_rss_mib(proc.pid)
+        warm_big.append(d)
+    rss = rss_mib(proc.pid, "VmHWM")
     proc.kill()
     proc.wait()
     api.server.shutdown()
@@ -162,10 +167,11 @@ def main():
         ms(statistics.median(inits)), ms(p90(inits)), len(inits)))
     print("warm, 100-record batch:   median %.2f ms, p90 %.2f ms (%d invocations)" % (
         ms(statistics.median(warm100)), ms(p90(warm100)), len(warm100)))
-    print("warm, 10 000-record batch: median %.1f ms, p90 %.1f ms (%d invocations; %.0f records/s)" % (
-        ms(statistics.median(warm10k)), ms(p90(warm10k)), len(warm10k),
-        10_000 / statistics.median(warm10k)))
+    print("warm, %d-record batch:  median %.1f ms, p90 %.1f ms (%d invocations of %.1f MB; %.0f records/s)" % (
+        BIG, ms(statistics.median(warm_big)), ms(p90(warm_big)), len(warm_big),
+        statistics.mean(len(b) for b in big) / 1e6, BIG / statistics.median(warm_big)))
     print("binary, stripped:         %.1f MB" % size)
+    print("RSS after the 100-record invocations: %.1f MiB" % steady)
     print("peak RSS:                 %.1f MiB" % rss)
 
 

@@ -275,7 +275,9 @@ def run_sluice_lambda(sluice, events, workdir, n, runs, cpu, batch):
         env = {"PATH": os.environ.get("PATH", ""), "OUT_DIR": str(out_dir),
                "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.port}", "AWS_LAMBDA_FUNCTION_NAME": "orders",
                "AWS_LAMBDA_FUNCTION_VERSION": "1", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
-               "SLUICE_PIPELINE": str(REPO / LAMBDA_PIPELINE)}
+               "SLUICE_PIPELINE": str(REPO / LAMBDA_PIPELINE),
+               # As the template `sluice deploy` writes sets it.
+               "MIMALLOC_ARENA_EAGER_COMMIT": "0"}
         log = workdir / "logs" / f"{name}-{i}"
         with open(f"{log}.err", "wb") as err:
             proc = subprocess.Popen(["taskset", "-c", str(cpu), str(sluice)], env=env, cwd=REPO,

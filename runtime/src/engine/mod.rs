@@ -380,8 +380,12 @@ impl Worker {
             return Ok(());
         }
         self.at = (Stage::Transform, None);
-        let meta = Meta::new(&raw.position, raw.attributes.clone(), batch_time.clone());
-        self.scope.begin(&meta);
+        self.scope.begin(Meta::new(
+            &raw.position,
+            raw.attributes.clone(),
+            batch_time.clone(),
+        ));
+
         let mut sizes = convert::Sizes::default();
         // Each record with the fan-outs it came out of: which of the records
         // an array made it is (for a redrive of it alone).

@@ -45,10 +45,11 @@ pub fn to_dynamic_sized(v: Value, sizes: &mut Sizes) -> Dynamic {
         }
         Value::Object(o) => {
             sizes.map_entries += o.len();
-            let mut m = Map::new();
-            for (k, v) in o {
-                m.insert(k.into(), to_dynamic_sized(v, sizes));
-            }
+            // In key order already: the map is built in bulk, not key by key.
+            let m: Map = o
+                .into_iter()
+                .map(|(k, v)| (k.into(), to_dynamic_sized(v, sizes)))
+                .collect();
             Dynamic::from_map(m)
         }
     }

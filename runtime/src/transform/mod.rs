@@ -318,10 +318,10 @@ pub struct RecordScope {
 
 impl RecordScope {
     /// Starts a record: `record` is `()` until [`set`](Self::set), `meta` is read-only.
-    pub fn begin(&mut self, meta: &Meta) {
+    pub fn begin(&mut self, meta: Meta) {
         self.scope.clear();
         self.scope.push("record", ());
-        self.scope.push_constant("meta", meta.clone());
+        self.scope.push_constant("meta", meta);
     }
 
     /// Sets `record`. A script that declared a constant `record` of its
@@ -490,7 +490,7 @@ mod tests {
         let record = convert::to_dynamic_sized(json, &mut sizes);
         size_limits_for(&mut e, limits, sizes);
         let mut scope = RecordScope::default();
-        scope.begin(&meta());
+        scope.begin(meta());
         scope.set(record);
         start_budget();
         scope
