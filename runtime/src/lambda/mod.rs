@@ -511,15 +511,21 @@ impl WorkerThread {
         Ok(worker)
     }
 
-    /// `n` workers, built at the same time.
+    /// `n` workers, built at the same time. Init waits for the first only:
+    /// the others compile the scripts on the other vCPUs meanwhile, and a
+    /// chunk handed to one of them waits until it is ready.
     fn start_many(built: &Arc<Built>, n: usize) -> Result<Vec<WorkerThread>, String> {
         let started = (0..n)
             .map(|_| Self::spawn(Arc::clone(built)))
             .collect::<Result<Vec<_>, _>>()?;
-        started
-            .into_iter()
-            .map(|(worker, ready)| Self::ready(&ready).map(|()| worker))
-            .collect()
+        let mut workers = Vec::with_capacity(n);
+        for (i, (worker, ready)) in started.into_iter().enumerate() {
+            if i == 0 {
+                Self::ready(&ready)?;
+            }
+            workers.push(worker);
+        }
+        Ok(workers)
     }
 
     fn ready(ready: &Ready) -> Result<(), String> {
