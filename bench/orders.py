@@ -220,13 +220,13 @@ def ensure_data(workdir, n, seed):
 
 # --- the implementations ----------------------------------------------------------------
 
-def run_sluice(sluice, jsonl, workdir, n, runs, cpu, workers=1):
+def run_sluice(sluice, jsonl, workdir, n, runs, cpu, workers=1, only=None):
     name = "sluice" if workers == 1 else f"sluice-workers-{workers}"
     out_dir = workdir / "out" / name
     env = dict(os.environ, ORDERS_INPUT=str(jsonl), OUT_DIR=str(out_dir))
     cmd = [sluice, "run", PIPELINE, "--workers", str(workers), "--no-progress", "--summary-format", "json"]
     rates, peaks = [], []
-    for i in range(1, runs + 1):
+    for i in [only] if only else range(1, runs + 1):
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
         log = workdir / "logs" / f"{name}-{i}"
@@ -251,7 +251,7 @@ def run_sluice(sluice, jsonl, workdir, n, runs, cpu, workers=1):
             "out": out_dir}
 
 
-def run_sluice_lambda(sluice, events, workdir, n, runs, cpu, batch):
+def run_sluice_lambda(sluice, events, workdir, n, runs, cpu, batch, only=None):
     """Sluice in Lambda mode: the same binary started as a `provided.al2023`
     bootstrap, served the Runtime API by bench/lambda.py's RuntimeApi, and
     handed the Kinesis events one after another (warm: one process per run).
@@ -268,7 +268,7 @@ def run_sluice_lambda(sluice, events, workdir, n, runs, cpu, batch):
     # figure is Sluice's work, not the disk's.
     out_dir = (SHM / "sluice-bench" / name) if SHM.is_dir() else (workdir / "out" / name)
     rates, medians, peaks = [], [], []
-    for i in range(1, runs + 1):
+    for i in [only] if only else range(1, runs + 1):
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
         api = RuntimeApi()
@@ -300,6 +300,15 @@ def run_sluice_lambda(sluice, events, workdir, n, runs, cpu, batch):
              f"median invocation {statistics.median(durations) * 1000:.2f} ms")
     return {"impl": name, "records": n, "rps": statistics.median(rates), "rss_kib": max(peaks),
             "out": out_dir, "invocation_ms": statistics.median(medians) * 1000, "batch": batch}
+
+
+def merge_rounds(rows):
+    """One implementation's row from its rounds: the median rate, the largest peak."""
+    row = dict(rows[-1], rps=statistics.median(r["rps"] for r in rows),
+               rss_kib=max(r["rss_kib"] for r in rows))
+    if "invocation_ms" in row:
+        row["invocation_ms"] = statistics.median(r["invocation_ms"] for r in rows)
+    return row
 
 
 def lambda_api_peak(pid):
@@ -458,6 +467,10 @@ def report(rows, a, python, plain_limited, checks):
                   "Runtime API, timed as Lambda's Duration: from handing out each event to its "
                   "response; its sinks are on a memory-backed folder (/dev/shm), since a file "
                   "sink syncs before each answer and the peers never sync; its peak RSS is VmHWM. ")
+    if not a.skip_sluice:
+        notes += ("Sluice's rows ran in interleaved rounds (each round runs every one of them "
+                  "once); each peer and Python handler runs all its runs in one process, as a warm "
+                  "function would. ")
     notes += ("The peers (rust-chain, node-ajv) and the Python handlers read the Kinesis events "
               "and time themselves from the event text in memory to the sink lines written "
               "(start-up and file loading excluded, which favours them). Peak RSS is the measured "
@@ -506,12 +519,17 @@ def main():
     rows = []
     sluice_rows = []
     if sluice:
-        sluice_rows.append(run_sluice(sluice, jsonl, workdir, a.n, a.runs, a.cpu))
+        # Sluice's rows in interleaved rounds: round i runs every variant once.
+        variants = [lambda i: run_sluice(sluice, jsonl, workdir, a.n, a.runs, a.cpu, only=i)]
         if others:
             cpus = f"{a.cpu},{min(others)}"
-            sluice_rows.append(run_sluice(sluice, jsonl, workdir, a.n, a.runs, cpus, workers=2))
+            variants.append(lambda i: run_sluice(sluice, jsonl, workdir, a.n, a.runs, cpus,
+                                                 workers=2, only=i))
         for batch, folder in ((BIG_BATCH, events.parent / "events-big"), (BATCH, events)):
-            sluice_rows.append(run_sluice_lambda(sluice, folder, workdir, a.n, a.runs, a.cpu, batch))
+            variants.append(lambda i, b=batch, f=folder: run_sluice_lambda(
+                sluice, f, workdir, a.n, a.runs, a.cpu, b, only=i))
+        rounds = [[variant(i) for variant in variants] for i in range(1, a.runs + 1)]
+        sluice_rows = [merge_rounds([r[k] for r in rounds]) for k in range(len(variants))]
     rows += sluice_rows
     peers = [] if a.skip_peers else run_peers(a, events, workdir)
     rows += peers
