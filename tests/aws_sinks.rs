@@ -175,6 +175,13 @@ fn s3_objects_span_batches_up_to_max_records() {
 #[test]
 fn a_missing_bucket_dead_letters_the_records_without_retrying() {
     let moto = Moto::start();
+    // moto loads its S3 backend on the first S3 request, which on a busy
+    // machine can outlast the first attempts' connection: the run under test
+    // would then retry them (rightly) before it meets the missing bucket.
+    // Another bucket is made first, by a client with the SDK's own retries.
+    let rt = rt();
+    let s3 = s3_client(&rt.block_on(moto.sdk_config()));
+    rt.block_on(create_bucket(&s3, "other"));
     let t = tempfile::tempdir().unwrap();
     let p = pipeline(
         t.path(),
@@ -203,7 +210,8 @@ fn a_missing_bucket_dead_letters_the_records_without_retrying() {
             dlq[0]["step"].as_str(),
             dlq[0]["attempts"].as_u64()
         ),
-        (Some("sink"), Some("lake"), Some(1))
+        (Some("sink"), Some("lake"), Some(1)),
+        "{err}"
     );
     assert_eq!(dlq[0]["data"], "{\"id\":1}");
     let error = dlq[0]["error"].as_str().unwrap();
