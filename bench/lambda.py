@@ -38,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BIG = 5_000  # orders per large event: about 6 MB of event
 sys.path.insert(0, str(REPO / "bench"))
-from lambda_api import RuntimeApi  # noqa: E402  (bench/lambda_api.py)
+from lambda_api import RuntimeApi, status_kib  # noqa: E402  (bench/lambda_api.py)
 
 
 def start_function(sluice, api, pipeline, env):
@@ -86,10 +86,7 @@ sqs.create_queue(QueueName="big-orders")
 
 
 def rss_mib(pid, field):
-    for line in Path("/proc/%d/status" % pid).read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return status_kib(pid, field) / 1024
 
 
 def ms(seconds):

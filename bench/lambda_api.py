@@ -8,6 +8,7 @@ import queue
 import sys
 import threading
 import time
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 API = "/2018-06-01/runtime"
@@ -81,3 +82,11 @@ class RuntimeApi:
         if kind != "response":
             sys.exit("bench/lambda.py: invocation %s: %s %s" % (request_id, kind, answer.decode()))
         return json.loads(answer), duration
+
+
+def status_kib(pid, field):
+    """A field of /proc/PID/status in KiB: VmRSS (resident now) or VmHWM (peak)."""
+    for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0

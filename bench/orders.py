@@ -220,46 +220,43 @@ def ensure_data(workdir, n, seed):
 
 # --- the implementations ----------------------------------------------------------------
 
-def run_sluice(sluice, jsonl, workdir, n, runs, cpu, workers=1, only=None):
+def run_sluice(sluice, jsonl, workdir, n, i, runs, cpu, workers=1):
+    """Run i of `runs`: `sluice run` with WORKERS workers, timed as a whole process."""
     name = "sluice" if workers == 1 else f"sluice-workers-{workers}"
     out_dir = workdir / "out" / name
     env = dict(os.environ, ORDERS_INPUT=str(jsonl), OUT_DIR=str(out_dir))
     cmd = [sluice, "run", PIPELINE, "--workers", str(workers), "--no-progress", "--summary-format", "json"]
-    rates, peaks = [], []
-    for i in [only] if only else range(1, runs + 1):
-        shutil.rmtree(out_dir, ignore_errors=True)
-        out_dir.mkdir(parents=True)
-        log = workdir / "logs" / f"{name}-{i}"
-        status, wall, rss = launch(cmd, env, cpu, log)
-        if status != 0:
-            fail(f"sluice exited with status {status} (run {i}); {shown(log)}.err ends with:\n"
-                 + tail(f"{log}.err"))
-        lines = [line for line in tail(f"{log}.err", 1).splitlines() if line.strip()]
-        try:
-            summary = json.loads(lines[-1])
-            records_in = summary["records_in"]
-        except (IndexError, ValueError, KeyError, TypeError):
-            fail(f"the last line of sluice's stderr is not a JSON summary with records_in "
-                 f"(run {i}); {shown(log)}.err ends with:\n" + tail(f"{log}.err"))
-        if records_in != n:
-            fail(f"sluice read {records_in} records, expected {n} (run {i})")
-        rates.append(n / wall)
-        peaks.append(rss)
-        info(f"{name} run {i}/{runs}: {n / wall:,.0f} records/s, {wall:.3f} s, "
-             f"peak RSS {rss / 1024:.1f} MiB")
-    return {"impl": name, "records": n, "rps": statistics.median(rates), "rss_kib": max(peaks),
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    log = workdir / "logs" / f"{name}-{i}"
+    status, wall, rss = launch(cmd, env, cpu, log)
+    if status != 0:
+        fail(f"sluice exited with status {status} (run {i}); {shown(log)}.err ends with:\n"
+             + tail(f"{log}.err"))
+    lines = [line for line in tail(f"{log}.err", 1).splitlines() if line.strip()]
+    try:
+        summary = json.loads(lines[-1])
+        records_in = summary["records_in"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        fail(f"the last line of sluice's stderr is not a JSON summary with records_in "
+             f"(run {i}); {shown(log)}.err ends with:\n" + tail(f"{log}.err"))
+    if records_in != n:
+        fail(f"sluice read {records_in} records, expected {n} (run {i})")
+    info(f"{name} run {i}/{runs}: {n / wall:,.0f} records/s, {wall:.3f} s, "
+         f"peak RSS {rss / 1024:.1f} MiB")
+    return {"impl": name, "records": n, "rps": n / wall, "rss_kib": rss,
             "out": out_dir}
 
 
-def run_sluice_lambda(sluice, events, workdir, n, runs, cpu, batch, only=None):
+def run_sluice_lambda(sluice, events, workdir, n, i, runs, cpu, batch):
     """Sluice in Lambda mode: the same binary started as a `provided.al2023`
-    bootstrap, served the Runtime API by bench/lambda.py's RuntimeApi, and
-    handed the Kinesis events one after another (warm: one process per run).
+    bootstrap, served the Runtime API by bench/lambda_api.py's RuntimeApi, and
+    handed the Kinesis events one after another (warm: one process for run i).
     Each invocation is timed as Lambda reports its Duration: from handing out
     the event to the response's arrival. Records/s is all records over the
     sum of the durations; the median invocation time is given too."""
     sys.path.insert(0, str(REPO / "bench"))
-    from lambda_api import RuntimeApi  # noqa: E402  (bench/lambda_api.py)
+    from lambda_api import RuntimeApi, status_kib  # noqa: E402  (bench/lambda_api.py)
 
     name = f"sluice-lambda-{batch}"
     bodies = [p.read_bytes() for p in sorted(Path(events).iterdir())]
@@ -267,39 +264,35 @@ def run_sluice_lambda(sluice, events, workdir, n, runs, cpu, batch, only=None):
     # never sync. On a memory-backed folder the sync costs nothing, so the
     # figure is Sluice's work, not the disk's.
     out_dir = (SHM / "sluice-bench" / name) if SHM.is_dir() else (workdir / "out" / name)
-    rates, medians, peaks = [], [], []
-    for i in [only] if only else range(1, runs + 1):
-        shutil.rmtree(out_dir, ignore_errors=True)
-        out_dir.mkdir(parents=True)
-        api = RuntimeApi()
-        env = {"PATH": os.environ.get("PATH", ""), "OUT_DIR": str(out_dir),
-               "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.port}", "AWS_LAMBDA_FUNCTION_NAME": "orders",
-               "AWS_LAMBDA_FUNCTION_VERSION": "1", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
-               "SLUICE_PIPELINE": str(REPO / LAMBDA_PIPELINE),
-               # As the template `sluice deploy` writes sets it.
-               "MIMALLOC_ARENA_EAGER_COMMIT": "0"}
-        log = workdir / "logs" / f"{name}-{i}"
-        with open(f"{log}.err", "wb") as err:
-            proc = subprocess.Popen(["taskset", "-c", str(cpu), str(sluice)], env=env, cwd=REPO,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        durations = []
-        try:
-            for k, body in enumerate(bodies):
-                response, seconds = api.invoke(f"r{k}", body)
-                if response != {"batchItemFailures": []}:
-                    fail(f"{name}: invocation {k} answered {response}")
-                durations.append(seconds)
-            peaks.append(lambda_api_peak(proc.pid))
-        finally:
-            proc.kill()
-            proc.wait()
-            api.server.shutdown()
-        rates.append(n / sum(durations))
-        medians.append(statistics.median(durations))
-        info(f"{name} run {i}/{runs}: {n / sum(durations):,.0f} records/s, "
-             f"median invocation {statistics.median(durations) * 1000:.2f} ms")
-    return {"impl": name, "records": n, "rps": statistics.median(rates), "rss_kib": max(peaks),
-            "out": out_dir, "invocation_ms": statistics.median(medians) * 1000, "batch": batch}
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    api = RuntimeApi()
+    env = {"PATH": os.environ.get("PATH", ""), "OUT_DIR": str(out_dir),
+           "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{api.port}", "AWS_LAMBDA_FUNCTION_NAME": "orders",
+           "AWS_LAMBDA_FUNCTION_VERSION": "1", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
+           "SLUICE_PIPELINE": str(REPO / LAMBDA_PIPELINE),
+           # As the template `sluice deploy` writes sets it.
+           "MIMALLOC_ARENA_EAGER_COMMIT": "0"}
+    log = workdir / "logs" / f"{name}-{i}"
+    with open(f"{log}.err", "wb") as err:
+        proc = subprocess.Popen(["taskset", "-c", str(cpu), str(sluice)], env=env, cwd=REPO,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    durations = []
+    try:
+        for k, body in enumerate(bodies):
+            response, seconds = api.invoke(f"r{k}", body)
+            if response != {"batchItemFailures": []}:
+                fail(f"{name}: invocation {k} answered {response}")
+            durations.append(seconds)
+        peak = status_kib(proc.pid, "VmHWM")
+    finally:
+        proc.kill()
+        proc.wait()
+        api.server.shutdown()
+    info(f"{name} run {i}/{runs}: {n / sum(durations):,.0f} records/s, "
+         f"median invocation {statistics.median(durations) * 1000:.2f} ms")
+    return {"impl": name, "records": n, "rps": n / sum(durations), "rss_kib": peak,
+            "out": out_dir, "invocation_ms": statistics.median(durations) * 1000, "batch": batch}
 
 
 def merge_rounds(rows):
@@ -309,14 +302,6 @@ def merge_rounds(rows):
     if "invocation_ms" in row:
         row["invocation_ms"] = statistics.median(r["invocation_ms"] for r in rows)
     return row
-
-
-def lambda_api_peak(pid):
-    """VmHWM of a running process, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
 
 
 def run_baseline(python, handler, events, workdir, runs, cpu, limit, n):
@@ -520,14 +505,14 @@ def main():
     sluice_rows = []
     if sluice:
         # Sluice's rows in interleaved rounds: round i runs every variant once.
-        variants = [lambda i: run_sluice(sluice, jsonl, workdir, a.n, a.runs, a.cpu, only=i)]
+        variants = [lambda i: run_sluice(sluice, jsonl, workdir, a.n, i, a.runs, a.cpu)]
         if others:
             cpus = f"{a.cpu},{min(others)}"
-            variants.append(lambda i: run_sluice(sluice, jsonl, workdir, a.n, a.runs, cpus,
-                                                 workers=2, only=i))
+            variants.append(lambda i: run_sluice(sluice, jsonl, workdir, a.n, i, a.runs, cpus,
+                                                 workers=2))
         for batch, folder in ((BIG_BATCH, events.parent / "events-big"), (BATCH, events)):
             variants.append(lambda i, b=batch, f=folder: run_sluice_lambda(
-                sluice, f, workdir, a.n, a.runs, a.cpu, b, only=i))
+                sluice, f, workdir, a.n, i, a.runs, a.cpu, b))
         rounds = [[variant(i) for variant in variants] for i in range(1, a.runs + 1)]
         sluice_rows = [merge_rounds([r[k] for r in rounds]) for k in range(len(variants))]
     rows += sluice_rows

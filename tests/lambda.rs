@@ -39,6 +39,12 @@ fn kinesis_event(data: &[&str]) -> Value {
     events::records(records)
 }
 
+/// A Kinesis event of `n` records `{"n":0}`, `{"n":1}` …
+fn numbered_event(n: u64) -> Value {
+    let data: Vec<String> = (0..n).map(|i| format!("{{\"n\":{i}}}")).collect();
+    kinesis_event(&data.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// An SQS event from a FIFO queue: (message id, group, body) each.
 fn sqs_fifo_event(messages: &[(&str, &str, Value)]) -> Value {
     let records: Vec<Value> = messages
@@ -637,9 +643,7 @@ fn after_a_failed_record_the_rest_of_the_shard_is_not_written() {
          dlq: { type: file, path: dlq.jsonl, mode: append }\n",
     );
     let lambda = Lambda::start(&p, &proxy.env(&moto));
-    let data: Vec<String> = (0..1200).map(|n| format!("{{\"n\":{n}}}")).collect();
-    let data: Vec<&str> = data.iter().map(String::as_str).collect();
-    let response = lambda.invoke(&kinesis_event(&data)).unwrap();
+    let response = lambda.invoke(&numbered_event(1200)).unwrap();
     assert_eq!(failures(&response), vec!["109"], "{}", lambda.stderr());
     // The first chunk (500 records, record 9 among them: every record goes
     // to `out`) was written; nothing after it.
@@ -675,9 +679,7 @@ fn chunks_run_on_every_worker_and_sinks_keep_event_order() {
     );
     let lambda = Lambda::start(&p, &[("SLUICE_WORKERS", "3".into())]);
     for n in [1700, 40] {
-        let data: Vec<String> = (0..n).map(|n| format!("{{\"n\":{n}}}")).collect();
-        let data: Vec<&str> = data.iter().map(String::as_str).collect();
-        let response = lambda.invoke(&kinesis_event(&data)).unwrap();
+        let response = lambda.invoke(&numbered_event(n)).unwrap();
         assert_eq!(
             failures(&response),
             Vec::<String>::new(),

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::orders::orders_and_file_outputs;
@@ -28,13 +29,9 @@ fn generate(
     (jsonl, events)
 }
 
-#[test]
-fn orders_reproduces_the_reference_counts_and_the_python_baseline() {
-    let tmp = tempfile::tempdir().unwrap();
-    let work = root().join("bench/workload");
-    let (jsonl, events) = generate(tmp.path(), "100000", "42");
-
-    let sluice_out = tmp.path().join("sluice");
+/// Runs pipelines/orders/pipeline.yaml on `jsonl`, its sinks under `out`;
+/// it must succeed. Its summary.
+fn run_orders(jsonl: &Path, out: &Path) -> serde_json::Value {
     let o = run(sluice()
         .args([
             "run",
@@ -43,10 +40,20 @@ fn orders_reproduces_the_reference_counts_and_the_python_baseline() {
             "json",
         ])
         .current_dir(root())
-        .env("ORDERS_INPUT", &jsonl)
-        .env("OUT_DIR", &sluice_out));
+        .env("ORDERS_INPUT", jsonl)
+        .env("OUT_DIR", out));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let s = summary(&o);
+    summary(&o)
+}
+
+#[test]
+fn orders_reproduces_the_reference_counts_and_the_python_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = root().join("bench/workload");
+    let (jsonl, events) = generate(tmp.path(), "100000", "42");
+
+    let sluice_out = tmp.path().join("sluice");
+    let s = run_orders(&jsonl, &sluice_out);
     assert_eq!(s["records_in"], 100_000);
     assert_eq!(s["sinks"]["archive"], 96_448);
     assert_eq!(s["sinks"]["big_orders"], 12_443);
@@ -322,12 +329,7 @@ fn the_node_peer_writes_the_sinks_sluice_writes() {
     let work = root().join("bench/workload");
     let (jsonl, events) = generate(tmp.path(), "3000", "3");
     let sluice_out = tmp.path().join("sluice");
-    let o = run(sluice()
-        .args(["run", "pipelines/orders/pipeline.yaml"])
-        .current_dir(root())
-        .env("ORDERS_INPUT", &jsonl)
-        .env("OUT_DIR", &sluice_out));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    run_orders(&jsonl, &sluice_out);
 
     // The peer's folder is read-only material: it is installed in a copy.
     let peer = root().join("target/peers/node_ajv");

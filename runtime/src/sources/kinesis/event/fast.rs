@@ -31,6 +31,7 @@ struct Event<'a> {
 /// The fields of `aws_lambda_events`' `KinesisEventRecord`, with the same
 /// types, so that a record read here is one that the general path reads.
 #[derive(Deserialize)]
+#[expect(dead_code, reason = "some fields are read for their types only")]
 #[serde(rename_all = "camelCase")]
 struct Record<'a> {
     #[serde(borrow)]
@@ -41,22 +42,20 @@ struct Record<'a> {
     event_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     kinesis: Kinesis<'a>,
+    // Read for their types only, from here on.
     #[serde(borrow)]
-    #[expect(dead_code, reason = "read for its type only")]
     aws_region: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    #[expect(dead_code, reason = "read for its type only")]
     event_name: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    #[expect(dead_code, reason = "read for its type only")]
     event_version: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    #[expect(dead_code, reason = "read for its type only")]
     invoke_identity_arn: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[expect(dead_code, reason = "some fields are read for their types only")]
 struct Kinesis<'a> {
     approximate_arrival_timestamp: f64,
     #[serde(borrow)]
@@ -65,11 +64,10 @@ struct Kinesis<'a> {
     partition_key: Cow<'a, str>,
     #[serde(default, borrow)]
     sequence_number: Cow<'a, str>,
+    // Read for their types only.
     #[serde(default)]
-    #[expect(dead_code, reason = "read for its type only")]
     encryption_type: Encryption,
     #[serde(borrow)]
-    #[expect(dead_code, reason = "read for its type only")]
     kinesis_schema_version: Option<Cow<'a, str>>,
 }
 
