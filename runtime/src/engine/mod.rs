@@ -385,7 +385,6 @@ impl Worker {
             raw.attributes.clone(),
             batch_time.clone(),
         ));
-
         let mut sizes = convert::Sizes::default();
         // Each record with the fan-outs it came out of: which of the records
         // an array made it is (for a redrive of it alone).
@@ -519,47 +518,27 @@ impl Worker {
         for (i, ((_, sinks), cond)) in built.routes.iter().zip(&self.conditions).enumerate() {
             let take = match cond {
                 None => true,
-                Some((ast, native)) => match native
-                    .as_ref()
-                    .filter(|_| !in_scope)
-                    .and_then(|n| n.eval(&record))
-                {
-                    Some(b) => b,
-                    None => {
-                        if !in_scope {
-                            self.scope
-                                .set(std::mem::replace(&mut record, Dynamic::UNIT));
-                            in_scope = true;
-                        }
-                        match self.scope.eval(&self.engine, ast) {
-                            Ok(v) => match v.as_bool() {
-                                Ok(b) => b,
-                                Err(type_name) => {
-                                    let text = format!(
-                                        "condition of route #{} returned {type_name}, not a bool",
-                                        i + 1
-                                    );
-                                    cx.dead_letter(raw, Stage::Route, None, text, None);
-                                    return;
-                                }
-                            },
-                            Err(e) => {
-                                let text = format!(
-                                    "condition of route #{} failed: {}",
-                                    i + 1,
-                                    transform::error_text(
-                                        &e,
-                                        &built.limits,
-                                        built.routes[i].0.as_deref().unwrap_or_default(),
-                                        built.route_places.get(i),
-                                    )
-                                );
-                                cx.dead_letter(raw, Stage::Route, None, text, None);
-                                return;
+                Some((ast, native)) => {
+                    let answer = native
+                        .as_ref()
+                        .filter(|_| !in_scope)
+                        .and_then(|n| n.eval(&record));
+                    match answer {
+                        Some(b) => b,
+                        None => {
+                            if !in_scope {
+                                self.scope
+                                    .set(std::mem::replace(&mut record, Dynamic::UNIT));
+                                in_scope = true;
+                            }
+                            match condition(&mut self.scope, &self.engine, i, ast, raw, cx) {
+                                Some(b) => b,
+                                // Dead-lettered.
+                                None => return,
                             }
                         }
                     }
-                },
+                }
             };
             if take {
                 targets.extend(sinks);
@@ -608,6 +587,42 @@ impl Worker {
         }
         cx.out.counts.delivered += 1;
     }
+}
+
+/// Runs route `i`'s condition script on the record in the scope; `None`
+/// when it failed or gave no bool, and the record was dead-lettered.
+fn condition(
+    scope: &mut RecordScope,
+    engine: &Engine,
+    i: usize,
+    ast: &AST,
+    raw: &RawRecord,
+    cx: &mut Cx<'_>,
+) -> Option<bool> {
+    let built = cx.built;
+    let text = match scope.eval(engine, ast) {
+        Ok(v) => match v.as_bool() {
+            Ok(b) => return Some(b),
+            Err(type_name) => {
+                format!(
+                    "condition of route #{} returned {type_name}, not a bool",
+                    i + 1
+                )
+            }
+        },
+        Err(e) => format!(
+            "condition of route #{} failed: {}",
+            i + 1,
+            transform::error_text(
+                &e,
+                &built.limits,
+                built.routes[i].0.as_deref().unwrap_or_default(),
+                built.route_places.get(i),
+            )
+        ),
+    };
+    cx.dead_letter(raw, Stage::Route, None, text, None);
+    None
 }
 
 /// Where a record came from, for messages.
