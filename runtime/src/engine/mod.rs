@@ -25,7 +25,7 @@ use crate::metrics::Counts;
 use crate::record::{Cut, RawRecord, Stage};
 use crate::route::Unrouted;
 use crate::transform::KeepRecord;
-use crate::transform::native::Compare;
+use crate::transform::native::{self, Compare};
 use crate::transform::{self, Limits, Meta, RecordScope, convert};
 use crate::validate::{OnInvalid, Validator};
 
@@ -175,6 +175,8 @@ pub struct Worker {
     built: Arc<Built>,
     engine: Engine,
     scripts: Vec<AST>,
+    /// Per transform, the script compiled to run natively, where it can be.
+    natives: Vec<Option<native::Script>>,
     /// Each route's condition: compiled, and run natively when it is simple.
     conditions: Vec<Option<(AST, Option<Compare>)>>,
     scope: RecordScope,
@@ -221,15 +223,18 @@ impl Worker {
         if built.debug {
             transform::debug_to_stderr(&mut engine);
         }
-        let scripts = built
+        let (scripts, natives) = built
             .transforms
             .iter()
             .map(|(name, src)| {
                 transform::compile_script(&engine, src)
-                    .map(|ast| transform::keep_record(&engine, ast))
+                    .map(|ast| {
+                        let native = native::Script::compile(&ast);
+                        (transform::keep_record(&engine, ast), native)
+                    })
                     .map_err(|e| format!("transform `{name}`: {}", e.message))
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<(Vec<_>, Vec<_>), _>>()?;
         let conditions = built
             .routes
             .iter()
@@ -249,6 +254,7 @@ impl Worker {
             built,
             engine,
             scripts,
+            natives,
             conditions,
             scope: RecordScope::default(),
             scratch: Vec::with_capacity(4096),
@@ -402,7 +408,14 @@ impl Worker {
             let mut next = Vec::with_capacity(records.len());
             for (record, path) in records {
                 self.scope.set(record);
-                match self.scope.eval(&self.engine, ast) {
+                let native = self.natives[i]
+                    .as_ref()
+                    .and_then(|n| self.scope.run_native(n, &self.engine, &built.limits));
+                let result = match native {
+                    Some(value) => Ok(value),
+                    None => self.scope.eval(&self.engine, ast),
+                };
+                match result {
                     Ok(r) if r.is::<KeepRecord>() => next.push((self.scope.take(), path)),
                     Ok(r) if r.is_unit() => cx.out.counts.filtered += 1,
                     Ok(r) if r.is_array() => {

@@ -39,42 +39,54 @@ fn text(v: Option<&str>) -> Dynamic {
     opt(v.map(ImmutableString::from))
 }
 
+/// A fact's getter.
+pub type Getter = fn(&Meta) -> Dynamic;
+
+/// Every fact a script can read, by name: registered as Rhai getters, and
+/// read by the same functions when a transform runs natively.
+pub const GETTERS: &[(&str, Getter)] = &[
+    ("source", |m| {
+        ImmutableString::from(m.position.source).into()
+    }),
+    ("file", |m| text(m.position.file.as_deref())),
+    ("line", |m| {
+        opt(m.position.line.and_then(|l| i64::try_from(l).ok()))
+    }),
+    ("stream", |m| text(m.position.stream.as_deref())),
+    ("shard", |m| text(m.position.shard.as_deref())),
+    ("topic", |m| match m.position.source {
+        "kafka" => text(m.position.stream.as_deref()),
+        _ => Dynamic::UNIT,
+    }),
+    ("partition", |m| opt(m.position.partition)),
+    ("offset", |m| opt(m.position.offset)),
+    ("message_id", |m| text(m.position.message_id.as_deref())),
+    ("partition_key", |m| {
+        text(m.position.partition_key.as_deref())
+    }),
+    ("sequence_number", |m| {
+        text(m.position.sequence_number.as_deref())
+    }),
+    ("arrival_time", |m| text(m.position.arrival_time.as_deref())),
+    ("attributes", |m| {
+        let mut map = rhai::Map::new();
+        for (k, v) in m.attributes.iter().flat_map(|a| a.iter()) {
+            map.insert(k.as_str().into(), Dynamic::from(v.clone()));
+        }
+        Dynamic::from_map(map)
+    }),
+    ("batch_time", |m| m.batch_time.clone().into()),
+];
+
+/// The getter of the fact `name`.
+pub fn getter(name: &str) -> Option<Getter> {
+    GETTERS.iter().find(|(n, _)| *n == name).map(|(_, g)| *g)
+}
+
 /// Registers the `Meta` type and its getters.
 pub fn register(e: &mut Engine) {
-    e.register_type_with_name::<Meta>("Meta")
-        .register_get("source", |m: &mut Meta| {
-            ImmutableString::from(m.position.source)
-        })
-        .register_get("file", |m: &mut Meta| text(m.position.file.as_deref()))
-        .register_get("line", |m: &mut Meta| {
-            opt(m.position.line.and_then(|l| i64::try_from(l).ok()))
-        })
-        .register_get("stream", |m: &mut Meta| text(m.position.stream.as_deref()))
-        .register_get("shard", |m: &mut Meta| text(m.position.shard.as_deref()))
-        .register_get("topic", |m: &mut Meta| match m.position.source {
-            "kafka" => text(m.position.stream.as_deref()),
-            _ => Dynamic::UNIT,
-        })
-        .register_get("partition", |m: &mut Meta| opt(m.position.partition))
-        .register_get("offset", |m: &mut Meta| opt(m.position.offset))
-        .register_get("message_id", |m: &mut Meta| {
-            text(m.position.message_id.as_deref())
-        })
-        .register_get("partition_key", |m: &mut Meta| {
-            text(m.position.partition_key.as_deref())
-        })
-        .register_get("sequence_number", |m: &mut Meta| {
-            text(m.position.sequence_number.as_deref())
-        })
-        .register_get("arrival_time", |m: &mut Meta| {
-            text(m.position.arrival_time.as_deref())
-        })
-        .register_get("attributes", |m: &mut Meta| {
-            let mut map = rhai::Map::new();
-            for (k, v) in m.attributes.iter().flat_map(|a| a.iter()) {
-                map.insert(k.as_str().into(), Dynamic::from(v.clone()));
-            }
-            Dynamic::from_map(map)
-        })
-        .register_get("batch_time", |m: &mut Meta| m.batch_time.clone());
+    e.register_type_with_name::<Meta>("Meta");
+    for &(name, get) in GETTERS {
+        e.register_get(name, move |m: &mut Meta| get(m));
+    }
 }

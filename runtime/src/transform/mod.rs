@@ -343,6 +343,29 @@ impl RecordScope {
         }
     }
 
+    /// Runs a transform compiled by [`native::Script`] on the current
+    /// `record`: its value as [`eval`](Self::eval) would give it
+    /// ([`KeepRecord`] when the record itself is), or `None`, the record
+    /// unchanged, when the interpreter must run the script.
+    pub fn run_native(
+        &mut self,
+        script: &native::Script,
+        engine: &Engine,
+        limits: &Limits,
+    ) -> Option<Dynamic> {
+        let mut record = self.take();
+        let outcome = self
+            .scope
+            .get("meta")
+            .and_then(|m| m.read_lock::<Meta>())
+            .and_then(|meta| script.run(&mut record, &meta, engine, limits));
+        self.set(record);
+        Some(match outcome? {
+            native::Outcome::Keep => Dynamic::from(KeepRecord),
+            native::Outcome::Value(v) => v,
+        })
+    }
+
     /// Runs a compiled script or condition on the current `record`.
     pub fn eval(&mut self, engine: &Engine, ast: &AST) -> Result<Dynamic, Box<EvalAltResult>> {
         engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, ast)
