@@ -16,12 +16,12 @@ pub mod run;
 use std::sync::Arc;
 
 use rhai::{AST, Dynamic, Engine};
-use serde_json::Value;
 
 use crate::config::Loaded;
 use crate::decode::Format;
 use crate::delivery::envelope::{Envelope, encode_data};
 use crate::metrics::Counts;
+use crate::record::tree::Tree;
 use crate::record::{Cut, RawRecord, Stage};
 use crate::route::Unrouted;
 use crate::transform::KeepRecord;
@@ -177,6 +177,8 @@ pub struct Worker {
     scripts: Vec<AST>,
     /// Per transform, the script compiled to run natively, where it can be.
     natives: Vec<Option<native::Script>>,
+    /// The record being parsed, its vectors reused from record to record.
+    tree: Tree,
     /// Each route's condition: compiled, and run natively when it is simple.
     conditions: Vec<Option<(AST, Option<Compare>)>>,
     scope: RecordScope,
@@ -255,6 +257,7 @@ impl Worker {
             engine,
             scripts,
             natives,
+            tree: Tree::default(),
             conditions,
             scope: RecordScope::default(),
             scratch: Vec::with_capacity(4096),
@@ -347,12 +350,13 @@ impl Worker {
             return Ok(());
         }
         self.at = (Stage::Parse, None);
-        let Some(value) = self.parse(raw, cx) else {
+        let Some(text) = self.parse(raw, cx) else {
             return Ok(());
         };
+        let value = self.tree.root(text);
         self.at = (Stage::Validate, None);
         if let Some((validator, on_invalid)) = &built.validator
-            && let Err(invalid) = validator.validate(&value)
+            && let Err(invalid) = validator.validate(value)
         {
             match on_invalid {
                 OnInvalid::Dlq => {
@@ -394,8 +398,10 @@ impl Worker {
         let mut sizes = convert::Sizes::default();
         // Each record with the fan-outs it came out of: which of the records
         // an array made it is (for a redrive of it alone).
-        let mut records: Vec<(Dynamic, Vec<Cut>)> =
-            vec![(convert::to_dynamic_sized(value, &mut sizes), Vec::new())];
+        let mut records: Vec<(Dynamic, Vec<Cut>)> = vec![(
+            convert::tree_to_dynamic_sized(value, &mut sizes),
+            Vec::new(),
+        )];
         // The limits count what scripts build beyond the record they were given.
         transform::size_limits_for(&mut self.engine, &built.limits, sizes);
         transform::start_budget();
@@ -496,7 +502,9 @@ impl Worker {
         Ok(())
     }
 
-    fn parse(&mut self, raw: &RawRecord, cx: &mut Cx<'_>) -> Option<Value> {
+    /// Parses the record into the worker's tree; its text, or `None` when
+    /// it was dead-lettered.
+    fn parse<'r>(&mut self, raw: &'r RawRecord, cx: &mut Cx<'_>) -> Option<&'r str> {
         let text = match std::str::from_utf8(&raw.data) {
             Ok(t) => t,
             Err(e) => {
@@ -509,15 +517,15 @@ impl Worker {
             }
         };
         match self.built.format {
-            Format::Text => Some(Value::String(text.to_owned())),
-            Format::Json => match serde_json::from_str::<Value>(text) {
-                Ok(v) => Some(v),
-                Err(e) => {
+            Format::Text => self.tree.string(text),
+            Format::Json => {
+                if let Err(e) = self.tree.parse(text) {
                     cx.dead_letter(raw, Stage::Parse, None, format!("invalid JSON: {e}"), None);
-                    None
+                    return None;
                 }
-            },
+            }
         }
+        Some(text)
     }
 
     fn route(&mut self, raw: &RawRecord, record: Dynamic, cx: &mut Cx<'_>) {

@@ -2,6 +2,7 @@
 //! came from, and what finally happened to them.
 
 pub mod time;
+pub mod tree;
 
 use std::sync::Arc;
 

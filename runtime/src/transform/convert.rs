@@ -4,6 +4,8 @@
 use rhai::{Array, Dynamic, Map};
 use serde_json::Value;
 
+use crate::record::tree::{At, Node};
+
 /// What a value holds, counted as Rhai's data size limits count it: array
 /// items, object-map entries and string bytes, at every depth.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,6 +58,40 @@ pub fn to_dynamic_sized(v: Value, sizes: &mut Sizes) -> Dynamic {
     }
 }
 
+/// A parsed record as a Rhai value, as [`to_dynamic_sized`] gives it for
+/// the same document, adding what it holds to `sizes`.
+pub fn tree_to_dynamic_sized(at: At<'_>, sizes: &mut Sizes) -> Dynamic {
+    match at.node() {
+        Node::Null => Dynamic::UNIT,
+        Node::Bool(b) => Dynamic::from_bool(*b),
+        Node::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from_int(i),
+            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Node::Str(t) => {
+            let s = at.str(*t);
+            sizes.string_bytes += s.len();
+            s.into()
+        }
+        Node::Array { start, len } => {
+            sizes.array_items += *len as usize;
+            Dynamic::from_array(
+                at.items(*start, *len)
+                    .map(|v| tree_to_dynamic_sized(v, sizes))
+                    .collect::<Array>(),
+            )
+        }
+        Node::Object { start, len } => {
+            sizes.map_entries += *len as usize;
+            let mut m = Map::new();
+            for (k, v) in at.members(*start, *len) {
+                m.insert(k.into(), tree_to_dynamic_sized(v, sizes));
+            }
+            Dynamic::from_map(m)
+        }
+    }
+}
+
 /// Appends a Rhai value to `out` as compact JSON. A value JSON cannot hold
 /// (an infinite or NaN number, a function pointer, a range, a custom type)
 /// is an error that names where it is (`record.items[2].total`); `out` then
@@ -100,13 +136,22 @@ fn write_value(out: &mut Vec<u8>, v: &Dynamic, path: &Path<'_>) -> Result<(), St
     if v.is_shared() {
         return write_value(out, &v.flatten_clone(), path);
     }
-    if v.is_unit() {
+    // Strings first, the most common; each test looks at the type only.
+    if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+        json_to(out, s.as_str());
+    } else if v.is_unit() {
         out.extend_from_slice(b"null");
-    } else if let Ok(b) = v.as_bool() {
+    } else if v.is_bool()
+        && let Ok(b) = v.as_bool()
+    {
         out.extend_from_slice(if b { b"true" } else { b"false" });
-    } else if let Ok(i) = v.as_int() {
+    } else if v.is_int()
+        && let Ok(i) = v.as_int()
+    {
         json_to(out, &i);
-    } else if let Ok(f) = v.as_float() {
+    } else if v.is_float()
+        && let Ok(f) = v.as_float()
+    {
         if !f.is_finite() {
             let what = if f.is_nan() {
                 "NaN"
@@ -118,8 +163,6 @@ fn write_value(out: &mut Vec<u8>, v: &Dynamic, path: &Path<'_>) -> Result<(), St
             return Err(format!("`{path}` is {what}, which JSON cannot hold"));
         }
         json_to(out, &f);
-    } else if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
-        json_to(out, s.as_str());
     } else if let Ok(c) = v.as_char() {
         json_to(out, &c);
     } else if let Some(a) = v.read_lock::<Array>() {

@@ -122,10 +122,11 @@ pub fn binary(op: Op, x: &Dynamic, y: &Dynamic, max_string: usize) -> Option<Dyn
 }
 
 fn number(v: &Dynamic) -> Option<FLOAT> {
-    match v.as_float() {
-        Ok(f) => Some(f),
+    if v.is_float() {
+        v.as_float().ok()
+    } else {
         #[allow(clippy::cast_precision_loss)] // Rhai's own conversion
-        Err(_) => v.as_int().ok().map(|i| i as FLOAT),
+        v.as_int().ok().map(|i| i as FLOAT)
     }
 }
 
