@@ -21,7 +21,7 @@ use crate::config::Loaded;
 use crate::decode::Format;
 use crate::delivery::envelope::{Envelope, encode_data};
 use crate::metrics::Counts;
-use crate::record::tree::Tree;
+use crate::record::tree::{At, Tree};
 use crate::record::{Cut, RawRecord, Stage};
 use crate::route::Unrouted;
 use crate::transform::KeepRecord;
@@ -179,6 +179,11 @@ pub struct Worker {
     natives: Vec<Option<native::Script>>,
     /// The record being parsed, its vectors reused from record to record.
     tree: Tree,
+    /// Whether every transform runs natively: records then go through
+    /// [`Worker::fast`].
+    fast: bool,
+    /// The fields the transforms wrote over a record's tree, sorted by name.
+    written: Vec<(rhai::Identifier, Dynamic)>,
     /// Each route's condition: compiled, and run natively when it is simple.
     conditions: Vec<Option<(AST, Option<Compare>)>>,
     scope: RecordScope,
@@ -250,6 +255,7 @@ impl Worker {
                     .transpose()
             })
             .collect::<Result<_, _>>()?;
+        let fast = natives.iter().all(Option::is_some);
         Ok(Worker {
             marks: vec![LinesMark::default(); built.sink_names.len() + 1],
             counts_mark: Counts::new(built.sink_names.len()),
@@ -258,6 +264,8 @@ impl Worker {
             scripts,
             natives,
             tree: Tree::default(),
+            fast,
+            written: Vec::new(),
             conditions,
             scope: RecordScope::default(),
             scratch: Vec::with_capacity(4096),
@@ -343,6 +351,21 @@ impl Worker {
         cx: &mut Cx<'_>,
         batch_time: &rhai::ImmutableString,
     ) -> Result<(), Fatal> {
+        // The tree is the worker's, reused; it is read while the worker runs.
+        let mut tree = std::mem::take(&mut self.tree);
+        let done = self.record_in(raw, cx, batch_time, &mut tree);
+        self.tree = tree;
+        done
+    }
+
+    /// [`record`](Self::record), parsing into `tree`.
+    fn record_in(
+        &mut self,
+        raw: &RawRecord,
+        cx: &mut Cx<'_>,
+        batch_time: &rhai::ImmutableString,
+        tree: &mut Tree,
+    ) -> Result<(), Fatal> {
         let built = cx.built;
         cx.fan_out.clone_from(&raw.fan_out);
         if let Some(reason) = &raw.rejected {
@@ -350,10 +373,10 @@ impl Worker {
             return Ok(());
         }
         self.at = (Stage::Parse, None);
-        let Some(text) = self.parse(raw, cx) else {
+        let Some(text) = self.parse(raw, cx, tree) else {
             return Ok(());
         };
-        let value = self.tree.root(text);
+        let value = tree.root(text);
         self.at = (Stage::Validate, None);
         if let Some((validator, on_invalid)) = &built.validator
             && let Err(invalid) = validator.validate(value)
@@ -395,20 +418,31 @@ impl Worker {
             raw.attributes.clone(),
             batch_time.clone(),
         ));
-        let mut sizes = convert::Sizes::default();
+        // The limits count what scripts build beyond the record they were given.
+        let fast = self.fast
+            && raw.fan_out.is_empty()
+            && matches!(value.node(), crate::record::tree::Node::Object { .. });
+        let (record, from) = if fast {
+            transform::size_limits_for(&mut self.engine, &built.limits, convert::tree_sizes(value));
+            transform::start_budget();
+            match self.fast(value, cx) {
+                None => return Ok(()),
+                Some(from) => (convert::tree_to_dynamic_with(value, &self.written), from),
+            }
+        } else {
+            let mut sizes = convert::Sizes::default();
+            let record = convert::tree_to_dynamic_sized(value, &mut sizes);
+            transform::size_limits_for(&mut self.engine, &built.limits, sizes);
+            transform::start_budget();
+            (record, 0)
+        };
         // Each record with the fan-outs it came out of: which of the records
         // an array made it is (for a redrive of it alone).
-        let mut records: Vec<(Dynamic, Vec<Cut>)> = vec![(
-            convert::tree_to_dynamic_sized(value, &mut sizes),
-            Vec::new(),
-        )];
-        // The limits count what scripts build beyond the record they were given.
-        transform::size_limits_for(&mut self.engine, &built.limits, sizes);
-        transform::start_budget();
+        let mut records: Vec<(Dynamic, Vec<Cut>)> = vec![(record, Vec::new())];
         // A redriven record that failed after a fan-out replays only the
         // one record it was: these cuts, in order, pick it out again.
         let mut pending: &[Cut] = &raw.fan_out;
-        for (i, ast) in self.scripts.iter().enumerate() {
+        for (i, ast) in self.scripts.iter().enumerate().skip(from) {
             self.at = (Stage::Transform, Some(i));
             let name = built.transforms[i].0.as_str();
             let mut next = Vec::with_capacity(records.len());
@@ -504,7 +538,12 @@ impl Worker {
 
     /// Parses the record into the worker's tree; its text, or `None` when
     /// it was dead-lettered.
-    fn parse<'r>(&mut self, raw: &'r RawRecord, cx: &mut Cx<'_>) -> Option<&'r str> {
+    fn parse<'r>(
+        &mut self,
+        raw: &'r RawRecord,
+        cx: &mut Cx<'_>,
+        tree: &mut Tree,
+    ) -> Option<&'r str> {
         let text = match std::str::from_utf8(&raw.data) {
             Ok(t) => t,
             Err(e) => {
@@ -517,9 +556,9 @@ impl Worker {
             }
         };
         match self.built.format {
-            Format::Text => self.tree.string(text),
+            Format::Text => tree.string(text),
             Format::Json => {
-                if let Err(e) = self.tree.parse(text) {
+                if let Err(e) = tree.parse(text) {
                     cx.dead_letter(raw, Stage::Parse, None, format!("invalid JSON: {e}"), None);
                     return None;
                 }
@@ -593,20 +632,102 @@ impl Worker {
         }
         self.scratch.push(b'\n');
         self.at = (Stage::Route, None);
+        self.deliver(
+            &targets,
+            &|field| crate::sinks::field_text(&record, field),
+            cx,
+        );
+    }
+
+    /// Hands the record written in the scratch buffer to the `targets`
+    /// sinks, with the record's fields the sinks need (`field` reads one).
+    fn deliver(&self, targets: &[usize], field: &dyn Fn(&str) -> String, cx: &mut Cx<'_>) {
+        let built = cx.built;
         let id = cx.routed;
         cx.routed += 1;
         if !cx.fan_out.is_empty() {
             cx.out.fan_out.insert(id, cx.fan_out.clone());
         }
-        for t in targets {
+        for &t in targets {
             let sink = &mut cx.out.sinks[t];
             sink.push(&self.scratch, cx.raw_index, id);
-            for field in &built.sink_keys[t] {
-                sink.keys.push(crate::sinks::field_text(&record, field));
+            for path in &built.sink_keys[t] {
+                sink.keys.push(field(path));
             }
             cx.out.counts.per_sink[t] += 1;
         }
         cx.out.counts.delivered += 1;
+    }
+
+    /// A record whose transforms all run natively, carried through them,
+    /// its routes and its sinks as its parsed tree with the fields the
+    /// transforms wrote over it, never built into a Rhai map. `None` when
+    /// the record was delivered or filtered; `Some(i)` when it goes on as a
+    /// Rhai map from transform `i` (`i` = the number of transforms: from its
+    /// routes) because something needs the interpreter: a script the native
+    /// run left to it, a condition it cannot answer, no route, or a value
+    /// JSON cannot hold. The interpreter then gives the same
+    /// result it would have given from the start.
+    fn fast(&mut self, root: At<'_>, cx: &mut Cx<'_>) -> Option<usize> {
+        let built = cx.built;
+        self.written.clear();
+        for (i, native) in self.natives.iter().enumerate() {
+            self.at = (Stage::Transform, Some(i));
+            let Some(native) = native else {
+                return Some(i);
+            };
+            let outcome = self.scope.run_native_tree(
+                native,
+                root,
+                &mut self.written,
+                &self.engine,
+                &built.limits,
+            );
+            match outcome {
+                Some(native::Outcome::Keep) => {}
+                // `()`: filtered.
+                Some(native::Outcome::Value(_)) => {
+                    cx.out.counts.filtered += 1;
+                    return None;
+                }
+                None => return Some(i),
+            }
+        }
+        let all = self.natives.len();
+        self.at = (Stage::Route, None);
+        let mut targets: Vec<usize> = Vec::new();
+        for ((_, sinks), cond) in built.routes.iter().zip(&self.conditions) {
+            let take = match cond {
+                None => true,
+                Some((_, Some(native))) => match native.eval_tree(root, &self.written) {
+                    Some(b) => b,
+                    None => return Some(all),
+                },
+                Some((_, None)) => return Some(all),
+            };
+            if take {
+                targets.extend(sinks);
+            }
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        if targets.is_empty() {
+            return Some(all);
+        }
+        self.at = (Stage::Transform, all.checked_sub(1));
+        self.scratch.clear();
+        if convert::write_tree_json(&mut self.scratch, root, &self.written).is_err() {
+            return Some(all);
+        }
+        self.scratch.push(b'\n');
+        self.at = (Stage::Route, None);
+        let written = &self.written;
+        self.deliver(
+            &targets,
+            &|path| crate::sinks::tree_field_text(root, written, path),
+            cx,
+        );
+        None
     }
 }
 

@@ -204,6 +204,17 @@ impl<'a> At<'a> {
         At { index, ..*self }
     }
 
+    /// Node `index` of the same tree.
+    pub fn with_index(&self, index: u32) -> At<'a> {
+        self.at(index)
+    }
+
+    /// Entry `k` of the tree's array items (an array's items are
+    /// `start..start + len` of these).
+    pub fn item(&self, k: u32) -> At<'a> {
+        self.at(self.tree.items[k as usize])
+    }
+
     /// A string's text.
     pub fn str(&self, t: Text) -> &'a str {
         self.tree.str_of(self.text, t)

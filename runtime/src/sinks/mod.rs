@@ -470,22 +470,122 @@ fn write_lines(
 /// Reads a dotted path (`customer.id`) of a JSON-like Rhai record as text:
 /// strings as they are, other values as JSON, missing as empty.
 pub fn field_text(record: &rhai::Dynamic, path: &str) -> String {
-    let mut cur = record.clone();
-    for part in path.split('.') {
-        let next = cur
-            .read_lock::<rhai::Map>()
-            .and_then(|m| m.get(part).cloned());
-        match next {
-            Some(v) => cur = v,
+    // Read where it is: the record is not copied for each field.
+    fn walk<'p>(v: &rhai::Dynamic, mut parts: impl Iterator<Item = &'p str>) -> String {
+        match parts.next() {
+            Some(part) => match v
+                .read_lock::<rhai::Map>()
+                .as_deref()
+                .and_then(|m| m.get(part))
+            {
+                Some(next) => walk(next, parts),
+                None => String::new(),
+            },
+            None if v.is_string() => v.clone().into_string().unwrap_or_default(),
+            None if v.is_unit() => String::new(),
+            None => serde_json::to_string(v).unwrap_or_default(),
+        }
+    }
+    if path.is_empty() {
+        return walk(record, std::iter::empty());
+    }
+    walk(record, path.split('.'))
+}
+
+/// [`field_text`] of a parsed record (an object) with the fields `written`
+/// over it, without building it into a Rhai map.
+pub fn tree_field_text(
+    root: crate::record::tree::At<'_>,
+    written: &[(rhai::Identifier, rhai::Dynamic)],
+    path: &str,
+) -> String {
+    use crate::record::tree::Node;
+    let (first, rest) = path
+        .split_once('.')
+        .map_or((path, None), |(f, r)| (f, Some(r)));
+    if let Ok(i) = written.binary_search_by(|(k, _)| k.as_str().cmp(first)) {
+        return match rest {
+            None => field_text(&written[i].1, ""),
+            Some(rest) => field_text(&written[i].1, rest),
+        };
+    }
+    let mut at = root;
+    for part in std::iter::once(first).chain(rest.into_iter().flat_map(|r| r.split('.'))) {
+        let Node::Object { start, len } = at.node() else {
+            return String::new();
+        };
+        match at.member(*start, *len, part) {
+            Some(next) => at = next,
             None => return String::new(),
         }
     }
-    if cur.is_string() {
-        cur.into_string().unwrap_or_default()
-    } else if cur.is_unit() {
-        String::new()
-    } else {
-        serde_json::to_string(&cur).unwrap_or_default()
+    match at.node() {
+        Node::Str(t) => at.str(*t).to_owned(),
+        Node::Null => String::new(),
+        _ => {
+            let mut out = Vec::new();
+            crate::transform::convert::write_node(&mut out, at);
+            String::from_utf8(out).unwrap_or_default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod field_tests {
+    #[test]
+    fn a_field_is_read_as_text() {
+        let record = crate::transform::convert::to_dynamic(serde_json::json!({
+            "customer": { "id": "c-1", "tier": 2, "tags": ["a"], "none": null },
+            "n": 1.5,
+        }));
+        let text = |p: &str| super::field_text(&record, p);
+        assert_eq!(text("customer.id"), "c-1");
+        assert_eq!(text("customer.tier"), "2");
+        assert_eq!(text("customer.tags"), r#"["a"]"#);
+        assert_eq!(text("customer.none"), "");
+        assert_eq!(text("customer.missing"), "");
+        assert_eq!(text("customer.id.deeper"), "");
+        assert_eq!(text("n"), "1.5");
+        assert_eq!(
+            text("customer"),
+            r#"{"id":"c-1","none":null,"tags":["a"],"tier":2}"#
+        );
+    }
+
+    /// Read from a parsed tree, with fields written over it, a field is the
+    /// text it is in the same record as a Rhai map.
+    #[test]
+    fn a_field_of_a_tree_is_read_as_of_the_map() {
+        let text = r#"{"customer": {"id": "c-1", "tier": 2, "tags": ["a", 1.5], "none": null, "big": 18446744073709551615}, "n": 1.5, "s": "x"}"#;
+        let mut tree = crate::record::tree::Tree::default();
+        tree.parse(text).unwrap();
+        let root = tree.root(text);
+        let written: Vec<(rhai::Identifier, rhai::Dynamic)> = vec![
+            ("s".into(), rhai::Dynamic::from_int(7)),
+            ("w".into(), "new".into()),
+        ];
+        let map = crate::transform::convert::tree_to_dynamic_with(root, &written);
+        for path in [
+            "customer.id",
+            "customer.tier",
+            "customer.tags",
+            "customer.none",
+            "customer.big",
+            "customer.missing",
+            "customer.id.deeper",
+            "customer",
+            "n",
+            "s",
+            "s.x",
+            "w",
+            "nope",
+        ] {
+            assert_eq!(
+                super::tree_field_text(root, &written, path),
+                super::field_text(&map, path),
+                "{path}"
+            );
+        }
     }
 }
 

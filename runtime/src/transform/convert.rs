@@ -92,6 +92,130 @@ pub fn tree_to_dynamic_sized(at: At<'_>, sizes: &mut Sizes) -> Dynamic {
     }
 }
 
+/// What a parsed record holds, as [`to_dynamic_sized`] counts it.
+pub fn tree_sizes(at: At<'_>) -> Sizes {
+    fn add(at: At<'_>, sizes: &mut Sizes) {
+        match at.node() {
+            Node::Str(t) => sizes.string_bytes += at.str(*t).len(),
+            Node::Array { start, len } => {
+                sizes.array_items += *len as usize;
+                for item in at.items(*start, *len) {
+                    add(item, sizes);
+                }
+            }
+            Node::Object { start, len } => {
+                sizes.map_entries += *len as usize;
+                for (_, v) in at.members(*start, *len) {
+                    add(v, sizes);
+                }
+            }
+            Node::Null | Node::Bool(_) | Node::Number(_) => {}
+        }
+    }
+    let mut sizes = Sizes::default();
+    add(at, &mut sizes);
+    sizes
+}
+
+/// A parsed record (an object) with the fields `written` over it, as a
+/// Rhai map.
+pub fn tree_to_dynamic_with(root: At<'_>, written: &[(rhai::Identifier, Dynamic)]) -> Dynamic {
+    let mut record = tree_to_dynamic_sized(root, &mut Sizes::default());
+    if let Some(mut map) = record.write_lock::<Map>() {
+        for (k, v) in written {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    record
+}
+
+/// Appends a parsed record (an object) with the fields `written` over it
+/// (sorted by name) to `out` as compact JSON: what [`write_json`] writes for
+/// the same record as a Rhai map, errors included.
+pub fn write_tree_json(
+    out: &mut Vec<u8>,
+    root: At<'_>,
+    written: &[(rhai::Identifier, Dynamic)],
+) -> Result<(), String> {
+    let Node::Object { start, len } = root.node() else {
+        write_node(out, root);
+        return Ok(());
+    };
+    let record = Path::Root("record");
+    let mut members = root.members(*start, *len).peekable();
+    let mut written = written.iter().peekable();
+    out.push(b'{');
+    let mut first = true;
+    loop {
+        let from_written = match (members.peek(), written.peek()) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((k, _)), Some((w, _))) => match w.as_str().cmp(k) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Equal => {
+                    members.next();
+                    true
+                }
+                std::cmp::Ordering::Greater => false,
+            },
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        if from_written {
+            if let Some((k, v)) = written.next() {
+                json_to(out, k.as_str());
+                out.push(b':');
+                write_value(out, v, &Path::Key(&record, k.as_str()))?;
+            }
+        } else if let Some((k, v)) = members.next() {
+            json_to(out, k);
+            out.push(b':');
+            write_node(out, v);
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// A parsed value as JSON, as [`write_json`] writes its Rhai value.
+pub fn write_node(out: &mut Vec<u8>, at: At<'_>) {
+    match at.node() {
+        Node::Null => out.extend_from_slice(b"null"),
+        Node::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        // As a Rhai value holds it: an integer if it fits, else a float.
+        Node::Number(n) => match n.as_i64() {
+            Some(i) => json_to(out, &i),
+            None => json_to(out, &n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Node::Str(t) => json_to(out, at.str(*t)),
+        Node::Array { start, len } => {
+            out.push(b'[');
+            for (i, item) in at.items(*start, *len).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_node(out, item);
+            }
+            out.push(b']');
+        }
+        Node::Object { start, len } => {
+            out.push(b'{');
+            for (i, (k, v)) in at.members(*start, *len).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_to(out, k);
+                out.push(b':');
+                write_node(out, v);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
 /// Appends a Rhai value to `out` as compact JSON. A value JSON cannot hold
 /// (an infinite or NaN number, a function pointer, a range, a custom type)
 /// is an error that names where it is (`record.items[2].total`); `out` then
@@ -214,6 +338,48 @@ fn json_to<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A tree with fields written over it is written as the same record
+    /// as a Rhai map is, errors included.
+    #[test]
+    fn a_tree_and_its_written_fields_are_written_as_the_map_is() {
+        let written: Vec<(rhai::Identifier, Dynamic)> = vec![
+            ("a".into(), Dynamic::from_int(5)),
+            ("m".into(), Dynamic::from("new")),
+            ("zz".into(), Dynamic::from_float(1.5)),
+        ];
+        for text in [
+            r#"{"b": [1, 2.5, {"y": null, "x": "\u00e9\n"}], "m": {"old": true}, "c": 18446744073709551615, "d": -3}"#,
+            r#"{}"#,
+            r#"{"zz": 1, "a": "x"}"#,
+        ] {
+            let mut tree = crate::record::tree::Tree::default();
+            tree.parse(text).unwrap();
+            let root = tree.root(text);
+            let mut by_tree = Vec::new();
+            write_tree_json(&mut by_tree, root, &written).unwrap();
+            let mut by_map = Vec::new();
+            write_json(&mut by_map, &tree_to_dynamic_with(root, &written)).unwrap();
+            assert_eq!(
+                String::from_utf8(by_tree).unwrap(),
+                String::from_utf8(by_map).unwrap()
+            );
+            assert_eq!(tree_sizes(root), {
+                let mut s = Sizes::default();
+                drop(to_dynamic_sized(
+                    serde_json::from_str(text).unwrap(),
+                    &mut s,
+                ));
+                s
+            });
+        }
+        let nan = vec![("n".into(), Dynamic::from_float(f64::NAN))];
+        let mut tree = crate::record::tree::Tree::default();
+        tree.parse("{}").unwrap();
+        let mut out = Vec::new();
+        let err = write_tree_json(&mut out, tree.root("{}"), &nan).unwrap_err();
+        assert_eq!(err, "`record.n` is NaN, which JSON cannot hold");
+    }
 
     #[test]
     fn round_trips_json() {

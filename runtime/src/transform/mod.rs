@@ -366,6 +366,20 @@ impl RecordScope {
         })
     }
 
+    /// Runs a transform compiled by [`native::Script`] on a parsed record
+    /// with the fields `written` over it (see [`native::Script::run_tree`]).
+    pub fn run_native_tree(
+        &self,
+        script: &native::Script,
+        root: crate::record::tree::At<'_>,
+        written: &mut Vec<(rhai::Identifier, Dynamic)>,
+        engine: &Engine,
+        limits: &Limits,
+    ) -> Option<native::Outcome> {
+        let meta = self.scope.get("meta")?.read_lock::<Meta>()?;
+        script.run_tree(root, written, &meta, engine, limits)
+    }
+
     /// Runs a compiled script or condition on the current `record`.
     pub fn eval(&mut self, engine: &Engine, ast: &AST) -> Result<Dynamic, Box<EvalAltResult>> {
         engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, ast)

@@ -5,7 +5,9 @@
 //! a map, a field holding a character or a custom type) it gives no answer
 //! and the compiled script runs instead, with its own errors.
 
-use rhai::{Dynamic, ImmutableString, Map};
+use rhai::{Dynamic, Identifier, ImmutableString, Map};
+
+use crate::record::tree::{At, Node};
 
 /// `record.FIELD == "TEXT"` or `record.FIELD != "TEXT"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +40,26 @@ impl Compare {
             text: text.into(),
             equal,
         })
+    }
+
+    /// The condition's value for a parsed record (an object) with the
+    /// fields `written` over it, as [`eval`](Self::eval) gives it for the
+    /// same record as a Rhai map; `None` when the script must decide.
+    pub fn eval_tree(&self, root: At<'_>, written: &[(Identifier, Dynamic)]) -> Option<bool> {
+        let Node::Object { start, len } = root.node() else {
+            return None;
+        };
+        if let Ok(i) = written.binary_search_by(|(k, _)| k.as_str().cmp(&self.field)) {
+            let mut map = Map::new();
+            map.insert(self.field.as_str().into(), written[i].1.clone());
+            return self.eval(&Dynamic::from_map(map));
+        }
+        let same = match root.member(*start, *len, &self.field).map(|at| at.node()) {
+            Some(Node::Str(t)) => root.str(*t) == self.text.as_str(),
+            // Every other JSON value is unequal to a string.
+            _ => false,
+        };
+        Some(same == self.equal)
     }
 
     /// The condition's value for `record`, or `None` when the script must
@@ -122,6 +144,26 @@ mod tests {
                 let script: bool = engine.eval_ast_with_scope(&mut scope, &ast).unwrap();
                 let fast = native.eval(&to_dynamic(record.clone()));
                 assert_eq!(fast, Some(script), "{condition} on {record}");
+            }
+            // On a parsed tree, with and without the field written over it.
+            for record in [
+                json!({ "tier": "big" }),
+                json!({ "tier": "small" }),
+                json!({ "tier": 5 }),
+                json!({ "tier": null }),
+                json!({ "tier": ["big"] }),
+                json!({}),
+            ] {
+                let text = record.to_string();
+                let mut tree = crate::record::tree::Tree::default();
+                tree.parse(&text).unwrap();
+                let want = native.eval(&to_dynamic(record.clone()));
+                assert_eq!(native.eval_tree(tree.root(&text), &[]), want, "{record}");
+                let over = [("tier".into(), Dynamic::from("big"))];
+                let mut with = record.clone();
+                with["tier"] = json!("big");
+                let want = native.eval(&to_dynamic(with));
+                assert_eq!(native.eval_tree(tree.root(&text), &over), want, "{record}");
             }
             // Not a map: the script decides (and fails).
             assert_eq!(native.eval(&Dynamic::from("big")), None);

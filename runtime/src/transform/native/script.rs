@@ -23,8 +23,9 @@ use rhai::{AST, FnCallExpr, Stmt, Token};
 use rhai::{ASTFlags, Array, Dynamic, Engine, Expr, INT, Identifier, ImmutableString, Map};
 
 use super::ops::{self, Op};
-use crate::transform::Limits;
+use crate::record::tree::{At, Node};
 use crate::transform::meta::{self, Getter, Meta};
+use crate::transform::{Limits, convert};
 
 /// A transform compiled to run natively.
 #[derive(Debug)]
@@ -157,6 +158,8 @@ enum Val {
     Own(Dynamic),
     /// A field of the record that the script never writes, then keys and indexes.
     At(Identifier, Vec<Step>),
+    /// An object or array of the parsed record ([`Tree`]), which a run never changes.
+    Node(u32),
     /// The record itself.
     Record,
 }
@@ -441,9 +444,23 @@ fn variable(
 /// would stop at `max_operations` stops here first and goes to it.
 const OPS_PER_STEP: u64 = 4;
 
+/// The record a run reads and writes.
+enum Rec<'a> {
+    /// A Rhai map, written in place.
+    Map(&'a mut Map),
+    /// A parsed record (an object) and the fields written over it, sorted
+    /// by name.
+    Tree {
+        root: At<'a>,
+        start: u32,
+        len: u32,
+        written: &'a mut Vec<(Identifier, Dynamic)>,
+    },
+}
+
 struct Run<'a> {
     script: &'a Script,
-    record: &'a mut Map,
+    record: Rec<'a>,
     meta: &'a Meta,
     locals: Vec<Val>,
     /// Fields written, with what they held, to undo a run that stops.
@@ -472,9 +489,50 @@ impl Script {
             return None;
         }
         let mut map = record.as_map_mut().ok()?;
+        self.run_on(Rec::Map(&mut map), meta, engine, limits)
+    }
+
+    /// Runs the script on a parsed record (an object) with the fields
+    /// `written` over it, which the run adds to: the record kept
+    /// ([`Outcome::Keep`]) or filtered (`()`), or `None`, `written` as it
+    /// was, when the interpreter must run it or the script gives another
+    /// value.
+    pub fn run_tree(
+        &self,
+        root: At<'_>,
+        written: &mut Vec<(Identifier, Dynamic)>,
+        meta: &Meta,
+        engine: &Engine,
+        limits: &Limits,
+    ) -> Option<Outcome> {
+        let Node::Object { start, len } = root.node() else {
+            return None;
+        };
+        let rec = Rec::Tree {
+            root,
+            start: *start,
+            len: *len,
+            written,
+        };
+        match self.run_on(rec, meta, engine, limits)? {
+            Outcome::Keep => Some(Outcome::Keep),
+            Outcome::Value(v) if v.is_unit() => Some(Outcome::Value(v)),
+            // Undone already: see `run_on`.
+            Outcome::Value(_) => None,
+        }
+    }
+
+    fn run_on(
+        &self,
+        record: Rec<'_>,
+        meta: &Meta,
+        engine: &Engine,
+        limits: &Limits,
+    ) -> Option<Outcome> {
+        let tree = matches!(record, Rec::Tree { .. });
         let mut run = Run {
             script: self,
-            record: &mut map,
+            record,
             meta,
             locals: vec![Val::default(); self.slots],
             undo: Vec::new(),
@@ -494,10 +552,15 @@ impl Script {
         };
         match value {
             Val::Record => Some(Outcome::Keep),
-            Val::Own(v) => Some(Outcome::Value(v)),
-            at @ Val::At(..) => match run.own(at) {
-                Ok(v) => Some(Outcome::Value(v)),
-                Err(_) => {
+            Val::Own(v) if v.is_unit() || !tree => Some(Outcome::Value(v)),
+            // A parsed record's run gives only the record or `()`.
+            Val::Own(_) => {
+                run.undo();
+                None
+            }
+            other => match run.own(other) {
+                Ok(v) if !tree => Some(Outcome::Value(v)),
+                _ => {
                     run.undo();
                     None
                 }
@@ -509,10 +572,24 @@ impl Script {
 impl Run<'_> {
     fn undo(&mut self) {
         while let Some((field, old)) = self.undo.pop() {
-            match old {
-                Some(v) => self.record.insert(field, v),
-                None => self.record.remove(&field),
-            };
+            match (&mut self.record, old) {
+                (Rec::Map(map), Some(v)) => {
+                    map.insert(field, v);
+                }
+                (Rec::Map(map), None) => {
+                    map.remove(&field);
+                }
+                (Rec::Tree { written, .. }, old) => {
+                    if let Ok(i) = written.binary_search_by(|(k, _)| k.as_str().cmp(&field)) {
+                        match old {
+                            Some(v) => written[i].1 = v,
+                            None => {
+                                drop(written.remove(i));
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -585,6 +662,12 @@ impl Run<'_> {
                             })
                             .collect::<Vec<_>>()
                     }
+                    Val::Node(i) => match self.node(i)?.node() {
+                        Node::Array { start, len } => (*start..*start + *len)
+                            .map(|k| self.item(k))
+                            .collect::<R<Vec<_>>>()?,
+                        _ => return Err(Stop::Bail),
+                    },
                     Val::Own(v) if v.is_array() && !v.is_shared() => v
                         .into_array()
                         .map_err(|_| Stop::Bail)?
@@ -708,12 +791,44 @@ impl Run<'_> {
 
     /// `record.FIELD`: `()` when absent, as Rhai reads a map.
     fn field(&self, name: &Identifier) -> Val {
-        match self.record.get(name.as_str()) {
-            None => Val::default(),
-            Some(v) if deep(v) && !self.script.written.contains(name) => {
-                Val::At(name.clone(), Vec::new())
+        match &self.record {
+            Rec::Map(map) => match map.get(name.as_str()) {
+                None => Val::default(),
+                Some(v) if deep(v) && !self.script.written.contains(name) => {
+                    Val::At(name.clone(), Vec::new())
+                }
+                Some(v) => Val::Own(v.clone()),
+            },
+            Rec::Tree {
+                root,
+                start,
+                len,
+                written,
+            } => {
+                if let Ok(i) = written.binary_search_by(|(k, _)| k.as_str().cmp(name.as_str())) {
+                    return Val::Own(written[i].1.clone());
+                }
+                match root.member(*start, *len, name) {
+                    None => Val::default(),
+                    Some(at) => node_val(at),
+                }
             }
-            Some(v) => Val::Own(v.clone()),
+        }
+    }
+
+    /// The parsed record's node `i`.
+    fn node(&self, i: u32) -> R<At<'_>> {
+        match &self.record {
+            Rec::Tree { root, .. } => Ok(root.with_index(i)),
+            Rec::Map(_) => Err(Stop::Bail),
+        }
+    }
+
+    /// Item `k` of the parsed record's items, as a value.
+    fn item(&self, k: u32) -> R<Val> {
+        match &self.record {
+            Rec::Tree { root, .. } => Ok(node_val(root.item(k))),
+            Rec::Map(_) => Err(Stop::Bail),
         }
     }
 
@@ -728,6 +843,15 @@ impl Run<'_> {
                 Ok(Val::Own(
                     map.get(name.as_str()).cloned().unwrap_or_default(),
                 ))
+            }
+            Val::Node(i) => {
+                let at = self.node(*i)?;
+                let Node::Object { start, len } = at.node() else {
+                    return Err(Stop::Bail);
+                };
+                Ok(at
+                    .member(*start, *len, name)
+                    .map_or_else(Val::default, node_val))
             }
             Val::At(field, path) => {
                 let found = self
@@ -773,7 +897,10 @@ impl Run<'_> {
                 Some((Step::Index(i), rest)) => walk(v.read_lock::<Array>()?.get(*i)?, rest, f),
             }
         }
-        walk(self.record.get(field.as_str())?, path, f)
+        let Rec::Map(map) = &self.record else {
+            return None;
+        };
+        walk(map.get(field.as_str())?, path, f)
     }
 
     /// `f` of a value, wherever it is.
@@ -781,6 +908,11 @@ impl Run<'_> {
         match v {
             Val::Own(v) => Ok(f(v)),
             Val::At(field, path) => self.resolve(field, path, f).ok_or(Stop::Bail),
+            Val::Node(i) => {
+                let v =
+                    convert::tree_to_dynamic_sized(self.node(*i)?, &mut convert::Sizes::default());
+                Ok(f(&v))
+            }
             Val::Record => Err(Stop::Bail),
         }
     }
@@ -789,7 +921,7 @@ impl Run<'_> {
     fn own(&self, v: Val) -> R<Dynamic> {
         match v {
             Val::Own(v) => Ok(v),
-            at @ Val::At(..) => self.with(&at, Dynamic::clone),
+            at @ (Val::At(..) | Val::Node(_)) => self.with(&at, Dynamic::clone),
             Val::Record => Err(Stop::Bail),
         }
     }
@@ -802,8 +934,26 @@ impl Run<'_> {
         if let Some(s) = value.read_lock::<ImmutableString>() {
             self.added_bytes += s.len();
         }
-        let old = self.record.insert(field.clone(), value);
-        if old.is_none() {
+        let (old, new_key) = match &mut self.record {
+            Rec::Map(map) => {
+                let old = map.insert(field.clone(), value);
+                let new_key = old.is_none();
+                (old, new_key)
+            }
+            Rec::Tree {
+                root,
+                start,
+                len,
+                written,
+            } => match written.binary_search_by(|(k, _)| k.as_str().cmp(field.as_str())) {
+                Ok(i) => (Some(std::mem::replace(&mut written[i].1, value)), false),
+                Err(i) => {
+                    written.insert(i, (field.clone(), value));
+                    (None, root.member(*start, *len, field).is_none())
+                }
+            },
+        };
+        if new_key {
             self.added_entries += 1;
         }
         self.undo.push((field.clone(), old));
@@ -814,6 +964,18 @@ impl Run<'_> {
             return Err(Stop::Bail);
         }
         Ok(())
+    }
+}
+
+/// A node of the parsed record as a run holds it: a scalar as a Rhai value,
+/// an object or array where it is.
+fn node_val(at: At<'_>) -> Val {
+    match at.node() {
+        Node::Object { .. } | Node::Array { .. } => Val::Node(at.index),
+        _ => Val::Own(convert::tree_to_dynamic_sized(
+            at,
+            &mut convert::Sizes::default(),
+        )),
     }
 }
 
@@ -878,6 +1040,40 @@ mod tests {
         (result.map(|v| serde_json::to_value(v).unwrap()), done)
     }
 
+    /// As [`run`], on the record as a parsed tree: the tree run's value when
+    /// it answers (the written fields undone when it does not), else the
+    /// interpreter's; and whether the tree run answered.
+    fn run_on_tree(limits: &Limits, src: &str, record: &Value) -> (Result<Value, String>, bool) {
+        let mut engine = transform::engine(limits);
+        let ast = transform::compile_script(&engine, src).unwrap();
+        let Some(script) = Script::compile(&ast) else {
+            return (run(limits, src, record, false).0, false);
+        };
+        let text = record.to_string();
+        let mut tree = crate::record::tree::Tree::default();
+        tree.parse(&text).unwrap();
+        let root = tree.root(&text);
+        transform::size_limits_for(&mut engine, limits, convert::tree_sizes(root));
+        let mut scope = RecordScope::default();
+        scope.begin(meta());
+        transform::start_budget();
+        let mut written = Vec::new();
+        match scope.run_native_tree(&script, root, &mut written, &engine, limits) {
+            Some(Outcome::Keep) => {
+                let v = convert::tree_to_dynamic_with(root, &written);
+                (Ok(serde_json::to_value(v).unwrap()), true)
+            }
+            Some(Outcome::Value(v)) => {
+                assert!(v.is_unit(), "{src}");
+                (Ok(Value::Null), true)
+            }
+            None => {
+                assert!(written.is_empty(), "{src} on {record}: {written:?}");
+                (run(limits, src, record, false).0, false)
+            }
+        }
+    }
+
     const SCRIPTS: &[&str] = &[
         include_str!("../../../../pipelines/orders/transforms/price.rhai"),
         "record.n = record.a + record.b; record",
@@ -930,6 +1126,7 @@ mod tests {
     fn a_compiled_script_gives_what_the_interpreter_gives() {
         let limits = Limits::default();
         let mut answered = 0;
+        let mut answered_on_tree = 0;
         for src in SCRIPTS {
             let engine = transform::engine(&limits);
             let ast = transform::compile_script(&engine, src).unwrap();
@@ -938,6 +1135,11 @@ mod tests {
                 let (interpreted, _) = run(&limits, src, &record, false);
                 let (native, done) = run(&limits, src, &record, true);
                 assert_eq!(native, interpreted, "{src} on {record}");
+                let (on_tree, tree_done) = run_on_tree(&limits, src, &record);
+                assert_eq!(on_tree, interpreted, "on a tree: {src} on {record}");
+                if tree_done {
+                    answered_on_tree += 1;
+                }
                 if done {
                     assert!(interpreted.is_ok(), "{src} on {record}");
                     answered += 1;
@@ -947,6 +1149,8 @@ mod tests {
         // Everything but a string joined with another type (a registered
         // function's work) and what fails.
         assert!(answered >= 90, "{answered}");
+        // On a tree, only the record or `()` is answered, and only for an object.
+        assert!(answered_on_tree >= 60, "{answered_on_tree}");
     }
 
     /// A script that reaches a limit goes to the interpreter, which stops it
@@ -964,6 +1168,7 @@ mod tests {
         };
         let (err, done) = run(&few, src, &record, true);
         assert!(!done);
+        assert_eq!(run_on_tree(&few, src, &record), (err.clone(), false));
         assert!(
             err.unwrap_err()
                 .starts_with("script exceeded max_operations (150)"),
@@ -985,6 +1190,7 @@ mod tests {
         let (native, done) = run(&small, src, &abc, true);
         assert!(!done);
         assert_eq!(native, run(&small, src, &abc, false).0);
+        assert_eq!(run_on_tree(&small, src, &abc), (native, false));
     }
 
     #[test]
