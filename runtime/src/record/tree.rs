@@ -28,6 +28,20 @@ pub struct Tree {
     root: u32,
     /// Counts parses: a node's identity is unique across them.
     generation: usize,
+    /// What the document holds: string bytes (of values), array items and
+    /// object members; `None` once a duplicate key dropped a value.
+    counts: Option<Counts>,
+}
+
+/// What a document holds, counted as it is parsed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Bytes of string values (not keys).
+    pub string_bytes: usize,
+    /// Array items, at every depth.
+    pub array_items: usize,
+    /// Object members, at every depth.
+    pub map_entries: usize,
 }
 
 /// One JSON value.
@@ -92,6 +106,7 @@ impl Tree {
     /// Makes the tree one string: the whole of `text`.
     pub fn string(&mut self, text: &str) {
         self.clear();
+        self.count(|c| c.string_bytes += text.len());
         self.root = self.push(Node::Str(Text {
             start: 0,
             len: text.len(),
@@ -107,6 +122,13 @@ impl Tree {
         self.item_stack.clear();
         self.member_stack.clear();
         self.generation = self.generation.wrapping_add(1);
+        self.counts = Some(Counts::default());
+    }
+
+    fn count(&mut self, f: impl FnOnce(&mut Counts)) {
+        if let Some(c) = &mut self.counts {
+            f(c);
+        }
     }
 
     fn push(&mut self, node: Node) -> u32 {
@@ -121,6 +143,11 @@ impl Tree {
             text,
             index: self.root,
         }
+    }
+
+    /// What the whole document holds, when counted while parsing.
+    pub fn counts(&self) -> Option<Counts> {
+        self.counts
     }
 
     /// Which parse this tree holds.
@@ -145,6 +172,7 @@ impl Tree {
             member_stack,
             members,
             escaped,
+            counts,
             ..
         } = self;
         let key = |t: &Text| str_in(escaped, text, *t);
@@ -154,10 +182,11 @@ impl Tree {
         if segment.is_sorted_by(|a, b| key(&a.0) < key(&b.0)) {
             members.extend_from_slice(segment);
             member_stack.truncate(mark);
-            return Node::Object {
-                start,
-                len: index(members.len()) - start,
-            };
+            let len = index(members.len()) - start;
+            if let Some(c) = counts {
+                c.map_entries += len as usize;
+            }
+            return Node::Object { start, len };
         }
         // Stable: of equal keys, the later stays later.
         segment.sort_by(|a, b| key(&a.0).cmp(key(&b.0)));
@@ -170,11 +199,20 @@ impl Tree {
             }
         }
         let len = index(members.len()) - start;
+        // A duplicate's value is in the tree but not in the document.
+        *counts = (len as usize == segment.len())
+            .then_some(*counts)
+            .flatten()
+            .map(|mut c| {
+                c.map_entries += len as usize;
+                c
+            });
         member_stack.truncate(mark);
         Node::Object { start, len }
     }
 
     /// The string `t` is, in `text` or in the tree.
+    #[inline]
     pub fn str_of<'a>(&'a self, text: &'a str, t: Text) -> &'a str {
         str_in(&self.escaped, text, t)
     }
@@ -196,26 +234,37 @@ fn index(i: usize) -> u32 {
 
 impl<'a> At<'a> {
     /// The node.
+    #[inline]
     pub fn node(&self) -> &'a Node {
         &self.tree.nodes[self.index as usize]
     }
 
+    #[inline]
     fn at(&self, index: u32) -> At<'a> {
         At { index, ..*self }
     }
 
+    /// What the node holds, when it is the whole document and that was
+    /// counted while parsing.
+    pub fn counts(&self) -> Option<Counts> {
+        self.tree.counts.filter(|_| self.index == self.tree.root)
+    }
+
     /// Node `index` of the same tree.
+    #[inline]
     pub fn with_index(&self, index: u32) -> At<'a> {
         self.at(index)
     }
 
     /// Entry `k` of the tree's array items (an array's items are
     /// `start..start + len` of these).
+    #[inline]
     pub fn item(&self, k: u32) -> At<'a> {
         self.at(self.tree.items[k as usize])
     }
 
     /// A string's text.
+    #[inline]
     pub fn str(&self, t: Text) -> &'a str {
         self.tree.str_of(self.text, t)
     }
@@ -237,6 +286,7 @@ impl<'a> At<'a> {
     }
 
     /// The member `key` of an object's members.
+    #[inline]
     pub fn member(&self, start: u32, len: u32, key: &str) -> Option<At<'a>> {
         let members = &self.tree.members[start as usize..(start + len) as usize];
         members
@@ -363,11 +413,13 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     }
 
     fn visit_borrowed_str<E>(mut self, v: &'de str) -> Result<u32, E> {
+        self.tree.count(|c| c.string_bytes += v.len());
         let t = self.borrowed(v);
         Ok(self.tree.push(Node::Str(t)))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<u32, E> {
+        self.tree.count(|c| c.string_bytes += v.len());
         let t = self.tree.escape(v);
         Ok(self.tree.push(Node::Str(t)))
     }
@@ -391,6 +443,7 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
         let start = index(self.tree.items.len());
         let len = index(self.tree.item_stack.len() - mark);
         let tree = &mut *self.tree;
+        tree.count(|c| c.array_items += len as usize);
         tree.items.extend(tree.item_stack.drain(mark..));
         Ok(tree.push(Node::Array { start, len }))
     }

@@ -112,6 +112,13 @@ pub fn tree_sizes(at: At<'_>) -> Sizes {
             Node::Null | Node::Bool(_) | Node::Number(_) => {}
         }
     }
+    if let Some(c) = at.counts() {
+        return Sizes {
+            array_items: c.array_items,
+            map_entries: c.map_entries,
+            string_bytes: c.string_bytes,
+        };
+    }
     let mut sizes = Sizes::default();
     add(at, &mut sizes);
     sizes
@@ -352,6 +359,8 @@ mod tests {
             r#"{"b": [1, 2.5, {"y": null, "x": "\u00e9\n"}], "m": {"old": true}, "c": 18446744073709551615, "d": -3}"#,
             r#"{}"#,
             r#"{"zz": 1, "a": "x"}"#,
+            r#"{"k": "aaa", "k": {"x": [1, 2], "y": "\t"}, "j": ["s"]}"#,
+            r#"{"k": {"x": [1, 2]}, "k": "aaa", "j": [["s", {"q": "r"}]]}"#,
         ] {
             let mut tree = crate::record::tree::Tree::default();
             tree.parse(text).unwrap();
@@ -364,6 +373,8 @@ mod tests {
                 String::from_utf8(by_tree).unwrap(),
                 String::from_utf8(by_map).unwrap()
             );
+            // Counted while parsing, unless a duplicate key dropped a value.
+            assert_eq!(root.counts().is_some(), !text.contains(r#""k""#), "{text}");
             assert_eq!(tree_sizes(root), {
                 let mut s = Sizes::default();
                 drop(to_dynamic_sized(
