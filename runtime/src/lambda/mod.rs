@@ -17,7 +17,7 @@ pub mod events;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
@@ -33,7 +33,7 @@ use crate::engine::{BatchOutput, Built, Fatal, Worker};
 use crate::metrics::Counts;
 use crate::record::RawRecord;
 use crate::sources::Ack;
-use crate::sources::event::{Outcome, Returned};
+use crate::sources::event::{Batch, Outcome, Returned};
 use events::Kind;
 
 /// Records processed at a time at most; the deadline is checked before each chunk.
@@ -71,7 +71,7 @@ pub fn main() -> i32 {
         }
     };
     let served = rt.block_on(lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<Box<RawValue>>| {
+        move |event: LambdaEvent<Payload>| {
             let state = Arc::clone(&state);
             async move { state.lock().await.handle(event).await }
         },
@@ -81,6 +81,30 @@ pub fn main() -> i32 {
         Err(e) => {
             crate::errln!("error: {e}");
             1
+        }
+    }
+}
+
+/// The pipeline's event kind, for [`Payload`]: set once, at init.
+static KIND: OnceLock<Kind> = OnceLock::new();
+
+/// An invocation's event, as the Runtime API client deserializes it: read
+/// straight into records from the client's buffer when the source reads
+/// its common events from their text, so the event is neither copied nor
+/// held beside its records; otherwise its text, read as usual.
+pub enum Payload {
+    /// The event's records.
+    Records(Batch),
+    /// The event's text.
+    Text(Box<RawValue>),
+}
+
+impl<'de> serde::Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Payload, D::Error> {
+        let text = <&'de RawValue>::deserialize(d)?;
+        match KIND.get().and_then(|k| k.events.decode_text(text.get())) {
+            Some(batch) => Ok(Payload::Records(batch)),
+            None => Ok(Payload::Text(text.to_owned())),
         }
     }
 }
@@ -130,6 +154,10 @@ impl State {
                 p.source.type_name()
             )
         })?;
+        // One pipeline per process: a second init would find the first's kind.
+        if KIND.set(kind).is_err() && KIND.get().map(|k| k.name) != Some(kind.name) {
+            return Err("error: the function's event kind was set twice\n".into());
+        }
         let built = Arc::new(Built::new(&loaded).map_err(|e| format!("error: {e}\n"))?);
         let dlq = p.dlq.as_sink();
         let uses_aws = p
@@ -181,14 +209,20 @@ impl State {
         })
     }
 
-    async fn handle(&mut self, event: LambdaEvent<Box<RawValue>>) -> Result<Value, Diagnostic> {
+    async fn handle(&mut self, event: LambdaEvent<Payload>) -> Result<Value, Diagnostic> {
         let LambdaEvent { payload, context } = event;
         let deadline = deadline(context.deadline);
         let request = context.request_id;
-        let parsed = events::parse_text(self.kind, payload.get());
-        // The event's text is not needed once it is records: up to 6 MB less
-        // held while they run.
-        drop(payload);
+        let parsed = match payload {
+            Payload::Records(batch) => Ok(batch),
+            Payload::Text(text) => {
+                let parsed = events::parse_text(self.kind, text.get());
+                // The event's text is not needed once it is records: up to
+                // 6 MB less held while they run.
+                drop(text);
+                parsed
+            }
+        };
         let mut batch = match parsed {
             Ok(b) => b,
             Err(events::WrongEvent(e)) => {
