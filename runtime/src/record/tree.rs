@@ -26,8 +26,6 @@ pub struct Tree {
     item_stack: Vec<u32>,
     member_stack: Vec<(Text, u32)>,
     root: u32,
-    /// Counts parses: a node's identity is unique across them.
-    generation: usize,
     /// What the document holds: string bytes (of values), array items and
     /// object members; `None` once a duplicate key dropped a value.
     counts: Option<Counts>,
@@ -121,7 +119,6 @@ impl Tree {
         self.escaped.clear();
         self.item_stack.clear();
         self.member_stack.clear();
-        self.generation = self.generation.wrapping_add(1);
         self.counts = Some(Counts::default());
     }
 
@@ -143,16 +140,6 @@ impl Tree {
             text,
             index: self.root,
         }
-    }
-
-    /// What the whole document holds, when counted while parsing.
-    pub fn counts(&self) -> Option<Counts> {
-        self.counts
-    }
-
-    /// Which parse this tree holds.
-    pub fn generation(&self) -> usize {
-        self.generation
     }
 
     fn escape(&mut self, s: &str) -> Text {
