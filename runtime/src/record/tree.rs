@@ -437,10 +437,10 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u32, A::Error> {
         let mark = self.tree.member_stack.len();
-        while let Some(key) = map.next_key_seed(Key {
+        while let Some(key) = map.next_key_seed(Key(Seed {
             tree: &mut *self.tree,
             text: self.text,
-        })? {
+        }))? {
             let value = map.next_value_seed(Seed {
                 tree: &mut *self.tree,
                 text: self.text,
@@ -452,11 +452,8 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     }
 }
 
-/// Parses an object's key.
-struct Key<'t, 's> {
-    tree: &'t mut Tree,
-    text: &'s str,
-}
+/// Parses an object's key: a string, as [`Seed`] places it, without a node.
+struct Key<'t, 's>(Seed<'t, 's>);
 
 impl<'de> DeserializeSeed<'de> for Key<'_, '_> {
     type Value = Text;
@@ -473,16 +470,12 @@ impl<'de> Visitor<'de> for Key<'_, '_> {
         f.write_str("a string key")
     }
 
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text, E> {
-        let mut seed = Seed {
-            tree: self.tree,
-            text: self.text,
-        };
-        Ok(seed.borrowed(v))
+    fn visit_borrowed_str<E>(mut self, v: &'de str) -> Result<Text, E> {
+        Ok(self.0.borrowed(v))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Text, E> {
-        Ok(self.tree.escape(v))
+        Ok(self.0.tree.escape(v))
     }
 }
 

@@ -39,6 +39,18 @@ fn text(v: Option<&str>) -> Dynamic {
     opt(v.map(ImmutableString::from))
 }
 
+/// Meta of a record at line 1 of `in.jsonl`, for tests.
+#[cfg(test)]
+pub fn sample() -> Meta {
+    let position = Position {
+        source: "file",
+        file: Some(Arc::from("in.jsonl")),
+        line: Some(1),
+        ..Default::default()
+    };
+    Meta::new(&position, None, "2026-01-01T00:00:00.000Z".into())
+}
+
 /// A fact's getter.
 pub type Getter = fn(&Meta) -> Dynamic;
 

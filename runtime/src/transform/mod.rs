@@ -501,16 +501,9 @@ fn error_text_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn meta() -> Meta {
-        let position = crate::record::Position {
-            source: "file",
-            file: Some(Arc::from("in.jsonl")),
-            line: Some(1),
-            ..Default::default()
-        };
-        Meta::new(&position, None, "2026-01-01T00:00:00.000Z".into())
+        crate::transform::meta::sample()
     }
 
     fn run_src(src: &str, record: Dynamic) -> Result<Dynamic, String> {

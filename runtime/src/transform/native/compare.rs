@@ -50,9 +50,7 @@ impl Compare {
             return None;
         };
         if let Ok(i) = written.binary_search_by(|(k, _)| k.as_str().cmp(&self.field)) {
-            let mut map = Map::new();
-            map.insert(self.field.as_str().into(), written[i].1.clone());
-            return self.eval(&Dynamic::from_map(map));
+            return self.answer(Some(&written[i].1));
         }
         let same = match root.member(*start, *len, &self.field).map(|at| at.node()) {
             Some(Node::Str(t)) => root.str(*t) == self.text.as_str(),
@@ -69,7 +67,12 @@ impl Compare {
             return None;
         }
         let map = record.read_lock::<Map>()?;
-        let same = match map.get(self.field.as_str()) {
+        self.answer(map.get(self.field.as_str()))
+    }
+
+    /// The condition's value when the field holds `value` (`None`: absent).
+    fn answer(&self, value: Option<&Dynamic>) -> Option<bool> {
+        let same = match value {
             None => false,
             Some(v) if v.is_shared() => return None,
             Some(v) => match v.read_lock::<ImmutableString>() {

@@ -989,16 +989,9 @@ mod tests {
     use super::*;
     use crate::transform::{self, RecordScope, convert};
     use serde_json::{Value, json};
-    use std::sync::Arc;
 
     fn meta() -> Meta {
-        let position = crate::record::Position {
-            source: "file",
-            file: Some(Arc::from("in.jsonl")),
-            line: Some(3),
-            ..Default::default()
-        };
-        Meta::new(&position, None, "2026-01-01T00:00:00.000Z".into())
+        crate::transform::meta::sample()
     }
 
     /// The record (or error) a script gives `record`, run as the engine
