@@ -61,19 +61,19 @@ impl WrongEvent {
 /// event record's JSON, and the rest of the batch is read as usual. Only an
 /// event that is not of the pipeline's kind at all is an error.
 ///
-/// The event comes as its text: a source with a fast path reads its common
-/// events straight from it ([`EventSource::decode_text`]); any other event
-/// is parsed into a JSON tree first.
-pub fn parse_text(kind: Kind, event: &str) -> Result<Batch, WrongEvent> {
-    if let Some(batch) = kind.events.decode_text(event) {
+/// The event comes as the Runtime API sent it: a source with a fast path
+/// reads its common events straight from it ([`EventSource::decode_bytes`]);
+/// any other event is parsed into a JSON tree first.
+pub fn parse_bytes(kind: Kind, event: &[u8]) -> Result<Batch, WrongEvent> {
+    if let Some(batch) = kind.events.decode_bytes(event) {
         return Ok(batch);
     }
-    let event: Value = serde_json::from_str(event)
+    let event: Value = serde_json::from_slice(event)
         .map_err(|e| WrongEvent(format!("the event is not JSON: {e}")))?;
     parse(kind, event)
 }
 
-/// [`parse_text`] for an event already parsed.
+/// [`parse_bytes`] for an event already parsed.
 pub fn parse(kind: Kind, event: Value) -> Result<Batch, WrongEvent> {
     let empty = event
         .get("Records")
@@ -305,6 +305,37 @@ mod tests {
         assert_eq!(
             e.0,
             "the pipeline reads a `kinesis` source, but the event is a `sqs` event"
+        );
+    }
+
+    #[test]
+    fn an_event_that_is_not_json_is_an_error_naming_where() {
+        for (bytes, why) in [
+            (
+                &b"{\"Records\": ["[..],
+                "EOF while parsing a list at line 1 column 13",
+            ),
+            (&b"\xff"[..], "expected value at line 1 column 1"),
+        ] {
+            let e = parse_bytes(KINESIS, bytes).unwrap_err();
+            assert_eq!(e.0, format!("the event is not JSON: {why}"));
+        }
+    }
+
+    #[test]
+    fn the_fast_and_the_general_path_read_an_event_alike() {
+        let event = json!({ "Records": [
+            { "kinesis": { "partitionKey": "k", "sequenceNumber": "7", "data": "eyJuIjoxfQ==",
+                           "approximateArrivalTimestamp": 1_700_000_000.5 },
+              "eventSource": "aws:kinesis", "eventID": "shardId-000000000001:7",
+              "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/s" }
+        ] });
+        let text = event.to_string();
+        assert!(KINESIS.events.decode_bytes(text.as_bytes()).is_some());
+        let fast = parse_bytes(KINESIS, text.as_bytes()).unwrap();
+        assert_eq!(
+            format!("{fast:?}"),
+            format!("{:?}", parse(KINESIS, event).unwrap())
         );
     }
 

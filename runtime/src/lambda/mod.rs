@@ -14,15 +14,19 @@
 
 pub mod events;
 
+use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use bytes::Bytes;
+use lambda_runtime::layers::TracingLayer;
+use lambda_runtime::tower::Layer;
+use lambda_runtime::{Diagnostic, LambdaEvent, LambdaInvocation, Runtime, Service, service_fn};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::aws::Clients;
 use crate::config::{self, Env, LoadError};
@@ -33,7 +37,7 @@ use crate::engine::{BatchOutput, Built, Fatal, Worker};
 use crate::metrics::Counts;
 use crate::record::RawRecord;
 use crate::sources::Ack;
-use crate::sources::event::{Batch, Outcome, Returned};
+use crate::sources::event::{Outcome, Returned};
 use events::Kind;
 
 /// Records processed at a time at most; the deadline is checked before each chunk.
@@ -70,12 +74,15 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    let served = rt.block_on(lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<Payload>| {
-            let state = Arc::clone(&state);
-            async move { state.lock().await.handle(event).await }
-        },
-    )));
+    let handler = service_fn(move |event: LambdaEvent<Payload>| {
+        let state = Arc::clone(&state);
+        async move { state.lock().await.handle(event).await }
+    });
+    // As `lambda_runtime::run` builds it, with the event kept for the handler.
+    let runtime = Runtime::new(handler)
+        .layer(TracingLayer::new())
+        .layer(KeepEvent);
+    let served = rt.block_on(runtime.run());
     match served {
         Ok(()) => 0,
         Err(e) => {
@@ -85,27 +92,56 @@ pub fn main() -> i32 {
     }
 }
 
-/// The pipeline's event kind, for [`Payload`]: set once, at init.
-static KIND: OnceLock<Kind> = OnceLock::new();
+/// An invocation's event, as the Runtime API sent it. [`KeepEvent`] takes
+/// it from the invocation before the Runtime API client deserializes it, so
+/// that it is read once, by the source's decoder, straight from the
+/// client's buffer: neither scanned to find its end nor copied first.
+pub struct Payload(Bytes);
 
-/// An invocation's event, as the Runtime API client deserializes it: read
-/// straight into records from the client's buffer when the source reads
-/// its common events from their text, so the event is neither copied nor
-/// held beside its records; otherwise its text, read as usual.
-pub enum Payload {
-    /// The event's records.
-    Records(Batch),
-    /// The event's text.
-    Text(Box<RawValue>),
-}
+/// The event [`KeepEvent`] took, until [`Payload`] is deserialized from its
+/// placeholder. Invocations come one at a time.
+static EVENT: Mutex<Option<Bytes>> = Mutex::new(None);
+
+/// What [`KeepEvent`] leaves for the client to deserialize.
+const PLACEHOLDER: &[u8] = b"null";
 
 impl<'de> serde::Deserialize<'de> for Payload {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Payload, D::Error> {
-        let text = <&'de RawValue>::deserialize(d)?;
-        match KIND.get().and_then(|k| k.events.decode_text(text.get())) {
-            Some(batch) => Ok(Payload::Records(batch)),
-            None => Ok(Payload::Text(text.to_owned())),
-        }
+        serde::de::IgnoredAny::deserialize(d)?;
+        let event = EVENT.lock().unwrap_or_else(PoisonError::into_inner).take();
+        event
+            .map(Payload)
+            .ok_or_else(|| serde::de::Error::custom("the invocation's event was not kept"))
+    }
+}
+
+/// Moves each invocation's event out of the invocation, for [`Payload`].
+struct KeepEvent;
+
+impl<S> Layer<S> for KeepEvent {
+    type Service = KeptEvent<S>;
+
+    fn layer(&self, inner: S) -> KeptEvent<S> {
+        KeptEvent(inner)
+    }
+}
+
+/// The service of [`KeepEvent`].
+struct KeptEvent<S>(S);
+
+impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for KeptEvent<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut invocation: LambdaInvocation) -> S::Future {
+        let event = std::mem::replace(&mut invocation.body, Bytes::from_static(PLACEHOLDER));
+        *EVENT.lock().unwrap_or_else(PoisonError::into_inner) = Some(event);
+        self.0.call(invocation)
     }
 }
 
@@ -154,10 +190,6 @@ impl State {
                 p.source.type_name()
             )
         })?;
-        // One pipeline per process: a second init would find the first's kind.
-        if KIND.set(kind).is_err() && KIND.get().map(|k| k.name) != Some(kind.name) {
-            return Err("error: the function's event kind was set twice\n".into());
-        }
         let built = Arc::new(Built::new(&loaded).map_err(|e| format!("error: {e}\n"))?);
         let dlq = p.dlq.as_sink();
         let uses_aws = p
@@ -213,16 +245,11 @@ impl State {
         let LambdaEvent { payload, context } = event;
         let deadline = deadline(context.deadline);
         let request = context.request_id;
-        let parsed = match payload {
-            Payload::Records(batch) => Ok(batch),
-            Payload::Text(text) => {
-                let parsed = events::parse_text(self.kind, text.get());
-                // The event's text is not needed once it is records: up to
-                // 6 MB less held while they run.
-                drop(text);
-                parsed
-            }
-        };
+        let Payload(event) = payload;
+        let parsed = events::parse_bytes(self.kind, &event);
+        // The event is not needed once it is records: up to 6 MB less held
+        // while they run.
+        drop(event);
         let mut batch = match parsed {
             Ok(b) => b,
             Err(events::WrongEvent(e)) => {
@@ -233,28 +260,29 @@ impl State {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        // Arrival times are all written by `rfc3339_millis`, in one width:
+        // the earliest is the smallest text.
         let batch_age_ms = batch
             .records
             .iter()
             .filter_map(|r| r.position.arrival_time.as_deref())
-            .filter_map(|t| humantime::parse_rfc3339_weak(t).ok())
             .min()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|t| now_ms.saturating_sub(t.as_millis() as u64));
-        let index: HashMap<String, usize> = batch
-            .items
-            .iter()
-            .enumerate()
-            .rev()
-            .map(|(i, item)| (item.id.clone(), i))
-            .collect();
+        // Event records by id, for failures (built at the first).
+        let index: OnceCell<HashMap<&str, usize>> = OnceCell::new();
         let mut failed: BTreeSet<usize> = BTreeSet::new();
         let mut dead_lettered: BTreeSet<usize> = BTreeSet::new();
         let mut returned: Vec<Returned> = Vec::new();
         let mark = |failures: Vec<Failure>, failed: &mut BTreeSet<usize>| {
             for f in failures {
                 let id = events::item_id(&f.position);
-                if let Some(&i) = id.as_ref().and_then(|id| index.get(id)) {
+                let index = index.get_or_init(|| {
+                    let ids = batch.items.iter().map(|item| item.id.as_str());
+                    ids.enumerate().rev().map(|(i, id)| (id, i)).collect()
+                });
+                if let Some(&i) = id.as_deref().and_then(|id| index.get(id)) {
                     failed.insert(i);
                 }
                 log("ERROR", &request, &f.reason);

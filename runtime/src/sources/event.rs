@@ -26,12 +26,12 @@ pub trait EventSource: Sync {
     /// list of records at all ("has no `Records` list (fields …)").
     fn decode(&self, event: Value) -> Result<Batch, String>;
 
-    /// The event's records read straight from its text, without building a
+    /// The event's records read straight from its bytes, without building a
     /// JSON tree first: `Some` only when the event is plainly this source's
     /// and every record decodes, with exactly the batch [`decode`](Self::decode)
     /// gives; `None` sends the event down the general path. By default there
     /// is no such path.
-    fn decode_text(&self, _event: &str) -> Option<Batch> {
+    fn decode_bytes(&self, _event: &[u8]) -> Option<Batch> {
         None
     }
 
@@ -61,6 +61,10 @@ pub fn first_failure(batch: &Batch, failed: &BTreeSet<usize>) -> Result<Value, S
     serde_json::to_value(r).map_err(|e| e.to_string())
 }
 
+/// A source's fast path: the batch of an event read straight from its
+/// bytes, or `None` for the general path.
+pub type FastPath = fn(&[u8]) -> Option<Batch>;
+
 /// The events of a stream in Lambda mode (Kinesis, DynamoDB Streams): its
 /// records listed under `Records`, a batch of one shard (one ordering
 /// unit), answered with the first failed record's sequence number.
@@ -69,8 +73,8 @@ pub struct ShardEvents {
     pub origins: &'static [&'static str],
     /// Adds one event record to the batch.
     pub push: fn(&Value, &mut Batch),
-    /// The fast path of [`EventSource::decode_text`], if the source has one.
-    pub text: Option<fn(&str) -> Option<Batch>>,
+    /// The fast path of [`EventSource::decode_bytes`], if the source has one.
+    pub text: Option<FastPath>,
 }
 
 impl EventSource for ShardEvents {
@@ -82,7 +86,7 @@ impl EventSource for ShardEvents {
         records(event, self.push)
     }
 
-    fn decode_text(&self, event: &str) -> Option<Batch> {
+    fn decode_bytes(&self, event: &[u8]) -> Option<Batch> {
         self.text.and_then(|decode| decode(event))
     }
 

@@ -1,4 +1,4 @@
-//! Kinesis events read straight from their text: every field borrowed from
+//! Kinesis events read straight from their bytes: every field borrowed from
 //! the event where it has no escapes, each record's data base64-decoded once
 //! into its own buffer, the stream and shard names shared by every record of
 //! the shard. This path takes the common event only, every record of which
@@ -8,67 +8,105 @@
 //! which says what is wrong with which record.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::super::{position, push_records, stream_name};
 use crate::sources::event::{Batch, Item};
 
-#[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(rename = "Records", borrow)]
-    records: Vec<Record<'a>>,
-    // An event naming its source at the top is left to the general path.
-    #[serde(rename = "eventSource")]
-    event_source: Option<IgnoredAny>,
-    #[serde(rename = "deliveryStreamArn")]
-    delivery_stream_arn: Option<IgnoredAny>,
-}
-
 /// The fields of `aws_lambda_events`' `KinesisEventRecord`, with the same
 /// types, so that a record read here is one that the general path reads.
+/// Texts are borrowed from the event: one with an escape (which this path
+/// leaves to the general one) is rare, and copying every text of every
+/// record took as long as reading the event.
 #[derive(Deserialize)]
-#[expect(dead_code, reason = "some fields are read for their types only")]
 #[serde(rename_all = "camelCase")]
 struct Record<'a> {
-    #[serde(borrow)]
-    event_source: Option<Cow<'a, str>>,
-    #[serde(rename = "eventSourceARN", borrow)]
-    event_source_arn: Option<Cow<'a, str>>,
-    #[serde(rename = "eventID", borrow)]
-    event_id: Option<Cow<'a, str>>,
+    event_source: Option<&'a str>,
+    #[serde(rename = "eventSourceARN")]
+    event_source_arn: Option<&'a str>,
+    #[serde(rename = "eventID")]
+    event_id: Option<&'a str>,
     #[serde(borrow)]
     kinesis: Kinesis<'a>,
     // Read for their types only, from here on.
-    #[serde(borrow)]
-    aws_region: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    event_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    event_version: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    invoke_identity_arn: Option<Cow<'a, str>>,
+    #[serde(rename = "awsRegion")]
+    _aws_region: Option<Text>,
+    #[serde(rename = "eventName")]
+    _event_name: Option<Text>,
+    #[serde(rename = "eventVersion")]
+    _event_version: Option<Text>,
+    #[serde(rename = "invokeIdentityArn")]
+    _invoke_identity_arn: Option<Text>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[expect(dead_code, reason = "some fields are read for their types only")]
 struct Kinesis<'a> {
     approximate_arrival_timestamp: f64,
     #[serde(borrow)]
-    data: Cow<'a, str>,
-    #[serde(default, borrow)]
-    partition_key: Cow<'a, str>,
-    #[serde(default, borrow)]
-    sequence_number: Cow<'a, str>,
-    // Read for their types only.
+    data: Data<'a>,
     #[serde(default)]
-    encryption_type: Encryption,
-    #[serde(borrow)]
-    kinesis_schema_version: Option<Cow<'a, str>>,
+    partition_key: &'a str,
+    #[serde(default)]
+    sequence_number: &'a str,
+    // Read for their types only.
+    #[serde(default, rename = "encryptionType")]
+    _encryption_type: Encryption,
+    #[serde(rename = "kinesisSchemaVersion")]
+    _kinesis_schema_version: Option<Text>,
+}
+
+/// A text, checked to be one and not kept.
+struct Text;
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        struct Check;
+        impl Visitor<'_> for Check {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Text, E> {
+                Ok(Text)
+            }
+        }
+        d.deserialize_str(Check)
+    }
+}
+
+/// A record's base64 text, as bytes: base64 decoding refuses anything but
+/// its ASCII alphabet, so the text is not checked as UTF-8 first.
+struct Data<'a>(Cow<'a, [u8]>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Data<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Data<'a>, D::Error> {
+        struct Text;
+        impl<'de> Visitor<'de> for Text {
+            type Value = Data<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Data<'de>, E> {
+                Ok(Data(Cow::Borrowed(v)))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Data<'de>, E> {
+                Ok(Data(Cow::Owned(v.to_vec())))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Data<'de>, E> {
+                Ok(Data(Cow::Borrowed(v.as_bytes())))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Data<'de>, E> {
+                Ok(Data(Cow::Owned(v.as_bytes().to_vec())))
+            }
+        }
+        d.deserialize_bytes(Text)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -79,44 +117,59 @@ enum Encryption {
     Kms,
 }
 
-/// The batch of a Kinesis event, or `None` for the general path.
-pub fn decode(text: &str) -> Option<Batch> {
-    let event: Event<'_> = serde_json::from_str(text).ok()?;
-    if event.event_source.is_some() || event.delivery_stream_arn.is_some() {
-        return None;
-    }
-    let first = event.records.first()?;
-    if first.event_source.as_deref() != Some("aws:kinesis") {
-        return None;
-    }
-    let n = event.records.len();
-    let mut batch = Batch {
-        records: Vec::with_capacity(n),
-        item_of: Vec::with_capacity(n),
-        items: Vec::with_capacity(n),
-        fifo: false,
-    };
-    // Every record of an event comes from one shard of one stream.
-    let mut stream: Option<(Cow<'_, str>, Arc<str>)> = None;
-    let mut shard: Option<(&str, Arc<str>)> = None;
-    for r in &event.records {
-        let k = &r.kinesis;
-        let arrival_ms = arrival_ms(k.approximate_arrival_timestamp)?;
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(k.data.as_bytes())
-            .ok()?;
-        let stream = match (&r.event_source_arn, &mut stream) {
+/// The batch of a Kinesis event, or `None` for the general path. The event
+/// is read in one pass: each record is added to the batch as soon as it is
+/// read, and the first one this path does not take ends the reading.
+pub fn decode(event: &[u8]) -> Option<Batch> {
+    let mut reader = Reader::default();
+    let mut d = serde_json::Deserializer::from_slice(event);
+    EventSeed(&mut reader).deserialize(&mut d).ok()?;
+    d.end().ok()?;
+    (!reader.unusual && !reader.batch.items.is_empty()).then_some(reader.batch)
+}
+
+/// What the records read so far gave.
+#[derive(Default)]
+struct Reader<'a> {
+    batch: Batch,
+    /// The stream's ARN and name, shared by every record of the event.
+    stream: Option<(&'a str, Arc<str>)>,
+    /// The shard's id and name.
+    shard: Option<(&'a str, Arc<str>)>,
+    /// The event names its source at the top (left to the general path).
+    unusual: bool,
+}
+
+/// Ends the reading: this event is for the general path.
+fn general<E: de::Error>() -> E {
+    E::custom("not a plain Kinesis event")
+}
+
+impl<'a> Reader<'a> {
+    /// Adds a record; `false` when this path does not take it.
+    fn push(&mut self, r: Record<'a>) -> bool {
+        if r.event_source != Some("aws:kinesis") {
+            return false;
+        }
+        let k = r.kinesis;
+        let Some(arrival_ms) = arrival_ms(k.approximate_arrival_timestamp) else {
+            return false;
+        };
+        let Ok(data) = base64::engine::general_purpose::STANDARD.decode(&k.data.0) else {
+            return false;
+        };
+        let stream = match (r.event_source_arn, &mut self.stream) {
             (None, _) => None,
-            (Some(arn), Some((last, name))) if last == arn => Some(Arc::clone(name)),
+            (Some(arn), Some((last, name))) if *last == arn => Some(Arc::clone(name)),
             (Some(arn), slot) => {
                 let name: Arc<str> = Arc::from(stream_name(arn));
-                *slot = Some((arn.clone(), Arc::clone(&name)));
+                *slot = Some((arn, Arc::clone(&name)));
                 Some(name)
             }
         };
-        let shard = match r.event_id.as_deref().and_then(|id| id.split_once(':')) {
+        let shard = match r.event_id.and_then(|id| id.split_once(':')) {
             None => None,
-            Some((id, _)) => match &mut shard {
+            Some((id, _)) => match &mut self.shard {
                 Some((last, name)) if *last == id => Some(Arc::clone(name)),
                 slot => {
                     let name: Arc<str> = Arc::from(id);
@@ -125,19 +178,92 @@ pub fn decode(text: &str) -> Option<Batch> {
                 }
             },
         };
-        let seq = k.sequence_number.clone().into_owned();
+        let seq = k.sequence_number.to_owned();
         let position = position(
             stream,
             shard,
-            Some(k.partition_key.clone().into_owned()),
+            Some(k.partition_key.to_owned()),
             seq.clone(),
             Some(arrival_ms),
         );
-        batch.push_many(Item::new(seq), |records| {
+        self.batch.push_many(Item::new(seq), |records| {
             push_records(records, data, position)
         });
+        true
     }
-    Some(batch)
+}
+
+/// The event's top level: `Records` is read into the reader.
+struct EventSeed<'r, 'a>(&'r mut Reader<'a>);
+
+impl<'de, 'r> DeserializeSeed<'de> for EventSeed<'r, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, 'r> Visitor<'de> for EventSeed<'r, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kinesis event")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+        let mut records = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                // Read twice, the records would be added twice.
+                "Records" if records => return Err(general()),
+                "Records" => {
+                    records = true;
+                    map.next_value_seed(RecordsSeed(&mut *self.0))?;
+                }
+                // An event naming its source at the top is left to the general path.
+                "eventSource" | "deliveryStreamArn" => {
+                    self.0.unusual = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `Records` list, each record added as it is read.
+struct RecordsSeed<'r, 'a>(&'r mut Reader<'a>);
+
+impl<'de, 'r> DeserializeSeed<'de> for RecordsSeed<'r, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, 'r> Visitor<'de> for RecordsSeed<'r, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of Kinesis records")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        if let Some(n) = seq.size_hint() {
+            self.0.batch.records.reserve(n);
+        }
+        while let Some(r) = seq.next_element::<Record<'de>>()? {
+            if !self.0.push(r) {
+                return Err(general());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The arrival time in milliseconds, as the general path reads it, for a
@@ -147,17 +273,11 @@ fn arrival_ms(seconds: f64) -> Option<i64> {
     if !(0.0..1e11).contains(&seconds) {
         return None;
     }
-    let ms = seconds * 1000.0;
-    let whole = ms.round();
-    // At most three decimals: the typed record reads the decimals as given.
-    if (ms - whole).abs() > 1e-3 {
-        return None;
-    }
-    let text = seconds.to_string();
-    if text.split_once('.').is_some_and(|(_, frac)| frac.len() > 3) {
-        return None;
-    }
-    Some(whole as i64)
+    let whole = (seconds * 1000.0).round();
+    // At most three decimals (the typed record reads the decimals as
+    // given): the number of thousandths nearest to `seconds` is `seconds`
+    // itself exactly when its shortest decimal form has three or fewer.
+    (whole / 1000.0 == seconds).then_some(whole as i64)
 }
 
 #[cfg(test)]
@@ -183,6 +303,34 @@ mod tests {
         })
     }
 
+    #[test]
+    fn an_arrival_time_is_taken_with_three_decimals_at_most() {
+        // What the shortest decimal form says, for every number tried.
+        let by_text = |seconds: f64| {
+            let text = seconds.to_string();
+            let decimals = text.split_once('.').map_or(0, |(_, frac)| frac.len());
+            (decimals <= 3).then(|| (seconds * 1000.0).round() as i64)
+        };
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..100_000 {
+            let ms = rng.i64(0..100_000_000_000_000);
+            for seconds in [
+                ms as f64 / 1000.0,
+                ms as f64 / 100.0 / 1000.0,
+                (ms as f64 + rng.f64()) / 1000.0,
+                ms as f64 / 10_000.0,
+            ] {
+                if seconds < 1e11 {
+                    assert_eq!(arrival_ms(seconds), by_text(seconds), "{seconds}");
+                }
+            }
+        }
+        assert_eq!(arrival_ms(1_545_084_650.987), Some(1_545_084_650_987));
+        assert_eq!(arrival_ms(1_700_000_000.123_4), None);
+        assert_eq!(arrival_ms(-1.0), None);
+        assert_eq!(arrival_ms(1e11), None);
+    }
+
     fn b64(data: &[u8]) -> String {
         base64::engine::general_purpose::STANDARD.encode(data)
     }
@@ -198,26 +346,42 @@ mod tests {
             record("2", &b64(&aggregate), json!(1_545_084_651)),
             record("3", &b64(b"not json \xff"), json!(1_545_084_651.5)),
         ] });
-        // Escaped text (`\/` in base64) is read the same way.
-        let text = event.to_string().replace("/", "\\/");
-        let fast = decode(&text).expect("the fast path takes a plain Kinesis event");
+        // Data with escapes (`\/` in base64) is read the same way.
+        let mut text = event.to_string();
+        for r in event["Records"].as_array().unwrap() {
+            let data = r["kinesis"]["data"].as_str().unwrap();
+            text = text.replace(data, &data.replace('/', "\\/"));
+        }
+        assert!(text.contains("\\/"), "{text}");
+        let fast = decode(text.as_bytes()).expect("the fast path takes a plain Kinesis event");
         let general = general(&event);
         assert_eq!(format!("{fast:?}"), format!("{general:?}"));
         assert_eq!(fast.records.len(), 4, "the aggregate gives two records");
         assert_eq!(fast.item_of, vec![0, 1, 1, 2]);
+        // Any other text with an escape is left to the general path.
+        let escaped = event.to_string().replace("stream/", "stream\\/");
+        assert!(decode(escaped.as_bytes()).is_none());
     }
 
     #[test]
     fn anything_unusual_takes_the_general_path() {
         let ok = record("1", "e30=", json!(1_700_000_000.5));
+        // The unusual record first; the same event with it last is tested too.
         let with = |f: &dyn Fn(&mut Value)| {
             let mut r = ok.clone();
             f(&mut r);
             json!({ "Records": [r, ok.clone()] }).to_string()
         };
-        assert!(decode(&with(&|_| {})).is_some());
+        let last = |text: &str| {
+            let mut event: Value = serde_json::from_str(text).unwrap();
+            if let Some(records) = event["Records"].as_array_mut() {
+                records.reverse();
+            }
+            event.to_string()
+        };
+        assert!(decode(with(&|_| {}).as_bytes()).is_some());
         let ts = "approximateArrivalTimestamp";
-        let unusual: [(&str, String); 9] = [
+        let unusual: [(&str, String); 10] = [
             (
                 "data not base64",
                 with(&|r| r["kinesis"]["data"] = json!("%%%")),
@@ -240,6 +404,10 @@ mod tests {
                 with(&|r| r["kinesis"]["encryptionType"] = json!("X")),
             ),
             ("a region not text", with(&|r| r["awsRegion"] = json!(7))),
+            (
+                "the source named at the top",
+                format!("{{\"eventSource\":\"aws:kinesis\",{}", &with(&|_| {})[1..]),
+            ),
             ("no records", json!({ "Records": [] }).to_string()),
             (
                 "another source",
@@ -247,7 +415,19 @@ mod tests {
             ),
         ];
         for (what, text) in unusual {
-            assert!(decode(&text).is_none(), "{what}");
+            assert!(decode(text.as_bytes()).is_none(), "{what}");
+            assert!(decode(last(&text).as_bytes()).is_none(), "{what}, last");
         }
+        // Data that is not UTF-8, or holds an escaped character outside base64.
+        let good = with(&|_| {});
+        let at = good.find("e30=").unwrap();
+        let mut bytes = good.clone().into_bytes();
+        bytes[at + 2] = 0xff;
+        assert!(decode(&bytes).is_none(), "data not UTF-8");
+        assert!(decode(good.replacen("e30=", "e3\\u0000", 1).as_bytes()).is_none());
+        // And anything after the event.
+        assert!(decode(format!("{good} {{}}").as_bytes()).is_none());
+        let twice = good.replacen("{", "{\"Records\":[],", 1);
+        assert!(decode(twice.as_bytes()).is_none(), "Records twice");
     }
 }
