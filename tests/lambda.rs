@@ -795,9 +795,12 @@ fn credentials_never_appear_in_logs_metrics_or_envelopes() {
         .invoke(&kinesis_event(&[r#"{"n":1}"#, "{broken"]))
         .unwrap();
     assert_eq!(failures(&response), vec!["100"], "{}", lambda.stderr());
-    let written = lambda.stderr()
-        + &lambda.stdout()
-        + &std::fs::read_to_string(t.path().join("dlq.jsonl")).unwrap_or_default();
+    let written = [
+        lambda.stderr(),
+        lambda.stdout(),
+        std::fs::read_to_string(t.path().join("dlq.jsonl")).unwrap_or_default(),
+    ]
+    .concat();
     assert!(written.contains("put_object"), "{written}");
     for secret in ["AKIASLUICETESTKEY0002", SECRET, TOKEN] {
         assert!(!written.contains(secret), "{secret} in: {written}");

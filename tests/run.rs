@@ -116,7 +116,7 @@ fn bad_records_are_dead_lettered_with_exact_envelopes() {
              validate: {{ schema: s }}\nroutes: [{{ to: [out] }}]\n"
         ),
     );
-    let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+    let deep = "[".repeat(10_000) + "]".repeat(10_000).as_str();
     let mut input = Vec::new();
     input.extend_from_slice(b"{\"n\":1}\n");
     input.extend_from_slice(b"{\"n\":\xff}\n"); // invalid UTF-8
@@ -833,7 +833,7 @@ fn credentials_never_appear_in_what_a_run_writes() {
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
         .env("AWS_SESSION_TOKEN", TOKEN));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    let mut written = stderr(&o) + &common::stdout(&o);
+    let mut written = stderr(&o) + common::stdout(&o).as_str();
     assert!(
         written.contains("put_object"),
         "the S3 write failed: {written}"

@@ -131,9 +131,10 @@ pub fn python() -> PathBuf {
         let py = venv.join("bin").join("python");
         let requirements = root().join("tests/requirements.txt");
         // Reinstall when the requirements change.
+        let bench = std::fs::read_to_string(root().join("bench/requirements.txt"))
+            .expect("bench/requirements.txt");
         let wanted = std::fs::read_to_string(&requirements).expect("tests/requirements.txt")
-            + &std::fs::read_to_string(root().join("bench/requirements.txt"))
-                .expect("bench/requirements.txt");
+            + bench.as_str();
         let stamp = venv.join(".installed");
         let installed = std::fs::read_to_string(&stamp).unwrap_or_default();
         if installed != wanted {

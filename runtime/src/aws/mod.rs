@@ -15,6 +15,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{ConnectorBuilder, tls};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use schemars::JsonSchema;
@@ -36,6 +39,24 @@ pub struct Config {
     pub endpoint_url: Option<String>,
 }
 
+/// The HTTPS client of every AWS call: the SDK's default client (hyper,
+/// rustls, the proxy of `HTTPS_PROXY` / `NO_PROXY`) with *ring* for
+/// rustls' cryptography instead of aws-lc, a C library whose build was the
+/// longest step of a clean build.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
+}
+
 /// The shared clients. Each is created on first use.
 pub struct Clients {
     sdk: SdkConfig,
@@ -51,6 +72,7 @@ impl Clients {
     /// Loads the standard configuration chain once.
     pub async fn load(config: &Config, attempt_timeout: Duration) -> Clients {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
