@@ -44,7 +44,7 @@ PIPELINE = "pipelines/orders/pipeline.yaml"
 DEFAULT_PYTHON = ".venv-bench/bin/python"
 DEFAULT_SLUICE = "target/release/sluice"
 DEFAULT_WORKDIR = "target/bench"
-DEFAULT_RUST_CHAIN = "target/release/rust-chain"
+DEFAULT_RUST_CHAIN = "target/peer/rust-chain"
 DEFAULT_NODE_PEER = "target/peers/node_ajv"
 SCHEMA = WORKLOAD / "schemas" / "order.schema.json"
 BATCH = 100  # records per Kinesis event, Lambda's default batch size
@@ -349,7 +349,7 @@ def run_peers(a, events, workdir):
     rust = from_repo(a.rust_chain)
     node = from_repo(a.node_peer)
     if not rust.is_file():
-        fail(f"{a.rust_chain} not found; build it with `cargo build --release -p rust-chain` "
+        fail(f"{a.rust_chain} not found; build it with `cargo build --profile peer -p rust-chain` "
              "(bench/run does), or pass --skip-peers", 2)
     if not (node / "node_modules" / "ajv").is_dir():
         fail(f"{a.node_peer} is not installed; see bench/peers/README.md (bench/run installs it), "
