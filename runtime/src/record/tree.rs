@@ -186,14 +186,14 @@ impl Tree {
             }
         }
         let len = index(members.len()) - start;
-        // A duplicate's value is in the tree but not in the document.
-        *counts = (len as usize == segment.len())
-            .then_some(*counts)
-            .flatten()
-            .map(|mut c| {
+        if len as usize == segment.len() {
+            if let Some(c) = counts {
                 c.map_entries += len as usize;
-                c
-            });
+            }
+        } else {
+            // A duplicate's value is in the tree but not in the document.
+            *counts = None;
+        }
         member_stack.truncate(mark);
         Node::Object { start, len }
     }

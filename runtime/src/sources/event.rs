@@ -74,7 +74,7 @@ pub struct ShardEvents {
     /// Adds one event record to the batch.
     pub push: fn(&Value, &mut Batch),
     /// The fast path of [`EventSource::decode_bytes`], if the source has one.
-    pub text: Option<FastPath>,
+    pub fast: Option<FastPath>,
 }
 
 impl EventSource for ShardEvents {
@@ -87,7 +87,7 @@ impl EventSource for ShardEvents {
     }
 
     fn decode_bytes(&self, event: &[u8]) -> Option<Batch> {
-        self.text.and_then(|decode| decode(event))
+        self.fast.and_then(|decode| decode(event))
     }
 
     fn ordering_unit<'a>(&self, _batch: &'a Batch, _item: usize) -> Option<&'a str> {

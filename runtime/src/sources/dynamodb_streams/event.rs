@@ -41,5 +41,5 @@ pub fn push(r: &Value, batch: &mut Batch) {
 pub const EVENTS: ShardEvents = ShardEvents {
     origins: &["aws:dynamodb"],
     push,
-    text: None,
+    fast: None,
 };

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::super::{position, push_records, stream_name};
@@ -97,12 +97,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Data<'a> {
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Data<'de>, E> {
                 Ok(Data(Cow::Owned(v.to_vec())))
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Data<'de>, E> {
-                Ok(Data(Cow::Borrowed(v.as_bytes())))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Data<'de>, E> {
-                Ok(Data(Cow::Owned(v.as_bytes().to_vec())))
-            }
         }
         d.deserialize_bytes(Text)
     }
@@ -120,11 +114,48 @@ enum Encryption {
 /// is read in one pass: each record is added to the batch as soon as it is
 /// read, and the first one this path does not take ends the reading.
 pub fn decode(event: &[u8]) -> Option<Batch> {
-    let mut reader = Reader::default();
-    let mut d = serde_json::Deserializer::from_slice(event);
-    EventSeed(&mut reader).deserialize(&mut d).ok()?;
-    d.end().ok()?;
-    (!reader.unusual && !reader.batch.items.is_empty()).then_some(reader.batch)
+    let event: Event = serde_json::from_slice(event).ok()?;
+    if event.event_source.is_some() || event.delivery_stream_arn.is_some() {
+        return None;
+    }
+    let Records(batch) = event.records;
+    (!batch.items.is_empty()).then_some(batch)
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "Records")]
+    records: Records,
+    // An event naming its source at the top is left to the general path.
+    #[serde(rename = "eventSource")]
+    event_source: Option<IgnoredAny>,
+    #[serde(rename = "deliveryStreamArn")]
+    delivery_stream_arn: Option<IgnoredAny>,
+}
+
+/// The `Records` list, each record added to the batch as it is read.
+struct Records(Batch);
+
+impl<'de> Deserialize<'de> for Records {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Records, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = Records;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of Kinesis records")
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Records, S::Error> {
+                let mut reader = Reader::default();
+                while let Some(r) = seq.next_element::<Record<'de>>()? {
+                    if !reader.push(r) {
+                        return Err(de::Error::custom("not a plain Kinesis record"));
+                    }
+                }
+                Ok(Records(reader.batch))
+            }
+        }
+        d.deserialize_seq(List)
+    }
 }
 
 /// What the records read so far gave.
@@ -135,13 +166,6 @@ struct Reader<'a> {
     stream: Option<(&'a str, Arc<str>)>,
     /// The shard's id and name.
     shard: Option<(&'a str, Arc<str>)>,
-    /// The event names its source at the top (left to the general path).
-    unusual: bool,
-}
-
-/// Ends the reading: this event is for the general path.
-fn general<E: de::Error>() -> E {
-    E::custom("not a plain Kinesis event")
 }
 
 impl<'a> Reader<'a> {
@@ -189,79 +213,6 @@ impl<'a> Reader<'a> {
             push_records(records, data, position)
         });
         true
-    }
-}
-
-/// The event's top level: `Records` is read into the reader.
-struct EventSeed<'r, 'a>(&'r mut Reader<'a>);
-
-impl<'de, 'r> DeserializeSeed<'de> for EventSeed<'r, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, 'r> Visitor<'de> for EventSeed<'r, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a Kinesis event")
-    }
-
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
-        let mut records = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match &*key {
-                // Read twice, the records would be added twice.
-                "Records" if records => return Err(general()),
-                "Records" => {
-                    records = true;
-                    map.next_value_seed(RecordsSeed(&mut *self.0))?;
-                }
-                // An event naming its source at the top is left to the general path.
-                "eventSource" | "deliveryStreamArn" => {
-                    self.0.unusual = true;
-                    map.next_value::<IgnoredAny>()?;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The `Records` list, each record added as it is read.
-struct RecordsSeed<'r, 'a>(&'r mut Reader<'a>);
-
-impl<'de, 'r> DeserializeSeed<'de> for RecordsSeed<'r, 'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de, 'r> Visitor<'de> for RecordsSeed<'r, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of Kinesis records")
-    }
-
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
-        if let Some(n) = seq.size_hint() {
-            self.0.batch.records.reserve(n);
-        }
-        while let Some(r) = seq.next_element::<Record<'de>>()? {
-            if !self.0.push(r) {
-                return Err(general());
-            }
-        }
-        Ok(())
     }
 }
 

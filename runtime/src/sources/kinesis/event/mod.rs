@@ -48,5 +48,5 @@ pub fn push(r: &Value, batch: &mut Batch) {
 pub const EVENTS: ShardEvents = ShardEvents {
     origins: &["aws:kinesis"],
     push,
-    text: Some(fast::decode),
+    fast: Some(fast::decode),
 };
