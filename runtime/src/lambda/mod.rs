@@ -311,8 +311,8 @@ impl State {
         let mut exhausted = false;
         loop {
             while !exhausted && inflight.len() < workers {
-                let mut chunk: Vec<RawRecord> = Vec::new();
-                let mut chunk_items: Vec<usize> = Vec::new();
+                let mut chunk: Vec<RawRecord> = Vec::with_capacity(chunk_size);
+                let mut chunk_items: Vec<usize> = Vec::with_capacity(chunk_size);
                 while chunk.len() < chunk_size {
                     let Some((i, r)) = rest.next() else { break };
                     let item = batch.item_of[i];

@@ -166,7 +166,7 @@ impl Tree {
         let segment = &mut member_stack[mark..];
         let start = index(members.len());
         // Most objects are written with their keys in order, once each.
-        if segment.is_sorted_by(|a, b| key(&a.0) < key(&b.0)) {
+        if segment.is_sorted_by(|a, b| cmp_keys(key(&a.0), key(&b.0)).is_lt()) {
             members.extend_from_slice(segment);
             member_stack.truncate(mark);
             let len = index(members.len()) - start;
@@ -176,7 +176,7 @@ impl Tree {
             return Node::Object { start, len };
         }
         // Stable: of equal keys, the later stays later.
-        segment.sort_by(|a, b| key(&a.0).cmp(key(&b.0)));
+        segment.sort_by(|a, b| cmp_keys(key(&a.0), key(&b.0)));
         for (i, m) in segment.iter().enumerate() {
             let next_same = segment
                 .get(i + 1)
@@ -203,6 +203,20 @@ impl Tree {
     pub fn str_of<'a>(&'a self, text: &'a str, t: Text) -> &'a str {
         str_in(&self.escaped, text, t)
     }
+}
+
+/// Two keys in the order `str`'s `cmp` gives, compared where they are: keys
+/// are short and most differ in their first bytes, where a call to
+/// `memcmp` for each comparison took longer than the comparison.
+#[inline]
+pub fn cmp_keys(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 #[inline]
@@ -256,6 +270,22 @@ impl<'a> At<'a> {
         self.tree.str_of(self.text, t)
     }
 
+    /// Appends the string `t` as JSON, as serde_json writes it. A string
+    /// that was in the record's text without escapes is copied as it is:
+    /// a JSON string cannot hold a character JSON escapes unescaped.
+    pub fn write_json_str(&self, out: &mut Vec<u8>, t: Text) {
+        let s = self.str(t);
+        if t.escaped {
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, s);
+        } else {
+            out.reserve(s.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        }
+    }
+
     /// An array's items.
     pub fn items(&self, start: u32, len: u32) -> Items<'a> {
         Items {
@@ -277,7 +307,7 @@ impl<'a> At<'a> {
     pub fn member(&self, start: u32, len: u32, key: &str) -> Option<At<'a>> {
         let members = &self.tree.members[start as usize..(start + len) as usize];
         members
-            .binary_search_by(|(k, _)| self.str(*k).cmp(key))
+            .binary_search_by(|(k, _)| cmp_keys(self.str(*k), key))
             .ok()
             .map(|i| self.at(members[i].1))
     }
@@ -342,6 +372,14 @@ impl<'a> Iterator for Members<'a> {
 }
 
 impl ExactSizeIterator for Members<'_> {}
+
+impl<'a> Members<'a> {
+    /// The members with their keys as places ([`At::write_json_str`] writes them).
+    pub fn with_texts(self) -> impl Iterator<Item = (Text, At<'a>)> {
+        let at = self.at;
+        self.inner.map(move |&(k, i)| (k, at.at(i)))
+    }
+}
 
 /// Parses one value into the tree; gives its node's index.
 struct Seed<'t, 's> {
@@ -510,6 +548,22 @@ mod tests {
                 .map(|()| tree.root(text).to_value())
                 .map_err(|e| e.to_string());
             assert_eq!(got, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn keys_compare_as_texts_do() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let chars = ['a', 'b', 'z', 'A', '_', '0', 'é', '\u{1F600}', '\0'];
+        let key = |rng: &mut fastrand::Rng| -> String {
+            (0..rng.usize(0..6))
+                .map(|_| chars[rng.usize(..chars.len())])
+                .collect()
+        };
+        for _ in 0..100_000 {
+            let (a, b) = (key(&mut rng), key(&mut rng));
+            assert_eq!(cmp_keys(&a, &b), a.cmp(&b), "{a:?} {b:?}");
+            assert_eq!(cmp_keys(&a, &a), std::cmp::Ordering::Equal);
         }
     }
 

@@ -4,7 +4,7 @@
 use rhai::{Array, Dynamic, Map};
 use serde_json::Value;
 
-use crate::record::tree::{At, Node};
+use crate::record::tree::{At, Node, cmp_keys};
 
 /// What a value holds, counted as Rhai's data size limits count it: array
 /// items, object-map entries and string bytes, at every depth.
@@ -149,7 +149,7 @@ pub fn write_tree_json(
         return Ok(());
     };
     let record = Path::Root("record");
-    let mut members = root.members(*start, *len).peekable();
+    let mut members = root.members(*start, *len).with_texts().peekable();
     let mut written = written.iter().peekable();
     out.push(b'{');
     let mut first = true;
@@ -158,7 +158,7 @@ pub fn write_tree_json(
             (None, None) => break,
             (Some(_), None) => false,
             (None, Some(_)) => true,
-            (Some((k, _)), Some((w, _))) => match w.as_str().cmp(k) {
+            (Some((k, _)), Some((w, _))) => match cmp_keys(w.as_str(), root.str(*k)) {
                 std::cmp::Ordering::Less => true,
                 std::cmp::Ordering::Equal => {
                     members.next();
@@ -178,7 +178,7 @@ pub fn write_tree_json(
                 write_value(out, v, &Path::Key(&record, k.as_str()))?;
             }
         } else if let Some((k, v)) = members.next() {
-            json_to(out, k);
+            root.write_json_str(out, k);
             out.push(b':');
             write_node(out, v);
         }
@@ -197,7 +197,7 @@ pub fn write_node(out: &mut Vec<u8>, at: At<'_>) {
             Some(i) => json_to(out, &i),
             None => json_to(out, &n.as_f64().unwrap_or(f64::NAN)),
         },
-        Node::Str(t) => json_to(out, at.str(*t)),
+        Node::Str(t) => at.write_json_str(out, *t),
         Node::Array { start, len } => {
             out.push(b'[');
             for (i, item) in at.items(*start, *len).enumerate() {
@@ -210,11 +210,11 @@ pub fn write_node(out: &mut Vec<u8>, at: At<'_>) {
         }
         Node::Object { start, len } => {
             out.push(b'{');
-            for (i, (k, v)) in at.members(*start, *len).enumerate() {
+            for (i, (k, v)) in at.members(*start, *len).with_texts().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                json_to(out, k);
+                at.write_json_str(out, k);
                 out.push(b':');
                 write_node(out, v);
             }
@@ -361,6 +361,8 @@ mod tests {
             r#"{"zz": 1, "a": "x"}"#,
             r#"{"k": "aaa", "k": {"x": [1, 2], "y": "\t"}, "j": ["s"]}"#,
             r#"{"k": {"x": [1, 2]}, "k": "aaa", "j": [["s", {"q": "r"}]]}"#,
+            // Strings copied as they are, and escaped ones, keys too.
+            "{\"s\": \"a\u{2028}b\u{7f}c\u{1F600}\u{e9}\", \"\\u00e9\": \"\\/\", \"\\\"\": [\"\\u0001\"]}",
         ] {
             let mut tree = crate::record::tree::Tree::default();
             tree.parse(text).unwrap();
