@@ -3,7 +3,7 @@
 orders pipeline in Lambda mode, the binary's stripped size, and peak RSS.
 
   cargo build --profile lambda-release
-  python3 bench/lambda.py [--runs 50] [--sluice PATH] [--moto]
+  python3 bench/lambda.py [--runs 50] [--big 20] [--sluice PATH] [--moto]
 
 The function is the binary `cargo lambda build --profile lambda-release`
 ships (the same code, built for the host), started as Lambda starts a
@@ -18,7 +18,9 @@ reports:
   bench/workload/gen_orders.py writes them (5 000 orders make about 6 MB,
   the largest payload Lambda hands a function), median and p90;
 - steady RSS: VmRSS of the function after the 100-record invocations;
-- peak RSS: VmHWM of the function after all invocations.
+- peak RSS: VmHWM of the function after all invocations: the 6 MB events
+  are handed out back to back, --big of them (the resident memory of an
+  allocator grows over the first few; 20 reach where it stays).
 
 By default the pipeline is bench/lambda-orders-files.yaml, the orders
 pipeline with its sinks on local files, so the figures are Sluice's own work.
@@ -96,6 +98,7 @@ def ms(seconds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=50, help="cold starts, and warm 100-record invocations")
+    ap.add_argument("--big", type=int, default=20, help="warm 5 000-record invocations, back to back")
     ap.add_argument("--sluice", default=str(REPO / "target" / "lambda-release" / "sluice"),
                     help="the binary (default: the lambda-release profile's, which `cargo lambda build` ships)")
     ap.add_argument("--moto", action="store_true", help="pipelines/orders/kinesis.yaml with its sinks on moto_server")
@@ -114,6 +117,7 @@ def main():
         pipeline = REPO / "pipelines/orders/kinesis.yaml"
     small = events(a.runs * 100, 100, tmp)
     big = events(5 * BIG, BIG, tmp)
+    big = [big[i % len(big)] for i in range(a.big)]
 
     stripped = Path(tmp) / "sluice-stripped"
     subprocess.run(["strip", "-o", str(stripped), a.sluice], check=True)
