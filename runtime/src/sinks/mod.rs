@@ -499,11 +499,11 @@ pub fn tree_field_text(
     written: &[(rhai::Identifier, rhai::Dynamic)],
     path: &str,
 ) -> String {
-    use crate::record::tree::{Node, cmp_keys};
+    use crate::record::tree::Node;
     let (first, rest) = path
         .split_once('.')
         .map_or((path, None), |(f, r)| (f, Some(r)));
-    if let Ok(i) = written.binary_search_by(|(k, _)| cmp_keys(k, first)) {
+    if let Ok(i) = crate::transform::convert::find_written(written, first) {
         return match rest {
             None => field_text(&written[i].1, ""),
             Some(rest) => field_text(&written[i].1, rest),

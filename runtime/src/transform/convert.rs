@@ -124,6 +124,12 @@ pub fn tree_sizes(at: At<'_>) -> Sizes {
     sizes
 }
 
+/// Where field `key` is among the fields a script wrote over a parsed
+/// record (kept sorted by name): `Ok` its index, `Err` where it would go.
+pub fn find_written(written: &[(rhai::Identifier, Dynamic)], key: &str) -> Result<usize, usize> {
+    written.binary_search_by(|(k, _)| cmp_keys(k, key))
+}
+
 /// A parsed record (an object) with the fields `written` over it, as a
 /// Rhai map.
 pub fn tree_to_dynamic_with(root: At<'_>, written: &[(rhai::Identifier, Dynamic)]) -> Dynamic {

@@ -7,7 +7,8 @@
 
 use rhai::{Dynamic, Identifier, ImmutableString, Map};
 
-use crate::record::tree::{At, Node, cmp_keys};
+use crate::record::tree::{At, Node};
+use crate::transform::convert::find_written;
 
 /// `record.FIELD == "TEXT"` or `record.FIELD != "TEXT"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +50,7 @@ impl Compare {
         let Node::Object { start, len } = root.node() else {
             return None;
         };
-        if let Ok(i) = written.binary_search_by(|(k, _)| cmp_keys(k, &self.field)) {
+        if let Ok(i) = find_written(written, &self.field) {
             return self.answer(Some(&written[i].1));
         }
         let same = match root.member(*start, *len, &self.field).map(|at| at.node()) {

@@ -23,7 +23,7 @@ use rhai::{AST, FnCallExpr, Stmt, Token};
 use rhai::{ASTFlags, Array, Dynamic, Engine, Expr, INT, Identifier, ImmutableString, Map};
 
 use super::ops::{self, Op};
-use crate::record::tree::{At, Node, cmp_keys};
+use crate::record::tree::{At, Node};
 use crate::transform::meta::{self, Getter, Meta};
 use crate::transform::{Limits, convert};
 
@@ -580,7 +580,7 @@ impl Run<'_> {
                     map.remove(&field);
                 }
                 (Rec::Tree { written, .. }, old) => {
-                    if let Ok(i) = written.binary_search_by(|(k, _)| cmp_keys(k, &field)) {
+                    if let Ok(i) = convert::find_written(written, &field) {
                         match old {
                             Some(v) => written[i].1 = v,
                             None => {
@@ -805,7 +805,7 @@ impl Run<'_> {
                 len,
                 written,
             } => {
-                if let Ok(i) = written.binary_search_by(|(k, _)| cmp_keys(k, name)) {
+                if let Ok(i) = convert::find_written(written, name) {
                     return Val::Own(written[i].1.clone());
                 }
                 match root.member(*start, *len, name) {
@@ -945,7 +945,7 @@ impl Run<'_> {
                 start,
                 len,
                 written,
-            } => match written.binary_search_by(|(k, _)| cmp_keys(k, field)) {
+            } => match convert::find_written(written, field) {
                 Ok(i) => (Some(std::mem::replace(&mut written[i].1, value)), false),
                 Err(i) => {
                     written.insert(i, (field.clone(), value));
