@@ -69,6 +69,8 @@ fn a_folder_and_standard_input_are_checked() {
          pipelines/iot-telemetry/pipeline.yaml: ok\n\
          pipelines/orders/kinesis.yaml: ok\n\
          pipelines/orders/pipeline.yaml: ok\n\
+         pipelines/orders-dedup/kinesis.yaml: ok\n\
+         pipelines/orders-dedup/pipeline.yaml: ok\n\
          pipelines/quickstart/pipeline.yaml: ok\n\
          pipelines/sales-totals/dynamodb.yaml: ok\n\
          pipelines/sales-totals/pipeline.yaml: ok\n\

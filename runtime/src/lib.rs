@@ -6,13 +6,14 @@
 //! `cli` (the `sluice` commands), `daemon` (`sluice daemon`) or `lambda`.
 //!
 //! Dependencies point one way: entries → `engine` → stages (`decode`,
-//! `validate`, `transform`, `route`, `sinks`, `delivery`) → `record`.
+//! `validate`, `transform`, `route`, `dedup`, `sinks`, `delivery`) → `record`.
 
 pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod decode;
+pub mod dedup;
 pub mod delivery;
 pub mod deploy;
 pub mod diagnostics;

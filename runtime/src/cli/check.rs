@@ -54,6 +54,21 @@ pub fn main(args: &[PathBuf], format: Format, deny_warnings: bool, mode: Option<
                     loaded.diagnostics.sort();
                     code = code.max(EXIT_INVALID);
                 }
+                if mode == Some(Mode::Lambda)
+                    && let Some(d) = &loaded.pipeline.dedup
+                    && matches!(d.store, crate::dedup::StoreConfig::Memory(_))
+                {
+                    let (file, span) = loaded.dedup_store_at.clone();
+                    loaded.diagnostics.push(
+                        Diagnostic::warning(
+                            Code::UnsupportedMode,
+                            "`dedup` with the `memory` store remembers keys in one Lambda execution environment only: concurrent invocations and new environments do not see each other's keys",
+                        )
+                        .at(file, span)
+                        .help("use `store: { type: dynamodb, table: ... }` to drop duplicates across invocations"),
+                    );
+                    loaded.diagnostics.sort();
+                }
                 if deny_warnings && deny(&mut loaded.diagnostics) {
                     code = code.max(EXIT_INVALID);
                 }

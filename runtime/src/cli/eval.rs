@@ -222,6 +222,8 @@ fn to_one_output(built: &mut Built) {
     built.route_places = Vec::new();
     built.sink_names = vec!["output".into()];
     built.sink_keys = vec![Vec::new()];
+    // What the transforms make, each record: duplicates are the run's to drop.
+    built.dedup = None;
 }
 
 /// A pipeline of one transform, `script`, reading JSON lines.
@@ -240,6 +242,7 @@ fn alone(script: &str) -> Built {
         sink_keys: Vec::new(),
         limits: Limits::default(),
         debug: true,
+        dedup: None,
     };
     to_one_output(&mut built);
     built

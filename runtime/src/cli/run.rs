@@ -16,7 +16,6 @@ use crate::engine::reasons::Reasons;
 use crate::engine::run::{self, Options, Report};
 use crate::metrics::Counts;
 use crate::record::Stage;
-use crate::sinks;
 use crate::sources::Stop;
 
 /// Arguments of `sluice run`.
@@ -149,13 +148,8 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         }
     };
     let p = &loaded.pipeline;
-    let dlq = p.dlq.as_sink();
-    let aws = ((mode == Mode::Source && p.source.uses_aws())
-        || p.sinks
-            .values()
-            .chain(std::iter::once(&dlq))
-            .any(sinks::Config::uses_aws))
-    .then(|| Arc::new(rt.block_on(Clients::load(&p.aws, p.retry.attempt_timeout.0))));
+    let aws = ((mode == Mode::Source && p.source.uses_aws()) || p.outputs_use_aws())
+        .then(|| Arc::new(rt.block_on(Clients::load(&p.aws, p.retry.attempt_timeout.0))));
     let redrive = match mode {
         Mode::Source => None,
         Mode::Redrive => match super::dlq::prepare(&loaded) {
@@ -433,6 +427,12 @@ fn human_summary(
         }
     }
     s.push_str(&format!("  unrouted       {:>10}\n", c.unrouted));
+    if c.deduplicated > 0 {
+        s.push_str(&format!(
+            "  deduplicated   {:>10}   their key was delivered before\n",
+            c.deduplicated
+        ));
+    }
     if c.failed > 0 {
         s.push_str(&format!(
             "  not delivered  {:>10}   a sink or the DLQ did not take them\n",
@@ -498,6 +498,7 @@ fn json_summary(
         "dead_lettered": dl,
         "first_reasons": reasons.by_stage().into_iter().map(|(s, r)| (s.to_owned(), json!(r))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "unrouted": c.unrouted,
+        "deduplicated": c.deduplicated,
         "failed": c.failed,
         "balanced": c.balanced(),
         "elapsed_ms": report.elapsed.as_millis() as u64,

@@ -113,6 +113,7 @@ pub fn check(
     let engine = transform::engine(&p.limits);
     let scripts = check_transforms(cx, p, dir, &engine, diags);
     check_routes(cx, p, &engine, diags);
+    check_dedup(cx, p, &engine, diags);
     check_source(cx, p, diags);
     let places = places(cx, p, dir, &scripts, diags);
     (schemas, scripts, places)
@@ -173,6 +174,35 @@ fn places(
         })
         .collect();
     Places { transforms, routes }
+}
+
+/// The dedup key compiles (when it is an expression) and the time to live is not zero.
+fn check_dedup(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Diagnostics) {
+    let Some(d) = &p.dedup else {
+        return;
+    };
+    if d.ttl.0.is_zero() {
+        diags.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                "`dedup.ttl` is zero: no key would be remembered",
+            )
+            .at(cx.file, cx.value_span("/dedup/ttl"))
+            .help("give how long a delivered key is remembered, such as `24h`"),
+        );
+    }
+    if let crate::dedup::Key::Expr(e) = crate::dedup::Key::parse(&d.key) {
+        let syntax = transform::syntax::brackets(&e)
+            .or_else(|| transform::compile_condition(engine, &e).err());
+        if let Some(err) = syntax {
+            let span = script_span(cx, diags.sources.get(cx.file), "/dedup/key", &err);
+            diags.push(
+                Diagnostic::error(Code::ScriptSyntax, format!("dedup key: {}", err.message))
+                    .at(cx.file, span)
+                    .help("a field path (`order_id`, `record.customer.id`) or a Rhai expression over `record` and `meta`"),
+            );
+        }
+    }
 }
 
 fn check_source(cx: &Cx<'_>, p: &Pipeline, diags: &mut Diagnostics) {

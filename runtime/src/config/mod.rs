@@ -52,6 +52,8 @@ pub struct Loaded {
     /// Where the source's `type` is written, for diagnostics about the
     /// source as a whole (`sluice check --mode`).
     pub source_at: (FileId, std::ops::Range<usize>),
+    /// Where the dedup store's `type` is written (or `dedup:` itself).
+    pub dedup_store_at: (FileId, std::ops::Range<usize>),
 }
 
 impl Loaded {
@@ -267,7 +269,9 @@ fn load_text(
         return Err(LoadError::Invalid(diags));
     }
     let source_at = (file, cx.value_span("/source/type"));
+    let dedup_store_at = (file, cx.value_span("/dedup/store/type"));
     Ok(Loaded {
+        dedup_store_at,
         source_at,
         pipeline,
         path: path.to_path_buf(),

@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::{aws, decode, delivery, metrics, route, sinks, sources, transform, validate};
+use crate::{aws, decode, dedup, delivery, metrics, route, sinks, sources, transform, validate};
 
 /// A Sluice pipeline: a source, optional schemas and transforms, routes, sinks and a dead-letter queue.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -40,6 +40,10 @@ pub struct Pipeline {
     /// What happens to a record no route takes: `dlq` (default) or `drop` (counted as unrouted).
     #[serde(default)]
     pub unrouted: route::Unrouted,
+    /// Drop a record whose key was delivered within a time to live, counted
+    /// as deduplicated; without it, every record goes on.
+    #[serde(default)]
+    pub dedup: Option<dedup::Config>,
     /// Destinations by name. Summaries list them in this order.
     #[schemars(length(min = 1))]
     pub sinks: IndexMap<String, sinks::Config>,
@@ -61,4 +65,19 @@ pub struct Pipeline {
     /// output): the namespace, and which dimension sets are written.
     #[serde(default)]
     pub metrics: metrics::emf::Config,
+}
+
+impl Pipeline {
+    /// Whether the sinks, the DLQ or the dedup store call AWS.
+    pub fn outputs_use_aws(&self) -> bool {
+        let dlq = self.dlq.as_sink();
+        self.sinks
+            .values()
+            .chain(std::iter::once(&dlq))
+            .any(sinks::Config::uses_aws)
+            || self
+                .dedup
+                .as_ref()
+                .is_some_and(|d| matches!(d.store, dedup::StoreConfig::Dynamodb(_)))
+    }
 }

@@ -212,6 +212,7 @@ fn anchor(name: &str) -> String {
         "Aws" => "aws-connection".into(),
         "Transform" => "transforms".into(),
         "Route" => "routes".into(),
+        "DedupStore" => "dedup-stores".into(),
         "SchemaSource" => "schemas".into(),
         "Unrouted" => "unrouted-records".into(),
         other => other.to_lowercase(),

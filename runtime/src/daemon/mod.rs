@@ -230,13 +230,14 @@ pub fn main(args: &Args) -> i32 {
     };
     let c = &report.counts;
     let summary = format!(
-        "stopped after {:.1} s: {} records in, {} delivered, {} filtered, {} dead-lettered, {} unrouted; released {released} leases",
+        "stopped after {:.1} s: {} records in, {} delivered, {} filtered, {} dead-lettered, {} unrouted, {} deduplicated; released {released} leases",
         report.elapsed.as_secs_f64(),
         c.records_in,
         c.delivered,
         c.filtered + c.dropped_invalid,
         c.dead_lettered_total(),
-        c.unrouted
+        c.unrouted,
+        c.deduplicated
     );
     match &report.error {
         Some(e) => fail(

@@ -129,6 +129,8 @@ pub struct Outputs {
     /// Records of held batches already dead-lettered (batch, record id): one envelope each.
     dead: BTreeSet<(u64, u32)>,
     next_seq: u64,
+    /// The pipeline's deduplication, when it has `dedup:`.
+    pub dedup: Option<crate::dedup::Dedup>,
 }
 
 /// The records of one sink's lines, ready for a writer.
@@ -204,6 +206,7 @@ impl Outputs {
             acks: Acks::default(),
             dead: BTreeSet::new(),
             next_seq: 0,
+            dedup: None,
         }
     }
 
@@ -243,6 +246,7 @@ impl Outputs {
         let mut failures = Vec::new();
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.drop_duplicates(out, sink_keys, &mut failures).await;
         let mut rejected: Vec<(u32, usize, String, Error, u32)> = Vec::new();
         let mut exhausted: Vec<u32> = Vec::new();
         // The sinks are independent: write them all at once.
@@ -301,6 +305,7 @@ impl Outputs {
         // A record some sink did not take is not delivered (unless it is dead-lettered).
         exhausted.sort_unstable();
         exhausted.dedup();
+        let exhausted_ids = exhausted.clone();
         for id in exhausted {
             if rejected.binary_search_by_key(&id, |r| r.0).is_err() {
                 out.counts.delivered -= 1;
@@ -338,9 +343,76 @@ impl Outputs {
                 .await,
             );
         }
+        if let Some(d) = &mut self.dedup {
+            // Keys are claimed once their batch is acknowledged: not those of
+            // records a sink rejected or did not take.
+            let undelivered: BTreeSet<u32> = rejected
+                .iter()
+                .map(|r| r.0)
+                .chain(exhausted_ids.iter().copied())
+                .chain(out.removed.iter().copied())
+                .collect();
+            let keys = std::mem::take(&mut out.dedup_keys);
+            d.claims.add(
+                seq,
+                keys.into_iter()
+                    .enumerate()
+                    .map(|(id, k)| (id as u32, k))
+                    .filter(|(id, _)| !undelivered.contains(id))
+                    .collect(),
+            );
+        }
         self.hold(seq, out, sink_keys, &rejected);
         self.acks.push(seq, ack);
         failures
+    }
+
+    /// Takes out of the batch the records whose deduplication key was
+    /// delivered or is in flight, or belongs to an earlier record of it.
+    /// When the store cannot be asked, every routed record of the batch
+    /// fails (the source delivers it again).
+    async fn drop_duplicates(
+        &mut self,
+        out: &mut BatchOutput,
+        sink_keys: &[Vec<String>],
+        failures: &mut Vec<Failure>,
+    ) {
+        let Some(d) = &self.dedup else {
+            return;
+        };
+        if out.dedup_keys.is_empty() {
+            return;
+        }
+        match crate::dedup::find_duplicates(d, &out.dedup_keys, std::time::SystemTime::now()).await
+        {
+            Ok(drop) => {
+                out.drop_duplicates(&drop, sink_keys);
+                out.removed.extend(
+                    drop.iter()
+                        .enumerate()
+                        .filter(|(_, d)| **d)
+                        .map(|(id, _)| id as u32),
+                );
+            }
+            Err(e) => {
+                let all = vec![true; out.dedup_keys.len()];
+                let mut positions: Vec<(u32, usize)> = out
+                    .sinks
+                    .iter()
+                    .flat_map(|l| l.ids.iter().copied().zip(l.raw.iter().map(|r| *r as usize)))
+                    .collect();
+                positions.sort_unstable();
+                positions.dedup_by_key(|p| p.0);
+                let n = out.remove_routed(&all, sink_keys);
+                out.counts.delivered -= n;
+                out.counts.failed += n;
+                out.removed.extend(0..all.len() as u32);
+                failures.extend(positions.into_iter().map(|(_, raw)| Failure {
+                    position: out.raw[raw].position.clone(),
+                    reason: format!("the dedup store could not be read: {e}"),
+                }));
+            }
+        }
     }
 
     /// Hands a committed batch's lines to the buffering sinks.
@@ -498,6 +570,9 @@ impl Outputs {
                     let (b, i) = index[k];
                     let h = &held[b];
                     counts.per_sink[si] -= 1;
+                    if let Some(d) = &mut self.dedup {
+                        d.claims.forget(h.seq, h.lines.ids[i]);
+                    }
                     if !self.dead.insert((h.seq, h.lines.ids[i])) {
                         continue; // another sink dead-lettered it already
                     }
@@ -523,6 +598,9 @@ impl Outputs {
                     let (b, i) = index[k];
                     let h = &held[b];
                     counts.per_sink[si] -= 1;
+                    if let Some(d) = &mut self.dedup {
+                        d.claims.forget(h.seq, h.lines.ids[i]);
+                    }
                     if self.dead.insert((h.seq, h.lines.ids[i])) {
                         counts.delivered -= 1;
                         counts.failed += 1;
@@ -597,11 +675,36 @@ impl Outputs {
         let positions = self
             .acks
             .any_due(oldest_held, |ack| !matches!(ack, Ack::None));
-        if positions && let Err(e) = self.sync().await {
+        let before = oldest_held.unwrap_or(u64::MAX);
+        let claims = self
+            .dedup
+            .as_ref()
+            .is_some_and(|d| d.claims.any_due(before));
+        if (positions || claims)
+            && let Err(e) = self.sync().await
+        {
             released.warnings.push(format!(
                 "no batch is acknowledged until the local files are synced: {e}"
             ));
             return released;
+        }
+        // Delivered keys are remembered before their source position moves:
+        // a crash in between delivers them again, never loses them.
+        if let Some(d) = &mut self.dedup {
+            let keys = d.claims.take_due(before);
+            if !keys.is_empty() {
+                if let Err(e) = d
+                    .store
+                    .claim(&keys, std::time::SystemTime::now(), d.ttl)
+                    .await
+                {
+                    released.warnings.push(format!(
+                        "remembering {} delivered dedup keys failed, so a duplicate of them may be delivered: {e}",
+                        keys.len()
+                    ));
+                }
+                d.claims.claimed(&keys);
+            }
         }
         for ack in self.acks.take_due(oldest_held) {
             if let Err(e) = ack.apply(&self.policy).await {

@@ -57,6 +57,8 @@ pub struct Built {
     pub limits: Limits,
     /// Whether scripts' `print` and `debug` write to standard error.
     pub debug: bool,
+    /// How a record's deduplication key is read, when the pipeline has `dedup:`.
+    pub dedup: Option<crate::dedup::Key>,
 }
 
 impl Built {
@@ -111,6 +113,7 @@ impl Built {
             sink_keys,
             limits: p.limits.clone(),
             debug: false,
+            dedup: p.dedup.as_ref().map(|d| crate::dedup::Key::parse(&d.key)),
         })
     }
 }
@@ -164,6 +167,51 @@ pub struct BatchOutput {
     /// For routed records (by id) that one of a fan-out made: which one,
     /// for the envelope of a sink that rejects it.
     pub fan_out: std::collections::HashMap<u32, Vec<Cut>>,
+    /// Each routed record's deduplication key, by id (empty without `dedup:`).
+    pub dedup_keys: Vec<String>,
+    /// Routed records (by id) taken out of the sinks' lines at commit:
+    /// duplicates, or records the dedup store could not be asked about.
+    pub removed: Vec<u32>,
+}
+
+impl BatchOutput {
+    /// Takes the routed records `drop` marks (by id) out of every sink's
+    /// lines, counted as deduplicated.
+    pub fn drop_duplicates(&mut self, drop: &[bool], sink_keys: &[Vec<String>]) {
+        let dropped = self.remove_routed(drop, sink_keys);
+        self.counts.delivered -= dropped;
+        self.counts.deduplicated += dropped;
+    }
+
+    /// Takes the routed records `drop` marks (by id) out of every sink's
+    /// lines; how many records that was.
+    pub fn remove_routed(&mut self, drop: &[bool], sink_keys: &[Vec<String>]) -> u64 {
+        let dropped = |id: u32| drop.get(id as usize).copied().unwrap_or(false);
+        for (si, lines) in self.sinks.iter_mut().enumerate() {
+            if !lines.ids.iter().any(|&id| dropped(id)) {
+                continue;
+            }
+            let per_line = sink_keys.get(si).map_or(0, Vec::len);
+            let old = std::mem::take(lines);
+            for i in 0..old.ends.len() {
+                if dropped(old.ids[i]) {
+                    self.counts.per_sink[si] -= 1;
+                    continue;
+                }
+                let start = if i == 0 { 0 } else { old.ends[i - 1] };
+                lines.push(
+                    &old.bytes[start..old.ends[i]],
+                    old.raw[i] as usize,
+                    old.ids[i],
+                );
+                lines.keys.extend_from_slice(
+                    &old.keys[(i * per_line).min(old.keys.len())
+                        ..((i + 1) * per_line).min(old.keys.len())],
+                );
+            }
+        }
+        drop.iter().filter(|d| **d).count() as u64
+    }
 }
 
 /// A record that stops the run (`on_invalid: fail`).
@@ -186,6 +234,8 @@ pub struct Worker {
     written: Vec<(rhai::Identifier, Dynamic)>,
     /// Each route's condition: compiled, and run natively when it is simple.
     conditions: Vec<Option<(AST, Option<Compare>)>>,
+    /// The deduplication key's expression, when it is not a field path.
+    dedup_key: Option<AST>,
     scope: RecordScope,
     scratch: Vec<u8>,
     /// Where the record in progress is: its stage, and the transform's index.
@@ -256,7 +306,15 @@ impl Worker {
             })
             .collect::<Result<_, _>>()?;
         let fast = natives.iter().all(Option::is_some);
+        let dedup_key = match &built.dedup {
+            Some(crate::dedup::Key::Expr(e)) => Some(
+                transform::compile_condition(&engine, e)
+                    .map_err(|e| format!("dedup key: {}", e.message))?,
+            ),
+            _ => None,
+        };
         Ok(Worker {
+            dedup_key,
             marks: vec![LinesMark::default(); built.sink_names.len() + 1],
             counts_mark: Counts::new(built.sink_names.len()),
             built,
@@ -288,6 +346,8 @@ impl Worker {
             raw: Vec::new(),
             batch_time: batch_time.to_owned(),
             fan_out: Default::default(),
+            dedup_keys: Vec::new(),
+            removed: Vec::new(),
         };
         let batch_time_rhai: rhai::ImmutableString = batch_time.into();
         let mut cx = Cx {
@@ -311,6 +371,7 @@ impl Worker {
                     self.undo(&mut cx);
                     cx.routed = routed;
                     cx.out.fan_out.retain(|id, _| *id < routed);
+                    cx.out.dedup_keys.truncate(routed as usize);
                     self.scope = RecordScope::default();
                     let (stage, step) = self.at;
                     let step = step.map(|i| built.transforms[i].0.as_str());
@@ -604,7 +665,7 @@ impl Worker {
                 targets.extend(sinks);
             }
         }
-        let record = if in_scope { self.scope.take() } else { record };
+        let mut record = if in_scope { self.scope.take() } else { record };
         if targets.is_empty() {
             match built.unrouted {
                 Unrouted::Dlq => cx.dead_letter(
@@ -620,6 +681,9 @@ impl Worker {
         }
         targets.sort_unstable();
         targets.dedup();
+        let Ok(key) = self.dedup_key(raw, &mut record, cx) else {
+            return;
+        };
         // Writing the record is the last part of its transforms.
         let last = built.transforms.len().checked_sub(1);
         self.at = (Stage::Transform, last);
@@ -635,16 +699,72 @@ impl Worker {
         self.deliver(
             &targets,
             &|field| crate::sinks::field_text(&record, field),
+            key,
             cx,
         );
     }
 
+    /// The record's deduplication key (`None` without `dedup:`); `Err` when
+    /// it has none, and was dead-lettered.
+    fn dedup_key(
+        &mut self,
+        raw: &RawRecord,
+        record: &mut Dynamic,
+        cx: &mut Cx<'_>,
+    ) -> Result<Option<String>, ()> {
+        let Some(how) = &cx.built.dedup else {
+            return Ok(None);
+        };
+        self.at = (Stage::Dedup, None);
+        let key = match (how, &self.dedup_key) {
+            (crate::dedup::Key::Path(path), _) => Ok(crate::sinks::field_text(record, path)),
+            (crate::dedup::Key::Expr(src), Some(ast)) => {
+                self.scope.set(std::mem::take(record));
+                let value = self.scope.eval(&self.engine, ast);
+                *record = self.scope.take();
+                value
+                    .map(|v| crate::sinks::field_text(&v, ""))
+                    .map_err(|e| {
+                        format!(
+                            "the dedup key `{src}` failed: {}",
+                            transform::error_text(&e, &cx.built.limits, src, None)
+                        )
+                    })
+            }
+            (crate::dedup::Key::Expr(_), None) => Ok(String::new()),
+        };
+        let text = match key {
+            Ok(k) if !k.is_empty() => {
+                self.at = (Stage::Route, None);
+                return Ok(Some(k));
+            }
+            Ok(_) => {
+                let written = match how {
+                    crate::dedup::Key::Path(p) | crate::dedup::Key::Expr(p) => p,
+                };
+                format!("the record has no dedup key: `{written}` is missing, `()` or empty")
+            }
+            Err(text) => text,
+        };
+        cx.dead_letter(raw, Stage::Dedup, None, text, None);
+        Err(())
+    }
+
     /// Hands the record written in the scratch buffer to the `targets`
     /// sinks, with the record's fields the sinks need (`field` reads one).
-    fn deliver(&self, targets: &[usize], field: &dyn Fn(&str) -> String, cx: &mut Cx<'_>) {
+    fn deliver(
+        &self,
+        targets: &[usize],
+        field: &dyn Fn(&str) -> String,
+        key: Option<String>,
+        cx: &mut Cx<'_>,
+    ) {
         let built = cx.built;
         let id = cx.routed;
         cx.routed += 1;
+        if let Some(key) = key {
+            cx.out.dedup_keys.push(key);
+        }
         if !cx.fan_out.is_empty() {
             cx.out.fan_out.insert(id, cx.fan_out.clone());
         }
@@ -714,6 +834,19 @@ impl Worker {
         if targets.is_empty() {
             return Some(all);
         }
+        // A key that is not a field path, or is missing, takes the
+        // interpreter's way (which dead-letters a record without one).
+        let key = match &built.dedup {
+            None => None,
+            Some(crate::dedup::Key::Path(path)) => {
+                let key = crate::sinks::tree_field_text(root, &self.written, path);
+                if key.is_empty() {
+                    return Some(all);
+                }
+                Some(key)
+            }
+            Some(crate::dedup::Key::Expr(_)) => return Some(all),
+        };
         self.at = (Stage::Transform, all.checked_sub(1));
         self.scratch.clear();
         if convert::write_tree_json(&mut self.scratch, root, &self.written).is_err() {
@@ -725,6 +858,7 @@ impl Worker {
         self.deliver(
             &targets,
             &|path| crate::sinks::tree_field_text(root, written, path),
+            key,
             cx,
         );
         None

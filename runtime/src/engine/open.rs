@@ -140,7 +140,17 @@ pub(crate) async fn open_outputs(
         .open(&cx)
         .await
         .map_err(|e| e.context("the dead-letter queue"))?;
-    Ok(Outputs::new(
+    let dedup = match &p.dedup {
+        Some(d) => Some(crate::dedup::Dedup {
+            store: crate::dedup::Store::open(&d.store, cx.aws.clone(), &p.retry)
+                .await
+                .map_err(|e| e.context("the dedup store"))?,
+            ttl: d.ttl.0,
+            claims: Default::default(),
+        }),
+        None => None,
+    };
+    let mut outputs = Outputs::new(
         out,
         dlq,
         p.retry.clone(),
@@ -150,7 +160,9 @@ pub(crate) async fn open_outputs(
             .collect(),
         p.dlq.as_sink().retry().unwrap_or(&p.retry).clone(),
         Arc::from(p.name.as_str()),
-    ))
+    );
+    outputs.dedup = dedup;
+    Ok(outputs)
 }
 
 /// This host's name (`sluice` when it cannot be told).

@@ -192,12 +192,7 @@ impl State {
         })?;
         let built = Arc::new(Built::new(&loaded).map_err(|e| format!("error: {e}\n"))?);
         let dlq = p.dlq.as_sink();
-        let uses_aws = p
-            .sinks
-            .values()
-            .chain(std::iter::once(&dlq))
-            .any(crate::sinks::Config::uses_aws);
-        let aws = if uses_aws {
+        let aws = if p.outputs_use_aws() {
             Some(Arc::new(
                 Clients::load(&p.aws, p.retry.attempt_timeout.0).await,
             ))
@@ -395,15 +390,6 @@ impl State {
             // What the answer needs: the records routed to it, and which
             // event records the DLQ took a record of.
             dead_lettered.extend(out.dlq.raw.iter().map(|&r| chunk_items[r as usize]));
-            if let Some((a, sink)) = &self.answer_sink {
-                let lines = &out.sinks[*a];
-                let n = self.built.sink_keys[*a].len();
-                for j in 0..lines.ends.len() {
-                    let mut r = sink.answer(lines.line(j), &lines.keys[j * n..(j + 1) * n]);
-                    r.item = chunk_items[lines.raw[j] as usize];
-                    returned.push(r);
-                }
-            }
             // Retries stop in time to answer before the margin.
             let left = deadline
                 .duration_since(SystemTime::now())
@@ -416,6 +402,16 @@ impl State {
                 .commit(&mut out, Ack::None, &self.built.sink_keys)
                 .await;
             mark(failures, &mut failed);
+            // After the commit, which took duplicates out.
+            if let Some((a, sink)) = &self.answer_sink {
+                let lines = &out.sinks[*a];
+                let n = self.built.sink_keys[*a].len();
+                for j in 0..lines.ends.len() {
+                    let mut r = sink.answer(lines.line(j), &lines.keys[j * n..(j + 1) * n]);
+                    r.item = chunk_items[lines.raw[j] as usize];
+                    returned.push(r);
+                }
+            }
             counts.add(&out.counts);
             let mut failed_units: HashSet<&str> = HashSet::new();
             for &item in &chunk_items {
@@ -456,6 +452,10 @@ impl State {
                 &format!("{e}: every record of the batch will be delivered again"),
             );
             failed.extend(0..batch.items.len());
+            // Their keys are not remembered as delivered.
+            if let Some(d) = &mut self.outputs.dedup {
+                d.claims.abandon();
+            }
         }
         let outcome = Outcome {
             failed: &failed,
@@ -480,6 +480,7 @@ impl State {
             sink_stats: &sink_stats,
             dlq_stats: &dlq_stats,
             timestamp_ms: now_ms,
+            dedup: self.built.dedup.is_some(),
         };
         let mut out = std::io::stdout().lock();
         for line in crate::metrics::emf::lines(&self.metrics, &report) {

@@ -89,6 +89,8 @@ pub struct Report<'a> {
     pub dlq_stats: &'a SinkStats,
     /// When, in milliseconds since 1970.
     pub timestamp_ms: u64,
+    /// Whether the pipeline drops duplicates (`Deduplicated` is written then only).
+    pub dedup: bool,
 }
 
 fn document(
@@ -141,6 +143,9 @@ pub fn lines(config: &Config, r: &Report<'_>) -> Vec<String> {
             (names::FAILED.emf, "Count", json!(r.failed)),
             (names::DLQ_RETRIES.emf, "Count", json!(r.dlq_stats.retries)),
         ];
+        if r.dedup {
+            metrics.push((names::DEDUPLICATED.emf, "Count", json!(c.deduplicated)));
+        }
         if let Some(age) = r.batch_age_ms {
             metrics.push((names::BATCH_AGE.emf, "Milliseconds", json!(age)));
         }
@@ -210,6 +215,7 @@ mod tests {
             sink_stats: &stats,
             dlq_stats: &SinkStats::default(),
             timestamp_ms: 1_764_000_000_000,
+            dedup: false,
         };
         let lines: Vec<Value> = lines(&Config::default(), &report)
             .iter()
@@ -243,7 +249,17 @@ mod tests {
             ),
             (&json!("out"), &json!(1), &json!(2.5))
         );
-        // Every metric of the one list, under its EMF name.
+        assert!(lines[0].get(names::DEDUPLICATED.emf).is_none());
+        // Every metric of the one list, under its EMF name (`Deduplicated`
+        // for a pipeline with `dedup:`).
+        let report = Report {
+            dedup: true,
+            ..report
+        };
+        let lines: Vec<Value> = super::lines(&Config::default(), &report)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         for m in names::ALL {
             assert!(lines.iter().any(|l| l.get(m.emf).is_some()), "{}", m.emf);
         }

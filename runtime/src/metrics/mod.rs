@@ -1,7 +1,7 @@
 //! Counts of what happened to records, and the run summary built from them.
 //!
 //! The invariant every run checks: `records_in + fanned_out = delivered +
-//! filtered + dead_lettered + unrouted + failed`, where `fanned_out` counts the extra
+//! filtered + dead_lettered + unrouted + deduplicated + failed`, where `fanned_out` counts the extra
 //! records a transform created by returning an array.
 
 pub mod emf;
@@ -28,9 +28,12 @@ pub struct Counts {
     /// Records dropped because they failed validation with `on_invalid: drop`.
     pub dropped_invalid: u64,
     /// Dead-lettered records per stage, in the order of [`Stage::ALL`].
-    pub dead_lettered: [u64; 6],
+    pub dead_lettered: [u64; 7],
     /// Records no route took, with `unrouted: drop`.
     pub unrouted: u64,
+    /// Records dropped because a record with the same deduplication key was
+    /// delivered within the key's time to live (`dedup:`).
+    pub deduplicated: u64,
     /// Records a sink did not accept after retries, given back to the source
     /// to deliver again (Lambda mode; `sluice run` stops instead).
     pub failed: u64,
@@ -62,6 +65,7 @@ impl Counts {
             *a += b;
         }
         self.unrouted += o.unrouted;
+        self.deduplicated += o.deduplicated;
         self.failed += o.failed;
     }
 
@@ -95,6 +99,7 @@ impl Counts {
                 + self.dropped_invalid
                 + self.dead_lettered_total()
                 + self.unrouted
+                + self.deduplicated
                 + self.failed
     }
 }

@@ -84,6 +84,14 @@ pub const UNROUTED: Metric = Metric {
     kind: Kind::Counter,
     help: "Records no route took.",
 };
+/// Records dropped as duplicates.
+pub const DEDUPLICATED: Metric = Metric {
+    emf: "Deduplicated",
+    prometheus: "sluice_deduplicated_total",
+    labels: PIPELINE,
+    kind: Kind::Counter,
+    help: "Records dropped because a record with the same dedup key was delivered within its time to live.",
+};
 /// Records not delivered, given back to the source.
 pub const FAILED: Metric = Metric {
     emf: "Failed",
@@ -135,12 +143,13 @@ pub const BATCH_AGE: Metric = Metric {
 };
 
 /// Every metric both modes report.
-pub const ALL: [Metric; 11] = [
+pub const ALL: [Metric; 12] = [
     RECORDS_IN,
     DELIVERED,
     FILTERED,
     DEAD_LETTERED,
     UNROUTED,
+    DEDUPLICATED,
     FAILED,
     DLQ_RETRIES,
     SINK_DELIVERED,

@@ -88,6 +88,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
         (names::DELIVERED, c.delivered),
         (names::FILTERED, c.filtered + c.dropped_invalid),
         (names::UNROUTED, c.unrouted),
+        (names::DEDUPLICATED, c.deduplicated),
         (names::FAILED, c.failed),
         (names::DLQ_RETRIES, s.dlq_stats.retries),
     ] {

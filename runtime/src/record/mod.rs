@@ -174,18 +174,21 @@ pub enum Stage {
     Transform,
     /// Choosing its sinks.
     Route,
+    /// Reading its deduplication key.
+    Dedup,
     /// Writing it to a sink.
     Sink,
 }
 
 impl Stage {
     /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 7] = [
         Stage::Decode,
         Stage::Parse,
         Stage::Validate,
         Stage::Transform,
         Stage::Route,
+        Stage::Dedup,
         Stage::Sink,
     ];
 
@@ -197,6 +200,7 @@ impl Stage {
             Stage::Validate => "validate",
             Stage::Transform => "transform",
             Stage::Route => "route",
+            Stage::Dedup => "dedup",
             Stage::Sink => "sink",
         }
     }

@@ -57,12 +57,19 @@ pub fn run(built: &Arc<Built>, case: &Case) -> Result<Actual, String> {
             .collect()
     };
     Ok(match worker.process(&batch, &case.now) {
-        Ok(out) => Actual {
-            sinks: out.sinks.iter().map(|s| lines_of(&s.bytes)).collect(),
-            dlq: lines_of(&out.dlq.bytes),
-            counts: out.counts,
-            fatal: None,
-        },
+        Ok(mut out) => {
+            // A case's records are one batch, and its dedup store starts empty.
+            if built.dedup.is_some() {
+                let drop = crate::dedup::duplicates(&out.dedup_keys, |_| false);
+                out.drop_duplicates(&drop, &built.sink_keys);
+            }
+            Actual {
+                sinks: out.sinks.iter().map(|s| lines_of(&s.bytes)).collect(),
+                dlq: lines_of(&out.dlq.bytes),
+                counts: out.counts,
+                fatal: None,
+            }
+        }
         Err(fatal) => Actual {
             sinks: vec![Vec::new(); built.sink_names.len()],
             dlq: Vec::new(),
@@ -124,6 +131,7 @@ pub fn compare(built: &Built, case: &Case, actual: &Actual) -> String {
             c.dropped_invalid,
         ),
         ("unrouted", Some(expect.unrouted), c.unrouted),
+        ("deduplicated", Some(expect.deduplicated), c.deduplicated),
         ("fanned_out", expect.fanned_out, c.fanned_out),
         ("delivered", expect.delivered, c.delivered),
     ];

@@ -71,6 +71,9 @@ pub struct Expect {
     /// How many records no route took (`unrouted: drop`).
     #[serde(default)]
     pub unrouted: u64,
+    /// How many records were dropped as duplicates (`dedup:`).
+    #[serde(default)]
+    pub deduplicated: u64,
     /// How many extra records transforms made by returning arrays (compared when given).
     #[serde(default)]
     pub fanned_out: Option<u64>,
@@ -118,6 +121,9 @@ pub struct StageCounts {
     /// The routes.
     #[serde(default)]
     pub route: u64,
+    /// The deduplication key.
+    #[serde(default)]
+    pub dedup: u64,
     /// A sink's rejection.
     #[serde(default)]
     pub sink: u64,
@@ -125,13 +131,14 @@ pub struct StageCounts {
 
 impl StageCounts {
     /// In the order of [`Stage::ALL`].
-    pub fn as_array(&self) -> [u64; 6] {
+    pub fn as_array(&self) -> [u64; 7] {
         [
             self.decode,
             self.parse,
             self.validate,
             self.transform,
             self.route,
+            self.dedup,
             self.sink,
         ]
     }
