@@ -1134,3 +1134,82 @@ fn records_read_twice_must_be_said() {
     let stalled = line("took the lease of shard shardId-000000000003 from worker w1");
     assert_read_twice_only_as_said(40, &logs(&stalled));
 }
+
+/// Dedup across a SIGKILL: with the keys in a DynamoDB table, a worker
+/// killed in the middle loses nothing, and once every record was delivered
+/// and claimed, the producer's resends of all of them are dropped by the
+/// workers that remain.
+#[test]
+fn a_dedup_table_drops_resends_across_a_killed_worker() {
+    let g = Group::new(4);
+    g.rt.block_on(common::aws::create_table(&g.dynamodb, "seen", "key"));
+    let p = g.dir().join("dedup.yaml");
+    std::fs::write(
+        &p,
+        PIPELINE.replace(
+            "routes:",
+            "dedup: { key: id, ttl: 1h, store: { type: dynamodb, table: seen } }\nroutes:",
+        ),
+    )
+    .unwrap();
+    let mut w1 = g.start_on(&p, "w1");
+    let w2 = g.start_on(&p, "w2");
+    g.wait_for_owners(&[("w1", 2), ("w2", 2)], Duration::from_secs(60));
+    wait_until_each_holds(&[&w1, &w2], 2, Duration::from_secs(30));
+
+    // The originals, with w1 killed in the middle.
+    g.put_slowly(0, 150, 50, Duration::from_millis(300));
+    w1.kill();
+    g.put_slowly(150, 300, 50, Duration::from_millis(300));
+    g.wait_for_owners(&[("w2", 4)], Duration::from_secs(60));
+    let ids = g.wait_for_all(300, Duration::from_secs(60));
+    let claimed = |n: usize| {
+        let started = Instant::now();
+        loop {
+            let items =
+                g.rt.block_on(common::aws::items(&g.dynamodb, "seen", "key"));
+            if items.len() == n {
+                return items;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} of {n} keys claimed\n{}",
+                items.len(),
+                g.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    claimed(300);
+    let before = g.delivered();
+    let dups = duplicates(&before);
+    eprintln!("300 records, none lost, {dups} delivered twice (delivered by w1, not yet claimed)");
+    assert!(dups <= 150, "at most what w1 had read: {dups}");
+    assert!(ids.len() <= before.len());
+
+    // The producer sends every record again, then 48 new ones: one after
+    // each resend on every partition key, so once they are delivered every
+    // resend was read.
+    g.put(0, 300);
+    g.put(300, 348);
+    g.wait_for_all(348, Duration::from_secs(60));
+    let after = g.delivered();
+    let count = |ids: &[i64], id: i64| ids.iter().filter(|i| **i == id).count();
+    for id in 0..300 {
+        assert_eq!(
+            count(&after, id),
+            count(&before, id),
+            "id {id}: a resend was delivered"
+        );
+    }
+    assert_eq!(after.len(), before.len() + 48);
+    claimed(348);
+    let (_, metrics) = w2.get("/metrics");
+    let deduplicated: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_deduplicated_total{pipeline=\"clicks\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(deduplicated >= 300, "{metrics}");
+}

@@ -188,6 +188,30 @@ fn check_reports_a_bad_key_and_a_zero_ttl_at_their_place() {
     );
 }
 
+#[test]
+fn check_refuses_dedup_with_a_firehose_source() {
+    let t = tempfile::tempdir().unwrap();
+    let p = common::write_pipeline(
+        t.path(),
+        "t",
+        "source: { type: firehose }\n\
+         routes: [{ to: [answer] }]\n\
+         dedup: { key: id, ttl: 1h }\n\
+         sinks:\n  answer: { type: firehose_response }\n\
+         dlq: { type: s3, bucket: b, key: 'x/{part}.jsonl' }\n",
+    );
+    let o = run(sluice().args(["check", "--format", "short"]).arg(&p));
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "{}:5:1: error[invalid-value]: `dedup` cannot be used with a `firehose` source",
+            p.display()
+        )),
+        "{err}"
+    );
+}
+
 fn epoch_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -22,10 +22,17 @@ fn pipeline(dir: &Path, body: &str) -> PathBuf {
 
 /// A Kinesis event, one record per `data`, sequence numbers `100`, `101` …
 fn kinesis_event(data: &[&str]) -> Value {
+    kinesis_event_from(0, data)
+}
+
+/// A Kinesis event of the shard's records from the `first`th on (sequence
+/// numbers `100 + first` …): what the mapping hands again after a failure.
+fn kinesis_event_from(first: usize, data: &[&str]) -> Value {
     let records: Vec<Value> = data
         .iter()
         .enumerate()
         .map(|(i, d)| {
+            let i = first + i;
             events::kinesis_record(
                 "arn:aws:kinesis:us-east-1:123456789012:stream/orders",
                 "shardId-000000000003",
@@ -41,8 +48,16 @@ fn kinesis_event(data: &[&str]) -> Value {
 
 /// A Kinesis event of `n` records `{"n":0}`, `{"n":1}` …
 fn numbered_event(n: u64) -> Value {
-    let data: Vec<String> = (0..n).map(|i| format!("{{\"n\":{i}}}")).collect();
-    kinesis_event(&data.iter().map(String::as_str).collect::<Vec<_>>())
+    numbered_event_from(0, n)
+}
+
+/// The records `{"n":from}` … `{"n":to - 1}` of the shard of [`numbered_event`].
+fn numbered_event_from(from: u64, to: u64) -> Value {
+    let data: Vec<String> = (from..to).map(|i| format!("{{\"n\":{i}}}")).collect();
+    kinesis_event_from(
+        from as usize,
+        &data.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
 }
 
 /// An SQS event from a FIFO queue: (message id, group, body) each.
@@ -875,4 +890,107 @@ fn a_firehose_batch_is_answered_record_by_record() {
     assert_eq!(dlq[0]["stage"], "parse");
     assert_eq!(dlq[0]["source"]["message_id"], ids[2]);
     assert_eq!(dlq[0]["source"]["type"], "firehose");
+}
+
+/// `dedup` with the memory store in Lambda: duplicates within an event and
+/// across the invocations of one execution environment are dropped, and
+/// counted in the metrics.
+#[test]
+fn duplicates_are_dropped_across_the_invocations_of_one_environment() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(t.path(), &format!("{FILES}dedup: {{ key: id, ttl: 1h }}\n"));
+    let lambda = Lambda::start(&p, &[]);
+    let response = lambda
+        .invoke(&kinesis_event(&[
+            r#"{"id":"a","v":1}"#,
+            r#"{"id":"b","v":2}"#,
+            r#"{"id":"a","v":3}"#,
+        ]))
+        .unwrap();
+    assert_eq!(
+        failures(&response),
+        Vec::<String>::new(),
+        "{}",
+        lambda.stderr()
+    );
+    let response = lambda
+        .invoke(&kinesis_event(&[
+            r#"{"id":"b","v":4}"#,
+            r#"{"id":"c","v":5}"#,
+        ]))
+        .unwrap();
+    assert_eq!(failures(&response), Vec::<String>::new());
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")),
+        [
+            json!({"id": "a", "v": 1}),
+            json!({"id": "b", "v": 2}),
+            json!({"id": "c", "v": 5})
+        ]
+    );
+    let totals: Vec<(Value, Value)> = lambda
+        .emf()
+        .iter()
+        .filter(|l| l.get("RecordsIn").is_some())
+        .map(|l| (l["Delivered"].clone(), l["Deduplicated"].clone()))
+        .collect();
+    assert_eq!(totals, [(json!(2), json!(1)), (json!(1), json!(1))]);
+}
+
+/// A record one of its sinks did not take is not remembered: when the
+/// mapping hands the shard again from it, it is delivered, and the records
+/// after it that were written the first time are dropped as duplicates
+/// instead of being written again.
+#[test]
+fn a_record_a_sink_did_not_take_is_delivered_again_and_the_rest_is_not() {
+    let moto = Moto::start();
+    let rt = common::aws::rt();
+    let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(common::aws::create_stream(&kinesis, "events", 1));
+    // Only the first `PutRecords` is throttled.
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "Kinesis_20131202.PutRecords", "calls": [1], "fault": "error",
+                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         routes:\n  - { when: 'record.n == 9', to: [events] }\n  - { to: [out] }\n\
+         dedup: { key: n, ttl: 1h }\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         \x20 events: { type: kinesis, stream: events, partition_key: n, retry: { max_attempts: 1 } }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let lambda = Lambda::start(&p, &proxy.env(&moto));
+    let response = lambda.invoke(&numbered_event(1200)).unwrap();
+    assert_eq!(failures(&response), vec!["109"], "{}", lambda.stderr());
+    let response = lambda.invoke(&numbered_event_from(9, 1200)).unwrap();
+    assert_eq!(
+        failures(&response),
+        Vec::<String>::new(),
+        "{}",
+        lambda.stderr()
+    );
+    let written: Vec<u64> = read_jsonl(&t.path().join("out.jsonl"))
+        .iter()
+        .map(|r| r["n"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (0..500).chain([9]).chain(500..1200).collect();
+    assert_eq!(written, expected);
+    let second = lambda
+        .emf()
+        .into_iter()
+        .filter(|l| l.get("RecordsIn").is_some())
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        (
+            &second["RecordsIn"],
+            &second["Delivered"],
+            &second["Deduplicated"]
+        ),
+        (&json!(1191), &json!(701), &json!(490))
+    );
 }

@@ -181,6 +181,16 @@ fn check_dedup(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Dia
     let Some(d) = &p.dedup else {
         return;
     };
+    if p.source.type_name() == "firehose" {
+        diags.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                "`dedup` cannot be used with a `firehose` source: Firehose delivers the records the function answers with, so a key would be remembered before Firehose has its record, and a retried invocation would lose it",
+            )
+            .at(cx.file, cx.key_span("/dedup"))
+            .help("drop duplicates where Firehose delivers them, or read the records from a stream"),
+        );
+    }
     if d.ttl.0.is_zero() {
         diags.push(
             Diagnostic::error(
