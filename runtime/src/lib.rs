@@ -26,6 +26,7 @@ pub mod faults;
 pub mod heap;
 pub mod lambda;
 pub mod logs;
+pub mod lookup;
 pub mod metrics;
 pub mod panics;
 pub mod record;

@@ -213,10 +213,18 @@ pub fn serve(
             if let Ok(Some(_)) = child.try_wait() {
                 break; // it could not bind: try another port
             }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && matches!(child.try_wait(), Ok(None))
-            {
-                return (child, port);
+            // Listening: a connection that is not the probe's own socket
+            // (with nothing listening, a connection to a port of the
+            // ephemeral range can meet itself), from a process still alive.
+            let listens = || {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+            };
+            if listens() && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(100));
+                if listens() && matches!(child.try_wait(), Ok(None)) {
+                    return (child, port);
+                }
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();

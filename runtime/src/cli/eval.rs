@@ -243,6 +243,7 @@ fn alone(script: &str) -> Built {
         limits: Limits::default(),
         debug: true,
         dedup: None,
+        lookups: Default::default(),
     };
     to_one_output(&mut built);
     built

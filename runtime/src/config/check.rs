@@ -95,7 +95,12 @@ pub fn check(
     p: &Pipeline,
     dir: &Path,
     diags: &mut Diagnostics,
-) -> (HashMap<String, Value>, Vec<String>, Places) {
+) -> (
+    HashMap<String, Value>,
+    Vec<String>,
+    Places,
+    crate::lookup::Tables,
+) {
     let schemas = check_schemas(cx, p, dir, diags);
     if let Some(v) = &p.validate
         && !p.schemas.contains_key(&v.schema)
@@ -116,7 +121,101 @@ pub fn check(
     check_dedup(cx, p, &engine, diags);
     check_source(cx, p, diags);
     let places = places(cx, p, dir, &scripts, diags);
-    (schemas, scripts, places)
+    let lookups = check_lookups(cx, p, dir, &scripts, &places, diags);
+    (schemas, scripts, places, lookups)
+}
+
+/// Loads the lookup tables, reporting a file that cannot be read at its
+/// `path`; and reports a `lookup("name", …)` of a script whose table does
+/// not exist.
+fn check_lookups(
+    cx: &Cx<'_>,
+    p: &Pipeline,
+    dir: &Path,
+    scripts: &[String],
+    places: &Places,
+    diags: &mut Diagnostics,
+) -> crate::lookup::Tables {
+    let mut tables = crate::lookup::Tables::default();
+    for (name, config) in &p.lookups {
+        match crate::lookup::Tables::load_one(name, config, &|path| resolve(dir, path)) {
+            Ok(rows) => tables.insert(name, rows),
+            Err(e) => {
+                let pointer = format!(
+                    "/lookups/{}/path",
+                    name.replace('~', "~0").replace('/', "~1")
+                );
+                diags.push(Diagnostic::error(Code::Io, e).at(cx.file, cx.value_span(&pointer)));
+            }
+        }
+    }
+    let names: Vec<&str> = p.lookups.keys().map(String::as_str).collect();
+    let sources = p
+        .transforms
+        .iter()
+        .zip(scripts)
+        .zip(&places.transforms)
+        .map(|((t, src), place)| (Some(t.name.as_str()), src.as_str(), place))
+        .chain(
+            p.routes
+                .iter()
+                .zip(&places.routes)
+                .filter_map(|(r, place)| r.when.as_deref().map(|w| (None, w, place))),
+        );
+    for (transform, src, place) in sources {
+        for call in transform::lint::lookup_calls(src) {
+            if names.contains(&call.name.as_str()) {
+                continue;
+            }
+            let mut d = Diagnostic::error(
+                Code::UnknownReference,
+                format!(
+                    "{} reads lookup `{}`, which is not defined under `lookups`",
+                    match transform {
+                        Some(t) => format!("transform `{t}`"),
+                        None => "a route's condition".to_owned(),
+                    },
+                    call.name
+                ),
+            );
+            if let Some((file, span)) = place_span(diags, place, call.line, call.column) {
+                // The name with its quotes.
+                d = d.at(file, span.start..span.start + call.name.len() + 2);
+            }
+            d = match did_you_mean(&call.name, names.iter().copied()) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None if names.is_empty() => d.help("add the table under `lookups:`"),
+                None => d.help(format!(
+                    "the lookups are: {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            };
+            diags.push(d);
+        }
+    }
+    tables
+}
+
+/// Where line `line`, column `column` of a script is, in the file that
+/// holds it (the script file, or the pipeline file for an inline script).
+fn place_span(
+    diags: &mut Diagnostics,
+    place: &transform::Place,
+    line: usize,
+    column: usize,
+) -> Option<(FileId, Range<usize>)> {
+    let id = diags.sources.find(&place.file)?;
+    let f = diags.sources.get(id);
+    let off = match place.lines.get(line.saturating_sub(1)) {
+        // Inline: the line's start in the pipeline file, then the column.
+        Some((l, c)) => f.offset(*l, c.saturating_sub(1) + column.saturating_sub(1)),
+        None => f.offset(line, column.saturating_sub(1)),
+    };
+    Some((id, off..word_end(&f.text, off)))
 }
 
 /// Where the pipeline's scripts are written.

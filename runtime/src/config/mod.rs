@@ -52,6 +52,8 @@ pub struct Loaded {
     /// Where the source's `type` is written, for diagnostics about the
     /// source as a whole (`sluice check --mode`).
     pub source_at: (FileId, std::ops::Range<usize>),
+    /// The lookup tables, loaded.
+    pub lookups: std::sync::Arc<crate::lookup::Tables>,
     /// Where the dedup store's `type` is written (or `dedup:` itself).
     pub dedup_store_at: (FileId, std::ops::Range<usize>),
 }
@@ -248,7 +250,7 @@ fn load_text(
         .sort_by(|a, _, b, _| file_order("schemas", a).cmp(&file_order("schemas", b)));
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let before = diags.list.len();
-    let (schemas, scripts, places) = check::check(&cx, &pipeline, &dir, &mut diags);
+    let (schemas, scripts, places, lookups) = check::check(&cx, &pipeline, &dir, &mut diags);
     // What the later passes found inside a replaced part is about its stand-in.
     let mut i = before;
     while i < diags.list.len() {
@@ -279,6 +281,7 @@ fn load_text(
         schemas,
         scripts,
         places,
+        lookups: std::sync::Arc::new(lookups),
         diagnostics: diags,
     })
 }

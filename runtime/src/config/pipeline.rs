@@ -4,7 +4,9 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::{aws, decode, dedup, delivery, metrics, route, sinks, sources, transform, validate};
+use crate::{
+    aws, decode, dedup, delivery, lookup, metrics, route, sinks, sources, transform, validate,
+};
 
 /// A Sluice pipeline: a source, optional schemas and transforms, routes, sinks and a dead-letter queue.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -30,6 +32,9 @@ pub struct Pipeline {
     /// are not validated.
     #[serde(default)]
     pub validate: Option<validate::Config>,
+    /// Tables scripts read with `lookup("name", key)`, by name.
+    #[serde(default)]
+    pub lookups: IndexMap<String, lookup::Config>,
     /// Rhai scripts run on every record, in order.
     #[serde(default)]
     pub transforms: Vec<transform::Config>,

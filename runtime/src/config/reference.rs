@@ -213,6 +213,7 @@ fn anchor(name: &str) -> String {
         "Transform" => "transforms".into(),
         "Route" => "routes".into(),
         "DedupStore" => "dedup-stores".into(),
+        "Lookup" => "lookups".into(),
         "SchemaSource" => "schemas".into(),
         "Unrouted" => "unrouted-records".into(),
         other => other.to_lowercase(),

@@ -226,6 +226,11 @@ impl Sources {
         &self.files[id]
     }
 
+    /// The first file added under `name`.
+    pub fn find(&self, name: &str) -> Option<FileId> {
+        self.files.iter().position(|f| f.name == name)
+    }
+
     /// All files, in the order they were added.
     pub fn files(&self) -> &[SourceFile] {
         &self.files

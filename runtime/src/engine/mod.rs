@@ -59,6 +59,8 @@ pub struct Built {
     pub debug: bool,
     /// How a record's deduplication key is read, when the pipeline has `dedup:`.
     pub dedup: Option<crate::dedup::Key>,
+    /// The tables scripts read with `lookup`.
+    pub lookups: Arc<crate::lookup::Tables>,
 }
 
 impl Built {
@@ -114,6 +116,7 @@ impl Built {
             limits: p.limits.clone(),
             debug: false,
             dedup: p.dedup.as_ref().map(|d| crate::dedup::Key::parse(&d.key)),
+            lookups: Arc::clone(&loaded.lookups),
         })
     }
 }
@@ -277,6 +280,7 @@ impl Worker {
     /// Compiles the scripts and conditions for this worker.
     pub fn new(built: Arc<Built>) -> Result<Worker, String> {
         let mut engine = transform::engine(&built.limits);
+        crate::lookup::register(&mut engine, Arc::clone(&built.lookups));
         if built.debug {
             transform::debug_to_stderr(&mut engine);
         }
@@ -329,6 +333,11 @@ impl Worker {
             scratch: Vec::with_capacity(4096),
             at: (Stage::Decode, None),
         })
+    }
+
+    /// Makes the scripts' `lookup` read `tables` instead of the pipeline's.
+    pub fn set_lookups(&mut self, tables: Arc<crate::lookup::Tables>) {
+        crate::lookup::register(&mut self.engine, tables);
     }
 
     /// Runs every record of a batch through parse, validate, transforms and

@@ -46,6 +46,48 @@ pub struct Finding {
     pub column: usize,
 }
 
+/// A `lookup("name", …)` call of a script, with the name written as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupCall {
+    /// The table's name.
+    pub name: String,
+    /// 1-based line of the name in the script.
+    pub line: usize,
+    /// 1-based column of the name in the script.
+    pub column: usize,
+}
+
+/// The `lookup` calls of a script (or a condition) whose table is named by
+/// a string literal; none when it does not compile.
+pub fn lookup_calls(source: &str) -> Vec<LookupCall> {
+    let mut e = Engine::new_raw();
+    e.set_optimization_level(OptimizationLevel::None);
+    let Ok(ast) = e.compile(source) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    ast.walk(&mut |path: &[ASTNode]| {
+        let call = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(f, _))) => Some(&**f),
+            Some(ASTNode::Stmt(Stmt::FnCall(f, _))) => Some(&**f),
+            _ => None,
+        };
+        if let Some(f) = call
+            && f.name == crate::lookup::FUNCTION
+            && f.args.len() == 2
+            && let Expr::StringConstant(name, pos) = &f.args[0]
+        {
+            found.push(LookupCall {
+                name: name.to_string(),
+                line: pos.line().unwrap_or(1),
+                column: pos.position().unwrap_or(1),
+            });
+        }
+        true
+    });
+    found
+}
+
 /// The mistakes of a transform script (none when it does not compile: the
 /// compiler's error is reported instead).
 pub fn transform(source: &str) -> Vec<Finding> {

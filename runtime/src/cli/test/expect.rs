@@ -27,6 +27,9 @@ pub struct Actual {
 /// Runs a case's records, as one batch, through the engine.
 pub fn run(built: &Arc<Built>, case: &Case) -> Result<Actual, String> {
     let mut worker = Worker::new(Arc::clone(built))?;
+    if !case.lookups.is_empty() {
+        worker.set_lookups(Arc::new(built.lookups.with_rows(&case.lookups)?));
+    }
     let lines = case
         .input
         .iter()

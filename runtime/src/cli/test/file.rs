@@ -43,6 +43,10 @@ pub struct Case {
     /// Raw lines, exactly as the source would read them (after `input`).
     #[serde(default)]
     pub input_lines: Vec<String>,
+    /// Rows of lookup tables for this case, by table name, instead of the
+    /// table's own: each row an object with the table's key field.
+    #[serde(default)]
+    pub lookups: BTreeMap<String, Vec<Value>>,
     /// The expected outcome.
     pub expect: Expect,
 }

@@ -1,0 +1,346 @@
+//! Enrichment lookups: tables a script reads with `lookup("name", key)`,
+//! which gives the row (a map) whose key is `key`, or `()` when there is
+//! none.
+//!
+//! A `file` table (CSV with a header row, or JSON Lines) is loaded once at
+//! start-up into memory.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use rhai::{Dynamic, EvalAltResult, ImmutableString};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The function scripts call.
+pub const FUNCTION: &str = "lookup";
+
+/// A lookup table, by `type`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[schemars(rename = "Lookup")]
+pub enum Config {
+    /// A file loaded at start-up.
+    File(FileConfig),
+}
+
+/// `type: file`: a CSV file with a header row (every value a string) or a
+/// JSON Lines file (one object per line, values as they are), loaded into
+/// memory when the pipeline starts.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "FileLookup")]
+pub struct FileConfig {
+    /// Path of the file, relative to the pipeline file's folder. `.csv` is
+    /// read as CSV, anything else as JSON Lines (unless `format` says).
+    #[schemars(length(min = 1))]
+    pub path: String,
+    /// The column (CSV) or field (JSON Lines) whose value is a row's key;
+    /// no two rows may have the same.
+    #[schemars(length(min = 1))]
+    pub key: String,
+    /// `csv` or `jsonl`; by default from the file's extension.
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+}
+
+/// How a lookup file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "LookupFileFormat")]
+pub enum FileFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl FileConfig {
+    /// The format: as given, or `csv` for a `.csv` file, `jsonl` otherwise.
+    pub fn format(&self) -> FileFormat {
+        self.format.unwrap_or_else(|| {
+            if self.path.to_ascii_lowercase().ends_with(".csv") {
+                FileFormat::Csv
+            } else {
+                FileFormat::Jsonl
+            }
+        })
+    }
+}
+
+/// One table's rows by key.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// The field that holds each row's key.
+    key: String,
+    rows: HashMap<String, serde_json::Value>,
+}
+
+impl Rows {
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the table has no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Rows from JSON objects, keyed by their field `key`.
+    pub fn from_json(key: &str, rows: &[serde_json::Value]) -> Result<Rows, String> {
+        let mut out = Rows {
+            key: key.to_owned(),
+            ..Rows::default()
+        };
+        for (i, row) in rows.iter().enumerate() {
+            out.add(key, row.clone(), &format!("row {}", i + 1))?;
+        }
+        Ok(out)
+    }
+
+    fn add(&mut self, key: &str, row: serde_json::Value, at: &str) -> Result<(), String> {
+        let serde_json::Value::Object(_) = &row else {
+            return Err(format!("{at} is not an object"));
+        };
+        let k = match &row[key] {
+            serde_json::Value::String(s) if !s.is_empty() => s.clone(),
+            serde_json::Value::Null => return Err(format!("{at} has no `{key}`")),
+            serde_json::Value::String(_) => return Err(format!("{at} has an empty `{key}`")),
+            other => other.to_string(),
+        };
+        if self.rows.insert(k.clone(), row).is_some() {
+            return Err(format!("{at}: a second row with the key `{k}`"));
+        }
+        Ok(())
+    }
+
+    /// Reads a lookup file.
+    pub fn load(path: &Path, config: &FileConfig) -> Result<Rows, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let mut out = Rows {
+            key: config.key.clone(),
+            ..Rows::default()
+        };
+        match config.format() {
+            FileFormat::Jsonl => {
+                for (i, line) in text.lines().enumerate() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let at = format!("line {}", i + 1);
+                    let row: serde_json::Value =
+                        serde_json::from_str(line).map_err(|e| format!("{at}: {e}"))?;
+                    out.add(&config.key, row, &at)?;
+                }
+            }
+            FileFormat::Csv => {
+                let mut reader = csv::Reader::from_reader(text.as_bytes());
+                let header = reader
+                    .headers()
+                    .map_err(|e| format!("its header row: {e}"))?
+                    .clone();
+                if !header.iter().any(|h| h == config.key) {
+                    return Err(format!(
+                        "its header row has no column `{}` (it has {})",
+                        config.key,
+                        header
+                            .iter()
+                            .map(|h| format!("`{h}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                for record in reader.records() {
+                    let record = record.map_err(|e| e.to_string())?;
+                    let line = record.position().map_or(0, csv::Position::line);
+                    let row: serde_json::Map<String, serde_json::Value> = header
+                        .iter()
+                        .zip(record.iter())
+                        .map(|(h, v)| (h.to_owned(), serde_json::Value::from(v)))
+                        .collect();
+                    out.add(
+                        &config.key,
+                        serde_json::Value::Object(row),
+                        &format!("line {line}"),
+                    )?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The pipeline's lookup tables, by name.
+#[derive(Debug, Default)]
+pub struct Tables {
+    tables: IndexMap<String, Rows>,
+}
+
+impl Tables {
+    /// Loads one table.
+    pub fn load_one(
+        name: &str,
+        config: &Config,
+        resolve: &dyn Fn(&str) -> std::path::PathBuf,
+    ) -> Result<Rows, String> {
+        match config {
+            Config::File(f) => Rows::load(&resolve(&f.path), f)
+                .map_err(|e| format!("lookup `{name}` (`{}`): {e}", f.path)),
+        }
+    }
+
+    /// Adds (or replaces) a table.
+    pub fn insert(&mut self, name: &str, rows: Rows) {
+        self.tables.insert(name.to_owned(), rows);
+    }
+
+    /// The tables, with the rows `replace` gives instead of theirs, keyed
+    /// as theirs are (a `sluice test` case's own tables).
+    pub fn with_rows(
+        &self,
+        replace: &std::collections::BTreeMap<String, Vec<serde_json::Value>>,
+    ) -> Result<Tables, String> {
+        let mut tables = IndexMap::new();
+        for (name, rows) in &self.tables {
+            let rows = match replace.get(name) {
+                Some(given) => Rows::from_json(&rows.key, given)
+                    .map_err(|e| format!("lookup `{name}` of the case: {e}"))?,
+                None => Rows {
+                    key: rows.key.clone(),
+                    rows: rows.rows.clone(),
+                },
+            };
+            tables.insert(name.clone(), rows);
+        }
+        if let Some(unknown) = replace.keys().find(|n| !self.tables.contains_key(*n)) {
+            return Err(self.get(unknown, "").map(|_| ()).unwrap_err());
+        }
+        Ok(Tables { tables })
+    }
+
+    /// The names of the tables.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tables.keys().map(String::as_str)
+    }
+
+    /// The row of table `name` whose key is `key`: `None` when there is none.
+    pub fn get(&self, name: &str, key: &str) -> Result<Option<&serde_json::Value>, String> {
+        match self.tables.get(name) {
+            Some(rows) => Ok(rows.rows.get(key)),
+            None => Err(format!(
+                "there is no lookup named `{name}`{}",
+                match self.tables.len() {
+                    0 => " (the pipeline has no `lookups`)".to_owned(),
+                    _ => format!(
+                        " (the lookups are {})",
+                        self.names()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            )),
+        }
+    }
+}
+
+/// A key as text: a string as it is, any other value its JSON (as a
+/// row's key is read).
+pub fn key_text(key: &Dynamic) -> String {
+    crate::sinks::field_text(key, "")
+}
+
+/// Registers `lookup(name, key)` on a script engine.
+pub fn register(engine: &mut rhai::Engine, tables: Arc<Tables>) {
+    engine.register_fn(
+        FUNCTION,
+        move |name: ImmutableString, key: Dynamic| -> Result<Dynamic, Box<EvalAltResult>> {
+            match tables.get(&name, &key_text(&key)) {
+                Ok(Some(row)) => Ok(crate::transform::convert::to_dynamic(row.clone())),
+                Ok(None) => Ok(Dynamic::UNIT),
+                Err(e) => Err(e.into()),
+            }
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, text: &str, key: &str) -> Result<Rows, String> {
+        std::fs::write(dir.join(name), text).unwrap();
+        Rows::load(
+            &dir.join(name),
+            &FileConfig {
+                path: name.into(),
+                key: key.into(),
+                format: None,
+            },
+        )
+    }
+
+    #[test]
+    fn csv_and_json_lines_rows_by_key() {
+        let t = tempfile::tempdir().unwrap();
+        let csv = file(
+            t.path(),
+            "rates.csv",
+            "currency,rate,name\nEUR,1.08,\"Euro, the\"\nGBP,1.27,Pound\n",
+            "currency",
+        )
+        .unwrap();
+        assert_eq!(csv.len(), 2);
+        assert_eq!(
+            csv.rows["EUR"],
+            serde_json::json!({"currency": "EUR", "rate": "1.08", "name": "Euro, the"})
+        );
+        let jsonl = file(
+            t.path(),
+            "c.jsonl",
+            "{\"id\":7,\"tier\":\"gold\",\"limit\":100}\n\n{\"id\":\"x\",\"tier\":\"free\"}\n",
+            "id",
+        )
+        .unwrap();
+        assert_eq!(jsonl.rows["7"]["limit"], 100);
+        assert!(jsonl.rows.contains_key("x"));
+    }
+
+    #[test]
+    fn a_bad_file_says_where() {
+        let t = tempfile::tempdir().unwrap();
+        let err = |name: &str, text: &str, key: &str| file(t.path(), name, text, key).unwrap_err();
+        assert_eq!(
+            err("a.csv", "code,rate\nEUR,1\n", "currency"),
+            "its header row has no column `currency` (it has `code`, `rate`)"
+        );
+        assert_eq!(
+            err("b.csv", "k,v\na,1\na,2\n", "k"),
+            "line 3: a second row with the key `a`"
+        );
+        assert_eq!(
+            err("c.jsonl", "{\"k\":1}\n{\"v\":2}\n", "k"),
+            "line 2 has no `k`"
+        );
+        assert!(
+            err("d.jsonl", "{\"k\":1}\n{oops\n", "k").starts_with("line 2: key must be a string")
+        );
+        assert_eq!(err("e.jsonl", "[1]\n", "k"), "line 1 is not an object");
+    }
+
+    #[test]
+    fn an_unknown_table_names_the_others() {
+        let t = Tables {
+            tables: IndexMap::from([("rates".to_owned(), Rows::default())]),
+        };
+        assert_eq!(t.get("rates", "EUR"), Ok(None));
+        assert_eq!(
+            t.get("rate", "EUR"),
+            Err("there is no lookup named `rate` (the lookups are `rates`)".into())
+        );
+    }
+}
