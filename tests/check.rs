@@ -71,6 +71,8 @@ fn a_folder_and_standard_input_are_checked() {
          pipelines/orders/pipeline.yaml: ok\n\
          pipelines/orders-dedup/kinesis.yaml: ok\n\
          pipelines/orders-dedup/pipeline.yaml: ok\n\
+         pipelines/orders-enriched/kinesis.yaml: ok\n\
+         pipelines/orders-enriched/pipeline.yaml: ok\n\
          pipelines/quickstart/pipeline.yaml: ok\n\
          pipelines/sales-totals/dynamodb.yaml: ok\n\
          pipelines/sales-totals/pipeline.yaml: ok\n\

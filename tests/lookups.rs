@@ -162,3 +162,144 @@ fn a_test_case_brings_its_own_rows_and_an_unknown_table_fails_it() {
     );
     assert_eq!(lines.last(), Some(&"2 passed, 1 failed"));
 }
+
+/// A pipeline reading `in.jsonl`, enriching each record from the DynamoDB
+/// table `table` with `script`, into `out.jsonl`.
+fn dynamodb_pipeline(dir: &Path, table: &str, script: &str) -> std::path::PathBuf {
+    common::write_pipeline(
+        dir,
+        "t",
+        &format!(
+            "source: {{ type: file, path: in.jsonl }}\n\
+             lookups:\n\
+             \x20 customers: {{ type: dynamodb, table: {table}, key: customer_id, cache: {{ max_entries: 100, ttl: 5m }} }}\n\
+             transforms:\n\
+             \x20 - name: enrich\n\
+             \x20   script: '{script}'\n\
+             routes: [{{ to: [out] }}]\n\
+             sinks: {{ out: {{ type: file, path: out.jsonl }} }}\n\
+             dlq: {{ type: file, path: dlq.jsonl }}\n"
+        ),
+    )
+}
+
+fn customers(moto: &common::moto::Moto) -> tokio::runtime::Runtime {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let rt = common::aws::rt();
+    let ddb = aws_sdk_dynamodb::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(common::aws::create_table(&ddb, "Customers", "customer_id"));
+    for (id, tier, limit) in [
+        ("c1", "gold", 500),
+        ("c2", "silver", 100),
+        ("c3", "free", 0),
+    ] {
+        rt.block_on(
+            ddb.put_item()
+                .table_name("Customers")
+                .item("customer_id", A::S(id.into()))
+                .item("tier", A::S(tier.into()))
+                .item("limit", A::N(limit.to_string()))
+                .send(),
+        )
+        .unwrap();
+    }
+    rt
+}
+
+fn run_on(moto: &common::moto::Moto, p: &Path) -> (i32, serde_json::Value, String) {
+    outcome(&run(sluice()
+        .arg("run")
+        .arg(p)
+        .args(["--summary-format", "json"])
+        .envs(moto.env())))
+}
+
+#[test]
+fn a_dynamodb_table_is_read_ahead_once_per_batch_and_counted() {
+    let moto = common::moto::Moto::start();
+    let _rt = customers(&moto);
+    let t = tempfile::tempdir().unwrap();
+    let ids = ["c1", "c2", "c1", "c9", "c3", "c1", "c2", "c9", "c1", "c3"];
+    let input: Vec<serde_json::Value> = ids.iter().map(|id| json!({"customer_id": id})).collect();
+    common::write_jsonl(t.path(), "in.jsonl", &input);
+    let p = dynamodb_pipeline(
+        t.path(),
+        "Customers",
+        "let c = lookup(\"customers\", record.customer_id); record.tier = if c == () { \"none\" } else { c.tier }; record.limit = c?.limit; record",
+    );
+    let (code, s, err) = run_on(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    let expected: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| {
+            let (tier, limit) = match *id {
+                "c1" => ("gold", json!(500)),
+                "c2" => ("silver", json!(100)),
+                "c3" => ("free", json!(0)),
+                _ => ("none", json!(null)),
+            };
+            json!({"customer_id": id, "tier": tier, "limit": limit})
+        })
+        .collect();
+    assert_eq!(read_jsonl(&t.path().join("out.jsonl")), expected);
+    // One BatchGetItem for the batch's four keys (`c9` has no row, and is
+    // remembered as such); every lookup then found its row in the cache.
+    assert_eq!(
+        s["lookups"],
+        json!({"customers": {"hits": 10, "misses": 0, "calls": 1}}),
+        "{s}"
+    );
+
+    // A key a script computes is read when it is asked for, once.
+    let p = dynamodb_pipeline(
+        t.path(),
+        "Customers",
+        "record.tier = lookup(\"customers\", \"c\" + record.customer_id.sub_string(1)).tier; record",
+    );
+    common::write_jsonl(t.path(), "in.jsonl", &input[..3]);
+    let (code, s, err) = run_on(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        s["lookups"],
+        json!({"customers": {"hits": 1, "misses": 2, "calls": 2}}),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_lookup_table_that_does_not_exist_dead_letters_with_the_reason() {
+    let moto = common::moto::Moto::start();
+    let t = tempfile::tempdir().unwrap();
+    common::write_jsonl(
+        t.path(),
+        "in.jsonl",
+        &[json!({"customer_id": "c1"}), json!({"customer_id": "c2"})],
+    );
+    let p = dynamodb_pipeline(
+        t.path(),
+        "NoSuchTable",
+        "record.c = lookup(\"customers\", record.customer_id); record",
+    );
+    let (code, s, err) = run_on(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["dead_lettered"]["lookup"], 2, "{s}");
+    let dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    for e in &dlq {
+        assert_eq!(
+            (e["stage"].as_str(), e["step"].as_str()),
+            (Some("lookup"), Some("enrich"))
+        );
+        assert!(
+            e["error"].as_str().unwrap().starts_with(
+                "lookup `customers`: get_item on table `NoSuchTable` failed: ResourceNotFoundException (HTTP 400)"
+            ),
+            "{e}"
+        );
+    }
+    // Not retried: the read ahead and one read per record.
+    assert_eq!(
+        s["lookups"],
+        json!({"customers": {"hits": 0, "misses": 2, "calls": 3}}),
+        "{s}"
+    );
+}

@@ -9,6 +9,7 @@
 //! pipeline's one policy, so every attempt is counted and classified once.
 
 pub mod iam;
+pub mod item;
 pub mod sam;
 
 use std::sync::OnceLock;

@@ -244,6 +244,7 @@ fn alone(script: &str) -> Built {
         debug: true,
         dedup: None,
         lookups: Default::default(),
+        prefetch: Vec::new(),
     };
     to_one_output(&mut built);
     built

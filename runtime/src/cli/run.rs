@@ -240,7 +240,8 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
                     &names,
                     &report,
                     &calls,
-                    &outputs.reasons
+                    &outputs.reasons,
+                    &loaded.lookups.stats()
                 )
             )
         }
@@ -252,7 +253,8 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
                     &names,
                     &report,
                     &calls,
-                    &outputs.reasons
+                    &outputs.reasons,
+                    &loaded.lookups.stats()
                 )
             )
         }
@@ -373,6 +375,7 @@ fn human_summary(
     report: &Report,
     calls: &[Usage],
     reasons: &Reasons,
+    lookups: &[(&str, u64, u64, u64)],
 ) -> String {
     let c = &report.counts;
     let per_sink = sinks
@@ -439,6 +442,11 @@ fn human_summary(
             c.failed
         ));
     }
+    for (table, hits, misses, calls) in lookups {
+        s.push_str(&format!(
+            "  lookup {table:<19}{hits} from the cache, {misses} not, {calls} calls\n"
+        ));
+    }
     for (label, of) in [
         ("api calls", (|u: &Usage| u.calls) as fn(&Usage) -> u64),
         ("retries", |u: &Usage| u.retries),
@@ -475,6 +483,7 @@ fn json_summary(
     report: &Report,
     calls: &[Usage],
     reasons: &Reasons,
+    lookups: &[(&str, u64, u64, u64)],
 ) -> String {
     let c = &report.counts;
     let mut dl = serde_json::Map::new();
@@ -499,6 +508,7 @@ fn json_summary(
         "first_reasons": reasons.by_stage().into_iter().map(|(s, r)| (s.to_owned(), json!(r))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "unrouted": c.unrouted,
         "deduplicated": c.deduplicated,
+        "lookups": lookups.iter().map(|(t, hits, misses, calls)| ((*t).to_owned(), json!({"hits": hits, "misses": misses, "calls": calls}))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "failed": c.failed,
         "balanced": c.balanced(),
         "elapsed_ms": report.elapsed.as_millis() as u64,

@@ -139,7 +139,7 @@ fn check_lookups(
     let mut tables = crate::lookup::Tables::default();
     for (name, config) in &p.lookups {
         match crate::lookup::Tables::load_one(name, config, &|path| resolve(dir, path)) {
-            Ok(rows) => tables.insert(name, rows),
+            Ok(table) => tables.insert(name, table),
             Err(e) => {
                 let pointer = format!(
                     "/lookups/{}/path",

@@ -73,7 +73,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Whether the sinks, the DLQ or the dedup store call AWS.
+    /// Whether the sinks, the DLQ, the dedup store or a lookup call AWS.
     pub fn outputs_use_aws(&self) -> bool {
         let dlq = self.dlq.as_sink();
         self.sinks
@@ -84,5 +84,9 @@ impl Pipeline {
                 .dedup
                 .as_ref()
                 .is_some_and(|d| matches!(d.store, dedup::StoreConfig::Dynamodb(_)))
+            || self
+                .lookups
+                .values()
+                .any(|l| matches!(l, lookup::Config::Dynamodb(_)))
     }
 }

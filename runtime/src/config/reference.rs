@@ -214,6 +214,7 @@ fn anchor(name: &str) -> String {
         "Route" => "routes".into(),
         "DedupStore" => "dedup-stores".into(),
         "Lookup" => "lookups".into(),
+        "LookupCache" => "lookup-cache".into(),
         "SchemaSource" => "schemas".into(),
         "Unrouted" => "unrouted-records".into(),
         other => other.to_lowercase(),

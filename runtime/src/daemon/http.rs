@@ -35,6 +35,8 @@ pub struct State {
     pub ready: AtomicBool,
     /// A group member that could not pass over its leases for this long is not ready.
     pub failover: Duration,
+    /// The lookup tables, for their caches' counts.
+    pub lookups: Arc<crate::lookup::Tables>,
 }
 
 impl State {
@@ -67,6 +69,7 @@ impl State {
             dlq_stats: &dlq_stats,
             shards: &shards,
             group: status.as_ref().map(|(w, s)| (*w, s)),
+            lookups: &self.lookups.stats(),
         })
     }
 }
@@ -142,6 +145,7 @@ mod tests {
             group: None,
             ready: AtomicBool::new(false),
             failover: Duration::from_secs(10),
+            lookups: Arc::default(),
         }
     }
 

@@ -164,6 +164,7 @@ pub fn main(args: &Args) -> i32 {
             .map(|m| (worker.clone(), Arc::clone(&m.shared))),
         ready: AtomicBool::new(false),
         failover: args.failover_time.0,
+        lookups: Arc::clone(&built.lookups),
     });
     rt.spawn(http::serve(listener, Arc::clone(&state)));
 

@@ -48,6 +48,11 @@ pub fn template(p: &Pipeline, args: &Options<'_>) -> Result<Value, String> {
     }
     policy.extend(dlq.permissions(&p.name));
     policy.extend(p.dedup.iter().flat_map(crate::dedup::Config::permissions));
+    policy.extend(
+        p.lookups
+            .values()
+            .flat_map(crate::lookup::Config::permissions),
+    );
     let pipeline_path = match args.pipeline_url {
         Some(url) => {
             policy.extend(pipeline_url_statements(url)?);

@@ -61,6 +61,10 @@ pub struct Built {
     pub dedup: Option<crate::dedup::Key>,
     /// The tables scripts read with `lookup`.
     pub lookups: Arc<crate::lookup::Tables>,
+    /// The DynamoDB lookups whose key a script reads from the record
+    /// (`lookup("name", record.field)`): table and field path, read ahead
+    /// for each batch.
+    pub prefetch: Vec<(String, String)>,
 }
 
 impl Built {
@@ -117,7 +121,44 @@ impl Built {
             debug: false,
             dedup: p.dedup.as_ref().map(|d| crate::dedup::Key::parse(&d.key)),
             lookups: Arc::clone(&loaded.lookups),
+            prefetch: prefetch(&loaded.scripts, &loaded.lookups),
         })
+    }
+}
+
+/// The DynamoDB lookups the scripts make with a key read from the record.
+fn prefetch(scripts: &[String], tables: &crate::lookup::Tables) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = scripts
+        .iter()
+        .flat_map(|s| transform::lint::lookup_calls(s))
+        .filter(|c| tables.is_remote(&c.name))
+        .filter_map(|c| c.key_path.map(|p| (c.name, p)))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Reads ahead, for the DynamoDB lookups, the keys each record of a batch
+/// holds where the scripts read them: one `BatchGetItem` per 100 keys
+/// instead of a `GetItem` per record.
+fn prefetch_lookups(built: &Built, batch: &[RawRecord]) {
+    let mut keys: Vec<Vec<String>> = vec![Vec::new(); built.prefetch.len()];
+    for raw in batch {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&raw.data) else {
+            continue;
+        };
+        for ((_, path), keys) in built.prefetch.iter().zip(&mut keys) {
+            let found = path.split('.').try_fold(&value, |v, part| v.get(part));
+            if let Some(v) = found.filter(|v| !v.is_null()) {
+                keys.push(crate::lookup::key_text_json(v));
+            }
+        }
+    }
+    for ((table, _), keys) in built.prefetch.iter().zip(keys) {
+        if !keys.is_empty() {
+            built.lookups.prefetch(table, keys);
+        }
     }
 }
 
@@ -358,6 +399,9 @@ impl Worker {
             dedup_keys: Vec::new(),
             removed: Vec::new(),
         };
+        if !built.prefetch.is_empty() {
+            prefetch_lookups(&built, batch);
+        }
         let batch_time_rhai: rhai::ImmutableString = batch_time.into();
         let mut cx = Cx {
             built: &built,
@@ -571,14 +615,18 @@ impl Worker {
                     }
                     Ok(r) => next.push((r, path)),
                     Err(e) => {
+                        // Which record of a fan-out it is: a redrive runs only it.
+                        cx.fan_out = path;
+                        if let Some(reason) = crate::lookup::failure(&e) {
+                            cx.dead_letter(raw, Stage::Lookup, Some(name), reason, None);
+                            continue;
+                        }
                         let text = transform::error_text(
                             &e,
                             &built.limits,
                             &built.transforms[i].1,
                             built.transform_places.get(i),
                         );
-                        // Which record of a fan-out it is: a redrive runs only it.
-                        cx.fan_out = path;
                         cx.dead_letter(raw, Stage::Transform, Some(name), text, None);
                     }
                 }
@@ -895,16 +943,22 @@ fn condition(
                 )
             }
         },
-        Err(e) => format!(
-            "condition of route #{} failed: {}",
-            i + 1,
-            transform::error_text(
-                &e,
-                &built.limits,
-                built.routes[i].0.as_deref().unwrap_or_default(),
-                built.route_places.get(i),
+        Err(e) => {
+            if let Some(reason) = crate::lookup::failure(&e) {
+                cx.dead_letter(raw, Stage::Lookup, None, reason, None);
+                return None;
+            }
+            format!(
+                "condition of route #{} failed: {}",
+                i + 1,
+                transform::error_text(
+                    &e,
+                    &built.limits,
+                    built.routes[i].0.as_deref().unwrap_or_default(),
+                    built.route_places.get(i),
+                )
             )
-        ),
+        }
     };
     cx.dead_letter(raw, Stage::Route, None, text, None);
     None

@@ -140,6 +140,12 @@ pub(crate) async fn open_outputs(
         .open(&cx)
         .await
         .map_err(|e| e.context("the dead-letter queue"))?;
+    // DynamoDB lookups read on the workers' threads, through this runtime.
+    if let Some(aws) = &cx.aws {
+        loaded
+            .lookups
+            .connect(aws.dynamodb(), &tokio::runtime::Handle::current(), &p.retry);
+    }
     let dedup = match &p.dedup {
         Some(d) => Some(crate::dedup::Dedup {
             store: crate::dedup::Store::open(&d.store, cx.aws.clone(), &p.retry)

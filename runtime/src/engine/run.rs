@@ -427,7 +427,7 @@ mod tests {
             delivered: 2400,
             filtered: 60,
             dropped_invalid: 15,
-            dead_lettered: [0, 5, 10, 10, 0, 0, 0],
+            dead_lettered: [0, 5, 10, 10, 0, 0, 0, 0],
             ..Counts::new(1)
         }
     }

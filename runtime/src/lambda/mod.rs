@@ -158,6 +158,8 @@ struct State {
     source: crate::sources::Config,
     /// The sink whose records are the invocation's answer (`firehose_response`).
     answer_sink: Option<(usize, crate::sinks::Config)>,
+    /// The DynamoDB lookups' cache hits and misses before this invocation.
+    lookups_before: Vec<(u64, u64)>,
 }
 
 impl State {
@@ -220,6 +222,7 @@ impl State {
         let workers =
             WorkerThread::start_many(&built, workers).map_err(|e| format!("error: {e}\n"))?;
         Ok(State {
+            lookups_before: Vec::new(),
             metrics: p.metrics.clone(),
             built,
             kind,
@@ -471,7 +474,20 @@ impl State {
             vec![Default::default(); self.built.sink_names.len()],
         );
         let dlq_stats = std::mem::take(&mut self.outputs.dlq_stats);
+        // The lookups' counts are the process's: this invocation's are the difference.
+        let stats = self.built.lookups.stats();
+        self.lookups_before.resize(stats.len(), (0, 0));
+        let lookups: Vec<(&str, u64, u64)> = stats
+            .iter()
+            .zip(&mut self.lookups_before)
+            .map(|((name, hits, misses, _), before)| {
+                let now = (hits - before.0, misses - before.1);
+                *before = (*hits, *misses);
+                (*name, now.0, now.1)
+            })
+            .collect();
         let report = crate::metrics::emf::Report {
+            lookups: &lookups,
             pipeline: &self.built.name,
             counts: &counts,
             failed: retried as u64,

@@ -3,7 +3,12 @@
 //! none.
 //!
 //! A `file` table (CSV with a header row, or JSON Lines) is loaded once at
-//! start-up into memory.
+//! start-up into memory; a `dynamodb` table is read by key, with a cache
+//! ([`dynamodb`]). A lookup that fails (DynamoDB still failing after the
+//! retry policy) fails its record's script, which is then dead-lettered with
+//! stage `lookup` ([`failure`]).
+
+pub mod dynamodb;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,7 +20,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// The function scripts call.
-pub const FUNCTION: &str = "lookup";
+pub const FUNCTION: &str = crate::transform::lint::LOOKUP;
 
 /// A lookup table, by `type`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -24,6 +29,22 @@ pub const FUNCTION: &str = "lookup";
 pub enum Config {
     /// A file loaded at start-up.
     File(FileConfig),
+    /// A DynamoDB table read by key, cached.
+    Dynamodb(dynamodb::Config),
+}
+
+impl Config {
+    /// The IAM statements the table needs (none for a file).
+    pub fn permissions(&self) -> Vec<serde_json::Value> {
+        use crate::aws::iam::{statement, table_arn};
+        match self {
+            Config::File(_) => Vec::new(),
+            Config::Dynamodb(d) => vec![statement(
+                &["dynamodb:GetItem", "dynamodb:BatchGetItem"],
+                vec![table_arn(&d.table)],
+            )],
+        }
+    }
 }
 
 /// `type: file`: a CSV file with a header row (every value a string) or a
@@ -106,10 +127,11 @@ impl Rows {
             return Err(format!("{at} is not an object"));
         };
         let k = match &row[key] {
-            serde_json::Value::String(s) if !s.is_empty() => s.clone(),
             serde_json::Value::Null => return Err(format!("{at} has no `{key}`")),
-            serde_json::Value::String(_) => return Err(format!("{at} has an empty `{key}`")),
-            other => other.to_string(),
+            serde_json::Value::String(s) if s.is_empty() => {
+                return Err(format!("{at} has an empty `{key}`"));
+            }
+            other => key_text_json(other),
         };
         if self.rows.insert(k.clone(), row).is_some() {
             return Err(format!("{at}: a second row with the key `{k}`"));
@@ -174,10 +196,28 @@ impl Rows {
     }
 }
 
+/// One lookup table.
+#[derive(Debug)]
+pub enum Table {
+    /// Rows in memory.
+    Rows(Rows),
+    /// A DynamoDB table.
+    Dynamodb(Box<dynamodb::Remote>),
+}
+
+/// Why a lookup gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    /// No table has that name: the script's mistake.
+    Unknown(String),
+    /// The table could not be read.
+    Failed(String),
+}
+
 /// The pipeline's lookup tables, by name.
 #[derive(Debug, Default)]
 pub struct Tables {
-    tables: IndexMap<String, Rows>,
+    tables: IndexMap<String, Table>,
 }
 
 impl Tables {
@@ -186,16 +226,61 @@ impl Tables {
         name: &str,
         config: &Config,
         resolve: &dyn Fn(&str) -> std::path::PathBuf,
-    ) -> Result<Rows, String> {
+    ) -> Result<Table, String> {
         match config {
             Config::File(f) => Rows::load(&resolve(&f.path), f)
+                .map(Table::Rows)
                 .map_err(|e| format!("lookup `{name}` (`{}`): {e}", f.path)),
+            Config::Dynamodb(d) => Ok(Table::Dynamodb(Box::new(dynamodb::Remote::new(name, d)))),
         }
     }
 
     /// Adds (or replaces) a table.
-    pub fn insert(&mut self, name: &str, rows: Rows) {
-        self.tables.insert(name.to_owned(), rows);
+    pub fn insert(&mut self, name: &str, table: Table) {
+        self.tables.insert(name.to_owned(), table);
+    }
+
+    /// Gives the DynamoDB tables their client and the runtime their calls run on.
+    pub fn connect(
+        &self,
+        client: &aws_sdk_dynamodb::Client,
+        runtime: &tokio::runtime::Handle,
+        retry: &crate::delivery::Policy,
+    ) {
+        for t in self.tables.values() {
+            if let Table::Dynamodb(r) = t {
+                r.connect(client.clone(), runtime.clone(), retry.clone());
+            }
+        }
+    }
+
+    /// The DynamoDB tables: name, cache hits, misses and calls made so far.
+    pub fn stats(&self) -> Vec<(&str, u64, u64, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.tables
+            .iter()
+            .filter_map(|(name, t)| match t {
+                Table::Dynamodb(r) => Some((
+                    name.as_str(),
+                    r.stats.hits.load(Relaxed),
+                    r.stats.misses.load(Relaxed),
+                    r.stats.calls.load(Relaxed),
+                )),
+                Table::Rows(_) => None,
+            })
+            .collect()
+    }
+
+    /// Reads ahead the rows of `keys` of DynamoDB table `name`.
+    pub fn prefetch(&self, name: &str, keys: Vec<String>) {
+        if let Some(Table::Dynamodb(r)) = self.tables.get(name) {
+            r.prefetch(keys);
+        }
+    }
+
+    /// Whether table `name` is read from DynamoDB.
+    pub fn is_remote(&self, name: &str) -> bool {
+        matches!(self.tables.get(name), Some(Table::Dynamodb(_)))
     }
 
     /// The tables, with the rows `replace` gives instead of theirs, keyed
@@ -205,19 +290,35 @@ impl Tables {
         replace: &std::collections::BTreeMap<String, Vec<serde_json::Value>>,
     ) -> Result<Tables, String> {
         let mut tables = IndexMap::new();
-        for (name, rows) in &self.tables {
-            let rows = match replace.get(name) {
-                Some(given) => Rows::from_json(&rows.key, given)
-                    .map_err(|e| format!("lookup `{name}` of the case: {e}"))?,
-                None => Rows {
+        for (name, table) in &self.tables {
+            let key = match table {
+                Table::Rows(r) => r.key.as_str(),
+                Table::Dynamodb(r) => r.key(),
+            };
+            let table = match (replace.get(name), table) {
+                (Some(given), _) => Table::Rows(
+                    Rows::from_json(key, given)
+                        .map_err(|e| format!("lookup `{name}` of the case: {e}"))?,
+                ),
+                (None, Table::Rows(rows)) => Table::Rows(Rows {
                     key: rows.key.clone(),
                     rows: rows.rows.clone(),
-                },
+                }),
+                // Not connected: a lookup says to give the case's rows.
+                (None, Table::Dynamodb(r)) => Table::Dynamodb(Box::new(dynamodb::Remote::new(
+                    name,
+                    &dynamodb::Config {
+                        table: r.table().to_owned(),
+                        key: key.to_owned(),
+                        key_type: Default::default(),
+                        cache: Default::default(),
+                    },
+                ))),
             };
-            tables.insert(name.clone(), rows);
+            tables.insert(name.clone(), table);
         }
         if let Some(unknown) = replace.keys().find(|n| !self.tables.contains_key(*n)) {
-            return Err(self.get(unknown, "").map(|_| ()).unwrap_err());
+            return Err(self.unknown(unknown));
         }
         Ok(Tables { tables })
     }
@@ -227,23 +328,28 @@ impl Tables {
         self.tables.keys().map(String::as_str)
     }
 
+    fn unknown(&self, name: &str) -> String {
+        format!(
+            "there is no lookup named `{name}`{}",
+            match self.tables.len() {
+                0 => " (the pipeline has no `lookups`)".to_owned(),
+                _ => format!(
+                    " (the lookups are {})",
+                    self.names()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        )
+    }
+
     /// The row of table `name` whose key is `key`: `None` when there is none.
-    pub fn get(&self, name: &str, key: &str) -> Result<Option<&serde_json::Value>, String> {
+    pub fn get(&self, name: &str, key: &str) -> Result<Option<serde_json::Value>, Miss> {
         match self.tables.get(name) {
-            Some(rows) => Ok(rows.rows.get(key)),
-            None => Err(format!(
-                "there is no lookup named `{name}`{}",
-                match self.tables.len() {
-                    0 => " (the pipeline has no `lookups`)".to_owned(),
-                    _ => format!(
-                        " (the lookups are {})",
-                        self.names()
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                }
-            )),
+            Some(Table::Rows(rows)) => Ok(rows.rows.get(key).cloned()),
+            Some(Table::Dynamodb(r)) => r.get(key).map_err(Miss::Failed),
+            None => Err(Miss::Unknown(self.unknown(name))),
         }
     }
 }
@@ -254,15 +360,40 @@ pub fn key_text(key: &Dynamic) -> String {
     crate::sinks::field_text(key, "")
 }
 
+/// [`key_text`] of a JSON value.
+pub fn key_text_json(key: &serde_json::Value) -> String {
+    match key {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// What a script's error carries when a lookup failed.
+#[derive(Debug, Clone)]
+pub struct Failed(pub String);
+
+/// The reason of a lookup that failed a script, if that is why it failed.
+pub fn failure(e: &EvalAltResult) -> Option<String> {
+    match e {
+        EvalAltResult::ErrorRuntime(v, _) => v.read_lock::<Failed>().map(|f| f.0.clone()),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => failure(inner),
+        _ => None,
+    }
+}
+
 /// Registers `lookup(name, key)` on a script engine.
 pub fn register(engine: &mut rhai::Engine, tables: Arc<Tables>) {
     engine.register_fn(
         FUNCTION,
         move |name: ImmutableString, key: Dynamic| -> Result<Dynamic, Box<EvalAltResult>> {
             match tables.get(&name, &key_text(&key)) {
-                Ok(Some(row)) => Ok(crate::transform::convert::to_dynamic(row.clone())),
+                Ok(Some(row)) => Ok(crate::transform::convert::to_dynamic(row)),
                 Ok(None) => Ok(Dynamic::UNIT),
-                Err(e) => Err(e.into()),
+                Err(Miss::Unknown(e)) => Err(e.into()),
+                Err(Miss::Failed(e)) => Err(Box::new(EvalAltResult::ErrorRuntime(
+                    Dynamic::from(Failed(e)),
+                    rhai::Position::NONE,
+                ))),
             }
         },
     );
@@ -335,12 +466,14 @@ mod tests {
     #[test]
     fn an_unknown_table_names_the_others() {
         let t = Tables {
-            tables: IndexMap::from([("rates".to_owned(), Rows::default())]),
+            tables: IndexMap::from([("rates".to_owned(), Table::Rows(Rows::default()))]),
         };
         assert_eq!(t.get("rates", "EUR"), Ok(None));
         assert_eq!(
             t.get("rate", "EUR"),
-            Err("there is no lookup named `rate` (the lookups are `rates`)".into())
+            Err(Miss::Unknown(
+                "there is no lookup named `rate` (the lookups are `rates`)".into()
+            ))
         );
     }
 }

@@ -45,7 +45,12 @@ fn default_namespace() -> String {
 }
 
 fn default_dimensions() -> Vec<Dimension> {
-    vec![Dimension::Pipeline, Dimension::Stage, Dimension::Sink]
+    vec![
+        Dimension::Pipeline,
+        Dimension::Stage,
+        Dimension::Sink,
+        Dimension::Lookup,
+    ]
 }
 
 /// A dimension set of the published metrics.
@@ -59,6 +64,8 @@ pub enum Dimension {
     Stage,
     /// Deliveries, retries and latency per pipeline and sink.
     Sink,
+    /// Cache hits and misses per pipeline and DynamoDB lookup.
+    Lookup,
 }
 
 /// What one sink did during an invocation.
@@ -91,6 +98,8 @@ pub struct Report<'a> {
     pub timestamp_ms: u64,
     /// Whether the pipeline drops duplicates (`Deduplicated` is written then only).
     pub dedup: bool,
+    /// The DynamoDB lookups' cache hits and misses in the invocation.
+    pub lookups: &'a [(&'a str, u64, u64)],
 }
 
 fn document(
@@ -150,6 +159,21 @@ pub fn lines(config: &Config, r: &Report<'_>) -> Vec<String> {
             metrics.push((names::BATCH_AGE.emf, "Milliseconds", json!(age)));
         }
         out.push(document(config, r.timestamp_ms, &pipeline, &metrics));
+    }
+    for (table, hits, misses) in r
+        .lookups
+        .iter()
+        .filter(|_| config.dimensions.contains(&Dimension::Lookup))
+    {
+        out.push(document(
+            config,
+            r.timestamp_ms,
+            &[("Pipeline", r.pipeline), ("Lookup", table)],
+            &[
+                (names::LOOKUP_HITS.emf, "Count", json!(hits)),
+                (names::LOOKUP_MISSES.emf, "Count", json!(misses)),
+            ],
+        ));
     }
     if config.dimensions.contains(&Dimension::Stage) {
         for stage in Stage::ALL {
@@ -216,6 +240,7 @@ mod tests {
             dlq_stats: &SinkStats::default(),
             timestamp_ms: 1_764_000_000_000,
             dedup: false,
+            lookups: &[],
         };
         let lines: Vec<Value> = lines(&Config::default(), &report)
             .iter()
@@ -254,6 +279,7 @@ mod tests {
         // for a pipeline with `dedup:`).
         let report = Report {
             dedup: true,
+            lookups: &[("customers", 3, 1)],
             ..report
         };
         let lines: Vec<Value> = super::lines(&Config::default(), &report)

@@ -28,7 +28,7 @@ pub struct Counts {
     /// Records dropped because they failed validation with `on_invalid: drop`.
     pub dropped_invalid: u64,
     /// Dead-lettered records per stage, in the order of [`Stage::ALL`].
-    pub dead_lettered: [u64; 7],
+    pub dead_lettered: [u64; 8],
     /// Records no route took, with `unrouted: drop`.
     pub unrouted: u64,
     /// Records dropped because a record with the same deduplication key was

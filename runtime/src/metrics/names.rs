@@ -43,6 +43,7 @@ const PIPELINE: &[&str] = &["pipeline"];
 const STAGE: &[&str] = &["pipeline", "stage"];
 const SINK: &[&str] = &["pipeline", "sink"];
 const SHARD: &[&str] = &["pipeline", "shard"];
+const LOOKUP: &[&str] = &["pipeline", "lookup"];
 
 /// Records read from the source.
 pub const RECORDS_IN: Metric = Metric {
@@ -143,7 +144,7 @@ pub const BATCH_AGE: Metric = Metric {
 };
 
 /// Every metric both modes report.
-pub const ALL: [Metric; 12] = [
+pub const ALL: [Metric; 14] = [
     RECORDS_IN,
     DELIVERED,
     FILTERED,
@@ -156,6 +157,8 @@ pub const ALL: [Metric; 12] = [
     SINK_RETRIES,
     SINK_LATENCY,
     BATCH_AGE,
+    LOOKUP_HITS,
+    LOOKUP_MISSES,
 ];
 
 /// Records read from a shard and not yet checkpointed.
@@ -198,6 +201,22 @@ pub const SHARDS_WAITING: Metric = Metric {
     kind: Kind::Gauge,
     help: "Child shards waiting for their parents to be read to the end.",
 };
+/// Lookups a DynamoDB lookup's cache answered.
+pub const LOOKUP_HITS: Metric = Metric {
+    emf: "LookupCacheHits",
+    prometheus: "sluice_lookup_cache_hits_total",
+    labels: LOOKUP,
+    kind: Kind::Counter,
+    help: "Lookups of a DynamoDB lookup table that its cache answered.",
+};
+/// Lookups a DynamoDB lookup's cache could not answer.
+pub const LOOKUP_MISSES: Metric = Metric {
+    emf: "LookupCacheMisses",
+    prometheus: "sluice_lookup_cache_misses_total",
+    labels: LOOKUP,
+    kind: Kind::Counter,
+    help: "Lookups of a DynamoDB lookup table that its cache could not answer (read from the table).",
+};
 /// Closed shards read to their end.
 pub const SHARDS_FINISHED: Metric = Metric {
     emf: "",
@@ -227,7 +246,7 @@ pub fn table() -> String {
         let per = m
             .labels
             .iter()
-            .find(|l| **l == "stage" || **l == "sink")
+            .find(|l| **l == "stage" || **l == "sink" || **l == "lookup")
             .map(|l| format!(" per {l}"))
             .unwrap_or_default();
         let emf = if m.emf.is_empty() {

@@ -53,6 +53,8 @@ pub struct Snapshot<'a> {
     pub shards: &'a BTreeMap<String, ShardLag>,
     /// The worker group, when there is one.
     pub group: Option<(&'a str, &'a Status)>,
+    /// The DynamoDB lookups: name, cache hits, misses (and calls).
+    pub lookups: &'a [(&'a str, u64, u64, u64)],
 }
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -122,6 +124,19 @@ pub fn render(s: &Snapshot<'_>) -> String {
             }
         }
     }
+    for (k, m) in [names::LOOKUP_HITS, names::LOOKUP_MISSES]
+        .iter()
+        .enumerate()
+    {
+        if s.lookups.is_empty() {
+            break;
+        }
+        o.family(m.prometheus, m.kind.as_str(), m.help);
+        for (table, hits, misses, _) in s.lookups {
+            let labels = [("pipeline", s.pipeline), ("lookup", *table)];
+            o.sample(m.prometheus, &labels, if k == 0 { *hits } else { *misses });
+        }
+    }
     let m = names::BATCH_AGE;
     o.family(m.prometheus, m.kind.as_str(), m.help);
     for (shard, lag) in s.shards {
@@ -187,6 +202,7 @@ mod tests {
             ..Status::default()
         };
         let text = render(&Snapshot {
+            lookups: &[("customers", 5, 2, 1)],
             pipeline: "or\"ders",
             counts: &counts,
             sinks: &["archive".to_owned()],

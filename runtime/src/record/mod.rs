@@ -172,6 +172,8 @@ pub enum Stage {
     Validate,
     /// Running a transform script.
     Transform,
+    /// Reading a lookup table a script asked for.
+    Lookup,
     /// Choosing its sinks.
     Route,
     /// Reading its deduplication key.
@@ -182,11 +184,12 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 8] = [
         Stage::Decode,
         Stage::Parse,
         Stage::Validate,
         Stage::Transform,
+        Stage::Lookup,
         Stage::Route,
         Stage::Dedup,
         Stage::Sink,
@@ -199,6 +202,7 @@ impl Stage {
             Stage::Parse => "parse",
             Stage::Validate => "validate",
             Stage::Transform => "transform",
+            Stage::Lookup => "lookup",
             Stage::Route => "route",
             Stage::Dedup => "dedup",
             Stage::Sink => "sink",

@@ -46,6 +46,9 @@ pub struct Finding {
     pub column: usize,
 }
 
+/// The function scripts read lookup tables with (registered by `lookup`).
+pub const LOOKUP: &str = "lookup";
+
 /// A `lookup("name", …)` call of a script, with the name written as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LookupCall {
@@ -55,6 +58,40 @@ pub struct LookupCall {
     pub line: usize,
     /// 1-based column of the name in the script.
     pub column: usize,
+    /// The key, when it is a field of the record (`record.customer.id`:
+    /// `customer.id`), which can then be read before the script runs.
+    pub key_path: Option<String>,
+}
+
+/// The path of `record.a.b` (`a.b`); `None` for anything else.
+fn record_path(e: &Expr) -> Option<String> {
+    fn rest(e: &Expr, out: &mut Vec<String>) -> Option<()> {
+        match e {
+            Expr::Property(p, _) => out.push(p.2.to_string()),
+            Expr::Dot(d, flags, _) if !flags.contains(rhai::ASTFlags::NEGATED) => {
+                let Expr::Property(p, _) = &d.lhs else {
+                    return None;
+                };
+                out.push(p.2.to_string());
+                rest(&d.rhs, out)?;
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+    let Expr::Dot(d, flags, _) = e else {
+        return None;
+    };
+    if flags.contains(rhai::ASTFlags::NEGATED) {
+        return None;
+    }
+    match &d.lhs {
+        Expr::Variable(v, ..) if v.2.is_empty() && v.1.as_str() == "record" => {}
+        _ => return None,
+    }
+    let mut parts = Vec::new();
+    rest(&d.rhs, &mut parts)?;
+    Some(parts.join("."))
 }
 
 /// The `lookup` calls of a script (or a condition) whose table is named by
@@ -73,7 +110,7 @@ pub fn lookup_calls(source: &str) -> Vec<LookupCall> {
             _ => None,
         };
         if let Some(f) = call
-            && f.name == crate::lookup::FUNCTION
+            && f.name == LOOKUP
             && f.args.len() == 2
             && let Expr::StringConstant(name, pos) = &f.args[0]
         {
@@ -81,6 +118,7 @@ pub fn lookup_calls(source: &str) -> Vec<LookupCall> {
                 name: name.to_string(),
                 line: pos.line().unwrap_or(1),
                 column: pos.position().unwrap_or(1),
+                key_path: record_path(&f.args[1]),
             });
         }
         true
@@ -514,6 +552,29 @@ mod tests {
         ] {
             assert_eq!(messages(fine), [], "{fine}");
         }
+    }
+
+    #[test]
+    fn lookup_calls_name_their_table_and_a_key_read_from_the_record() {
+        let calls = lookup_calls(
+            "let c = lookup(\"customers\", record.customer.id);\n\
+             record.r = lookup(\"rates\", record.currency).usd;\n\
+             lookup(\"x\", record.a + \"b\");\n\
+             let name = \"y\"; lookup(name, record.k);\n\
+             record",
+        );
+        let got: Vec<(&str, usize, usize, Option<&str>)> = calls
+            .iter()
+            .map(|c| (c.name.as_str(), c.line, c.column, c.key_path.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("customers", 1, 16, Some("customer.id")),
+                ("rates", 2, 19, Some("currency")),
+                ("x", 3, 8, None),
+            ]
+        );
     }
 
     #[test]

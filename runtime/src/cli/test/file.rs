@@ -128,6 +128,9 @@ pub struct StageCounts {
     /// The deduplication key.
     #[serde(default)]
     pub dedup: u64,
+    /// A lookup table that could not be read.
+    #[serde(default)]
+    pub lookup: u64,
     /// A sink's rejection.
     #[serde(default)]
     pub sink: u64,
@@ -135,12 +138,13 @@ pub struct StageCounts {
 
 impl StageCounts {
     /// In the order of [`Stage::ALL`].
-    pub fn as_array(&self) -> [u64; 7] {
+    pub fn as_array(&self) -> [u64; 8] {
         [
             self.decode,
             self.parse,
             self.validate,
             self.transform,
+            self.lookup,
             self.route,
             self.dedup,
             self.sink,
