@@ -303,3 +303,53 @@ fn a_lookup_table_that_does_not_exist_dead_letters_with_the_reason() {
         "{s}"
     );
 }
+
+#[test]
+fn a_lookup_file_in_s3_is_read_when_the_pipeline_starts() {
+    let moto = common::moto::Moto::start();
+    let rt = common::aws::rt();
+    let s3 = common::aws::s3_client(&rt.block_on(moto.sdk_config()));
+    rt.block_on(common::aws::create_bucket(&s3, "tables"));
+    rt.block_on(
+        s3.put_object()
+            .bucket("tables")
+            .key("rates/rates.csv")
+            .body("currency,usd\nEUR,1.08\n".as_bytes().to_vec().into())
+            .send(),
+    )
+    .unwrap();
+    let t = tempfile::tempdir().unwrap();
+    common::write_jsonl(
+        t.path(),
+        "in.jsonl",
+        &[json!({"c": "EUR"}), json!({"c": "JPY"})],
+    );
+    let body = |path: &str| {
+        format!(
+            "source: {{ type: file, path: in.jsonl }}\n\
+             lookups: {{ rates: {{ type: file, path: '{path}', key: currency }} }}\n\
+             transforms: [{{ name: t, script: 'record.usd = lookup(\"rates\", record.c)?.usd; record' }}]\n\
+             routes: [{{ to: [out] }}]\n\
+             sinks: {{ out: {{ type: file, path: out.jsonl }} }}\n\
+             dlq: {{ type: file, path: dlq.jsonl }}\n"
+        )
+    };
+    let p = common::write_pipeline(t.path(), "t", &body("s3://tables/rates/rates.csv"));
+    let (code, _, err) = run_on(&moto, &p);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")),
+        [
+            json!({"c": "EUR", "usd": "1.08"}),
+            json!({"c": "JPY", "usd": null})
+        ]
+    );
+    // An object that is not there stops the start, naming it.
+    let p = common::write_pipeline(t.path(), "t", &body("s3://tables/rates/gone.csv"));
+    let (code, _, err) = run_on(&moto, &p);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("lookup `rates` (`s3://tables/rates/gone.csv`): get_object of `s3://tables/rates/gone.csv` failed: NoSuchKey"),
+        "{err}"
+    );
+}

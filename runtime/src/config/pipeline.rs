@@ -84,9 +84,6 @@ impl Pipeline {
                 .dedup
                 .as_ref()
                 .is_some_and(|d| matches!(d.store, dedup::StoreConfig::Dynamodb(_)))
-            || self
-                .lookups
-                .values()
-                .any(|l| matches!(l, lookup::Config::Dynamodb(_)))
+            || self.lookups.values().any(lookup::Config::uses_aws)
     }
 }

@@ -140,11 +140,17 @@ pub(crate) async fn open_outputs(
         .open(&cx)
         .await
         .map_err(|e| e.context("the dead-letter queue"))?;
-    // DynamoDB lookups read on the workers' threads, through this runtime.
+    // DynamoDB lookups read on the workers' threads, through this runtime;
+    // lookup files kept in S3 are read now.
     if let Some(aws) = &cx.aws {
         loaded
             .lookups
             .connect(aws.dynamodb(), &tokio::runtime::Handle::current(), &p.retry);
+        loaded
+            .lookups
+            .fetch(aws.s3(), &p.retry)
+            .await
+            .map_err(Error::fatal)?;
     }
     let dedup = match &p.dedup {
         Some(d) => Some(crate::dedup::Dedup {

@@ -12,7 +12,7 @@ pub mod dynamodb;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
 use rhai::{Dynamic, EvalAltResult, ImmutableString};
@@ -34,11 +34,27 @@ pub enum Config {
 }
 
 impl Config {
-    /// The IAM statements the table needs (none for a file).
+    /// Whether the table is read from AWS (DynamoDB, or an S3 object).
+    pub fn uses_aws(&self) -> bool {
+        match self {
+            Config::File(f) => f.path.starts_with("s3://"),
+            Config::Dynamodb(_) => true,
+        }
+    }
+
+    /// The IAM statements the table needs (none for a local file).
     pub fn permissions(&self) -> Vec<serde_json::Value> {
         use crate::aws::iam::{statement, table_arn};
         match self {
-            Config::File(_) => Vec::new(),
+            Config::File(f) => match f.path.strip_prefix("s3://") {
+                Some(object) => vec![statement(
+                    &["s3:GetObject"],
+                    vec![crate::aws::iam::sub(format!(
+                        "arn:${{AWS::Partition}}:s3:::{object}"
+                    ))],
+                )],
+                None => Vec::new(),
+            },
             Config::Dynamodb(d) => vec![statement(
                 &["dynamodb:GetItem", "dynamodb:BatchGetItem"],
                 vec![table_arn(&d.table)],
@@ -54,7 +70,8 @@ impl Config {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "FileLookup")]
 pub struct FileConfig {
-    /// Path of the file, relative to the pipeline file's folder. `.csv` is
+    /// Path of the file, relative to the pipeline file's folder, or an S3
+    /// object (`s3://bucket/key`, read when the pipeline starts). `.csv` is
     /// read as CSV, anything else as JSON Lines (unless `format` says).
     #[schemars(length(min = 1))]
     pub path: String,
@@ -143,6 +160,11 @@ impl Rows {
     pub fn load(path: &Path, config: &FileConfig) -> Result<Rows, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        Rows::parse(&text, config)
+    }
+
+    /// Reads a lookup file's text.
+    pub fn parse(text: &str, config: &FileConfig) -> Result<Rows, String> {
         let mut out = Rows {
             key: config.key.clone(),
             ..Rows::default()
@@ -201,6 +223,8 @@ impl Rows {
 pub enum Table {
     /// Rows in memory.
     Rows(Rows),
+    /// Rows of an S3 object, read when the pipeline starts.
+    S3(FileConfig, OnceLock<Rows>),
     /// A DynamoDB table.
     Dynamodb(Box<dynamodb::Remote>),
 }
@@ -228,6 +252,9 @@ impl Tables {
         resolve: &dyn Fn(&str) -> std::path::PathBuf,
     ) -> Result<Table, String> {
         match config {
+            Config::File(f) if f.path.starts_with("s3://") => {
+                Ok(Table::S3(f.clone(), OnceLock::new()))
+            }
             Config::File(f) => Rows::load(&resolve(&f.path), f)
                 .map(Table::Rows)
                 .map_err(|e| format!("lookup `{name}` (`{}`): {e}", f.path)),
@@ -254,6 +281,37 @@ impl Tables {
         }
     }
 
+    /// Reads the tables kept in S3.
+    pub async fn fetch(
+        &self,
+        s3: &aws_sdk_s3::Client,
+        retry: &crate::delivery::Policy,
+    ) -> Result<(), String> {
+        for (name, t) in &self.tables {
+            let Table::S3(config, rows) = t else { continue };
+            let at = |e: String| format!("lookup `{name}` (`{}`): {e}", config.path);
+            let (bucket, key) = config.path["s3://".len()..]
+                .split_once('/')
+                .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+                .ok_or_else(|| at("expected s3://bucket/key".into()))?;
+            let what = format!("get_object of `{}`", config.path);
+            let object = retry
+                .send(&what, || s3.get_object().bucket(bucket).key(key).send())
+                .await
+                .map_err(|e| at(e.message))?;
+            let body = object
+                .body
+                .collect()
+                .await
+                .map_err(|e| at(format!("reading it failed: {e}")))?
+                .into_bytes();
+            let text =
+                String::from_utf8(body.to_vec()).map_err(|_| at("it is not UTF-8".into()))?;
+            let _ = rows.set(Rows::parse(&text, config).map_err(at)?);
+        }
+        Ok(())
+    }
+
     /// The DynamoDB tables: name, cache hits, misses and calls made so far.
     pub fn stats(&self) -> Vec<(&str, u64, u64, u64)> {
         use std::sync::atomic::Ordering::Relaxed;
@@ -266,7 +324,7 @@ impl Tables {
                     r.stats.misses.load(Relaxed),
                     r.stats.calls.load(Relaxed),
                 )),
-                Table::Rows(_) => None,
+                Table::Rows(_) | Table::S3(..) => None,
             })
             .collect()
     }
@@ -293,6 +351,7 @@ impl Tables {
         for (name, table) in &self.tables {
             let key = match table {
                 Table::Rows(r) => r.key.as_str(),
+                Table::S3(c, _) => c.key.as_str(),
                 Table::Dynamodb(r) => r.key(),
             };
             let table = match (replace.get(name), table) {
@@ -304,6 +363,7 @@ impl Tables {
                     key: rows.key.clone(),
                     rows: rows.rows.clone(),
                 }),
+                (None, Table::S3(c, _)) => Table::S3(c.clone(), OnceLock::new()),
                 // Not connected: a lookup says to give the case's rows.
                 (None, Table::Dynamodb(r)) => Table::Dynamodb(Box::new(dynamodb::Remote::new(
                     name,
@@ -348,6 +408,13 @@ impl Tables {
     pub fn get(&self, name: &str, key: &str) -> Result<Option<serde_json::Value>, Miss> {
         match self.tables.get(name) {
             Some(Table::Rows(rows)) => Ok(rows.rows.get(key).cloned()),
+            Some(Table::S3(c, rows)) => match rows.get() {
+                Some(rows) => Ok(rows.rows.get(key).cloned()),
+                None => Err(Miss::Failed(format!(
+                    "lookup `{name}` reads `{}`, which `sluice test` does not read: give the case's rows under `lookups`",
+                    c.path
+                ))),
+            },
             Some(Table::Dynamodb(r)) => r.get(key).map_err(Miss::Failed),
             None => Err(Miss::Unknown(self.unknown(name))),
         }
