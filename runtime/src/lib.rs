@@ -8,6 +8,7 @@
 //! Dependencies point one way: entries → `engine` → stages (`decode`,
 //! `validate`, `transform`, `route`, `dedup`, `sinks`, `delivery`) → `record`.
 
+pub mod aggregate;
 pub mod aws;
 pub mod cli;
 pub mod config;

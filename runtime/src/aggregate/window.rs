@@ -1,0 +1,334 @@
+//! The windows of an aggregate: which window a record falls in, when a
+//! window closes, and what it emits. Pure: records come in the order their
+//! batches are committed, and the same records give the same output.
+//!
+//! Tumbling windows of `size` start at multiples of `size` since the epoch.
+//! The watermark is the latest event time seen; a window closes once the
+//! watermark reaches its end plus the allowed lateness, and is emitted then.
+//! A record whose window closed already is late: refused, not counted.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::reduce::{Acc, Reducer};
+
+/// What an aggregate computes.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Window length in milliseconds.
+    pub size_ms: i64,
+    /// How long after its end a window still takes records, in milliseconds.
+    pub lateness_ms: i64,
+    /// The output field of each group-by path.
+    pub group_names: Vec<String>,
+    /// The output fields and their reducers, in order.
+    pub reducers: Vec<(String, Reducer)>,
+    /// The most windows open at once.
+    pub max_open: usize,
+}
+
+/// One record's part in an aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    /// Its group-by values (`null` for a missing field).
+    pub group: Vec<Value>,
+    /// Its event time, in milliseconds since the epoch.
+    pub time_ms: i64,
+    /// Per reducer, the value it reads (`None` for `count()`, or missing).
+    pub values: Vec<Option<Value>>,
+}
+
+/// Why a record was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Its window closed already.
+    Late {
+        /// Its window's end, in milliseconds.
+        window_end: i64,
+        /// The latest event time seen, in milliseconds.
+        watermark: i64,
+    },
+    /// Opening its window would pass `max_open`.
+    TooManyWindows(usize),
+    /// A reducer cannot take its value.
+    Value(String),
+}
+
+impl Refused {
+    /// The reason, as a dead letter says it.
+    pub fn reason(&self) -> String {
+        match self {
+            Refused::Late {
+                window_end,
+                watermark,
+            } => format!(
+                "late: its window ended at {}, and records up to {} were seen",
+                crate::record::time::rfc3339_millis(*window_end),
+                crate::record::time::rfc3339_millis(*watermark)
+            ),
+            Refused::TooManyWindows(n) => format!(
+                "{n} windows are open, the most `max_open_windows` allows: the record would open another"
+            ),
+            Refused::Value(why) => why.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Window {
+    group: Vec<Value>,
+    accs: Vec<Acc>,
+}
+
+/// The open windows of one aggregate (in `sluice run`, of the whole input).
+#[derive(Debug)]
+pub struct Windows {
+    spec: Spec,
+    /// By (end, group as JSON): the order windows are emitted in.
+    open: BTreeMap<(i64, String), Window>,
+    watermark: Option<i64>,
+}
+
+impl Windows {
+    /// No window open.
+    pub fn new(spec: Spec) -> Windows {
+        Windows {
+            spec,
+            open: BTreeMap::new(),
+            watermark: None,
+        }
+    }
+
+    /// How many windows are open.
+    pub fn open(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Adds a record to its window.
+    pub fn add(&mut self, c: &Contribution) -> Result<(), Refused> {
+        let size = self.spec.size_ms;
+        let start = c.time_ms.div_euclid(size) * size;
+        let end = start.saturating_add(size);
+        if let Some(w) = self.watermark
+            && end.saturating_add(self.spec.lateness_ms) <= w
+        {
+            return Err(Refused::Late {
+                window_end: end,
+                watermark: w,
+            });
+        }
+        let key = (end, Value::Array(c.group.clone()).to_string());
+        if !self.open.contains_key(&key) && self.open.len() >= self.spec.max_open {
+            return Err(Refused::TooManyWindows(self.open.len()));
+        }
+        // Checked before anything changes: a refused record leaves no trace.
+        for ((name, r), v) in self.spec.reducers.iter().zip(&c.values) {
+            r.check(v.as_ref())
+                .map_err(|why| Refused::Value(format!("`{name}`: {why}")))?;
+        }
+        let reducers = &self.spec.reducers;
+        let window = self.open.entry(key).or_insert_with(|| Window {
+            group: c.group.clone(),
+            accs: reducers.iter().map(|(_, r)| r.start()).collect(),
+        });
+        for (acc, v) in window.accs.iter_mut().zip(&c.values) {
+            acc.add(v.as_ref());
+        }
+        self.watermark = Some(self.watermark.map_or(c.time_ms, |w| w.max(c.time_ms)));
+        Ok(())
+    }
+
+    /// Takes the windows the watermark closed, in order of their end, then
+    /// of their group: each as its output record.
+    pub fn closed(&mut self) -> Vec<Value> {
+        let Some(w) = self.watermark else {
+            return Vec::new();
+        };
+        let lateness = self.spec.lateness_ms;
+        let keep = self
+            .open
+            .keys()
+            .find(|(end, _)| end.saturating_add(lateness) > w)
+            .cloned();
+        let rest = match keep {
+            Some(k) => self.open.split_off(&k),
+            None => BTreeMap::new(),
+        };
+        let done = std::mem::replace(&mut self.open, rest);
+        done.into_iter().map(|(k, w)| self.emit(k.0, w)).collect()
+    }
+
+    /// Takes every open window (the end of the input), in the same order.
+    pub fn all(&mut self) -> Vec<Value> {
+        let done = std::mem::take(&mut self.open);
+        done.into_iter().map(|(k, w)| self.emit(k.0, w)).collect()
+    }
+
+    fn emit(&self, end: i64, w: Window) -> Value {
+        let mut out = Map::new();
+        for (name, v) in self.spec.group_names.iter().zip(w.group) {
+            out.insert(name.clone(), v);
+        }
+        out.insert(
+            "window_start".into(),
+            Value::String(crate::record::time::rfc3339_millis(end - self.spec.size_ms)),
+        );
+        out.insert(
+            "window_end".into(),
+            Value::String(crate::record::time::rfc3339_millis(end)),
+        );
+        for ((name, _), acc) in self.spec.reducers.iter().zip(w.accs) {
+            out.insert(name.clone(), acc.finish());
+        }
+        Value::Object(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use serde_json::json;
+
+    /// The distinct group keys of some records, for tests.
+    fn groups(records: &[Value], names: &[&str]) -> HashSet<String> {
+        records
+            .iter()
+            .map(|r| {
+                names
+                    .iter()
+                    .map(|n| r[*n].to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect()
+    }
+
+    const MIN: i64 = 60_000;
+
+    fn spec(lateness_ms: i64) -> Spec {
+        Spec {
+            size_ms: 5 * MIN,
+            lateness_ms,
+            group_names: vec!["device".into()],
+            reducers: vec![
+                ("n".into(), Reducer::Count),
+                ("avg".into(), Reducer::Avg),
+                ("max".into(), Reducer::Max),
+                ("first".into(), Reducer::First),
+            ],
+            max_open: 3,
+        }
+    }
+
+    fn c(device: &str, minute: i64, t: f64) -> Contribution {
+        Contribution {
+            group: vec![json!(device)],
+            time_ms: minute * MIN,
+            values: vec![None, Some(json!(t)), Some(json!(t)), Some(json!(t))],
+        }
+    }
+
+    #[test]
+    fn a_window_closes_when_the_watermark_passes_its_end() {
+        let mut w = Windows::new(spec(0));
+        for x in [c("a", 0, 1.0), c("b", 1, 10.0), c("a", 4, 3.0)] {
+            w.add(&x).unwrap();
+        }
+        assert_eq!(w.closed(), Vec::<Value>::new());
+        // Minute 5 is the next window's: the first closes, `a` before `b`.
+        w.add(&c("a", 5, 7.0)).unwrap();
+        assert_eq!(
+            w.closed(),
+            [
+                json!({"device": "a", "window_start": "1970-01-01T00:00:00.000Z",
+                       "window_end": "1970-01-01T00:05:00.000Z",
+                       "n": 2, "avg": 2.0, "max": 3.0, "first": 1.0}),
+                json!({"device": "b", "window_start": "1970-01-01T00:00:00.000Z",
+                       "window_end": "1970-01-01T00:05:00.000Z",
+                       "n": 1, "avg": 10.0, "max": 10.0, "first": 10.0}),
+            ]
+        );
+        // A record of the closed window is late, and changes nothing.
+        assert_eq!(
+            w.add(&c("b", 2, 0.0)),
+            Err(Refused::Late {
+                window_end: 5 * MIN,
+                watermark: 5 * MIN
+            })
+        );
+        assert_eq!(w.all().len(), 1);
+        assert_eq!(w.open(), 0);
+    }
+
+    #[test]
+    fn allowed_lateness_keeps_a_window_open_longer() {
+        let mut w = Windows::new(spec(MIN));
+        w.add(&c("a", 4, 1.0)).unwrap();
+        w.add(&c("a", 5, 2.0)).unwrap();
+        // The watermark (minute 5) is within a minute of the end: still open.
+        assert!(w.closed().is_empty());
+        w.add(&c("a", 3, 5.0)).unwrap();
+        w.add(&c("a", 6, 2.0)).unwrap();
+        let out = w.closed();
+        assert_eq!(
+            (out.len(), &out[0]["n"], &out[0]["max"]),
+            (1, &json!(2), &json!(5.0))
+        );
+        assert!(matches!(w.add(&c("a", 1, 0.0)), Err(Refused::Late { .. })));
+    }
+
+    #[test]
+    fn out_of_order_records_give_the_same_windows() {
+        let records = [
+            c("a", 0, 1.0),
+            c("b", 3, 2.0),
+            c("a", 2, 4.0),
+            c("b", 1, 8.0),
+            c("a", 4, 16.0),
+        ];
+        let mut in_order = records.to_vec();
+        in_order.sort_by_key(|r| r.time_ms);
+        let run = |rs: &[Contribution]| {
+            let mut w = Windows::new(spec(0));
+            for r in rs {
+                w.add(r).unwrap();
+            }
+            w.all()
+        };
+        let (a, b) = (run(&records), run(&in_order));
+        assert_eq!(a.len(), 2);
+        // `first` is the first to arrive; the rest does not depend on order.
+        for (x, y) in a.iter().zip(&b) {
+            for f in ["device", "window_start", "n", "avg", "max"] {
+                assert_eq!(x[f], y[f]);
+            }
+        }
+        assert_eq!(a[1]["first"], json!(2.0));
+        assert_eq!(b[1]["first"], json!(8.0));
+    }
+
+    #[test]
+    fn windows_past_max_open_are_refused_and_a_bad_value_changes_nothing() {
+        let mut w = Windows::new(spec(0));
+        for d in ["a", "b", "c"] {
+            w.add(&c(d, 0, 1.0)).unwrap();
+        }
+        assert_eq!(w.add(&c("d", 0, 1.0)), Err(Refused::TooManyWindows(3)));
+        // An open window still takes records.
+        w.add(&c("a", 1, 1.0)).unwrap();
+        let bad = Contribution {
+            values: vec![None, Some(json!("hot")), Some(json!(1)), Some(json!(1))],
+            ..c("a", 1, 0.0)
+        };
+        assert_eq!(
+            w.add(&bad),
+            Err(Refused::Value("`avg`: \"hot\" is not a number".into()))
+        );
+        let out = w.all();
+        assert_eq!(out[0]["n"], 2);
+        assert_eq!(groups(&out, &["device"]).len(), 3);
+    }
+}
