@@ -222,8 +222,10 @@ fn to_one_output(built: &mut Built) {
     built.route_places = Vec::new();
     built.sink_names = vec!["output".into()];
     built.sink_keys = vec![Vec::new()];
-    // What the transforms make, each record: duplicates are the run's to drop.
+    // What the transforms make, each record: duplicates are the run's to
+    // drop, windows its to aggregate.
     built.dedup = None;
+    built.aggregate = None;
 }
 
 /// A pipeline of one transform, `script`, reading JSON lines.
@@ -245,6 +247,7 @@ fn alone(script: &str) -> Built {
         dedup: None,
         lookups: Default::default(),
         prefetch: Vec::new(),
+        aggregate: None,
     };
     to_one_output(&mut built);
     built

@@ -436,6 +436,12 @@ fn human_summary(
             c.deduplicated
         ));
     }
+    if c.aggregated > 0 || c.aggregates_out > 0 {
+        s.push_str(&format!(
+            "  aggregated     {:>10}   into windows only; {} records made by the aggregate\n",
+            c.aggregated, c.aggregates_out
+        ));
+    }
     if c.failed > 0 {
         s.push_str(&format!(
             "  not delivered  {:>10}   a sink or the DLQ did not take them\n",
@@ -508,6 +514,8 @@ fn json_summary(
         "first_reasons": reasons.by_stage().into_iter().map(|(s, r)| (s.to_owned(), json!(r))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "unrouted": c.unrouted,
         "deduplicated": c.deduplicated,
+        "aggregated": c.aggregated,
+        "aggregates_out": c.aggregates_out,
         "lookups": lookups.iter().map(|(t, hits, misses, calls)| ((*t).to_owned(), json!({"hits": hits, "misses": misses, "calls": calls}))).collect::<serde_json::Map<String, serde_json::Value>>(),
         "failed": c.failed,
         "balanced": c.balanced(),

@@ -119,6 +119,7 @@ pub fn check(
     let scripts = check_transforms(cx, p, dir, &engine, diags);
     check_routes(cx, p, &engine, diags);
     check_dedup(cx, p, &engine, diags);
+    check_aggregate(cx, p, diags);
     check_source(cx, p, diags);
     let places = places(cx, p, dir, &scripts, diags);
     let lookups = check_lookups(cx, p, dir, &scripts, &places, diags);
@@ -273,6 +274,87 @@ fn places(
         })
         .collect();
     Places { transforms, routes }
+}
+
+/// The aggregate's reducers, the routes that take its records, and the
+/// sources it runs with.
+fn check_aggregate(cx: &Cx<'_>, p: &Pipeline, diags: &mut Diagnostics) {
+    let name = p.aggregate.as_ref().map(|a| a.name.as_str());
+    for (i, r) in p.routes.iter().enumerate() {
+        if let Some(from) = &r.from
+            && Some(from.as_str()) != name
+        {
+            let d = Diagnostic::error(
+                Code::UnknownReference,
+                format!(
+                    "route #{} takes the records of aggregate `{from}`, which is not defined",
+                    i + 1
+                ),
+            )
+            .at(cx.file, cx.value_span(&format!("/routes/{i}/from")));
+            diags.push(match name {
+                Some(n) => d.help(format!("the aggregate is `{n}`")),
+                None => d.help("define it under `aggregate:`"),
+            });
+        }
+    }
+    let Some(a) = &p.aggregate else {
+        return;
+    };
+    if !p
+        .routes
+        .iter()
+        .any(|r| r.from.as_deref() == Some(a.name.as_str()))
+    {
+        diags.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                format!("no route takes the records of aggregate `{}`", a.name),
+            )
+            .at(cx.file, cx.value_span("/aggregate/name"))
+            .help(format!(
+                "add a route such as `{{ from: {}, to: [SINK] }}`",
+                a.name
+            )),
+        );
+    }
+    let source = p.source.type_name();
+    if !matches!(source, "file" | "stdin") {
+        diags.push(
+            Diagnostic::error(
+                Code::UnsupportedMode,
+                format!("`aggregate` runs with a `file` or `stdin` source so far, not `{source}`: windows kept per shard until their records are acknowledged, and Lambda's tumbling windows, are not built yet"),
+            )
+            .at(cx.file, cx.key_span("/aggregate"))
+            .help("docs/aggregate.md says what runs today"),
+        );
+    }
+    if p.dedup.is_some() {
+        diags.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                "`aggregate` and `dedup` cannot be used together yet: a duplicate would be counted in its window before it is dropped",
+            )
+            .at(cx.file, cx.key_span("/dedup")),
+        );
+    }
+    for (name, written) in &a.emit {
+        if let Err(e) = crate::aggregate::reduce::parse(written) {
+            let pointer = format!(
+                "/aggregate/emit/{}",
+                name.replace('~', "~0").replace('/', "~1")
+            );
+            diags.push(
+                Diagnostic::error(Code::InvalidValue, e).at(cx.file, cx.value_span(&pointer)),
+            );
+        }
+    }
+    if a.window.tumbling.0.is_zero() {
+        diags.push(
+            Diagnostic::error(Code::InvalidValue, "`window.tumbling` is zero")
+                .at(cx.file, cx.value_span("/aggregate/window/tumbling")),
+        );
+    }
 }
 
 /// The dedup key compiles (when it is an expression) and the time to live is not zero.

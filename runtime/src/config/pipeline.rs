@@ -5,7 +5,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::{
-    aws, decode, dedup, delivery, lookup, metrics, route, sinks, sources, transform, validate,
+    aggregate, aws, decode, dedup, delivery, lookup, metrics, route, sinks, sources, transform,
+    validate,
 };
 
 /// A Sluice pipeline: a source, optional schemas and transforms, routes, sinks and a dead-letter queue.
@@ -45,6 +46,10 @@ pub struct Pipeline {
     /// What happens to a record no route takes: `dlq` (default) or `drop` (counted as unrouted).
     #[serde(default)]
     pub unrouted: route::Unrouted,
+    /// One record per group and window of time, made from the records the
+    /// transforms left; routes take them with `from: NAME`.
+    #[serde(default)]
+    pub aggregate: Option<aggregate::Config>,
     /// Drop a record whose key was delivered within a time to live, counted
     /// as deduplicated; without it, every record goes on.
     #[serde(default)]

@@ -214,6 +214,7 @@ fn anchor(name: &str) -> String {
         "Route" => "routes".into(),
         "DedupStore" => "dedup-stores".into(),
         "Lookup" => "lookups".into(),
+        "AggregateTime" | "AggregateWindow" => "aggregate-window-and-time".into(),
         "LookupCache" => "lookup-cache".into(),
         "SchemaSource" => "schemas".into(),
         "Unrouted" => "unrouted-records".into(),

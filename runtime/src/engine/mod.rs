@@ -7,6 +7,7 @@
 //! envelopes, and counts. Writing those out is the runner's job ([`run`]).
 
 pub mod acks;
+pub mod aggregate;
 pub mod budget;
 pub mod commit;
 pub mod open;
@@ -29,6 +30,9 @@ use crate::transform::native::{self, Compare};
 use crate::transform::{self, Limits, Meta, RecordScope, convert};
 use crate::validate::{OnInvalid, Validator};
 
+/// A route: its condition's source, if any, and its sinks' indexes.
+pub type Route = (Option<String>, Vec<usize>);
+
 /// A pipeline ready to run: everything compiled or resolved once at start-up.
 pub struct Built {
     /// The pipeline's name.
@@ -46,7 +50,7 @@ pub struct Built {
     /// Where each route's condition is written.
     pub route_places: Vec<transform::Place>,
     /// Routes: optional condition source, and sink indexes.
-    pub routes: Vec<(Option<String>, Vec<usize>)>,
+    pub routes: Vec<Route>,
     /// What happens to records no route takes.
     pub unrouted: Unrouted,
     /// Sink names, in the order of `sinks:`.
@@ -65,6 +69,9 @@ pub struct Built {
     /// (`lookup("name", record.field)`): table and field path, read ahead
     /// for each batch.
     pub prefetch: Vec<(String, String)>,
+    /// The aggregate, and the pipeline its records go through (the routes
+    /// that take them, no schema, no transforms).
+    pub aggregate: Option<(crate::aggregate::Aggregate, Arc<Built>)>,
 }
 
 impl Built {
@@ -87,19 +94,63 @@ impl Built {
             .values()
             .map(crate::sinks::Config::key_fields)
             .collect();
-        let routes = p
-            .routes
-            .iter()
-            .map(|r| {
-                let mut idx: Vec<usize> =
-                    r.to.iter()
-                        .filter_map(|name| sink_names.iter().position(|s| s == name))
-                        .collect();
-                idx.sort_unstable();
-                idx.dedup();
-                (r.when.clone(), idx)
-            })
-            .collect();
+        // The source's records take the routes without `from`; an
+        // aggregate's, those that name it.
+        let routes_from = |from: Option<&str>| -> (Vec<Route>, Vec<transform::Place>) {
+            p.routes
+                .iter()
+                .zip(
+                    loaded
+                        .places
+                        .routes
+                        .iter()
+                        .cloned()
+                        .chain(std::iter::repeat_with(Default::default)),
+                )
+                .filter(|(r, _)| r.from.as_deref() == from)
+                .map(|(r, place)| {
+                    let mut idx: Vec<usize> =
+                        r.to.iter()
+                            .filter_map(|name| sink_names.iter().position(|s| s == name))
+                            .collect();
+                    idx.sort_unstable();
+                    idx.dedup();
+                    ((r.when.clone(), idx), place)
+                })
+                .unzip()
+        };
+        let (routes, route_places) = routes_from(None);
+        let aggregate = match &p.aggregate {
+            None => None,
+            Some(c) => {
+                let a = crate::aggregate::Aggregate::new(c).map_err(|e| e.join("; "))?;
+                let (routes, route_places) = routes_from(Some(&c.name));
+                let outputs = Built {
+                    name: Arc::from(p.name.as_str()),
+                    source_type: "aggregate",
+                    format: Format::Json,
+                    validator: None,
+                    transforms: Vec::new(),
+                    transform_places: Vec::new(),
+                    route_places,
+                    routes,
+                    unrouted: p.unrouted,
+                    sink_names: sink_names.clone(),
+                    sink_keys: p
+                        .sinks
+                        .values()
+                        .map(crate::sinks::Config::key_fields)
+                        .collect(),
+                    limits: p.limits.clone(),
+                    debug: false,
+                    dedup: None,
+                    lookups: Arc::clone(&loaded.lookups),
+                    prefetch: Vec::new(),
+                    aggregate: None,
+                };
+                Some((a, Arc::new(outputs)))
+            }
+        };
         Ok(Built {
             name: Arc::from(p.name.as_str()),
             source_type: p.source.type_name(),
@@ -113,7 +164,7 @@ impl Built {
                 .collect(),
             routes,
             transform_places: loaded.places.transforms.clone(),
-            route_places: loaded.places.routes.clone(),
+            route_places,
             unrouted: p.unrouted,
             sink_names,
             sink_keys,
@@ -122,6 +173,7 @@ impl Built {
             dedup: p.dedup.as_ref().map(|d| crate::dedup::Key::parse(&d.key)),
             lookups: Arc::clone(&loaded.lookups),
             prefetch: prefetch(&loaded.scripts, &loaded.lookups),
+            aggregate,
         })
     }
 }
@@ -216,6 +268,11 @@ pub struct BatchOutput {
     /// Routed records (by id) taken out of the sinks' lines at commit:
     /// duplicates, or records the dedup store could not be asked about.
     pub removed: Vec<u32>,
+    /// With `aggregate:`, each record's part in it, in order: with its
+    /// index in the batch and whether a route took it too.
+    pub contributions: Vec<(crate::aggregate::window::Contribution, u32, bool)>,
+    /// How many records were routed (the ids given).
+    pub routed: u32,
 }
 
 impl BatchOutput {
@@ -398,6 +455,8 @@ impl Worker {
             fan_out: Default::default(),
             dedup_keys: Vec::new(),
             removed: Vec::new(),
+            contributions: Vec::new(),
+            routed: 0,
         };
         if !built.prefetch.is_empty() {
             prefetch_lookups(&built, batch);
@@ -407,6 +466,8 @@ impl Worker {
             built: &built,
             out: &mut out,
             batch_time,
+            batch_time_ms: chrono::DateTime::parse_from_rfc3339(batch_time)
+                .map_or(0, |t| t.timestamp_millis()),
             raw_index: 0,
             routed: 0,
             fan_out: Vec::new(),
@@ -416,6 +477,7 @@ impl Worker {
             cx.out.counts.records_in += 1;
             self.mark(&cx);
             let routed = cx.routed;
+            let contributions = cx.out.contributions.len();
             self.at = (Stage::Decode, None);
             match crate::panics::catch(|| self.record(raw, &mut cx, &batch_time_rhai)) {
                 Ok(Ok(())) => {}
@@ -425,6 +487,7 @@ impl Worker {
                     cx.routed = routed;
                     cx.out.fan_out.retain(|id, _| *id < routed);
                     cx.out.dedup_keys.truncate(routed as usize);
+                    cx.out.contributions.truncate(contributions);
                     self.scope = RecordScope::default();
                     let (stage, step) = self.at;
                     let step = step.map(|i| built.transforms[i].0.as_str());
@@ -433,6 +496,7 @@ impl Worker {
                 }
             }
         }
+        out.routed = cx.routed;
         Ok(out)
     }
 
@@ -723,6 +787,28 @@ impl Worker {
             }
         }
         let mut record = if in_scope { self.scope.take() } else { record };
+        let contribution = match &built.aggregate {
+            None => None,
+            Some((a, _)) => {
+                self.at = (Stage::Aggregate, None);
+                let value = serde_json::to_value(&record).unwrap_or_default();
+                match a.contribution(&value, cx.batch_time_ms) {
+                    Ok(c) => Some(c),
+                    Err(why) => {
+                        cx.dead_letter(raw, Stage::Aggregate, None, why, None);
+                        return;
+                    }
+                }
+            }
+        };
+        if targets.is_empty()
+            && let Some(c) = contribution
+        {
+            // Into the aggregate only.
+            cx.out.contributions.push((c, cx.raw_index as u32, false));
+            cx.out.counts.aggregated += 1;
+            return;
+        }
         if targets.is_empty() {
             match built.unrouted {
                 Unrouted::Dlq => cx.dead_letter(
@@ -759,6 +845,9 @@ impl Worker {
             key,
             cx,
         );
+        if let Some(c) = contribution {
+            cx.out.contributions.push((c, cx.raw_index as u32, true));
+        }
     }
 
     /// The record's deduplication key (`None` without `dedup:`); `Err` when
@@ -871,6 +960,10 @@ impl Worker {
             }
         }
         let all = self.natives.len();
+        if built.aggregate.is_some() {
+            // The aggregate reads the record as JSON: the interpreter's way.
+            return Some(all);
+        }
         self.at = (Stage::Route, None);
         let mut targets: Vec<usize> = Vec::new();
         for ((_, sinks), cond) in built.routes.iter().zip(&self.conditions) {
@@ -977,6 +1070,8 @@ struct Cx<'a> {
     built: &'a Built,
     out: &'a mut BatchOutput,
     batch_time: &'a str,
+    /// `batch_time` in milliseconds since 1970 (processing time).
+    batch_time_ms: i64,
     /// Index of the current record in the batch.
     raw_index: usize,
     /// Routed records so far.

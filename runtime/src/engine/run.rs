@@ -178,9 +178,18 @@ pub fn run(
                 return;
             }
         };
+        let mut aggregation = match super::aggregate::Aggregation::new(&built) {
+            Ok(a) => a,
+            Err(e) => {
+                error = Some(RunError::Worker(e));
+                halted.store(true, Ordering::Relaxed);
+                return;
+            }
+        };
         error = write_in_order(
             &done_rx,
             outputs,
+            aggregation.as_mut(),
             &built.sink_keys,
             &mut counts,
             (&progress, input_size.as_ref()),
@@ -274,6 +283,7 @@ const TICK: Duration = Duration::from_millis(100);
 fn write_in_order(
     done: &Receiver<Done>,
     outputs: &mut Outputs,
+    mut aggregation: Option<&mut super::aggregate::Aggregation>,
     sink_keys: &[Vec<String>],
     counts: &mut Counts,
     (progress, input_size): (&ProgressBar, Option<&InputSize>),
@@ -317,6 +327,9 @@ fn write_in_order(
         }
         while let Some((out, ack)) = pending.remove(&next) {
             let mut out = out.map_err(|Fatal(m)| RunError::Fatal(m))?;
+            if let Some(a) = aggregation.as_deref_mut() {
+                a.apply(&mut out);
+            }
             released(rt.block_on(outputs.make_room(&out, counts)).map_err(stop)?);
             let failures = rt.block_on(outputs.commit(&mut out, ack, sink_keys));
             if !failures.is_empty() {
@@ -358,6 +371,22 @@ fn write_in_order(
             rt.block_on(outputs.flush_buffers(all, counts))
                 .map_err(stop)?,
         );
+    }
+    // The end of the input: every window still open is emitted.
+    if let Some(a) = aggregation {
+        let mut out = BatchOutput {
+            sinks: vec![Default::default(); sink_keys.len()],
+            counts: Counts::new(sink_keys.len()),
+            batch_time: crate::record::time::now_rfc3339(),
+            ..BatchOutput::default()
+        };
+        a.close_all(&mut out);
+        released(rt.block_on(outputs.make_room(&out, counts)).map_err(stop)?);
+        let failures = rt.block_on(outputs.commit(&mut out, Ack::None, sink_keys));
+        counts.add(&out.counts);
+        if !failures.is_empty() {
+            return Err(stop(failures));
+        }
     }
     released(
         rt.block_on(outputs.flush_buffers(true, counts))
@@ -427,7 +456,7 @@ mod tests {
             delivered: 2400,
             filtered: 60,
             dropped_invalid: 15,
-            dead_lettered: [0, 5, 10, 10, 0, 0, 0, 0],
+            dead_lettered: [0, 5, 10, 10, 0, 0, 0, 0, 0],
             ..Counts::new(1)
         }
     }

@@ -1,8 +1,10 @@
 //! Counts of what happened to records, and the run summary built from them.
 //!
-//! The invariant every run checks: `records_in + fanned_out = delivered +
-//! filtered + dead_lettered + unrouted + deduplicated + failed`, where `fanned_out` counts the extra
-//! records a transform created by returning an array.
+//! The invariant every run checks: `records_in + fanned_out + aggregates_out
+//! = delivered + filtered + dead_lettered + unrouted + deduplicated +
+//! aggregated + failed`, where `fanned_out` counts the extra records a
+//! transform created by returning an array, and `aggregates_out` the records
+//! an aggregate made.
 
 pub mod emf;
 pub mod names;
@@ -28,9 +30,13 @@ pub struct Counts {
     /// Records dropped because they failed validation with `on_invalid: drop`.
     pub dropped_invalid: u64,
     /// Dead-lettered records per stage, in the order of [`Stage::ALL`].
-    pub dead_lettered: [u64; 8],
+    pub dead_lettered: [u64; 9],
     /// Records no route took, with `unrouted: drop`.
     pub unrouted: u64,
+    /// Records that went into an aggregate's windows and to no route.
+    pub aggregated: u64,
+    /// Records an aggregate made (one per group and window).
+    pub aggregates_out: u64,
     /// Records dropped because a record with the same deduplication key was
     /// delivered within the key's time to live (`dedup:`).
     pub deduplicated: u64,
@@ -66,6 +72,8 @@ impl Counts {
         }
         self.unrouted += o.unrouted;
         self.deduplicated += o.deduplicated;
+        self.aggregated += o.aggregated;
+        self.aggregates_out += o.aggregates_out;
         self.failed += o.failed;
     }
 
@@ -93,8 +101,9 @@ impl Counts {
 
     /// Whether every record is accounted for exactly once.
     pub fn balanced(&self) -> bool {
-        self.records_in + self.fanned_out
+        self.records_in + self.fanned_out + self.aggregates_out
             == self.delivered
+                + self.aggregated
                 + self.filtered
                 + self.dropped_invalid
                 + self.dead_lettered_total()

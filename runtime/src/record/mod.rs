@@ -174,6 +174,8 @@ pub enum Stage {
     Transform,
     /// Reading a lookup table a script asked for.
     Lookup,
+    /// Adding it to its aggregate's window.
+    Aggregate,
     /// Choosing its sinks.
     Route,
     /// Reading its deduplication key.
@@ -184,12 +186,13 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 8] = [
+    pub const ALL: [Stage; 9] = [
         Stage::Decode,
         Stage::Parse,
         Stage::Validate,
         Stage::Transform,
         Stage::Lookup,
+        Stage::Aggregate,
         Stage::Route,
         Stage::Dedup,
         Stage::Sink,
@@ -203,6 +206,7 @@ impl Stage {
             Stage::Validate => "validate",
             Stage::Transform => "transform",
             Stage::Lookup => "lookup",
+            Stage::Aggregate => "aggregate",
             Stage::Route => "route",
             Stage::Dedup => "dedup",
             Stage::Sink => "sink",

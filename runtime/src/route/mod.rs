@@ -19,6 +19,10 @@ pub struct Config {
     /// Names of sinks under `sinks:`.
     #[schemars(length(min = 1))]
     pub to: Vec<String>,
+    /// The aggregate whose records the route takes (its `name`); without
+    /// it, the route takes the source's records.
+    #[serde(default)]
+    pub from: Option<String>,
 }
 
 /// What happens to a record that no route takes.

@@ -121,6 +121,7 @@ fn expectation(case: &Case, actual: &Actual, built: &Built) -> String {
         ("dropped_invalid", c.dropped_invalid, c.dropped_invalid > 0),
         ("unrouted", c.unrouted, c.unrouted > 0),
         ("deduplicated", c.deduplicated, c.deduplicated > 0),
+        ("aggregated", c.aggregated, c.aggregated > 0),
         ("fanned_out", c.fanned_out, e.fanned_out.is_some()),
         ("delivered", c.delivered, e.delivered.is_some()),
     ] {

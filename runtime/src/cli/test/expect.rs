@@ -61,6 +61,13 @@ pub fn run(built: &Arc<Built>, case: &Case) -> Result<Actual, String> {
     };
     Ok(match worker.process(&batch, &case.now) {
         Ok(mut out) => {
+            // A case's records are one batch, then the end of the input: its
+            // windows are emitted.
+            if let Some(mut a) = crate::engine::aggregate::Aggregation::new(built)? {
+                out.raw = batch.clone();
+                a.apply(&mut out);
+                a.close_all(&mut out);
+            }
             // A case's records are one batch, and its dedup store starts empty.
             if built.dedup.is_some() {
                 let drop = crate::dedup::duplicates(&out.dedup_keys, |_| false);
@@ -135,6 +142,7 @@ pub fn compare(built: &Built, case: &Case, actual: &Actual) -> String {
         ),
         ("unrouted", Some(expect.unrouted), c.unrouted),
         ("deduplicated", Some(expect.deduplicated), c.deduplicated),
+        ("aggregated", Some(expect.aggregated), c.aggregated),
         ("fanned_out", expect.fanned_out, c.fanned_out),
         ("delivered", expect.delivered, c.delivered),
     ];

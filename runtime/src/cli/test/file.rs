@@ -78,6 +78,9 @@ pub struct Expect {
     /// How many records were dropped as duplicates (`dedup:`).
     #[serde(default)]
     pub deduplicated: u64,
+    /// How many records went into the aggregate and to no route.
+    #[serde(default)]
+    pub aggregated: u64,
     /// How many extra records transforms made by returning arrays (compared when given).
     #[serde(default)]
     pub fanned_out: Option<u64>,
@@ -131,6 +134,9 @@ pub struct StageCounts {
     /// A lookup table that could not be read.
     #[serde(default)]
     pub lookup: u64,
+    /// The aggregate (no event time, late, too many windows).
+    #[serde(default)]
+    pub aggregate: u64,
     /// A sink's rejection.
     #[serde(default)]
     pub sink: u64,
@@ -138,13 +144,14 @@ pub struct StageCounts {
 
 impl StageCounts {
     /// In the order of [`Stage::ALL`].
-    pub fn as_array(&self) -> [u64; 8] {
+    pub fn as_array(&self) -> [u64; 9] {
         [
             self.decode,
             self.parse,
             self.validate,
             self.transform,
             self.lookup,
+            self.aggregate,
             self.route,
             self.dedup,
             self.sink,

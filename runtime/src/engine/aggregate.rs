@@ -1,0 +1,132 @@
+//! Running an aggregate: the records of each batch go into their windows in
+//! the order batches are committed, and the windows that close are emitted
+//! as records, which go through the routes that name the aggregate into the
+//! same batch's sinks.
+
+use std::sync::Arc;
+
+use super::{BatchOutput, Built, Worker, push_envelope};
+use crate::aggregate::window::Windows;
+use crate::delivery::envelope::{Envelope, encode_data};
+use crate::record::{Position, RawRecord, Stage};
+
+/// An aggregate's open windows, and the worker that routes what they emit.
+pub struct Aggregation {
+    windows: Windows,
+    worker: Worker,
+    outputs: Arc<Built>,
+    name: Arc<str>,
+    /// Records a route took that came too late for their window.
+    pub late_routed: u64,
+}
+
+impl Aggregation {
+    /// The aggregate of `built`, if it has one.
+    pub fn new(built: &Built) -> Result<Option<Aggregation>, String> {
+        let Some((a, outputs)) = &built.aggregate else {
+            return Ok(None);
+        };
+        Ok(Some(Aggregation {
+            windows: Windows::new(a.spec.clone()),
+            worker: Worker::new(Arc::clone(outputs))?,
+            outputs: Arc::clone(outputs),
+            name: Arc::from(a.name.as_str()),
+            late_routed: 0,
+        }))
+    }
+
+    /// Adds a batch's records to their windows, dead-letters those refused
+    /// (late, too many windows, a value a reducer cannot take) that went to
+    /// no route, and adds the windows that closed to the batch.
+    pub fn apply(&mut self, out: &mut BatchOutput) {
+        let contributions = std::mem::take(&mut out.contributions);
+        for (c, raw_index, routed) in &contributions {
+            let Err(refused) = self.windows.add(c) else {
+                continue;
+            };
+            if *routed {
+                self.late_routed += 1;
+                continue;
+            }
+            out.counts.aggregated -= 1;
+            let raw = &out.raw[*raw_index as usize];
+            let (data, encoding) = encode_data(&raw.data);
+            let env = Envelope {
+                pipeline: &self.outputs.name,
+                stage: Stage::Aggregate,
+                step: None,
+                error: refused.reason(),
+                instance_path: None,
+                data,
+                encoding,
+                source: &raw.position,
+                attempts: 1,
+                timestamp: &out.batch_time,
+                fan_out: &[],
+            };
+            push_envelope(&mut out.dlq, &env, *raw_index as usize);
+            out.counts.dead_letter(Stage::Aggregate);
+        }
+        let closed = self.windows.closed();
+        self.emit(out, closed);
+    }
+
+    /// Emits every open window into `out` (the end of the input).
+    pub fn close_all(&mut self, out: &mut BatchOutput) {
+        let all = self.windows.all();
+        self.emit(out, all);
+    }
+
+    /// Routes emitted records and adds them to the batch: their lines after
+    /// the batch's, their records after its records.
+    fn emit(&mut self, out: &mut BatchOutput, records: Vec<serde_json::Value>) {
+        if records.is_empty() {
+            return;
+        }
+        let raws: Vec<RawRecord> = records
+            .iter()
+            .map(|r| RawRecord {
+                data: r.to_string().into_bytes(),
+                position: Position {
+                    source: "aggregate",
+                    stream: Some(Arc::clone(&self.name)),
+                    ..Position::default()
+                },
+                rejected: None,
+                attributes: None,
+                fan_out: Vec::new(),
+            })
+            .collect();
+        // Routing cannot stop the run: no schema, no `on_invalid: fail`.
+        let Ok(made) = self.worker.process(&raws, &out.batch_time) else {
+            return;
+        };
+        let raw_base = out.raw.len() as u32;
+        let id_base = out.routed;
+        for (into, from) in out.sinks.iter_mut().zip(&made.sinks) {
+            append(into, from, raw_base, id_base);
+        }
+        let dlq_base = out.dlq.count as u32;
+        append(&mut out.dlq, &made.dlq, raw_base, dlq_base);
+        out.routed += made.routed;
+        let mut counts = made.counts;
+        counts.aggregates_out = counts.records_in;
+        counts.records_in = 0;
+        out.counts.add(&counts);
+        out.raw.extend(raws);
+    }
+}
+
+/// Appends `from`'s lines to `into`, their records and ids moved by the bases.
+fn append(into: &mut super::SinkLines, from: &super::SinkLines, raw_base: u32, id_base: u32) {
+    for i in 0..from.ends.len() {
+        let start = if i == 0 { 0 } else { from.ends[i - 1] };
+        into.bytes
+            .extend_from_slice(&from.bytes[start..from.ends[i]]);
+        into.ends.push(into.bytes.len());
+        into.raw.push(raw_base + from.raw[i]);
+        into.ids.push(id_base + from.ids[i]);
+        into.count += 1;
+    }
+    into.keys.extend_from_slice(&from.keys);
+}
