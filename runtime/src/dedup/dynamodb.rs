@@ -6,7 +6,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::aws::item::{Read, batch_get};
 use futures_util::StreamExt;
 
 use crate::delivery::{Error, Policy};
@@ -41,65 +43,38 @@ impl Table {
         let now = epoch(now);
         let mut seen = HashSet::new();
         for chunk in keys.chunks(GET_BATCH) {
-            let mut ask: Vec<HashMap<String, AttributeValue>> = chunk
+            let ask = chunk
                 .iter()
                 .map(|k| {
                     HashMap::from([(self.key_attribute.clone(), AttributeValue::S((*k).into()))])
                 })
                 .collect();
-            let what = format!("batch_get_item on table `{}`", self.table);
-            // Keys DynamoDB leaves unprocessed are asked again, with the policy's backoff.
-            let mut rounds = 0u32;
-            while !ask.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut ask)))
-                    .consistent_read(true)
-                    .projection_expression("#k, #e")
-                    .expression_attribute_names("#k", &self.key_attribute)
-                    .expression_attribute_names("#e", &self.ttl_attribute)
-                    .build()
-                    .map_err(|e| Error::fatal(format!("{what}: {e}")))?;
-                let out = self
-                    .retry
-                    .send(&what, || {
-                        self.client
-                            .batch_get_item()
-                            .request_items(&self.table, request.clone())
-                            .send()
-                    })
-                    .await?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
+            let read = Read {
+                consistent: true,
+                attributes: &[&self.key_attribute, &self.ttl_attribute],
+            };
+            let (items, left) =
+                batch_get(&self.client, &self.table, ask, read, &self.retry).await?;
+            if !left.is_empty() {
+                return Err(Error::new(
+                    crate::delivery::ErrorClass::Throttled,
+                    format!(
+                        "batch_get_item on table `{}`: {} keys left unprocessed after the retries",
+                        self.table,
+                        left.len()
+                    ),
+                ));
+            }
+            for item in &items {
+                let key = item.get(&self.key_attribute).and_then(|v| v.as_s().ok());
+                let until = item
+                    .get(&self.ttl_attribute)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<u64>().ok());
+                if let (Some(key), Some(until)) = (key, until)
+                    && until > now
                 {
-                    let key = item.get(&self.key_attribute).and_then(|v| v.as_s().ok());
-                    let until = item
-                        .get(&self.ttl_attribute)
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|n| n.parse::<u64>().ok());
-                    if let (Some(key), Some(until)) = (key, until)
-                        && until > now
-                    {
-                        seen.insert(key.clone());
-                    }
-                }
-                if let Some(left) = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .map(|k| k.keys().to_vec())
-                    .filter(|k| !k.is_empty())
-                {
-                    rounds += 1;
-                    if !self.retry.may_retry(rounds, Duration::ZERO) {
-                        return Err(Error::new(
-                            crate::delivery::ErrorClass::Throttled,
-                            format!("{what}: keys left unprocessed after {rounds} attempts"),
-                        ));
-                    }
-                    tokio::time::sleep(self.retry.backoff(rounds + 1, true)).await;
-                    ask = left;
+                    seen.insert(key.clone());
                 }
             }
         }

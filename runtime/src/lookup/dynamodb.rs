@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use lru::LruCache;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -243,60 +243,34 @@ impl Remote {
         c: &Connection,
         keys: &[String],
     ) -> Result<(), crate::delivery::Error> {
-        let what = format!("batch_get_item on table `{}`", self.config.table);
-        let mut ask: Vec<std::collections::HashMap<String, AttributeValue>> = keys
+        let ask = keys
             .iter()
             .map(|k| {
                 std::collections::HashMap::from([(self.config.key.clone(), self.attribute(k))])
             })
             .collect();
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let (items, left) = crate::aws::item::batch_get(
+            &c.client,
+            &self.config.table,
+            ask,
+            crate::aws::item::Read::default(),
+            &c.retry,
+        )
+        .await?;
         let mut found = std::collections::HashSet::new();
-        let mut rounds = 0u32;
-        while !ask.is_empty() {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut ask)))
-                .build()
-                .map_err(|e| crate::delivery::Error::fatal(format!("{what}: {e}")))?;
-            self.stats.calls.fetch_add(1, Ordering::Relaxed);
-            let out = c
-                .retry
-                .send(&what, || {
-                    c.client
-                        .batch_get_item()
-                        .request_items(&self.config.table, request.clone())
-                        .send()
-                })
-                .await?;
-            for item in out
-                .responses()
-                .and_then(|r| r.get(&self.config.table))
-                .into_iter()
-                .flatten()
-            {
-                let row = crate::aws::item::item_json(&item.clone().into());
-                let key = crate::lookup::key_text_json(&row[&self.config.key]);
-                found.insert(key.clone());
-                self.remember(key, Some(row));
-            }
-            let left = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.config.table))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-            if left.is_empty() {
-                break;
-            }
-            if !c.retry.may_retry(rounds + 1, Duration::ZERO) {
-                // Left to `get`: whether they have a row is not known.
-                return Ok(());
-            }
-            rounds += 1;
-            tokio::time::sleep(c.retry.backoff(rounds + 1, true)).await;
-            ask = left;
+        for item in items {
+            let row = crate::aws::item::item_json(&item.into());
+            let key = crate::lookup::key_text_json(&row[&self.config.key]);
+            found.insert(key.clone());
+            self.remember(key, Some(row));
         }
-        // The keys the table has no row for are remembered as such.
-        for k in keys.iter().filter(|k| !found.contains(*k)) {
-            self.remember(k.clone(), None);
+        // The keys the table has no row for are remembered as such; those
+        // still unprocessed are left to `get`.
+        if left.is_empty() {
+            for k in keys.iter().filter(|k| !found.contains(*k)) {
+                self.remember(k.clone(), None);
+            }
         }
         Ok(())
     }
