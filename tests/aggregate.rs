@@ -235,7 +235,7 @@ fn check_refuses_what_aggregate_cannot_do_yet_and_names_bad_reducers() {
     common::write_pipeline(
         t.path(),
         "t",
-        "source: { type: kinesis, stream: s }\n\
+        "source: { type: sqs, queue: q }\n\
          aggregate:\n\
          \x20 name: w\n\
          \x20 window: { tumbling: 1m }\n\
@@ -257,11 +257,62 @@ fn check_refuses_what_aggregate_cannot_do_yet_and_names_bad_reducers() {
     assert_eq!(
         lines,
         [
-            "pipeline.yaml:4:1: error[unsupported-mode]: `aggregate` runs with a `file` or `stdin` source so far, not `kinesis`: windows kept per shard until their records are acknowledged, and Lambda's tumbling windows, are not built yet",
+            "pipeline.yaml:4:1: error[unsupported-mode]: `aggregate` runs with a `file` or `stdin` source, or in Lambda with a `kinesis` or `dynamodb_streams` one, not with `sqs`: its event source mapping has no tumbling windows",
             "pipeline.yaml:5:9: error[invalid-value]: no route takes the records of aggregate `w`",
             "pipeline.yaml:8:14: error[invalid-value]: `count()` takes no field: `count(x)`",
             "pipeline.yaml:8:27: error[invalid-value]: `median` is not a reducer: count, sum, min, max, avg, first, last, count_distinct",
             "pipeline.yaml:9:33: error[unknown-reference]: route #2 takes the records of aggregate `other`, which is not defined",
         ]
+    );
+}
+
+/// Over a Kinesis stream, the aggregate is the Lambda event source
+/// mapping's: the template sets its window; the other modes refuse it.
+#[test]
+fn over_a_stream_the_window_is_the_mappings_and_only_lambda_runs_it() {
+    let t = tempfile::tempdir().unwrap();
+    let p = common::write_pipeline(
+        t.path(),
+        "t",
+        "source: { type: kinesis, stream: s }\n\
+         aggregate: { name: w, window: { tumbling: 2m }, time: processing, emit: { n: count() } }\n\
+         routes: [{ from: w, to: [out] }]\n\
+         sinks: { out: { type: sqs, queue: q } }\n\
+         dlq: { type: sqs, queue: d }\n",
+    );
+    let o = run(sluice().args(["deploy", "template"]).arg(&p));
+    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
+    let template: Value = serde_json::from_str(&common::stdout(&o)).unwrap();
+    let events = &template["Resources"]["Function"]["Properties"]["Events"];
+    let event = events.as_object().unwrap().values().next().unwrap();
+    assert_eq!(
+        event["Properties"]["TumblingWindowInSeconds"], 120,
+        "{event}"
+    );
+    let o = run(sluice().args(["check", "--mode", "lambda"]).arg(&p));
+    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
+    let o = run(sluice()
+        .args(["check", "--mode", "daemon", "--format", "short"])
+        .arg(&p));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        common::stderr(&o).contains("`aggregate` with a `kinesis` source runs in Lambda, in its event source mapping's tumbling windows, not by `sluice daemon` yet"),
+        "{}",
+        common::stderr(&o)
+    );
+    let (code, _, err) = outcome(&run(sluice().arg("run").arg(&p)));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not by `sluice run` yet"), "{err}");
+    // The mapping's window is at most 15 minutes.
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p).unwrap().replace("2m", "20m"),
+    )
+    .unwrap();
+    let o = run(sluice().args(["check", "--format", "short"]).arg(&p));
+    assert!(
+        common::stderr(&o).contains("at most 15 minutes (`TumblingWindowInSeconds` ≤ 900)"),
+        "{}",
+        common::stderr(&o)
     );
 }

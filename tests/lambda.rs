@@ -994,3 +994,123 @@ fn a_record_a_sink_did_not_take_is_delivered_again_and_the_rest_is_not() {
         (&json!(1191), &json!(701), &json!(490))
     );
 }
+
+/// A Kinesis event of the mapping's tumbling window `[start, end)`, with
+/// the state the window's previous invocation returned.
+fn window_event(data: &[&str], first: usize, state: Value, last: bool, early: bool) -> Value {
+    let mut event = kinesis_event_from(first, data);
+    let e = event.as_object_mut().unwrap();
+    e.insert(
+        "window".into(),
+        json!({"start": "2026-11-24T08:00:00Z", "end": "2026-11-24T08:05:00Z"}),
+    );
+    e.insert("state".into(), state);
+    e.insert("shardId".into(), json!("shardId-000000000003"));
+    e.insert(
+        "eventSourceARN".into(),
+        json!("arn:aws:kinesis:us-east-1:123456789012:stream/orders"),
+    );
+    e.insert("isFinalInvokeForWindow".into(), json!(last));
+    e.insert("isWindowTerminatedEarly".into(), json!(early));
+    event
+}
+
+/// Per device: how many readings and their sum, computed here.
+fn totals(readings: &[(&str, i64)]) -> Vec<Value> {
+    let mut by: std::collections::BTreeMap<&str, (u64, i64)> = Default::default();
+    for (d, v) in readings {
+        let t = by.entry(d).or_default();
+        t.0 += 1;
+        t.1 += v;
+    }
+    by.into_iter()
+        .map(|(d, (n, total))| {
+            json!({"device": d, "window_start": "2026-11-24T08:00:00.000Z",
+                   "window_end": "2026-11-24T08:05:00.000Z", "n": n, "total": total})
+        })
+        .collect()
+}
+
+/// An aggregate in Lambda: the mapping's tumbling window, its state carried
+/// from invocation to invocation, its records delivered at its last one.
+#[test]
+fn a_windows_state_goes_round_and_its_last_invocation_emits_it() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         aggregate:\n\
+         \x20 name: per_device\n\
+         \x20 group_by: [device]\n\
+         \x20 window: { tumbling: 5m }\n\
+         \x20 time: processing\n\
+         \x20 emit: { n: count(), total: sum(v) }\n\
+         routes: [{ from: per_device, to: [out] }]\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let lambda = Lambda::start(&p, &[]);
+    let first = [
+        r#"{"device":"a","v":1}"#,
+        r#"{"device":"b","v":2}"#,
+        r#"{"device":"a","v":3}"#,
+    ];
+    let response = lambda
+        .invoke(&window_event(&first, 0, json!({}), false, false))
+        .unwrap();
+    assert_eq!(
+        failures(&response),
+        Vec::<String>::new(),
+        "{}",
+        lambda.stderr()
+    );
+    let state = response["state"].clone();
+    assert!(state["groups"].is_array(), "{response}");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("out.jsonl")).unwrap_or_default(),
+        "",
+        "nothing is emitted before the window's end"
+    );
+
+    // The last invocation: the state and one more record.
+    let last = [r#"{"device":"b","v":4}"#, r#"{"device":"c","v":"x"}"#];
+    let response = lambda
+        .invoke(&window_event(&last, 3, state, true, false))
+        .unwrap();
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": [], "state": {}}),
+        "{}",
+        lambda.stderr()
+    );
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")),
+        totals(&[("a", 1), ("b", 2), ("a", 3), ("b", 4)])
+    );
+    let dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(
+        (dlq[0]["stage"].as_str(), dlq[0]["error"].as_str()),
+        (Some("aggregate"), Some("`total`: \"x\" is not a number"))
+    );
+
+    // A window ended early (a reshard) emits what it has.
+    let early = [r#"{"device":"z","v":5}"#];
+    let response = lambda
+        .invoke(&window_event(&early, 5, json!({}), false, true))
+        .unwrap();
+    assert_eq!(response["state"], json!({}));
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")).last(),
+        totals(&[("z", 5)]).last()
+    );
+
+    // Without `TumblingWindowInSeconds` on the mapping, the invocation fails
+    // saying so.
+    let err = lambda
+        .invoke(&kinesis_event(&[r#"{"device":"a","v":1}"#]))
+        .unwrap_err();
+    assert!(
+        err.contains("NoWindow") && err.contains("TumblingWindowInSeconds"),
+        "{err}"
+    );
+}

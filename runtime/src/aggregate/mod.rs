@@ -8,6 +8,7 @@
 //! [`window`] is the pure part (windows, watermark, lateness), [`reduce`]
 //! the reducers; the engine feeds records in commit order.
 
+pub mod esm;
 pub mod reduce;
 pub mod window;
 
@@ -172,6 +173,16 @@ impl Aggregate {
                 Some(v) => event_time(&v).map_err(|e| format!("`{f}`: {e}"))?,
             },
         };
+        let values: Vec<Option<Value>> = self
+            .fields
+            .iter()
+            .map(|f| f.as_deref().and_then(field))
+            .collect();
+        // A value a reducer cannot take is the record's fault, told now.
+        for ((name, r), v) in self.spec.reducers.iter().zip(&values) {
+            r.check(v.as_ref())
+                .map_err(|why| format!("`{name}`: {why}"))?;
+        }
         Ok(window::Contribution {
             group: self
                 .group_by
@@ -179,11 +190,7 @@ impl Aggregate {
                 .map(|g| field(g).unwrap_or(Value::Null))
                 .collect(),
             time_ms,
-            values: self
-                .fields
-                .iter()
-                .map(|f| f.as_deref().and_then(field))
-                .collect(),
+            values,
         })
     }
 }

@@ -242,6 +242,56 @@ impl Acc {
     }
 }
 
+impl Acc {
+    /// The value so far, to carry in a Lambda window's state.
+    pub fn to_state(&self) -> Value {
+        match self {
+            Acc::Count(n) => Value::from(*n),
+            Acc::Sum(None) => Value::Null,
+            Acc::Sum(Some(Total::Int(i))) => serde_json::json!({ "i": i }),
+            Acc::Sum(Some(Total::Float(f))) => serde_json::json!({ "f": f }),
+            Acc::Min(v) | Acc::Max(v) | Acc::First(v) | Acc::Last(v) => {
+                v.clone().unwrap_or(Value::Null)
+            }
+            Acc::Avg(sum, n) => serde_json::json!([sum, n]),
+            Acc::Distinct(seen, more) => {
+                let mut values: Vec<&String> = seen.iter().collect();
+                values.sort();
+                serde_json::json!({ "v": values, "more": more })
+            }
+        }
+    }
+
+    /// A value carried by [`to_state`](Self::to_state), for `reducer`.
+    pub fn from_state(reducer: &Reducer, v: &Value) -> Option<Acc> {
+        let opt = |v: &Value| (!v.is_null()).then(|| v.clone());
+        Some(match reducer {
+            Reducer::Count => Acc::Count(v.as_u64()?),
+            Reducer::Sum => Acc::Sum(match v {
+                Value::Null => None,
+                v => match (v.get("i"), v.get("f")) {
+                    (Some(i), _) => Some(Total::Int(i.as_i64()?)),
+                    (_, Some(f)) => Some(Total::Float(f.as_f64()?)),
+                    _ => return None,
+                },
+            }),
+            Reducer::Min => Acc::Min(opt(v)),
+            Reducer::Max => Acc::Max(opt(v)),
+            Reducer::First => Acc::First(opt(v)),
+            Reducer::Last => Acc::Last(opt(v)),
+            Reducer::Avg => Acc::Avg(v.get(0)?.as_f64()?, v.get(1)?.as_u64()?),
+            Reducer::CountDistinct => Acc::Distinct(
+                v.get("v")?
+                    .as_array()?
+                    .iter()
+                    .map(|s| s.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()?,
+                v.get("more")?.as_bool()?,
+            ),
+        })
+    }
+}
+
 fn float(f: f64) -> Value {
     Number::from_f64(f).map_or(Value::Null, Value::Number)
 }

@@ -166,23 +166,29 @@ impl Windows {
     }
 
     fn emit(&self, end: i64, w: Window) -> Value {
-        let mut out = Map::new();
-        for (name, v) in self.spec.group_names.iter().zip(w.group) {
-            out.insert(name.clone(), v);
-        }
-        out.insert(
-            "window_start".into(),
-            Value::String(crate::record::time::rfc3339_millis(end - self.spec.size_ms)),
-        );
-        out.insert(
-            "window_end".into(),
-            Value::String(crate::record::time::rfc3339_millis(end)),
-        );
-        for ((name, _), acc) in self.spec.reducers.iter().zip(w.accs) {
-            out.insert(name.clone(), acc.finish());
-        }
-        Value::Object(out)
+        output(&self.spec, w.group, (end - self.spec.size_ms, end), w.accs)
     }
+}
+
+/// The record a window emits: its group's fields, `window_start`,
+/// `window_end` and the reducers' values.
+pub fn output(spec: &Spec, group: Vec<Value>, (start, end): (i64, i64), accs: Vec<Acc>) -> Value {
+    let mut out = Map::new();
+    for (name, v) in spec.group_names.iter().zip(group) {
+        out.insert(name.clone(), v);
+    }
+    out.insert(
+        "window_start".into(),
+        Value::String(crate::record::time::rfc3339_millis(start)),
+    );
+    out.insert(
+        "window_end".into(),
+        Value::String(crate::record::time::rfc3339_millis(end)),
+    );
+    for ((name, _), acc) in spec.reducers.iter().zip(accs) {
+        out.insert(name.clone(), acc.finish());
+    }
+    Value::Object(out)
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ pub fn main(args: &[PathBuf], format: Format, deny_warnings: bool, mode: Option<
         };
         match loaded {
             Ok(mut loaded) => {
-                let refused = mode.and_then(|m| loaded.pipeline.source.refusal(m.into()));
+                let refused = mode.and_then(|m| loaded.pipeline.refusal(m.into()));
                 if let Some(why) = refused {
                     let (file, span) = loaded.source_at.clone();
                     loaded.diagnostics.push(

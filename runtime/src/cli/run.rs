@@ -148,6 +148,13 @@ pub fn execute(args: &Args, mode: Mode) -> i32 {
         }
     };
     let p = &loaded.pipeline;
+    if mode == Mode::Source
+        && p.aggregate.is_some()
+        && let Some(why) = p.refusal(crate::sources::RunMode::Run)
+    {
+        crate::logs::json("error", &why);
+        return EXIT_UNREADABLE;
+    }
     let aws = ((mode == Mode::Source && p.source.uses_aws()) || p.outputs_use_aws())
         .then(|| Arc::new(rt.block_on(Clients::load(&p.aws, p.retry.attempt_timeout.0))));
     let redrive = match mode {

@@ -78,6 +78,24 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Why `mode` cannot run the pipeline, if it cannot: its source is not
+    /// read there, or its aggregate is not kept there.
+    pub fn refusal(&self, mode: sources::RunMode) -> Option<String> {
+        if let Some(why) = self.source.refusal(mode) {
+            return Some(why);
+        }
+        let source = self.source.type_name();
+        (self.aggregate.is_some()
+            && mode != sources::RunMode::Lambda
+            && matches!(source, "kinesis" | "dynamodb_streams"))
+        .then(|| {
+            format!(
+                "`aggregate` with a `{source}` source runs in Lambda, in its event source mapping's tumbling windows, not by {} yet: windows kept per shard until their records are acknowledged are not built",
+                mode.name()
+            )
+        })
+    }
+
     /// Whether the sinks, the DLQ, the dedup store or a lookup call AWS.
     pub fn outputs_use_aws(&self) -> bool {
         let dlq = self.dlq.as_sink();

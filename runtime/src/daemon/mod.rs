@@ -109,7 +109,7 @@ pub fn main(args: &Args) -> i32 {
     let p = &loaded.pipeline;
     let worker = args.worker_id.clone().unwrap_or_else(default_worker_id);
     logs::set_fields(&[("pipeline", &p.name), ("worker", &worker)]);
-    if let Some(why) = p.source.refusal(sources::RunMode::Daemon) {
+    if let Some(why) = p.refusal(sources::RunMode::Daemon) {
         return fail(EXIT_INVALID, &why);
     }
     // Bound before any lease is taken, so a port in use costs the group nothing.

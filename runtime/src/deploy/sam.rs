@@ -58,7 +58,11 @@ pub fn template(p: &Pipeline, args: &Options<'_>) -> Result<Value, String> {
     parameters.extend(fragment.parameters);
     let mut resources = fragment.resources;
     let mut policy = fragment.policy;
-    let event = fragment.event;
+    let mut event = fragment.event;
+    // An aggregate's window is the event source mapping's own.
+    if let (Some(a), Some(e)) = (&p.aggregate, event.as_mut()) {
+        e["Properties"]["TumblingWindowInSeconds"] = json!(a.window.tumbling.0.as_secs());
+    }
     for sink in p.sinks.values() {
         policy.extend(sink.permissions(&p.name));
         if sink.writes_locally() {

@@ -83,38 +83,49 @@ impl Aggregation {
         if records.is_empty() {
             return;
         }
-        let raws: Vec<RawRecord> = records
-            .iter()
-            .map(|r| RawRecord {
-                data: r.to_string().into_bytes(),
-                position: Position {
-                    source: "aggregate",
-                    stream: Some(Arc::clone(&self.name)),
-                    ..Position::default()
-                },
-                rejected: None,
-                attributes: None,
-                fan_out: Vec::new(),
-            })
-            .collect();
+        let raws = emitted(&self.name, &records);
         // Routing cannot stop the run: no schema, no `on_invalid: fail`.
-        let Ok(made) = self.worker.process(&raws, &out.batch_time) else {
-            return;
-        };
-        let raw_base = out.raw.len() as u32;
-        let id_base = out.routed;
-        for (into, from) in out.sinks.iter_mut().zip(&made.sinks) {
-            append(into, from, raw_base, id_base);
+        if let Ok(made) = self.worker.process(&raws, &out.batch_time) {
+            merge(out, made, raws);
         }
-        let dlq_base = out.dlq.count as u32;
-        append(&mut out.dlq, &made.dlq, raw_base, dlq_base);
-        out.routed += made.routed;
-        let mut counts = made.counts;
-        counts.aggregates_out = counts.records_in;
-        counts.records_in = 0;
-        out.counts.add(&counts);
-        out.raw.extend(raws);
     }
+}
+
+/// The records an aggregate emitted, as source records of its name.
+pub fn emitted(name: &Arc<str>, records: &[serde_json::Value]) -> Vec<RawRecord> {
+    records
+        .iter()
+        .map(|r| RawRecord {
+            data: r.to_string().into_bytes(),
+            position: Position {
+                source: "aggregate",
+                stream: Some(Arc::clone(name)),
+                ..Position::default()
+            },
+            rejected: None,
+            attributes: None,
+            fan_out: Vec::new(),
+        })
+        .collect()
+}
+
+/// Adds what the aggregate's records became (`made`, from `raws`) to a
+/// batch: their lines after its lines, their records after its records,
+/// and their count as records the aggregate made.
+pub fn merge(out: &mut BatchOutput, made: BatchOutput, raws: Vec<RawRecord>) {
+    let raw_base = out.raw.len() as u32;
+    let id_base = out.routed;
+    for (into, from) in out.sinks.iter_mut().zip(&made.sinks) {
+        append(into, from, raw_base, id_base);
+    }
+    let dlq_base = out.dlq.count as u32;
+    append(&mut out.dlq, &made.dlq, raw_base, dlq_base);
+    out.routed += made.routed;
+    let mut counts = made.counts;
+    counts.aggregates_out = counts.records_in;
+    counts.records_in = 0;
+    out.counts.add(&counts);
+    out.raw.extend(raws);
 }
 
 /// Appends `from`'s lines to `into`, their records and ids moved by the bases.

@@ -123,6 +123,7 @@ mod tests {
             dead_lettered: &BTreeSet::new(),
             returned: &[],
             source: &source,
+            state: None,
         };
         kind.events.response(batch, &outcome).unwrap()
     }

@@ -160,6 +160,8 @@ struct State {
     answer_sink: Option<(usize, crate::sinks::Config)>,
     /// The DynamoDB lookups' cache hits and misses before this invocation.
     lookups_before: Vec<(u64, u64)>,
+    /// With `aggregate:`, the worker that routes the records a window makes.
+    aggregate_worker: Option<WorkerThread>,
 }
 
 impl State {
@@ -183,7 +185,7 @@ impl State {
             crate::err!("{}", render::text(&loaded.diagnostics, Format::Human));
         }
         let p = &loaded.pipeline;
-        if let Some(why) = p.source.refusal(crate::sources::RunMode::Lambda) {
+        if let Some(why) = p.refusal(crate::sources::RunMode::Lambda) {
             return Err(format!("error: {why}\n"));
         }
         let kind = Kind::of(&p.source).ok_or_else(|| {
@@ -221,7 +223,17 @@ impl State {
         };
         let workers =
             WorkerThread::start_many(&built, workers).map_err(|e| format!("error: {e}\n"))?;
+        let aggregate_worker = match &built.aggregate {
+            Some((_, outputs)) => Some(WorkerThread::start(Arc::clone(outputs)).map_err(|e| {
+                format!(
+                    "error: {e}
+"
+                )
+            })?),
+            None => None,
+        };
         Ok(State {
+            aggregate_worker,
             lookups_before: Vec::new(),
             metrics: p.metrics.clone(),
             built,
@@ -287,6 +299,14 @@ impl State {
             }
         };
         let mut counts = Counts::new(self.built.sink_names.len());
+        if self.built.aggregate.is_some() && batch.window.is_none() {
+            return Err(failure(
+                "NoWindow",
+                "the pipeline aggregates, but the event has no `window`: give the event source mapping `TumblingWindowInSeconds` (`sluice deploy template` does)".into(),
+            ));
+        }
+        // With `aggregate:`, each record's part in its window, by event record.
+        let mut contributions: Vec<(usize, crate::aggregate::window::Contribution)> = Vec::new();
         let records = std::mem::take(&mut batch.records);
         // Once a record of a shard, FIFO message group or Kafka partition
         // failed, the source delivers it and everything after it again: no
@@ -393,6 +413,11 @@ impl State {
             // What the answer needs: the records routed to it, and which
             // event records the DLQ took a record of.
             dead_lettered.extend(out.dlq.raw.iter().map(|&r| chunk_items[r as usize]));
+            contributions.extend(
+                out.contributions
+                    .drain(..)
+                    .map(|(c, r, _)| (chunk_items[r as usize], c)),
+            );
             // Retries stop in time to answer before the margin.
             let left = deadline
                 .duration_since(SystemTime::now())
@@ -436,6 +461,26 @@ impl State {
                 ),
             );
         }
+        // The window's groups so far: the state for its next invocation, or,
+        // at its last, its records, delivered before the answer.
+        let built = Arc::clone(&self.built);
+        let state = match (&batch.window, &built.aggregate) {
+            (Some(window), Some((aggregate, _))) => Some(
+                self.window(
+                    window,
+                    &aggregate.spec,
+                    &contributions,
+                    &failed,
+                    &mut counts,
+                )
+                .await
+                .map_err(|e| {
+                    log("ERROR", &request, &e);
+                    failure("AggregateNotDelivered", e)
+                })?,
+            ),
+            _ => None,
+        };
         // Every sink buffer is written before the invocation returns.
         let left = deadline
             .duration_since(SystemTime::now())
@@ -465,6 +510,7 @@ impl State {
             dead_lettered: &dead_lettered,
             returned: &returned,
             source: &self.source,
+            state: state.as_ref(),
         };
         let response = self.kind.events.response(&batch, &outcome);
         // Records the source delivers again.
@@ -525,6 +571,79 @@ fn give_back(
 }
 
 /// A failed invocation's answer: `errorType` is a word, not a Rust type.
+impl State {
+    /// Adds the invocation's records to the mapping window's groups (only
+    /// those before its first failed record: the mapping delivers that one
+    /// and the rest again), and gives the state for the window's next
+    /// invocation. At the window's last invocation (or when the state would
+    /// pass Lambda's 1 MB), the groups are emitted as records and delivered
+    /// first, and the state is empty; when they cannot all be delivered,
+    /// the invocation fails, so that the mapping hands the same records and
+    /// state again.
+    async fn window(
+        &mut self,
+        window: &crate::sources::event::MappingWindow,
+        spec: &crate::aggregate::window::Spec,
+        contributions: &[(usize, crate::aggregate::window::Contribution)],
+        failed: &BTreeSet<usize>,
+        counts: &mut Counts,
+    ) -> Result<serde_json::Value, String> {
+        use crate::aggregate::esm::{Groups, MAX_STATE_BYTES};
+        let mut groups = Groups::from_state(spec, &window.state)?;
+        let first_failed = failed.first().copied().unwrap_or(usize::MAX);
+        for (_, c) in contributions
+            .iter()
+            .filter(|(item, _)| *item < first_failed)
+        {
+            groups.add(c);
+        }
+        let state = groups.to_state();
+        let full = state.to_string().len() > MAX_STATE_BYTES;
+        if !(window.final_invoke || window.terminated_early || full) {
+            return Ok(state);
+        }
+        if groups.is_empty() {
+            return Ok(serde_json::json!({}));
+        }
+        let records = groups.emit(window.start_ms, window.end_ms);
+        let name: Arc<str> = self.built.aggregate.as_ref().map_or_else(
+            || Arc::from("aggregate"),
+            |(a, _)| Arc::from(a.name.as_str()),
+        );
+        let raws = crate::engine::aggregate::emitted(&name, &records);
+        let worker = self
+            .aggregate_worker
+            .as_ref()
+            .ok_or("the aggregate's worker is not running")?;
+        let made = worker
+            .submit(raws.clone())
+            .wait()
+            .await?
+            .map_err(|Fatal(m)| m)?;
+        let n = self.built.sink_names.len();
+        let mut out = BatchOutput {
+            sinks: vec![Default::default(); n],
+            counts: Counts::new(n),
+            batch_time: now_rfc3339(),
+            ..BatchOutput::default()
+        };
+        crate::engine::aggregate::merge(&mut out, made, raws);
+        let failures = self
+            .outputs
+            .commit(&mut out, Ack::None, &self.built.sink_keys)
+            .await;
+        counts.add(&out.counts);
+        if let Some(f) = failures.first() {
+            return Err(format!(
+                "the window's {} records were not all delivered ({}): the invocation fails, so that the window's last records and state come again",
+                records.len(),
+                f.reason
+            ));
+        }
+        Ok(serde_json::json!({}))
+    }
+}
+
 fn failure(error_type: &str, message: String) -> Diagnostic {
     Diagnostic {
         error_type: error_type.to_owned(),

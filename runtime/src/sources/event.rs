@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub use crate::record::Returned;
 use crate::record::{Position, RawRecord};
@@ -83,7 +83,10 @@ impl EventSource for ShardEvents {
     }
 
     fn decode(&self, event: Value) -> Result<Batch, String> {
-        records(event, self.push)
+        let window = mapping_window(&event)?;
+        let mut batch = records(event, self.push)?;
+        batch.window = window;
+        Ok(batch)
     }
 
     fn decode_bytes(&self, event: &[u8]) -> Option<Batch> {
@@ -95,7 +98,20 @@ impl EventSource for ShardEvents {
     }
 
     fn response(&self, batch: &Batch, outcome: &Outcome<'_>) -> Result<Value, String> {
-        first_failure(batch, outcome.failed)
+        let mut answer = first_failure(batch, outcome.failed)?;
+        // A windowed mapping's answer carries the window's state.
+        if batch.window.is_some()
+            && let Value::Object(m) = &mut answer
+        {
+            m.insert(
+                "state".into(),
+                outcome
+                    .state
+                    .cloned()
+                    .unwrap_or_else(|| Value::Object(Map::new())),
+            );
+        }
+        Ok(answer)
     }
 
     fn redelivered(&self, batch: &Batch, failed: &BTreeSet<usize>) -> usize {
@@ -122,6 +138,8 @@ pub struct Outcome<'a> {
     pub returned: &'a [Returned],
     /// The pipeline's source (its settings).
     pub source: &'a super::Config,
+    /// A windowed mapping's state for the window's next invocation.
+    pub state: Option<&'a Value>,
 }
 
 /// The `eventSource` of an event: its own (Kafka) or its first record's
@@ -224,6 +242,58 @@ pub struct Batch {
     pub items: Vec<Item>,
     /// Whether the event came from an SQS FIFO queue.
     pub fifo: bool,
+    /// The event source mapping's tumbling window, when it has one.
+    pub window: Option<MappingWindow>,
+}
+
+/// A Kinesis or DynamoDB Streams event of a mapping with tumbling windows:
+/// its window, the state the window's previous invocation returned, and
+/// whether this is the window's last invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingWindow {
+    /// The window's start, in milliseconds since 1970.
+    pub start_ms: i64,
+    /// Its end.
+    pub end_ms: i64,
+    /// The state returned by the previous invocation (`{}` at first).
+    pub state: Value,
+    /// `isFinalInvokeForWindow`.
+    pub final_invoke: bool,
+    /// `isWindowTerminatedEarly` (a reshard, or the state reached its limit).
+    pub terminated_early: bool,
+}
+
+/// The tumbling window of a stream event (`window`, `state`,
+/// `isFinalInvokeForWindow`, `isWindowTerminatedEarly`), if it has one.
+pub fn mapping_window(event: &Value) -> Result<Option<MappingWindow>, String> {
+    let Some(w) = event.get("window") else {
+        return Ok(None);
+    };
+    let time = |name: &str| -> Result<i64, String> {
+        let text = w
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("has a `window` without `{name}`"))?;
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| format!("has a `window.{name}` that is not a time: {text}"))
+    };
+    Ok(Some(MappingWindow {
+        start_ms: time("start")?,
+        end_ms: time("end")?,
+        state: match event.get("state") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(s) => s.clone(),
+        },
+        final_invoke: event
+            .get("isFinalInvokeForWindow")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        terminated_early: event
+            .get("isWindowTerminatedEarly")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    }))
 }
 
 impl Batch {

@@ -287,6 +287,7 @@ mod tests {
             dead_lettered: &BTreeSet::new(),
             returned: &[],
             source: &source,
+            state: None,
         };
         assert_eq!(
             Events.response(&b, &outcome).unwrap_err(),

@@ -117,7 +117,8 @@ pub fn decode(event: &[u8]) -> Option<Batch> {
     // record's ten texts was checked on its own.
     let event = std::str::from_utf8(event).ok()?;
     let event: Event = serde_json::from_str(event).ok()?;
-    if event.event_source.is_some() || event.delivery_stream_arn.is_some() {
+    if event.event_source.is_some() || event.delivery_stream_arn.is_some() || event.window.is_some()
+    {
         return None;
     }
     let Records(batch) = event.records;
@@ -133,6 +134,8 @@ struct Event {
     event_source: Option<IgnoredAny>,
     #[serde(rename = "deliveryStreamArn")]
     delivery_stream_arn: Option<IgnoredAny>,
+    // A mapping's tumbling window (with its state) too.
+    window: Option<IgnoredAny>,
 }
 
 /// The `Records` list, each record added to the batch as it is read.

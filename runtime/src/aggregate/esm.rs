@@ -1,0 +1,184 @@
+//! An aggregate in Lambda: the event source mapping's own tumbling windows
+//! (`TumblingWindowInSeconds`, Kinesis and DynamoDB Streams). Each
+//! invocation of a window gets the state the previous one returned; the
+//! groups so far travel in it, and the window's last invocation
+//! (`isFinalInvokeForWindow`) emits them.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::reduce::Acc;
+use super::window::{Contribution, Spec, output};
+
+/// The largest state Lambda carries between invocations.
+pub const MAX_STATE_BYTES: usize = 1024 * 1024;
+
+/// The groups of one mapping window so far.
+#[derive(Debug)]
+pub struct Groups {
+    spec: Spec,
+    groups: BTreeMap<String, (Vec<Value>, Vec<Acc>)>,
+}
+
+impl Groups {
+    /// The groups a window's state holds (`{}`: none yet).
+    pub fn from_state(spec: &Spec, state: &Value) -> Result<Groups, String> {
+        let mut groups = BTreeMap::new();
+        let bad = || format!("the window's state is not one Sluice wrote: {state}");
+        if let Some(list) = state.get("groups") {
+            for g in list.as_array().ok_or_else(bad)? {
+                let group = g
+                    .get("g")
+                    .and_then(Value::as_array)
+                    .ok_or_else(bad)?
+                    .clone();
+                let accs = g.get("a").and_then(Value::as_array).ok_or_else(bad)?;
+                if accs.len() != spec.reducers.len() {
+                    return Err(format!(
+                        "the window's state holds {} values per group, and the aggregate makes {}: the pipeline changed within the window",
+                        accs.len(),
+                        spec.reducers.len()
+                    ));
+                }
+                let accs = spec
+                    .reducers
+                    .iter()
+                    .zip(accs)
+                    .map(|((_, r), v)| Acc::from_state(r, v))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(bad)?;
+                groups.insert(Value::Array(group.clone()).to_string(), (group, accs));
+            }
+        }
+        Ok(Groups {
+            spec: spec.clone(),
+            groups,
+        })
+    }
+
+    /// Adds a record to its group.
+    pub fn add(&mut self, c: &Contribution) {
+        let reducers = &self.spec.reducers;
+        let (_, accs) = self
+            .groups
+            .entry(Value::Array(c.group.clone()).to_string())
+            .or_insert_with(|| {
+                (
+                    c.group.clone(),
+                    reducers.iter().map(|(_, r)| r.start()).collect(),
+                )
+            });
+        for (acc, v) in accs.iter_mut().zip(&c.values) {
+            acc.add(v.as_ref());
+        }
+    }
+
+    /// Whether no record was added.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The state to return for the window's next invocation.
+    pub fn to_state(&self) -> Value {
+        let groups: Vec<Value> = self
+            .groups
+            .values()
+            .map(|(g, accs)| json!({ "g": g, "a": accs.iter().map(Acc::to_state).collect::<Vec<_>>() }))
+            .collect();
+        json!({ "groups": groups })
+    }
+
+    /// The window's records, one per group in the order of its values.
+    pub fn emit(self, start_ms: i64, end_ms: i64) -> Vec<Value> {
+        let spec = self.spec;
+        self.groups
+            .into_values()
+            .map(|(g, accs)| output(&spec, g, (start_ms, end_ms), accs))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::reduce::Reducer;
+
+    fn spec() -> Spec {
+        Spec {
+            size_ms: 60_000,
+            lateness_ms: 0,
+            group_names: vec!["d".into()],
+            reducers: vec![
+                ("n".into(), Reducer::Count),
+                ("s".into(), Reducer::Sum),
+                ("m".into(), Reducer::Avg),
+                ("lo".into(), Reducer::Min),
+                ("first".into(), Reducer::First),
+                ("k".into(), Reducer::CountDistinct),
+            ],
+            max_open: 10,
+        }
+    }
+
+    fn c(d: &str, v: Value) -> Contribution {
+        Contribution {
+            group: vec![json!(d)],
+            time_ms: 0,
+            values: vec![
+                None,
+                Some(v.clone()),
+                Some(v.clone()),
+                Some(v.clone()),
+                Some(v.clone()),
+                Some(v),
+            ],
+        }
+    }
+
+    #[test]
+    fn groups_carried_in_the_state_give_what_one_invocation_would() {
+        let records = [
+            c("a", json!(1)),
+            c("b", json!(2.5)),
+            c("a", json!(3)),
+            c("a", json!(1)),
+        ];
+        let mut whole = Groups::from_state(&spec(), &json!({})).unwrap();
+        for r in &records {
+            whole.add(r);
+        }
+        // The same records over three invocations, the state going round.
+        let mut state = json!({});
+        for part in [&records[..1], &records[1..3], &records[3..]] {
+            let mut g = Groups::from_state(&spec(), &state).unwrap();
+            for r in part {
+                g.add(r);
+            }
+            state = serde_json::from_str(&g.to_state().to_string()).unwrap();
+        }
+        let carried = Groups::from_state(&spec(), &state).unwrap();
+        let (a, b) = (whole.emit(0, 60_000), carried.emit(0, 60_000));
+        assert_eq!(a, b);
+        assert_eq!(
+            a[0],
+            json!({"d": "a", "window_start": "1970-01-01T00:00:00.000Z", "window_end": "1970-01-01T00:01:00.000Z",
+                   "n": 3, "s": 5, "m": 5.0 / 3.0, "lo": 1, "first": 1, "k": 2})
+        );
+        assert_eq!(a[1]["s"], json!(2.5));
+    }
+
+    #[test]
+    fn a_state_it_did_not_write_is_an_error() {
+        assert!(
+            Groups::from_state(&spec(), &json!({"groups": [{"g": ["a"], "a": [1]}]}))
+                .unwrap_err()
+                .contains("the pipeline changed within the window")
+        );
+        assert!(
+            Groups::from_state(&spec(), &json!({"groups": 7}))
+                .unwrap_err()
+                .starts_with("the window's state is not one Sluice wrote")
+        );
+    }
+}
