@@ -73,6 +73,7 @@ fn a_folder_and_standard_input_are_checked() {
          pipelines/orders-dedup/pipeline.yaml: ok\n\
          pipelines/orders-enriched/kinesis.yaml: ok\n\
          pipelines/orders-enriched/pipeline.yaml: ok\n\
+         pipelines/product-sales/pipeline.yaml: ok\n\
          pipelines/quickstart/pipeline.yaml: ok\n\
          pipelines/sales-totals/dynamodb.yaml: ok\n\
          pipelines/sales-totals/pipeline.yaml: ok\n\
