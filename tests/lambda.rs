@@ -1032,7 +1032,8 @@ fn totals(readings: &[(&str, i64)]) -> Vec<Value> {
 }
 
 /// An aggregate in Lambda: the mapping's tumbling window, its state carried
-/// from invocation to invocation, its records delivered at its last one.
+/// from invocation to invocation (across a new execution environment), its
+/// records delivered at its last one.
 #[test]
 fn a_windows_state_goes_round_and_its_last_invocation_emits_it() {
     let t = tempfile::tempdir().unwrap();
@@ -1072,6 +1073,10 @@ fn a_windows_state_goes_round_and_its_last_invocation_emits_it() {
         "nothing is emitted before the window's end"
     );
 
+    // The function is started afresh (a new execution environment): the
+    // window's groups come with the event's state, nothing is lost.
+    drop(lambda);
+    let lambda = Lambda::start(&p, &[]);
     // The last invocation: the state and one more record.
     let last = [r#"{"device":"b","v":4}"#, r#"{"device":"c","v":"x"}"#];
     let response = lambda
