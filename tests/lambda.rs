@@ -1119,3 +1119,105 @@ fn a_windows_state_goes_round_and_its_last_invocation_emits_it() {
         "{err}"
     );
 }
+
+/// A record that fails in a windowed invocation is handed again with the
+/// rest of the shard after it: the state returned holds only the records
+/// before it, so the window counts every record once.
+#[test]
+fn a_window_counts_the_records_after_a_failure_once() {
+    let moto = Moto::start();
+    let rt = common::aws::rt();
+    let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(common::aws::create_stream(&kinesis, "events", 1));
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "Kinesis_20131202.PutRecords", "calls": [1], "fault": "error",
+                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         aggregate:\n\
+         \x20 name: per_device\n\
+         \x20 group_by: [device]\n\
+         \x20 window: { tumbling: 5m }\n\
+         \x20 time: processing\n\
+         \x20 emit: { n: count(), total: sum(v) }\n\
+         routes:\n\
+         \x20 - { when: 'record.v == 9', to: [events] }\n\
+         \x20 - { from: per_device, to: [out] }\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         \x20 events: { type: kinesis, stream: events, partition_key: device, retry: { max_attempts: 1 } }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let lambda = Lambda::start(&p, &proxy.env(&moto));
+    let data: Vec<String> = (0..20)
+        .map(|v| json!({"device": if v % 2 == 0 { "a" } else { "b" }, "v": v}).to_string())
+        .collect();
+    let all: Vec<&str> = data.iter().map(String::as_str).collect();
+    let response = lambda
+        .invoke(&window_event(&all, 0, json!({}), false, false))
+        .unwrap();
+    assert_eq!(failures(&response), vec!["109"], "{}", lambda.stderr());
+    // The mapping hands record 9 and the rest again, with the state.
+    let response = lambda
+        .invoke(&window_event(
+            &all[9..],
+            9,
+            response["state"].clone(),
+            true,
+            false,
+        ))
+        .unwrap();
+    assert_eq!(
+        response,
+        json!({"batchItemFailures": [], "state": {}}),
+        "{}",
+        lambda.stderr()
+    );
+    let readings: Vec<(&str, i64)> = (0..20)
+        .map(|v| (if v % 2 == 0 { "a" } else { "b" }, v))
+        .collect();
+    assert_eq!(read_jsonl(&t.path().join("out.jsonl")), totals(&readings));
+}
+
+/// A window whose state would pass Lambda's 1 MB is emitted at once, and
+/// starts again empty: nothing is lost.
+#[test]
+fn a_window_state_past_one_megabyte_is_emitted_at_once() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         aggregate: { name: w, window: { tumbling: 5m }, time: processing, emit: { n: count(), ids: count_distinct(id) } }\n\
+         routes: [{ from: w, to: [out] }]\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let lambda = Lambda::start(&p, &[]);
+    // 11 000 distinct ids of 100 characters: over 1 MB of state.
+    let data: Vec<String> = (0..11_000)
+        .map(|i| json!({"id": format!("{i:0>100}")}).to_string())
+        .collect();
+    let all: Vec<&str> = data.iter().map(String::as_str).collect();
+    let response = lambda
+        .invoke(&window_event(&all, 0, json!({}), false, false))
+        .unwrap();
+    assert_eq!(response, json!({"batchItemFailures": [], "state": {}}));
+    let response = lambda
+        .invoke(&window_event(
+            &[r#"{"id":"x"}"#],
+            11_000,
+            json!({}),
+            true,
+            false,
+        ))
+        .unwrap();
+    assert_eq!(response["state"], json!({}));
+    let out: Vec<(u64, u64)> = read_jsonl(&t.path().join("out.jsonl"))
+        .iter()
+        .map(|r| (r["n"].as_u64().unwrap(), r["ids"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(out, [(11_000, 11_000), (1, 1)]);
+}
