@@ -303,6 +303,23 @@ fn over_a_stream_the_window_is_the_mappings_and_only_lambda_runs_it() {
     let (code, _, err) = outcome(&run(sluice().arg("run").arg(&p)));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not by `sluice run` yet"), "{err}");
+    // An event-time field does not place records in Lambda: check warns.
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("time: processing", "time: { field: ts }"),
+    )
+    .unwrap();
+    let o = run(sluice()
+        .args(["check", "--mode", "lambda", "--format", "short"])
+        .arg(&p));
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        common::stderr(&o).contains("warning[unsupported-mode]: in Lambda, the aggregate's windows are the event source mapping's"),
+        "{}",
+        common::stderr(&o)
+    );
     // The mapping's window is at most 15 minutes.
     std::fs::write(
         &p,

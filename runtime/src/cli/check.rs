@@ -69,6 +69,21 @@ pub fn main(args: &[PathBuf], format: Format, deny_warnings: bool, mode: Option<
                     );
                     loaded.diagnostics.sort();
                 }
+                if mode == Some(Mode::Lambda)
+                    && let Some(a) = &loaded.pipeline.aggregate
+                    && matches!(a.time, crate::aggregate::TimeConfig::Event(_))
+                {
+                    let (file, span) = loaded.aggregate_time_at.clone();
+                    loaded.diagnostics.push(
+                        Diagnostic::warning(
+                            Code::UnsupportedMode,
+                            "in Lambda, the aggregate's windows are the event source mapping's, by the records' arrival in the stream: `time.field` is only checked to be there, not used to place records",
+                        )
+                        .at(file, span)
+                        .help("write `time: processing` to say so, or aggregate by event time over files with `sluice run`"),
+                    );
+                    loaded.diagnostics.sort();
+                }
                 if deny_warnings && deny(&mut loaded.diagnostics) {
                     code = code.max(EXIT_INVALID);
                 }

@@ -56,6 +56,8 @@ pub struct Loaded {
     pub lookups: std::sync::Arc<crate::lookup::Tables>,
     /// Where the dedup store's `type` is written (or `dedup:` itself).
     pub dedup_store_at: (FileId, std::ops::Range<usize>),
+    /// Where the aggregate's `time` is written.
+    pub aggregate_time_at: (FileId, std::ops::Range<usize>),
 }
 
 impl Loaded {
@@ -272,7 +274,9 @@ fn load_text(
     }
     let source_at = (file, cx.value_span("/source/type"));
     let dedup_store_at = (file, cx.value_span("/dedup/store/type"));
+    let aggregate_time_at = (file, cx.value_span("/aggregate/time"));
     Ok(Loaded {
+        aggregate_time_at,
         dedup_store_at,
         source_at,
         pipeline,
