@@ -333,3 +333,39 @@ fn over_a_stream_the_window_is_the_mappings_and_only_lambda_runs_it() {
         common::stderr(&o)
     );
 }
+
+/// A late record that a transform made out of a fan-out is dead-lettered
+/// with its place in the fan-out, so that a redrive replays it alone.
+#[test]
+fn a_late_fanned_out_record_names_its_place_in_the_fan_out() {
+    let t = tempfile::tempdir().unwrap();
+    common::write_jsonl(
+        t.path(),
+        "in.jsonl",
+        &[
+            json!({"order_id": "o-1", "ts": "2026-12-01T10:01:30Z", "items": [{"sku": "A", "qty": 1, "price": 1.0}]}),
+            json!({"order_id": "o-2", "ts": "2026-12-01T10:00:10Z",
+                   "items": [{"sku": "A", "qty": 1, "price": 1.0}, {"sku": "B", "qty": 2, "price": 2.0}]}),
+        ],
+    );
+    let o = run(sluice()
+        .arg("run")
+        .arg(common::root().join("pipelines/product-sales/pipeline.yaml"))
+        .args(["--summary-format", "json"])
+        .env("ORDERS_INPUT", t.path().join("in.jsonl"))
+        .env("OUT_DIR", t.path().join("out")));
+    let (code, s, err) = outcome(&o);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(s["dead_lettered"]["aggregate"], 2, "{s}");
+    let cuts: Vec<Value> = read_jsonl(&t.path().join("out/dlq.jsonl"))
+        .iter()
+        .map(|e| e["fan_out"].clone())
+        .collect();
+    assert_eq!(
+        cuts,
+        [
+            json!([{"transform": "items", "index": 0, "of": 2}]),
+            json!([{"transform": "items", "index": 1, "of": 2}]),
+        ]
+    );
+}

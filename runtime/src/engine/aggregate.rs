@@ -40,7 +40,7 @@ impl Aggregation {
     /// no route, and adds the windows that closed to the batch.
     pub fn apply(&mut self, out: &mut BatchOutput) {
         let contributions = std::mem::take(&mut out.contributions);
-        for (c, raw_index, routed) in &contributions {
+        for (c, raw_index, routed, cuts) in &contributions {
             let Err(refused) = self.windows.add(c) else {
                 continue;
             };
@@ -62,7 +62,7 @@ impl Aggregation {
                 source: &raw.position,
                 attempts: 1,
                 timestamp: &out.batch_time,
-                fan_out: &[],
+                fan_out: cuts,
             };
             push_envelope(&mut out.dlq, &env, *raw_index as usize);
             out.counts.dead_letter(Stage::Aggregate);

@@ -269,8 +269,9 @@ pub struct BatchOutput {
     /// duplicates, or records the dedup store could not be asked about.
     pub removed: Vec<u32>,
     /// With `aggregate:`, each record's part in it, in order: with its
-    /// index in the batch and whether a route took it too.
-    pub contributions: Vec<(crate::aggregate::window::Contribution, u32, bool)>,
+    /// index in the batch, whether a route took it too, and which record
+    /// of a fan-out it is (for its envelope).
+    pub contributions: Vec<(crate::aggregate::window::Contribution, u32, bool, Vec<Cut>)>,
     /// How many records were routed (the ids given).
     pub routed: u32,
 }
@@ -805,7 +806,10 @@ impl Worker {
             && let Some(c) = contribution
         {
             // Into the aggregate only.
-            cx.out.contributions.push((c, cx.raw_index as u32, false));
+            let cuts = cx.fan_out.clone();
+            cx.out
+                .contributions
+                .push((c, cx.raw_index as u32, false, cuts));
             cx.out.counts.aggregated += 1;
             return;
         }
@@ -846,7 +850,9 @@ impl Worker {
             cx,
         );
         if let Some(c) = contribution {
-            cx.out.contributions.push((c, cx.raw_index as u32, true));
+            cx.out
+                .contributions
+                .push((c, cx.raw_index as u32, true, Vec::new()));
         }
     }
 

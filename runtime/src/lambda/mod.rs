@@ -416,7 +416,7 @@ impl State {
             contributions.extend(
                 out.contributions
                     .drain(..)
-                    .map(|(c, r, _)| (chunk_items[r as usize], c)),
+                    .map(|(c, r, _, _)| (chunk_items[r as usize], c)),
             );
             // Retries stop in time to answer before the margin.
             let left = deadline
