@@ -937,22 +937,28 @@ fn duplicates_are_dropped_across_the_invocations_of_one_environment() {
     assert_eq!(totals, [(json!(2), json!(1)), (json!(1), json!(1))]);
 }
 
+/// moto with a Kinesis stream `events`, behind a proxy that throttles only
+/// the first `PutRecords`.
+fn events_throttled_once() -> (Moto, Proxy) {
+    let moto = Moto::start();
+    let rt = common::aws::rt();
+    let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(common::aws::create_stream(&kinesis, "events", 1));
+    let proxy = Proxy::start(
+        &moto,
+        json!([{ "op": "Kinesis_20131202.PutRecords", "calls": [1], "fault": "error",
+                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
+    );
+    (moto, proxy)
+}
+
 /// A record one of its sinks did not take is not remembered: when the
 /// mapping hands the shard again from it, it is delivered, and the records
 /// after it that were written the first time are dropped as duplicates
 /// instead of being written again.
 #[test]
 fn a_record_a_sink_did_not_take_is_delivered_again_and_the_rest_is_not() {
-    let moto = Moto::start();
-    let rt = common::aws::rt();
-    let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
-    rt.block_on(common::aws::create_stream(&kinesis, "events", 1));
-    // Only the first `PutRecords` is throttled.
-    let proxy = Proxy::start(
-        &moto,
-        json!([{ "op": "Kinesis_20131202.PutRecords", "calls": [1], "fault": "error",
-                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
-    );
+    let (moto, proxy) = events_throttled_once();
     let t = tempfile::tempdir().unwrap();
     let p = pipeline(
         t.path(),
@@ -1125,15 +1131,7 @@ fn a_windows_state_goes_round_and_its_last_invocation_emits_it() {
 /// before it, so the window counts every record once.
 #[test]
 fn a_window_counts_the_records_after_a_failure_once() {
-    let moto = Moto::start();
-    let rt = common::aws::rt();
-    let kinesis = aws_sdk_kinesis::Client::new(&rt.block_on(moto.sdk_config()));
-    rt.block_on(common::aws::create_stream(&kinesis, "events", 1));
-    let proxy = Proxy::start(
-        &moto,
-        json!([{ "op": "Kinesis_20131202.PutRecords", "calls": [1], "fault": "error",
-                 "code": "ProvisionedThroughputExceededException", "message": "Rate exceeded" }]),
-    );
+    let (moto, proxy) = events_throttled_once();
     let t = tempfile::tempdir().unwrap();
     let p = pipeline(
         t.path(),

@@ -45,7 +45,7 @@ pub fn main(args: &[PathBuf], format: Format, deny_warnings: bool, mode: Option<
             Ok(mut loaded) => {
                 let refused = mode.and_then(|m| loaded.pipeline.refusal(m.into()));
                 if let Some(why) = refused {
-                    let (file, span) = loaded.source_at.clone();
+                    let (file, span) = loaded.at("/source/type");
                     loaded.diagnostics.push(
                         Diagnostic::error(Code::UnsupportedMode, why)
                             .at(file, span)
@@ -54,36 +54,16 @@ pub fn main(args: &[PathBuf], format: Format, deny_warnings: bool, mode: Option<
                     loaded.diagnostics.sort();
                     code = code.max(EXIT_INVALID);
                 }
-                if mode == Some(Mode::Lambda)
-                    && let Some(d) = &loaded.pipeline.dedup
-                    && matches!(d.store, crate::dedup::StoreConfig::Memory(_))
-                {
-                    let (file, span) = loaded.dedup_store_at.clone();
+                let notes = mode.map_or_else(Vec::new, |m| loaded.pipeline.mode_notes(m.into()));
+                for note in notes {
+                    let (file, span) = loaded.at(note.pointer);
                     loaded.diagnostics.push(
-                        Diagnostic::warning(
-                            Code::UnsupportedMode,
-                            "`dedup` with the `memory` store remembers keys in one Lambda execution environment only: concurrent invocations and new environments do not see each other's keys",
-                        )
-                        .at(file, span)
-                        .help("use `store: { type: dynamodb, table: ... }` to drop duplicates across invocations"),
+                        Diagnostic::warning(Code::UnsupportedMode, note.message)
+                            .at(file, span)
+                            .help(note.help),
                     );
-                    loaded.diagnostics.sort();
                 }
-                if mode == Some(Mode::Lambda)
-                    && let Some(a) = &loaded.pipeline.aggregate
-                    && matches!(a.time, crate::aggregate::TimeConfig::Event(_))
-                {
-                    let (file, span) = loaded.aggregate_time_at.clone();
-                    loaded.diagnostics.push(
-                        Diagnostic::warning(
-                            Code::UnsupportedMode,
-                            "in Lambda, the aggregate's windows are the event source mapping's, by the records' arrival in the stream: `time.field` is only checked to be there, not used to place records",
-                        )
-                        .at(file, span)
-                        .help("write `time: processing` to say so, or aggregate by event time over files with `sluice run`"),
-                    );
-                    loaded.diagnostics.sort();
-                }
+                loaded.diagnostics.sort();
                 if deny_warnings && deny(&mut loaded.diagnostics) {
                     code = code.max(EXIT_INVALID);
                 }

@@ -30,19 +30,24 @@ pub struct Cx<'a> {
     pub text: &'a str,
 }
 
+/// The span of the value at `pointer` in `spans`, or of its nearest ancestor.
+pub fn value_span(spans: &SpanMap, pointer: &str) -> Range<usize> {
+    let mut p = pointer;
+    loop {
+        if let Some(o) = spans.get(p) {
+            return o.value.clone();
+        }
+        match p.rfind('/') {
+            Some(i) => p = &p[..i],
+            None => return 0..0,
+        }
+    }
+}
+
 impl Cx<'_> {
     /// The span of the value at `pointer`, or of its nearest ancestor.
     pub fn value_span(&self, pointer: &str) -> Range<usize> {
-        let mut p = pointer;
-        loop {
-            if let Some(o) = self.spans.get(p) {
-                return o.value.clone();
-            }
-            match p.rfind('/') {
-                Some(i) => p = &p[..i],
-                None => return 0..0,
-            }
-        }
+        value_span(self.spans, pointer)
     }
 
     /// The span of the key at `pointer` (the value's when there is no key;

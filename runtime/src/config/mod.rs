@@ -49,18 +49,20 @@ pub struct Loaded {
     pub places: check::Places,
     /// Warnings found on the way.
     pub diagnostics: Diagnostics,
-    /// Where the source's `type` is written, for diagnostics about the
-    /// source as a whole (`sluice check --mode`).
-    pub source_at: (FileId, std::ops::Range<usize>),
     /// The lookup tables, loaded.
     pub lookups: std::sync::Arc<crate::lookup::Tables>,
-    /// Where the dedup store's `type` is written (or `dedup:` itself).
-    pub dedup_store_at: (FileId, std::ops::Range<usize>),
-    /// Where the aggregate's `time` is written.
-    pub aggregate_time_at: (FileId, std::ops::Range<usize>),
+    /// The pipeline file, and where each value is written in it: for
+    /// diagnostics found after loading (`sluice check --mode`).
+    pub origins: (FileId, yaml::SpanMap),
 }
 
 impl Loaded {
+    /// Where the value at JSON pointer `pointer` is written (or its nearest
+    /// ancestor), in the pipeline file.
+    pub fn at(&self, pointer: &str) -> (FileId, std::ops::Range<usize>) {
+        (self.origins.0, check::value_span(&self.origins.1, pointer))
+    }
+
     /// A path from the pipeline, resolved against the pipeline's folder.
     pub fn resolve(&self, path: &str) -> PathBuf {
         resolve(&self.dir, path)
@@ -272,13 +274,8 @@ fn load_text(
     if diags.has_errors() {
         return Err(LoadError::Invalid(diags));
     }
-    let source_at = (file, cx.value_span("/source/type"));
-    let dedup_store_at = (file, cx.value_span("/dedup/store/type"));
-    let aggregate_time_at = (file, cx.value_span("/aggregate/time"));
     Ok(Loaded {
-        aggregate_time_at,
-        dedup_store_at,
-        source_at,
+        origins: (file, spans),
         pipeline,
         path: path.to_path_buf(),
         dir,

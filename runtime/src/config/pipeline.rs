@@ -77,7 +77,50 @@ pub struct Pipeline {
     pub metrics: metrics::emf::Config,
 }
 
+/// Something a mode does differently from what the pipeline may expect:
+/// where it is written (a JSON pointer), what, and what to do.
+pub struct ModeNote {
+    /// The value it is about.
+    pub pointer: &'static str,
+    /// What the mode does.
+    pub message: &'static str,
+    /// What to write instead.
+    pub help: &'static str,
+}
+
 impl Pipeline {
+    /// What `mode` does differently from what the pipeline may expect
+    /// (`sluice check --mode` warns).
+    pub fn mode_notes(&self, mode: sources::RunMode) -> Vec<ModeNote> {
+        let mut notes = Vec::new();
+        if mode != sources::RunMode::Lambda {
+            return notes;
+        }
+        if self
+            .dedup
+            .as_ref()
+            .is_some_and(|d| matches!(d.store, dedup::StoreConfig::Memory(_)))
+        {
+            notes.push(ModeNote {
+                pointer: "/dedup/store/type",
+                message: "`dedup` with the `memory` store remembers keys in one Lambda execution environment only: concurrent invocations and new environments do not see each other's keys",
+                help: "use `store: { type: dynamodb, table: ... }` to drop duplicates across invocations",
+            });
+        }
+        if self
+            .aggregate
+            .as_ref()
+            .is_some_and(|a| matches!(a.time, aggregate::TimeConfig::Event(_)))
+        {
+            notes.push(ModeNote {
+                pointer: "/aggregate/time",
+                message: "in Lambda, the aggregate's windows are the event source mapping's, by the records' arrival in the stream: `time.field` is only checked to be there, not used to place records",
+                help: "write `time: processing` to say so, or aggregate by event time over files with `sluice run`",
+            });
+        }
+        notes
+    }
+
     /// Why `mode` cannot run the pipeline, if it cannot: its source is not
     /// read there, or its aggregate is not kept there.
     pub fn refusal(&self, mode: sources::RunMode) -> Option<String> {

@@ -135,14 +135,14 @@ impl Remote {
         }
     }
 
+    /// The same table, not connected, its cache empty.
+    pub fn unconnected(&self) -> Remote {
+        Remote::new(&self.name, &self.config)
+    }
+
     /// The table's partition key attribute.
     pub fn key(&self) -> &str {
         &self.config.key
-    }
-
-    /// The table's name.
-    pub fn table(&self) -> &str {
-        &self.config.table
     }
 
     /// Gives the table its client, and the runtime its calls run on.

@@ -365,15 +365,7 @@ impl Tables {
                 }),
                 (None, Table::S3(c, _)) => Table::S3(c.clone(), OnceLock::new()),
                 // Not connected: a lookup says to give the case's rows.
-                (None, Table::Dynamodb(r)) => Table::Dynamodb(Box::new(dynamodb::Remote::new(
-                    name,
-                    &dynamodb::Config {
-                        table: r.table().to_owned(),
-                        key: key.to_owned(),
-                        key_type: Default::default(),
-                        cache: Default::default(),
-                    },
-                ))),
+                (None, Table::Dynamodb(r)) => Table::Dynamodb(Box::new(r.unconnected())),
             };
             tables.insert(name.clone(), table);
         }
