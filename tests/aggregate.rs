@@ -369,3 +369,50 @@ fn a_late_fanned_out_record_names_its_place_in_the_fan_out() {
         ]
     );
 }
+
+/// Each window's record has an identity of its own, derived from its
+/// aggregate, group and window: S3 objects named by their first record
+/// (`{part}`) never overwrite one another, and a second run over the same
+/// input writes the same objects again instead of new ones.
+#[test]
+fn s3_objects_of_aggregates_are_named_by_their_windows_and_written_again_in_place() {
+    let moto = common::moto::Moto::start();
+    let rt = common::aws::rt();
+    let s3 = common::aws::s3_client(&rt.block_on(moto.sdk_config()));
+    rt.block_on(common::aws::create_bucket(&s3, "sums"));
+    let t = tempfile::tempdir().unwrap();
+    let input = readings();
+    let (want, _) = expected(&input, 30_000);
+    common::write_jsonl(t.path(), "in.jsonl", &input);
+    let p = pipeline(t.path(), "30s");
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p).unwrap().replace(
+            "{ type: file, path: out.jsonl }",
+            "{ type: s3, bucket: sums, key: \"w/{part}.jsonl\", max_records: 2 }",
+        ),
+    )
+    .unwrap();
+    let mut first_keys = None;
+    for round in 0..2 {
+        let (code, s, err) = outcome(&run(sluice()
+            .arg("run")
+            .arg(&p)
+            .args(["--summary-format", "json", "--batch-records", "50"])
+            .envs(moto.env())));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(s["aggregates_out"].as_u64(), Some(want.len() as u64), "{s}");
+        let objects = rt.block_on(common::aws::objects(&s3, "sums"));
+        let got: Vec<Value> = objects
+            .iter()
+            .flat_map(|(_, body)| common::aws::jsonl(body))
+            .collect();
+        assert_eq!(sorted(got), want, "round {round}");
+        let keys: Vec<String> = objects.into_iter().map(|(k, _)| k).collect();
+        assert!(keys.len() >= want.len().div_ceil(2), "{keys:?}");
+        match &first_keys {
+            None => first_keys = Some(keys),
+            Some(first) => assert_eq!(&keys, first, "the second run wrote new objects"),
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::reduce::Acc;
-use super::window::{Contribution, Spec, output};
+use super::window::{Contribution, Emitted, Spec, output};
 
 /// The largest state Lambda carries between invocations.
 pub const MAX_STATE_BYTES: usize = 1024 * 1024;
@@ -19,6 +19,9 @@ pub const MAX_STATE_BYTES: usize = 1024 * 1024;
 pub struct Groups {
     spec: Spec,
     groups: BTreeMap<String, (Vec<Value>, Vec<Acc>)>,
+    /// How many times the window's groups were emitted early (their state
+    /// would have passed 1 MB): the next emission is the next part.
+    parts: u64,
 }
 
 impl Groups {
@@ -51,9 +54,14 @@ impl Groups {
                 groups.insert(Value::Array(group.clone()).to_string(), (group, accs));
             }
         }
+        let parts = match state.get("parts") {
+            None => 0,
+            Some(p) => p.as_u64().ok_or_else(bad)?,
+        };
         Ok(Groups {
             spec: spec.clone(),
             groups,
+            parts,
         })
     }
 
@@ -86,15 +94,33 @@ impl Groups {
             .values()
             .map(|(g, accs)| json!({ "g": g, "a": accs.iter().map(Acc::to_state).collect::<Vec<_>>() }))
             .collect();
-        json!({ "groups": groups })
+        let mut state = json!({ "groups": groups });
+        if self.parts > 0 {
+            state["parts"] = json!(self.parts);
+        }
+        state
     }
 
-    /// The window's records, one per group in the order of its values.
-    pub fn emit(self, start_ms: i64, end_ms: i64) -> Vec<Value> {
+    /// The state after the groups were emitted early: no group, and the
+    /// next emission of the window is its next part.
+    pub fn emptied(&self) -> Value {
+        json!({ "parts": self.parts + 1 })
+    }
+
+    /// The window's records, one per group in the order of its values; a
+    /// window emitted in parts says which part in each record's identity.
+    pub fn emit(self, start_ms: i64, end_ms: i64) -> Vec<Emitted> {
         let spec = self.spec;
+        let parts = self.parts;
         self.groups
             .into_values()
-            .map(|(g, accs)| output(&spec, g, (start_ms, end_ms), accs))
+            .map(|(g, accs)| {
+                let mut e = output(&spec, g, (start_ms, end_ms), accs);
+                if parts > 0 {
+                    e.window.push_str(&format!(" part {}", parts + 1));
+                }
+                e
+            })
             .collect()
     }
 }
@@ -158,7 +184,9 @@ mod tests {
             state = serde_json::from_str(&g.to_state().to_string()).unwrap();
         }
         let carried = Groups::from_state(&spec(), &state).unwrap();
-        let (a, b) = (whole.emit(0, 60_000), carried.emit(0, 60_000));
+        let records =
+            |g: Groups| -> Vec<Value> { g.emit(0, 60_000).into_iter().map(|e| e.record).collect() };
+        let (a, b) = (records(whole), records(carried));
         assert_eq!(a, b);
         assert_eq!(
             a[0],

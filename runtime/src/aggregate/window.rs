@@ -141,7 +141,7 @@ impl Windows {
 
     /// Takes the windows the watermark closed, in order of their end, then
     /// of their group: each as its output record.
-    pub fn closed(&mut self) -> Vec<Value> {
+    pub fn closed(&mut self) -> Vec<Emitted> {
         let Some(w) = self.watermark else {
             return Vec::new();
         };
@@ -160,19 +160,34 @@ impl Windows {
     }
 
     /// Takes every open window (the end of the input), in the same order.
-    pub fn all(&mut self) -> Vec<Value> {
+    pub fn all(&mut self) -> Vec<Emitted> {
         let done = std::mem::take(&mut self.open);
         done.into_iter().map(|(k, w)| self.emit(k.0, w)).collect()
     }
 
-    fn emit(&self, end: i64, w: Window) -> Value {
+    fn emit(&self, end: i64, w: Window) -> Emitted {
         output(&self.spec, w.group, (end - self.spec.size_ms, end), w.accs)
     }
 }
 
+/// A window's record, with what identifies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emitted {
+    /// The record.
+    pub record: Value,
+    /// Its window's start and its group's values: the same window of the
+    /// same group always says the same (`2026-11-24T08:00:00.000Z ["a"]`).
+    pub window: String,
+}
+
 /// The record a window emits: its group's fields, `window_start`,
 /// `window_end` and the reducers' values.
-pub fn output(spec: &Spec, group: Vec<Value>, (start, end): (i64, i64), accs: Vec<Acc>) -> Value {
+pub fn output(spec: &Spec, group: Vec<Value>, (start, end): (i64, i64), accs: Vec<Acc>) -> Emitted {
+    let window = format!(
+        "{} {}",
+        crate::record::time::rfc3339_millis(start),
+        Value::Array(group.clone())
+    );
     let mut out = Map::new();
     for (name, v) in spec.group_names.iter().zip(group) {
         out.insert(name.clone(), v);
@@ -188,7 +203,10 @@ pub fn output(spec: &Spec, group: Vec<Value>, (start, end): (i64, i64), accs: Ve
     for ((name, _), acc) in spec.reducers.iter().zip(accs) {
         out.insert(name.clone(), acc.finish());
     }
-    Value::Object(out)
+    Emitted {
+        record: Value::Object(out),
+        window,
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +231,10 @@ mod tests {
     }
 
     const MIN: i64 = 60_000;
+
+    fn records(emitted: Vec<Emitted>) -> Vec<Value> {
+        emitted.into_iter().map(|e| e.record).collect()
+    }
 
     fn spec(lateness_ms: i64) -> Spec {
         Spec {
@@ -243,11 +265,11 @@ mod tests {
         for x in [c("a", 0, 1.0), c("b", 1, 10.0), c("a", 4, 3.0)] {
             w.add(&x).unwrap();
         }
-        assert_eq!(w.closed(), Vec::<Value>::new());
+        assert_eq!(records(w.closed()), Vec::<Value>::new());
         // Minute 5 is the next window's: the first closes, `a` before `b`.
         w.add(&c("a", 5, 7.0)).unwrap();
         assert_eq!(
-            w.closed(),
+            records(w.closed()),
             [
                 json!({"device": "a", "window_start": "1970-01-01T00:00:00.000Z",
                        "window_end": "1970-01-01T00:05:00.000Z",
@@ -265,7 +287,7 @@ mod tests {
                 watermark: 5 * MIN
             })
         );
-        assert_eq!(w.all().len(), 1);
+        assert_eq!(records(w.all()).len(), 1);
         assert_eq!(w.open(), 0);
     }
 
@@ -275,10 +297,10 @@ mod tests {
         w.add(&c("a", 4, 1.0)).unwrap();
         w.add(&c("a", 5, 2.0)).unwrap();
         // The watermark (minute 5) is within a minute of the end: still open.
-        assert!(w.closed().is_empty());
+        assert!(records(w.closed()).is_empty());
         w.add(&c("a", 3, 5.0)).unwrap();
         w.add(&c("a", 6, 2.0)).unwrap();
-        let out = w.closed();
+        let out = records(w.closed());
         assert_eq!(
             (out.len(), &out[0]["n"], &out[0]["max"]),
             (1, &json!(2), &json!(5.0))
@@ -302,7 +324,7 @@ mod tests {
             for r in rs {
                 w.add(r).unwrap();
             }
-            w.all()
+            w.all().into_iter().map(|e| e.record).collect::<Vec<_>>()
         };
         let (a, b) = (run(&records), run(&in_order));
         assert_eq!(a.len(), 2);
@@ -333,7 +355,7 @@ mod tests {
             w.add(&bad),
             Err(Refused::Value("`avg`: \"hot\" is not a number".into()))
         );
-        let out = w.all();
+        let out = records(w.all());
         assert_eq!(out[0]["n"], 2);
         assert_eq!(groups(&out, &["device"]).len(), 3);
     }

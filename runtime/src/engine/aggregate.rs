@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{BatchOutput, Built, Worker, push_envelope};
-use crate::aggregate::window::Windows;
+use crate::aggregate::window::{Emitted, Windows};
 use crate::delivery::envelope::{Envelope, encode_data};
 use crate::record::{Position, RawRecord, Stage};
 
@@ -79,11 +79,11 @@ impl Aggregation {
 
     /// Routes emitted records and adds them to the batch: their lines after
     /// the batch's, their records after its records.
-    fn emit(&mut self, out: &mut BatchOutput, records: Vec<serde_json::Value>) {
+    fn emit(&mut self, out: &mut BatchOutput, records: Vec<Emitted>) {
         if records.is_empty() {
             return;
         }
-        let raws = emitted(&self.name, &records);
+        let raws = emitted(&self.name, None, &records);
         // Routing cannot stop the run: no schema, no `on_invalid: fail`.
         if let Ok(made) = self.worker.process(&raws, &out.batch_time) {
             merge(out, made, raws);
@@ -91,15 +91,20 @@ impl Aggregation {
     }
 }
 
-/// The records an aggregate emitted, as source records of its name.
-pub fn emitted(name: &Arc<str>, records: &[serde_json::Value]) -> Vec<RawRecord> {
+/// The records an aggregate emitted, as source records of its name, each
+/// with its window's identity (and the shard whose window it is): a window
+/// emitted again has the same position, so an S3 object named after it
+/// (`{part}`) is written again in place.
+pub fn emitted(name: &Arc<str>, shard: Option<&Arc<str>>, records: &[Emitted]) -> Vec<RawRecord> {
     records
         .iter()
-        .map(|r| RawRecord {
-            data: r.to_string().into_bytes(),
+        .map(|e| RawRecord {
+            data: e.record.to_string().into_bytes(),
             position: Position {
                 source: "aggregate",
                 stream: Some(Arc::clone(name)),
+                shard: shard.cloned(),
+                window: Some(e.window.clone()),
                 ..Position::default()
             },
             rejected: None,
@@ -140,4 +145,51 @@ fn append(into: &mut super::SinkLines, from: &super::SinkLines, raw_base: u32, i
         into.count += 1;
     }
     into.keys.extend_from_slice(&from.keys);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn window(start: &str, group: &str) -> Emitted {
+        Emitted {
+            record: json!({}),
+            window: format!("{start} [\"{group}\"]"),
+        }
+    }
+
+    #[test]
+    fn each_window_of_each_group_and_shard_has_a_token_of_its_own_that_it_keeps() {
+        let name: Arc<str> = Arc::from("per device");
+        let shard: Arc<str> = Arc::from("shardId-000000000001");
+        let windows = [
+            window("2026-11-24T08:00:00.000Z", "a"),
+            window("2026-11-24T08:00:00.000Z", "b"),
+            window("2026-11-24T08:05:00.000Z", "a"),
+        ];
+        let tokens = |shard: Option<&Arc<str>>| -> Vec<String> {
+            emitted(&name, shard, &windows)
+                .iter()
+                .map(|r| r.position.token())
+                .collect()
+        };
+        let plain = tokens(None);
+        let sharded = tokens(Some(&shard));
+        assert_eq!(plain, tokens(None), "the same windows, the same tokens");
+        let mut all: Vec<&String> = plain.iter().chain(&sharded).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 6, "{plain:?} {sharded:?}");
+        assert!(
+            plain[0].starts_with("per_device-20261124T080000000Z-"),
+            "{}",
+            plain[0]
+        );
+        assert!(
+            sharded[2].starts_with("per_device-shardId-000000000001-20261124T080500000Z-"),
+            "{}",
+            sharded[2]
+        );
+    }
 }

@@ -605,12 +605,19 @@ impl State {
         if groups.is_empty() {
             return Ok(serde_json::json!({}));
         }
+        // After an early emission, the window's next one is its next part.
+        let next_state = if full && !(window.final_invoke || window.terminated_early) {
+            groups.emptied()
+        } else {
+            serde_json::json!({})
+        };
         let records = groups.emit(window.start_ms, window.end_ms);
         let name: Arc<str> = self.built.aggregate.as_ref().map_or_else(
             || Arc::from("aggregate"),
             |(a, _)| Arc::from(a.name.as_str()),
         );
-        let raws = crate::engine::aggregate::emitted(&name, &records);
+        let shard = window.shard.as_deref().map(Arc::from);
+        let raws = crate::engine::aggregate::emitted(&name, shard.as_ref(), &records);
         let worker = self
             .aggregate_worker
             .as_ref()
@@ -640,7 +647,7 @@ impl State {
                 f.reason
             ));
         }
-        Ok(serde_json::json!({}))
+        Ok(next_state)
     }
 }
 

@@ -44,6 +44,11 @@ pub struct Position {
     /// When the service received the record, RFC 3339 UTC with milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arrival_time: Option<String>,
+    /// For a record an aggregate made: its window's start and its group's
+    /// values (`2026-11-24T08:00:00.000Z ["room-0101"]`), and which part of
+    /// the window's output it is when the window was emitted in parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
 }
 
 impl Position {
@@ -52,6 +57,23 @@ impl Position {
     /// of a file named orders.jsonl; the hash tells files of the same name apart).
     pub fn token(&self) -> String {
         let line = self.line.unwrap_or(0);
+        if let Some(window) = &self.window {
+            // The aggregate, the shard, the window's start, and a hash of the
+            // whole (its group): the same window always has the same token.
+            let mut out = key_safe(self.stream.as_deref().unwrap_or(self.source));
+            if let Some(shard) = &self.shard {
+                out.push('-');
+                out.push_str(&key_safe(shard));
+            }
+            let start: String = window
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect();
+            return format!("{out}-{start}-{:016x}", fnv1a(window.as_bytes()));
+        }
         if let Some(id) = &self.message_id {
             return format!("{}-{id}", self.source);
         }
@@ -68,21 +90,25 @@ impl Position {
                 let stem = std::path::Path::new(&**f)
                     .file_stem()
                     .map_or("file".into(), |s| s.to_string_lossy().into_owned());
-                let stem: String = stem
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '-' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
+                let stem = key_safe(&stem);
                 format!("{stem}-{:08x}-{line:012}", fnv1a(f.as_bytes()) as u32)
             }
             None => format!("{}-{line:012}", self.source),
         }
     }
+}
+
+/// `text` with every character but ASCII letters, digits and `-` made `_`.
+fn key_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// FNV-1a, 64 bits: a hash that is the same in every build and on every machine.

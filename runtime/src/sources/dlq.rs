@@ -278,6 +278,7 @@ fn parse_envelope(line: &[u8]) -> Result<(Vec<u8>, Position, Vec<Cut>), String> 
             partition_key: text("partition_key"),
             sequence_number: text("sequence_number"),
             arrival_time: text("arrival_time"),
+            window: text("window"),
         },
         fan_out,
     ))

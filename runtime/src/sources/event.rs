@@ -261,6 +261,8 @@ pub struct MappingWindow {
     pub final_invoke: bool,
     /// `isWindowTerminatedEarly` (a reshard, or the state reached its limit).
     pub terminated_early: bool,
+    /// `shardId`: the mapping keeps windows per shard.
+    pub shard: Option<String>,
 }
 
 /// The tumbling window of a stream event (`window`, `state`,
@@ -293,6 +295,10 @@ pub fn mapping_window(event: &Value) -> Result<Option<MappingWindow>, String> {
             .get("isWindowTerminatedEarly")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        shard: event
+            .get("shardId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     }))
 }
 
