@@ -240,7 +240,10 @@ fn check_refuses_what_aggregate_cannot_do_yet_and_names_bad_reducers() {
          \x20 name: w\n\
          \x20 window: { tumbling: 1m }\n\
          \x20 time: processing\n\
-         \x20 emit: { n: count(x), m: median(v) }\n\
+         \x20 emit:\n\
+         \x20   n: count(x)\n\
+         \x20   m: median(v)\n\
+         \x20   p: { init: '[', add: 'state + [rec.v]' }\n\
          routes: [{ to: [out] }, { from: other, to: [out] }]\n\
          sinks: { out: { type: stdout } }\n\
          dlq: { type: stdout }\n",
@@ -259,9 +262,11 @@ fn check_refuses_what_aggregate_cannot_do_yet_and_names_bad_reducers() {
         [
             "pipeline.yaml:4:1: error[unsupported-mode]: `aggregate` runs with a `file` or `stdin` source, or in Lambda with a `kinesis` or `dynamodb_streams` one, not with `sqs`: its event source mapping has no tumbling windows",
             "pipeline.yaml:5:9: error[invalid-value]: no route takes the records of aggregate `w`",
-            "pipeline.yaml:8:14: error[invalid-value]: `count()` takes no field: `count(x)`",
-            "pipeline.yaml:8:27: error[invalid-value]: `median` is not a reducer: count, sum, min, max, avg, first, last, count_distinct",
-            "pipeline.yaml:9:33: error[unknown-reference]: route #2 takes the records of aggregate `other`, which is not defined",
+            "pipeline.yaml:9:8: error[invalid-value]: `count()` takes no field: `count(x)`",
+            "pipeline.yaml:10:8: error[invalid-value]: `median` is not a reducer: count, sum, min, max, avg, first, last, count_distinct",
+            "pipeline.yaml:11:17: error[script-syntax]: reducer `p` (init): `[` is never closed: add the `]` that closes it",
+            "pipeline.yaml:11:36: error[script-syntax]: reducer `p` (add): Undefined variable: rec",
+            "pipeline.yaml:12:33: error[unknown-reference]: route #2 takes the records of aggregate `other`, which is not defined",
         ]
     );
 }
@@ -415,4 +420,106 @@ fn s3_objects_of_aggregates_are_named_by_their_windows_and_written_again_in_plac
             Some(first) => assert_eq!(&keys, first, "the second run wrote new objects"),
         }
     }
+}
+
+/// A Rhai reducer (`init`, `add`, `finish`) over the same readings, checked
+/// against what this test computes; a record its `add` throws on is
+/// dead-lettered with the reason and left out of its window.
+#[test]
+fn a_script_reducer_gives_what_the_test_computes_and_dead_letters_what_it_throws_on() {
+    let input = readings();
+    let throws = |r: &Value| r["v"].as_i64().unwrap() % 97 == 0;
+    let kept: Vec<Value> = input.iter().filter(|r| !throws(r)).cloned().collect();
+    let (want, _) = expected(&kept, 30_000);
+    let want: Vec<Value> = want
+        .iter()
+        .map(|w| {
+            json!({
+                "device": w["device"], "window_start": w["window_start"], "window_end": w["window_end"],
+                "n": w["n"], "spread": w["high"].as_i64().unwrap() - w["low"].as_i64().unwrap(),
+            })
+        })
+        .collect();
+    // Which lines are dead-lettered, and why: lateness is told first, and
+    // a record thrown on does not move the latest time seen.
+    let mut seen: Option<i64> = None;
+    let mut want_dlq: Vec<(u64, String)> = Vec::new();
+    for (i, r) in input.iter().enumerate() {
+        let t = humantime::parse_rfc3339(r["ts"].as_str().unwrap())
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let end = t.div_euclid(5 * MIN) * 5 * MIN + 5 * MIN;
+        if seen.is_some_and(|w| end + 30_000 <= w) {
+            want_dlq.push((i as u64 + 1, "late".into()));
+        } else if throws(r) {
+            want_dlq.push((
+                i as u64 + 1,
+                format!(
+                    "`spread` (add): script threw: v is a multiple of 97: {} (script line 1, column 25)",
+                    r["v"]
+                ),
+            ));
+        } else {
+            seen = Some(seen.map_or(t, |w| w.max(t)));
+        }
+    }
+    assert!(want_dlq.iter().any(|(_, why)| why != "late"));
+    let t = tempfile::tempdir().unwrap();
+    common::write_jsonl(t.path(), "in.jsonl", &input);
+    let p = pipeline(t.path(), "30s");
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p).unwrap().replace(
+            "emit: { n: count(), total: sum(v), low: min(v), high: max(v), mean: avg(v) }",
+            "emit:\n\
+             \x20   n: count()\n\
+             \x20   spread:\n\
+             \x20     init: '#{ lo: (), hi: () }'\n\
+             \x20     add: |\n\
+             \x20       if record.v % 97 == 0 { throw \"v is a multiple of 97: \" + record.v }\n\
+             \x20       if state.lo == () || record.v < state.lo { state.lo = record.v }\n\
+             \x20       if state.hi == () || record.v > state.hi { state.hi = record.v }\n\
+             \x20     finish: state.hi - state.lo",
+        ),
+    )
+    .unwrap();
+    let (code, s, err) = outcome(&run(sluice().arg("run").arg(&p).args([
+        "--summary-format",
+        "json",
+        "--batch-records",
+        "13",
+        "--workers",
+        "2",
+    ])));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read_jsonl(&t.path().join("out.jsonl")), want);
+    let dlq: Vec<(u64, String)> = read_jsonl(&t.path().join("dlq.jsonl"))
+        .iter()
+        .map(|e| {
+            assert_eq!(e["stage"], "aggregate");
+            let why = e["error"].as_str().unwrap();
+            let why = if why.starts_with("late: ") {
+                "late"
+            } else {
+                why
+            };
+            (e["source"]["line"].as_u64().unwrap(), why.to_owned())
+        })
+        .collect();
+    assert_eq!(dlq, want_dlq);
+    assert_eq!(
+        (
+            s["aggregates_out"].as_u64(),
+            s["dead_lettered"]["aggregate"].as_u64(),
+            s["balanced"].as_bool()
+        ),
+        (
+            Some(want.len() as u64),
+            Some(want_dlq.len() as u64),
+            Some(true)
+        ),
+        "{s}"
+    );
 }

@@ -1126,6 +1126,81 @@ fn a_windows_state_goes_round_and_its_last_invocation_emits_it() {
     );
 }
 
+/// A Rhai reducer's state travels in the window's state between
+/// invocations; a record its `add` throws on is dead-lettered (no route
+/// took it), and the window's record comes out of `finish`.
+#[test]
+fn a_script_reducers_state_goes_round_and_a_record_it_throws_on_is_dead_lettered() {
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        "source: { type: kinesis, stream: orders }\n\
+         aggregate:\n\
+         \x20 name: per_device\n\
+         \x20 group_by: [device]\n\
+         \x20 window: { tumbling: 5m }\n\
+         \x20 time: processing\n\
+         \x20 emit:\n\
+         \x20   n: count()\n\
+         \x20   values:\n\
+         \x20     init: '[]'\n\
+         \x20     add: 'if record.v < 0 { throw \"negative\" } state + [record.v]'\n\
+         \x20     finish: 'state.sort(); state'\n\
+         routes: [{ from: per_device, to: [out] }]\n\
+         sinks:\n  out: { type: file, path: out.jsonl, mode: append }\n\
+         dlq: { type: file, path: dlq.jsonl, mode: append }\n",
+    );
+    let lambda = Lambda::start(&p, &[]);
+    let first = [r#"{"device":"a","v":3}"#, r#"{"device":"a","v":-1}"#];
+    let response = lambda
+        .invoke(&window_event(&first, 0, json!({}), false, false))
+        .unwrap();
+    assert_eq!(
+        failures(&response),
+        Vec::<String>::new(),
+        "{}",
+        lambda.stderr()
+    );
+    assert_eq!(
+        response["state"],
+        json!({"groups": [{"g": ["a"], "a": [1, [3]]}]}),
+        "{response}"
+    );
+    let dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(
+        (
+            dlq.len(),
+            dlq[0]["stage"].as_str(),
+            dlq[0]["error"].as_str(),
+            dlq[0]["data"].as_str()
+        ),
+        (
+            1,
+            Some("aggregate"),
+            Some("`values` (add): script threw: negative (script line 1, column 19)"),
+            Some(r#"{"device":"a","v":-1}"#)
+        )
+    );
+    let last = [r#"{"device":"a","v":1}"#];
+    let response = lambda
+        .invoke(&window_event(
+            &last,
+            2,
+            response["state"].clone(),
+            true,
+            false,
+        ))
+        .unwrap();
+    assert_eq!(response["state"], json!({}), "{}", lambda.stderr());
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")),
+        [
+            json!({"device": "a", "window_start": "2026-11-24T08:00:00.000Z",
+                "window_end": "2026-11-24T08:05:00.000Z", "n": 2, "values": [1, 3]})
+        ]
+    );
+}
+
 /// A record that fails in a windowed invocation is handed again with the
 /// rest of the shard after it: the state returned holds only the records
 /// before it, so the window counts every record once.

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::reduce::Acc;
-use super::window::{Contribution, Emitted, Spec, output};
+use super::script::Scripts;
+use super::window::{Contribution, Emitted, Spec, add_values, empty_values, output};
 
 /// The largest state Lambda carries between invocations.
 pub const MAX_STATE_BYTES: usize = 1024 * 1024;
@@ -18,6 +19,7 @@ pub const MAX_STATE_BYTES: usize = 1024 * 1024;
 #[derive(Debug)]
 pub struct Groups {
     spec: Spec,
+    scripts: Scripts,
     groups: BTreeMap<String, (Vec<Value>, Vec<Acc>)>,
     /// How many times the window's groups were emitted early (their state
     /// would have passed 1 MB): the next emission is the next part.
@@ -59,26 +61,27 @@ impl Groups {
             Some(p) => p.as_u64().ok_or_else(bad)?,
         };
         Ok(Groups {
+            scripts: Scripts::new(&spec.reducers, &spec.limits)?,
             spec: spec.clone(),
             groups,
             parts,
         })
     }
 
-    /// Adds a record to its group.
-    pub fn add(&mut self, c: &Contribution) {
-        let reducers = &self.spec.reducers;
-        let (_, accs) = self
-            .groups
-            .entry(Value::Array(c.group.clone()).to_string())
-            .or_insert_with(|| {
-                (
-                    c.group.clone(),
-                    reducers.iter().map(|(_, r)| r.start()).collect(),
-                )
-            });
-        for (acc, v) in accs.iter_mut().zip(&c.values) {
-            acc.add(v.as_ref());
+    /// Adds a record to its group; `Err` when a script reducer fails on
+    /// it (the group is then as it was).
+    pub fn add(&mut self, c: &Contribution) -> Result<(), String> {
+        let (spec, scripts) = (&self.spec, &mut self.scripts);
+        match self.groups.entry(Value::Array(c.group.clone()).to_string()) {
+            std::collections::btree_map::Entry::Occupied(mut g) => {
+                add_values(spec, scripts, &mut g.get_mut().1, c)
+            }
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let mut accs = empty_values(spec, scripts)?;
+                add_values(spec, scripts, &mut accs, c)?;
+                v.insert((c.group.clone(), accs));
+                Ok(())
+            }
         }
     }
 
@@ -111,11 +114,12 @@ impl Groups {
     /// window emitted in parts says which part in each record's identity.
     pub fn emit(self, start_ms: i64, end_ms: i64) -> Vec<Emitted> {
         let spec = self.spec;
+        let mut scripts = self.scripts;
         let parts = self.parts;
         self.groups
             .into_values()
             .map(|(g, accs)| {
-                let mut e = output(&spec, g, (start_ms, end_ms), accs);
+                let mut e = output(&spec, &mut scripts, g, (start_ms, end_ms), accs);
                 if parts > 0 {
                     e.window.push_str(&format!(" part {}", parts + 1));
                 }
@@ -144,6 +148,7 @@ mod tests {
                 ("k".into(), Reducer::CountDistinct),
             ],
             max_open: 10,
+            limits: Default::default(),
         }
     }
 
@@ -172,14 +177,14 @@ mod tests {
         ];
         let mut whole = Groups::from_state(&spec(), &json!({})).unwrap();
         for r in &records {
-            whole.add(r);
+            whole.add(r).unwrap();
         }
         // The same records over three invocations, the state going round.
         let mut state = json!({});
         for part in [&records[..1], &records[1..3], &records[3..]] {
             let mut g = Groups::from_state(&spec(), &state).unwrap();
             for r in part {
-                g.add(r);
+                g.add(r).unwrap();
             }
             state = serde_json::from_str(&g.to_state().to_string()).unwrap();
         }

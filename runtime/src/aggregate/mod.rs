@@ -10,6 +10,7 @@
 
 pub mod esm;
 pub mod reduce;
+pub mod script;
 pub mod window;
 
 use indexmap::IndexMap;
@@ -40,14 +41,27 @@ pub struct Config {
     pub allowed_lateness: Option<Dur>,
     /// The output fields and their reducers: `count()`, `sum(field)`,
     /// `min(field)`, `max(field)`, `avg(field)`, `first(field)`,
-    /// `last(field)`, `count_distinct(field)`.
+    /// `last(field)`, `count_distinct(field)`, or Rhai scripts
+    /// (`{ init, add, finish }`).
     #[schemars(length(min = 1))]
-    pub emit: IndexMap<String, String>,
+    pub emit: IndexMap<String, Emit>,
     /// The most windows (groups times windows) open at once; a record that
     /// would open another is dead-lettered with stage `aggregate`.
     #[serde(default = "default_max_open")]
     #[schemars(range(min = 1))]
     pub max_open_windows: usize,
+}
+
+/// One output field's reducer.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(rename = "AggregateEmit")]
+pub enum Emit {
+    /// A built-in reducer: `count()`, `avg(temperature_c)` …
+    Reducer(String),
+    /// Rhai scripts: `init` gives the first state, `add` takes a record
+    /// into it, `finish` gives the output value.
+    Script(script::Source),
 }
 
 fn default_max_open() -> usize {
@@ -109,19 +123,30 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    /// Builds from the config; the reducers' errors, every one.
-    pub fn new(c: &Config) -> Result<Aggregate, Vec<String>> {
+    /// Builds from the config, with the sandbox `limits` of script
+    /// reducers; the reducers' errors, every one.
+    pub fn new(c: &Config, limits: &crate::transform::Limits) -> Result<Aggregate, Vec<String>> {
         let mut reducers = Vec::new();
         let mut fields = Vec::new();
         let mut errors = Vec::new();
-        for (name, written) in &c.emit {
-            match reduce::parse(written) {
+        for (name, emit) in &c.emit {
+            let parsed = match emit {
+                Emit::Reducer(written) => reduce::parse(written),
+                Emit::Script(s) => Ok((
+                    reduce::Reducer::Script(std::sync::Arc::new(s.clone())),
+                    None,
+                )),
+            };
+            match parsed {
                 Ok((r, f)) => {
                     reducers.push((name.clone(), r));
                     fields.push(f);
                 }
                 Err(e) => errors.push(format!("`emit.{name}`: {e}")),
             }
+        }
+        if let Err(e) = script::Scripts::new(&reducers, limits) {
+            errors.push(e);
         }
         let size_ms = i64::try_from(c.window.tumbling.0.as_millis()).unwrap_or(i64::MAX);
         if size_ms <= 0 {
@@ -142,6 +167,7 @@ impl Aggregate {
                 group_names: group_by.clone(),
                 reducers,
                 max_open: c.max_open_windows,
+                limits: limits.clone(),
             },
             group_by,
             time_field: match &c.time {
@@ -173,10 +199,15 @@ impl Aggregate {
                 Some(v) => event_time(&v).map_err(|e| format!("`{f}`: {e}"))?,
             },
         };
+        // A script reducer reads the whole record.
         let values: Vec<Option<Value>> = self
             .fields
             .iter()
-            .map(|f| f.as_deref().and_then(field))
+            .zip(&self.spec.reducers)
+            .map(|(f, (_, r))| match r {
+                reduce::Reducer::Script(_) => Some(record.clone()),
+                _ => f.as_deref().and_then(field),
+            })
             .collect();
         // A value a reducer cannot take is the record's fault, told now.
         for ((name, r), v) in self.spec.reducers.iter().zip(&values) {
@@ -260,7 +291,7 @@ mod tests {
             "emit": {"avg": "avg(t)", "n": "count()"}
         }))
         .unwrap();
-        let a = Aggregate::new(&c).unwrap();
+        let a = Aggregate::new(&c, &Default::default()).unwrap();
         let got = a
             .contribution(
                 &json!({"device": {"id": "d1"}, "ts": "1970-01-01T00:01:00Z", "t": 2}),
@@ -284,7 +315,7 @@ mod tests {
             "emit": {"n": "count()"}
         }))
         .unwrap();
-        let p = Aggregate::new(&processing).unwrap();
+        let p = Aggregate::new(&processing, &Default::default()).unwrap();
         assert_eq!(p.contribution(&json!({}), 42).unwrap().time_ms, 42);
         let bad: Config = serde_json::from_value(json!({
             "name": "b", "window": {"tumbling": "0s"}, "time": "processing",
@@ -292,7 +323,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            Aggregate::new(&bad).unwrap_err(),
+            Aggregate::new(&bad, &Default::default()).unwrap_err(),
             [
                 "`emit.m`: `mode` is not a reducer: count, sum, min, max, avg, first, last, count_distinct",
                 "`emit.n`: `count()` takes no field: `count(x)`",

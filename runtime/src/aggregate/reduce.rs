@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::{Number, Value};
 
@@ -34,6 +35,8 @@ pub enum Reducer {
     Last,
     /// `count_distinct(field)`.
     CountDistinct,
+    /// `{ init, add, finish }`: Rhai scripts (see [`super::script`]).
+    Script(Arc<super::script::Source>),
 }
 
 /// A reducer as written (`avg(temperature_c)`): the reducer and the field
@@ -104,6 +107,8 @@ pub enum Acc {
     Last(Option<Value>),
     /// The distinct values (as JSON), and whether there were more.
     Distinct(HashSet<String>, bool),
+    /// A script reducer's state (its scripts run by the windows).
+    Script(Value),
 }
 
 /// A running sum.
@@ -162,6 +167,7 @@ impl Reducer {
             Reducer::First => Acc::First(None),
             Reducer::Last => Acc::Last(None),
             Reducer::CountDistinct => Acc::Distinct(HashSet::new(), false),
+            Reducer::Script(_) => Acc::Script(Value::Null),
         }
     }
 }
@@ -177,7 +183,7 @@ impl Acc {
             return;
         };
         match self {
-            Acc::Count(_) => {}
+            Acc::Count(_) | Acc::Script(_) => {}
             Acc::Sum(total) => {
                 let next = match (*total, v.as_i64()) {
                     (None, Some(i)) => Total::Int(i),
@@ -238,6 +244,7 @@ impl Acc {
             Acc::Avg(_, 0) => Value::Null,
             Acc::Avg(sum, n) => float(sum / n as f64),
             Acc::Distinct(seen, _) => Value::from(seen.len() as u64),
+            Acc::Script(state) => state,
         }
     }
 }
@@ -259,6 +266,7 @@ impl Acc {
                 values.sort();
                 serde_json::json!({ "v": values, "more": more })
             }
+            Acc::Script(state) => state.clone(),
         }
     }
 
@@ -288,6 +296,7 @@ impl Acc {
                     .collect::<Option<_>>()?,
                 v.get("more")?.as_bool()?,
             ),
+            Reducer::Script(_) => Acc::Script(v.clone()),
         })
     }
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::reduce::{Acc, Reducer};
+use super::script::Scripts;
 
 /// What an aggregate computes.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct Spec {
     pub reducers: Vec<(String, Reducer)>,
     /// The most windows open at once.
     pub max_open: usize,
+    /// The sandbox of script reducers.
+    pub limits: crate::transform::Limits,
 }
 
 /// One record's part in an aggregate.
@@ -85,19 +88,21 @@ struct Window {
 #[derive(Debug)]
 pub struct Windows {
     spec: Spec,
+    scripts: Scripts,
     /// By (end, group as JSON): the order windows are emitted in.
     open: BTreeMap<(i64, String), Window>,
     watermark: Option<i64>,
 }
 
 impl Windows {
-    /// No window open.
-    pub fn new(spec: Spec) -> Windows {
-        Windows {
+    /// No window open; `Err` when a script reducer does not compile.
+    pub fn new(spec: Spec) -> Result<Windows, String> {
+        Ok(Windows {
+            scripts: Scripts::new(&spec.reducers, &spec.limits)?,
             spec,
             open: BTreeMap::new(),
             watermark: None,
-        }
+        })
     }
 
     /// How many windows are open.
@@ -127,13 +132,19 @@ impl Windows {
             r.check(v.as_ref())
                 .map_err(|why| Refused::Value(format!("`{name}`: {why}")))?;
         }
-        let reducers = &self.spec.reducers;
-        let window = self.open.entry(key).or_insert_with(|| Window {
-            group: c.group.clone(),
-            accs: reducers.iter().map(|(_, r)| r.start()).collect(),
-        });
-        for (acc, v) in window.accs.iter_mut().zip(&c.values) {
-            acc.add(v.as_ref());
+        let (spec, scripts) = (&self.spec, &mut self.scripts);
+        match self.open.entry(key) {
+            std::collections::btree_map::Entry::Occupied(mut w) => {
+                add_values(spec, scripts, &mut w.get_mut().accs, c).map_err(Refused::Value)?;
+            }
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let mut accs = empty_values(spec, scripts).map_err(Refused::Value)?;
+                add_values(spec, scripts, &mut accs, c).map_err(Refused::Value)?;
+                v.insert(Window {
+                    group: c.group.clone(),
+                    accs,
+                });
+            }
         }
         self.watermark = Some(self.watermark.map_or(c.time_ms, |w| w.max(c.time_ms)));
         Ok(())
@@ -165,9 +176,55 @@ impl Windows {
         done.into_iter().map(|(k, w)| self.emit(k.0, w)).collect()
     }
 
-    fn emit(&self, end: i64, w: Window) -> Emitted {
-        output(&self.spec, w.group, (end - self.spec.size_ms, end), w.accs)
+    fn emit(&mut self, end: i64, w: Window) -> Emitted {
+        let span = (end - self.spec.size_ms, end);
+        output(&self.spec, &mut self.scripts, w.group, span, w.accs)
     }
+}
+
+/// An empty window's values: each script reducer's `init`.
+pub(crate) fn empty_values(spec: &Spec, scripts: &mut Scripts) -> Result<Vec<Acc>, String> {
+    let mut accs: Vec<Acc> = spec.reducers.iter().map(|(_, r)| r.start()).collect();
+    for (i, (name, _)) in spec.reducers.iter().enumerate() {
+        if scripts.is_script(i) {
+            let state = scripts
+                .init(i)
+                .map_err(|e| format!("`{name}` (init): {e}"))?;
+            accs[i] = Acc::Script(state);
+        }
+    }
+    Ok(accs)
+}
+
+/// Takes a record's part into a window's values. The script reducers run
+/// first: one that fails leaves every value as it was.
+pub(crate) fn add_values(
+    spec: &Spec,
+    scripts: &mut Scripts,
+    accs: &mut [Acc],
+    c: &Contribution,
+) -> Result<(), String> {
+    let mut states = Vec::new();
+    for (i, ((name, _), acc)) in spec.reducers.iter().zip(accs.iter()).enumerate() {
+        if let Acc::Script(state) = acc {
+            let record = c
+                .values
+                .get(i)
+                .and_then(Option::as_ref)
+                .unwrap_or(&Value::Null);
+            let next = scripts
+                .add(i, state, record)
+                .map_err(|e| format!("`{name}` (add): {e}"))?;
+            states.push((i, next));
+        }
+    }
+    for (acc, v) in accs.iter_mut().zip(&c.values) {
+        acc.add(v.as_ref());
+    }
+    for (i, state) in states {
+        accs[i] = Acc::Script(state);
+    }
+    Ok(())
 }
 
 /// A window's record, with what identifies it.
@@ -175,6 +232,9 @@ impl Windows {
 pub struct Emitted {
     /// The record.
     pub record: Value,
+    /// Why a script reducer's `finish` gave no value (its field is then
+    /// `null`, and the record is dead-lettered with stage `aggregate`).
+    pub error: Option<String>,
     /// Its window's start and its group's values: the same window of the
     /// same group always says the same (`2026-11-24T08:00:00.000Z ["a"]`).
     pub window: String,
@@ -182,7 +242,13 @@ pub struct Emitted {
 
 /// The record a window emits: its group's fields, `window_start`,
 /// `window_end` and the reducers' values.
-pub fn output(spec: &Spec, group: Vec<Value>, (start, end): (i64, i64), accs: Vec<Acc>) -> Emitted {
+pub fn output(
+    spec: &Spec,
+    scripts: &mut Scripts,
+    group: Vec<Value>,
+    (start, end): (i64, i64),
+    accs: Vec<Acc>,
+) -> Emitted {
     let window = format!(
         "{} {}",
         crate::record::time::rfc3339_millis(start),
@@ -200,11 +266,22 @@ pub fn output(spec: &Spec, group: Vec<Value>, (start, end): (i64, i64), accs: Ve
         "window_end".into(),
         Value::String(crate::record::time::rfc3339_millis(end)),
     );
-    for ((name, _), acc) in spec.reducers.iter().zip(accs) {
-        out.insert(name.clone(), acc.finish());
+    let mut error = None;
+    for (i, ((name, _), acc)) in spec.reducers.iter().zip(accs).enumerate() {
+        let value = match acc {
+            Acc::Script(state) if scripts.is_script(i) => {
+                scripts.finish(i, state).unwrap_or_else(|e| {
+                    error.get_or_insert(format!("`{name}` (finish): {e}"));
+                    Value::Null
+                })
+            }
+            acc => acc.finish(),
+        };
+        out.insert(name.clone(), value);
     }
     Emitted {
         record: Value::Object(out),
+        error,
         window,
     }
 }
@@ -248,6 +325,7 @@ mod tests {
                 ("first".into(), Reducer::First),
             ],
             max_open: 3,
+            limits: Default::default(),
         }
     }
 
@@ -261,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_window_closes_when_the_watermark_passes_its_end() {
-        let mut w = Windows::new(spec(0));
+        let mut w = Windows::new(spec(0)).unwrap();
         for x in [c("a", 0, 1.0), c("b", 1, 10.0), c("a", 4, 3.0)] {
             w.add(&x).unwrap();
         }
@@ -293,7 +371,7 @@ mod tests {
 
     #[test]
     fn allowed_lateness_keeps_a_window_open_longer() {
-        let mut w = Windows::new(spec(MIN));
+        let mut w = Windows::new(spec(MIN)).unwrap();
         w.add(&c("a", 4, 1.0)).unwrap();
         w.add(&c("a", 5, 2.0)).unwrap();
         // The watermark (minute 5) is within a minute of the end: still open.
@@ -320,7 +398,7 @@ mod tests {
         let mut in_order = records.to_vec();
         in_order.sort_by_key(|r| r.time_ms);
         let run = |rs: &[Contribution]| {
-            let mut w = Windows::new(spec(0));
+            let mut w = Windows::new(spec(0)).unwrap();
             for r in rs {
                 w.add(r).unwrap();
             }
@@ -340,7 +418,7 @@ mod tests {
 
     #[test]
     fn windows_past_max_open_are_refused_and_a_bad_value_changes_nothing() {
-        let mut w = Windows::new(spec(0));
+        let mut w = Windows::new(spec(0)).unwrap();
         for d in ["a", "b", "c"] {
             w.add(&c(d, 0, 1.0)).unwrap();
         }
@@ -358,5 +436,80 @@ mod tests {
         let out = records(w.all());
         assert_eq!(out[0]["n"], 2);
         assert_eq!(groups(&out, &["device"]).len(), 3);
+    }
+
+    #[test]
+    fn a_script_reducer_that_fails_on_a_record_leaves_its_window_as_it_was() {
+        use crate::aggregate::script::Source;
+        let mut spec = spec(0);
+        spec.reducers = vec![
+            ("n".into(), Reducer::Count),
+            (
+                "ratio".into(),
+                Reducer::Script(std::sync::Arc::new(Source {
+                    init: "#{ sum: 0.0, hot: 0.0 }".into(),
+                    add: "if record.t < -273.0 { throw `below absolute zero: ${record.t}` }\n\
+                          state.sum += 1.0; if record.t > 30.0 { state.hot += 1.0 }"
+                        .into(),
+                    finish: Some("state.hot / state.sum".into()),
+                })),
+            ),
+        ];
+        let one = |device: &str, minute: i64, t: f64| Contribution {
+            group: vec![json!(device)],
+            time_ms: minute * MIN,
+            values: vec![None, Some(json!({ "t": t }))],
+        };
+        let mut w = Windows::new(spec).unwrap();
+        w.add(&one("a", 0, 31.0)).unwrap();
+        w.add(&one("a", 1, 20.0)).unwrap();
+        assert_eq!(
+            w.add(&one("a", 2, -300.0)),
+            Err(Refused::Value(
+                "`ratio` (add): script threw: below absolute zero: -300.0 (script line 1, column 24)".into()
+            ))
+        );
+        // A window the refused record would have opened is not opened.
+        assert!(w.add(&one("b", 0, -300.0)).is_err());
+        assert_eq!(w.open(), 1);
+        let out = w.all();
+        assert_eq!(out[0].record["n"], 2);
+        assert_eq!(out[0].record["ratio"], 0.5);
+        assert_eq!(out[0].error, None);
+    }
+
+    #[test]
+    fn a_finish_that_fails_marks_the_windows_record() {
+        use crate::aggregate::script::Source;
+        let mut spec = spec(0);
+        spec.reducers = vec![(
+            "x".into(),
+            Reducer::Script(std::sync::Arc::new(Source {
+                init: "0".into(),
+                add: "state + 1".into(),
+                finish: Some("if state > 1 { throw \"too many\" } state".into()),
+            })),
+        )];
+        let mut w = Windows::new(spec).unwrap();
+        let one = |device: &str| Contribution {
+            group: vec![json!(device)],
+            time_ms: 0,
+            values: vec![Some(json!({}))],
+        };
+        for d in ["a", "a", "b"] {
+            w.add(&one(d)).unwrap();
+        }
+        let out = w.all();
+        assert_eq!(
+            (out[0].record["x"].clone(), out[0].error.clone()),
+            (
+                json!(null),
+                Some("`x` (finish): script threw: too many (script line 1, column 16)".into())
+            )
+        );
+        assert_eq!(
+            (out[1].record["x"].clone(), out[1].error.clone()),
+            (json!(1), None)
+        );
     }
 }

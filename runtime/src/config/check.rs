@@ -124,7 +124,7 @@ pub fn check(
     let scripts = check_transforms(cx, p, dir, &engine, diags);
     check_routes(cx, p, &engine, diags);
     check_dedup(cx, p, &engine, diags);
-    check_aggregate(cx, p, diags);
+    check_aggregate(cx, p, &engine, diags);
     check_source(cx, p, diags);
     let places = places(cx, p, dir, &scripts, diags);
     let lookups = check_lookups(cx, p, dir, &scripts, &places, diags);
@@ -283,7 +283,7 @@ fn places(
 
 /// The aggregate's reducers, the routes that take its records, and the
 /// sources it runs with.
-fn check_aggregate(cx: &Cx<'_>, p: &Pipeline, diags: &mut Diagnostics) {
+fn check_aggregate(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut Diagnostics) {
     let name = p.aggregate.as_ref().map(|a| a.name.as_str());
     for (i, r) in p.routes.iter().enumerate() {
         if let Some(from) = &r.from
@@ -352,15 +352,37 @@ fn check_aggregate(cx: &Cx<'_>, p: &Pipeline, diags: &mut Diagnostics) {
             .at(cx.file, cx.key_span("/dedup")),
         );
     }
-    for (name, written) in &a.emit {
-        if let Err(e) = crate::aggregate::reduce::parse(written) {
-            let pointer = format!(
-                "/aggregate/emit/{}",
-                name.replace('~', "~0").replace('/', "~1")
-            );
-            diags.push(
-                Diagnostic::error(Code::InvalidValue, e).at(cx.file, cx.value_span(&pointer)),
-            );
+    for (name, emit) in &a.emit {
+        let pointer = format!(
+            "/aggregate/emit/{}",
+            name.replace('~', "~0").replace('/', "~1")
+        );
+        match emit {
+            crate::aggregate::Emit::Reducer(written) => {
+                if let Err(e) = crate::aggregate::reduce::parse(written) {
+                    diags.push(
+                        Diagnostic::error(Code::InvalidValue, e)
+                            .at(cx.file, cx.value_span(&pointer)),
+                    );
+                }
+            }
+            crate::aggregate::Emit::Script(s) => {
+                for (part, text) in s.parts() {
+                    let pointer = format!("{pointer}/{}", part.name());
+                    let syntax = transform::syntax::brackets(text)
+                        .or_else(|| crate::aggregate::script::compile(engine, part, text).err());
+                    if let Some(err) = syntax {
+                        let span = script_span(cx, diags.sources.get(cx.file), &pointer, &err);
+                        diags.push(
+                            Diagnostic::error(
+                                Code::ScriptSyntax,
+                                format!("reducer `{name}` ({}): {}", part.name(), err.message),
+                            )
+                            .at(cx.file, span),
+                        );
+                    }
+                }
+            }
         }
     }
     if a.window.tumbling.0.is_zero() {

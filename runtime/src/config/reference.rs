@@ -215,6 +215,7 @@ fn anchor(name: &str) -> String {
         "DedupStore" => "dedup-stores".into(),
         "Lookup" => "lookups".into(),
         "AggregateTime" | "AggregateWindow" => "aggregate-window-and-time".into(),
+        "AggregateEmit" | "AggregateScript" => "aggregate-script-reducers".into(),
         "LookupCache" => "lookup-cache".into(),
         "SchemaSource" => "schemas".into(),
         "Unrouted" => "unrouted-records".into(),

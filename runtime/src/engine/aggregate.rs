@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{BatchOutput, Built, Worker, push_envelope};
 use crate::aggregate::window::{Emitted, Windows};
 use crate::delivery::envelope::{Envelope, encode_data};
-use crate::record::{Position, RawRecord, Stage};
+use crate::record::{Cut, Position, RawRecord, Stage};
 
 /// An aggregate's open windows, and the worker that routes what they emit.
 pub struct Aggregation {
@@ -27,7 +27,7 @@ impl Aggregation {
             return Ok(None);
         };
         Ok(Some(Aggregation {
-            windows: Windows::new(a.spec.clone()),
+            windows: Windows::new(a.spec.clone())?,
             worker: Worker::new(Arc::clone(outputs))?,
             outputs: Arc::clone(outputs),
             name: Arc::from(a.name.as_str()),
@@ -49,23 +49,13 @@ impl Aggregation {
                 continue;
             }
             out.counts.aggregated -= 1;
-            let raw = &out.raw[*raw_index as usize];
-            let (data, encoding) = encode_data(&raw.data);
-            let env = Envelope {
-                pipeline: &self.outputs.name,
-                stage: Stage::Aggregate,
-                step: None,
-                error: refused.reason(),
-                instance_path: None,
-                data,
-                encoding,
-                source: &raw.position,
-                attempts: 1,
-                timestamp: &out.batch_time,
-                fan_out: cuts,
-            };
-            push_envelope(&mut out.dlq, &env, *raw_index as usize);
-            out.counts.dead_letter(Stage::Aggregate);
+            refused_envelope(
+                out,
+                &self.outputs.name,
+                *raw_index as usize,
+                cuts,
+                refused.reason(),
+            );
         }
         let closed = self.windows.closed();
         self.emit(out, closed);
@@ -83,11 +73,85 @@ impl Aggregation {
         if records.is_empty() {
             return;
         }
-        let raws = emitted(&self.name, None, &records);
+        let (raws, unfinished) = split(emitted(&self.name, None, &records), &records);
         // Routing cannot stop the run: no schema, no `on_invalid: fail`.
         if let Ok(made) = self.worker.process(&raws, &out.batch_time) {
             merge(out, made, raws);
         }
+        dead_letter_unfinished(out, &self.outputs.name, unfinished);
+    }
+}
+
+/// The records of windows (`raws`, made from `records`) to route, and
+/// those a script reducer's `finish` failed on, with why.
+pub fn split(
+    raws: Vec<RawRecord>,
+    records: &[Emitted],
+) -> (Vec<RawRecord>, Vec<(RawRecord, String)>) {
+    let mut ok = Vec::with_capacity(raws.len());
+    let mut failed = Vec::new();
+    for (raw, e) in raws.into_iter().zip(records) {
+        match &e.error {
+            None => ok.push(raw),
+            Some(why) => failed.push((raw, why.clone())),
+        }
+    }
+    (ok, failed)
+}
+
+/// Dead-letters with stage `aggregate` the record `raw_index` of the batch,
+/// which its window refused (counted as dead-lettered; the caller takes it
+/// out of the records only aggregated).
+fn refused_envelope(
+    out: &mut BatchOutput,
+    pipeline: &str,
+    raw_index: usize,
+    cuts: &[Cut],
+    why: String,
+) {
+    let raw = &out.raw[raw_index];
+    let (data, encoding) = encode_data(&raw.data);
+    let env = Envelope {
+        pipeline,
+        stage: Stage::Aggregate,
+        step: None,
+        error: why,
+        instance_path: None,
+        data,
+        encoding,
+        source: &raw.position,
+        attempts: 1,
+        timestamp: &out.batch_time,
+        fan_out: cuts,
+    };
+    push_envelope(&mut out.dlq, &env, raw_index);
+    out.counts.dead_letter(Stage::Aggregate);
+}
+
+/// Adds to `out` a record its window refused, dead-lettered with stage
+/// `aggregate` (Lambda, where the windows take records after their batch
+/// was committed).
+pub fn dead_letter_refused(
+    out: &mut BatchOutput,
+    pipeline: &str,
+    raw: RawRecord,
+    cuts: &[Cut],
+    why: String,
+) {
+    out.raw.push(raw);
+    refused_envelope(out, pipeline, out.raw.len() - 1, cuts, why);
+}
+
+/// Dead-letters, with stage `aggregate`, the records of windows a script
+/// reducer's `finish` failed on: counted as made by the aggregate.
+pub fn dead_letter_unfinished(
+    out: &mut BatchOutput,
+    pipeline: &str,
+    failed: Vec<(RawRecord, String)>,
+) {
+    for (raw, why) in failed {
+        out.counts.aggregates_out += 1;
+        dead_letter_refused(out, pipeline, raw, &[], why);
     }
 }
 
@@ -155,6 +219,7 @@ mod tests {
     fn window(start: &str, group: &str) -> Emitted {
         Emitted {
             record: json!({}),
+            error: None,
             window: format!("{start} [\"{group}\"]"),
         }
     }

@@ -123,7 +123,7 @@ impl Built {
         let aggregate = match &p.aggregate {
             None => None,
             Some(c) => {
-                let a = crate::aggregate::Aggregate::new(c).map_err(|e| e.join("; "))?;
+                let a = crate::aggregate::Aggregate::new(c, &p.limits).map_err(|e| e.join("; "))?;
                 let (routes, route_places) = routes_from(Some(&c.name));
                 let outputs = Built {
                     name: Arc::from(p.name.as_str()),

@@ -305,8 +305,16 @@ impl State {
                 "the pipeline aggregates, but the event has no `window`: give the event source mapping `TumblingWindowInSeconds` (`sluice deploy template` does)".into(),
             ));
         }
-        // With `aggregate:`, each record's part in its window, by event record.
-        let mut contributions: Vec<(usize, crate::aggregate::window::Contribution)> = Vec::new();
+        // With `aggregate:`, each record's part in its window, by event
+        // record; with a script reducer, which can fail on a record, the
+        // record too when no route took it (to dead-letter it then).
+        let mut contributions: Vec<Contributed> = Vec::new();
+        let scripted = self.built.aggregate.as_ref().is_some_and(|(a, _)| {
+            a.spec
+                .reducers
+                .iter()
+                .any(|(_, r)| matches!(r, crate::aggregate::reduce::Reducer::Script(_)))
+        });
         let records = std::mem::take(&mut batch.records);
         // Once a record of a shard, FIFO message group or Kafka partition
         // failed, the source delivers it and everything after it again: no
@@ -413,11 +421,10 @@ impl State {
             // What the answer needs: the records routed to it, and which
             // event records the DLQ took a record of.
             dead_lettered.extend(out.dlq.raw.iter().map(|&r| chunk_items[r as usize]));
-            contributions.extend(
-                out.contributions
-                    .drain(..)
-                    .map(|(c, r, _, _)| (chunk_items[r as usize], c)),
-            );
+            contributions.extend(out.contributions.drain(..).map(|(c, r, routed, cuts)| {
+                let kept = (scripted && !routed).then(|| (out.raw[r as usize].clone(), cuts));
+                (chunk_items[r as usize], c, kept)
+            }));
             // Retries stop in time to answer before the margin.
             let left = deadline
                 .duration_since(SystemTime::now())
@@ -558,6 +565,15 @@ impl State {
 
 /// Reports a chunk not processed and every record after it as failed (the
 /// source delivers them again); how many records that is.
+/// A record's part in the mapping's window: its event record, its part,
+/// and, when a script reducer may refuse it and no route took it, the
+/// record and its place in a fan-out, to dead-letter it then.
+type Contributed = (
+    usize,
+    crate::aggregate::window::Contribution,
+    Option<(RawRecord, Vec<crate::record::Cut>)>,
+);
+
 fn give_back(
     failed: &mut BTreeSet<usize>,
     chunk_items: &[usize],
@@ -584,18 +600,52 @@ impl State {
         &mut self,
         window: &crate::sources::event::MappingWindow,
         spec: &crate::aggregate::window::Spec,
-        contributions: &[(usize, crate::aggregate::window::Contribution)],
+        contributions: &[Contributed],
         failed: &BTreeSet<usize>,
         counts: &mut Counts,
     ) -> Result<serde_json::Value, String> {
         use crate::aggregate::esm::{Groups, MAX_STATE_BYTES};
         let mut groups = Groups::from_state(spec, &window.state)?;
         let first_failed = failed.first().copied().unwrap_or(usize::MAX);
-        for (_, c) in contributions
+        let n = self.built.sink_names.len();
+        let mut out = BatchOutput {
+            sinks: vec![Default::default(); n],
+            counts: Counts::new(n),
+            batch_time: now_rfc3339(),
+            ..BatchOutput::default()
+        };
+        for (_, c, kept) in contributions
             .iter()
-            .filter(|(item, _)| *item < first_failed)
+            .filter(|(item, _, _)| *item < first_failed)
         {
-            groups.add(c);
+            let Err(why) = groups.add(c) else {
+                continue;
+            };
+            // A script reducer failed on the record: dead-lettered when no
+            // route took it; else it was delivered and is left out.
+            if let Some((raw, cuts)) = kept {
+                crate::engine::aggregate::dead_letter_refused(
+                    &mut out,
+                    &self.built.name,
+                    raw.clone(),
+                    cuts,
+                    why,
+                );
+                counts.aggregated -= 1;
+            }
+        }
+        if out.dlq.count > 0 {
+            let failures = self
+                .outputs
+                .commit(&mut out, Ack::None, &self.built.sink_keys)
+                .await;
+            counts.add(&out.counts);
+            if let Some(f) = failures.first() {
+                return Err(format!(
+                    "records a reducer script failed on were not all dead-lettered ({}): the invocation fails, so that the window's last records and state come again",
+                    f.reason
+                ));
+            }
         }
         let state = groups.to_state();
         let full = state.to_string().len() > MAX_STATE_BYTES;
@@ -617,7 +667,10 @@ impl State {
             |(a, _)| Arc::from(a.name.as_str()),
         );
         let shard = window.shard.as_deref().map(Arc::from);
-        let raws = crate::engine::aggregate::emitted(&name, shard.as_ref(), &records);
+        let (raws, unfinished) = crate::engine::aggregate::split(
+            crate::engine::aggregate::emitted(&name, shard.as_ref(), &records),
+            &records,
+        );
         let worker = self
             .aggregate_worker
             .as_ref()
@@ -627,7 +680,6 @@ impl State {
             .wait()
             .await?
             .map_err(|Fatal(m)| m)?;
-        let n = self.built.sink_names.len();
         let mut out = BatchOutput {
             sinks: vec![Default::default(); n],
             counts: Counts::new(n),
@@ -635,6 +687,7 @@ impl State {
             ..BatchOutput::default()
         };
         crate::engine::aggregate::merge(&mut out, made, raws);
+        crate::engine::aggregate::dead_letter_unfinished(&mut out, &self.built.name, unfinished);
         let failures = self
             .outputs
             .commit(&mut out, Ack::None, &self.built.sink_keys)

@@ -298,6 +298,18 @@ pub fn compile_condition(engine: &Engine, source: &str) -> Result<AST, SyntaxErr
         .map_err(syntax_error)
 }
 
+/// Compiles a script that sees the variables `vars` (an aggregate's
+/// reducer scripts: `state`, `record`).
+pub fn compile_with_vars(engine: &Engine, source: &str, vars: &[&str]) -> Result<AST, SyntaxError> {
+    let mut scope = Scope::new();
+    for v in vars {
+        scope.push(*v, ());
+    }
+    engine
+        .compile_with_scope(&scope, source)
+        .map_err(syntax_error)
+}
+
 /// The variables scripts see, for compiling with strict variables.
 fn scope_template() -> Scope<'static> {
     let mut s = Scope::new();
