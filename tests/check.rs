@@ -66,6 +66,7 @@ fn a_folder_and_standard_input_are_checked() {
     assert_eq!(
         stderr(&o),
         "pipelines/clickstream/pipeline.yaml: ok\n\
+         pipelines/iot-telemetry/kinesis.yaml: ok\n\
          pipelines/iot-telemetry/pipeline.yaml: ok\n\
          pipelines/orders/kinesis.yaml: ok\n\
          pipelines/orders/pipeline.yaml: ok\n\

@@ -1213,3 +1213,185 @@ fn a_dedup_table_drops_resends_across_a_killed_worker() {
         .unwrap();
     assert!(deduplicated >= 300, "{metrics}");
 }
+
+/// A table keyed by group and window, and a pipeline that writes there
+/// the count and sum of each key's ids per minute: record `id` happened
+/// `id` seconds after 2026-11-24T08:00:00Z.
+fn minutes_pipeline(g: &Group) -> PathBuf {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    g.rt.block_on(
+        g.dynamodb
+            .create_table()
+            .table_name("minutes")
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("k", KeyType::Hash))
+            .key_schema(key("window_start", KeyType::Range))
+            .attribute_definitions(attribute("k"))
+            .attribute_definitions(attribute("window_start"))
+            .send(),
+    )
+    .unwrap();
+    let p = g.dir().join("minutes.yaml");
+    std::fs::write(
+        &p,
+        PIPELINE
+            .replace(
+                "record.t = meta.batch_time; record",
+                "record.ts = 1795507200 + record.id; record",
+            )
+            .replace(
+                "routes: [{ to: [out] }]",
+                "aggregate:\n  name: per_minute\n  group_by: [k]\n  window: { tumbling: 1m }\n  time: { field: ts }\n  emit: { n: count(), total: sum(id) }\n\
+                 routes: [{ from: per_minute, to: [minutes] }]",
+            )
+            .replace(
+                "sinks:\n",
+                "sinks:\n  minutes: { type: dynamodb, table: minutes }\n",
+            )
+            .replace(
+                "  out: { type: file, path: 'out-${WORKER}.jsonl', mode: append }\n",
+                "",
+            ),
+    )
+    .unwrap();
+    p
+}
+
+/// What `minutes_pipeline` must write for ids `0..60 * minutes` (sorted
+/// by key and minute), and what the table holds (sorted so).
+fn minutes(g: &Group, minutes: i64) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let minute = |w: i64| {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_795_507_200 + 60 * w as u64);
+        let text = humantime::format_rfc3339_seconds(t).to_string();
+        format!("{}.000Z", &text[..text.len() - 1])
+    };
+    let mut want: Vec<serde_json::Value> = Vec::new();
+    for k in 0..24 {
+        for w in 0..minutes {
+            let ids: Vec<i64> = (60 * w..60 * w + 60).filter(|i| i % 24 == k).collect();
+            want.push(json!({
+                "k": format!("k{k}"), "window_start": minute(w), "window_end": minute(w + 1),
+                "n": ids.len(), "total": ids.iter().sum::<i64>(),
+            }));
+        }
+    }
+    let key = |v: &serde_json::Value| {
+        (
+            v["k"].as_str().unwrap_or_default().to_owned(),
+            v["window_start"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    want.sort_by_key(key);
+    let mut items =
+        g.rt.block_on(common::aws::items(&g.dynamodb, "minutes", "k"));
+    items.sort_by_key(key);
+    (want, items)
+}
+
+/// Waits until the table holds exactly what `minutes` wants; then stops
+/// `last` and checks that nothing it wrote later changed a window.
+fn wait_for_minutes(g: &Group, n: i64, last: &mut Daemon) {
+    let started = Instant::now();
+    loop {
+        let (want, got) = minutes(g, n);
+        if got == want {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{} of {} windows written\n{}",
+            got.len(),
+            want.len(),
+            g.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    last.terminate();
+    assert_eq!(
+        last.wait_exit(Duration::from_secs(60)),
+        Some(0),
+        "{}",
+        g.logs()
+    );
+    let (want, got) = minutes(g, n);
+    assert_eq!(got, want);
+}
+
+/// `aggregate:` over the stream, with a worker killed in the middle: the
+/// shards it read are taken over, their open windows computed again from
+/// their checkpoints, and each window (group and minute) is written once
+/// to a DynamoDB table keyed by them, with exactly the count and sum this
+/// test computes: nothing lost, nothing counted twice.
+#[test]
+fn a_killed_workers_windows_are_computed_again_by_the_worker_that_takes_its_shards() {
+    let g = Group::new(4);
+    let p = minutes_pipeline(&g);
+    let mut w1 = g.start_on(&p, "w1");
+    let mut w2 = g.start_on(&p, "w2");
+    g.wait_for_owners(&[("w1", 2), ("w2", 2)], Duration::from_secs(60));
+    wait_until_each_holds(&[&w1, &w2], 2, Duration::from_secs(30));
+    g.put_slowly(0, 150, 25, Duration::from_millis(300));
+    w1.kill();
+    g.put_slowly(150, 300, 25, Duration::from_millis(300));
+    // A record of each key a minute later closes every minute before it.
+    g.put(1020, 1044);
+    g.wait_for_owners(&[("w2", 4)], Duration::from_secs(60));
+    wait_for_minutes(&g, 5, &mut w2);
+}
+
+/// A worker that joins takes shards over from one whose windows over them
+/// are open: the first gives those windows and their batches up at once
+/// (it does not wait for the failover time), and the second computes them
+/// again from the checkpoints. Each window is written once, exactly.
+#[test]
+fn windows_of_a_shard_handed_over_are_computed_by_its_new_reader() {
+    let g = Group::new(4);
+    let p = minutes_pipeline(&g);
+    let mut w1 = g.start_on(&p, "w1");
+    g.wait_for_owners(&[("w1", 4)], Duration::from_secs(60));
+    wait_until_each_holds(&[&w1], 4, Duration::from_secs(30));
+    g.put_slowly(0, 150, 25, Duration::from_millis(300));
+    let mut w2 = g.start_on(&p, "w2");
+    g.wait_for_owners(&[("w1", 2), ("w2", 2)], Duration::from_secs(60));
+    g.put_slowly(150, 300, 25, Duration::from_millis(300));
+    g.put(1020, 1044);
+    let (want, _) = minutes(&g, 5);
+    let started = Instant::now();
+    while minutes(&g, 5).1 != want {
+        assert!(started.elapsed() < Duration::from_secs(90), "{}", g.logs());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    w1.terminate();
+    assert_eq!(
+        w1.wait_exit(Duration::from_secs(60)),
+        Some(0),
+        "{}",
+        g.logs()
+    );
+    wait_for_minutes(&g, 5, &mut w2);
+    // w1 left the windows of the shards it handed over to w2, whose
+    // checkpoints it did not move past them, and did not wait for them.
+    let logs = g.logs();
+    assert!(
+        logs.contains("is read by another worker now: its open windows are left to it"),
+        "{logs}"
+    );
+    assert!(logs.contains("handed shard"), "{logs}");
+    assert!(!logs.contains("within the failover time"), "{logs}");
+}

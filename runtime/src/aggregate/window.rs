@@ -82,6 +82,8 @@ impl Refused {
 struct Window {
     group: Vec<Value>,
     accs: Vec<Acc>,
+    /// The batch of its first record.
+    first_batch: u64,
 }
 
 /// The open windows of one aggregate (in `sluice run`, of the whole input).
@@ -92,6 +94,8 @@ pub struct Windows {
     /// By (end, group as JSON): the order windows are emitted in.
     open: BTreeMap<(i64, String), Window>,
     watermark: Option<i64>,
+    /// How many open windows each batch was the first of.
+    firsts: BTreeMap<u64, usize>,
 }
 
 impl Windows {
@@ -102,7 +106,33 @@ impl Windows {
             spec,
             open: BTreeMap::new(),
             watermark: None,
+            firsts: BTreeMap::new(),
         })
+    }
+
+    /// Windows over a stream read again from a checkpoint saved when the
+    /// latest event time taken was `watermark`: the windows it had closed
+    /// stay closed.
+    pub fn resume_at(&mut self, watermark: i64) {
+        self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
+    }
+
+    /// The latest event time taken.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// The first batch a window still open took a record of.
+    pub fn oldest_batch(&self) -> Option<u64> {
+        self.firsts.keys().next().copied()
+    }
+
+    /// Whether the window of a record at `time_ms` has closed.
+    pub fn is_closed(&self, time_ms: i64) -> bool {
+        let size = self.spec.size_ms;
+        let end = (time_ms.div_euclid(size) * size).saturating_add(size);
+        self.watermark
+            .is_some_and(|w| end.saturating_add(self.spec.lateness_ms) <= w)
     }
 
     /// How many windows are open.
@@ -112,6 +142,11 @@ impl Windows {
 
     /// Adds a record to its window.
     pub fn add(&mut self, c: &Contribution) -> Result<(), Refused> {
+        self.add_in(c, 0)
+    }
+
+    /// Adds a record of batch `batch` to its window.
+    pub fn add_in(&mut self, c: &Contribution, batch: u64) -> Result<(), Refused> {
         let size = self.spec.size_ms;
         let start = c.time_ms.div_euclid(size) * size;
         let end = start.saturating_add(size);
@@ -143,7 +178,9 @@ impl Windows {
                 v.insert(Window {
                     group: c.group.clone(),
                     accs,
+                    first_batch: batch,
                 });
+                *self.firsts.entry(batch).or_default() += 1;
             }
         }
         self.watermark = Some(self.watermark.map_or(c.time_ms, |w| w.max(c.time_ms)));
@@ -177,6 +214,12 @@ impl Windows {
     }
 
     fn emit(&mut self, end: i64, w: Window) -> Emitted {
+        if let Some(n) = self.firsts.get_mut(&w.first_batch) {
+            *n -= 1;
+            if *n == 0 {
+                self.firsts.remove(&w.first_batch);
+            }
+        }
         let span = (end - self.spec.size_ms, end);
         output(&self.spec, &mut self.scripts, w.group, span, w.accs)
     }
@@ -511,5 +554,36 @@ mod tests {
             (out[1].record["x"].clone(), out[1].error.clone()),
             (json!(1), None)
         );
+    }
+
+    #[test]
+    fn the_oldest_batch_held_is_the_first_of_a_window_still_open() {
+        let mut w = Windows::new(spec(0)).unwrap();
+        assert_eq!(w.oldest_batch(), None);
+        w.add_in(&c("a", 0, 1.0), 3).unwrap();
+        w.add_in(&c("b", 1, 1.0), 4).unwrap();
+        w.add_in(&c("a", 2, 1.0), 5).unwrap();
+        assert_eq!(w.oldest_batch(), Some(3));
+        // Minute 5 closes both windows of minutes 0-4; its own, opened by
+        // batch 6, is held now.
+        w.add_in(&c("a", 5, 1.0), 6).unwrap();
+        assert_eq!(w.closed().len(), 2);
+        assert_eq!(w.oldest_batch(), Some(6));
+        w.all();
+        assert_eq!(w.oldest_batch(), None);
+    }
+
+    #[test]
+    fn windows_resumed_at_a_watermark_keep_the_windows_it_closed_closed() {
+        let mut w = Windows::new(spec(0)).unwrap();
+        w.resume_at(7 * MIN);
+        assert_eq!(w.watermark(), Some(7 * MIN));
+        assert!(w.is_closed(4 * MIN));
+        assert!(!w.is_closed(5 * MIN));
+        assert!(matches!(w.add(&c("a", 4, 1.0)), Err(Refused::Late { .. })));
+        w.add(&c("a", 6, 1.0)).unwrap();
+        // An older watermark does not move it back.
+        w.resume_at(MIN);
+        assert_eq!(w.watermark(), Some(7 * MIN));
     }
 }

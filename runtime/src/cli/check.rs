@@ -43,13 +43,17 @@ pub fn main(args: &[PathBuf], format: Format, deny_warnings: bool, mode: Option<
         };
         match loaded {
             Ok(mut loaded) => {
-                let refused = mode.and_then(|m| loaded.pipeline.refusal(m.into()));
-                if let Some(why) = refused {
-                    let (file, span) = loaded.at("/source/type");
+                let refused = mode.and_then(|m| loaded.pipeline.refusal_at(m.into()));
+                if let Some((pointer, why)) = refused {
+                    let (file, span) = loaded.at(pointer);
                     loaded.diagnostics.push(
                         Diagnostic::error(Code::UnsupportedMode, why)
                             .at(file, span)
-                            .help("docs/sources.md says which source runs in which mode"),
+                            .help(if pointer.starts_with("/aggregate") {
+                                "docs/aggregate.md says what runs where"
+                            } else {
+                                "docs/sources.md says which source runs in which mode"
+                            }),
                     );
                     loaded.diagnostics.sort();
                     code = code.max(EXIT_INVALID);

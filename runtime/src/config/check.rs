@@ -328,21 +328,13 @@ fn check_aggregate(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut
         diags.push(
             Diagnostic::error(
                 Code::UnsupportedMode,
-                format!("`aggregate` runs with a `file` or `stdin` source, or in Lambda with a `kinesis` or `dynamodb_streams` one, not with `{source}`: its event source mapping has no tumbling windows"),
+                format!("`aggregate` runs with a `file`, `stdin`, `kinesis` or `dynamodb_streams` source, not with `{source}`: its records are in no order to keep windows by (and in Lambda, its event source mapping has no tumbling windows)"),
             )
             .at(cx.file, cx.key_span("/aggregate"))
             .help("docs/aggregate.md says what runs where"),
         );
     }
-    if matches!(source, "kinesis" | "dynamodb_streams") && a.window.tumbling.0.as_secs() > 900 {
-        diags.push(
-            Diagnostic::error(
-                Code::InvalidValue,
-                "a window over a `kinesis` or `dynamodb_streams` source is the Lambda event source mapping's, which is at most 15 minutes (`TumblingWindowInSeconds` ≤ 900)",
-            )
-            .at(cx.file, cx.value_span("/aggregate/window/tumbling")),
-        );
-    }
+
     if p.dedup.is_some() {
         diags.push(
             Diagnostic::error(

@@ -115,7 +115,7 @@ impl Pipeline {
             notes.push(ModeNote {
                 pointer: "/aggregate/time",
                 message: "in Lambda, the aggregate's windows are the event source mapping's, by the records' arrival in the stream: `time.field` is only checked to be there, not used to place records",
-                help: "write `time: processing` to say so, or aggregate by event time over files with `sluice run`",
+                help: "write `time: processing` to say so, or run the pipeline with `sluice daemon`, whose windows follow the records' own time",
             });
         }
         notes
@@ -124,18 +124,18 @@ impl Pipeline {
     /// Why `mode` cannot run the pipeline, if it cannot: its source is not
     /// read there, or its aggregate is not kept there.
     pub fn refusal(&self, mode: sources::RunMode) -> Option<String> {
+        self.refusal_at(mode).map(|(_, why)| why)
+    }
+
+    /// [`refusal`](Self::refusal), with the pointer of what is refused.
+    pub fn refusal_at(&self, mode: sources::RunMode) -> Option<(&'static str, String)> {
         if let Some(why) = self.source.refusal(mode) {
-            return Some(why);
+            return Some(("/source/type", why));
         }
-        let source = self.source.type_name();
-        (self.aggregate.is_some()
-            && mode != sources::RunMode::Lambda
-            && matches!(source, "kinesis" | "dynamodb_streams"))
-        .then(|| {
-            format!(
-                "`aggregate` with a `{source}` source runs in Lambda, in its event source mapping's tumbling windows, not by {} yet: windows kept per shard until their records are acknowledged are not built",
-                mode.name()
-            )
+        // The event source mapping's tumbling windows are at most 15 minutes.
+        let window = self.aggregate.as_ref().map(|a| a.window.tumbling.0);
+        (mode == sources::RunMode::Lambda && window.is_some_and(|w| w.as_secs() > 900)).then(|| {
+            ("/aggregate/window/tumbling", "in Lambda, an aggregate's window is the event source mapping's, which is at most 15 minutes (`TumblingWindowInSeconds` ≤ 900): run the pipeline with `sluice daemon` for longer windows".to_owned())
         })
     }
 

@@ -60,6 +60,9 @@ pub fn template(p: &Pipeline, args: &Options<'_>) -> Result<Value, String> {
     let mut policy = fragment.policy;
     let mut event = fragment.event;
     // An aggregate's window is the event source mapping's own.
+    if let Some(why) = p.refusal(crate::sources::RunMode::Lambda) {
+        return Err(why);
+    }
     if let (Some(a), Some(e)) = (&p.aggregate, event.as_mut()) {
         e["Properties"]["TumblingWindowInSeconds"] = json!(a.window.tumbling.0.as_secs());
     }

@@ -5,8 +5,14 @@
 //! batch read earlier: a checkpoint must not pass a record that is not yet
 //! written. This is the pure part of [`Outputs`](super::commit::Outputs):
 //! which acknowledgements are due, given the oldest batch a buffer holds.
+//!
+//! An aggregate's open windows hold back, per partition (a shard), the
+//! acknowledgements from the first batch a window still open took a record
+//! of: a crash reads them again, and the windows are computed again. A
+//! partition's acknowledgements are in order among themselves; those of
+//! different partitions do not wait for one another ([`WindowHolds`]).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Committed batches not yet acknowledged, oldest first, by the sequence
 /// number each batch was read with.
@@ -61,6 +67,126 @@ impl<A> Acks<A> {
             .count();
         self.queue.drain(..n).map(|(_, a)| a).collect()
     }
+
+    /// Whether a batch that [`take_due_unless`](Self::take_due_unless)
+    /// would take makes `f` true.
+    pub fn any_due_unless(
+        &self,
+        oldest_held: Option<u64>,
+        held: impl Fn(u64, &A) -> bool,
+        f: impl Fn(&A) -> bool,
+    ) -> bool {
+        self.queue
+            .iter()
+            .take_while(|(seq, _)| is_due(*seq, oldest_held))
+            .any(|(seq, a)| !held(*seq, a) && f(a))
+    }
+
+    /// Takes, in order, the batches due (as [`take_due`](Self::take_due))
+    /// that `held` does not hold back; those it holds stay, in order.
+    pub fn take_due_unless(
+        &mut self,
+        oldest_held: Option<u64>,
+        held: impl Fn(u64, &A) -> bool,
+    ) -> Vec<A> {
+        let n = self
+            .queue
+            .iter()
+            .take_while(|(seq, _)| is_due(*seq, oldest_held))
+            .count();
+        let mut due = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for (i, (seq, a)) in self.queue.drain(..).enumerate() {
+            if i < n && !held(seq, &a) {
+                due.push(a);
+            } else {
+                kept.push_back((seq, a));
+            }
+        }
+        self.queue = kept;
+        due
+    }
+
+    /// Takes out every batch `f` picks, due or not, in order.
+    pub fn take_where(&mut self, f: impl Fn(&A) -> bool) -> Vec<A> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for (seq, a) in self.queue.drain(..) {
+            if f(&a) {
+                taken.push(a);
+            } else {
+                kept.push_back((seq, a));
+            }
+        }
+        self.queue = kept;
+        taken
+    }
+}
+
+/// What an aggregate's open windows hold back, per partition: after each
+/// batch, the first batch a window still open took a record of (that
+/// batch's and every later batch's acknowledgement of the partition wait),
+/// and the windows' state `S`, saved with a checkpoint. Both are taken as
+/// of the latest batch whose records and windows are written, so that a
+/// checkpoint and the state saved with it agree.
+#[derive(Debug)]
+pub struct WindowHolds<S> {
+    after: BTreeMap<String, VecDeque<(u64, Option<u64>, S)>>,
+}
+
+impl<S> Default for WindowHolds<S> {
+    fn default() -> Self {
+        WindowHolds {
+            after: BTreeMap::new(),
+        }
+    }
+}
+
+impl<S: Clone> WindowHolds<S> {
+    /// After batch `seq` of `partition`: the first batch its open windows
+    /// hold (`None`: no window open), and their state.
+    pub fn set(&mut self, partition: &str, seq: u64, oldest_open: Option<u64>, state: S) {
+        self.after
+            .entry(partition.to_owned())
+            .or_default()
+            .push_back((seq, oldest_open, state));
+    }
+
+    /// Per partition, what its windows held after its latest batch before
+    /// `before` (the batches whose outputs are written): the first batch
+    /// held, and the state. Older entries are forgotten.
+    pub fn as_of(&mut self, before: u64) -> BTreeMap<String, (Option<u64>, S)> {
+        let mut out = BTreeMap::new();
+        for (partition, entries) in &mut self.after {
+            while entries.len() > 1 && entries[1].0 < before {
+                entries.pop_front();
+            }
+            if let Some((seq, oldest, state)) = entries.front()
+                && *seq < before
+            {
+                out.insert(partition.clone(), (*oldest, state.clone()));
+            }
+        }
+        out
+    }
+
+    /// The partition is no longer read: nothing of it is held.
+    pub fn forget(&mut self, partition: &str) {
+        self.after.remove(partition);
+    }
+}
+
+/// Whether, by what [`WindowHolds::as_of`] gave, the windows of `partition`
+/// hold back batch `seq`: a partition without a written batch yet holds
+/// every batch.
+pub fn window_holds<S>(
+    as_of: &BTreeMap<String, (Option<u64>, S)>,
+    partition: &str,
+    seq: u64,
+) -> bool {
+    as_of
+        .get(partition)
+        .is_none_or(|(oldest, _)| oldest.is_some_and(|o| seq >= o))
 }
 
 fn is_due(seq: u64, oldest_held: Option<u64>) -> bool {
@@ -136,5 +262,74 @@ mod tests {
         assert!(!a.any_due(oldest_held([2]), is_two));
         assert!(a.any_due(oldest_held([3]), is_two));
         assert!(a.any_due(None, is_two));
+    }
+
+    #[test]
+    fn windows_hold_back_their_partition_only_and_keep_its_order() {
+        // Batches 0..6: even ones of shard a, odd ones of shard b.
+        let mut a: Acks<(u64, &str)> = Acks::default();
+        let mut holds: WindowHolds<()> = WindowHolds::default();
+        for seq in 0..6 {
+            let p = if seq % 2 == 0 { "a" } else { "b" };
+            a.push(seq, (seq, p));
+            // A window of shard a opens at batch 2.
+            let oldest = (p == "a" && seq >= 2).then_some(2);
+            holds.set(p, seq, oldest, ());
+        }
+        let now = holds.as_of(6);
+        let held = |seq: u64, ack: &(u64, &str)| window_holds(&now, ack.1, seq);
+        assert!(a.any_due_unless(None, held, |_| true));
+        assert!(!a.any_due_unless(None, held, |ack| ack.0 == 4));
+        assert_eq!(
+            a.take_due_unless(None, held),
+            [(0, "a"), (1, "b"), (3, "b"), (5, "b")]
+        );
+        // A buffer holding batch 1 still holds every later batch.
+        let mut a2: Acks<(u64, &str)> = Acks::default();
+        for seq in 0..4 {
+            a2.push(seq, (seq, "b"));
+        }
+        assert_eq!(a2.take_due_unless(Some(1), |_, _| false), [(0, "b")]);
+        // The window closes at batch 6: once batch 6 is written, shard a
+        // goes on, in order; before, it is still held.
+        holds.set("a", 6, None, ());
+        let before = holds.as_of(6);
+        assert!(window_holds(&before, "a", 2));
+        let now = holds.as_of(7);
+        let held = |seq: u64, ack: &(u64, &str)| window_holds(&now, ack.1, seq);
+        assert_eq!(a.take_due_unless(None, held), [(2, "a"), (4, "a")]);
+        assert!(a.is_empty());
+        // A shard with no batch written yet holds everything.
+        assert!(window_holds(&holds.as_of(7), "c", 0));
+    }
+
+    #[test]
+    fn the_state_saved_is_that_of_the_latest_written_batch() {
+        let mut h: WindowHolds<&str> = WindowHolds::default();
+        assert!(h.as_of(10).is_empty());
+        h.set("a", 1, Some(1), "after 1");
+        h.set("a", 3, Some(1), "after 3");
+        h.set("a", 5, None, "after 5");
+        assert!(h.as_of(1).is_empty(), "batch 1 is not written yet");
+        assert_eq!(h.as_of(4)["a"], (Some(1), "after 3"));
+        assert_eq!(
+            h.as_of(4)["a"],
+            (Some(1), "after 3"),
+            "kept until a newer one"
+        );
+        assert_eq!(h.as_of(6)["a"], (None, "after 5"));
+        h.set("b", 7, Some(7), "b");
+        h.forget("b");
+        assert!(!h.as_of(8).contains_key("b"));
+    }
+
+    #[test]
+    fn taking_a_partitions_batches_out_leaves_the_others_in_order() {
+        let mut a: Acks<&str> = Acks::default();
+        for (seq, p) in ["a", "b", "a", "c"].into_iter().enumerate() {
+            a.push(seq as u64, p);
+        }
+        assert_eq!(a.take_where(|p| *p == "a"), ["a", "a"]);
+        assert_eq!(a.take_due(None), ["b", "c"]);
     }
 }

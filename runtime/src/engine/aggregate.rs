@@ -2,22 +2,57 @@
 //! the order batches are committed, and the windows that close are emitted
 //! as records, which go through the routes that name the aggregate into the
 //! same batch's sinks.
+//!
+//! Over a stream, windows are kept per shard (a shard's records are in
+//! order; its watermark is its own), and the batches of a shard from the
+//! first one a window still open took a record of are not acknowledged
+//! (see [`WindowHolds`](super::acks::WindowHolds)): a restart reads them
+//! again and computes those windows again. The checkpoint saves the
+//! windows' [`WindowMark`], so that the windows that had closed are not
+//! emitted again with only the records read again.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{BatchOutput, Built, Worker, push_envelope};
 use crate::aggregate::window::{Emitted, Windows};
 use crate::delivery::envelope::{Envelope, encode_data};
 use crate::record::{Cut, Position, RawRecord, Stage};
+use crate::sources::shards::{Checkpoint, WindowMark};
 
 /// An aggregate's open windows, and the worker that routes what they emit.
 pub struct Aggregation {
-    windows: Windows,
+    spec: crate::aggregate::window::Spec,
+    /// By shard (`""` for a file, standard input or a redrive).
+    parts: BTreeMap<String, Part>,
     worker: Worker,
     outputs: Arc<Built>,
     name: Arc<str>,
     /// Records a route took that came too late for their window.
     pub late_routed: u64,
+}
+
+/// The windows of one shard.
+struct Part {
+    windows: Windows,
+    /// Records up to this sequence number were taken before a restart: one
+    /// whose window had closed is not taken again.
+    replay_through: Option<String>,
+    /// The sequence number of the last record taken.
+    last: Option<String>,
+}
+
+/// What the windows of a shard hold after a batch: the first batch a
+/// window still open took a record of, and the mark to save with the
+/// shard's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The shard.
+    pub shard: String,
+    /// The first batch a window still open took a record of.
+    pub oldest_open: Option<u64>,
+    /// Where the windows are (`None` before their first record).
+    pub mark: Option<WindowMark>,
 }
 
 impl Aggregation {
@@ -26,8 +61,11 @@ impl Aggregation {
         let Some((a, outputs)) = &built.aggregate else {
             return Ok(None);
         };
+        // The reducer scripts compile (checked again for each shard).
+        Windows::new(a.spec.clone())?;
         Ok(Some(Aggregation {
-            windows: Windows::new(a.spec.clone())?,
+            spec: a.spec.clone(),
+            parts: BTreeMap::new(),
             worker: Worker::new(Arc::clone(outputs))?,
             outputs: Arc::clone(outputs),
             name: Arc::from(a.name.as_str()),
@@ -37,11 +75,62 @@ impl Aggregation {
 
     /// Adds a batch's records to their windows, dead-letters those refused
     /// (late, too many windows, a value a reducer cannot take) that went to
-    /// no route, and adds the windows that closed to the batch.
-    pub fn apply(&mut self, out: &mut BatchOutput) {
+    /// no route, and adds the windows that closed to the batch. `batch` is
+    /// the batch's sequence; `checkpoint` its shard's, over a stream: the
+    /// windows are then that shard's, and what they hold is returned. A
+    /// shard no longer read (handed over) takes nothing: its next reader
+    /// computes its windows again. The end of a closed shard emits every
+    /// window of it.
+    pub fn apply(
+        &mut self,
+        out: &mut BatchOutput,
+        batch: u64,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Option<Hold> {
         let contributions = std::mem::take(&mut out.contributions);
+        if checkpoint.is_some_and(Checkpoint::shard_dropped) {
+            return None;
+        }
+        let shard = checkpoint.map_or("", Checkpoint::shard);
+        if !self.parts.contains_key(shard) {
+            let mut windows = match Windows::new(self.spec.clone()) {
+                Ok(w) => w,
+                Err(_) => return None, // compiled once already, in `new`
+            };
+            let restored = checkpoint.and_then(|c| c.restored.clone());
+            if let Some(m) = &restored {
+                windows.resume_at(m.watermark_ms);
+            }
+            self.parts.insert(
+                shard.to_owned(),
+                Part {
+                    windows,
+                    replay_through: restored.map(|m| m.through),
+                    last: None,
+                },
+            );
+        }
+        let part = self.parts.get_mut(shard)?;
         for (c, raw_index, routed, cuts) in &contributions {
-            let Err(refused) = self.windows.add(c) else {
+            let sequence = out.raw[*raw_index as usize]
+                .position
+                .sequence_number
+                .as_deref();
+            if let (Some(through), Some(seq)) = (&part.replay_through, sequence) {
+                if !sequence_after(seq, through) {
+                    // Read again after a restart: its window, closed then,
+                    // was emitted (or it was dead-lettered as late) already.
+                    if part.windows.is_closed(c.time_ms) {
+                        continue;
+                    }
+                } else {
+                    part.replay_through = None;
+                }
+            }
+            if let Some(seq) = sequence {
+                part.last = Some(seq.to_owned());
+            }
+            let Err(refused) = part.windows.add_in(c, batch) else {
                 continue;
             };
             if *routed {
@@ -57,29 +146,72 @@ impl Aggregation {
                 refused.reason(),
             );
         }
-        let closed = self.windows.closed();
-        self.emit(out, closed);
+        let ends = checkpoint.is_some_and(Checkpoint::ends_shard);
+        let done = if ends {
+            part.windows.all()
+        } else {
+            part.windows.closed()
+        };
+        let hold =
+            checkpoint.map(|_| Hold {
+                shard: shard.to_owned(),
+                oldest_open: part.windows.oldest_batch(),
+                mark: part.windows.watermark().zip(part.last.clone()).map(
+                    |(watermark_ms, through)| WindowMark {
+                        watermark_ms,
+                        through,
+                    },
+                ),
+            });
+        if ends {
+            self.parts.remove(shard);
+        }
+        let shard = checkpoint.map(|c| Arc::from(c.shard()));
+        self.emit(out, shard.as_ref(), done);
+        hold
+    }
+
+    /// Forgets the windows of a shard no longer read: its next reader
+    /// computes them again from the shard's checkpoint.
+    pub fn drop_shard(&mut self, shard: &str) {
+        self.parts.remove(shard);
+    }
+
+    /// How many windows are open.
+    pub fn open(&self) -> usize {
+        self.parts.values().map(|p| p.windows.open()).sum()
     }
 
     /// Emits every open window into `out` (the end of the input).
     pub fn close_all(&mut self, out: &mut BatchOutput) {
-        let all = self.windows.all();
-        self.emit(out, all);
+        let parts = std::mem::take(&mut self.parts);
+        for (shard, mut part) in parts {
+            let all = part.windows.all();
+            let shard: Option<Arc<str>> = (!shard.is_empty()).then(|| Arc::from(shard.as_str()));
+            self.emit(out, shard.as_ref(), all);
+        }
     }
 
     /// Routes emitted records and adds them to the batch: their lines after
     /// the batch's, their records after its records.
-    fn emit(&mut self, out: &mut BatchOutput, records: Vec<Emitted>) {
+    fn emit(&mut self, out: &mut BatchOutput, shard: Option<&Arc<str>>, records: Vec<Emitted>) {
         if records.is_empty() {
             return;
         }
-        let (raws, unfinished) = split(emitted(&self.name, None, &records), &records);
+        let (raws, unfinished) = split(emitted(&self.name, shard, &records), &records);
         // Routing cannot stop the run: no schema, no `on_invalid: fail`.
         if let Ok(made) = self.worker.process(&raws, &out.batch_time) {
             merge(out, made, raws);
         }
         dead_letter_unfinished(out, &self.outputs.name, unfinished);
     }
+}
+
+/// Whether stream sequence number `a` comes after `b`: both are decimal
+/// numbers, too large for an integer, maybe with leading zeros.
+fn sequence_after(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    (a.len(), a) > (b.len(), b)
 }
 
 /// The records of windows (`raws`, made from `records`) to route, and
@@ -256,5 +388,17 @@ mod tests {
             "{}",
             sharded[2]
         );
+    }
+
+    #[test]
+    fn sequence_numbers_compare_as_numbers() {
+        assert!(sequence_after(
+            "49590338271490256608559692540925702759324208523137515618",
+            "49590338271490256608559692538361252235813393347813982210"
+        ));
+        assert!(!sequence_after("100", "100"));
+        assert!(sequence_after("1000", "999"));
+        assert!(!sequence_after("0999", "1000"));
+        assert!(sequence_after("0000000000000000000002", "1"));
     }
 }

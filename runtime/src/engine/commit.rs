@@ -81,6 +81,10 @@ pub struct Failure {
 pub struct Released {
     /// Batches acknowledged.
     pub batches: usize,
+    /// Batches no sink buffer holds any longer, oldest first (their records
+    /// are written; an aggregate's windows may still hold back their
+    /// acknowledgement).
+    pub freed: usize,
     /// Acknowledgements that failed (their records will be delivered again).
     pub warnings: Vec<String>,
 }
@@ -126,6 +130,10 @@ pub struct Outputs {
     pub reasons: super::reasons::Reasons,
     /// Committed batches not yet acknowledged, oldest first.
     acks: Acks<Ack>,
+    /// What an aggregate's windows hold back, per shard.
+    pub window_holds: Option<acks::WindowHolds<Option<crate::sources::shards::WindowMark>>>,
+    /// Every batch before this one is free of the buffers.
+    freed_upto: u64,
     /// Records of held batches already dead-lettered (batch, record id): one envelope each.
     dead: BTreeSet<(u64, u32)>,
     next_seq: u64,
@@ -204,6 +212,8 @@ impl Outputs {
             pipeline,
             buffers,
             acks: Acks::default(),
+            window_holds: None,
+            freed_upto: 0,
             dead: BTreeSet::new(),
             next_seq: 0,
             dedup: None,
@@ -537,6 +547,51 @@ impl Outputs {
         self.acks.len()
     }
 
+    /// Committed batches a sink buffer still holds.
+    pub fn unfreed(&self) -> usize {
+        (self.next_seq - self.freed_upto) as usize
+    }
+
+    /// The sequence the next batch committed gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// What an aggregate's windows hold after a batch of a shard.
+    pub fn hold_windows(&mut self, batch: u64, hold: super::aggregate::Hold) {
+        self.window_holds.get_or_insert_with(Default::default).set(
+            &hold.shard,
+            batch,
+            hold.oldest_open,
+            hold.mark,
+        );
+    }
+
+    /// Gives up the batches of shards this worker no longer reads (handed
+    /// over, or their leases lost) that wait for their acknowledgement:
+    /// their next reader reads them again from the checkpoint saved before,
+    /// and computes their windows again. Returns the shards.
+    pub fn give_up_dropped_shards(&mut self) -> Vec<String> {
+        let dropped = self
+            .acks
+            .take_where(|a| a.checkpoint().is_some_and(|c| c.shard_dropped()));
+        let mut shards: Vec<String> = Vec::new();
+        for ack in dropped {
+            if let Some(c) = ack.checkpoint() {
+                c.discard();
+                if !shards.iter().any(|s| s == c.shard()) {
+                    shards.push(c.shard().to_owned());
+                }
+            }
+        }
+        if let Some(h) = &mut self.window_holds {
+            for s in &shards {
+                h.forget(s);
+            }
+        }
+        shards
+    }
+
     /// Writes everything one buffering sink holds, dead-lettering what it rejects.
     async fn write_buffer(&mut self, si: usize, counts: &mut Counts) -> Vec<Failure> {
         let mut failures = Vec::new();
@@ -670,11 +725,27 @@ impl Outputs {
                 .filter_map(|b| b.held.first().map(|h| h.seq)),
         );
         let mut released = Released::default();
+        let free_to = oldest_held
+            .unwrap_or(self.next_seq)
+            .min(self.next_seq)
+            .max(self.freed_upto);
+        released.freed = (free_to - self.freed_upto) as usize;
+        self.freed_upto = free_to;
+        // An aggregate's open windows hold back their shard's batches, as
+        // of the latest batch written (the state saved with a checkpoint
+        // is that batch's too).
+        let windows = self.window_holds.as_mut().map(|h| h.as_of(free_to));
+        let held = |seq: u64, ack: &Ack| {
+            windows.as_ref().is_some_and(|w| {
+                ack.checkpoint()
+                    .is_some_and(|c| acks::window_holds(w, c.shard(), seq))
+            })
+        };
         // A source position moves only once what its records became is on
         // disk: local files (sinks and DLQ) are synced first.
         let positions = self
             .acks
-            .any_due(oldest_held, |ack| !matches!(ack, Ack::None));
+            .any_due_unless(oldest_held, held, |ack| !matches!(ack, Ack::None));
         let before = oldest_held.unwrap_or(u64::MAX);
         let claims = self
             .dedup
@@ -706,7 +777,13 @@ impl Outputs {
                 d.claims.claimed(&keys);
             }
         }
-        for ack in self.acks.take_due(oldest_held) {
+        let due = self.acks.take_due_unless(oldest_held, held);
+        // A checkpoint saves where its shard's windows are, as of the
+        // latest batch whose records and windows are written.
+        for mut ack in due {
+            if let (Some(w), Some(c)) = (&windows, ack.checkpoint_mut()) {
+                c.windows = w.get(c.shard()).and_then(|(_, mark)| mark.clone());
+            }
             if let Err(e) = ack.apply(&self.policy).await {
                 released
                     .warnings

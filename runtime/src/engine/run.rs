@@ -79,6 +79,12 @@ pub fn run(
         Reader::Lines(l) => l.input_size(),
         _ => None,
     };
+    // A stream does not end: its open windows are computed again, from the
+    // shards' checkpoints, at the next start.
+    let ends = !matches!(
+        reader,
+        Reader::Kinesis(..) | Reader::DynamodbStreams(..) | Reader::Sqs(..)
+    );
     let mut error = None;
     // Batches read but not yet acknowledged.
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -196,7 +202,7 @@ pub fn run(
             rt,
             (&in_flight, &budget),
             [&flush_requested, &flush_now],
-            opts,
+            (opts, ends),
         )
         .err();
         halted.store(true, Ordering::Relaxed);
@@ -290,13 +296,13 @@ fn write_in_order(
     rt: &tokio::runtime::Runtime,
     (in_flight, budget): (&AtomicUsize, &Budget),
     [flush_requested, flush_now]: [&AtomicBool; 2],
-    opts: &Options,
+    (opts, ends): (&Options, bool),
 ) -> Result<(), RunError> {
     let mut next = 0u64;
     let mut pending: BTreeMap<u64, (Result<BatchOutput, Fatal>, Ack)> = BTreeMap::new();
     let released = |r: super::commit::Released| {
-        in_flight.fetch_sub(r.batches, Ordering::AcqRel);
-        budget.give_back(r.batches);
+        in_flight.fetch_sub(r.freed, Ordering::AcqRel);
+        budget.give_back(r.freed);
         for w in r.warnings {
             if opts.json_logs {
                 crate::logs::json("warn", &w);
@@ -328,7 +334,10 @@ fn write_in_order(
         while let Some((out, ack)) = pending.remove(&next) {
             let mut out = out.map_err(|Fatal(m)| RunError::Fatal(m))?;
             if let Some(a) = aggregation.as_deref_mut() {
-                a.apply(&mut out);
+                let batch = outputs.next_seq();
+                if let Some(hold) = a.apply(&mut out, batch, ack.checkpoint()) {
+                    outputs.hold_windows(batch, hold);
+                }
             }
             released(rt.block_on(outputs.make_room(&out, counts)).map_err(stop)?);
             let failures = rt.block_on(outputs.commit(&mut out, ack, sink_keys));
@@ -361,8 +370,23 @@ fn write_in_order(
         // committed, so that only the buffers hold records back. A shard
         // being handed over cannot wait for the buffers' age: its request
         // is granted at once (and made again while records of it are in flight).
+        // The windows of a shard handed over to another worker are its
+        // to compute again: their batches are given up, not acknowledged.
+        if let Some(a) = aggregation.as_deref_mut() {
+            for shard in outputs.give_up_dropped_shards() {
+                a.drop_shard(&shard);
+                let message = format!(
+                    "shard {shard} is read by another worker now: its open windows are left to it, which reads their records again from the shard's checkpoint"
+                );
+                if opts.json_logs {
+                    crate::logs::json("info", &message);
+                } else {
+                    progress.suspend(|| crate::errln!("{message}"));
+                }
+            }
+        }
         let idle = flush_requested.load(Ordering::Acquire)
-            && in_flight.load(Ordering::Acquire) == outputs.unacknowledged();
+            && in_flight.load(Ordering::Acquire) == outputs.unfreed();
         if idle {
             flush_requested.store(false, Ordering::Release);
         }
@@ -372,8 +396,24 @@ fn write_in_order(
                 .map_err(stop)?,
         );
     }
-    // The end of the input: every window still open is emitted.
-    if let Some(a) = aggregation {
+    // The end of the input: every window still open is emitted. A stream
+    // stops: its open windows are not emitted; their records, whose
+    // batches were not acknowledged, are read again at the next start.
+    if let Some(a) = aggregation.as_deref()
+        && !ends
+        && a.open() > 0
+    {
+        let message = format!(
+            "{} windows were open when the run stopped: they are not emitted, and their records are read again from the shards' checkpoints at the next start",
+            a.open()
+        );
+        if opts.json_logs {
+            crate::logs::json("info", &message);
+        } else {
+            progress.suspend(|| crate::errln!("{message}"));
+        }
+    }
+    if let Some(a) = aggregation.filter(|_| ends) {
         let mut out = BatchOutput {
             sinks: vec![Default::default(); sink_keys.len()],
             counts: Counts::new(sink_keys.len()),

@@ -330,6 +330,22 @@ pub enum Ack {
 }
 
 impl Ack {
+    /// The shard checkpoint this acknowledgement saves, if it is one.
+    pub fn checkpoint(&self) -> Option<&shards::Checkpoint> {
+        match self {
+            Ack::Kinesis(cp, _) => Some(cp),
+            _ => None,
+        }
+    }
+
+    /// [`checkpoint`](Self::checkpoint), to change.
+    pub fn checkpoint_mut(&mut self) -> Option<&mut shards::Checkpoint> {
+        match self {
+            Ack::Kinesis(cp, _) => Some(cp),
+            _ => None,
+        }
+    }
+
     /// Acknowledges. An error means the records will be delivered again (a duplicate, not a loss).
     /// Each call is retried with `retry`.
     pub async fn apply(&self, retry: &Policy) -> Result<(), Error> {

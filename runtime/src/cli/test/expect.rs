@@ -65,7 +65,7 @@ pub fn run(built: &Arc<Built>, case: &Case) -> Result<Actual, String> {
             // windows are emitted.
             if let Some(mut a) = crate::engine::aggregate::Aggregation::new(built)? {
                 out.raw = batch.clone();
-                a.apply(&mut out);
+                a.apply(&mut out, 0, None);
                 a.close_all(&mut out);
             }
             // A case's records are one batch, and its dedup store starts empty.

@@ -101,6 +101,9 @@ pub struct ShardReader<A> {
 /// Where a stream source is in one shard.
 struct Shard {
     id: Arc<str>,
+    /// The aggregate windows' mark saved with the checkpoint the shard
+    /// started from, for its first batch.
+    restored: Option<WindowMark>,
     /// `None` once a closed shard is read to its end.
     iterator: Option<String>,
     /// The sequence number of the last record read.
@@ -164,8 +167,9 @@ impl<A: ShardApi> ShardReader<A> {
             }
             // A shard whose checkpoint cannot be read now is tried again at the next read.
             match self.start(&id).await {
-                Ok(iterator) => self.shards.push(Shard {
+                Ok((iterator, restored)) => self.shards.push(Shard {
                     id: Arc::from(id.as_str()),
+                    restored,
                     iterator,
                     last_read: None,
                     backoff: ShardBackoff::default(),
@@ -178,20 +182,21 @@ impl<A: ShardApi> ShardReader<A> {
         self.next %= self.shards.len().max(1);
     }
 
-    /// An iterator after the shard's checkpoint, or at the start position;
-    /// `None` when the shard was read to its end.
-    async fn start(&self, shard: &str) -> Result<Option<String>, Error> {
+    /// An iterator after the shard's checkpoint, or at the start position
+    /// (`None` when the shard was read to its end), and the aggregate
+    /// windows' mark saved with the checkpoint.
+    async fn start(&self, shard: &str) -> Result<(Option<String>, Option<WindowMark>), Error> {
         let key = self.api.checkpoint_key(shard);
         let saved = saved_checkpoint(&self.aws, &self.checkpoint_table, &key, &self.retry).await?;
         if saved.shard_end {
-            return Ok(None);
+            return Ok((None, None));
         }
         let at = match (saved.sequence_number, saved.trim_horizon) {
             (Some(seq), _) => At::After(seq),
             (None, true) => At::TrimHorizon,
             (None, false) => At::Configured,
         };
-        self.iterator(shard, at).await
+        Ok((self.iterator(shard, at).await?, saved.windows))
     }
 
     /// An iterator on `shard` at `at`, retried with the policy.
@@ -226,7 +231,7 @@ impl<A: ShardApi> ShardReader<A> {
                     // Start again after the last record read.
                     let resumed = match self.shards[i].last_read.clone() {
                         Some(seq) => self.iterator(&id, At::After(seq)).await,
-                        None => self.start(&id).await,
+                        None => self.start(&id).await.map(|(iterator, _)| iterator),
                     };
                     // Not renewed: the shard backs off and its next read tries again.
                     match resumed {
@@ -270,6 +275,8 @@ impl<A: ShardApi> ShardReader<A> {
                 shard_end,
                 owner: self.leases.1.clone(),
                 progress: (Arc::clone(&self.lag), shard_id, read),
+                restored: self.shards[i].restored.take(),
+                windows: None,
             };
             return Ok(Some((page.records, checkpoint)));
         }
@@ -333,6 +340,12 @@ impl Lag {
             .unwrap_or(0)
     }
 
+    /// Whether `shard` is no longer read by this worker (handed over, or
+    /// its lease lost) while records of it are in flight.
+    pub fn is_dropped(&self, shard: &str) -> bool {
+        self.dropped.lock().is_ok_and(|d| d.contains(shard))
+    }
+
     /// Whether a shard no longer read (handed over, or its lease lost)
     /// still has records read and not checkpointed.
     pub(crate) fn awaits_checkpoint(&self) -> bool {
@@ -367,7 +380,31 @@ pub struct Checkpoint {
     pub(crate) owner: String,
     /// The shard and its records, for the lag in records.
     pub(crate) progress: (Arc<Lag>, String, u64),
+    /// The first batch after the shard started: the aggregate windows' mark
+    /// its checkpoint was saved with.
+    pub restored: Option<WindowMark>,
+    /// The aggregate windows' mark to save with this checkpoint.
+    pub windows: Option<WindowMark>,
 }
+
+/// Where an aggregate's windows over a shard were when a checkpoint was
+/// saved: their watermark (the latest event time taken), and the sequence
+/// number of the last record they had taken. After a restart, a record
+/// read again up to `through` whose window had closed under `watermark`
+/// was emitted already (or dead-lettered as late): it is not taken again,
+/// so that its window is not emitted a second time with only a part of
+/// its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowMark {
+    /// The watermark, in milliseconds since 1970.
+    pub watermark_ms: i64,
+    /// The sequence number of the last record taken.
+    pub through: String,
+}
+
+/// The checkpoint item's attributes of a [`WindowMark`].
+const WINDOW_WATERMARK: &str = "window_watermark_ms";
+const WINDOW_THROUGH: &str = "window_through";
 
 /// A shard's checkpoint item.
 #[derive(Debug, Default)]
@@ -378,6 +415,8 @@ pub(crate) struct Saved {
     pub(crate) shard_end: bool,
     /// A child shard of a resharding: it starts where its parents ended.
     pub(crate) trim_horizon: bool,
+    /// The aggregate windows' mark saved with the checkpoint.
+    pub(crate) windows: Option<WindowMark>,
 }
 
 /// A shard's checkpoint, if it has one.
@@ -409,10 +448,43 @@ pub(crate) async fn saved_checkpoint(
         trim_horizon: item
             .get(super::lease::START)
             .is_some_and(|v| v.as_s().is_ok_and(|s| s == "trim_horizon")),
+        windows: match (
+            item.get(WINDOW_WATERMARK).and_then(|v| v.as_n().ok()),
+            item.get(WINDOW_THROUGH).and_then(|v| v.as_s().ok()),
+        ) {
+            (Some(w), Some(t)) => w.parse().ok().map(|watermark_ms| WindowMark {
+                watermark_ms,
+                through: t.clone(),
+            }),
+            _ => None,
+        },
     })
 }
 
 impl Checkpoint {
+    /// Gives the batch up without saving: its records are read again by
+    /// the shard's next reader, from the checkpoint saved before.
+    pub fn discard(&self) {
+        let (lag, shard, records) = &self.progress;
+        lag.settle(shard, *records);
+    }
+
+    /// The shard whose checkpoint this is.
+    pub fn shard(&self) -> &str {
+        &self.progress.1
+    }
+
+    /// Whether this batch ends a closed shard.
+    pub fn ends_shard(&self) -> bool {
+        self.shard_end
+    }
+
+    /// Whether this worker no longer reads the shard (it was handed over,
+    /// or its lease lost) while its records are in flight.
+    pub fn shard_dropped(&self) -> bool {
+        self.progress.0.is_dropped(&self.progress.1)
+    }
+
     /// Writes the checkpoint, only while this worker holds the shard's
     /// lease: a worker that lost it cannot overwrite the new owner's
     /// checkpoint.
@@ -437,6 +509,15 @@ impl Checkpoint {
         if self.shard_end {
             set.push("shard_end = :end");
             req = req.expression_attribute_values(":end", AttributeValue::Bool(true));
+        }
+        if let Some(w) = &self.windows {
+            set.push("#wm = :wm, #wt = :wt");
+            req = req
+                .expression_attribute_names("#wm", WINDOW_WATERMARK)
+                .expression_attribute_names("#wt", WINDOW_THROUGH);
+            req = req
+                .expression_attribute_values(":wm", AttributeValue::N(w.watermark_ms.to_string()))
+                .expression_attribute_values(":wt", AttributeValue::S(w.through.clone()));
         }
         let req = req
             .condition_expression("lease_owner = :me")
