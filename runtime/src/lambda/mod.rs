@@ -634,60 +634,50 @@ impl State {
                 counts.aggregated -= 1;
             }
         }
-        if out.dlq.count > 0 {
-            let failures = self
-                .outputs
-                .commit(&mut out, Ack::None, &self.built.sink_keys)
-                .await;
-            counts.add(&out.counts);
-            if let Some(f) = failures.first() {
-                return Err(format!(
-                    "records a reducer script failed on were not all dead-lettered ({}): the invocation fails, so that the window's last records and state come again",
-                    f.reason
-                ));
-            }
-        }
         let state = groups.to_state();
         let full = state.to_string().len() > MAX_STATE_BYTES;
-        if !(window.final_invoke || window.terminated_early || full) {
-            return Ok(state);
-        }
-        if groups.is_empty() {
-            return Ok(serde_json::json!({}));
-        }
-        // After an early emission, the window's next one is its next part.
-        let next_state = if full && !(window.final_invoke || window.terminated_early) {
-            groups.emptied()
-        } else {
-            serde_json::json!({})
+        let last = window.final_invoke || window.terminated_early;
+        let next_state = match (last || full, groups.is_empty()) {
+            (false, _) => state,
+            (true, true) => serde_json::json!({}),
+            (true, false) => {
+                // After an early emission, the window's next one is its next part.
+                let next = if last {
+                    serde_json::json!({})
+                } else {
+                    groups.emptied()
+                };
+                let records = groups.emit(window.start_ms, window.end_ms);
+                let name: Arc<str> = self.built.aggregate.as_ref().map_or_else(
+                    || Arc::from("aggregate"),
+                    |(a, _)| Arc::from(a.name.as_str()),
+                );
+                let shard = window.shard.as_deref().map(Arc::from);
+                let (raws, unfinished) = crate::engine::aggregate::split(
+                    crate::engine::aggregate::emitted(&name, shard.as_ref(), &records),
+                    &records,
+                );
+                let worker = self
+                    .aggregate_worker
+                    .as_ref()
+                    .ok_or("the aggregate's worker is not running")?;
+                let made = worker
+                    .submit(raws.clone())
+                    .wait()
+                    .await?
+                    .map_err(|Fatal(m)| m)?;
+                crate::engine::aggregate::merge(&mut out, made, raws);
+                crate::engine::aggregate::dead_letter_unfinished(
+                    &mut out,
+                    &self.built.name,
+                    unfinished,
+                );
+                next
+            }
         };
-        let records = groups.emit(window.start_ms, window.end_ms);
-        let name: Arc<str> = self.built.aggregate.as_ref().map_or_else(
-            || Arc::from("aggregate"),
-            |(a, _)| Arc::from(a.name.as_str()),
-        );
-        let shard = window.shard.as_deref().map(Arc::from);
-        let (raws, unfinished) = crate::engine::aggregate::split(
-            crate::engine::aggregate::emitted(&name, shard.as_ref(), &records),
-            &records,
-        );
-        let worker = self
-            .aggregate_worker
-            .as_ref()
-            .ok_or("the aggregate's worker is not running")?;
-        let made = worker
-            .submit(raws.clone())
-            .wait()
-            .await?
-            .map_err(|Fatal(m)| m)?;
-        let mut out = BatchOutput {
-            sinks: vec![Default::default(); n],
-            counts: Counts::new(n),
-            batch_time: now_rfc3339(),
-            ..BatchOutput::default()
-        };
-        crate::engine::aggregate::merge(&mut out, made, raws);
-        crate::engine::aggregate::dead_letter_unfinished(&mut out, &self.built.name, unfinished);
+        if out.raw.is_empty() {
+            return Ok(next_state);
+        }
         let failures = self
             .outputs
             .commit(&mut out, Ack::None, &self.built.sink_keys)
@@ -695,8 +685,7 @@ impl State {
         counts.add(&out.counts);
         if let Some(f) = failures.first() {
             return Err(format!(
-                "the window's {} records were not all delivered ({}): the invocation fails, so that the window's last records and state come again",
-                records.len(),
+                "the window's records, or the records a reducer script refused, were not all delivered or dead-lettered ({}): the invocation fails, so that the window's last records and state come again",
                 f.reason
             ));
         }
