@@ -641,3 +641,93 @@ fn over_a_stream_open_windows_are_computed_again_after_a_stop_and_each_is_emitte
     assert_eq!(once, want_late);
     assert!(dlq.len() < want_late.len() * 2, "{}", dlq.len());
 }
+
+/// `sluice dlq redrive` of an aggregate pipeline: the windows were emitted
+/// once, so a redriven record does not make a window of its own (which,
+/// with the same identity, would overwrite the whole window's record in S3
+/// or DynamoDB): it is dead-lettered again, saying so, and nothing is
+/// emitted.
+#[test]
+fn a_redriven_record_does_not_make_a_window_again() {
+    let input = readings();
+    let (want, late) = expected(&input, 30_000);
+    let t = tempfile::tempdir().unwrap();
+    common::write_jsonl(t.path(), "in.jsonl", &input);
+    let p = pipeline(t.path(), "30s");
+    let (code, _, err) = outcome(&run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json"])));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read_jsonl(&t.path().join("dlq.jsonl")).len(), late.len());
+    let (code, s, err) = outcome(&run(sluice()
+        .args(["dlq", "redrive"])
+        .arg(&p)
+        .args(["--summary-format", "json"])));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")),
+        want,
+        "nothing emitted"
+    );
+    let dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), late.len());
+    for e in &dlq {
+        assert_eq!(e["stage"], "aggregate");
+        assert_eq!(
+            e["error"],
+            "redriven: the aggregate's windows were emitted already, and a record read again does not join its window",
+        );
+    }
+    assert_eq!(
+        (
+            s["records_in"].as_u64(),
+            s["aggregates_out"].as_u64(),
+            s["balanced"].as_bool()
+        ),
+        (Some(late.len() as u64), Some(0), Some(true)),
+        "{s}"
+    );
+}
+
+/// A window's record that a sink rejected is in the DLQ with its identity
+/// (`source.type: aggregate`). A redrive does not run it through the
+/// pipeline as a source record (its schema, transforms and routes are the
+/// source's): it is dead-lettered again, intact, saying so.
+#[test]
+fn a_windows_dead_lettered_record_is_kept_by_a_redrive() {
+    let t = tempfile::tempdir().unwrap();
+    common::write_jsonl(t.path(), "in.jsonl", &[]);
+    let p = pipeline(t.path(), "30s");
+    let window = "2026-11-24T08:00:00.000Z [\"a\"]";
+    let envelope = json!({
+        "pipeline": "t", "stage": "sink", "step": "out", "error": "rejected",
+        "data": "{\"device\":\"a\",\"n\":2}", "encoding": "utf8",
+        "source": {"type": "aggregate", "stream": "per_device", "window": window},
+        "attempts": 1, "timestamp": "2026-11-24T08:06:00.000Z",
+    });
+    std::fs::write(t.path().join("dlq.jsonl"), format!("{envelope}\n")).unwrap();
+    let (code, s, err) = outcome(&run(sluice()
+        .args(["dlq", "redrive"])
+        .arg(&p)
+        .args(["--summary-format", "json"])));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !t.path().join("out.jsonl").exists() || read_jsonl(&t.path().join("out.jsonl")).is_empty()
+    );
+    let dlq = read_jsonl(&t.path().join("dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        (&dlq[0]["stage"], &dlq[0]["data"], &dlq[0]["source"]),
+        (
+            &json!("aggregate"),
+            &json!("{\"device\":\"a\",\"n\":2}"),
+            &json!({"type": "aggregate", "stream": "per_device", "window": window})
+        )
+    );
+    assert_eq!(
+        dlq[0]["error"],
+        "a window's record is not run through the pipeline again: deliver it from its dead letter (its `data` is the record)"
+    );
+    assert_eq!(s["dead_lettered"]["aggregate"], 1, "{s}");
+}

@@ -30,7 +30,12 @@ pub struct Aggregation {
     name: Arc<str>,
     /// Records a route took that came too late for their window.
     pub late_routed: u64,
+    /// A redrive: records do not join windows (see [`redriving`](Self::redriving)).
+    redrive: bool,
 }
+
+/// Why a redriven record is not taken into a window.
+const REDRIVEN: &str = "redriven: the aggregate's windows were emitted already, and a record read again does not join its window";
 
 /// The windows of one shard.
 struct Part {
@@ -70,7 +75,18 @@ impl Aggregation {
             outputs: Arc::clone(outputs),
             name: Arc::from(a.name.as_str()),
             late_routed: 0,
+            redrive: false,
         }))
+    }
+
+    /// The records are dead letters read back (`sluice dlq redrive`): their
+    /// windows were emitted already, and one emitted again with only the
+    /// redriven records would replace the whole window's record where its
+    /// identity names it (an S3 object, a DynamoDB item). So no record
+    /// joins a window: one that no route took is dead-lettered again,
+    /// saying so; its routes deliver the others.
+    pub fn redriving(&mut self) {
+        self.redrive = true;
     }
 
     /// Adds a batch's records to their windows, dead-letters those refused
@@ -89,6 +105,21 @@ impl Aggregation {
     ) -> Option<Hold> {
         let contributions = std::mem::take(&mut out.contributions);
         if checkpoint.is_some_and(Checkpoint::shard_dropped) {
+            return None;
+        }
+        if self.redrive {
+            for (_, raw_index, routed, cuts) in &contributions {
+                if !*routed {
+                    out.counts.aggregated -= 1;
+                    refused_envelope(
+                        out,
+                        &self.outputs.name,
+                        *raw_index as usize,
+                        cuts,
+                        REDRIVEN.into(),
+                    );
+                }
+            }
             return None;
         }
         let shard = checkpoint.map_or("", Checkpoint::shard);

@@ -551,6 +551,18 @@ impl Worker {
             cx.dead_letter(raw, Stage::Decode, None, reason.clone(), None);
             return Ok(());
         }
+        if raw.position.source == "aggregate" && built.source_type != "aggregate" {
+            // A window's dead-lettered record, read back by a redrive: the
+            // source's stages are not its own.
+            cx.dead_letter(
+                raw,
+                Stage::Aggregate,
+                None,
+                "a window's record is not run through the pipeline again: deliver it from its dead letter (its `data` is the record)".into(),
+                None,
+            );
+            return Ok(());
+        }
         self.at = (Stage::Parse, None);
         let Some(text) = self.parse(raw, cx, tree) else {
             return Ok(());

@@ -85,6 +85,7 @@ pub fn run(
         reader,
         Reader::Kinesis(..) | Reader::DynamodbStreams(..) | Reader::Sqs(..)
     );
+    let redrive = matches!(reader, Reader::Dlq(_));
     let mut error = None;
     // Batches read but not yet acknowledged.
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -185,6 +186,10 @@ pub fn run(
             }
         };
         let mut aggregation = match super::aggregate::Aggregation::new(&built) {
+            Ok(Some(mut a)) if redrive => {
+                a.redriving();
+                Some(a)
+            }
             Ok(a) => a,
             Err(e) => {
                 error = Some(RunError::Worker(e));

@@ -262,6 +262,7 @@ fn parse_envelope(line: &[u8]) -> Result<(Vec<u8>, Position, Vec<Cut>), String> 
         Some("kinesis") => "kinesis",
         Some("dynamodb_streams") => "dynamodb_streams",
         Some("kafka") => "kafka",
+        Some("aggregate") => "aggregate",
         _ => "dlq",
     };
     Ok((
