@@ -731,3 +731,116 @@ fn a_windows_dead_lettered_record_is_kept_by_a_redrive() {
     );
     assert_eq!(s["dead_lettered"]["aggregate"], 1, "{s}");
 }
+
+/// `aggregate.transforms` run on the aggregate's records before their
+/// routes: they change them, filter them (counted as filtered), and a
+/// transform's mistake dead-letters the window's record with stage
+/// `transform` and its place in the file; `check` checks them as the
+/// source's transforms, names unique among both.
+#[test]
+fn the_aggregates_transforms_run_on_its_records() {
+    let input = readings();
+    let (want, _) = expected(&input, 30_000);
+    let t = tempfile::tempdir().unwrap();
+    common::write_jsonl(t.path(), "in.jsonl", &input);
+    let p = pipeline(t.path(), "30s");
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p).unwrap().replace(
+            "routes:",
+            "\x20 transforms:\n\
+             \x20   - name: few\n\
+             \x20     script: 'if record.n < 30 { return (); } record'\n\
+             \x20   - name: label\n\
+             \x20     script: |\n\
+             \x20       if record.device == \"c\" && record.window_start.ends_with(\"08:10:00.000Z\") { throw \"no label for c\" }\n\
+             \x20       record.label = `${record.device}/${record.n}`;\n\
+             \x20       record\n\
+             routes:",
+        )
+        .replace("`${record.device}/${record.n}`", "record.device + \"/\" + record.n"),
+    )
+    .unwrap();
+    let (code, s, err) = outcome(&run(sluice()
+        .arg("run")
+        .arg(&p)
+        .args(["--summary-format", "json"])));
+    assert_eq!(code, 0, "{err}");
+    let kept: Vec<&Value> = want
+        .iter()
+        .filter(|w| w["n"].as_u64().unwrap() >= 30)
+        .collect();
+    let thrown = |w: &Value| {
+        w["device"] == "c"
+            && w["window_start"]
+                .as_str()
+                .unwrap()
+                .ends_with("08:10:00.000Z")
+    };
+    let delivered: Vec<Value> = kept
+        .iter()
+        .filter(|w| !thrown(w))
+        .map(|w| {
+            let mut w = (*w).clone();
+            w["label"] = json!(format!("{}/{}", w["device"].as_str().unwrap(), w["n"]));
+            w
+        })
+        .collect();
+    assert!(
+        delivered.len() >= 3 && delivered.len() < want.len(),
+        "{}",
+        delivered.len()
+    );
+    assert_eq!(read_jsonl(&t.path().join("out.jsonl")), delivered);
+    let dlq: Vec<Value> = read_jsonl(&t.path().join("dlq.jsonl"))
+        .into_iter()
+        .filter(|e| e["stage"] == "transform")
+        .collect();
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(
+        (&dlq[0]["step"], &dlq[0]["source"]["type"], &dlq[0]["error"]),
+        (
+            &json!("label"),
+            &json!("aggregate"),
+            &json!(format!(
+                "script threw: no label for c (at {}:16:85)",
+                p.display()
+            ))
+        )
+    );
+    assert_eq!(
+        (
+            s["filtered"].as_u64(),
+            s["aggregates_out"].as_u64(),
+            s["balanced"].as_bool()
+        ),
+        (
+            Some((want.len() - kept.len()) as u64),
+            Some(want.len() as u64),
+            Some(true)
+        ),
+        "{s}"
+    );
+    // `check`: a name used twice, a script that does not compile.
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("name: label", "name: few")
+            .replace("record\nroutes:", "record +\nroutes:"),
+    )
+    .unwrap();
+    let o = run(sluice().args(["check", "--format", "short"]).arg(&p));
+    let lines: Vec<String> = common::stderr(&o)
+        .lines()
+        .filter(|l| l.contains("error["))
+        .map(|l| l.rsplit_once("/").map_or(l, |x| x.1).to_owned())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "pipeline.yaml:14:13: error[duplicate-name]: two transforms are named `few`",
+            "pipeline.yaml:19:9: error[script-syntax]: transform `few`: Script is incomplete"
+        ]
+    );
+}

@@ -50,6 +50,10 @@ pub struct Config {
     #[serde(default = "default_max_open")]
     #[schemars(range(min = 1))]
     pub max_open_windows: usize,
+    /// Transforms run on the aggregate's records before their routes, as
+    /// `transforms:` runs on the source's (names unique among both).
+    #[serde(default)]
+    pub transforms: Vec<crate::transform::Config>,
 }
 
 /// One output field's reducer.

@@ -156,12 +156,12 @@ fn check_lookups(
         }
     }
     let names: Vec<&str> = p.lookups.keys().map(String::as_str).collect();
-    let sources = p
-        .transforms
+    let all = p.all_transforms();
+    let sources = all
         .iter()
         .zip(scripts)
         .zip(&places.transforms)
-        .map(|((t, src), place)| (Some(t.name.as_str()), src.as_str(), place))
+        .map(|(((_, t), src), place)| (Some(t.name.as_str()), src.as_str(), place))
         .chain(
             p.routes
                 .iter()
@@ -257,16 +257,15 @@ fn places(
             .collect(),
     };
     let transforms = p
-        .transforms
-        .iter()
+        .all_transforms()
+        .into_iter()
         .zip(scripts)
-        .enumerate()
-        .map(|(i, (t, src))| match &t.file {
+        .map(|((pointer, t), src)| match &t.file {
             Some(path) => transform::Place {
                 file: resolve(dir, path).display().to_string(),
                 lines: Vec::new(),
             },
-            None => inline(&format!("/transforms/{i}/script"), src),
+            None => inline(&format!("{pointer}/script"), src),
         })
         .collect();
     let routes = p
@@ -500,8 +499,7 @@ fn check_transforms(
 ) -> Vec<String> {
     let mut names = HashSet::new();
     let mut scripts = Vec::new();
-    for (i, t) in p.transforms.iter().enumerate() {
-        let pointer = format!("/transforms/{i}");
+    for (pointer, t) in p.all_transforms() {
         if !names.insert(t.name.as_str()) {
             diags.push(
                 Diagnostic::error(

@@ -121,6 +121,24 @@ impl Pipeline {
         notes
     }
 
+    /// Every transform, with the JSON pointer of its place: the source's
+    /// (`/transforms/I`), then the aggregate's (`/aggregate/transforms/I`).
+    /// `Loaded::scripts` and `Places::transforms` are in this order.
+    pub fn all_transforms(&self) -> Vec<(String, &transform::Config)> {
+        let main = self
+            .transforms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("/transforms/{i}"), t));
+        let after = self.aggregate.iter().flat_map(|a| {
+            a.transforms
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("/aggregate/transforms/{i}"), t))
+        });
+        main.chain(after).collect()
+    }
+
     /// Why `mode` cannot run the pipeline, if it cannot: its source is not
     /// read there, or its aggregate is not kept there.
     pub fn refusal(&self, mode: sources::RunMode) -> Option<String> {

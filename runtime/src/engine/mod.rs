@@ -120,6 +120,11 @@ impl Built {
                 .unzip()
         };
         let (routes, route_places) = routes_from(None);
+        // The scripts and places of the source's transforms, then of the aggregate's.
+        let n = p.transforms.len();
+        let (scripts, after_scripts) = loaded.scripts.split_at(n.min(loaded.scripts.len()));
+        let places = &loaded.places.transforms;
+        let (places, after_places) = places.split_at(n.min(places.len()));
         let aggregate = match &p.aggregate {
             None => None,
             Some(c) => {
@@ -130,8 +135,13 @@ impl Built {
                     source_type: "aggregate",
                     format: Format::Json,
                     validator: None,
-                    transforms: Vec::new(),
-                    transform_places: Vec::new(),
+                    transforms: c
+                        .transforms
+                        .iter()
+                        .zip(after_scripts)
+                        .map(|(t, src)| (t.name.clone(), src.clone()))
+                        .collect(),
+                    transform_places: after_places.to_vec(),
                     route_places,
                     routes,
                     unrouted: p.unrouted,
@@ -159,11 +169,11 @@ impl Built {
             transforms: p
                 .transforms
                 .iter()
-                .zip(&loaded.scripts)
+                .zip(scripts)
                 .map(|(t, src)| (t.name.clone(), src.clone()))
                 .collect(),
             routes,
-            transform_places: loaded.places.transforms.clone(),
+            transform_places: places.to_vec(),
             route_places,
             unrouted: p.unrouted,
             sink_names,
@@ -172,7 +182,7 @@ impl Built {
             debug: false,
             dedup: p.dedup.as_ref().map(|d| crate::dedup::Key::parse(&d.key)),
             lookups: Arc::clone(&loaded.lookups),
-            prefetch: prefetch(&loaded.scripts, &loaded.lookups),
+            prefetch: prefetch(scripts, &loaded.lookups),
             aggregate,
         })
     }
