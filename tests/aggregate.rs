@@ -586,9 +586,23 @@ fn over_a_stream_open_windows_are_computed_again_after_a_stop_and_each_is_emitte
                 "{ type: kinesis, stream: readings, start_position: trim_horizon, checkpoint_table: cp, poll_interval: 100ms }",
             )
             .replace("path: out.jsonl }", "path: out.jsonl, mode: append }")
-            .replace("path: dlq.jsonl }", "path: dlq.jsonl, mode: append }"),
+            .replace("path: dlq.jsonl }", "path: dlq.jsonl, mode: append }")
+            .replace(
+                "routes:",
+                "\x20 transforms: [{ name: shard, script: 'record.shard = meta.shard; record' }]\nroutes:",
+            ),
     )
     .unwrap();
+    // Each window's record names its shard (the stream has one).
+    let with_shard = |windows: Vec<Value>| -> Vec<Value> {
+        windows
+            .into_iter()
+            .map(|mut w| {
+                w["shard"] = json!("shardId-000000000000");
+                w
+            })
+            .collect()
+    };
     let run_until_idle = || {
         outcome(&run(sluice()
             .arg("run")
@@ -601,7 +615,7 @@ fn over_a_stream_open_windows_are_computed_again_after_a_stop_and_each_is_emitte
     let (code, s, err) = run_until_idle();
     assert_eq!(code, 0, "{err}");
     let (want, _) = closed_by_now(&input[..300], 30_000);
-    assert_eq!(read_jsonl(&t.path().join("out.jsonl")), want);
+    assert_eq!(read_jsonl(&t.path().join("out.jsonl")), with_shard(want));
     assert!(
         err.contains("windows were open when the run stopped: they are not emitted"),
         "{err}"
@@ -620,7 +634,7 @@ fn over_a_stream_open_windows_are_computed_again_after_a_stop_and_each_is_emitte
     assert_eq!(s["balanced"], true, "{s}");
     let (want, late) = closed_by_now(&input, 30_000);
     assert!(want.len() > 10);
-    assert_eq!(read_jsonl(&t.path().join("out.jsonl")), want);
+    assert_eq!(read_jsonl(&t.path().join("out.jsonl")), with_shard(want));
     let dlq: Vec<Value> = read_jsonl(&t.path().join("dlq.jsonl"))
         .iter()
         .map(|e| {

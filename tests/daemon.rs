@@ -1395,3 +1395,114 @@ fn windows_of_a_shard_handed_over_are_computed_by_its_new_reader() {
     assert!(logs.contains("handed shard"), "{logs}");
     assert!(!logs.contains("within the failover time"), "{logs}");
 }
+
+/// `aggregate:` across a split, under `sluice run`: the parent shard read to
+/// its end emits its windows, the children theirs; a minute that spans the
+/// split has a record from the parent and one from a child (each naming its
+/// shard), whose counts add up to the minute's; no window is emitted twice.
+#[test]
+fn across_a_split_a_parents_windows_are_emitted_at_its_end() {
+    let g = Group::resharding(1);
+    let p = g.dir().join("minutes.yaml");
+    std::fs::write(
+        &p,
+        PIPELINE
+            .replace(
+                "record.t = meta.batch_time; record",
+                "record.ts = 1795507200 + record.id; record",
+            )
+            .replace(
+                "routes: [{ to: [out] }]",
+                "aggregate:\n  name: per_minute\n  group_by: [k]\n  window: { tumbling: 1m }\n  time: { field: ts }\n  emit: { n: count(), total: sum(id) }\n\
+                 \x20 transforms: [{ name: shard, script: 'record.shard = meta.shard; record' }]\n\
+                 routes: [{ from: per_minute, to: [out] }]",
+            ),
+    )
+    .unwrap();
+    let log = g.dir().join("run.log");
+    let mut run = common::sluice()
+        .current_dir(g.dir())
+        .arg("run")
+        .arg(&p)
+        .args(["--no-progress", "--workers", "1"])
+        .envs(g.env())
+        .env("WORKER", "run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    g.put(0, 210);
+    g.split("shardId-000000000000");
+    g.put(210, 480);
+    // A record of each key minutes later closes every minute before it.
+    g.put(1020, 1044);
+    // Per key and minute: the count and sum of its ids.
+    let mut want: BTreeMap<(String, i64), (u64, i64)> = BTreeMap::new();
+    for id in 0..480_i64 {
+        let e = want.entry((format!("k{}", id % 24), id / 60)).or_default();
+        e.0 += 1;
+        e.1 += id;
+    }
+    let out = g.dir().join("out-run.jsonl");
+    let sums = || {
+        let mut got: BTreeMap<(String, i64), (u64, i64)> = BTreeMap::new();
+        let mut parts: Vec<(String, String, String)> = Vec::new();
+        let records = if out.exists() {
+            read_jsonl(&out)
+        } else {
+            Vec::new()
+        };
+        for r in records {
+            let start = humantime::parse_rfc3339(r["window_start"].as_str().unwrap())
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64;
+            let minute = (start - 1_795_507_200) / 60;
+            let e = got
+                .entry((r["k"].as_str().unwrap().to_owned(), minute))
+                .or_default();
+            e.0 += r["n"].as_u64().unwrap();
+            e.1 += r["total"].as_i64().unwrap();
+            parts.push((
+                r["k"].as_str().unwrap().to_owned(),
+                r["window_start"].as_str().unwrap().to_owned(),
+                r["shard"].as_str().unwrap().to_owned(),
+            ));
+        }
+        (got, parts)
+    };
+    let started = Instant::now();
+    while sums().0 != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{:?}\n{}",
+            sums().0.len(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let status = run.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    let (got, mut parts) = sums();
+    assert_eq!(got, want);
+    let n = parts.len();
+    parts.sort();
+    parts.dedup();
+    assert_eq!(parts.len(), n, "a window emitted twice");
+    // Minute 3 spans the split: the parent's part and a child's.
+    let minute3: Vec<&(String, String, String)> = parts
+        .iter()
+        .filter(|(k, start, _)| k == "k0" && start.starts_with("2026-11-24T08:03"))
+        .collect();
+    assert_eq!(minute3.len(), 2, "{minute3:?}");
+    assert_eq!(minute3[0].2, "shardId-000000000000");
+    assert_ne!(minute3[1].2, "shardId-000000000000");
+}
