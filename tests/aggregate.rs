@@ -858,3 +858,128 @@ fn the_aggregates_transforms_run_on_its_records() {
         ]
     );
 }
+
+/// `dedup` with `aggregate`: a duplicate is dropped before the aggregate
+/// takes it, so it counts in no window; keys are claimed once their
+/// windows are written, so a second run over the same input (a DynamoDB
+/// store) finds every record a duplicate and emits nothing.
+#[test]
+fn a_duplicate_counts_in_no_window_and_keys_are_claimed_once_windows_are_written() {
+    let moto = common::moto::Moto::start();
+    let rt = common::aws::rt();
+    let ddb = aws_sdk_dynamodb::Client::new(&rt.block_on(moto.sdk_config()));
+    rt.block_on(common::aws::create_table(&ddb, "seen", "key"));
+    let mut input = readings();
+    // Every tenth reading is sent again right after itself, or three later.
+    let mut with_dups = Vec::new();
+    for (i, r) in input.iter_mut().enumerate() {
+        r["id"] = json!(i);
+        with_dups.push(r.clone());
+        if i % 10 == 0 {
+            with_dups.push(r.clone());
+        }
+    }
+    for i in (5..with_dups.len()).step_by(37) {
+        let again = with_dups[i - 3].clone();
+        with_dups.insert(i, again);
+    }
+    let dups = with_dups.len() - input.len();
+    let (want, late) = expected(&input, 30_000);
+    let t = tempfile::tempdir().unwrap();
+    common::write_jsonl(t.path(), "in.jsonl", &with_dups);
+    let p = pipeline(t.path(), "30s");
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .replace(
+                "routes:",
+                "dedup: { key: id, ttl: 1h, store: { type: dynamodb, table: seen } }\nroutes:",
+            )
+            .replace("path: out.jsonl }", "path: out.jsonl, mode: append }")
+            .replace("path: dlq.jsonl }", "path: dlq.jsonl, mode: append }"),
+    )
+    .unwrap();
+    let run_once = || {
+        outcome(&run(sluice()
+            .arg("run")
+            .arg(&p)
+            .args(["--summary-format", "json", "--batch-records", "13"])
+            .envs(moto.env())))
+    };
+    let (code, s, err) = run_once();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(read_jsonl(&t.path().join("out.jsonl")), want);
+    assert_eq!(read_jsonl(&t.path().join("dlq.jsonl")).len(), late.len());
+    assert_eq!(
+        (
+            s["deduplicated"].as_u64(),
+            s["aggregated"].as_u64(),
+            s["balanced"].as_bool()
+        ),
+        (
+            Some(dups as u64),
+            Some((input.len() - late.len()) as u64),
+            Some(true)
+        ),
+        "{s}"
+    );
+    // The late records were dead-lettered, not delivered: their keys are
+    // not claimed; every other key is.
+    let claimed = rt.block_on(common::aws::items(&ddb, "seen", "key")).len();
+    assert_eq!(claimed, input.len() - late.len());
+
+    let (code, s, err) = run_once();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        read_jsonl(&t.path().join("out.jsonl")),
+        want,
+        "nothing emitted again"
+    );
+    // Every record is a duplicate, but the late ones, whose keys were not
+    // claimed: late again (the duplicates move the watermark as the first
+    // run's records did), dead-lettered again.
+    assert_eq!(
+        (
+            s["deduplicated"].as_u64(),
+            s["dead_lettered"]["aggregate"].as_u64(),
+            s["aggregates_out"].as_u64()
+        ),
+        (
+            Some((with_dups.len() - late.len()) as u64),
+            Some(late.len() as u64),
+            Some(0)
+        ),
+        "{s}"
+    );
+}
+
+/// In Lambda, `dedup` with `aggregate` is refused (a key would be claimed
+/// before the mapping holds the window's state); the daemon runs it.
+#[test]
+fn in_lambda_dedup_with_an_aggregate_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let p = common::write_pipeline(
+        t.path(),
+        "t",
+        "source: { type: kinesis, stream: s }\n\
+         aggregate: { name: w, window: { tumbling: 2m }, time: processing, emit: { n: count() } }\n\
+         dedup: { key: id, ttl: 1h, store: { type: dynamodb, table: seen } }\n\
+         routes: [{ from: w, to: [out] }]\n\
+         sinks: { out: { type: sqs, queue: q } }\n\
+         dlq: { type: sqs, queue: d }\n",
+    );
+    let o = run(sluice()
+        .args(["check", "--mode", "lambda", "--format", "short"])
+        .arg(&p));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        common::stderr(&o).contains("pipeline.yaml:5:8: error[unsupported-mode]: in Lambda, `dedup` and `aggregate` cannot be used together"),
+        "{}",
+        common::stderr(&o)
+    );
+    let o = run(sluice()
+        .args(["check", "--mode", "daemon", "--format", "short"])
+        .arg(&p));
+    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
+}

@@ -1361,8 +1361,28 @@ fn a_killed_workers_windows_are_computed_again_by_the_worker_that_takes_its_shar
 /// again from the checkpoints. Each window is written once, exactly.
 #[test]
 fn windows_of_a_shard_handed_over_are_computed_by_its_new_reader() {
+    handed_over(false);
+}
+
+/// The same with `dedup:` (a DynamoDB store): the keys of the batches the
+/// first worker gave up are not claimed, so the new reader, reading them
+/// again, does not drop them as duplicates: every window is still exact.
+#[test]
+fn with_dedup_the_keys_of_batches_given_up_are_not_claimed() {
+    handed_over(true);
+}
+
+fn handed_over(dedup: bool) {
     let g = Group::new(4);
     let p = minutes_pipeline(&g);
+    if dedup {
+        g.rt.block_on(common::aws::create_table(&g.dynamodb, "seen", "key"));
+        let yaml = std::fs::read_to_string(&p).unwrap().replace(
+            "aggregate:",
+            "dedup: { key: id, ttl: 1h, store: { type: dynamodb, table: seen } }\naggregate:",
+        );
+        std::fs::write(&p, yaml).unwrap();
+    }
     let mut w1 = g.start_on(&p, "w1");
     g.wait_for_owners(&[("w1", 4)], Duration::from_secs(60));
     wait_until_each_holds(&[&w1], 4, Duration::from_secs(30));

@@ -117,6 +117,12 @@ impl Windows {
         self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
     }
 
+    /// A record's time moves the watermark without the record counting in
+    /// its window (a duplicate).
+    pub fn observe(&mut self, time_ms: i64) {
+        self.watermark = Some(self.watermark.map_or(time_ms, |w| w.max(time_ms)));
+    }
+
     /// The latest event time taken.
     pub fn watermark(&self) -> Option<i64> {
         self.watermark

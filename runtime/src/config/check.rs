@@ -334,15 +334,6 @@ fn check_aggregate(cx: &Cx<'_>, p: &Pipeline, engine: &rhai::Engine, diags: &mut
         );
     }
 
-    if p.dedup.is_some() {
-        diags.push(
-            Diagnostic::error(
-                Code::InvalidValue,
-                "`aggregate` and `dedup` cannot be used together yet: a duplicate would be counted in its window before it is dropped",
-            )
-            .at(cx.file, cx.key_span("/dedup")),
-        );
-    }
     for (name, emit) in &a.emit {
         let pointer = format!(
             "/aggregate/emit/{}",

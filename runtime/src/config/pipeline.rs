@@ -150,6 +150,9 @@ impl Pipeline {
         if let Some(why) = self.source.refusal(mode) {
             return Some(("/source/type", why));
         }
+        if mode == sources::RunMode::Lambda && self.aggregate.is_some() && self.dedup.is_some() {
+            return Some(("/dedup", "in Lambda, `dedup` and `aggregate` cannot be used together: a window's records are kept in the state the function's answer carries, so a key claimed before the event source mapping has that answer would drop its record from the window when the mapping retries; run the pipeline with `sluice daemon`".to_owned()));
+        }
         // The event source mapping's tumbling windows are at most 15 minutes.
         let window = self.aggregate.as_ref().map(|a| a.window.tumbling.0);
         (mode == sources::RunMode::Lambda && window.is_some_and(|w| w.as_secs() > 900)).then(|| {

@@ -203,6 +203,16 @@ impl Claims {
         }
     }
 
+    /// Forgets a batch given up (its records are read again elsewhere): its
+    /// keys are not claimed.
+    pub fn forget_batch(&mut self, seq: u64) {
+        if let Some(list) = self.by_batch.remove(&seq) {
+            for (_, key) in list {
+                self.pending.remove(&key);
+            }
+        }
+    }
+
     /// Whether a batch before `before` has keys to claim.
     pub fn any_due(&self, before: u64) -> bool {
         self.by_batch.range(..before).next().is_some()
@@ -377,6 +387,16 @@ mod tests {
             duplicates(&k, |_| false),
             [false, false, true, false, true, false]
         );
+    }
+
+    #[test]
+    fn a_batch_given_up_claims_none_of_its_keys() {
+        let mut c = Claims::default();
+        c.add(3, vec![(0, "a".into()), (1, "b".into())]);
+        c.add(4, vec![(0, "c".into())]);
+        c.forget_batch(3);
+        assert!(!c.pending("a") && !c.pending("b") && c.pending("c"));
+        assert_eq!(c.take_due(10), ["c"]);
     }
 
     #[test]

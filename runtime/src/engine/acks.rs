@@ -107,13 +107,14 @@ impl<A> Acks<A> {
         due
     }
 
-    /// Takes out every batch `f` picks, due or not, in order.
-    pub fn take_where(&mut self, f: impl Fn(&A) -> bool) -> Vec<A> {
+    /// Takes out every batch `f` picks, due or not, in order, with its
+    /// sequence number.
+    pub fn take_where(&mut self, f: impl Fn(&A) -> bool) -> Vec<(u64, A)> {
         let mut taken = Vec::new();
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for (seq, a) in self.queue.drain(..) {
             if f(&a) {
-                taken.push(a);
+                taken.push((seq, a));
             } else {
                 kept.push_back((seq, a));
             }
@@ -329,7 +330,7 @@ mod tests {
         for (seq, p) in ["a", "b", "a", "c"].into_iter().enumerate() {
             a.push(seq as u64, p);
         }
-        assert_eq!(a.take_where(|p| *p == "a"), ["a", "a"]);
+        assert_eq!(a.take_where(|p| *p == "a"), [(0, "a"), (2, "a")]);
         assert_eq!(a.take_due(None), ["b", "c"]);
     }
 }

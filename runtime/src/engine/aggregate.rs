@@ -92,11 +92,12 @@ impl Aggregation {
     /// Adds a batch's records to their windows, dead-letters those refused
     /// (late, too many windows, a value a reducer cannot take) that went to
     /// no route, and adds the windows that closed to the batch. `batch` is
-    /// the batch's sequence; `checkpoint` its shard's, over a stream: the
-    /// windows are then that shard's, and what they hold is returned. A
-    /// shard no longer read (handed over) takes nothing: its next reader
-    /// computes its windows again. The end of a closed shard emits every
-    /// window of it.
+    /// the batch's sequence; `checkpoint` its shard's, over a stream (the
+    /// windows are then that shard's). Returns what the windows hold after
+    /// the batch. A shard no longer read (handed over) takes nothing: its
+    /// next reader computes its windows again. The end of a closed shard
+    /// emits every window of it. Duplicates (`out.removed`) count in no
+    /// window.
     pub fn apply(
         &mut self,
         out: &mut BatchOutput,
@@ -108,17 +109,19 @@ impl Aggregation {
             return None;
         }
         if self.redrive {
-            for (_, raw_index, routed, cuts) in &contributions {
-                if !*routed {
-                    out.counts.aggregated -= 1;
-                    refused_envelope(
-                        out,
-                        &self.outputs.name,
-                        *raw_index as usize,
-                        cuts,
-                        REDRIVEN.into(),
-                    );
+            for t in contributions.iter().filter(|t| !t.routed) {
+                if t.id.is_some_and(|id| out.removed.contains(&id)) {
+                    continue; // a duplicate, counted so
                 }
+                out.removed.extend(t.id);
+                out.counts.aggregated -= 1;
+                refused_envelope(
+                    out,
+                    &self.outputs.name,
+                    t.raw as usize,
+                    &t.cuts,
+                    REDRIVEN.into(),
+                );
             }
             return None;
         }
@@ -142,7 +145,16 @@ impl Aggregation {
             );
         }
         let part = self.parts.get_mut(shard)?;
-        for (c, raw_index, routed, cuts) in &contributions {
+        // Duplicates (taken out before, counted so) count in no window; their
+        // time still moves the watermark, as the first of them did, so that
+        // the same input gives the same late records however often it is read.
+        let removed: std::collections::HashSet<u32> = out.removed.iter().copied().collect();
+        for t in &contributions {
+            if t.id.is_some_and(|id| removed.contains(&id)) {
+                part.windows.observe(t.contribution.time_ms);
+                continue;
+            }
+            let (c, raw_index, routed, cuts) = (&t.contribution, &t.raw, &t.routed, &t.cuts);
             let sequence = out.raw[*raw_index as usize]
                 .position
                 .sequence_number
@@ -168,6 +180,8 @@ impl Aggregation {
                 self.late_routed += 1;
                 continue;
             }
+            // Dead-lettered: its dedup key is not claimed.
+            out.removed.extend(t.id);
             out.counts.aggregated -= 1;
             refused_envelope(
                 out,
@@ -184,7 +198,7 @@ impl Aggregation {
             part.windows.closed()
         };
         let hold =
-            checkpoint.map(|_| Hold {
+            Some(Hold {
                 shard: shard.to_owned(),
                 oldest_open: part.windows.oldest_batch(),
                 mark: part.windows.watermark().zip(part.last.clone()).map(
@@ -213,14 +227,22 @@ impl Aggregation {
         self.parts.values().map(|p| p.windows.open()).sum()
     }
 
-    /// Emits every open window into `out` (the end of the input).
-    pub fn close_all(&mut self, out: &mut BatchOutput) {
+    /// Emits every open window into `out` (the end of the input); what
+    /// the windows hold then, per shard: nothing.
+    pub fn close_all(&mut self, out: &mut BatchOutput) -> Vec<Hold> {
         let parts = std::mem::take(&mut self.parts);
+        let mut holds = Vec::new();
         for (shard, mut part) in parts {
+            holds.push(Hold {
+                shard: shard.clone(),
+                oldest_open: None,
+                mark: None,
+            });
             let all = part.windows.all();
             let shard: Option<Arc<str>> = (!shard.is_empty()).then(|| Arc::from(shard.as_str()));
             self.emit(out, shard.as_ref(), all);
         }
+        holds
     }
 
     /// Routes emitted records and adds them to the batch: their lines after

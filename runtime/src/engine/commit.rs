@@ -256,7 +256,9 @@ impl Outputs {
         let mut failures = Vec::new();
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.drop_duplicates(out, sink_keys, &mut failures).await;
+        if !out.dedup_done {
+            self.drop_duplicates(out, sink_keys, &mut failures).await;
+        }
         let mut rejected: Vec<(u32, usize, String, Error, u32)> = Vec::new();
         let mut exhausted: Vec<u32> = Vec::new();
         // The sinks are independent: write them all at once.
@@ -377,6 +379,20 @@ impl Outputs {
         failures
     }
 
+    /// [`drop_duplicates`](Self::drop_duplicates) before the batch is
+    /// committed (before an aggregate takes its records, so that a duplicate
+    /// does not count in its window); the records that failed.
+    pub async fn take_duplicates(
+        &mut self,
+        out: &mut BatchOutput,
+        sink_keys: &[Vec<String>],
+    ) -> Vec<Failure> {
+        let mut failures = Vec::new();
+        self.drop_duplicates(out, sink_keys, &mut failures).await;
+        out.dedup_done = true;
+        failures
+    }
+
     /// Takes out of the batch the records whose deduplication key was
     /// delivered or is in flight, or belongs to an earlier record of it.
     /// When the store cannot be asked, every routed record of the batch
@@ -410,11 +426,19 @@ impl Outputs {
                     .sinks
                     .iter()
                     .flat_map(|l| l.ids.iter().copied().zip(l.raw.iter().map(|r| *r as usize)))
+                    .chain(
+                        out.contributions
+                            .iter()
+                            .filter(|t| !t.routed)
+                            .filter_map(|t| t.id.map(|id| (id, t.raw as usize))),
+                    )
                     .collect();
                 positions.sort_unstable();
                 positions.dedup_by_key(|p| p.0);
+                let aggregated = out.only_aggregated(&all);
                 let n = out.remove_routed(&all, sink_keys);
-                out.counts.delivered -= n;
+                out.counts.delivered -= n - aggregated;
+                out.counts.aggregated -= aggregated;
                 out.counts.failed += n;
                 out.removed.extend(0..all.len() as u32);
                 failures.extend(positions.into_iter().map(|(_, raw)| Failure {
@@ -576,7 +600,12 @@ impl Outputs {
             .acks
             .take_where(|a| a.checkpoint().is_some_and(|c| c.shard_dropped()));
         let mut shards: Vec<String> = Vec::new();
-        for ack in dropped {
+        for (seq, ack) in dropped {
+            // Its records are read again by the shard's next reader: their
+            // keys are not claimed.
+            if let Some(d) = &mut self.dedup {
+                d.claims.forget_batch(seq);
+            }
             if let Some(c) = ack.checkpoint() {
                 c.discard();
                 if !shards.iter().any(|s| s == c.shard()) {
@@ -746,7 +775,14 @@ impl Outputs {
         let positions = self
             .acks
             .any_due_unless(oldest_held, held, |ack| !matches!(ack, Ack::None));
-        let before = oldest_held.unwrap_or(u64::MAX);
+        // A record's key is claimed once its window's record is written too:
+        // not while a window holds its batch back.
+        let window_hold = windows
+            .as_ref()
+            .and_then(|w| w.values().filter_map(|(oldest, _)| *oldest).min());
+        let before = oldest_held
+            .unwrap_or(u64::MAX)
+            .min(window_hold.unwrap_or(u64::MAX));
         let claims = self
             .dedup
             .as_ref()

@@ -275,24 +275,58 @@ pub struct BatchOutput {
     pub fan_out: std::collections::HashMap<u32, Vec<Cut>>,
     /// Each routed record's deduplication key, by id (empty without `dedup:`).
     pub dedup_keys: Vec<String>,
-    /// Routed records (by id) taken out of the sinks' lines at commit:
-    /// duplicates, or records the dedup store could not be asked about.
+    /// Records (by id) not delivered after all, whose keys are not
+    /// claimed: duplicates and records the dedup store could not be asked
+    /// about (taken out of the sinks' lines), and records only the
+    /// aggregate took that it refused.
     pub removed: Vec<u32>,
     /// With `aggregate:`, each record's part in it, in order: with its
     /// index in the batch, whether a route took it too, and which record
     /// of a fan-out it is (for its envelope).
-    pub contributions: Vec<(crate::aggregate::window::Contribution, u32, bool, Vec<Cut>)>,
+    pub contributions: Vec<Taken>,
+    /// Duplicates were taken out already (before the aggregate took its
+    /// records); committing does not look again.
+    pub dedup_done: bool,
     /// How many records were routed (the ids given).
     pub routed: u32,
 }
 
+/// A record's part in the aggregate, as its batch keeps it.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// What it gives its window.
+    pub contribution: crate::aggregate::window::Contribution,
+    /// Its index in the batch.
+    pub raw: u32,
+    /// Whether a route took it too.
+    pub routed: bool,
+    /// Which record of a fan-out it is (for its envelope).
+    pub cuts: Vec<Cut>,
+    /// With `dedup:`, its id among the records with a key (`dedup_keys`).
+    pub id: Option<u32>,
+}
+
 impl BatchOutput {
-    /// Takes the routed records `drop` marks (by id) out of every sink's
-    /// lines, counted as deduplicated.
+    /// Takes the records `drop` marks (by id) out of every sink's lines and
+    /// out of the aggregate, counted as deduplicated.
     pub fn drop_duplicates(&mut self, drop: &[bool], sink_keys: &[Vec<String>]) {
         let dropped = self.remove_routed(drop, sink_keys);
-        self.counts.delivered -= dropped;
+        let aggregated = self.only_aggregated(drop);
+        self.counts.delivered -= dropped - aggregated;
+        self.counts.aggregated -= aggregated;
         self.counts.deduplicated += dropped;
+    }
+
+    /// How many of the records `drop` marks went only into the aggregate.
+    pub fn only_aggregated(&self, drop: &[bool]) -> u64 {
+        self.contributions
+            .iter()
+            .filter(|t| {
+                !t.routed
+                    && t.id
+                        .is_some_and(|id| drop.get(id as usize).copied().unwrap_or(false))
+            })
+            .count() as u64
     }
 
     /// Takes the routed records `drop` marks (by id) out of every sink's
@@ -467,6 +501,7 @@ impl Worker {
             dedup_keys: Vec::new(),
             removed: Vec::new(),
             contributions: Vec::new(),
+            dedup_done: false,
             routed: 0,
         };
         if !built.prefetch.is_empty() {
@@ -827,11 +862,26 @@ impl Worker {
         if targets.is_empty()
             && let Some(c) = contribution
         {
-            // Into the aggregate only.
+            // Into the aggregate only; with `dedup:`, with a key too.
+            let id = match &built.dedup {
+                None => None,
+                Some(_) => {
+                    let Ok(key) = self.dedup_key(raw, &mut record, cx) else {
+                        return;
+                    };
+                    cx.out.dedup_keys.extend(key);
+                    cx.routed += 1;
+                    Some(cx.routed - 1)
+                }
+            };
             let cuts = cx.fan_out.clone();
-            cx.out
-                .contributions
-                .push((c, cx.raw_index as u32, false, cuts));
+            cx.out.contributions.push(Taken {
+                contribution: c,
+                raw: cx.raw_index as u32,
+                routed: false,
+                cuts,
+                id,
+            });
             cx.out.counts.aggregated += 1;
             return;
         }
@@ -872,9 +922,14 @@ impl Worker {
             cx,
         );
         if let Some(c) = contribution {
-            cx.out
-                .contributions
-                .push((c, cx.raw_index as u32, true, Vec::new()));
+            let id = built.dedup.as_ref().map(|_| cx.routed - 1);
+            cx.out.contributions.push(Taken {
+                contribution: c,
+                raw: cx.raw_index as u32,
+                routed: true,
+                cuts: Vec::new(),
+                id,
+            });
         }
     }
 

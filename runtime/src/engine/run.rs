@@ -339,6 +339,15 @@ fn write_in_order(
         while let Some((out, ack)) = pending.remove(&next) {
             let mut out = out.map_err(|Fatal(m)| RunError::Fatal(m))?;
             if let Some(a) = aggregation.as_deref_mut() {
+                // A duplicate takes no part in a window: duplicates are
+                // taken out before the aggregate takes the batch.
+                if outputs.dedup.is_some() {
+                    let failures = rt.block_on(outputs.take_duplicates(&mut out, sink_keys));
+                    if !failures.is_empty() {
+                        counts.add(&out.counts);
+                        return Err(stop(failures));
+                    }
+                }
                 let batch = outputs.next_seq();
                 if let Some(hold) = a.apply(&mut out, batch, ack.checkpoint()) {
                     outputs.hold_windows(batch, hold);
@@ -425,7 +434,12 @@ fn write_in_order(
             batch_time: crate::record::time::now_rfc3339(),
             ..BatchOutput::default()
         };
-        a.close_all(&mut out);
+        let holds = a.close_all(&mut out);
+        // Nothing is held any longer once this batch is written.
+        let batch = outputs.next_seq();
+        for hold in holds {
+            outputs.hold_windows(batch, hold);
+        }
         released(rt.block_on(outputs.make_room(&out, counts)).map_err(stop)?);
         let failures = rt.block_on(outputs.commit(&mut out, Ack::None, sink_keys));
         counts.add(&out.counts);

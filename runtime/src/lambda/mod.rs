@@ -421,9 +421,10 @@ impl State {
             // What the answer needs: the records routed to it, and which
             // event records the DLQ took a record of.
             dead_lettered.extend(out.dlq.raw.iter().map(|&r| chunk_items[r as usize]));
-            contributions.extend(out.contributions.drain(..).map(|(c, r, routed, cuts)| {
-                let kept = (scripted && !routed).then(|| (out.raw[r as usize].clone(), cuts));
-                (chunk_items[r as usize], c, kept)
+            contributions.extend(out.contributions.drain(..).map(|t| {
+                let kept =
+                    (scripted && !t.routed).then(|| (out.raw[t.raw as usize].clone(), t.cuts));
+                (chunk_items[t.raw as usize], t.contribution, kept)
             }));
             // Retries stop in time to answer before the margin.
             let left = deadline

@@ -61,17 +61,23 @@ pub fn run(built: &Arc<Built>, case: &Case) -> Result<Actual, String> {
     };
     Ok(match worker.process(&batch, &case.now) {
         Ok(mut out) => {
-            // A case's records are one batch, then the end of the input: its
-            // windows are emitted.
+            // A case's records are one batch, and its dedup store starts
+            // empty; a duplicate takes no part in a window either.
+            if built.dedup.is_some() {
+                let drop = crate::dedup::duplicates(&out.dedup_keys, |_| false);
+                out.drop_duplicates(&drop, &built.sink_keys);
+                out.removed.extend(
+                    drop.iter()
+                        .enumerate()
+                        .filter(|(_, d)| **d)
+                        .map(|(id, _)| id as u32),
+                );
+            }
+            // Then the end of the input: its windows are emitted.
             if let Some(mut a) = crate::engine::aggregate::Aggregation::new(built)? {
                 out.raw = batch.clone();
                 a.apply(&mut out, 0, None);
                 a.close_all(&mut out);
-            }
-            // A case's records are one batch, and its dedup store starts empty.
-            if built.dedup.is_some() {
-                let drop = crate::dedup::duplicates(&out.dedup_keys, |_| false);
-                out.drop_duplicates(&drop, &built.sink_keys);
             }
             Actual {
                 sinks: out.sinks.iter().map(|s| lines_of(&s.bytes)).collect(),
