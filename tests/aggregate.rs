@@ -271,8 +271,10 @@ fn check_refuses_what_aggregate_cannot_do_yet_and_names_bad_reducers() {
     );
 }
 
-/// Over a Kinesis stream, the aggregate is the Lambda event source
-/// mapping's: the template sets its window; the other modes refuse it.
+/// Over a Kinesis stream in Lambda, the aggregate's window is the event
+/// source mapping's: the template sets it, at most 15 minutes there
+/// (`check --mode lambda` and the template say so); the daemon keeps windows
+/// of any length.
 #[test]
 fn in_lambda_the_window_is_the_mappings_and_at_most_15_minutes() {
     let t = tempfile::tempdir().unwrap();

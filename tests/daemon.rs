@@ -1250,16 +1250,7 @@ fn minutes_pipeline(g: &Group) -> PathBuf {
     let p = g.dir().join("minutes.yaml");
     std::fs::write(
         &p,
-        PIPELINE
-            .replace(
-                "record.t = meta.batch_time; record",
-                "record.ts = 1795507200 + record.id; record",
-            )
-            .replace(
-                "routes: [{ to: [out] }]",
-                "aggregate:\n  name: per_minute\n  group_by: [k]\n  window: { tumbling: 1m }\n  time: { field: ts }\n  emit: { n: count(), total: sum(id) }\n\
-                 routes: [{ from: per_minute, to: [minutes] }]",
-            )
+        minutes_yaml("", "minutes")
             .replace(
                 "sinks:\n",
                 "sinks:\n  minutes: { type: dynamodb, table: minutes }\n",
@@ -1271,6 +1262,24 @@ fn minutes_pipeline(g: &Group) -> PathBuf {
     )
     .unwrap();
     p
+}
+
+/// `PIPELINE` with record `id` at `id` seconds after 2026-11-24T08:00:00Z
+/// and an aggregate of each key's ids per minute (with `more` in it), whose
+/// records go to sink `to`.
+fn minutes_yaml(more: &str, to: &str) -> String {
+    PIPELINE
+        .replace(
+            "record.t = meta.batch_time; record",
+            "record.ts = 1795507200 + record.id; record",
+        )
+        .replace(
+            "routes: [{ to: [out] }]",
+            &format!(
+                "aggregate:\n  name: per_minute\n  group_by: [k]\n  window: {{ tumbling: 1m }}\n  time: {{ field: ts }}\n  emit: {{ n: count(), total: sum(id) }}\n{more}\
+                 routes: [{{ from: per_minute, to: [{to}] }}]"
+            ),
+        )
 }
 
 /// What `minutes_pipeline` must write for ids `0..60 * minutes` (sorted
@@ -1426,17 +1435,10 @@ fn across_a_split_a_parents_windows_are_emitted_at_its_end() {
     let p = g.dir().join("minutes.yaml");
     std::fs::write(
         &p,
-        PIPELINE
-            .replace(
-                "record.t = meta.batch_time; record",
-                "record.ts = 1795507200 + record.id; record",
-            )
-            .replace(
-                "routes: [{ to: [out] }]",
-                "aggregate:\n  name: per_minute\n  group_by: [k]\n  window: { tumbling: 1m }\n  time: { field: ts }\n  emit: { n: count(), total: sum(id) }\n\
-                 \x20 transforms: [{ name: shard, script: 'record.shard = meta.shard; record' }]\n\
-                 routes: [{ from: per_minute, to: [out] }]",
-            ),
+        minutes_yaml(
+            "  transforms: [{ name: shard, script: 'record.shard = meta.shard; record' }]\n",
+            "out",
+        ),
     )
     .unwrap();
     let log = g.dir().join("run.log");
