@@ -74,9 +74,11 @@ fn every_example_pipeline_checks_clean() {
     }
 }
 
+/// Every pipeline file of the examples, variants too: a folder's test
+/// cases run with each of them.
 #[test]
 fn every_example_pipeline_passes_its_tests() {
-    for p in pipelines() {
+    for p in pipeline_files() {
         let o = run(sluice().arg("test").arg(&p));
         let out = stdout(&o);
         assert_eq!(
