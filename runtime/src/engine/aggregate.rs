@@ -135,12 +135,15 @@ impl Aggregation {
             if let Some(m) = &restored {
                 windows.resume_at(m.watermark_ms);
             }
+            // A restored shard's mark goes on from where it was saved, also
+            // while it takes nothing new (every record read again skipped).
+            let last = restored.as_ref().map(|m| m.through.clone());
             self.parts.insert(
                 shard.to_owned(),
                 Part {
                     windows,
                     replay_through: restored.map(|m| m.through),
-                    last: None,
+                    last,
                 },
             );
         }
