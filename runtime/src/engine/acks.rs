@@ -49,10 +49,7 @@ impl<A> Acks<A> {
 
     /// Whether one of the acknowledgements now due satisfies `f`.
     pub fn any_due(&self, oldest_held: Option<u64>, f: impl Fn(&A) -> bool) -> bool {
-        self.queue
-            .iter()
-            .take_while(|(seq, _)| is_due(*seq, oldest_held))
-            .any(|(_, a)| f(a))
+        self.any_due_unless(oldest_held, |_, _| false, f)
     }
 
     /// Takes the acknowledgements now due, oldest first: those of the
@@ -60,12 +57,7 @@ impl<A> Acks<A> {
     /// still holds records of (`None`: no buffer holds any). A batch no
     /// buffer holds still waits for every older batch that one does.
     pub fn take_due(&mut self, oldest_held: Option<u64>) -> Vec<A> {
-        let n = self
-            .queue
-            .iter()
-            .take_while(|(seq, _)| is_due(*seq, oldest_held))
-            .count();
-        self.queue.drain(..n).map(|(_, a)| a).collect()
+        self.take_due_unless(oldest_held, |_, _| false)
     }
 
     /// Whether a batch that [`take_due_unless`](Self::take_due_unless)
@@ -83,37 +75,45 @@ impl<A> Acks<A> {
     }
 
     /// Takes, in order, the batches due (as [`take_due`](Self::take_due))
-    /// that `held` does not hold back; those it holds stay, in order.
+    /// that `held` does not hold back (an aggregate's windows, per shard);
+    /// those it holds stay, in order.
     pub fn take_due_unless(
         &mut self,
         oldest_held: Option<u64>,
         held: impl Fn(u64, &A) -> bool,
     ) -> Vec<A> {
-        let n = self
+        let due = self
             .queue
             .iter()
-            .take_while(|(seq, _)| is_due(*seq, oldest_held))
-            .count();
-        let mut due = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        for (i, (seq, a)) in self.queue.drain(..).enumerate() {
-            if i < n && !held(seq, &a) {
-                due.push(a);
-            } else {
-                kept.push_back((seq, a));
-            }
+            .take_while(|(seq, _)| is_due(*seq, oldest_held));
+        let n = due.clone().count();
+        if !due.clone().any(|(seq, a)| held(*seq, a)) {
+            // Nothing held among them (every pipeline without an
+            // aggregate): the front of the queue, as it is.
+            return self.queue.drain(..n).map(|(_, a)| a).collect();
         }
-        self.queue = kept;
-        due
+        self.take_at(|i, seq, a| i < n && !held(seq, a))
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect()
     }
 
     /// Takes out every batch `f` picks, due or not, in order, with its
     /// sequence number.
     pub fn take_where(&mut self, f: impl Fn(&A) -> bool) -> Vec<(u64, A)> {
+        if !self.queue.iter().any(|(_, a)| f(a)) {
+            return Vec::new();
+        }
+        self.take_at(|_, _, a| f(a))
+    }
+
+    /// Takes out the batches `pick` picks (by place in the queue, sequence
+    /// and acknowledgement), keeping the others in order.
+    fn take_at(&mut self, pick: impl Fn(usize, u64, &A) -> bool) -> Vec<(u64, A)> {
         let mut taken = Vec::new();
         let mut kept = VecDeque::with_capacity(self.queue.len());
-        for (seq, a) in self.queue.drain(..) {
-            if f(&a) {
+        for (i, (seq, a)) in self.queue.drain(..).enumerate() {
+            if pick(i, seq, &a) {
                 taken.push((seq, a));
             } else {
                 kept.push_back((seq, a));

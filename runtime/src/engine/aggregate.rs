@@ -254,13 +254,34 @@ impl Aggregation {
         if records.is_empty() {
             return;
         }
-        let (raws, unfinished) = split(emitted(&self.name, shard, &records), &records);
+        let (raws, unfinished) = to_route(&self.name, shard, &records);
         // Routing cannot stop the run: no schema, no `on_invalid: fail`.
         if let Ok(made) = self.worker.process(&raws, &out.batch_time) {
-            merge(out, made, raws);
+            add_routed(out, &self.outputs.name, (made, raws), unfinished);
         }
-        dead_letter_unfinished(out, &self.outputs.name, unfinished);
     }
+}
+
+/// The records windows emitted, as records of the aggregate `name` (of
+/// `shard`) to route, and those a script reducer's `finish` failed on.
+pub fn to_route(
+    name: &Arc<str>,
+    shard: Option<&Arc<str>>,
+    records: &[Emitted],
+) -> (Vec<RawRecord>, Vec<(RawRecord, String)>) {
+    split(emitted(name, shard, records), records)
+}
+
+/// Adds to a batch what the windows' records became (`made` by routing
+/// `raws`), and dead-letters those `finish` failed on.
+pub fn add_routed(
+    out: &mut BatchOutput,
+    pipeline: &str,
+    (made, raws): (BatchOutput, Vec<RawRecord>),
+    unfinished: Vec<(RawRecord, String)>,
+) {
+    merge(out, made, raws);
+    dead_letter_unfinished(out, pipeline, unfinished);
 }
 
 /// Whether stream sequence number `a` comes after `b`: both are decimal
@@ -272,10 +293,7 @@ fn sequence_after(a: &str, b: &str) -> bool {
 
 /// The records of windows (`raws`, made from `records`) to route, and
 /// those a script reducer's `finish` failed on, with why.
-pub fn split(
-    raws: Vec<RawRecord>,
-    records: &[Emitted],
-) -> (Vec<RawRecord>, Vec<(RawRecord, String)>) {
+fn split(raws: Vec<RawRecord>, records: &[Emitted]) -> (Vec<RawRecord>, Vec<(RawRecord, String)>) {
     let mut ok = Vec::with_capacity(raws.len());
     let mut failed = Vec::new();
     for (raw, e) in raws.into_iter().zip(records) {
@@ -332,11 +350,7 @@ pub fn dead_letter_refused(
 
 /// Dead-letters, with stage `aggregate`, the records of windows a script
 /// reducer's `finish` failed on: counted as made by the aggregate.
-pub fn dead_letter_unfinished(
-    out: &mut BatchOutput,
-    pipeline: &str,
-    failed: Vec<(RawRecord, String)>,
-) {
+fn dead_letter_unfinished(out: &mut BatchOutput, pipeline: &str, failed: Vec<(RawRecord, String)>) {
     for (raw, why) in failed {
         out.counts.aggregates_out += 1;
         dead_letter_refused(out, pipeline, raw, &[], why);
@@ -347,7 +361,7 @@ pub fn dead_letter_unfinished(
 /// with its window's identity (and the shard whose window it is): a window
 /// emitted again has the same position, so an S3 object named after it
 /// (`{part}`) is written again in place.
-pub fn emitted(name: &Arc<str>, shard: Option<&Arc<str>>, records: &[Emitted]) -> Vec<RawRecord> {
+fn emitted(name: &Arc<str>, shard: Option<&Arc<str>>, records: &[Emitted]) -> Vec<RawRecord> {
     records
         .iter()
         .map(|e| RawRecord {
@@ -369,7 +383,7 @@ pub fn emitted(name: &Arc<str>, shard: Option<&Arc<str>>, records: &[Emitted]) -
 /// Adds what the aggregate's records became (`made`, from `raws`) to a
 /// batch: their lines after its lines, their records after its records,
 /// and their count as records the aggregate made.
-pub fn merge(out: &mut BatchOutput, made: BatchOutput, raws: Vec<RawRecord>) {
+fn merge(out: &mut BatchOutput, made: BatchOutput, raws: Vec<RawRecord>) {
     let raw_base = out.raw.len() as u32;
     let id_base = out.routed;
     for (into, from) in out.sinks.iter_mut().zip(&made.sinks) {

@@ -305,15 +305,21 @@ fn write_in_order(
 ) -> Result<(), RunError> {
     let mut next = 0u64;
     let mut pending: BTreeMap<u64, (Result<BatchOutput, Fatal>, Ack)> = BTreeMap::new();
+    // A message, as a JSON log line or on standard error.
+    let say = |level: &str, message: &str| {
+        if opts.json_logs {
+            crate::logs::json(level, message);
+        } else if level == "warn" {
+            progress.suspend(|| crate::errln!("warning: {message}"));
+        } else {
+            progress.suspend(|| crate::errln!("{message}"));
+        }
+    };
     let released = |r: super::commit::Released| {
         in_flight.fetch_sub(r.freed, Ordering::AcqRel);
         budget.give_back(r.freed);
         for w in r.warnings {
-            if opts.json_logs {
-                crate::logs::json("warn", &w);
-            } else {
-                progress.suspend(|| crate::errln!("warning: {w}"));
-            }
+            say("warn", &w);
         }
     };
     loop {
@@ -389,14 +395,12 @@ fn write_in_order(
         if let Some(a) = aggregation.as_deref_mut() {
             for shard in outputs.give_up_dropped_shards() {
                 a.drop_shard(&shard);
-                let message = format!(
-                    "shard {shard} is read by another worker now: its open windows are left to it, which reads their records again from the shard's checkpoint"
+                say(
+                    "info",
+                    &format!(
+                        "shard {shard} is read by another worker now: its open windows are left to it, which reads their records again from the shard's checkpoint"
+                    ),
                 );
-                if opts.json_logs {
-                    crate::logs::json("info", &message);
-                } else {
-                    progress.suspend(|| crate::errln!("{message}"));
-                }
             }
         }
         let idle = flush_requested.load(Ordering::Acquire)
@@ -417,15 +421,13 @@ fn write_in_order(
         && !ends
         && a.open() > 0
     {
-        let message = format!(
-            "{} windows were open when the run stopped: they are not emitted, and their records are read again from the shards' checkpoints at the next start",
-            a.open()
+        say(
+            "info",
+            &format!(
+                "{} windows were open when the run stopped: they are not emitted, and their records are read again from the shards' checkpoints at the next start",
+                a.open()
+            ),
         );
-        if opts.json_logs {
-            crate::logs::json("info", &message);
-        } else {
-            progress.suspend(|| crate::errln!("{message}"));
-        }
     }
     if let Some(a) = aggregation.filter(|_| ends) {
         let mut out = BatchOutput {

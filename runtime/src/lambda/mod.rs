@@ -564,8 +564,6 @@ impl State {
     }
 }
 
-/// Reports a chunk not processed and every record after it as failed (the
-/// source delivers them again); how many records that is.
 /// A record's part in the mapping's window: its event record, its part,
 /// and, when a script reducer may refuse it and no route took it, the
 /// record and its place in a fan-out, to dead-letter it then.
@@ -575,6 +573,8 @@ type Contributed = (
     Option<(RawRecord, Vec<crate::record::Cut>)>,
 );
 
+/// Reports a chunk not processed and every record after it as failed (the
+/// source delivers them again); how many records that is.
 fn give_back(
     failed: &mut BTreeSet<usize>,
     chunk_items: &[usize],
@@ -587,7 +587,6 @@ fn give_back(
     n
 }
 
-/// A failed invocation's answer: `errorType` is a word, not a Rust type.
 impl State {
     /// Adds the invocation's records to the mapping window's groups (only
     /// those before its first failed record: the mapping delivers that one
@@ -654,10 +653,8 @@ impl State {
                     |(a, _)| Arc::from(a.name.as_str()),
                 );
                 let shard = window.shard.as_deref().map(Arc::from);
-                let (raws, unfinished) = crate::engine::aggregate::split(
-                    crate::engine::aggregate::emitted(&name, shard.as_ref(), &records),
-                    &records,
-                );
+                let (raws, unfinished) =
+                    crate::engine::aggregate::to_route(&name, shard.as_ref(), &records);
                 let worker = self
                     .aggregate_worker
                     .as_ref()
@@ -667,10 +664,10 @@ impl State {
                     .wait()
                     .await?
                     .map_err(|Fatal(m)| m)?;
-                crate::engine::aggregate::merge(&mut out, made, raws);
-                crate::engine::aggregate::dead_letter_unfinished(
+                crate::engine::aggregate::add_routed(
                     &mut out,
                     &self.built.name,
+                    (made, raws),
                     unfinished,
                 );
                 next
@@ -694,6 +691,7 @@ impl State {
     }
 }
 
+/// A failed invocation's answer: `errorType` is a word, not a Rust type.
 fn failure(error_type: &str, message: String) -> Diagnostic {
     Diagnostic {
         error_type: error_type.to_owned(),
