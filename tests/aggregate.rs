@@ -35,6 +35,13 @@ fn pipeline(dir: &Path, lateness: &str) -> std::path::PathBuf {
     )
 }
 
+/// `sluice check --mode MODE --format short` of a pipeline.
+fn check_in(mode: &str, p: &Path) -> std::process::Output {
+    run(sluice()
+        .args(["check", "--mode", mode, "--format", "short"])
+        .arg(p))
+}
+
 fn rfc3339(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
@@ -299,9 +306,7 @@ fn in_lambda_the_window_is_the_mappings_and_at_most_15_minutes() {
     let o = run(sluice().args(["check", "--mode", "lambda"]).arg(&p));
     assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
     // The daemon keeps the windows itself.
-    let o = run(sluice()
-        .args(["check", "--mode", "daemon", "--format", "short"])
-        .arg(&p));
+    let o = check_in("daemon", &p);
     assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
     // An event-time field does not place records in Lambda: check warns.
     std::fs::write(
@@ -311,9 +316,7 @@ fn in_lambda_the_window_is_the_mappings_and_at_most_15_minutes() {
             .replace("time: processing", "time: { field: ts }"),
     )
     .unwrap();
-    let o = run(sluice()
-        .args(["check", "--mode", "lambda", "--format", "short"])
-        .arg(&p));
+    let o = check_in("lambda", &p);
     assert_eq!(o.status.code(), Some(0));
     assert!(
         common::stderr(&o).contains("warning[unsupported-mode]: in Lambda, the aggregate's windows are the event source mapping's"),
@@ -326,9 +329,7 @@ fn in_lambda_the_window_is_the_mappings_and_at_most_15_minutes() {
         std::fs::read_to_string(&p).unwrap().replace("2m", "20m"),
     )
     .unwrap();
-    let o = run(sluice()
-        .args(["check", "--mode", "lambda", "--format", "short"])
-        .arg(&p));
+    let o = check_in("lambda", &p);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         common::stderr(&o).contains("pipeline.yaml:4:43: error[unsupported-mode]: in Lambda, an aggregate's window is the event source mapping's, which is at most 15 minutes (`TumblingWindowInSeconds` ≤ 900)"),
@@ -339,9 +340,7 @@ fn in_lambda_the_window_is_the_mappings_and_at_most_15_minutes() {
     assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
     assert!(common::stderr(&o).contains("at most 15 minutes"));
     // `sluice daemon` keeps windows of any length.
-    let o = run(sluice()
-        .args(["check", "--mode", "daemon", "--format", "short"])
-        .arg(&p));
+    let o = check_in("daemon", &p);
     assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
 }
 
@@ -971,17 +970,13 @@ fn in_lambda_dedup_with_an_aggregate_is_refused() {
          sinks: { out: { type: sqs, queue: q } }\n\
          dlq: { type: sqs, queue: d }\n",
     );
-    let o = run(sluice()
-        .args(["check", "--mode", "lambda", "--format", "short"])
-        .arg(&p));
+    let o = check_in("lambda", &p);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         common::stderr(&o).contains("pipeline.yaml:5:8: error[unsupported-mode]: in Lambda, `dedup` and `aggregate` cannot be used together"),
         "{}",
         common::stderr(&o)
     );
-    let o = run(sluice()
-        .args(["check", "--mode", "daemon", "--format", "short"])
-        .arg(&p));
+    let o = check_in("daemon", &p);
     assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
 }

@@ -233,6 +233,22 @@ impl Group {
         }
     }
 
+    /// `sluice run PIPELINE` over the stream, one worker, its standard
+    /// error in `log`.
+    fn spawn_run(&self, pipeline: &Path, log: &Path) -> std::process::Child {
+        common::sluice()
+            .current_dir(self.dir())
+            .arg("run")
+            .arg(pipeline)
+            .args(["--no-progress", "--workers", "1"])
+            .envs(self.env())
+            .env("WORKER", "run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap()
+    }
+
     /// Splits a shard in two halves of its hash key range and waits until the stream is active.
     fn split(&self, shard: &str) {
         let shards = self
@@ -452,6 +468,44 @@ fn assert_read_twice_only_as_said(dups: usize, logs: &[(String, String)]) {
 /// same name starts a new log).
 fn logs(workers: &[&Daemon]) -> Vec<(String, String)> {
     workers.iter().map(|w| (w.name.clone(), w.log())).collect()
+}
+
+/// Waits until `look` says done. It fails only when what it sees (its
+/// second value) stops changing for two minutes: the workers stopped making
+/// progress, however slowly a busy machine lets them go.
+fn wait_while_progressing(
+    what: &str,
+    mut look: impl FnMut() -> (bool, String),
+    logs: impl Fn() -> String,
+) {
+    const STALLED: Duration = Duration::from_secs(120);
+    let (mut seen, mut since) = (String::new(), Instant::now());
+    loop {
+        let (done, now) = look();
+        if done {
+            return;
+        }
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        }
+        assert!(
+            since.elapsed() < STALLED,
+            "{what}: no progress for {STALLED:?}, at {seen}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops a process with SIGTERM; how it ended.
+fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    child.wait().unwrap()
 }
 
 fn duplicates(ids: &[i64]) -> usize {
@@ -772,17 +826,7 @@ fn across_a_split_and_a_merge_each_keys_records_arrive_in_order() {
 fn sluice_run_reads_the_children_of_a_split_after_their_parent() {
     let g = Group::resharding(1);
     let log = g.dir().join("run.log");
-    let mut run = common::sluice()
-        .current_dir(g.dir())
-        .arg("run")
-        .arg(&g.pipeline)
-        .args(["--no-progress", "--workers", "1"])
-        .envs(g.env())
-        .env("WORKER", "run")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut run = g.spawn_run(&g.pipeline, &log);
     g.put(0, 240);
     g.split("shardId-000000000000");
     g.put(240, 480);
@@ -791,13 +835,7 @@ fn sluice_run_reads_the_children_of_a_split_after_their_parent() {
     assert_key_order_per_file(g.dir());
 
     // SIGTERM: what was read is delivered, the leases are released.
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let status = run.wait().unwrap();
+    let status = sigterm(&mut run);
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(
@@ -1164,21 +1202,15 @@ fn a_dedup_table_drops_resends_across_a_killed_worker() {
     g.wait_for_owners(&[("w2", 4)], Duration::from_secs(60));
     let ids = g.wait_for_all(300, Duration::from_secs(60));
     let claimed = |n: usize| {
-        let started = Instant::now();
-        loop {
-            let items =
-                g.rt.block_on(common::aws::items(&g.dynamodb, "seen", "key"));
-            if items.len() == n {
-                return items;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "{} of {n} keys claimed\n{}",
-                items.len(),
-                g.logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_while_progressing(
+            &format!("{n} keys claimed"),
+            || {
+                let items =
+                    g.rt.block_on(common::aws::items(&g.dynamodb, "seen", "key"));
+                (items.len() == n, format!("{} keys", items.len()))
+            },
+            || g.logs(),
+        );
     };
     claimed(300);
     let before = g.delivered();
@@ -1316,21 +1348,14 @@ fn minutes(g: &Group, minutes: i64) -> (Vec<serde_json::Value>, Vec<serde_json::
 /// Waits until the table holds exactly what `minutes` wants; then stops
 /// `last` and checks that nothing it wrote later changed a window.
 fn wait_for_minutes(g: &Group, n: i64, last: &mut Daemon) {
-    let started = Instant::now();
-    loop {
-        let (want, got) = minutes(g, n);
-        if got == want {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "{} of {} windows written\n{}",
-            got.len(),
-            want.len(),
-            g.logs()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_while_progressing(
+        "every window written",
+        || {
+            let (want, got) = minutes(g, n);
+            (got == want, format!("{got:?}"))
+        },
+        || g.logs(),
+    );
     last.terminate();
     assert_eq!(
         last.wait_exit(Duration::from_secs(60)),
@@ -1400,12 +1425,14 @@ fn handed_over(dedup: bool) {
     g.wait_for_owners(&[("w1", 2), ("w2", 2)], Duration::from_secs(60));
     g.put_slowly(150, 300, 25, Duration::from_millis(300));
     g.put(1020, 1044);
-    let (want, _) = minutes(&g, 5);
-    let started = Instant::now();
-    while minutes(&g, 5).1 != want {
-        assert!(started.elapsed() < Duration::from_secs(90), "{}", g.logs());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_while_progressing(
+        "every window written",
+        || {
+            let (want, got) = minutes(&g, 5);
+            (got == want, format!("{got:?}"))
+        },
+        || g.logs(),
+    );
     w1.terminate();
     assert_eq!(
         w1.wait_exit(Duration::from_secs(60)),
@@ -1442,17 +1469,7 @@ fn across_a_split_a_parents_windows_are_emitted_at_its_end() {
     )
     .unwrap();
     let log = g.dir().join("run.log");
-    let mut run = common::sluice()
-        .current_dir(g.dir())
-        .arg("run")
-        .arg(&p)
-        .args(["--no-progress", "--workers", "1"])
-        .envs(g.env())
-        .env("WORKER", "run")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut run = g.spawn_run(&p, &log);
     g.put(0, 210);
     g.split("shardId-000000000000");
     g.put(210, 480);
@@ -1494,23 +1511,15 @@ fn across_a_split_a_parents_windows_are_emitted_at_its_end() {
         }
         (got, parts)
     };
-    let started = Instant::now();
-    while sums().0 != want {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{:?}\n{}",
-            sums().0.len(),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let status = run.wait().unwrap();
+    wait_while_progressing(
+        "every minute counted",
+        || {
+            let got = sums().0;
+            (got == want, format!("{got:?}"))
+        },
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+    );
+    let status = sigterm(&mut run);
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
     let (got, mut parts) = sums();
